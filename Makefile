@@ -1,0 +1,33 @@
+# Lockstep — the two commands a newcomer needs are `make demo` and `make test`.
+# Both install what is missing on a fresh Debian/Ubuntu machine, then build.
+
+SHELL := /bin/bash
+export HEX_OFFLINE := 1
+
+.PHONY: demo test bench deps rust-checks elixir-checks clean
+
+deps:
+	@bash scripts/ensure_deps.sh
+
+demo: deps
+	@mix compile --no-deps-check >/dev/null
+	@mix run --no-compile -e 'Lockstep.Examples.CounterRace.demo()'
+
+rust-checks: deps
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo test --workspace
+
+elixir-checks: deps
+	mix format --check-formatted
+	MIX_ENV=test mix compile --warnings-as-errors --force
+	mix test
+
+test: rust-checks elixir-checks
+
+bench: deps
+	MIX_ENV=prod mix run bench/run.exs
+
+clean:
+	cargo clean
+	rm -rf _build

@@ -1,0 +1,263 @@
+defmodule Lockstep do
+  @moduledoc """
+  Controlled concurrency testing for the BEAM.
+
+  Lockstep runs a test body many times. In every run (an *iteration*) exactly one managed
+  process executes between *sync points* — the calls in this module — and a *strategy*
+  decides which process goes next. When an iteration fails, Lockstep raises
+  `Lockstep.BugFound` with what failed, the seed, a readable trace with the failing step
+  marked, and the command that replays the exact schedule.
+
+  ## A first test
+
+      test "two clients racing on a counter lose an update" do
+        assert_raise Lockstep.BugFound, fn ->
+          Lockstep.run(fn ->
+            counter = Lockstep.spawn(fn -> counter_loop(0) end)
+            me = self()
+
+            for _ <- 1..2 do
+              Lockstep.spawn(fn ->
+                Lockstep.send(counter, {:get, self()})
+                value = Lockstep.receive do
+                  {:value, v} -> v
+                end
+                Lockstep.send(counter, {:put, value + 1})
+                Lockstep.send(me, :done)
+              end)
+            end
+
+            Lockstep.recv()
+            Lockstep.recv()
+            Lockstep.send(counter, {:get, self()})
+            Lockstep.receive do
+              {:value, v} -> assert v == 2
+            end
+          end, iterations: 200)
+        end
+      end
+
+  Inside a run use `spawn/1`, `send/2`, `receive/1`, `recv/0`… instead of their Kernel
+  counterparts: those are the sync points Lockstep schedules. A bare `receive` or
+  `Process.sleep/1` in a managed process is code Lockstep does not control; the run
+  reports it as `:stuck` after `:timeout` ms.
+
+  See `run/2` for the options and the failure kinds.
+  """
+
+  import Kernel, except: [spawn: 1, spawn_link: 1, send: 2]
+
+  alias Lockstep.Runtime
+
+  @typedoc "What `Lockstep.run/2` accepts; see `run/2`."
+  @type option ::
+          {:iterations, pos_integer()}
+          | {:strategy, atom() | {atom(), keyword()}}
+          | {:seed, non_neg_integer()}
+          | {:bug_depth, pos_integer()}
+          | {:max_steps, pos_integer()}
+          | {:fail_on_max_steps, boolean()}
+          | {:timeout, pos_integer()}
+          | {:delivery, :instant | :delayed}
+          | {:crash, :fail | :ignore}
+          | {:name, String.t() | atom()}
+          | {:trace_dir, Path.t()}
+
+  @doc """
+  Runs `fun` as the root process of up to `:iterations` controlled iterations and returns a
+  `%Lockstep.Summary{}`; raises `Lockstep.BugFound` at the first failing iteration.
+
+  ## Options
+
+    * `:iterations` (100) — iterations to try; stops at the first bug.
+    * `:strategy` (`:pct`) — `:random` or `:pct`, or `{name, opts}` such as
+      `{:pct, bug_depth: 2}`.
+    * `:seed` (ExUnit's seed under ExUnit, else random) — iteration seeds derive from it.
+    * `:bug_depth` (3) — PCT's d.
+    * `:max_steps` (10_000) — scheduling steps per iteration; reaching it ends the
+      iteration as inconclusive, or fails it with `fail_on_max_steps: true`.
+    * `:fail_on_max_steps` (`false`).
+    * `:timeout` (5_000) — wall-clock ms a managed process may run without reaching a
+      sync point before the iteration fails as `:stuck`.
+    * `:delivery` (`:instant`) — `:delayed` keeps each message in flight until the strategy
+      delivers it (order kept per sender→receiver pair), so reorderings across senders are
+      explored.
+    * `:crash` (`:fail`) — `:ignore` makes crashes of non-root processes normal.
+    * `:name` — label used in reports and trace file names.
+    * `:trace_dir` (`"_build/lockstep/traces"`; env `LOCKSTEP_TRACE_DIR` overrides).
+
+  ## Failure kinds
+
+    * `:exception` — the root raised, threw or exited abnormally (or was killed by an exit
+      signal);
+    * `:crash` — another managed process raised, threw or exited abnormally;
+    * `:deadlock` — the root has not returned and nothing can happen; the report lists
+      every blocked process and what it waits for;
+    * `:stuck` — a managed process ran `:timeout` ms without reaching a sync point;
+    * `:max_steps` — only with `fail_on_max_steps: true`.
+  """
+  @spec run((-> any()), [option()]) :: Lockstep.Summary.t()
+  def run(fun, opts \\ []) do
+    case check(fun, opts) do
+      {:ok, summary} -> summary
+      {:error, bug} -> raise bug
+    end
+  end
+
+  @doc """
+  Like `run/2` but returns `{:ok, summary}` or `{:error, %Lockstep.BugFound{}}`.
+  """
+  @spec check((-> any()), [option()]) ::
+          {:ok, Lockstep.Summary.t()} | {:error, Lockstep.BugFound.t()}
+  def check(fun, opts \\ []), do: Lockstep.Runner.check(fun, opts)
+
+  @doc """
+  Re-runs one iteration of `fun` on the schedule saved in the trace file at `path`.
+
+  Raises the same `Lockstep.BugFound` when the bug reproduces,
+  `Lockstep.ReplayDivergence` when the program no longer follows the schedule, and
+  `Lockstep.TraceError` when the file is missing, corrupt or of an unknown version.
+  Returns `:ok` when the schedule is followed to the end and nothing fails.
+  Accepts `:timeout`, `:trace_dir` and `:name`; the other options come from the file.
+  """
+  @spec replay((-> any()), Path.t(), keyword()) :: :ok
+  def replay(fun, path, opts \\ []), do: Lockstep.Runner.replay(fun, path, opts)
+
+  @doc "Spawns a managed process running `fun`; mirrors `Kernel.spawn/1`."
+  @spec spawn((-> any())) :: pid()
+  def spawn(fun), do: Runtime.spawn(fun, false)
+
+  @doc """
+  Spawns a managed process with options. Only `node:` is defined and it needs the
+  simulated cluster, which is not available yet.
+  """
+  @spec spawn((-> any()), keyword()) :: pid()
+  def spawn(fun, []), do: Runtime.spawn(fun, false)
+
+  def spawn(_fun, opts) do
+    raise ArgumentError,
+          "Lockstep.spawn/2 options #{inspect(opts)} are not supported yet: " <>
+            "`node:` arrives with the simulated cluster"
+  end
+
+  @doc """
+  Spawns a managed process linked to the caller; mirrors `Kernel.spawn_link/1`. If either
+  exits abnormally the other is killed by the (simulated) exit signal.
+  """
+  @spec spawn_link((-> any())) :: pid()
+  def spawn_link(fun), do: Runtime.spawn(fun, true)
+
+  @doc """
+  Sends `msg` to `dest` and returns `msg`; mirrors `Kernel.send/2`. A send to a dead
+  managed process is silently dropped; a send to a pid outside the run (the test process,
+  say) is a plain send.
+  """
+  @spec send(pid(), term()) :: term()
+  def send(dest, msg), do: Runtime.send(dest, msg)
+
+  @doc "Receives the next message, first in first out."
+  @spec recv() :: term()
+  def recv, do: Runtime.recv()
+
+  @doc "Receives the first message for which `pred` returns a truthy value (selective receive)."
+  @spec recv_first((term() -> as_boolean(term()))) :: term()
+  def recv_first(pred), do: Runtime.recv_first(pred)
+
+  @doc """
+  Returns an integer in `0..n-1` chosen by the strategy, recorded in the schedule and
+  replayed: controlled data nondeterminism.
+  """
+  @spec random(pos_integer()) :: non_neg_integer()
+  def random(n), do: Runtime.random(n)
+
+  @doc "An explicit sync point (put one in spin loops). Returns `:ok`."
+  @spec yield() :: :ok
+  def yield, do: Runtime.yield()
+
+  @doc "The current run's controller handle (see `Lockstep.Controller`)."
+  @spec controller() :: Lockstep.Controller.t()
+  def controller do
+    {session, _id, tag} = Runtime.context()
+    %Lockstep.Controller{session: session, tag: tag}
+  end
+
+  @doc """
+  Receives a message like `Kernel.SpecialForms.receive/1`: patterns, guards and pins work.
+
+      Lockstep.receive do
+        {:reply, ^ref, value} when is_integer(value) -> value
+        :stop -> :stopped
+      end
+
+  Each attempt is a sync point; a process with nothing matching is blocked until a new
+  message reaches it. An `after` clause needs virtual time, which is not available yet,
+  and is rejected at compile time.
+  """
+  defmacro receive(clauses) do
+    case clauses do
+      [do: do_clauses] when is_list(do_clauses) ->
+        build_receive(do_clauses, __CALLER__)
+
+      [do: _, after: _] ->
+        raise CompileError,
+          file: __CALLER__.file,
+          line: __CALLER__.line,
+          description:
+            "Lockstep.receive with an `after` clause is not supported yet: timeouts need " <>
+              "Lockstep's virtual time, which arrives with the virtual-time work. Remove the " <>
+              "`after` clause (a process with nothing to receive is then reported as part " <>
+              "of a :deadlock) or use a plain message protocol."
+
+      _ ->
+        raise CompileError,
+          file: __CALLER__.file,
+          line: __CALLER__.line,
+          description: "Lockstep.receive expects `do` clauses, like Kernel's receive"
+    end
+  end
+
+  defp build_receive(clauses, caller) do
+    tag = Macro.var(:lockstep_tag, __MODULE__)
+    seq = Macro.var(:lockstep_seq, __MODULE__)
+
+    new_clauses =
+      Enum.map(clauses, fn
+        {:->, meta, [[{:when, wmeta, [pattern, guard]}], body]} ->
+          head = quote do: {^unquote(tag), :msg, unquote(seq), unquote(pattern)}
+          {:->, meta, [[{:when, wmeta, [head, guard]}], continuation(seq, body)]}
+
+        {:->, meta, [[pattern], body]} ->
+          head = quote do: {^unquote(tag), :msg, unquote(seq), unquote(pattern)}
+          {:->, meta, [[head], continuation(seq, body)]}
+
+        other ->
+          raise CompileError,
+            file: caller.file,
+            line: caller.line,
+            description: "invalid Lockstep.receive clause: #{Macro.to_string(other)}"
+      end)
+
+    patterns =
+      clauses
+      |> Enum.map(fn {:->, _, [[head], _]} -> Macro.to_string(head) end)
+      |> Enum.join(" | ")
+
+    description =
+      "receive at #{Path.relative_to_cwd(caller.file)}:#{caller.line} matching " <>
+        String.slice(patterns, 0, 160)
+
+    nomatch = Runtime.nomatch()
+    after_clause = [{:->, [], [[0], nomatch]}]
+    receive_ast = {:receive, [], [[do: new_clauses, after: after_clause]]}
+
+    quote do
+      Lockstep.Runtime.receive_loop(unquote(description), fn unquote(tag) ->
+        unquote(receive_ast)
+      end)
+    end
+  end
+
+  defp continuation(seq, body) do
+    quote do: {unquote(seq), fn -> unquote(body) end}
+  end
+end

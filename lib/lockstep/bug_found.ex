@@ -1,0 +1,65 @@
+defmodule Lockstep.BugFound do
+  @moduledoc """
+  Raised by `Lockstep.run/2` (returned by `Lockstep.check/2`) when an iteration fails.
+
+  Fields:
+
+    * `kind` — `:exception`, `:crash`, `:deadlock`, `:stuck` or `:max_steps`;
+    * `reason` — for `:exception` and `:crash`, `{class, reason, stacktrace}` of the failing
+      process; `nil` otherwise;
+    * `process` — symbolic name of the failing process (`"P"`, `"P.2"`…), when one failed;
+    * `details` — for `:deadlock`, each blocked process and what it waits for; for
+      `:stuck`, the process's pid and current stacktrace;
+    * `iteration`, `seed`, `iter_seed`, `strategy` — how to get here again;
+    * `fail_step` — the step at which the failure happened;
+    * `schedule` — the decisions of the failing iteration (`{:run, name}`,
+      `{:deliver, from, to}`, `{:random, value}`);
+    * `trace` — the events of the failing iteration as `{step, event}`;
+    * `trace_path` — where the schedule and trace were saved (replay it with
+      `Lockstep.replay/3`);
+    * `nondeterminism` — set when re-running the failing schedule did not fail the same way.
+
+  Its message is the full report: what failed and why, seed, iteration and strategy, the
+  trace with the failing step marked, and the command that replays it.
+  """
+
+  defexception [
+    :kind,
+    :reason,
+    :process,
+    :details,
+    :iteration,
+    :seed,
+    :iter_seed,
+    :strategy,
+    :fail_step,
+    :schedule,
+    :trace,
+    :trace_path,
+    :name,
+    :nondeterminism,
+    :steps
+  ]
+
+  @type t :: %__MODULE__{}
+
+  @doc false
+  def new(fields) do
+    bug = struct!(__MODULE__, fields)
+    %{bug | fail_step: fail_step(bug)}
+  end
+
+  defp fail_step(%{kind: kind, process: proc, trace: trace, steps: steps})
+       when kind in [:exception, :crash] and is_list(trace) do
+    Enum.find_value(trace, steps, fn
+      {step, {:exit, ^proc, _}} -> step
+      {step, {:exit_signal, _, ^proc, _}} -> step
+      _ -> nil
+    end)
+  end
+
+  defp fail_step(%{steps: steps}), do: steps
+
+  @impl true
+  def message(bug), do: Lockstep.Report.format(bug)
+end

@@ -1,0 +1,162 @@
+defmodule Lockstep.Iteration do
+  @moduledoc false
+  # The owner's side of one iteration: create the session, start the root, wait for the
+  # NIF's `{tag, :done, reason}` while watching for a process that stops reaching sync
+  # points, then tear everything down. Never on the hot path.
+
+  alias Lockstep.Native
+
+  @poll_ms 50
+
+  @doc false
+  def start(cell, fun, iter_seed, cfg, capture?) do
+    {session, tag} = new_session(cell, iter_seed, cfg, capture?)
+    start_root(session, tag, fun)
+    {session, tag}
+  end
+
+  @doc false
+  # The calling process becomes the session's owner: it gets `{tag, :done, reason}`.
+  def new_session(cell, iter_seed, cfg, capture?) do
+    Native.session_new(cell, iter_seed, cfg.max_steps, cfg.delivery, cfg.crash, capture?)
+  end
+
+  @doc false
+  def start_root(session, tag, fun) do
+    root = :erlang.spawn(Lockstep.Runtime, :root_entry, [session, tag, fun])
+    :ok = Native.session_start(session, root)
+    root
+  end
+
+  @doc false
+  def run(cell, fun, iter_seed, cfg, capture?) do
+    {session, tag} = start(cell, fun, iter_seed, cfg, capture?)
+    finish(session, tag, await(session, tag, cfg.timeout), capture?)
+  end
+
+  @doc false
+  # Waits for the end of the iteration. Returns `{:done, reason}` or `{:stuck, pid}`.
+  def await(session, tag, timeout) do
+    receive do
+      {^tag, :done, reason} -> {:done, reason}
+    after
+      0 -> watch(session, tag, timeout, -1, now())
+    end
+  end
+
+  defp watch(session, tag, timeout, last_progress, since) do
+    receive do
+      {^tag, :done, reason} ->
+        {:done, reason}
+    after
+      min(@poll_ms, timeout) ->
+        {progress, _step, running} = Native.progress(session)
+        t = now()
+
+        cond do
+          progress != last_progress -> watch(session, tag, timeout, progress, t)
+          t - since >= timeout -> {:stuck, running}
+          true -> watch(session, tag, timeout, progress, since)
+        end
+    end
+  end
+
+  defp now, do: System.monotonic_time(:millisecond)
+
+  @doc false
+  # Tears the iteration down and describes how it ended.
+  def finish(session, tag, waited, capture?) do
+    {reason, stuck} =
+      case waited do
+        {:done, reason} ->
+          {reason, nil}
+
+        {:stuck, pid} ->
+          Native.session_abort(session)
+          {nil, stuck_details(pid)}
+      end
+
+    procs = Native.procs(session)
+    details = describe_waits(Native.outcome(session), procs, tag)
+    kill_all(procs)
+    {outcome, metrics} = Native.session_finish(session)
+    {kind, proc} = classify(outcome, stuck)
+
+    result = %{
+      kind: kind,
+      proc: proc,
+      reason: reason,
+      metrics: metrics,
+      details: stuck || details,
+      outcome: outcome,
+      schedule: nil,
+      trace: nil,
+      session: session
+    }
+
+    result =
+      if kind != :pass or capture?, do: %{result | schedule: Native.schedule(session)}, else: result
+
+    if capture?, do: %{result | trace: Native.trace(session)}, else: result
+  end
+
+  defp classify(:pass, _), do: {:pass, nil}
+  defp classify(:max_steps, _), do: {:max_steps, nil}
+  defp classify({:exception, name}, _), do: {:exception, name}
+  defp classify({:crash, name}, _), do: {:crash, name}
+  defp classify({:deadlock, _}, _), do: {:deadlock, nil}
+  defp classify({:diverged, _, _, _}, _), do: {:diverged, nil}
+  defp classify({:aborted, name}, _stuck), do: {:stuck, name}
+  defp classify(nil, _), do: {:stuck, nil}
+
+  defp stuck_details(nil), do: %{pid: nil, stacktrace: []}
+
+  defp stuck_details(pid) do
+    stacktrace =
+      case Process.info(pid, :current_stacktrace) do
+        {:current_stacktrace, st} -> st
+        nil -> []
+      end
+
+    %{pid: pid, stacktrace: stacktrace}
+  end
+
+  defp describe_waits({:deadlock, names}, procs, tag) do
+    for {_id, name, pid, _state, _pending} <- procs, name in names do
+      {waiting, mailbox} = wait_info(pid, tag)
+      %{name: name, pid: pid, waiting_for: waiting, mailbox: mailbox}
+    end
+  end
+
+  defp describe_waits(_, _, _), do: nil
+
+  defp wait_info(nil, _tag), do: {"(not started)", []}
+
+  defp wait_info(pid, tag) do
+    case Process.info(pid, [:dictionary, :messages]) do
+      [dictionary: dict, messages: messages] ->
+        waiting = Keyword.get(dict, Lockstep.Runtime.waiting_key(), "a message")
+        mailbox = for {^tag, :msg, _seq, msg} <- messages, do: msg
+        {waiting, mailbox}
+
+      nil ->
+        {"(exited)", []}
+    end
+  end
+
+  @doc false
+  # No managed process outlives its iteration: kill every one and wait until it is gone.
+  def kill_all(procs) do
+    refs =
+      for {_id, _name, pid, _state, _pending} <- procs, is_pid(pid) do
+        Process.exit(pid, :kill)
+        Process.monitor(pid)
+      end
+
+    Enum.each(refs, fn ref ->
+      receive do
+        {:DOWN, ^ref, :process, _, _} -> :ok
+      end
+    end)
+  end
+end

@@ -1,0 +1,47 @@
+defmodule Lockstep.Native do
+  @moduledoc false
+  # Stubs for the Rust NIF (native/lockstep_nif), one line each. Every NIF needs a stub of
+  # the same name and arity here or the whole module fails to load.
+
+  @on_load :load_nif
+
+  def load_nif do
+    path = :filename.join(:code.priv_dir(:lockstep), ~c"native/liblockstep_nif")
+
+    case :erlang.load_nif(path, 0) do
+      :ok ->
+        :ok
+
+      {:error, {reason, text}} ->
+        IO.warn(
+          "Lockstep could not load its NIF from #{path}.so (#{reason}): #{text}. " <>
+            "Rebuild with `mix compile` (it runs cargo); a NIF cannot be reloaded in a running VM."
+        )
+
+        {:error, reason}
+    end
+  end
+
+  defp nif_error, do: :erlang.nif_error(:lockstep_nif_not_loaded)
+
+  def strategy_new(_spec), do: nif_error()
+  def iteration_seed(_seed, _iteration), do: nif_error()
+  def session_new(_cell, _seed, _max_steps, _delivery, _crash, _capture), do: nif_error()
+  def session_start(_session, _root_pid), do: nif_error()
+  def session_abort(_session), do: nif_error()
+  def session_finish(_session), do: nif_error()
+  def register_child(_session, _id, _child, _pid), do: nif_error()
+  def sync_send(_session, _id, _to, _payload), do: nif_error()
+  def sync_receive(_session, _id, _retry), do: nif_error()
+  def yield(_session, _id), do: nif_error()
+  def sync_random(_session, _id, _n), do: nif_error()
+  def sync_spawn(_session, _id, _link), do: nif_error()
+  def consumed(_session, _id, _msg), do: nif_error()
+  def hold(_session, _id, _msg, _payload), do: nif_error()
+  def exit(_session, _id, _class, _reason), do: nif_error()
+  def progress(_session), do: nif_error()
+  def outcome(_session), do: nif_error()
+  def schedule(_session), do: nif_error()
+  def trace(_session), do: nif_error()
+  def procs(_session), do: nif_error()
+end

@@ -1,0 +1,187 @@
+defmodule Lockstep.Options do
+  @moduledoc false
+  # Validation of `Lockstep.run/2` options into a config map. Every error names the key,
+  # the value and what is accepted.
+
+  @strategies [:random, :pct]
+  @later_strategies [:fair_pct, :pos, :idpct]
+
+  @defaults [
+    iterations: 100,
+    strategy: :pct,
+    bug_depth: 3,
+    max_steps: 10_000,
+    fail_on_max_steps: false,
+    timeout: 5_000,
+    delivery: :instant,
+    crash: :fail,
+    trace_dir: "_build/lockstep/traces"
+  ]
+
+  @known Keyword.keys(@defaults) ++ [:seed, :name]
+
+  def validate!(fun, opts) do
+    unless is_function(fun, 0) do
+      raise ArgumentError,
+            "Lockstep expects a zero-arity function as the root process, got: #{inspect(fun)}"
+    end
+
+    unless Keyword.keyword?(opts) do
+      raise ArgumentError, "Lockstep options must be a keyword list, got: #{inspect(opts)}"
+    end
+
+    Enum.each(opts, fn {key, value} -> check_key!(key, value) end)
+    opts = Keyword.merge(@defaults, opts)
+
+    {strategy, strategy_opts} = normalize_strategy!(opts[:strategy], opts[:bug_depth])
+
+    %{
+      iterations: opts[:iterations],
+      strategy: strategy,
+      strategy_opts: strategy_opts,
+      user_strategy: user_strategy(opts),
+      seed: Keyword.get_lazy(opts, :seed, &default_seed/0),
+      max_steps: opts[:max_steps],
+      fail_on_max_steps: opts[:fail_on_max_steps],
+      timeout: opts[:timeout],
+      delivery: opts[:delivery],
+      crash: opts[:crash],
+      name: name(opts[:name], fun),
+      trace_dir: System.get_env("LOCKSTEP_TRACE_DIR") || opts[:trace_dir]
+    }
+  end
+
+  defp check_key!(:timers, value) do
+    raise ArgumentError,
+          "option :timers (got #{inspect(value)}) is not supported yet: virtual time " <>
+            "arrives with the process-semantics work. Remove the option for now."
+  end
+
+  defp check_key!(key, value) when key in [:iterations, :max_steps, :timeout, :bug_depth] do
+    unless is_integer(value) and value > 0 do
+      bad!(key, value, "a positive integer")
+    end
+  end
+
+  defp check_key!(:seed, value) do
+    unless is_integer(value) and value >= 0 and value < 18_446_744_073_709_551_616 do
+      bad!(:seed, value, "a non-negative integer below 2^64")
+    end
+  end
+
+  defp check_key!(:fail_on_max_steps, value) do
+    unless is_boolean(value), do: bad!(:fail_on_max_steps, value, "true or false")
+  end
+
+  defp check_key!(:delivery, value) do
+    unless value in [:instant, :delayed], do: bad!(:delivery, value, ":instant or :delayed")
+  end
+
+  defp check_key!(:crash, value) do
+    unless value in [:fail, :ignore], do: bad!(:crash, value, ":fail or :ignore")
+  end
+
+  defp check_key!(:name, value) do
+    unless is_binary(value) or is_atom(value), do: bad!(:name, value, "a string or an atom")
+  end
+
+  defp check_key!(:trace_dir, value) do
+    unless is_binary(value), do: bad!(:trace_dir, value, "a path (string)")
+  end
+
+  defp check_key!(:strategy, _value), do: :ok
+
+  defp check_key!(key, value) do
+    raise ArgumentError,
+          "unknown option #{inspect(key)} (value #{inspect(value)}); Lockstep.run/2 accepts " <>
+            Enum.map_join(@known ++ [:timers], ", ", &inspect/1)
+  end
+
+  defp bad!(key, value, accepted) do
+    raise ArgumentError,
+          "invalid value for option #{inspect(key)}: got #{inspect(value)}, expected #{accepted}"
+  end
+
+  defp normalize_strategy!({name, strategy_opts}, bug_depth) when is_atom(name) do
+    unless Keyword.keyword?(strategy_opts) do
+      bad!(:strategy, {name, strategy_opts}, "{name, keyword list of strategy options}")
+    end
+
+    check_strategy_name!(name)
+    {name, strategy_options!(name, strategy_opts, bug_depth)}
+  end
+
+  defp normalize_strategy!(name, bug_depth) when is_atom(name) do
+    check_strategy_name!(name)
+    {name, strategy_options!(name, [], bug_depth)}
+  end
+
+  defp normalize_strategy!(other, _) do
+    bad!(
+      :strategy,
+      other,
+      "one of #{Enum.map_join(@strategies, ", ", &inspect/1)}, or {name, opts}"
+    )
+  end
+
+  defp check_strategy_name!(name) when name in @strategies, do: :ok
+
+  defp check_strategy_name!(name) when name in @later_strategies do
+    raise ArgumentError,
+          "strategy #{inspect(name)} is not supported yet; use :pct (the default) or :random"
+  end
+
+  defp check_strategy_name!(name) do
+    bad!(:strategy, name, "one of #{Enum.map_join(@strategies, ", ", &inspect/1)}")
+  end
+
+  defp strategy_options!(:random, [], _), do: []
+
+  defp strategy_options!(:pct, opts, bug_depth) do
+    Enum.each(opts, fn
+      {:bug_depth, d} when is_integer(d) and d > 0 ->
+        :ok
+
+      {:bug_depth, d} ->
+        bad!(:strategy, {:pct, opts}, "bug_depth: a positive integer (got #{inspect(d)})")
+
+      {key, _} ->
+        raise ArgumentError,
+              "unknown option #{inspect(key)} for strategy :pct; it accepts :bug_depth"
+    end)
+
+    [bug_depth: Keyword.get(opts, :bug_depth, bug_depth)]
+  end
+
+  defp strategy_options!(name, opts, _) do
+    raise ArgumentError,
+          "unknown option(s) #{inspect(Keyword.keys(opts))} for strategy #{inspect(name)}; " <>
+            "it takes none"
+  end
+
+  defp user_strategy(opts) do
+    case opts[:strategy] do
+      {name, []} -> name
+      other -> other
+    end
+  end
+
+  defp default_seed do
+    exunit_seed() || :rand.uniform(2_147_483_648)
+  end
+
+  defp exunit_seed do
+    if Process.whereis(ExUnit.Server) do
+      ExUnit.configuration()[:seed]
+    end
+  end
+
+  defp name(nil, fun) do
+    info = Function.info(fun)
+    "#{inspect(info[:module])}.#{info[:name]}"
+  end
+
+  defp name(name, _) when is_atom(name), do: Atom.to_string(name)
+  defp name(name, _), do: name
+
+end

@@ -1,0 +1,220 @@
+defmodule Lockstep.Report do
+  @moduledoc false
+  # Renders a BugFound: what failed and why; seed, iteration, strategy; the trace, one line
+  # per event, the failing step marked; the command that replays it. Colour only when the
+  # terminal supports it.
+
+  @payload_width 72
+
+  def format(bug, opts \\ []) do
+    colour? = Keyword.get(opts, :colour, IO.ANSI.enabled?())
+
+    [
+      headline(bug),
+      "\n",
+      why(bug),
+      "\n",
+      "  seed: #{bug.seed}   iteration: #{bug.iteration}   strategy: #{strategy(bug.strategy)}" <>
+        "   iteration seed: #{bug.iter_seed}\n",
+      nondeterminism(bug),
+      "\n",
+      trace_section(bug, colour?),
+      "\n",
+      replay_section(bug)
+    ]
+    |> IO.iodata_to_binary()
+  end
+
+  defp headline(%{kind: :exception, process: p, name: name}),
+    do: "Lockstep found a bug in #{name}: the root process #{p} failed"
+
+  defp headline(%{kind: :crash, process: p, name: name}),
+    do: "Lockstep found a bug in #{name}: process #{p} crashed"
+
+  defp headline(%{kind: :deadlock, name: name}),
+    do:
+      "Lockstep found a bug in #{name}: deadlock — the root has not returned and no process can run"
+
+  defp headline(%{kind: :stuck, process: p, name: name}),
+    do:
+      "Lockstep found a bug in #{name}: process #{p || "?"} ran past the timeout without reaching a sync point"
+
+  defp headline(%{kind: :max_steps, name: name, steps: steps}),
+    do: "Lockstep found a bug in #{name}: the iteration reached max_steps (#{steps} steps)"
+
+  defp headline(%{kind: kind, name: name}), do: "Lockstep found a bug in #{name}: #{kind}"
+
+  defp why(%{kind: kind, reason: reason}) when kind in [:exception, :crash] do
+    indent(format_reason(reason), 4) <> "\n"
+  end
+
+  defp why(%{kind: :deadlock, details: details}) when is_list(details) do
+    lines =
+      Enum.map(details, fn %{name: name, pid: pid, waiting_for: waiting, mailbox: mailbox} ->
+        mail =
+          case mailbox do
+            [] -> "empty mailbox"
+            msgs -> "mailbox: " <> Enum.map_join(msgs, ", ", &payload/1)
+          end
+
+        "    #{name} #{inspect(pid)} waits in #{waiting} (#{mail})\n"
+      end)
+
+    ["  Blocked processes:\n" | lines] |> IO.iodata_to_binary()
+  end
+
+  defp why(%{kind: :stuck, details: %{pid: pid, stacktrace: stacktrace}}) do
+    "    #{inspect(pid)} is looping, or blocked in code Lockstep does not control (a bare " <>
+      "`receive`, GenServer.call, Process.sleep). Use Lockstep.receive/recv, the Lockstep " <>
+      "mirrors, or add Lockstep.yield() to spin loops; raise :timeout if it is just slow.\n" <>
+      "    Its stacktrace when it was stopped:\n" <>
+      indent(Exception.format_stacktrace(stacktrace), 6) <> "\n"
+  end
+
+  defp why(%{kind: :max_steps}) do
+    "    fail_on_max_steps: true made this a failure. A run this long is often a livelock or " <>
+      "an unfair schedule (a spin loop starving the process it waits for); raise :max_steps " <>
+      "if the test is just long.\n"
+  end
+
+  defp why(_), do: ""
+
+  @doc false
+  def format_reason({:error, exception, stacktrace}) when is_exception(exception) do
+    Exception.format(:error, exception, stacktrace)
+  end
+
+  def format_reason({kind, reason, stacktrace}) when kind in [:error, :exit, :throw] do
+    Exception.format(kind, reason, stacktrace)
+  end
+
+  def format_reason({:"$inspected", text}), do: text
+  def format_reason(nil), do: "(no reason recorded)"
+  def format_reason(other), do: inspect(other)
+
+  defp indent(text, n) do
+    pad = String.duplicate(" ", n)
+
+    text
+    |> String.trim_trailing()
+    |> String.split("\n")
+    |> Enum.map_join("\n", &(pad <> &1))
+  end
+
+  defp strategy({name, opts}) when is_list(opts) and opts != [],
+    do: "#{inspect(name)} #{inspect(opts)}"
+
+  defp strategy({name, _}), do: inspect(name)
+  defp strategy(name), do: inspect(name)
+
+  defp nondeterminism(%{nondeterminism: nil}), do: ""
+  defp nondeterminism(%{nondeterminism: note}), do: "  WARNING: #{note}\n"
+
+  defp trace_section(%{trace: trace} = bug, colour?) when is_list(trace) and trace != [] do
+    width =
+      trace
+      |> Enum.map(fn {_, event} -> event |> actor() |> String.length() end)
+      |> Enum.max(fn -> 1 end)
+
+    lines =
+      Enum.map(trace, fn {step, event} ->
+        failing? = step == bug.fail_step
+        marker = if failing?, do: ">>", else: "  "
+        line = "#{marker} #{String.pad_leading(Integer.to_string(step), 5)}  " <>
+          String.pad_trailing(actor(event), width) <> "  " <> describe(event)
+
+        if failing? and colour?, do: IO.ANSI.red() <> line <> IO.ANSI.reset(), else: line
+      end)
+
+    "Trace (#{length(trace)} events over #{bug.steps} steps; >> marks the failing step #{bug.fail_step}):\n" <>
+      Enum.join(lines, "\n") <> "\n"
+  end
+
+  defp trace_section(_, _), do: "Trace: (not captured)\n"
+
+  defp replay_section(bug) do
+    path = bug.trace_path || "(trace file not saved)"
+
+    "Replay this exact schedule:\n" <>
+      "    Lockstep.replay(fn -> ... end, #{inspect(path)})   # the same test body\n" <>
+      "    mix lockstep.replay #{path}\n" <>
+      "Repeat the whole search: pass seed: #{bug.seed} (or run `mix test --seed #{bug.seed}`).\n"
+  end
+
+  @doc false
+  def actor({:start, p}), do: p
+  def actor({tag, p, _}) when tag in [:spawn, :spawn_link, :exit], do: p
+  def actor({:send, p, _, _, _}), do: p
+  def actor({:deliver, _from, to, _}), do: to
+  def actor({:drop, _from, to, _}), do: to
+  def actor({:receive, p, _, _}), do: p
+  def actor({:block, p}), do: p
+  def actor({:yield, p}), do: p
+  def actor({:random, p, _, _}), do: p
+  def actor({:exit_signal, _from, p, _}), do: p
+  def actor(other) when is_tuple(other) and tuple_size(other) > 1, do: to_string(elem(other, 1))
+  def actor(_), do: "?"
+
+  @doc false
+  def describe({:start, _}), do: "starts"
+  def describe({:spawn, _, child}), do: "spawns #{child}"
+  def describe({:spawn_link, _, child}), do: "spawns and links #{child}"
+
+  def describe({:send, _, to, msg, fate}) do
+    target = if to == :external, do: "a process outside the run", else: to
+
+    suffix =
+      case fate do
+        :delivered -> ""
+        :in_flight -> "  (in flight)"
+        :dropped -> "  (DROPPED: #{target} has exited)"
+      end
+
+    "sends #{payload(msg)} to #{target}" <> suffix
+  end
+
+  def describe({:deliver, from, _to, msg}), do: "gets #{payload(msg)} from #{from} (delivered)"
+  def describe({:drop, from, to, msg}), do: "DROPPED #{payload(msg)} from #{from}: #{to} had exited"
+  def describe({:receive, _, from, msg}), do: "receives #{payload(msg)} from #{from}"
+  def describe({:block, _}), do: "waits: nothing in its mailbox matches"
+  def describe({:yield, _}), do: "yields"
+  def describe({:random, _, n, v}), do: "random(#{n}) = #{v}"
+  def describe({:exit, _, :normal}), do: "exits normally"
+  def describe({:exit, _, {:exit, reason, _}}), do: "exits: #{payload(reason)}"
+
+  def describe({:exit, _, {kind, reason, stacktrace}}) when kind in [:error, :throw] do
+    "crashes: " <> first_line(Exception.format_banner(kind, reason, stacktrace))
+  end
+
+  def describe({:exit, _, :killed_outside_lockstep}), do: "was killed from outside the run"
+  def describe({:exit, _, {:"$inspected", text}}), do: "exits: #{first_line(text)}"
+  def describe({:exit, _, reason}), do: "exits: #{payload(reason)}"
+
+  def describe({:exit_signal, from, _, reason}),
+    do: "killed by an exit signal from #{from} (#{short_reason(reason)})"
+
+  def describe(other), do: inspect(other)
+
+  defp short_reason({kind, reason, _stack}) when kind in [:error, :exit, :throw] do
+    case reason do
+      %{__exception__: true} = e -> inspect(e.__struct__)
+      other -> payload(other)
+    end
+  end
+
+  defp short_reason(other), do: payload(other)
+
+  defp first_line(text), do: text |> String.split("\n") |> hd()
+
+  @doc false
+  def payload({:"$inspected", text}), do: text
+  def payload(:"$lockstep_not_captured"), do: "(not captured)"
+
+  def payload(term) do
+    text = inspect(term, limit: 8, printable_limit: 48, width: :infinity)
+
+    if String.length(text) > @payload_width,
+      do: String.slice(text, 0, @payload_width - 1) <> "…",
+      else: text
+  end
+end

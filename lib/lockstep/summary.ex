@@ -1,0 +1,33 @@
+defmodule Lockstep.Summary do
+  @moduledoc """
+  What a passing `Lockstep.run/2` explored.
+
+    * `iterations` — iterations run;
+    * `steps` — scheduling steps over all iterations;
+    * `max_steps_hit` — iterations cut short by `:max_steps` (inconclusive);
+    * `distinct_schedules` — how many different schedules were explored;
+    * `context_switches` — steps that switched to another process, over all iterations;
+    * `seed`, `strategy` — as given or chosen; pass `seed:` to repeat the run exactly;
+    * `elapsed_us` — wall-clock time of the whole run.
+  """
+
+  defstruct iterations: 0,
+            steps: 0,
+            max_steps_hit: 0,
+            distinct_schedules: 0,
+            context_switches: 0,
+            seed: nil,
+            strategy: nil,
+            elapsed_us: 0
+
+  @type t :: %__MODULE__{
+          iterations: non_neg_integer(),
+          steps: non_neg_integer(),
+          max_steps_hit: non_neg_integer(),
+          distinct_schedules: non_neg_integer(),
+          context_switches: non_neg_integer(),
+          seed: non_neg_integer(),
+          strategy: atom() | {atom(), keyword()},
+          elapsed_us: non_neg_integer()
+        }
+end

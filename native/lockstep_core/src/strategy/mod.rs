@@ -1,0 +1,172 @@
+//! Strategies decide, at every step, which choice happens next. Mechanism (the session) is
+//! kept apart from policy (this module): a strategy sees the pending choices and a read-only
+//! view of the session and returns an index, nothing more.
+//!
+//! Each strategy lives in its own file and cites the paper it implements.
+
+mod fair_pct;
+mod idpct;
+mod pct;
+mod pos;
+mod random;
+mod replay;
+
+pub use fair_pct::FairPct;
+pub use idpct::IdPct;
+pub use pct::Pct;
+pub use pos::Pos;
+pub use random::RandomWalk;
+pub use replay::Replay;
+
+use crate::process::{MsgId, PendingOp, ProcId, ProcName, Process};
+use crate::schedule::Decision;
+use crate::session::Message;
+use std::fmt;
+
+/// One thing the strategy may let happen next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Choice {
+    /// Let the process perform its pending operation and run to its next sync point.
+    Run(ProcId),
+    /// Deliver an in-flight message (always the oldest of its sender→receiver pair).
+    Deliver(MsgId),
+}
+
+/// The shared object a choice touches; two choices on the same object race (POS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RaceObject {
+    Mailbox(ProcId),
+}
+
+/// What a strategy may look at when it decides.
+pub struct View<'a> {
+    /// The step being decided (1-based).
+    pub step: u64,
+    pub(crate) procs: &'a [Process],
+    pub(crate) msgs: &'a [Message],
+}
+
+impl<'a> View<'a> {
+    /// The whole process table, read-only (wrappers use it to check the session's invariants).
+    pub fn procs(&self) -> &'a [Process] {
+        self.procs
+    }
+
+    pub fn proc_name(&self, id: ProcId) -> &'a ProcName {
+        &self.procs[id as usize].name
+    }
+
+    pub fn pending(&self, id: ProcId) -> PendingOp {
+        self.procs[id as usize].pending
+    }
+
+    pub fn message(&self, id: MsgId) -> &'a Message {
+        &self.msgs[id as usize]
+    }
+
+    /// The decision that taking `choice` would record.
+    pub fn decision_for(&self, choice: Choice) -> Decision {
+        match choice {
+            Choice::Run(p) => Decision::Run(self.proc_name(p).clone()),
+            Choice::Deliver(m) => {
+                let msg = self.message(m);
+                Decision::Deliver {
+                    from: self.proc_name(msg.from).clone(),
+                    to: self
+                        .proc_name(msg.to.expect("in-flight messages have a managed target"))
+                        .clone(),
+                }
+            }
+        }
+    }
+
+    /// The object whose state taking `choice` reads or changes, if any.
+    pub fn race_object(&self, choice: Choice) -> Option<RaceObject> {
+        match choice {
+            Choice::Run(p) => match self.pending(p) {
+                PendingOp::Send { to: Some(to) } => Some(RaceObject::Mailbox(to)),
+                PendingOp::Receive => Some(RaceObject::Mailbox(p)),
+                _ => None,
+            },
+            Choice::Deliver(m) => self.message(m).to.map(RaceObject::Mailbox),
+        }
+    }
+}
+
+/// A replayed schedule that the program no longer follows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Divergence {
+    pub step: u64,
+    /// What the schedule said; `None` when the schedule ran out.
+    pub expected: Option<Decision>,
+    /// What the program offered instead (empty when it ended early).
+    pub got: Vec<Decision>,
+}
+
+impl fmt::Display for Divergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let got: Vec<String> = self.got.iter().map(|d| d.to_string()).collect();
+        match &self.expected {
+            Some(e) if self.got.is_empty() => write!(
+                f,
+                "step {}: the schedule says `{e}` but the program ended",
+                self.step
+            ),
+            Some(e) => write!(
+                f,
+                "step {}: the schedule says `{e}` but the program offers [{}]",
+                self.step,
+                got.join(", ")
+            ),
+            None => write!(
+                f,
+                "step {}: the schedule ran out while the program offers [{}]",
+                self.step,
+                got.join(", ")
+            ),
+        }
+    }
+}
+
+/// A scheduling policy. The session calls `begin_iteration` once per iteration, then `pick`
+/// at every step (also when only one choice exists: a replay must check it), `random` for
+/// `Lockstep.random/1`, and `end_iteration` when the iteration is over.
+pub trait Strategy: Send {
+    fn name(&self) -> &'static str;
+
+    fn begin_iteration(&mut self, seed: u64);
+
+    /// Returns an index into `choices` (never empty).
+    fn pick(&mut self, view: &View<'_>, choices: &[Choice]) -> Result<usize, Divergence>;
+
+    /// Returns a value in `0..n` (`n > 0`).
+    fn random(&mut self, view: &View<'_>, n: u64) -> Result<u64, Divergence>;
+
+    /// `completed` is false when the iteration was cut short by a failure or `max_steps`.
+    fn end_iteration(&mut self, _view: &View<'_>, _completed: bool) -> Result<(), Divergence> {
+        Ok(())
+    }
+}
+
+/// Derives an iteration's seed from the run's seed (SplitMix64 over seed and iteration), so
+/// iteration `i` of a run is reproducible on its own.
+pub fn iteration_seed(run_seed: u64, iteration: u64) -> u64 {
+    let mut z = run_seed
+        .wrapping_add(iteration.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iteration_seeds_are_stable_and_distinct() {
+        assert_eq!(iteration_seed(42, 1), iteration_seed(42, 1));
+        assert_ne!(iteration_seed(42, 1), iteration_seed(42, 2));
+        assert_ne!(iteration_seed(42, 1), iteration_seed(43, 1));
+    }
+}

@@ -1,0 +1,144 @@
+//! PCT — Probabilistic Concurrency Testing.
+//!
+//! Burckhardt, Kothari, Musuvathi, Nagarakatte, "A Randomized Scheduler with Probabilistic
+//! Guarantees of Finding Bugs", ASPLOS 2010. With n choices, k steps and a bug of depth d,
+//! one iteration finds the bug with probability at least 1/(n·k^(d-1)).
+//!
+//! Control flow: every choice — a process, an in-flight message — receives a random
+//! priority the first time it appears; each step takes the highest-priority enabled choice.
+//! Before the iteration, d−1 change points are drawn; at the i-th one the choice about to be
+//! taken is demoted to priority i, below every undemoted choice (a later change point ranks
+//! above an earlier one, as in the paper).
+//!
+//! k is the number of steps actually seen — the longest iteration so far, counting only
+//! steps that had more than one choice — as Coyote and Shuttle do. Drawing over `max_steps`
+//! instead would put nearly every change point past the end of a short test.
+
+use super::{Choice, Divergence, Strategy, View};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+
+/// Undemoted priorities are drawn above this; demoted ones are `1..d`, so always below.
+const FRESH_PRIORITY_FLOOR: u64 = 1 << 32;
+
+pub struct Pct {
+    /// The bug depth d (≥ 1): d−1 change points per iteration.
+    depth: u32,
+    rng: ChaCha8Rng,
+    priorities: HashMap<Choice, u64>,
+    /// Sorted multi-choice step numbers (1-based) at which to demote; invariant: strictly
+    /// increasing, at most d−1 of them.
+    change_points: Vec<u64>,
+    /// Change points already passed in this iteration.
+    demotions: u64,
+    /// Steps with more than one choice in this iteration.
+    contested_steps: u64,
+    /// The largest `contested_steps` of any finished iteration: PCT's k.
+    longest_run: u64,
+}
+
+impl Pct {
+    pub fn new(depth: u32) -> Self {
+        Pct {
+            depth: depth.max(1),
+            rng: ChaCha8Rng::seed_from_u64(0),
+            priorities: HashMap::new(),
+            change_points: Vec::new(),
+            demotions: 0,
+            contested_steps: 0,
+            longest_run: 0,
+        }
+    }
+
+    pub fn depth(&self) -> u32 {
+        self.depth
+    }
+
+    /// Takes effect at the next `begin_iteration`; the learned k is kept (IDPCT relies on it).
+    pub(crate) fn set_depth(&mut self, depth: u32) {
+        self.depth = depth.max(1);
+    }
+
+    pub fn change_points(&self) -> &[u64] {
+        &self.change_points
+    }
+
+    /// PCT's k as currently estimated.
+    pub fn longest_run(&self) -> u64 {
+        self.longest_run
+    }
+
+    fn priority_of(&mut self, choice: Choice) -> u64 {
+        let rng = &mut self.rng;
+        *self
+            .priorities
+            .entry(choice)
+            .or_insert_with(|| rng.random_range(FRESH_PRIORITY_FLOOR..u64::MAX))
+    }
+
+    fn highest(&mut self, choices: &[Choice]) -> usize {
+        let mut best = 0;
+        let mut best_priority = 0;
+        for (i, &c) in choices.iter().enumerate() {
+            let p = self.priority_of(c);
+            if i == 0 || p > best_priority {
+                best = i;
+                best_priority = p;
+            }
+        }
+        best
+    }
+}
+
+impl Strategy for Pct {
+    fn name(&self) -> &'static str {
+        "pct"
+    }
+
+    fn begin_iteration(&mut self, seed: u64) {
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+        self.priorities.clear();
+        self.demotions = 0;
+        self.contested_steps = 0;
+        // Distinct steps, as in the paper: drawing with replacement and deduplicating would
+        // silently lower the depth whenever two draws collide (1 in 10 for d=3, k=10).
+        let k = usize::try_from(self.longest_run.max(1)).unwrap_or(usize::MAX);
+        let wanted = (self.depth as usize - 1).min(k);
+        let mut points: Vec<u64> = rand::seq::index::sample(&mut self.rng, k, wanted)
+            .into_iter()
+            .map(|i| i as u64 + 1)
+            .collect();
+        points.sort_unstable();
+        self.change_points = points;
+    }
+
+    fn pick(&mut self, _view: &View<'_>, choices: &[Choice]) -> Result<usize, Divergence> {
+        if choices.len() == 1 {
+            self.priority_of(choices[0]);
+            return Ok(0);
+        }
+        self.contested_steps += 1;
+        let mut chosen = self.highest(choices);
+        if self
+            .change_points
+            .binary_search(&self.contested_steps)
+            .is_ok()
+        {
+            self.demotions += 1;
+            debug_assert!(self.demotions < u64::from(self.depth));
+            self.priorities.insert(choices[chosen], self.demotions);
+            chosen = self.highest(choices);
+        }
+        Ok(chosen)
+    }
+
+    fn random(&mut self, _view: &View<'_>, n: u64) -> Result<u64, Divergence> {
+        Ok(self.rng.random_range(0..n))
+    }
+
+    fn end_iteration(&mut self, _view: &View<'_>, _completed: bool) -> Result<(), Divergence> {
+        self.longest_run = self.longest_run.max(self.contested_steps);
+        Ok(())
+    }
+}

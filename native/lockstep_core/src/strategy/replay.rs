@@ -1,0 +1,115 @@
+//! Replay: follows a saved schedule decision by decision. The program must offer exactly
+//! the choice the schedule names at every step; anything else is a [`Divergence`]. With a
+//! fallback seed it continues at random once the schedule is used up (shrinking needs that:
+//! a truncated schedule is a prefix, and the rest of the run is explored freely).
+
+use super::{Choice, Divergence, Strategy, View};
+use crate::schedule::Decision;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+pub struct Replay {
+    schedule: Vec<Decision>,
+    position: usize,
+    /// `Some` when the run may continue at random after the schedule is used up.
+    fallback: Option<ChaCha8Rng>,
+    fallback_seed: Option<u64>,
+}
+
+impl Replay {
+    pub fn new(schedule: Vec<Decision>) -> Self {
+        Replay {
+            schedule,
+            position: 0,
+            fallback: None,
+            fallback_seed: None,
+        }
+    }
+
+    pub fn with_random_fallback(schedule: Vec<Decision>, seed: u64) -> Self {
+        Replay {
+            fallback_seed: Some(seed),
+            ..Replay::new(schedule)
+        }
+    }
+
+    /// Decisions consumed so far in this iteration.
+    pub fn position(&self) -> usize {
+        self.position
+    }
+
+    fn next_expected(&mut self) -> Option<Decision> {
+        let d = self.schedule.get(self.position).cloned();
+        if d.is_some() {
+            self.position += 1;
+        }
+        d
+    }
+}
+
+impl Strategy for Replay {
+    fn name(&self) -> &'static str {
+        "replay"
+    }
+
+    fn begin_iteration(&mut self, seed: u64) {
+        self.position = 0;
+        self.fallback = self
+            .fallback_seed
+            .map(|s| ChaCha8Rng::seed_from_u64(s ^ seed));
+    }
+
+    fn pick(&mut self, view: &View<'_>, choices: &[Choice]) -> Result<usize, Divergence> {
+        let offered = || choices.iter().map(|&c| view.decision_for(c)).collect();
+        match self.next_expected() {
+            Some(expected) => choices
+                .iter()
+                .position(|&c| view.decision_for(c) == expected)
+                .ok_or_else(|| Divergence {
+                    step: view.step,
+                    expected: Some(expected),
+                    got: offered(),
+                }),
+            None => match &mut self.fallback {
+                Some(rng) => Ok(rng.random_range(0..choices.len())),
+                None => Err(Divergence {
+                    step: view.step,
+                    expected: None,
+                    got: offered(),
+                }),
+            },
+        }
+    }
+
+    fn random(&mut self, view: &View<'_>, n: u64) -> Result<u64, Divergence> {
+        match self.next_expected() {
+            Some(Decision::Random(v)) if v < n => Ok(v),
+            Some(other) => Err(Divergence {
+                step: view.step,
+                expected: Some(other),
+                got: vec![Decision::Random(n)],
+            }),
+            None => match &mut self.fallback {
+                Some(rng) => Ok(rng.random_range(0..n)),
+                None => Err(Divergence {
+                    step: view.step,
+                    expected: None,
+                    got: vec![Decision::Random(n)],
+                }),
+            },
+        }
+    }
+
+    fn end_iteration(&mut self, view: &View<'_>, completed: bool) -> Result<(), Divergence> {
+        // A failure or max_steps may legitimately stop short of the end (shrinking relies on
+        // it); a program that finishes cleanly with decisions left did not follow the schedule.
+        if completed && self.position < self.schedule.len() {
+            return Err(Divergence {
+                step: view.step,
+                expected: Some(self.schedule[self.position].clone()),
+                got: Vec::new(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,62 @@
+//! A process killed from outside the run (the adapter notices it through its process
+//! monitor and calls `Session::external_exit`).
+
+use lockstep_core::strategy::Replay;
+use lockstep_core::{
+    Config, CrashMode, Decision, Effect, EngineError, ExitCause, Next, Op, OpResult, Outcome,
+    ProcName, ProcState, Session,
+};
+
+fn run_p(path: &[u32]) -> Decision {
+    Decision::Run(ProcName::from_path(path.to_vec()))
+}
+
+/// P spawns P.1; P.1 spawns a linked P.1.1 and goes on running. Killing P.1.1 from outside
+/// must take P.1 down through the link even though P.1 is the running process: it gets a
+/// kill effect, stops being the running process, and the next process is picked.
+#[test]
+fn killing_the_linked_partner_of_the_running_process_ends_it_too() {
+    let schedule = vec![
+        run_p(&[]),     // P starts
+        run_p(&[]),     // P spawns P.1
+        run_p(&[1]),    // P.1 starts
+        run_p(&[1]),    // P.1 spawns P.1.1 (linked)
+        run_p(&[]),     // P yields, after the kill
+    ];
+    let mut strategy = Replay::new(schedule);
+    let config = Config {
+        crash: CrashMode::Ignore,
+        ..Config::default()
+    };
+    let mut session = Session::new(config, &mut strategy, 0);
+    assert_eq!(session.start(&mut strategy), Next::Wake(0, OpResult::Started));
+    let next = session.sync(0, Op::Spawn { link: false }, &mut strategy).unwrap();
+    assert_eq!(next, Next::Continue(OpResult::Spawned { child: 1 }));
+    let next = session.sync(0, Op::Yield, &mut strategy).unwrap();
+    assert_eq!(next, Next::Wake(1, OpResult::Started));
+    let next = session.sync(1, Op::Spawn { link: true }, &mut strategy).unwrap();
+    assert_eq!(next, Next::Continue(OpResult::Spawned { child: 2 }));
+    assert_eq!(session.running(), Some(1));
+
+    let next = session.external_exit(2, &mut strategy);
+
+    let effects: Vec<Effect> = session.take_effects().collect();
+    assert_eq!(effects, vec![Effect::Kill { proc: 1, from: 2 }]);
+    assert_eq!(session.proc(1).unwrap().state, ProcState::Exited);
+    assert_eq!(
+        session.proc(1).unwrap().exit,
+        Some(ExitCause::Linked { from: 2 })
+    );
+    assert_eq!(next, Next::Wake(0, OpResult::Yielded));
+    assert_eq!(session.running(), Some(0));
+    // The killed process cannot come back by making another call.
+    assert_eq!(
+        session.sync(1, Op::Yield, &mut strategy),
+        Err(EngineError::NotRunning {
+            proc: 1,
+            state: ProcState::Exited
+        })
+    );
+    assert_eq!(session.exit(0, lockstep_core::ExitClass::Normal, &mut strategy), Ok(Next::Ended));
+    assert_eq!(session.outcome(), Some(&Outcome::Pass));
+}
