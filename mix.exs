@@ -14,8 +14,13 @@ defmodule Mix.Tasks.Compile.LockstepNif do
       )
     end
 
-    Mix.shell().info("Compiling lockstep NIF (cargo)")
     root = File.cwd!()
+    source = Path.join([root, "target", "release", library_name()])
+    before = File.stat(source)
+
+    unless match?({:ok, _}, before) do
+      Mix.shell().info("Compiling lockstep NIF (cargo; the first build takes about a minute)")
+    end
 
     {output, status} =
       System.cmd("cargo", ["build", "--release", "--quiet", "-p", "lockstep_nif"],
@@ -30,7 +35,9 @@ defmodule Mix.Tasks.Compile.LockstepNif do
 
     if output != "", do: Mix.shell().info(output)
 
-    source = Path.join([root, "target", "release", library_name()])
+    if match?({:ok, _}, before) and File.stat(source) != before do
+      Mix.shell().info("Compiled lockstep NIF (cargo)")
+    end
     dest_dir = Path.join(Mix.Project.app_path(), "priv/native")
     dest = Path.join(dest_dir, "liblockstep_nif.so")
     File.mkdir_p!(dest_dir)

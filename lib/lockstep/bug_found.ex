@@ -17,7 +17,9 @@ defmodule Lockstep.BugFound do
     * `trace` — the events of the failing iteration as `{step, event}`;
     * `trace_path` — where the schedule and trace were saved (replay it with
       `Lockstep.replay/3`);
-    * `nondeterminism` — set when re-running the failing schedule did not fail the same way.
+    * `nondeterminism` — set when re-running the failing schedule did not fail the same way;
+    * `pid_names` — the pid of each managed process of the failing iteration and its
+      symbolic name (the report shows names in place of pids).
 
   Its message is the full report: what failed and why, seed, iteration and strategy, the
   trace with the failing step marked, and the command that replays it.
@@ -38,7 +40,8 @@ defmodule Lockstep.BugFound do
     :trace_path,
     :name,
     :nondeterminism,
-    :steps
+    :steps,
+    pid_names: %{}
   ]
 
   @type t :: %__MODULE__{}

@@ -91,6 +91,7 @@ defmodule Lockstep.Iteration do
       outcome: outcome,
       schedule: nil,
       trace: nil,
+      pid_names: pid_names(procs),
       session: session
     }
 
@@ -98,6 +99,10 @@ defmodule Lockstep.Iteration do
       if kind != :pass or capture?, do: %{result | schedule: Native.schedule(session)}, else: result
 
     if capture?, do: %{result | trace: Native.trace(session)}, else: result
+  end
+
+  defp pid_names(procs) do
+    for {_id, name, pid, _state, _pending} <- procs, is_pid(pid), into: %{}, do: {pid, name}
   end
 
   defp classify(:pass, _), do: {:pass, nil}

@@ -8,6 +8,7 @@ defmodule Lockstep.Report do
 
   def format(bug, opts \\ []) do
     colour? = Keyword.get(opts, :colour, IO.ANSI.enabled?())
+    bug = %{bug | trace: display_trace(bug.trace, bug.pid_names)}
 
     [
       headline(bug),
@@ -24,6 +25,39 @@ defmodule Lockstep.Report do
     ]
     |> IO.iodata_to_binary()
   end
+
+  @doc false
+  # Shows managed pids inside payloads by their symbolic names.
+  def display_trace(trace, names) when is_list(trace) and map_size(names) > 0 do
+    Enum.map(trace, fn {step, event} ->
+      {step, event |> Tuple.to_list() |> Enum.map(&name_pids(&1, names)) |> List.to_tuple()}
+    end)
+  end
+
+  def display_trace(trace, _names), do: trace
+
+  defp name_pids(pid, names) when is_pid(pid) do
+    case names do
+      %{^pid => name} -> %Lockstep.ProcRef{name: name}
+      _ -> pid
+    end
+  end
+
+  defp name_pids(list, names) when is_list(list) do
+    if List.improper?(list), do: list, else: Enum.map(list, &name_pids(&1, names))
+  end
+
+  defp name_pids(tuple, names) when is_tuple(tuple) do
+    tuple |> Tuple.to_list() |> Enum.map(&name_pids(&1, names)) |> List.to_tuple()
+  end
+
+  defp name_pids(%{__struct__: _} = struct, _names), do: struct
+
+  defp name_pids(map, names) when is_map(map) do
+    Map.new(map, fn {k, v} -> {name_pids(k, names), name_pids(v, names)} end)
+  end
+
+  defp name_pids(other, _names), do: other
 
   defp headline(%{kind: :exception, process: p, name: name}),
     do: "Lockstep found a bug in #{name}: the root process #{p} failed"

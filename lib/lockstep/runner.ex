@@ -103,7 +103,8 @@ defmodule Lockstep.Runner do
         trace: if(same?, do: capture.trace, else: capture.trace || []),
         name: cfg.name,
         nondeterminism: nondeterminism,
-        steps: fast.metrics.steps
+        steps: fast.metrics.steps,
+        pid_names: source.pid_names
       )
 
     path = TraceFile.save!(bug, cfg)
@@ -185,7 +186,8 @@ defmodule Lockstep.Runner do
             trace: result.trace,
             name: cfg.name,
             nondeterminism: nil,
-            steps: result.metrics.steps
+            steps: result.metrics.steps,
+            pid_names: result.pid_names
           )
 
         raise %{bug | trace_path: path}

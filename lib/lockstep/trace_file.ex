@@ -27,6 +27,58 @@ defmodule Lockstep.TraceFile do
 
   @version 1
 
+  # Loading with [:safe] only accepts atoms that already exist. These are every atom a
+  # trace file of this version may hold; naming them here creates them when this module
+  # loads, even in a VM (a mix task) that never loaded the NIF.
+  @trace_atoms [
+    :lockstep_trace,
+    :"$inspected",
+    :start,
+    :spawn,
+    :spawn_link,
+    :send,
+    :deliver,
+    :drop,
+    :receive,
+    :block,
+    :yield,
+    :random,
+    :exit,
+    :exit_signal,
+    :external,
+    :delivered,
+    :in_flight,
+    :dropped,
+    :run,
+    :normal,
+    :killed_outside_lockstep,
+    :"$lockstep_not_captured",
+    :exception,
+    :crash,
+    :deadlock,
+    :stuck,
+    :max_steps,
+    :pct,
+    :pos,
+    :fair_pct,
+    :idpct,
+    :instant,
+    :delayed,
+    :fail,
+    :ignore,
+    :bug_depth,
+    :fair_switch,
+    :d_min,
+    :d_max,
+    :fail_on_max_steps,
+    :timeout,
+    :delivery,
+    :iterations
+  ]
+
+  @doc false
+  def trace_atoms, do: @trace_atoms
+
   @doc "The trace format version this Lockstep writes and reads."
   def version, do: @version
 
@@ -59,7 +111,10 @@ defmodule Lockstep.TraceFile do
       fail_step: bug.fail_step,
       steps: bug.steps,
       schedule: bug.schedule,
-      events: Enum.map(bug.trace || [], &sanitize_event/1)
+      events:
+        (bug.trace || [])
+        |> Lockstep.Report.display_trace(bug.pid_names)
+        |> Enum.map(&sanitize_event/1)
     }
 
     tmp = path <> ".tmp"

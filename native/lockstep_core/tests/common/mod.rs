@@ -534,3 +534,24 @@ impl StrategyKind {
         ]
     }
 }
+
+/// `Send { to: Parent, payload }`.
+pub fn send_parent(payload: u32) -> Action {
+    Action::Send {
+        to: Target::Parent,
+        payload,
+    }
+}
+
+/// An unlinked spawn of `scripts[script]`.
+pub fn spawn(script: usize) -> Action {
+    Action::Spawn {
+        script,
+        link: false,
+    }
+}
+
+/// `n` receives of any message.
+pub fn receive_any(n: usize) -> Vec<Action> {
+    vec![Action::Receive(Match::Any); n]
+}
