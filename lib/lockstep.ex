@@ -128,16 +128,23 @@ defmodule Lockstep do
   def spawn(fun), do: Runtime.spawn(fun, false)
 
   @doc """
-  Spawns a managed process with options. Only `node:` is defined and it needs the
-  simulated cluster, which is not available yet.
+  Spawns a managed process with options: `node: n` places it on simulated node `n`
+  (see `Lockstep.Cluster`).
   """
   @spec spawn((-> any()), keyword()) :: pid()
   def spawn(fun, []), do: Runtime.spawn(fun, false)
 
+  def spawn(fun, node: :nonode@nohost), do: Runtime.spawn(fun, false)
+
+  def spawn(_fun, node: node) when is_atom(node) do
+    raise ArgumentError,
+          "Lockstep.spawn/2: node #{inspect(node)} is not a simulated node of this run " <>
+            "(the simulated cluster is not available yet)"
+  end
+
   def spawn(_fun, opts) do
     raise ArgumentError,
-          "Lockstep.spawn/2 options #{inspect(opts)} are not supported yet: " <>
-            "`node:` arrives with the simulated cluster"
+          "Lockstep.spawn/2 accepts only `node: atom`, got: #{inspect(opts)}"
   end
 
   @doc """
@@ -174,6 +181,94 @@ defmodule Lockstep do
   @spec yield() :: :ok
   def yield, do: Runtime.yield()
 
+  @doc """
+  Links the caller and `pid` (a managed process); mirrors `Process.link/1`. Linking to a
+  process that has exited sends the caller a `:noproc` exit signal. Returns `true`.
+  """
+  @spec link(pid()) :: true
+  def link(pid), do: Runtime.link(pid)
+
+  @doc "Removes the link between the caller and `pid`; mirrors `Process.unlink/1`."
+  @spec unlink(pid()) :: true
+  def unlink(pid), do: Runtime.unlink(pid)
+
+  @doc """
+  Monitors `pid`; mirrors `Process.monitor/1`. When it exits the caller gets
+  `{:DOWN, ref, :process, pid, reason}` (`:noproc` if it had already exited).
+  """
+  @spec monitor(pid()) :: reference()
+  def monitor(pid), do: Runtime.monitor(pid)
+
+  @doc """
+  Turns a monitor off; mirrors `Process.demonitor/2`. No `:DOWN` for it reaches the
+  mailbox afterwards; with `[:flush]` one already there is removed too. Returns `true`.
+  """
+  @spec demonitor(reference(), [:flush | :info]) :: true
+  def demonitor(ref, opts \\ []), do: Runtime.demonitor(ref, opts)
+
+  @doc """
+  Sets `:trap_exit` and returns the previous value; mirrors `Process.flag/2`. A trapping
+  process receives exit signals as `{:EXIT, pid, reason}` messages (except `:kill`).
+  """
+  @spec flag(:trap_exit, boolean()) :: boolean()
+  def flag(flag, value), do: Runtime.flag(flag, value)
+
+  @doc """
+  Sends an exit signal to `pid`; mirrors `Process.exit/2`. `:normal` is ignored by a
+  process that does not trap exits (unless it is the caller itself); `:kill` cannot be
+  trapped and the target dies with `:killed`. Returns `true`.
+  """
+  @spec exit(pid(), term()) :: true
+  def exit(pid, reason), do: Runtime.exit(pid, reason)
+
+  @doc "Whether `pid` is alive; mirrors `Process.alive?/1`."
+  @spec alive?(pid()) :: boolean()
+  def alive?(pid), do: Runtime.alive?(pid)
+
+  @doc """
+  Registers `pid` under `name` on the caller's (simulated) node; raises `ArgumentError`
+  like `Process.register/2` when the name is taken or the process already has one.
+  """
+  @spec register(atom(), pid()) :: true
+  def register(name, pid), do: Runtime.register(name, pid)
+
+  @doc "Removes a registered name; raises `ArgumentError` if it is not registered."
+  @spec unregister(atom()) :: true
+  def unregister(name), do: Runtime.unregister(name)
+
+  @doc "The pid registered as `name` on the caller's node, or `nil`."
+  @spec whereis(atom()) :: pid() | nil
+  def whereis(name), do: Runtime.whereis(name)
+
+  @doc "The names registered on the caller's node."
+  @spec registered() :: [atom()]
+  def registered, do: Runtime.registered()
+
+  @doc "Virtual time in milliseconds (starts at 0); mirrors `System.monotonic_time(:millisecond)`."
+  @spec now() :: non_neg_integer()
+  def now, do: Runtime.now()
+
+  @doc """
+  Sleeps `ms` virtual milliseconds; mirrors `Process.sleep/1`. Costs no wall time: the
+  clock jumps when the timer fires.
+  """
+  @spec sleep(non_neg_integer()) :: :ok
+  def sleep(ms), do: Runtime.sleep(ms)
+
+  @doc """
+  Sends `msg` to `dest` after `ms` virtual milliseconds; mirrors `Process.send_after/3`.
+  Returns a timer reference for `cancel_timer/1`.
+  """
+  @spec send_after(pid() | atom(), term(), non_neg_integer()) :: reference()
+  def send_after(dest, msg, ms), do: Runtime.send_after(dest, msg, ms)
+
+  @doc """
+  Cancels a timer; returns the milliseconds that were left, or `false` if it had fired or
+  was cancelled already. Mirrors `Process.cancel_timer/1`.
+  """
+  @spec cancel_timer(reference()) :: non_neg_integer() | false
+  def cancel_timer(ref), do: Runtime.cancel_timer(ref)
+
   @doc "The current run's controller handle (see `Lockstep.Controller`)."
   @spec controller() :: Lockstep.Controller.t()
   def controller do
@@ -182,31 +277,32 @@ defmodule Lockstep do
   end
 
   @doc """
-  Receives a message like `Kernel.SpecialForms.receive/1`: patterns, guards and pins work.
+  Receives a message like `Kernel.SpecialForms.receive/1`: patterns, guards, pins and an
+  optional `after` clause counting virtual milliseconds.
 
       Lockstep.receive do
         {:reply, ^ref, value} when is_integer(value) -> value
         :stop -> :stopped
+      after
+        1_000 -> :timeout
       end
 
   Each attempt is a sync point; a process with nothing matching is blocked until a new
-  message reaches it. An `after` clause needs virtual time, which is not available yet,
-  and is rejected at compile time.
+  message reaches it or its timeout fires (in virtual time, see the `:timers` option).
   """
   defmacro receive(clauses) do
     case clauses do
       [do: do_clauses] when is_list(do_clauses) ->
-        build_receive(do_clauses, __CALLER__)
+        build_receive(do_clauses, nil, __CALLER__)
+
+      [do: do_clauses, after: [{:->, _, [[timeout], body]}]] when is_list(do_clauses) ->
+        build_receive(do_clauses, {timeout, body}, __CALLER__)
 
       [do: _, after: _] ->
         raise CompileError,
           file: __CALLER__.file,
           line: __CALLER__.line,
-          description:
-            "Lockstep.receive with an `after` clause is not supported yet: timeouts need " <>
-              "Lockstep's virtual time, which arrives with the virtual-time work. Remove the " <>
-              "`after` clause (a process with nothing to receive is then reported as part " <>
-              "of a :deadlock) or use a plain message protocol."
+          description: "Lockstep.receive takes exactly one `after` clause, like Kernel's receive"
 
       _ ->
         raise CompileError,
@@ -216,7 +312,7 @@ defmodule Lockstep do
     end
   end
 
-  defp build_receive(clauses, caller) do
+  defp build_receive(clauses, after_clause, caller) do
     tag = Macro.var(:lockstep_tag, __MODULE__)
     seq = Macro.var(:lockstep_seq, __MODULE__)
 
@@ -247,13 +343,26 @@ defmodule Lockstep do
         String.slice(patterns, 0, 160)
 
     nomatch = Runtime.nomatch()
-    after_clause = [{:->, [], [[0], nomatch]}]
-    receive_ast = {:receive, [], [[do: new_clauses, after: after_clause]]}
+    after_zero = [{:->, [], [[0], nomatch]}]
+    receive_ast = {:receive, [], [[do: new_clauses, after: after_zero]]}
 
-    quote do
-      Lockstep.Runtime.receive_loop(unquote(description), fn unquote(tag) ->
-        unquote(receive_ast)
-      end)
+    case after_clause do
+      nil ->
+        quote do
+          Lockstep.Runtime.receive_loop(unquote(description), fn unquote(tag) ->
+            unquote(receive_ast)
+          end)
+        end
+
+      {timeout, body} ->
+        quote do
+          Lockstep.Runtime.receive_loop(
+            unquote(description),
+            fn unquote(tag) -> unquote(receive_ast) end,
+            unquote(timeout),
+            fn -> unquote(body) end
+          )
+        end
     end
   end
 

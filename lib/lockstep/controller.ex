@@ -111,7 +111,7 @@ defmodule Lockstep.Controller do
   def alive?(ctl, pid) do
     %{session: session} = handle(ctl)
 
-    Enum.any?(Native.procs(session), fn {_id, _name, p, state, _pending} ->
+    Enum.any?(Native.procs(session), fn {_id, _name, p, state, _pending, _node} ->
       p == pid and state != :exited
     end)
   end
@@ -124,14 +124,14 @@ defmodule Lockstep.Controller do
   @spec status(t()) :: map()
   def status(ctl) do
     %{session: session} = handle(ctl)
-    {_progress, step, _running} = Native.progress(session)
+    {_progress, step, _running, now} = Native.progress(session)
 
     procs =
-      for {_id, name, pid, state, pending} <- Native.procs(session) do
-        %{name: name, pid: pid, node: :nonode@nohost, state: state, pending: pending}
+      for {_id, name, pid, state, pending, node} <- Native.procs(session) do
+        %{name: name, pid: pid, node: node, state: state, pending: pending}
       end
 
-    %{step: step, now: 0, outcome: Native.outcome(session), procs: procs}
+    %{step: step, now: now, outcome: Native.outcome(session), procs: procs}
   end
 
   @doc """

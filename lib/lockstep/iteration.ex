@@ -18,7 +18,8 @@ defmodule Lockstep.Iteration do
   @doc false
   # The calling process becomes the session's owner: it gets `{tag, :done, reason}`.
   def new_session(cell, iter_seed, cfg, capture?) do
-    Native.session_new(cell, iter_seed, cfg.max_steps, cfg.delivery, cfg.crash, capture?)
+    config = {cfg.max_steps, cfg.delivery, cfg.crash, cfg.timers}
+    Native.session_new(cell, iter_seed, config, capture?)
   end
 
   @doc false
@@ -50,7 +51,7 @@ defmodule Lockstep.Iteration do
         {:done, reason}
     after
       min(@poll_ms, timeout) ->
-        {progress, _step, running} = Native.progress(session)
+        {progress, _step, running, _now} = Native.progress(session)
         t = now()
 
         cond do
@@ -102,7 +103,7 @@ defmodule Lockstep.Iteration do
   end
 
   defp pid_names(procs) do
-    for {_id, name, pid, _state, _pending} <- procs, is_pid(pid), into: %{}, do: {pid, name}
+    for {_id, name, pid, _state, _pending, _node} <- procs, is_pid(pid), into: %{}, do: {pid, name}
   end
 
   defp classify(:pass, _), do: {:pass, nil}
@@ -127,7 +128,7 @@ defmodule Lockstep.Iteration do
   end
 
   defp describe_waits({:deadlock, names}, procs, tag) do
-    for {_id, name, pid, _state, _pending} <- procs, name in names do
+    for {_id, name, pid, _state, _pending, _node} <- procs, name in names do
       {waiting, mailbox} = wait_info(pid, tag)
       %{name: name, pid: pid, waiting_for: waiting, mailbox: mailbox}
     end
@@ -153,7 +154,7 @@ defmodule Lockstep.Iteration do
   # No managed process outlives its iteration: kill every one and wait until it is gone.
   def kill_all(procs) do
     refs =
-      for {_id, _name, pid, _state, _pending} <- procs, is_pid(pid) do
+      for {_id, _name, pid, _state, _pending, _node} <- procs, is_pid(pid) do
         Process.exit(pid, :kill)
         Process.monitor(pid)
       end

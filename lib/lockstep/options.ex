@@ -15,6 +15,7 @@ defmodule Lockstep.Options do
     timeout: 5_000,
     delivery: :instant,
     crash: :fail,
+    timers: :on_idle,
     trace_dir: "_build/lockstep/traces"
   ]
 
@@ -46,15 +47,14 @@ defmodule Lockstep.Options do
       timeout: opts[:timeout],
       delivery: opts[:delivery],
       crash: opts[:crash],
+      timers: opts[:timers],
       name: name(opts[:name], fun),
       trace_dir: System.get_env("LOCKSTEP_TRACE_DIR") || opts[:trace_dir]
     }
   end
 
   defp check_key!(:timers, value) do
-    raise ArgumentError,
-          "option :timers (got #{inspect(value)}) is not supported yet: virtual time " <>
-            "arrives with the process-semantics work. Remove the option for now."
+    unless value in [:on_idle, :anytime], do: bad!(:timers, value, ":on_idle or :anytime")
   end
 
   defp check_key!(key, value) when key in [:iterations, :max_steps, :timeout, :bug_depth] do
@@ -94,7 +94,7 @@ defmodule Lockstep.Options do
   defp check_key!(key, value) do
     raise ArgumentError,
           "unknown option #{inspect(key)} (value #{inspect(value)}); Lockstep.run/2 accepts " <>
-            Enum.map_join(@known ++ [:timers], ", ", &inspect/1)
+            Enum.map_join(@known, ", ", &inspect/1)
   end
 
   defp bad!(key, value, accepted) do

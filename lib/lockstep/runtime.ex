@@ -69,21 +69,25 @@ defmodule Lockstep.Runtime do
   defp run_body(session, id, tag, fun) do
     Process.put(@key, {session, id, tag})
 
+    # The report reason keeps the class and stacktrace; linked and monitoring processes
+    # see the OTP exit reason.
     try do
       fun.()
     catch
       :exit, reason ->
         class = if normal_exit?(reason), do: :normal, else: :abnormal
-        Native.exit(session, id, class, {:exit, reason, __STACKTRACE__})
+        Native.exit(session, id, class, {:exit, reason, __STACKTRACE__}, reason)
 
       :error, reason ->
         exception = Exception.normalize(:error, reason, __STACKTRACE__)
-        Native.exit(session, id, :abnormal, {:error, exception, __STACKTRACE__})
+        report = {:error, exception, __STACKTRACE__}
+        Native.exit(session, id, :abnormal, report, {exception, __STACKTRACE__})
 
       :throw, value ->
-        Native.exit(session, id, :abnormal, {:throw, value, __STACKTRACE__})
+        report = {:throw, value, __STACKTRACE__}
+        Native.exit(session, id, :abnormal, report, {{:nocatch, value}, __STACKTRACE__})
     else
-      _ -> Native.exit(session, id, :normal, :normal)
+      _ -> Native.exit(session, id, :normal, :normal, :normal)
     end
   end
 
@@ -94,43 +98,46 @@ defmodule Lockstep.Runtime do
 
   # Operations ----------------------------------------------------------------------------
 
-  def spawn(fun, link?) when is_function(fun, 0) do
+  def spawn(fun, link?, node \\ nil)
+
+  def spawn(fun, link?, node) when is_function(fun, 0) do
     {session, id, tag} = context()
-    child = resume(Native.sync_spawn(session, id, link?), tag)
+    child = resume(Native.sync_spawn(session, id, link?, node), tag)
     pid = :erlang.spawn(__MODULE__, :child_entry, [session, child, tag, fun])
     Native.register_child(session, id, child, pid)
     pid
   end
 
-  def spawn(other, _link?) do
+  def spawn(other, _link?, _node) do
     raise ArgumentError,
           "Lockstep.spawn expects a zero-arity function, got: #{inspect(other)}"
   end
 
-  def send(dest, msg) when is_pid(dest) do
+  def send(dest, msg) when is_pid(dest) or is_atom(dest) or is_tuple(dest) do
     {session, id, tag} = context()
 
     case resume(Native.sync_send(session, id, dest, msg), tag) do
-      {:deliver, seq} -> :erlang.send(dest, {tag, :msg, seq, msg})
+      {:deliver, seq, pid} -> :erlang.send(pid, {tag, :msg, seq, msg})
       {:hold, seq} -> Native.hold(session, id, seq, msg)
       :external -> :erlang.send(dest, msg)
       :drop -> :ok
+      :unregistered -> raise ArgumentError, unregistered_message(dest)
+      :badarg -> raise ArgumentError, bad_destination(dest)
     end
 
     msg
   end
 
-  def send(dest, _msg) when is_atom(dest) or is_tuple(dest) do
-    _ = context()
+  def send(dest, _msg), do: raise(ArgumentError, bad_destination(dest))
 
-    raise ArgumentError,
-          "Lockstep.send/2 to a registered name (#{inspect(dest)}) is not supported yet: " <>
-            "registered names arrive with the process-semantics work. Send to a pid for now."
+  defp bad_destination(dest) do
+    "Lockstep.send/2 expects a pid, a registered name or {name, node}, got: #{inspect(dest)}"
   end
 
-  def send(dest, _msg) do
-    raise ArgumentError,
-          "Lockstep.send/2 expects a pid, a registered name or {name, node}, got: #{inspect(dest)}"
+  defp unregistered_message(dest) do
+    "Lockstep.send/2: no process is registered as #{inspect(dest)} (like Kernel.send/2, " <>
+      "sending to an unregistered name raises). Register the name before sending, or " <>
+      "send to a pid."
   end
 
   def yield do
@@ -151,24 +158,255 @@ defmodule Lockstep.Runtime do
   # Drives a receive: announce it (a sync point), and each time this process is picked try
   # `matcher` against the real mailbox. A miss tells the engine to block this process until
   # a new message reaches it. `matcher` returns `{seq, continuation}` or `@nomatch`.
-  def receive_loop(description, matcher) do
+  def receive_loop(description, matcher, timeout \\ nil, on_timeout \\ nil) do
     {session, id, tag} = context()
     Process.put(@waiting, description)
-    attempt(session, id, tag, matcher, false)
+    attempt(session, id, tag, matcher, false, timeout(timeout), on_timeout)
   end
 
-  defp attempt(session, id, tag, matcher, retry?) do
-    resume(Native.sync_receive(session, id, retry?), tag)
+  defp timeout(nil), do: nil
+  defp timeout(:infinity), do: nil
+  defp timeout(ms) when is_integer(ms) and ms >= 0, do: ms
+
+  defp timeout(other) do
+    raise ArgumentError,
+          "Lockstep.receive `after` expects a non-negative integer (virtual ms) or " <>
+            ":infinity, got: #{inspect(other)}"
+  end
+
+  defp attempt(session, id, tag, matcher, retry?, timeout, on_timeout) do
+    result = resume(Native.sync_receive(session, id, retry?, timeout), tag)
 
     case matcher.(tag) do
+      @nomatch when result == :attempt_last ->
+        Process.delete(@waiting)
+        on_timeout.()
+
       @nomatch ->
-        attempt(session, id, tag, matcher, true)
+        attempt(session, id, tag, matcher, true, timeout, on_timeout)
 
       {seq, continuation} ->
         Native.consumed(session, id, seq)
         Process.delete(@waiting)
         continuation.()
     end
+  end
+
+  # Links, monitors, exit signals ----------------------------------------------------------
+
+  def link(pid), do: link_op(pid, true, "link/1")
+  def unlink(pid), do: link_op(pid, false, "unlink/1")
+
+  defp link_op(pid, on?, what) when is_pid(pid) do
+    {session, id, tag} = context()
+
+    case resume(Native.sync_link(session, id, pid, on?), tag) do
+      :ok -> true
+      :unmanaged -> raise ArgumentError, unmanaged(what, pid)
+    end
+  end
+
+  defp link_op(other, _on?, what),
+    do: raise(ArgumentError, "Lockstep.#{what} expects a pid, got: #{inspect(other)}")
+
+  defp unmanaged(what, pid) do
+    "Lockstep.#{what}: #{inspect(pid)} is not a process of this run. Links, monitors and " <>
+      "exit signals are simulated between managed processes only (spawn it with " <>
+      "Lockstep.spawn/1)."
+  end
+
+  def monitor(pid) when is_pid(pid) do
+    {session, id, tag} = context()
+    ref = make_ref()
+
+    case resume(Native.sync_monitor(session, id, pid, ref), tag) do
+      :ok -> ref
+      :unmanaged -> raise ArgumentError, unmanaged("monitor/1", pid)
+    end
+  end
+
+  def monitor(other),
+    do: raise(ArgumentError, "Lockstep.monitor/1 expects a pid, got: #{inspect(other)}")
+
+  def demonitor(ref, opts) when is_reference(ref) and is_list(opts) do
+    {session, id, tag} = context()
+    resume(Native.sync_demonitor(session, id, ref), tag)
+
+    if :flush in opts do
+      flush_down(session, id, tag, ref)
+    end
+
+    true
+  end
+
+  def demonitor(ref, opts) do
+    raise ArgumentError,
+          "Lockstep.demonitor/2 expects a monitor reference and a list of options, got: " <>
+            "#{inspect(ref)}, #{inspect(opts)}"
+  end
+
+  defp flush_down(session, id, tag, ref) do
+    receive do
+      {^tag, :msg, seq, {:DOWN, ^ref, _, _, _}} ->
+        Native.consumed(session, id, seq)
+        flush_down(session, id, tag, ref)
+    after
+      0 -> :ok
+    end
+  end
+
+  def flag(:trap_exit, value) when is_boolean(value) do
+    {session, id, tag} = context()
+    resume(Native.sync_trap_exit(session, id, value), tag)
+  end
+
+  def flag(flag, value) do
+    raise ArgumentError,
+          "Lockstep.flag/2 simulates only :trap_exit with a boolean, got: " <>
+            "#{inspect(flag)}, #{inspect(value)}"
+  end
+
+  def exit(pid, reason) when is_pid(pid) do
+    {session, id, tag} = context()
+
+    case resume(Native.sync_exit_signal(session, id, pid, reason), tag) do
+      :ok -> true
+      :unmanaged -> raise ArgumentError, unmanaged("exit/2", pid)
+    end
+  end
+
+  def exit(other, _reason),
+    do: raise(ArgumentError, "Lockstep.exit/2 expects a pid, got: #{inspect(other)}")
+
+  def alive?(pid) when is_pid(pid) do
+    {session, id, tag} = context()
+
+    case resume(Native.sync_alive(session, id, pid), tag) do
+      :unmanaged -> Process.alive?(pid)
+      alive? -> alive?
+    end
+  end
+
+  def alive?(other),
+    do: raise(ArgumentError, "Lockstep.alive?/1 expects a pid, got: #{inspect(other)}")
+
+  # Registered names ----------------------------------------------------------------------
+
+  def register(name, pid) when is_atom(name) and name not in [nil, :undefined] and is_pid(pid) do
+    {session, id, tag} = context()
+
+    case resume(Native.sync_name(session, id, {:register, name, pid}), tag) do
+      true ->
+        true
+
+      false ->
+        raise ArgumentError,
+              "Lockstep.register/2 failed for #{inspect(name)} and #{inspect(pid)}: the name " <>
+                "is taken, the process already has a name, or it is not alive (as " <>
+                ":erlang.register/2 refuses)"
+
+      :unmanaged ->
+        raise ArgumentError, unmanaged("register/2", pid)
+    end
+  end
+
+  def register(name, pid) do
+    raise ArgumentError,
+          "Lockstep.register/2 expects an atom name (not nil or :undefined) and a pid, got: " <>
+            "#{inspect(name)}, #{inspect(pid)}"
+  end
+
+  def unregister(name) when is_atom(name) do
+    {session, id, tag} = context()
+
+    if resume(Native.sync_name(session, id, {:unregister, name}), tag) do
+      true
+    else
+      raise ArgumentError, "Lockstep.unregister/1: #{inspect(name)} is not registered"
+    end
+  end
+
+  def whereis(name) when is_atom(name) do
+    {session, id, tag} = context()
+    resume(Native.sync_name(session, id, {:whereis, name}), tag)
+  end
+
+  def registered do
+    {session, id, tag} = context()
+    resume(Native.sync_name(session, id, :registered), tag)
+  end
+
+  # Aliases -------------------------------------------------------------------------------
+
+  @doc false
+  # An alias of the caller, as OTP's alias/0: a destination that can be turned off so that
+  # a late reply is dropped instead of reaching the mailbox. Not a sync point.
+  def alias do
+    {session, id, _tag} = context()
+    n = Process.get(:"$lockstep_alias_count", 0) + 1
+    Process.put(:"$lockstep_alias_count", n)
+    Native.alias(session, id, n, true)
+    {:"$lockstep_alias", self(), n}
+  end
+
+  @doc false
+  def unalias({:"$lockstep_alias", pid, n}) when pid == self() do
+    {session, id, _tag} = context()
+    Native.alias(session, id, n, false)
+    true
+  end
+
+  # Virtual time --------------------------------------------------------------------------
+
+  def now do
+    {session, id, tag} = context()
+    resume(Native.sync_time(session, id, :now), tag)
+  end
+
+  def sleep(ms) when is_integer(ms) and ms >= 0 do
+    {session, id, tag} = context()
+    resume(Native.sync_time(session, id, {:sleep, ms}), tag)
+    :ok
+  end
+
+  def sleep(other) do
+    raise ArgumentError,
+          "Lockstep.sleep/1 expects a non-negative integer (virtual ms), got: #{inspect(other)}"
+  end
+
+  def send_after(dest, msg, ms)
+      when (is_pid(dest) or is_atom(dest)) and is_integer(ms) and ms >= 0 do
+    {session, id, tag} = context()
+    ref = make_ref()
+
+    case resume(Native.sync_send_after(session, id, dest, msg, ms, ref), tag) do
+      :ok -> ref
+      :badarg -> raise ArgumentError, bad_destination(dest)
+    end
+  end
+
+  def send_after(dest, _msg, ms) do
+    raise ArgumentError,
+          "Lockstep.send_after/3 expects a pid or a name and a non-negative integer (virtual " <>
+            "ms), got: #{inspect(dest)}, #{inspect(ms)}"
+  end
+
+  def cancel_timer(ref) when is_reference(ref) do
+    {session, id, tag} = context()
+    resume(Native.sync_cancel_timer(session, id, ref), tag)
+  end
+
+  def cancel_timer(other),
+    do: raise(ArgumentError, "Lockstep.cancel_timer/1 expects a timer reference, got: #{inspect(other)}")
+
+  # Shared state --------------------------------------------------------------------------
+
+  @doc false
+  # A generic sync point before a shared-state operation; `kind` names it in the trace.
+  def nif_sync(kind, object) do
+    {session, id, tag} = context()
+    resume(Native.sync_nif(session, id, kind, object), tag)
+    :ok
   end
 
   def recv do

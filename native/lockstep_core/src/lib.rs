@@ -6,12 +6,17 @@ pub mod process;
 pub mod schedule;
 pub mod session;
 pub mod strategy;
+pub mod timer;
 pub mod trace;
 
-pub use process::{ExitCause, ExitClass, MsgId, PendingOp, ProcId, ProcName, ProcState};
+pub use process::{
+    ExitCause, ExitClass, MonitorId, MsgId, NameId, NodeId, PendingOp, ProcId, ProcName, ProcState,
+    Reason, Target, TimerId,
+};
 pub use schedule::Decision;
 pub use session::{
     Config, CrashMode, DeliveryMode, Effect, EngineError, Next, Op, OpResult, Outcome, Session,
 };
 pub use strategy::{iteration_seed, Choice, Divergence, Strategy, View};
+pub use timer::{TimerKind, TimerMode};
 pub use trace::{Event, EventKind, SendFate};

@@ -9,6 +9,50 @@ pub type ProcId = u32;
 /// Index of a message in one session's message table (its send sequence number).
 pub type MsgId = u32;
 
+/// Index of a monitor in one session's monitor table.
+pub type MonitorId = u32;
+
+/// Index of a timer in one session's timer table.
+pub type TimerId = u32;
+
+/// A registered name, interned by the adapter (the engine never sees the atom).
+pub type NameId = u32;
+
+/// A simulated node; 0 is `:nonode@nohost`.
+pub type NodeId = u32;
+
+/// An exit reason, as far as the engine needs to know it. Reason *terms* stay with the
+/// adapter, which can rebuild each one from this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Normal,
+    /// Only as the reason of `exit(pid, :kill)`: untrappable, the target dies `Killed`.
+    Kill,
+    Killed,
+    NoProc,
+    NoConnection,
+    /// The (abnormal) reason process `p` exited with.
+    ExitOf(ProcId),
+    /// The reason given to the n-th `exit/2` call of the session.
+    Given(u32),
+}
+
+/// Where a send goes, resolved when the send is performed (not when announced), so a name
+/// registered in between is found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Proc(ProcId),
+    /// A pid outside the run: a plain send.
+    External,
+    /// A name registered on the sender's node.
+    Name(NameId),
+    /// A name registered on a given node (`{name, node}`).
+    NameAt(NameId, NodeId),
+    /// An alias of a process (OTP's `alias/0`): once deactivated, messages to it are
+    /// dropped instead of reaching the mailbox — how a late `call` reply is discarded.
+    Alias(ProcId, u32),
+}
+
 /// A process's stable symbolic name, following the spawn tree: the root is `P`, its n-th
 /// child `P.n`, that child's m-th child `P.n.m`. A child's name depends only on its parent's
 /// program order, so the same process has the same name in every interleaving.
@@ -80,16 +124,34 @@ pub enum ProcState {
 pub enum PendingOp {
     /// Freshly spawned, not yet started.
     Start,
-    /// Send to a managed process (`Some`) or to a pid outside the run (`None`).
-    Send { to: Option<ProcId> },
+    Send { to: Target },
     /// Try to match a message in its own mailbox.
     Receive,
     /// An explicit sync point with no effect.
     Yield,
     /// `Lockstep.random(n)`.
     Random { n: u64 },
-    /// Spawn a child (linked or not).
-    Spawn { link: bool },
+    /// Spawn a child (linked or not) on a node (`None`: the parent's).
+    Spawn { link: bool, node: Option<NodeId> },
+    Link { to: ProcId },
+    Unlink { to: ProcId },
+    Monitor { target: ProcId },
+    Demonitor { monitor: Option<MonitorId> },
+    TrapExit { on: bool },
+    /// `exit(pid, reason)`.
+    ExitSignal { to: ProcId, reason: Reason },
+    Alive { of: ProcId },
+    Register { name: NameId, proc: ProcId },
+    Unregister { name: NameId },
+    Whereis { name: NameId },
+    Registered,
+    Now,
+    /// Parked until its sleep timer fires.
+    Sleep,
+    SendAfter { to: Target, ms: u64 },
+    CancelTimer { timer: Option<TimerId> },
+    /// A shared-state operation (ETS, atomics, …) on `object` (a hash of table and key).
+    Nif { object: Option<u64> },
 }
 
 /// How a process's own code ended, as classified by the Elixir wrapper around its body.
@@ -106,8 +168,8 @@ pub enum ExitClass {
 pub enum ExitCause {
     /// Its own code ended.
     Own(ExitClass),
-    /// An exit signal through a link from this process.
-    Linked { from: ProcId },
+    /// An exit signal from `exit(pid, reason)` (or a link) that the process did not trap.
+    Signal { from: ProcId, reason: Reason },
     /// Killed by something outside the run (noticed through the NIF's process monitor).
     External,
     /// Killed when the iteration ended while it was still blocked or ready.
@@ -130,6 +192,21 @@ pub struct Process {
     pub fresh: bool,
     pub links: Vec<ProcId>,
     pub exit: Option<ExitCause>,
+    /// The reason linked and monitoring processes see.
+    pub exit_reason: Reason,
+    pub node: NodeId,
+    pub trap_exit: bool,
+    /// Its pending `receive … after` timer, while it waits in one.
+    pub receive_timer: Option<TimerId>,
+    /// Its current receive's timeout has passed: one last match attempt, then the `after`.
+    pub timed_out: bool,
+    /// Its pending sleep timer.
+    pub sleep_timer: Option<TimerId>,
+    /// Timers it has created: names timers stably (owner name, ordinal).
+    pub timers_created: u32,
+    pub registered: Option<NameId>,
+    /// Its active aliases.
+    pub aliases: Vec<u32>,
 }
 
 impl Process {
@@ -144,6 +221,15 @@ impl Process {
             fresh: false,
             links: Vec::new(),
             exit: None,
+            exit_reason: Reason::Normal,
+            node: 0,
+            trap_exit: false,
+            receive_timer: None,
+            timed_out: false,
+            sleep_timer: None,
+            timers_created: 0,
+            registered: None,
+            aliases: Vec::new(),
         }
     }
 

@@ -13,6 +13,8 @@ pub enum Decision {
     Deliver { from: ProcName, to: ProcName },
     /// The value `Lockstep.random/1` returned.
     Random(u64),
+    /// Fire the `ordinal`-th timer (1-based) that process `owner` created.
+    Fire { owner: ProcName, ordinal: u32 },
 }
 
 impl fmt::Display for Decision {
@@ -21,6 +23,7 @@ impl fmt::Display for Decision {
             Decision::Run(p) => write!(f, "run {p}"),
             Decision::Deliver { from, to } => write!(f, "deliver {from} -> {to}"),
             Decision::Random(v) => write!(f, "random {v}"),
+            Decision::Fire { owner, ordinal } => write!(f, "fire timer {ordinal} of {owner}"),
         }
     }
 }
@@ -31,6 +34,7 @@ pub const SCHEDULE_FORMAT_VERSION: u8 = 1;
 const TAG_RUN: u8 = 0;
 const TAG_DELIVER: u8 = 1;
 const TAG_RANDOM: u8 = 2;
+const TAG_FIRE: u8 = 3;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DecodeError {
@@ -123,6 +127,11 @@ pub fn encode(decisions: &[Decision]) -> Vec<u8> {
                 out.push(TAG_RANDOM);
                 put_varint(&mut out, *v);
             }
+            Decision::Fire { owner, ordinal } => {
+                out.push(TAG_FIRE);
+                put_name(&mut out, owner);
+                put_varint(&mut out, u64::from(*ordinal));
+            }
         }
     }
     out
@@ -150,6 +159,12 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Decision>, DecodeError> {
                 Decision::Deliver { from, to }
             }
             TAG_RANDOM => Decision::Random(get_varint(bytes, &mut pos)?),
+            TAG_FIRE => {
+                let owner = get_name(bytes, &mut pos)?;
+                let ordinal = u32::try_from(get_varint(bytes, &mut pos)?)
+                    .map_err(|_| DecodeError::Truncated)?;
+                Decision::Fire { owner, ordinal }
+            }
             other => return Err(DecodeError::BadTag(other)),
         });
     }
@@ -174,6 +189,7 @@ mod tests {
             (name_strategy(), name_strategy())
                 .prop_map(|(from, to)| Decision::Deliver { from, to }),
             any::<u64>().prop_map(Decision::Random),
+            (name_strategy(), any::<u32>()).prop_map(|(owner, ordinal)| Decision::Fire { owner, ordinal }),
         ]
     }
 

@@ -4,25 +4,36 @@
 //! calls [`Session::sync`] with the operation it is about to perform; the session records
 //! it as the process's *pending* operation and asks the strategy which choice goes next.
 //! Taking `Run(p)` applies `p`'s pending operation (a send is numbered and delivered or put
-//! in flight, a spawn creates the child, …) and lets `p` run to its next sync point; taking
-//! `Deliver(m)` moves an in-flight message into its target's mailbox and asks again. So each
-//! step is one decision, and the operation a process announces is performed at the step the
-//! strategy picks it — which is what lets a strategy see what each choice will touch.
+//! in flight, a spawn creates the child, a monitor is set, …) and lets `p` run to its next
+//! sync point; taking `Deliver(m)` moves an in-flight message or signal to its target, and
+//! `Fire(t)` fires a timer (the virtual clock jumps to its deadline); after those the
+//! strategy is asked again. So each step is one decision, and the operation a process
+//! announces is performed at the step the strategy picks it — which is what lets a
+//! strategy see what each choice will touch.
 //!
-//! The session never holds BEAM terms: the adapter keeps payloads and pids, keyed by the
-//! small ids used here, and performs the [`Effect`]s the session queues (deliveries of
-//! in-flight messages, exit signals to parked processes) before it wakes the next process.
+//! Exit signals and `:DOWN` notifications travel like messages: under `delivery: :delayed`
+//! they are in flight, ordered per sender→receiver pair together with messages, so
+//! "exit signal versus message" races are reachable. Links, monitors, trap flags, names and
+//! timers are simulated here, never real BEAM links, so their timing is scheduled too.
 //!
-//! Invariants (checked with `debug_assert!` and by the property test below): at most one
-//! process is `Running`; a `Blocked` process is never offered as a choice; when an
-//! iteration ends every process is `Exited`, `Blocked` or `Ready`, never `Running`.
+//! The session never holds BEAM terms: the adapter keeps payloads, pids, refs and reason
+//! terms, keyed by the small ids used here, and performs the [`Effect`]s the session queues
+//! (deliveries the adapter must make, exit signals that kill parked processes) before it
+//! wakes the next process.
+//!
+//! Invariants (checked with `debug_assert!` and by the property tests): at most one process
+//! is `Running`; a `Blocked` process is never offered as a choice; when an iteration ends
+//! no process is `Running`.
 
 use crate::process::{
-    ExitCause, ExitClass, MsgId, PendingOp, ProcId, ProcName, ProcState, Process,
+    ExitCause, ExitClass, MonitorId, MsgId, NameId, NodeId, PendingOp, ProcId, ProcName,
+    ProcState, Process, Reason, Target, TimerId,
 };
 use crate::schedule::Decision;
 use crate::strategy::{Choice, Divergence, Strategy, View};
+use crate::timer::{Timer, TimerKind, TimerMode, TimerState};
 use crate::trace::{Event, EventKind, SendFate};
+use std::collections::HashMap;
 use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +58,7 @@ pub struct Config {
     pub max_steps: u64,
     pub delivery: DeliveryMode,
     pub crash: CrashMode,
+    pub timers: TimerMode,
 }
 
 impl Default for Config {
@@ -55,6 +67,7 @@ impl Default for Config {
             max_steps: 10_000,
             delivery: DeliveryMode::Instant,
             crash: CrashMode::Fail,
+            timers: TimerMode::OnIdle,
         }
     }
 }
@@ -63,12 +76,14 @@ impl Default for Config {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
     Send {
-        to: Option<ProcId>,
+        to: Target,
     },
     /// `retry` is true after a match attempt found nothing: the process then waits for a
-    /// new message instead of being offered again at once.
+    /// new message (or its timeout) instead of being offered again at once. `timeout` is
+    /// the `after` in virtual ms, given on the first attempt.
     Receive {
         retry: bool,
+        timeout: Option<u64>,
     },
     Yield,
     Random {
@@ -76,6 +91,58 @@ pub enum Op {
     },
     Spawn {
         link: bool,
+    },
+    SpawnOn {
+        link: bool,
+        node: NodeId,
+    },
+    Link {
+        to: ProcId,
+    },
+    Unlink {
+        to: ProcId,
+    },
+    Monitor {
+        target: ProcId,
+    },
+    /// `None`: a ref this run never handed out (OTP's `demonitor/1` returns true anyway).
+    Demonitor {
+        monitor: Option<MonitorId>,
+    },
+    TrapExit {
+        on: bool,
+    },
+    ExitSignal {
+        to: ProcId,
+        reason: Reason,
+    },
+    Alive {
+        of: ProcId,
+    },
+    Register {
+        name: NameId,
+        proc: ProcId,
+    },
+    Unregister {
+        name: NameId,
+    },
+    Whereis {
+        name: NameId,
+    },
+    Registered,
+    Now,
+    Sleep {
+        ms: u64,
+    },
+    SendAfter {
+        to: Target,
+        ms: u64,
+    },
+    CancelTimer {
+        timer: Option<TimerId>,
+    },
+    Nif {
+        object: Option<u64>,
     },
 }
 
@@ -87,13 +154,35 @@ pub enum OpResult {
         msg: MsgId,
         fate: SendFate,
     },
-    /// Go and try to match against the mailbox.
-    ReceiveAttempt,
+    /// A send to a name nobody has registered: the sender raises `ArgumentError`.
+    Unregistered,
+    /// Go and try to match against the mailbox; `last` means the receive's timeout has
+    /// passed: if nothing matches now, run the `after` clause.
+    ReceiveAttempt {
+        last: bool,
+    },
     Yielded,
     Random(u64),
     Spawned {
         child: ProcId,
     },
+    Done,
+    MonitorSet {
+        monitor: MonitorId,
+    },
+    WasTrapping(bool),
+    Alive(bool),
+    /// `register/2` / `unregister/1` succeeded (`false`: `ArgumentError`, like OTP).
+    NameOk(bool),
+    Found(Option<ProcId>),
+    /// The adapter reads the names with [`Session::registered_names`].
+    Names,
+    Now(u64),
+    TimerSet {
+        timer: TimerId,
+    },
+    /// Milliseconds left, or `None` when the timer had fired or was cancelled.
+    Cancelled(Option<u64>),
 }
 
 /// What the adapter must do after an engine call.
@@ -110,11 +199,20 @@ pub enum Next {
 /// Side effects the adapter performs, in order, before acting on [`Next`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Effect {
-    /// Put in-flight message `msg` into `to`'s real mailbox.
+    /// Put in-flight user message `msg` (its payload is held by the adapter) into `to`'s
+    /// real mailbox.
     Deliver { msg: MsgId, to: ProcId },
-    /// `proc` was killed by an exit signal through a link from `from`: make the parked BEAM
-    /// process exit.
-    Kill { proc: ProcId, from: ProcId },
+    /// Put the message made from signal `msg` (`{:EXIT, …}` or `{:DOWN, …}`, see
+    /// [`Session::message`]) into `to`'s real mailbox.
+    DeliverSignal { msg: MsgId, to: ProcId },
+    /// Timer `timer` fired: deliver its payload to `to` as message `msg`.
+    DeliverTimer {
+        timer: TimerId,
+        msg: MsgId,
+        to: ProcId,
+    },
+    /// `proc` died of an exit signal while parked: make its BEAM process exit.
+    Kill { proc: ProcId, reason: Reason },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,17 +220,11 @@ pub enum Outcome {
     /// The root returned and nothing more could happen.
     Pass,
     /// The root raised, threw or exited abnormally, or was killed by an exit signal.
-    Exception {
-        proc: ProcId,
-    },
+    Exception { proc: ProcId },
     /// A non-root process crashed (with `CrashMode::Fail`).
-    Crash {
-        proc: ProcId,
-    },
+    Crash { proc: ProcId },
     /// The root had not returned and nothing could happen.
-    Deadlock {
-        blocked: Vec<ProcId>,
-    },
+    Deadlock { blocked: Vec<ProcId> },
     MaxSteps,
     /// A replayed schedule was not followed.
     Diverged(Divergence),
@@ -160,15 +252,9 @@ pub enum EngineError {
     UnknownProcess(ProcId),
     UnknownMessage(MsgId),
     /// A process made a call while it was not the one allowed to run.
-    NotRunning {
-        proc: ProcId,
-        state: ProcState,
-    },
+    NotRunning { proc: ProcId, state: ProcState },
     /// A message was reported consumed by a process that is not its recipient or twice.
-    NotInMailbox {
-        proc: ProcId,
-        msg: MsgId,
-    },
+    NotInMailbox { proc: ProcId, msg: MsgId },
     BadRandomBound,
 }
 
@@ -191,13 +277,27 @@ impl fmt::Display for EngineError {
 
 impl std::error::Error for EngineError {}
 
-/// Bookkeeping for one sent message (never its payload).
+/// What travels from one process to another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MsgKind {
+    /// A user message; the adapter holds the payload.
+    User,
+    /// An exit signal (`link` true when it comes from a link).
+    Exit { reason: Reason, link: bool },
+    /// A monitor's `:DOWN` notification.
+    Down { monitor: MonitorId, reason: Reason },
+}
+
+/// Bookkeeping for one sent message or signal (never its payload).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Message {
     pub from: ProcId,
     /// `None` for a pid outside the run.
     pub to: Option<ProcId>,
     pub state: MsgState,
+    pub kind: MsgKind,
+    /// Sent to this alias of `to`: dropped if the alias is no longer active on arrival.
+    pub alias: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,8 +306,17 @@ pub enum MsgState {
     InMailbox,
     Consumed,
     Dropped,
+    /// A signal that took effect without becoming a message (ignored, or killed its target).
+    Acted,
     /// Sent to a pid outside the run.
     External,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MonitorRec {
+    pub owner: ProcId,
+    pub target: ProcId,
+    pub active: bool,
 }
 
 /// Counters for the run summary.
@@ -218,12 +327,35 @@ pub struct Metrics {
     pub contested_steps: u64,
 }
 
+/// A decision in session-local ids; turned into names for export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum RawDecision {
+    Run(ProcId),
+    Deliver(MsgId),
+    Fire(TimerId),
+    Random(u64),
+}
+
+enum Applied {
+    Run(OpResult),
+    /// The picked process did not get to run (it died applying its own operation).
+    Skip,
+    Ended,
+}
+
+pub const ROOT: ProcId = 0;
+
 pub struct Session {
     config: Config,
     procs: Vec<Process>,
     msgs: Vec<Message>,
-    /// Messages in flight, in send order.
+    /// Messages and signals in flight, in send order.
     in_flight: Vec<MsgId>,
+    monitors: Vec<MonitorRec>,
+    timers: Vec<Timer>,
+    names: HashMap<(NodeId, NameId), ProcId>,
+    /// Virtual time in ms.
+    now: u64,
     running: Option<ProcId>,
     last_run: Option<ProcId>,
     step: u64,
@@ -237,16 +369,6 @@ pub struct Session {
     choices: Vec<Choice>,
 }
 
-/// A decision in session-local ids; turned into names for export.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum RawDecision {
-    Run(ProcId),
-    Deliver(MsgId),
-    Random(u64),
-}
-
-pub const ROOT: ProcId = 0;
-
 impl Session {
     /// Starts an iteration: tells the strategy, creates the root `P` (not yet started).
     pub fn new(config: Config, strategy: &mut dyn Strategy, seed: u64) -> Self {
@@ -256,6 +378,10 @@ impl Session {
             procs: vec![Process::new(ProcName::root(), None)],
             msgs: Vec::new(),
             in_flight: Vec::new(),
+            monitors: Vec::new(),
+            timers: Vec::new(),
+            names: HashMap::new(),
+            now: 0,
             running: None,
             last_run: None,
             step: 0,
@@ -283,6 +409,10 @@ impl Session {
         self.step
     }
 
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
     pub fn running(&self) -> Option<ProcId> {
         self.running
     }
@@ -307,12 +437,32 @@ impl Session {
         self.msgs.get(id as usize)
     }
 
+    pub fn monitor(&self, id: MonitorId) -> Option<&MonitorRec> {
+        self.monitors.get(id as usize)
+    }
+
+    pub fn timer(&self, id: TimerId) -> Option<&Timer> {
+        self.timers.get(id as usize)
+    }
+
     pub fn events(&self) -> &[Event] {
         &self.events
     }
 
     pub fn metrics(&self) -> Metrics {
         self.metrics
+    }
+
+    /// The names registered on `node`, in no particular order.
+    pub fn registered_names(&self, node: NodeId) -> Vec<NameId> {
+        let mut names: Vec<NameId> = self
+            .names
+            .keys()
+            .filter(|(n, _)| *n == node)
+            .map(|(_, name)| *name)
+            .collect();
+        names.sort_unstable();
+        names
     }
 
     pub fn take_effects(&mut self) -> std::vec::Drain<'_, Effect> {
@@ -325,20 +475,33 @@ impl Session {
 
     /// The decisions made so far, by symbolic name.
     pub fn schedule(&self) -> Vec<Decision> {
+        let view = self.view();
         self.decisions
             .iter()
             .map(|d| match *d {
-                RawDecision::Run(p) => Decision::Run(self.procs[p as usize].name.clone()),
-                RawDecision::Deliver(m) => {
-                    let msg = &self.msgs[m as usize];
-                    Decision::Deliver {
-                        from: self.procs[msg.from as usize].name.clone(),
-                        to: self.procs[msg.to.unwrap_or(ROOT) as usize].name.clone(),
-                    }
-                }
+                RawDecision::Run(p) => view.decision_for(Choice::Run(p)),
+                RawDecision::Deliver(m) => view.decision_for(Choice::Deliver(m)),
+                RawDecision::Fire(t) => view.decision_for(Choice::Fire(t)),
                 RawDecision::Random(v) => Decision::Random(v),
             })
             .collect()
+    }
+
+    /// A fingerprint of the decisions made, for counting distinct schedules.
+    pub fn schedule_fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.decisions.hash(&mut h);
+        h.finish()
+    }
+
+    fn view(&self) -> View<'_> {
+        View {
+            step: self.step,
+            procs: &self.procs,
+            msgs: &self.msgs,
+            timers: &self.timers,
+        }
     }
 
     fn check_running(&self, caller: ProcId) -> Result<(), EngineError> {
@@ -355,12 +518,24 @@ impl Session {
         Ok(())
     }
 
+    fn check_proc(&self, p: ProcId) -> Result<(), EngineError> {
+        if (p as usize) < self.procs.len() {
+            Ok(())
+        } else {
+            Err(EngineError::UnknownProcess(p))
+        }
+    }
+
     fn record(&mut self, proc: ProcId, kind: EventKind) {
         self.events.push(Event {
             step: self.step,
             proc,
             kind,
         });
+    }
+
+    fn alive(&self, p: ProcId) -> bool {
+        self.procs[p as usize].is_alive()
     }
 
     /// The running process reached a sync point and announces `op`.
@@ -374,33 +549,92 @@ impl Session {
             return Ok(Next::Ended);
         }
         self.check_running(caller)?;
-        if let Op::Send { to: Some(to) } = op {
-            if to as usize >= self.procs.len() {
-                return Err(EngineError::UnknownProcess(to));
+        match op {
+            Op::Send {
+                to: Target::Proc(p),
             }
-        }
-        if let Op::Random { n: 0 } = op {
-            return Err(EngineError::BadRandomBound);
+            | Op::SendAfter {
+                to: Target::Proc(p),
+                ..
+            }
+            | Op::Link { to: p }
+            | Op::Unlink { to: p }
+            | Op::Monitor { target: p }
+            | Op::ExitSignal { to: p, .. }
+            | Op::Alive { of: p }
+            | Op::Register { proc: p, .. } => self.check_proc(p)?,
+            Op::Random { n: 0 } => return Err(EngineError::BadRandomBound),
+            _ => {}
         }
         self.running = None;
-        let proc = &mut self.procs[caller as usize];
-        match op {
-            Op::Send { to } => proc.pending = PendingOp::Send { to },
-            Op::Yield => proc.pending = PendingOp::Yield,
-            Op::Random { n } => proc.pending = PendingOp::Random { n },
-            Op::Spawn { link } => proc.pending = PendingOp::Spawn { link },
-            Op::Receive { retry } => {
-                proc.pending = PendingOp::Receive;
-                if retry {
-                    proc.fresh = false;
+        let mut blocked = false;
+        let pending = match op {
+            Op::Send { to } => PendingOp::Send { to },
+            Op::Yield => PendingOp::Yield,
+            Op::Random { n } => PendingOp::Random { n },
+            Op::Spawn { link } => PendingOp::Spawn { link, node: None },
+            Op::SpawnOn { link, node } => PendingOp::Spawn {
+                link,
+                node: Some(node),
+            },
+            Op::Link { to } => PendingOp::Link { to },
+            Op::Unlink { to } => PendingOp::Unlink { to },
+            Op::Monitor { target } => PendingOp::Monitor { target },
+            Op::Demonitor { monitor } => PendingOp::Demonitor { monitor },
+            Op::TrapExit { on } => PendingOp::TrapExit { on },
+            Op::ExitSignal { to, reason } => PendingOp::ExitSignal { to, reason },
+            Op::Alive { of } => PendingOp::Alive { of },
+            Op::Register { name, proc } => PendingOp::Register { name, proc },
+            Op::Unregister { name } => PendingOp::Unregister { name },
+            Op::Whereis { name } => PendingOp::Whereis { name },
+            Op::Registered => PendingOp::Registered,
+            Op::Now => PendingOp::Now,
+            Op::SendAfter { to, ms } => PendingOp::SendAfter { to, ms },
+            Op::CancelTimer { timer } => PendingOp::CancelTimer { timer },
+            Op::Nif { object } => PendingOp::Nif { object },
+            Op::Sleep { ms } => {
+                if ms == 0 {
+                    PendingOp::Yield
                 } else {
-                    proc.fresh = proc.mailbox > 0;
+                    let t = self.add_timer(caller, ms, TimerKind::Sleep);
+                    self.procs[caller as usize].sleep_timer = Some(t);
+                    self.record(caller, EventKind::Sleep { timer: t, ms });
+                    blocked = true;
+                    PendingOp::Sleep
                 }
             }
-        }
-        if proc.pending == PendingOp::Receive && !proc.fresh {
+            Op::Receive { retry, timeout } => {
+                if retry {
+                    self.procs[caller as usize].fresh = false;
+                } else {
+                    if let Some(old) = self.procs[caller as usize].receive_timer.take() {
+                        self.timers[old as usize].state = TimerState::Cancelled;
+                    }
+                    let proc = &mut self.procs[caller as usize];
+                    proc.timed_out = false;
+                    proc.fresh = proc.mailbox > 0;
+                    match timeout {
+                        Some(0) => self.procs[caller as usize].timed_out = true,
+                        Some(ms) => {
+                            let t = self.add_timer(caller, ms, TimerKind::ReceiveAfter);
+                            self.procs[caller as usize].receive_timer = Some(t);
+                            self.record(caller, EventKind::TimerStarted { timer: t, ms });
+                        }
+                        None => {}
+                    }
+                }
+                let proc = &self.procs[caller as usize];
+                blocked = !proc.fresh && !proc.timed_out;
+                PendingOp::Receive
+            }
+        };
+        let proc = &mut self.procs[caller as usize];
+        proc.pending = pending;
+        if blocked {
             proc.state = ProcState::Blocked;
-            self.record(caller, EventKind::Block);
+            if pending == PendingOp::Receive {
+                self.record(caller, EventKind::Block);
+            }
         } else {
             proc.state = ProcState::Ready;
         }
@@ -426,15 +660,22 @@ impl Session {
         let proc = &mut self.procs[caller as usize];
         debug_assert!(proc.mailbox > 0);
         proc.mailbox -= 1;
+        proc.timed_out = false;
+        if let Some(t) = proc.receive_timer.take() {
+            self.timers[t as usize].state = TimerState::Cancelled;
+        }
         self.record(caller, EventKind::Receive { msg, from });
         Ok(())
     }
 
-    /// The running process's own code ended.
-    pub fn exit(
+    /// The running process's own code ended. `reason` is what linked and monitoring
+    /// processes see (`Reason::Normal` or `Reason::ExitOf(caller)`); `class` decides
+    /// whether it counts as a crash.
+    pub fn exit_with(
         &mut self,
         caller: ProcId,
         class: ExitClass,
+        reason: Reason,
         strategy: &mut dyn Strategy,
     ) -> Result<Next, EngineError> {
         if self.is_over() {
@@ -442,8 +683,22 @@ impl Session {
         }
         self.check_running(caller)?;
         self.running = None;
-        self.terminate(caller, ExitCause::Own(class));
+        self.die(caller, ExitCause::Own(class), reason, false);
         Ok(self.decide(None, strategy))
+    }
+
+    /// [`Session::exit_with`] with the reason implied by the class.
+    pub fn exit(
+        &mut self,
+        caller: ProcId,
+        class: ExitClass,
+        strategy: &mut dyn Strategy,
+    ) -> Result<Next, EngineError> {
+        let reason = match class {
+            ExitClass::Normal => Reason::Normal,
+            ExitClass::Abnormal => Reason::ExitOf(caller),
+        };
+        self.exit_with(caller, class, reason, strategy)
     }
 
     /// A managed process died without telling us (killed from outside the run).
@@ -454,12 +709,12 @@ impl Session {
         if self.is_over() || !p.is_alive() {
             return Next::Ended;
         }
-        let running = self.running;
-        self.terminate(proc, ExitCause::External);
-        // The running process dies too when it is `proc` or linked to it; then nobody is
-        // left to make the next decision but us.
-        if running.is_some_and(|r| !self.procs[r as usize].is_alive()) {
+        let was_running = self.running == Some(proc);
+        if was_running {
             self.running = None;
+        }
+        self.die(proc, ExitCause::External, Reason::Killed, false);
+        if was_running {
             self.decide(None, strategy)
         } else {
             // Someone else is running and will make the next decision.
@@ -467,46 +722,320 @@ impl Session {
         }
     }
 
-    /// Marks `proc` exited and propagates exit signals through its links.
-    fn terminate(&mut self, proc: ProcId, cause: ExitCause) {
-        let mut queue = vec![(proc, cause)];
-        while let Some((p, cause)) = queue.pop() {
-            let entry = &mut self.procs[p as usize];
-            if !entry.is_alive() {
-                continue;
-            }
-            entry.state = ProcState::Exited;
-            entry.exit = Some(cause);
-            let links = std::mem::take(&mut entry.links);
-            self.record(p, EventKind::Exit { cause });
-            if p == ROOT {
-                self.root_exited = true;
-            }
-            let abnormal = !matches!(cause, ExitCause::Own(ExitClass::Normal));
-            if self.outcome.is_none() {
-                match cause {
-                    ExitCause::Own(ExitClass::Abnormal) | ExitCause::Linked { .. } if p == ROOT => {
-                        self.outcome = Some(Outcome::Exception { proc: p });
-                    }
-                    ExitCause::Own(ExitClass::Abnormal) | ExitCause::External
-                        if self.config.crash == CrashMode::Fail =>
-                    {
-                        self.outcome = Some(Outcome::Crash { proc: p });
-                    }
-                    _ => {}
+    /// Stops the iteration from outside; later calls from its processes see it is over.
+    pub fn abort(&mut self) {
+        if self.outcome.is_none() {
+            self.outcome = Some(Outcome::Aborted {
+                running: self.running,
+            });
+        }
+    }
+
+    /// Marks `p` exited, fails the iteration if that is a failure, and sends its exit
+    /// signals and `:DOWN`s. `kill_parked`: the BEAM process is parked and must be told.
+    fn die(&mut self, p: ProcId, cause: ExitCause, reason: Reason, kill_parked: bool) {
+        if !self.alive(p) {
+            return;
+        }
+        let reason = if reason == Reason::Kill {
+            Reason::Killed
+        } else {
+            reason
+        };
+        if self.running == Some(p) {
+            self.running = None;
+        }
+        let entry = &mut self.procs[p as usize];
+        entry.state = ProcState::Exited;
+        entry.exit = Some(cause);
+        entry.exit_reason = reason;
+        let links = std::mem::take(&mut entry.links);
+        let timers = [entry.sleep_timer.take(), entry.receive_timer.take()];
+        let node = entry.node;
+        if let Some(name) = entry.registered.take() {
+            self.names.remove(&(node, name));
+        }
+        for t in timers.into_iter().flatten() {
+            self.timers[t as usize].state = TimerState::Cancelled;
+        }
+        if kill_parked {
+            self.effects.push(Effect::Kill { proc: p, reason });
+        }
+        self.record(p, EventKind::Exit { cause });
+        if p == ROOT {
+            self.root_exited = true;
+        }
+        if self.outcome.is_none() {
+            match cause {
+                ExitCause::Own(ExitClass::Abnormal) | ExitCause::Signal { .. } if p == ROOT => {
+                    self.outcome = Some(Outcome::Exception { proc: p });
                 }
+                ExitCause::External if p == ROOT => {
+                    self.outcome = Some(Outcome::Exception { proc: p });
+                }
+                ExitCause::Own(ExitClass::Abnormal) | ExitCause::External
+                    if self.config.crash == CrashMode::Fail =>
+                {
+                    self.outcome = Some(Outcome::Crash { proc: p });
+                }
+                _ => {}
             }
-            for l in links {
-                let other = &mut self.procs[l as usize];
-                other.links.retain(|&x| x != p);
-                if abnormal && other.is_alive() {
-                    // Also when `other` is the running process (its partner was killed from
-                    // outside): it is executing code the engine cannot stop.
-                    self.effects.push(Effect::Kill { proc: l, from: p });
-                    queue.push((l, ExitCause::Linked { from: p }));
+        }
+        for l in links {
+            self.procs[l as usize].links.retain(|&x| x != p);
+            self.signal(
+                p,
+                l,
+                MsgKind::Exit {
+                    reason,
+                    link: true,
+                },
+            );
+        }
+        for m in 0..self.monitors.len() {
+            let rec = self.monitors[m];
+            if rec.active && rec.owner == p {
+                self.monitors[m].active = false;
+            } else if rec.active && rec.target == p {
+                self.signal(
+                    p,
+                    rec.owner,
+                    MsgKind::Down {
+                        monitor: m as MonitorId,
+                        reason,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Sends a signal (exit or `:DOWN`) from `from` to `to`: at once under instant
+    /// delivery or to oneself, else in flight. Returns its id and fate.
+    fn signal(&mut self, from: ProcId, to: ProcId, kind: MsgKind) -> (MsgId, SendFate) {
+        let m = self.msgs.len() as MsgId;
+        self.msgs.push(Message {
+            from,
+            to: Some(to),
+            state: MsgState::InFlight,
+            kind,
+            alias: None,
+        });
+        if !self.alive(to) {
+            self.msgs[m as usize].state = MsgState::Dropped;
+            return (m, SendFate::Dropped);
+        }
+        if self.config.delivery == DeliveryMode::Instant || from == to {
+            self.arrive(m);
+            (m, SendFate::Delivered)
+        } else {
+            self.in_flight.push(m);
+            (m, SendFate::InFlight)
+        }
+    }
+
+    /// Message or signal `m` reaches its target now.
+    fn arrive(&mut self, m: MsgId) {
+        let msg = self.msgs[m as usize];
+        let to = msg.to.expect("only managed targets receive through the engine");
+        if !self.alive(to) {
+            self.msgs[m as usize].state = MsgState::Dropped;
+            self.record(to, EventKind::Drop { msg: m, from: msg.from });
+            return;
+        }
+        match msg.kind {
+            MsgKind::User if msg.alias.is_some_and(|a| !self.has_alias(to, a)) => {
+                self.msgs[m as usize].state = MsgState::Dropped;
+                self.record(to, EventKind::Drop { msg: m, from: msg.from });
+            }
+            MsgKind::User => {
+                self.msgs[m as usize].state = MsgState::InMailbox;
+                self.add_to_mailbox(to);
+                self.effects.push(Effect::Deliver { msg: m, to });
+                self.record(to, EventKind::Deliver { msg: m, from: msg.from });
+            }
+            MsgKind::Down { monitor, reason } => {
+                if !self.monitors[monitor as usize].active {
+                    // Demonitored while the notification was in flight: OTP guarantees
+                    // no :DOWN is placed in the mailbox after demonitor returns.
+                    self.msgs[m as usize].state = MsgState::Dropped;
+                    return;
+                }
+                self.monitors[monitor as usize].active = false;
+                self.msgs[m as usize].state = MsgState::InMailbox;
+                self.add_to_mailbox(to);
+                self.effects.push(Effect::DeliverSignal { msg: m, to });
+                self.record(
+                    to,
+                    EventKind::Down {
+                        msg: m,
+                        monitor,
+                        from: msg.from,
+                        reason,
+                    },
+                );
+            }
+            MsgKind::Exit { reason, link } => {
+                let target = &self.procs[to as usize];
+                if reason == Reason::Kill && !link {
+                    self.msgs[m as usize].state = MsgState::Acted;
+                    self.die(
+                        to,
+                        ExitCause::Signal {
+                            from: msg.from,
+                            reason,
+                        },
+                        Reason::Killed,
+                        true,
+                    );
+                } else if target.trap_exit {
+                    self.msgs[m as usize].state = MsgState::InMailbox;
+                    self.add_to_mailbox(to);
+                    self.effects.push(Effect::DeliverSignal { msg: m, to });
+                    self.record(
+                        to,
+                        EventKind::ExitTrapped {
+                            msg: m,
+                            from: msg.from,
+                            reason,
+                        },
+                    );
+                } else if reason == Reason::Normal && msg.from != to {
+                    self.msgs[m as usize].state = MsgState::Acted;
+                    self.record(to, EventKind::ExitIgnored { from: msg.from });
+                } else {
+                    self.msgs[m as usize].state = MsgState::Acted;
+                    self.die(
+                        to,
+                        ExitCause::Signal {
+                            from: msg.from,
+                            reason,
+                        },
+                        reason,
+                        true,
+                    );
                 }
             }
         }
+    }
+
+    fn add_to_mailbox(&mut self, to: ProcId) {
+        let target = &mut self.procs[to as usize];
+        target.mailbox += 1;
+        target.fresh = true;
+        if target.state == ProcState::Blocked && target.pending == PendingOp::Receive {
+            target.state = ProcState::Ready;
+        }
+    }
+
+    fn add_timer(&mut self, owner: ProcId, ms: u64, kind: TimerKind) -> TimerId {
+        let proc = &mut self.procs[owner as usize];
+        proc.timers_created += 1;
+        let t = self.timers.len() as TimerId;
+        self.timers.push(Timer {
+            owner,
+            ordinal: proc.timers_created,
+            deadline: self.now.saturating_add(ms),
+            kind,
+            state: TimerState::Pending,
+        });
+        t
+    }
+
+    fn earliest_timer(&self) -> Option<TimerId> {
+        let mut best: Option<(u64, TimerId)> = None;
+        for (i, t) in self.timers.iter().enumerate() {
+            if t.state == TimerState::Pending && best.is_none_or(|(d, _)| t.deadline < d) {
+                best = Some((t.deadline, i as TimerId));
+            }
+        }
+        best.map(|(_, t)| t)
+    }
+
+    fn fire(&mut self, t: TimerId) {
+        let timer = self.timers[t as usize];
+        debug_assert_eq!(timer.state, TimerState::Pending);
+        self.timers[t as usize].state = TimerState::Fired;
+        self.now = self.now.max(timer.deadline);
+        let owner = timer.owner;
+        self.record(owner, EventKind::TimerFired { timer: t, now: self.now });
+        match timer.kind {
+            TimerKind::Sleep => {
+                let proc = &mut self.procs[owner as usize];
+                proc.sleep_timer = None;
+                if proc.state == ProcState::Blocked && proc.pending == PendingOp::Sleep {
+                    proc.state = ProcState::Ready;
+                }
+            }
+            TimerKind::ReceiveAfter => {
+                let proc = &mut self.procs[owner as usize];
+                proc.receive_timer = None;
+                proc.timed_out = true;
+                if proc.state == ProcState::Blocked && proc.pending == PendingOp::Receive {
+                    proc.state = ProcState::Ready;
+                }
+                self.record(owner, EventKind::ReceiveTimeout);
+            }
+            TimerKind::SendAfter { to } => {
+                let m = self.msgs.len() as MsgId;
+                let target = self.resolve(owner, to);
+                self.msgs.push(Message {
+                    from: owner,
+                    to: target,
+                    state: MsgState::Dropped,
+                    kind: MsgKind::User,
+                    alias: None,
+                });
+                match target {
+                    Some(to) if self.alive(to) => {
+                        self.msgs[m as usize].state = MsgState::InMailbox;
+                        self.add_to_mailbox(to);
+                        self.effects.push(Effect::DeliverTimer { timer: t, msg: m, to });
+                        self.record(to, EventKind::Deliver { msg: m, from: owner });
+                    }
+                    Some(to) => self.record(to, EventKind::Drop { msg: m, from: owner }),
+                    None => {}
+                }
+            }
+        }
+    }
+
+    /// Resolves a send target to a managed process (`None`: outside the run, or a name
+    /// nobody holds).
+    fn resolve(&self, sender: ProcId, to: Target) -> Option<ProcId> {
+        match to {
+            Target::Proc(p) => Some(p),
+            Target::External => None,
+            Target::Name(name) => {
+                let node = self.procs[sender as usize].node;
+                self.names.get(&(node, name)).copied()
+            }
+            Target::NameAt(name, node) => self.names.get(&(node, name)).copied(),
+            Target::Alias(p, _) => Some(p),
+        }
+    }
+
+    fn has_alias(&self, p: ProcId, alias: u32) -> bool {
+        self.procs[p as usize].aliases.contains(&alias)
+    }
+
+    /// Activates alias `alias` of the running process. Not a sync point.
+    pub fn alias(&mut self, caller: ProcId, alias: u32) -> Result<(), EngineError> {
+        if self.is_over() {
+            return Ok(());
+        }
+        self.check_running(caller)?;
+        self.procs[caller as usize].aliases.push(alias);
+        Ok(())
+    }
+
+    /// Deactivates an alias of the running process: later messages to it are dropped.
+    pub fn unalias(&mut self, caller: ProcId, alias: u32) -> Result<(), EngineError> {
+        if self.is_over() {
+            return Ok(());
+        }
+        self.check_running(caller)?;
+        self.procs[caller as usize].aliases.retain(|&a| a != alias);
+        Ok(())
     }
 
     fn collect_choices(&mut self) {
@@ -526,6 +1055,11 @@ impl Session {
                 self.choices.push(Choice::Deliver(m));
             }
         }
+        if self.config.timers == TimerMode::Anytime && !self.root_exited {
+            if let Some(t) = self.earliest_timer() {
+                self.choices.push(Choice::Fire(t));
+            }
+        }
     }
 
     fn decide(&mut self, caller: Option<ProcId>, strategy: &mut dyn Strategy) -> Next {
@@ -535,6 +1069,13 @@ impl Session {
                 return Next::Ended;
             }
             self.collect_choices();
+            if self.choices.is_empty() && !self.root_exited {
+                // Idle: the earliest timer fires (pending timers are not fired once the
+                // root has returned: draining only runs what can still run).
+                if let Some(t) = self.earliest_timer() {
+                    self.choices.push(Choice::Fire(t));
+                }
+            }
             if self.choices.is_empty() {
                 self.outcome = Some(if self.root_exited {
                     Outcome::Pass
@@ -559,6 +1100,7 @@ impl Session {
                 step: self.step,
                 procs: &self.procs,
                 msgs: &self.msgs,
+                timers: &self.timers,
             };
             let index = match strategy.pick(&view, &self.choices) {
                 Ok(i) if i < self.choices.len() => i,
@@ -574,7 +1116,12 @@ impl Session {
             match self.choices[index] {
                 Choice::Deliver(m) => {
                     self.decisions.push(RawDecision::Deliver(m));
-                    self.deliver_in_flight(m);
+                    self.in_flight.retain(|&x| x != m);
+                    self.arrive(m);
+                }
+                Choice::Fire(t) => {
+                    self.decisions.push(RawDecision::Fire(t));
+                    self.fire(t);
                 }
                 Choice::Run(p) => {
                     debug_assert_eq!(self.procs[p as usize].state, ProcState::Ready);
@@ -584,54 +1131,20 @@ impl Session {
                     }
                     self.last_run = Some(p);
                     match self.apply(p, strategy) {
-                        Some(result) if Some(p) == caller => return Next::Continue(result),
-                        Some(result) => return Next::Wake(p, result),
-                        None => return Next::Ended,
+                        Applied::Run(result) if Some(p) == caller => {
+                            return Next::Continue(result)
+                        }
+                        Applied::Run(result) => return Next::Wake(p, result),
+                        Applied::Skip => {}
+                        Applied::Ended => return Next::Ended,
                     }
                 }
             }
         }
     }
 
-    fn deliver_in_flight(&mut self, m: MsgId) {
-        self.in_flight.retain(|&x| x != m);
-        let msg = self.msgs[m as usize];
-        let to = msg.to.expect("in-flight messages have a managed target");
-        if self.procs[to as usize].is_alive() {
-            self.msgs[m as usize].state = MsgState::InMailbox;
-            self.add_to_mailbox(to);
-            self.effects.push(Effect::Deliver { msg: m, to });
-            self.record(
-                to,
-                EventKind::Deliver {
-                    msg: m,
-                    from: msg.from,
-                },
-            );
-        } else {
-            self.msgs[m as usize].state = MsgState::Dropped;
-            self.record(
-                to,
-                EventKind::Drop {
-                    msg: m,
-                    from: msg.from,
-                },
-            );
-        }
-    }
-
-    fn add_to_mailbox(&mut self, to: ProcId) {
-        let target = &mut self.procs[to as usize];
-        target.mailbox += 1;
-        target.fresh = true;
-        if target.state == ProcState::Blocked {
-            target.state = ProcState::Ready;
-        }
-    }
-
-    /// Performs `p`'s pending operation and makes it the running process. `None` if the
-    /// iteration ended while doing so (a replayed random value diverged).
-    fn apply(&mut self, p: ProcId, strategy: &mut dyn Strategy) -> Option<OpResult> {
+    /// Performs `p`'s pending operation and makes it the running process.
+    fn apply(&mut self, p: ProcId, strategy: &mut dyn Strategy) -> Applied {
         let pending = self.procs[p as usize].pending;
         let result = match pending {
             PendingOp::Start => {
@@ -642,13 +1155,14 @@ impl Session {
                 self.record(p, EventKind::Yield);
                 OpResult::Yielded
             }
-            PendingOp::Receive => OpResult::ReceiveAttempt,
+            PendingOp::Receive => {
+                let proc = &mut self.procs[p as usize];
+                let last = proc.timed_out;
+                proc.timed_out = false;
+                OpResult::ReceiveAttempt { last }
+            }
             PendingOp::Random { n } => {
-                let view = View {
-                    step: self.step,
-                    procs: &self.procs,
-                    msgs: &self.msgs,
-                };
+                let view = self.view();
                 match strategy.random(&view, n) {
                     Ok(value) => {
                         self.decisions.push(RawDecision::Random(value));
@@ -657,16 +1171,17 @@ impl Session {
                     }
                     Err(d) => {
                         self.outcome = Some(Outcome::Diverged(d));
-                        return None;
+                        return Applied::Ended;
                     }
                 }
             }
-            PendingOp::Spawn { link } => {
+            PendingOp::Spawn { link, node } => {
                 let child = self.procs.len() as ProcId;
                 let parent = &mut self.procs[p as usize];
                 parent.children += 1;
                 let name = parent.name.child(parent.children);
                 let mut proc = Process::new(name, Some(p));
+                proc.node = node.unwrap_or(parent.node);
                 if link {
                     proc.links.push(p);
                     self.procs[p as usize].links.push(child);
@@ -676,10 +1191,22 @@ impl Session {
                 OpResult::Spawned { child }
             }
             PendingOp::Send { to } => {
+                if let Target::Name(name) | Target::NameAt(name, _) = to {
+                    if self.resolve(p, to).is_none() {
+                        self.record(p, EventKind::SendToUnregistered { name });
+                        return self.run(p, OpResult::Unregistered);
+                    }
+                }
+                let target = self.resolve(p, to);
+                let alias = match to {
+                    Target::Alias(_, a) => Some(a),
+                    _ => None,
+                };
                 let msg = self.msgs.len() as MsgId;
-                let (fate, state) = match to {
+                let (fate, state) = match target {
                     None => (SendFate::Delivered, MsgState::External),
-                    Some(t) if !self.procs[t as usize].is_alive() => {
+                    Some(t) if !self.alive(t) => (SendFate::Dropped, MsgState::Dropped),
+                    Some(t) if alias.is_some_and(|a| !self.has_alias(t, a)) => {
                         (SendFate::Dropped, MsgState::Dropped)
                     }
                     Some(t) => match self.config.delivery {
@@ -693,11 +1220,200 @@ impl Session {
                         }
                     },
                 };
-                self.msgs.push(Message { from: p, to, state });
-                self.record(p, EventKind::Send { to, msg, fate });
+                self.msgs.push(Message {
+                    from: p,
+                    to: target,
+                    state,
+                    kind: MsgKind::User,
+                    alias,
+                });
+                self.record(
+                    p,
+                    EventKind::Send {
+                        to: target,
+                        msg,
+                        fate,
+                    },
+                );
                 OpResult::Sent { msg, fate }
             }
+            PendingOp::Link { to } => {
+                self.record(p, EventKind::Link { to });
+                if to == p {
+                    // Linking to oneself is a no-op, as in OTP.
+                } else if self.alive(to) {
+                    if !self.procs[p as usize].links.contains(&to) {
+                        self.procs[p as usize].links.push(to);
+                        self.procs[to as usize].links.push(p);
+                    }
+                } else {
+                    self.signal(
+                        to,
+                        p,
+                        MsgKind::Exit {
+                            reason: Reason::NoProc,
+                            link: true,
+                        },
+                    );
+                }
+                OpResult::Done
+            }
+            PendingOp::Unlink { to } => {
+                self.procs[p as usize].links.retain(|&x| x != to);
+                self.procs[to as usize].links.retain(|&x| x != p);
+                self.record(p, EventKind::Unlink { to });
+                OpResult::Done
+            }
+            PendingOp::Monitor { target } => {
+                let monitor = self.monitors.len() as MonitorId;
+                self.monitors.push(MonitorRec {
+                    owner: p,
+                    target,
+                    active: true,
+                });
+                self.record(p, EventKind::Monitor { target, monitor });
+                if !self.alive(target) {
+                    self.signal(
+                        target,
+                        p,
+                        MsgKind::Down {
+                            monitor,
+                            reason: Reason::NoProc,
+                        },
+                    );
+                }
+                OpResult::MonitorSet { monitor }
+            }
+            PendingOp::Demonitor { monitor } => {
+                if let Some(m) = monitor {
+                    if let Some(rec) = self.monitors.get_mut(m as usize) {
+                        if rec.owner == p {
+                            rec.active = false;
+                            self.record(p, EventKind::Demonitor { monitor: m });
+                        }
+                    }
+                }
+                OpResult::Done
+            }
+            PendingOp::TrapExit { on } => {
+                let proc = &mut self.procs[p as usize];
+                let was = proc.trap_exit;
+                proc.trap_exit = on;
+                self.record(p, EventKind::TrapExit { on });
+                OpResult::WasTrapping(was)
+            }
+            PendingOp::ExitSignal { to, reason } => {
+                let msg = self.msgs.len() as MsgId;
+                let fate = if !self.alive(to) {
+                    SendFate::Dropped
+                } else if self.config.delivery == DeliveryMode::Instant || to == p {
+                    SendFate::Delivered
+                } else {
+                    SendFate::InFlight
+                };
+                self.record(
+                    p,
+                    EventKind::ExitSent {
+                        to,
+                        msg,
+                        reason,
+                        fate,
+                    },
+                );
+                self.signal(
+                    p,
+                    to,
+                    MsgKind::Exit {
+                        reason,
+                        link: false,
+                    },
+                );
+                if !self.alive(p) {
+                    // It killed itself: it parks and dies on the Kill effect.
+                    return Applied::Skip;
+                }
+                OpResult::Done
+            }
+            PendingOp::Alive { of } => {
+                let alive = self.alive(of);
+                self.record(p, EventKind::Alive { of, alive });
+                OpResult::Alive(alive)
+            }
+            PendingOp::Register { name, proc } => {
+                let node = self.procs[p as usize].node;
+                let ok = self.alive(proc)
+                    && self.procs[proc as usize].registered.is_none()
+                    && self.procs[proc as usize].node == node
+                    && !self.names.contains_key(&(node, name));
+                if ok {
+                    self.names.insert((node, name), proc);
+                    self.procs[proc as usize].registered = Some(name);
+                }
+                self.record(
+                    p,
+                    EventKind::Register {
+                        name,
+                        target: proc,
+                        ok,
+                    },
+                );
+                OpResult::NameOk(ok)
+            }
+            PendingOp::Unregister { name } => {
+                let node = self.procs[p as usize].node;
+                let ok = match self.names.remove(&(node, name)) {
+                    Some(holder) => {
+                        self.procs[holder as usize].registered = None;
+                        true
+                    }
+                    None => false,
+                };
+                self.record(p, EventKind::Unregister { name, ok });
+                OpResult::NameOk(ok)
+            }
+            PendingOp::Whereis { name } => {
+                let found = self.resolve(p, Target::Name(name));
+                self.record(p, EventKind::Whereis { name, found });
+                OpResult::Found(found)
+            }
+            PendingOp::Registered => OpResult::Names,
+            PendingOp::Now => {
+                self.record(p, EventKind::Now { ms: self.now });
+                OpResult::Now(self.now)
+            }
+            PendingOp::Sleep => OpResult::Done,
+            PendingOp::SendAfter { to, ms } => {
+                let timer = self.add_timer(p, ms, TimerKind::SendAfter { to });
+                self.record(p, EventKind::TimerStarted { timer, ms });
+                OpResult::TimerSet { timer }
+            }
+            PendingOp::CancelTimer { timer } => {
+                let left = match timer.and_then(|t| self.timers.get(t as usize).map(|x| (t, *x))) {
+                    Some((t, x)) if x.state == TimerState::Pending => {
+                        self.timers[t as usize].state = TimerState::Cancelled;
+                        let left = x.deadline.saturating_sub(self.now);
+                        self.record(
+                            p,
+                            EventKind::TimerCancelled {
+                                timer: t,
+                                left: Some(left),
+                            },
+                        );
+                        Some(left)
+                    }
+                    _ => None,
+                };
+                OpResult::Cancelled(left)
+            }
+            PendingOp::Nif { object } => {
+                self.record(p, EventKind::Nif { object });
+                OpResult::Done
+            }
         };
+        self.run(p, result)
+    }
+
+    fn run(&mut self, p: ProcId, result: OpResult) -> Applied {
         let proc = &mut self.procs[p as usize];
         proc.state = ProcState::Running;
         self.running = Some(p);
@@ -708,24 +1424,7 @@ impl Session {
                 .count(),
             1
         );
-        Some(result)
-    }
-
-    /// Stops the iteration from outside; later calls from its processes see it is over.
-    pub fn abort(&mut self) {
-        if self.outcome.is_none() {
-            self.outcome = Some(Outcome::Aborted {
-                running: self.running,
-            });
-        }
-    }
-
-    /// A fingerprint of the decisions made, for counting distinct schedules.
-    pub fn schedule_fingerprint(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.decisions.hash(&mut h);
-        h.finish()
+        Applied::Run(result)
     }
 
     /// Ends the iteration for the strategy (once). A clean finish with a replayed schedule
@@ -736,11 +1435,7 @@ impl Session {
         }
         self.finished = true;
         let completed = matches!(self.outcome, Some(Outcome::Pass));
-        let view = View {
-            step: self.step,
-            procs: &self.procs,
-            msgs: &self.msgs,
-        };
+        let view = self.view();
         if let Err(d) = strategy.end_iteration(&view, completed) {
             self.outcome = Some(Outcome::Diverged(d));
         }

@@ -1,7 +1,7 @@
 //! Compact trace events: recorded on every iteration (a few words each), turned into
 //! readable terms by the adapter only when a failing iteration is reported.
 
-use crate::process::{ExitCause, MsgId, ProcId};
+use crate::process::{ExitCause, MonitorId, MsgId, NameId, ProcId, Reason, TimerId};
 
 /// One thing that happened, at a given step, to or by `proc`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +25,95 @@ pub enum EventKind {
         to: Option<ProcId>,
         msg: MsgId,
         fate: SendFate,
+    },
+    /// `proc` sent to a registered name nobody holds: `send/2` raises `ArgumentError`.
+    SendToUnregistered {
+        name: NameId,
+    },
+    Link {
+        to: ProcId,
+    },
+    Unlink {
+        to: ProcId,
+    },
+    Monitor {
+        target: ProcId,
+        monitor: MonitorId,
+    },
+    Demonitor {
+        monitor: MonitorId,
+    },
+    TrapExit {
+        on: bool,
+    },
+    /// `proc` called `exit(to, reason)`; the signal is message `msg`.
+    ExitSent {
+        to: ProcId,
+        msg: MsgId,
+        reason: Reason,
+        fate: SendFate,
+    },
+    /// An exit signal reached `proc`, which traps exits: it became an `{:EXIT, …}` message.
+    ExitTrapped {
+        msg: MsgId,
+        from: ProcId,
+        reason: Reason,
+    },
+    /// An exit signal with reason `:normal` reached `proc`, which does not trap exits.
+    ExitIgnored {
+        from: ProcId,
+    },
+    /// A `:DOWN` message reached `proc`'s mailbox.
+    Down {
+        msg: MsgId,
+        monitor: MonitorId,
+        from: ProcId,
+        reason: Reason,
+    },
+    Alive {
+        of: ProcId,
+        alive: bool,
+    },
+    Register {
+        name: NameId,
+        target: ProcId,
+        ok: bool,
+    },
+    Unregister {
+        name: NameId,
+        ok: bool,
+    },
+    Whereis {
+        name: NameId,
+        found: Option<ProcId>,
+    },
+    Now {
+        ms: u64,
+    },
+    /// `proc` sleeps until `timer` fires.
+    Sleep {
+        timer: TimerId,
+        ms: u64,
+    },
+    /// `proc` started `timer` (a `send_after` or a `receive … after`).
+    TimerStarted {
+        timer: TimerId,
+        ms: u64,
+    },
+    /// `timer` (owned by `proc`) fired at virtual time `now`.
+    TimerFired {
+        timer: TimerId,
+        now: u64,
+    },
+    TimerCancelled {
+        timer: TimerId,
+        left: Option<u64>,
+    },
+    /// `proc`'s receive timed out.
+    ReceiveTimeout,
+    /// A shared-state operation on `object`.
+    Nif {
+        object: Option<u64>,
     },
     /// An in-flight message reached `proc`'s mailbox.
     Deliver {

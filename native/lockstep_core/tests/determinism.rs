@@ -53,7 +53,14 @@ fn every_strategy_repeats_a_run_exactly_for_the_same_seeds() {
             let runs = |run_seed: u64| {
                 let mut strategy = kind.build();
                 (1..=30)
-                    .map(|i| run(&program, config, strategy.as_mut(), iteration_seed(run_seed, i)))
+                    .map(|i| {
+                        run(
+                            &program,
+                            config,
+                            strategy.as_mut(),
+                            iteration_seed(run_seed, i),
+                        )
+                    })
                     .collect::<Vec<_>>()
             };
             let first = runs(99);
@@ -75,7 +82,12 @@ fn one_iteration_depends_only_on_its_seed_for_stateless_strategies() {
     for kind in [StrategyKind::Random, StrategyKind::Pos] {
         let mut warmed = kind.build();
         for i in 1..=10 {
-            run(&program, Config::default(), warmed.as_mut(), iteration_seed(7, i));
+            run(
+                &program,
+                Config::default(),
+                warmed.as_mut(),
+                iteration_seed(7, i),
+            );
         }
         let seed = iteration_seed(7, 11);
         let after_others = run(&program, Config::default(), warmed.as_mut(), seed);

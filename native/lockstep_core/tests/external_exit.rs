@@ -17,11 +17,11 @@ fn run_p(path: &[u32]) -> Decision {
 #[test]
 fn killing_the_linked_partner_of_the_running_process_ends_it_too() {
     let schedule = vec![
-        run_p(&[]),     // P starts
-        run_p(&[]),     // P spawns P.1
-        run_p(&[1]),    // P.1 starts
-        run_p(&[1]),    // P.1 spawns P.1.1 (linked)
-        run_p(&[]),     // P yields, after the kill
+        run_p(&[]),  // P starts
+        run_p(&[]),  // P spawns P.1
+        run_p(&[1]), // P.1 starts
+        run_p(&[1]), // P.1 spawns P.1.1 (linked)
+        run_p(&[]),  // P yields, after the kill
     ];
     let mut strategy = Replay::new(schedule);
     let config = Config {
@@ -29,12 +29,19 @@ fn killing_the_linked_partner_of_the_running_process_ends_it_too() {
         ..Config::default()
     };
     let mut session = Session::new(config, &mut strategy, 0);
-    assert_eq!(session.start(&mut strategy), Next::Wake(0, OpResult::Started));
-    let next = session.sync(0, Op::Spawn { link: false }, &mut strategy).unwrap();
+    assert_eq!(
+        session.start(&mut strategy),
+        Next::Wake(0, OpResult::Started)
+    );
+    let next = session
+        .sync(0, Op::Spawn { link: false }, &mut strategy)
+        .unwrap();
     assert_eq!(next, Next::Continue(OpResult::Spawned { child: 1 }));
     let next = session.sync(0, Op::Yield, &mut strategy).unwrap();
     assert_eq!(next, Next::Wake(1, OpResult::Started));
-    let next = session.sync(1, Op::Spawn { link: true }, &mut strategy).unwrap();
+    let next = session
+        .sync(1, Op::Spawn { link: true }, &mut strategy)
+        .unwrap();
     assert_eq!(next, Next::Continue(OpResult::Spawned { child: 2 }));
     assert_eq!(session.running(), Some(1));
 
@@ -57,6 +64,60 @@ fn killing_the_linked_partner_of_the_running_process_ends_it_too() {
             state: ProcState::Exited
         })
     );
-    assert_eq!(session.exit(0, lockstep_core::ExitClass::Normal, &mut strategy), Ok(Next::Ended));
+    assert_eq!(
+        session.exit(0, lockstep_core::ExitClass::Normal, &mut strategy),
+        Ok(Next::Ended)
+    );
     assert_eq!(session.outcome(), Some(&Outcome::Pass));
+}
+
+/// The same kill when crashes fail the run: the run ends with the crash, and the running
+/// process is still told to die.
+#[test]
+fn killing_the_linked_partner_of_the_running_process_with_crash_fail() {
+    let mut strategy = Replay::new(vec![run_p(&[]), run_p(&[]), run_p(&[1]), run_p(&[1])]);
+    let mut session = Session::new(Config::default(), &mut strategy, 0);
+    session.start(&mut strategy);
+    session
+        .sync(0, Op::Spawn { link: false }, &mut strategy)
+        .unwrap();
+    session.sync(0, Op::Yield, &mut strategy).unwrap();
+    session
+        .sync(1, Op::Spawn { link: true }, &mut strategy)
+        .unwrap();
+
+    assert_eq!(session.external_exit(2, &mut strategy), Next::Ended);
+
+    assert_eq!(session.outcome(), Some(&Outcome::Crash { proc: 2 }));
+    let effects: Vec<Effect> = session.take_effects().collect();
+    assert_eq!(effects, vec![Effect::Kill { proc: 1, from: 2 }]);
+    assert_eq!(session.running(), None);
+    assert_eq!(session.proc(1).unwrap().state, ProcState::Exited);
+}
+
+/// The running process itself killed from outside: the next one is picked at once.
+#[test]
+fn killing_the_running_process_picks_the_next_one() {
+    let mut strategy = Replay::new(vec![run_p(&[]), run_p(&[]), run_p(&[1]), run_p(&[])]);
+    let config = Config {
+        crash: CrashMode::Ignore,
+        ..Config::default()
+    };
+    let mut session = Session::new(config, &mut strategy, 0);
+    session.start(&mut strategy);
+    session
+        .sync(0, Op::Spawn { link: false }, &mut strategy)
+        .unwrap();
+    assert_eq!(
+        session.sync(0, Op::Yield, &mut strategy).unwrap(),
+        Next::Wake(1, OpResult::Started)
+    );
+
+    assert_eq!(
+        session.external_exit(1, &mut strategy),
+        Next::Wake(0, OpResult::Yielded)
+    );
+    assert_eq!(session.take_effects().count(), 0);
+    assert_eq!(session.proc(1).unwrap().exit, Some(ExitCause::External));
+    assert_eq!(session.running(), Some(0));
 }

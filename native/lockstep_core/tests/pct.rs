@@ -59,7 +59,10 @@ fn change_points_are_d_minus_1_distinct_steps_within_the_longest_run() {
                 let expected = u64::from(depth - 1).min(k);
                 assert_eq!(points.len() as u64, expected, "d={depth} k={k}: {points:?}");
                 assert!(points.windows(2).all(|w| w[0] < w[1]), "{points:?}");
-                assert!(points.iter().all(|&p| (1..=k).contains(&p)), "k={k}: {points:?}");
+                assert!(
+                    points.iter().all(|&p| (1..=k).contains(&p)),
+                    "k={k}: {points:?}"
+                );
                 assert!(result.metrics.contested_steps > 0);
             }
         }
@@ -132,6 +135,9 @@ fn pct_d2_and_d3_find_a_depth_2_bug_that_random_walk_rarely_finds() {
     assert!(random <= 10, "random walk found it {random} times");
     for (d, found) in [(2, d2), (3, d3)] {
         assert!(found >= 20, "PCT d={d} found it only {found} times");
-        assert!(found >= 3 * random.max(1), "d={d}: {found} vs random {random}");
+        assert!(
+            found >= 3 * random.max(1),
+            "d={d}: {found} vs random {random}"
+        );
     }
 }

@@ -1,18 +1,29 @@
 //! Conversions between engine values and the terms the Elixir side reads.
 
+use super::SessionState;
 use lockstep_core::process::Process;
 use lockstep_core::{
-    Decision, Event, EventKind, ExitCause, MsgId, PendingOp, ProcId, ProcName, SendFate, Session,
+    Decision, Event, EventKind, ExitCause, MsgId, NameId, PendingOp, ProcId, ProcName, Reason,
+    SendFate,
 };
 use rustler::{Atom, Encoder, Env, Error, NifResult, Term};
 
 pub mod atoms {
     rustler::atoms! {
-        ok, nil, wait, go, msg, exit, done, kill, killed, start, attempt, external, deliver,
-        hold, drop, pct, random, replay, delayed, ignore, normal, pass, max_steps, exception,
-        crash, deadlock, diverged, ready, running, blocked, exited, steps, context_switches,
-        contested_steps, run, spawn, spawn_link, send, receive, block, r#yield = "yield",
-        exit_signal, in_flight, aborted, fingerprint, not_captured = "$lockstep_not_captured", delivered, dropped, killed_outside_lockstep,
+        ok, nil, wait, go, msg, exit, done, kill, killed, start, attempt, attempt_last,
+        external, deliver, hold, drop, pct, pos, fair_pct, idpct, random, replay, delayed,
+        ignore, anytime, normal, pass, max_steps, exception, crash, deadlock, diverged,
+        aborted, ready, running, blocked, exited, steps, context_switches, contested_steps,
+        fingerprint, run, fire, spawn, spawn_link, send, receive, block, r#yield = "yield",
+        exit_signal, in_flight, delivered, dropped, killed_outside_lockstep, noproc,
+        noconnection, unregistered, unmanaged, badarg, process, register, unregister,
+        whereis, registered, link, unlink, monitor, demonitor, trap_exit, exit_sent,
+        exit_trapped, exit_ignored, down, alive, now, sleep, timer_started, timer_fired,
+        timer_cancelled, receive_timeout, nif, send_unregistered,
+        exit_tuple_tag = "EXIT", down_tuple_tag = "DOWN",
+        nonode_at_nohost = "nonode@nohost",
+        lockstep_alias = "$lockstep_alias",
+        not_captured = "$lockstep_not_captured",
         __struct__, __exception__, message, r#true = "true",
     }
 }
@@ -49,6 +60,9 @@ pub fn decision_term<'a>(env: Env<'a>, d: &Decision) -> Term<'a> {
             (atoms::deliver(), name_term(env, from), name_term(env, to)).encode(env)
         }
         Decision::Random(v) => (atoms::random(), *v).encode(env),
+        Decision::Fire { owner, ordinal } => {
+            (atoms::fire(), name_term(env, owner), *ordinal).encode(env)
+        }
     }
 }
 
@@ -77,6 +91,12 @@ pub fn decode_schedule(term: Term) -> NifResult<Vec<Decision>> {
                 }
             }
             if let Ok((tag, from, to)) = item.decode::<(Atom, Term, Term)>() {
+                if tag == atoms::fire() {
+                    return Ok(Decision::Fire {
+                        owner: decode_name(from)?,
+                        ordinal: to.decode::<u32>()?,
+                    });
+                }
                 if tag == atoms::deliver() {
                     return Ok(Decision::Deliver {
                         from: decode_name(from)?,
@@ -84,32 +104,60 @@ pub fn decode_schedule(term: Term) -> NifResult<Vec<Decision>> {
                     });
                 }
             }
-            Err(bad_schedule("expected {:run, name}, {:deliver, from, to} or {:random, n}"))
+            Err(bad_schedule(
+                "expected {:run, name}, {:deliver, from, to}, {:fire, owner, n} or {:random, n}",
+            ))
         })
         .collect()
 }
 
 pub fn pending_term<'a>(env: Env<'a>, p: &Process) -> Term<'a> {
-    match p.pending {
-        PendingOp::Start => atoms::start().encode(env),
-        PendingOp::Receive => atoms::receive().encode(env),
-        PendingOp::Yield => atoms::r#yield().encode(env),
-        PendingOp::Random { n } => (atoms::random(), n).encode(env),
-        PendingOp::Spawn { link } => (atoms::spawn(), link).encode(env),
-        PendingOp::Send { .. } => atoms::send().encode(env),
+    let atom = match p.pending {
+        PendingOp::Start => atoms::start(),
+        PendingOp::Receive => atoms::receive(),
+        PendingOp::Yield => atoms::r#yield(),
+        PendingOp::Random { n } => return (atoms::random(), n).encode(env),
+        PendingOp::Spawn { .. } => atoms::spawn(),
+        PendingOp::Send { .. } => atoms::send(),
+        PendingOp::Link { .. } => atoms::link(),
+        PendingOp::Unlink { .. } => atoms::unlink(),
+        PendingOp::Monitor { .. } => atoms::monitor(),
+        PendingOp::Demonitor { .. } => atoms::demonitor(),
+        PendingOp::TrapExit { .. } => atoms::trap_exit(),
+        PendingOp::ExitSignal { .. } => atoms::exit(),
+        PendingOp::Alive { .. } => atoms::alive(),
+        PendingOp::Register { .. } => atoms::register(),
+        PendingOp::Unregister { .. } => atoms::unregister(),
+        PendingOp::Whereis { .. } => atoms::whereis(),
+        PendingOp::Registered => atoms::registered(),
+        PendingOp::Now => atoms::now(),
+        PendingOp::Sleep => atoms::sleep(),
+        PendingOp::SendAfter { .. } => atoms::timer_started(),
+        PendingOp::CancelTimer { .. } => atoms::timer_cancelled(),
+        PendingOp::Nif { .. } => atoms::nif(),
+    };
+    atom.encode(env)
+}
+
+fn fate_atom(fate: SendFate) -> Atom {
+    match fate {
+        SendFate::Delivered => atoms::delivered(),
+        SendFate::InFlight => atoms::in_flight(),
+        SendFate::Dropped => atoms::dropped(),
     }
 }
 
 /// One trace event as `{step, event}`; see `Lockstep.Trace` for the shapes.
-pub fn event_term<'a>(
-    env: Env<'a>,
-    session: &Session,
-    e: &Event,
-    payload: &dyn Fn(MsgId) -> Term<'a>,
-    exit_reason: &dyn Fn(ProcId) -> Term<'a>,
-    _pid: &dyn Fn(ProcId) -> Term<'a>,
-) -> Term<'a> {
+pub(crate) fn event_term<'a>(env: Env<'a>, st: &SessionState, index: usize, e: &Event) -> Term<'a> {
+    let session = &st.session;
     let name = |p: ProcId| name_term(env, &session.procs()[p as usize].name);
+    let atom_name = |n: NameId| st.names[n as usize].encode(env);
+    let saved = |s: Option<&rustler::env::SavedTerm>| match s {
+        Some(s) => st.load(env, s),
+        None => atoms::not_captured().encode(env),
+    };
+    let payload = |m: MsgId| saved(st.captured_msgs.get(&m));
+    let reason = |r: Reason| st.reason_term(env, r);
     let who = name(e.proc);
     let event = match e.kind {
         EventKind::Start => (atoms::start(), who).encode(env),
@@ -122,12 +170,10 @@ pub fn event_term<'a>(
                 Some(t) => name(t),
                 None => atoms::external().encode(env),
             };
-            let fate = match fate {
-                SendFate::Delivered => atoms::delivered(),
-                SendFate::InFlight => atoms::in_flight(),
-                SendFate::Dropped => atoms::dropped(),
-            };
-            (atoms::send(), who, to, payload(msg), fate).encode(env)
+            (atoms::send(), who, to, payload(msg), fate_atom(fate)).encode(env)
+        }
+        EventKind::SendToUnregistered { name: n } => {
+            (atoms::send_unregistered(), who, atom_name(n)).encode(env)
         }
         EventKind::Deliver { msg, from } => {
             (atoms::deliver(), name(from), who, payload(msg)).encode(env)
@@ -139,10 +185,56 @@ pub fn event_term<'a>(
         EventKind::Block => (atoms::block(), who).encode(env),
         EventKind::Yield => (atoms::r#yield(), who).encode(env),
         EventKind::Random { n, value } => (atoms::random(), who, n, value).encode(env),
+        EventKind::Link { to } => (atoms::link(), who, name(to)).encode(env),
+        EventKind::Unlink { to } => (atoms::unlink(), who, name(to)).encode(env),
+        EventKind::Monitor { target, .. } => (atoms::monitor(), who, name(target)).encode(env),
+        EventKind::Demonitor { monitor } => {
+            let target = session
+                .monitor(monitor)
+                .map(|m| name(m.target))
+                .unwrap_or_else(|| atoms::nil().encode(env));
+            (atoms::demonitor(), who, target).encode(env)
+        }
+        EventKind::TrapExit { on } => (atoms::trap_exit(), who, on).encode(env),
+        EventKind::ExitSent { to, reason: r, fate, .. } => {
+            (atoms::exit_sent(), who, name(to), reason(r), fate_atom(fate)).encode(env)
+        }
+        EventKind::ExitTrapped { from, reason: r, .. } => {
+            (atoms::exit_trapped(), who, name(from), reason(r)).encode(env)
+        }
+        EventKind::ExitIgnored { from } => (atoms::exit_ignored(), who, name(from)).encode(env),
+        EventKind::Down { from, reason: r, .. } => {
+            (atoms::down(), who, name(from), reason(r)).encode(env)
+        }
+        EventKind::Alive { of, alive } => (atoms::alive(), who, name(of), alive).encode(env),
+        EventKind::Register { name: n, target, ok } => {
+            (atoms::register(), who, atom_name(n), name(target), ok).encode(env)
+        }
+        EventKind::Unregister { name: n, ok } => {
+            (atoms::unregister(), who, atom_name(n), ok).encode(env)
+        }
+        EventKind::Whereis { name: n, found } => {
+            let found = match found {
+                Some(p) => name(p),
+                None => atoms::nil().encode(env),
+            };
+            (atoms::whereis(), who, atom_name(n), found).encode(env)
+        }
+        EventKind::Now { ms } => (atoms::now(), who, ms).encode(env),
+        EventKind::Sleep { ms, .. } => (atoms::sleep(), who, ms).encode(env),
+        EventKind::TimerStarted { ms, .. } => (atoms::timer_started(), who, ms).encode(env),
+        EventKind::TimerFired { now, .. } => (atoms::timer_fired(), who, now).encode(env),
+        EventKind::TimerCancelled { left, .. } => {
+            (atoms::timer_cancelled(), who, left).encode(env)
+        }
+        EventKind::ReceiveTimeout => (atoms::receive_timeout(), who).encode(env),
+        EventKind::Nif { .. } => (atoms::nif(), who, saved(st.captured_nifs.get(&index))).encode(env),
         EventKind::Exit { cause } => match cause {
-            ExitCause::Own(_) => (atoms::exit(), who, exit_reason(e.proc)).encode(env),
-            ExitCause::Linked { from } => {
-                (atoms::exit_signal(), name(from), who, exit_reason(from)).encode(env)
+            ExitCause::Own(_) => {
+                (atoms::exit(), who, saved(st.captured_exits.get(&e.proc))).encode(env)
+            }
+            ExitCause::Signal { from, reason: r } => {
+                (atoms::exit_signal(), name(from), who, reason(r)).encode(env)
             }
             ExitCause::External => {
                 (atoms::exit(), who, atoms::killed_outside_lockstep()).encode(env)

@@ -6,14 +6,20 @@
 //! `{tag, :go, result}` itself (from the caller's env) and returns `:wait`, and the caller
 //! parks in a plain `receive` on the run-unique integer `tag`. If the caller is picked again
 //! the NIF returns the operation's result at once. No controller process is involved.
+//!
+//! Terms the engine refers to by id — in-flight payloads, exit reasons, monitor and timer
+//! refs, captured payloads for the report — live in one `OwnedEnv` arena per session,
+//! allocated only when first needed.
 
 mod convert;
 
-use convert::{atoms, decision_term, decode_schedule, event_term, internal_error, name_term};
-use lockstep_core::strategy::{Pct, RandomWalk, Replay};
+use convert::{atoms, decision_term, decode_schedule, internal_error, name_term};
+use lockstep_core::session::MsgKind;
+use lockstep_core::strategy::{FairPct, IdPct, Pct, Pos, RandomWalk, Replay};
 use lockstep_core::{
-    Config, CrashMode, DeliveryMode, Effect, ExitClass, MsgId, Next, Op, OpResult, Outcome,
-    ProcId, ProcState, SendFate, Session, Strategy,
+    Config, CrashMode, DeliveryMode, Effect, EventKind, ExitClass, MonitorId, MsgId, NameId, Next,
+    NodeId, Op, OpResult, Outcome, ProcId, ProcState, Reason, SendFate, Session, Strategy, Target,
+    TimerId, TimerMode,
 };
 use rustler::env::{OwnedEnv, SavedTerm};
 use rustler::{Atom, Encoder, Env, LocalPid, Monitor, NifResult, Resource, ResourceArc, Term};
@@ -46,17 +52,29 @@ struct SessionState {
     /// BEAM pid of each managed process, by engine id (`None` until registered).
     pids: Vec<Option<LocalPid>>,
     by_pid: HashMap<LocalPid, ProcId>,
-    /// Payloads waiting in flight (`delivery: :delayed`) and, when capturing, every payload
-    /// and exit reason for the report. Allocated only when needed.
     arena: Option<OwnedEnv>,
+    /// Payloads of in-flight user messages (`delivery: :delayed`).
     held: HashMap<MsgId, SavedTerm>,
+    /// Terms given with an operation, kept until the engine applies it and numbers what it
+    /// created (a monitor ref, a timer's payload and ref, a payload to capture).
+    announced: HashMap<ProcId, SavedTerm>,
+    events_scanned: usize,
+    /// Reason terms of processes that exited abnormally (`Reason::ExitOf`).
+    exit_reasons: HashMap<ProcId, SavedTerm>,
+    /// Reason terms given to `exit/2` (`Reason::Given`).
+    given_reasons: Vec<SavedTerm>,
+    monitor_refs: HashMap<MonitorId, SavedTerm>,
+    /// `{ref, payload}` of each `send_after` timer.
+    timer_data: HashMap<TimerId, SavedTerm>,
+    names: Vec<Atom>,
+    name_ids: HashMap<Atom, NameId>,
+    nodes: Vec<Atom>,
     capture: bool,
     captured_msgs: HashMap<MsgId, SavedTerm>,
+    /// Captured kind terms of shared-state operations, by event index.
+    captured_nifs: HashMap<usize, SavedTerm>,
+    /// Reasons for the report (with stacktraces), captured per exited process.
     captured_exits: HashMap<ProcId, SavedTerm>,
-    /// A send's payload, captured when announced, until the engine applies and numbers it.
-    announced_payloads: HashMap<ProcId, SavedTerm>,
-    /// Events already scanned for newly numbered sends (capture only).
-    events_scanned: usize,
     done_sent: bool,
     /// Counts engine calls so the owner can tell a process that stopped reaching sync
     /// points (`:stuck`).
@@ -76,6 +94,7 @@ impl Resource for SessionResource {
             for p in st.pids.iter().flatten() {
                 let _ = env.send(p, (self.tag, atoms::exit(), atoms::kill()));
             }
+            st.session.abort();
             st.done_sent = true;
             return;
         }
@@ -91,11 +110,7 @@ impl Resource for SessionResource {
         };
         let next = st.session.external_exit(proc, strategy);
         st.progress += 1;
-        let reason = atoms::killed().encode(env);
-        if st.capture {
-            st.capture_exit(proc, reason);
-        }
-        let _ = after_call(env, self.tag, st, next, Some(reason));
+        let _ = after_call(env, self.tag, st, next, None);
     }
 }
 
@@ -104,27 +119,114 @@ impl SessionState {
         self.arena.get_or_insert_with(OwnedEnv::new)
     }
 
-    fn capture_exit(&mut self, proc: ProcId, reason: Term) {
-        let saved = self.arena().save(reason);
-        self.captured_exits.insert(proc, saved);
+    fn save(&mut self, term: Term) -> SavedTerm {
+        self.arena().save(term)
     }
 
-    /// Files each announced payload under the message id its send was given when applied.
-    fn number_captured_sends(&mut self) {
+    fn load<'a>(&self, env: Env<'a>, saved: &SavedTerm) -> Term<'a> {
+        match &self.arena {
+            Some(arena) => arena.run(|a| saved.load(a).in_env(env)),
+            None => atoms::nil().encode(env),
+        }
+    }
+
+    fn pid_term<'a>(&self, env: Env<'a>, p: ProcId) -> Term<'a> {
+        match self.pids.get(p as usize).copied().flatten() {
+            Some(pid) => pid.encode(env),
+            None => atoms::nil().encode(env),
+        }
+    }
+
+    fn reason_term<'a>(&self, env: Env<'a>, reason: Reason) -> Term<'a> {
+        match reason {
+            Reason::Normal => atoms::normal().encode(env),
+            Reason::Kill => atoms::kill().encode(env),
+            Reason::Killed => atoms::killed().encode(env),
+            Reason::NoProc => atoms::noproc().encode(env),
+            Reason::NoConnection => atoms::noconnection().encode(env),
+            Reason::ExitOf(p) => match self.exit_reasons.get(&p) {
+                Some(saved) => self.load(env, saved),
+                None => atoms::killed().encode(env),
+            },
+            Reason::Given(n) => match self.given_reasons.get(n as usize) {
+                Some(saved) => self.load(env, saved),
+                None => atoms::killed().encode(env),
+            },
+        }
+    }
+
+    fn intern(&mut self, name: Atom) -> NameId {
+        if let Some(&id) = self.name_ids.get(&name) {
+            return id;
+        }
+        let id = self.names.len() as NameId;
+        self.names.push(name);
+        self.name_ids.insert(name, id);
+        id
+    }
+
+    fn node_id(&mut self, node: Atom) -> NodeId {
+        if let Some(i) = self.nodes.iter().position(|&n| n == node) {
+            return i as NodeId;
+        }
+        self.nodes.push(node);
+        (self.nodes.len() - 1) as NodeId
+    }
+
+    fn managed(&self, pid: &LocalPid) -> Option<ProcId> {
+        self.by_pid.get(pid).copied()
+    }
+
+    /// Files terms announced with an operation under the ids the engine gave what the
+    /// operation created. Runs only while something is announced.
+    fn file_announced(&mut self) {
         let events = self.session.events();
-        for event in &events[self.events_scanned..] {
-            if let lockstep_core::EventKind::Send { msg, .. } = event.kind {
-                if let Some(saved) = self.announced_payloads.remove(&event.proc) {
+        for (index, event) in events.iter().enumerate().skip(self.events_scanned) {
+            let slot = match event.kind {
+                EventKind::Send { .. }
+                | EventKind::Monitor { .. }
+                | EventKind::TimerStarted { .. }
+                | EventKind::Nif { .. }
+                    if self.announced.contains_key(&event.proc) =>
+                {
+                    event.kind.clone()
+                }
+                _ => continue,
+            };
+            let Some(saved) = self.announced.remove(&event.proc) else {
+                continue;
+            };
+            match slot {
+                EventKind::Send { msg, .. } => {
                     self.captured_msgs.insert(msg, saved);
                 }
+                EventKind::Monitor { monitor, .. } => {
+                    self.monitor_refs.insert(monitor, saved);
+                }
+                EventKind::TimerStarted { timer, .. } => {
+                    let is_send_after = self.session.timer(timer).is_some_and(|t| {
+                        matches!(t.kind, lockstep_core::TimerKind::SendAfter { .. })
+                    });
+                    if is_send_after {
+                        self.timer_data.insert(timer, saved);
+                    } else {
+                        // A receive's own timer: the announced term belongs to a later op.
+                        self.announced.insert(event.proc, saved);
+                    }
+                }
+                EventKind::Nif { .. } => {
+                    self.captured_nifs.insert(index, saved);
+                }
+                _ => {}
             }
         }
         self.events_scanned = events.len();
     }
-
 }
 
-fn strategy_of(slot: &mut Option<Box<dyn Strategy>>) -> NifResult<&mut (dyn Strategy + 'static)> {
+fn strategy_of(
+    slot: &mut Option<Box<dyn Strategy>>,
+) -> NifResult<&mut (dyn Strategy + 'static)> {
     slot.as_deref_mut()
         .ok_or_else(|| internal_error("the session has no strategy (already finished)"))
 }
@@ -142,35 +244,22 @@ fn after_call<'a>(
     tag: u64,
     st: &mut SessionState,
     next: Next,
-    exit_reason: Option<Term<'a>>,
+    own_exit: Option<Term<'a>>,
 ) -> Term<'a> {
-    if st.capture {
-        st.number_captured_sends();
+    if !st.announced.is_empty() {
+        st.file_announced();
+    } else {
+        st.events_scanned = st.session.events().len();
     }
-    let effects: Vec<Effect> = st.session.take_effects().collect();
-    for effect in effects {
-        match effect {
-            Effect::Deliver { msg, to } => {
-                let (Some(pid), Some(saved)) = (st.pids[to as usize], st.held.remove(&msg)) else {
-                    continue;
-                };
-                let payload = match &st.arena {
-                    Some(arena) => arena.run(|a| saved.load(a).in_env(env)),
-                    None => continue,
-                };
-                let _ = env.send(&pid, (tag, atoms::msg(), msg, payload));
-            }
-            Effect::Kill { proc, .. } => {
-                if let Some(pid) = st.pids[proc as usize] {
-                    let reason = exit_reason.unwrap_or_else(|| atoms::killed().encode(env));
-                    let _ = env.send(&pid, (tag, atoms::exit(), reason));
-                }
-            }
+    if st.session.has_effects() {
+        let effects: Vec<Effect> = st.session.take_effects().collect();
+        for effect in effects {
+            perform(env, tag, st, effect);
         }
     }
     if st.session.is_over() && !st.done_sent {
         st.done_sent = true;
-        let reason = exit_reason.unwrap_or_else(|| atoms::nil().encode(env));
+        let reason = own_exit.unwrap_or_else(|| done_reason(env, st));
         let _ = env.send(&st.owner, (tag, atoms::done(), reason));
     }
     match next {
@@ -186,22 +275,131 @@ fn after_call<'a>(
     }
 }
 
+/// The reason the owner reports when the iteration ended other than by the caller's own
+/// exit: the signal that killed the root or a process killed from outside.
+fn done_reason<'a>(env: Env<'a>, st: &SessionState) -> Term<'a> {
+    let proc = match st.session.outcome() {
+        Some(Outcome::Exception { proc }) | Some(Outcome::Crash { proc }) => *proc,
+        _ => return atoms::nil().encode(env),
+    };
+    let p = &st.session.procs()[proc as usize];
+    let reason = st.reason_term(env, p.exit_reason);
+    let empty: Vec<Term> = Vec::new();
+    (atoms::exit(), reason, empty).encode(env)
+}
+
+fn perform(env: Env, tag: u64, st: &mut SessionState, effect: Effect) {
+    match effect {
+        Effect::Deliver { msg, to } => {
+            let (Some(pid), Some(saved)) = (st.pids[to as usize], st.held.remove(&msg)) else {
+                return;
+            };
+            let payload = st.load(env, &saved);
+            if st.capture {
+                st.captured_msgs.insert(msg, saved);
+            }
+            let _ = env.send(&pid, (tag, atoms::msg(), msg, payload));
+        }
+        Effect::DeliverTimer { timer, msg, to } => {
+            let (Some(pid), Some(saved)) = (st.pids[to as usize], st.timer_data.get(&timer))
+            else {
+                return;
+            };
+            let data = st.load(env, saved);
+            let Ok((_ref, payload)) = data.decode::<(Term, Term)>() else {
+                return;
+            };
+            if st.capture {
+                let copy = st.save(payload);
+                st.captured_msgs.insert(msg, copy);
+            }
+            let _ = env.send(&pid, (tag, atoms::msg(), msg, payload));
+        }
+        Effect::DeliverSignal { msg, to } => {
+            let Some(pid) = st.pids[to as usize] else {
+                return;
+            };
+            let Some(m) = st.session.message(msg).copied() else {
+                return;
+            };
+            let payload = match m.kind {
+                MsgKind::Exit { reason, .. } => (
+                    atoms::exit_tuple_tag(),
+                    st.pid_term(env, m.from),
+                    st.reason_term(env, reason),
+                )
+                    .encode(env),
+                MsgKind::Down { monitor, reason } => {
+                    let mref = match st.monitor_refs.get(&monitor) {
+                        Some(saved) => st.load(env, saved),
+                        None => atoms::nil().encode(env),
+                    };
+                    (
+                        atoms::down_tuple_tag(),
+                        mref,
+                        atoms::process(),
+                        st.pid_term(env, m.from),
+                        st.reason_term(env, reason),
+                    )
+                        .encode(env)
+                }
+                MsgKind::User => return,
+            };
+            if st.capture {
+                let copy = st.save(payload);
+                st.captured_msgs.insert(msg, copy);
+            }
+            let _ = env.send(&pid, (tag, atoms::msg(), msg, payload));
+        }
+        Effect::Kill { proc, reason } => {
+            if let Some(pid) = st.pids[proc as usize] {
+                let reason = st.reason_term(env, reason);
+                let _ = env.send(&pid, (tag, atoms::exit(), reason));
+            }
+        }
+    }
+}
+
 fn result_term<'a>(env: Env<'a>, st: &SessionState, result: OpResult) -> Term<'a> {
     match result {
         OpResult::Started => atoms::start().encode(env),
-        OpResult::ReceiveAttempt => atoms::attempt().encode(env),
-        OpResult::Yielded => atoms::ok().encode(env),
+        OpResult::ReceiveAttempt { last: false } => atoms::attempt().encode(env),
+        OpResult::ReceiveAttempt { last: true } => atoms::attempt_last().encode(env),
+        OpResult::Yielded | OpResult::Done => atoms::ok().encode(env),
         OpResult::Random(v) => v.encode(env),
         OpResult::Spawned { child } => child.encode(env),
+        OpResult::Unregistered => atoms::unregistered().encode(env),
         OpResult::Sent { msg, fate } => {
-            let external = st.session.message(msg).is_some_and(|m| m.to.is_none());
-            match fate {
-                SendFate::Delivered if external => atoms::external().encode(env),
-                SendFate::Delivered => (atoms::deliver(), msg).encode(env),
-                SendFate::InFlight => (atoms::hold(), msg).encode(env),
-                SendFate::Dropped => atoms::drop().encode(env),
+            let to = st.session.message(msg).and_then(|m| m.to);
+            match (fate, to) {
+                (SendFate::Delivered, None) => atoms::external().encode(env),
+                (SendFate::Delivered, Some(p)) => (atoms::deliver(), msg, st.pid_term(env, p)).encode(env),
+                (SendFate::InFlight, _) => (atoms::hold(), msg).encode(env),
+                (SendFate::Dropped, _) => atoms::drop().encode(env),
             }
         }
+        OpResult::MonitorSet { .. } | OpResult::TimerSet { .. } => atoms::ok().encode(env),
+        OpResult::WasTrapping(b) | OpResult::Alive(b) | OpResult::NameOk(b) => b.encode(env),
+        OpResult::Found(Some(p)) => st.pid_term(env, p),
+        OpResult::Found(None) => atoms::nil().encode(env),
+        OpResult::Names => {
+            let node = st
+                .session
+                .running()
+                .and_then(|p| st.session.proc(p))
+                .map(|p| p.node)
+                .unwrap_or(0);
+            let names: Vec<Atom> = st
+                .session
+                .registered_names(node)
+                .into_iter()
+                .map(|n| st.names[n as usize])
+                .collect();
+            names.encode(env)
+        }
+        OpResult::Now(ms) => ms.encode(env),
+        OpResult::Cancelled(Some(ms)) => ms.encode(env),
+        OpResult::Cancelled(None) => false.encode(env),
     }
 }
 
@@ -219,57 +417,128 @@ fn engine_error(e: lockstep_core::EngineError) -> rustler::Error {
     internal_error(&e.to_string())
 }
 
-fn sync<'a>(env: Env<'a>, res: &SessionResource, id: ProcId, op: Op) -> NifResult<Term<'a>> {
+/// Announces `op` for process `id`; `announce` is a term to keep until the op is applied.
+fn sync_with<'a>(
+    env: Env<'a>,
+    res: &SessionResource,
+    id: ProcId,
+    announce: Option<Term<'a>>,
+    make_op: impl FnOnce(&mut SessionState) -> Result<Op, Term<'a>>,
+) -> NifResult<Term<'a>> {
     let mut guard = lock(res)?;
     let st = &mut *guard;
     if st.session.is_over() {
         return Ok(atoms::wait().encode(env));
     }
     caller_check(env, st, id)?;
+    let op = match make_op(st) {
+        Ok(op) => op,
+        Err(early) => return Ok(early),
+    };
+    if let Some(term) = announce {
+        let saved = st.save(term);
+        st.announced.insert(id, saved);
+    }
     st.progress += 1;
     let strategy = strategy_of(&mut st.strategy)?;
     let next = st.session.sync(id, op, strategy).map_err(engine_error)?;
     Ok(after_call(env, res.tag, st, next, None))
 }
 
+fn sync<'a>(env: Env<'a>, res: &SessionResource, id: ProcId, op: Op) -> NifResult<Term<'a>> {
+    sync_with(env, res, id, None, |_| Ok(op))
+}
+
+/// Resolves a managed pid or answers `:unmanaged` without making a sync point.
+fn managed_or<'a>(env: Env<'a>, st: &SessionState, pid: LocalPid) -> Result<ProcId, Term<'a>> {
+    st.managed(&pid)
+        .ok_or_else(|| atoms::unmanaged().encode(env))
+}
+
+/// `pid`, `name` or `{name, node}`.
+fn decode_target<'a>(env: Env<'a>, st: &mut SessionState, dest: Term<'a>) -> Result<Target, Term<'a>> {
+    if let Ok(pid) = dest.decode::<LocalPid>() {
+        return Ok(match st.managed(&pid) {
+            Some(p) => Target::Proc(p),
+            None => Target::External,
+        });
+    }
+    if let Ok(name) = dest.decode::<Atom>() {
+        return Ok(Target::Name(st.intern(name)));
+    }
+    if let Ok((tag, pid, alias)) = dest.decode::<(Atom, LocalPid, u32)>() {
+        if tag == atoms::lockstep_alias() {
+            return match st.managed(&pid) {
+                Some(p) => Ok(Target::Alias(p, alias)),
+                None => Ok(Target::External),
+            };
+        }
+    }
+    if let Ok((name, node)) = dest.decode::<(Atom, Atom)>() {
+        let name = st.intern(name);
+        let node = st.node_id(node);
+        return Ok(Target::NameAt(name, node));
+    }
+    Err(atoms::badarg().encode(env))
+}
+
 // ---------------------------------------------------------------------------------------
 // Strategies and sessions
 
+fn strategy_from_spec(spec: Term) -> NifResult<Box<dyn Strategy>> {
+    let bad = || internal_error("unknown strategy spec");
+    if let Ok(name) = spec.decode::<Atom>() {
+        if name == atoms::random() {
+            return Ok(Box::new(RandomWalk::new()));
+        }
+        if name == atoms::pos() {
+            return Ok(Box::new(Pos::new()));
+        }
+        return Err(bad());
+    }
+    if let Ok((name, a)) = spec.decode::<(Atom, Term)>() {
+        if name == atoms::pct() {
+            return Ok(Box::new(Pct::new(a.decode::<u32>()?)));
+        }
+        if name == atoms::replay() {
+            return Ok(Box::new(Replay::new(decode_schedule(a)?)));
+        }
+        return Err(bad());
+    }
+    if let Ok((name, a, b)) = spec.decode::<(Atom, Term, Term)>() {
+        if name == atoms::replay() {
+            return Ok(Box::new(Replay::with_random_fallback(
+                decode_schedule(a)?,
+                b.decode::<u64>()?,
+            )));
+        }
+        if name == atoms::fair_pct() {
+            return Ok(Box::new(FairPct::new(a.decode()?, b.decode()?)));
+        }
+        if name == atoms::idpct() {
+            return Ok(Box::new(IdPct::new(a.decode()?, b.decode()?)));
+        }
+    }
+    Err(bad())
+}
+
 #[rustler::nif]
 fn strategy_new(spec: Term) -> NifResult<ResourceArc<StrategyCell>> {
-    let strategy: Box<dyn Strategy> = if let Ok((name, arg)) = spec.decode::<(Atom, Term)>() {
-        if name == atoms::pct() {
-            Box::new(Pct::new(arg.decode::<u32>()?))
-        } else if name == atoms::replay() {
-            Box::new(Replay::new(decode_schedule(arg)?))
-        } else {
-            return Err(internal_error("unknown strategy spec"));
-        }
-    } else if let Ok((name, schedule, seed)) = spec.decode::<(Atom, Term, u64)>() {
-        if name != atoms::replay() {
-            return Err(internal_error("unknown strategy spec"));
-        }
-        Box::new(Replay::with_random_fallback(decode_schedule(schedule)?, seed))
-    } else if spec.decode::<Atom>()? == atoms::random() {
-        Box::new(RandomWalk::new())
-    } else {
-        return Err(internal_error("unknown strategy spec"));
-    };
     Ok(ResourceArc::new(StrategyCell {
-        strategy: Mutex::new(Some(strategy)),
+        strategy: Mutex::new(Some(strategy_from_spec(spec)?)),
     }))
 }
 
+/// `config` is `{max_steps, delivery, crash, timers}`.
 #[rustler::nif]
 fn session_new<'a>(
     env: Env<'a>,
     cell: ResourceArc<StrategyCell>,
     seed: u64,
-    max_steps: u64,
-    delivery: Atom,
-    crash: Atom,
+    config: (u64, Atom, Atom, Atom),
     capture: bool,
 ) -> NifResult<Term<'a>> {
+    let (max_steps, delivery, crash, timers) = config;
     let config = Config {
         max_steps,
         delivery: if delivery == atoms::delayed() {
@@ -282,13 +551,20 @@ fn session_new<'a>(
         } else {
             CrashMode::Fail
         },
+        timers: if timers == atoms::anytime() {
+            TimerMode::Anytime
+        } else {
+            TimerMode::OnIdle
+        },
     };
     let mut strategy = cell
         .strategy
         .lock()
         .map_err(|_| internal_error("the strategy state is poisoned"))?
         .take()
-        .ok_or_else(|| internal_error("this run's strategy is already in use by another iteration"))?;
+        .ok_or_else(|| {
+            internal_error("this run's strategy is already in use by another iteration")
+        })?;
     let session = Session::new(config, strategy.as_mut(), seed);
     let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
     let owner = env.pid();
@@ -303,11 +579,19 @@ fn session_new<'a>(
             by_pid: HashMap::new(),
             arena: None,
             held: HashMap::new(),
+            announced: HashMap::new(),
+            events_scanned: 0,
+            exit_reasons: HashMap::new(),
+            given_reasons: Vec::new(),
+            monitor_refs: HashMap::new(),
+            timer_data: HashMap::new(),
+            names: Vec::new(),
+            name_ids: HashMap::new(),
+            nodes: vec![atoms::nonode_at_nohost()],
             capture,
             captured_msgs: HashMap::new(),
+            captured_nifs: HashMap::new(),
             captured_exits: HashMap::new(),
-            announced_payloads: HashMap::new(),
-            events_scanned: 0,
             done_sent: false,
             progress: 0,
         }),
@@ -318,7 +602,11 @@ fn session_new<'a>(
 
 /// Registers the root's pid and makes the first decision (which wakes the root).
 #[rustler::nif]
-fn session_start<'a>(env: Env<'a>, res: ResourceArc<SessionResource>, root: LocalPid) -> NifResult<Term<'a>> {
+fn session_start<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    root: LocalPid,
+) -> NifResult<Term<'a>> {
     let mut guard = lock(&res)?;
     let st = &mut *guard;
     if st.pids[0].is_some() {
@@ -335,7 +623,13 @@ fn session_start<'a>(env: Env<'a>, res: ResourceArc<SessionResource>, root: Loca
 
 /// Called by a parent right after it spawned the BEAM process for engine id `child`.
 #[rustler::nif]
-fn register_child(env: Env, res: ResourceArc<SessionResource>, id: ProcId, child: ProcId, pid: LocalPid) -> NifResult<Atom> {
+fn register_child(
+    env: Env,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    child: ProcId,
+    pid: LocalPid,
+) -> NifResult<Atom> {
     let mut guard = lock(&res)?;
     let st = &mut *guard;
     caller_check(env, st, id)?;
@@ -353,42 +647,273 @@ fn register_child(env: Env, res: ResourceArc<SessionResource>, id: ProcId, child
 }
 
 #[rustler::nif]
-fn sync_send<'a>(env: Env<'a>, res: ResourceArc<SessionResource>, id: ProcId, to: LocalPid, payload: Term<'a>) -> NifResult<Term<'a>> {
-    let target = {
-        let mut st = lock(&res)?;
-        let target = st.by_pid.get(&to).copied();
-        if st.capture && !st.session.is_over() {
-            let saved = st.arena().save(payload);
-            st.announced_payloads.insert(id, saved);
-        }
-        target
-    };
-    sync(env, &res, id, Op::Send { to: target })
+fn sync_send<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    dest: Term<'a>,
+    payload: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let capture = lock(&res)?.capture;
+    let announce = if capture { Some(payload) } else { None };
+    sync_with(env, &res, id, announce, |st| {
+        let to = decode_target(env, st, dest)?;
+        Ok(Op::Send { to })
+    })
 }
 
 #[rustler::nif]
-fn sync_receive<'a>(env: Env<'a>, res: ResourceArc<SessionResource>, id: ProcId, retry: bool) -> NifResult<Term<'a>> {
-    sync(env, &res, id, Op::Receive { retry })
+fn sync_receive<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    retry: bool,
+    timeout: Option<u64>,
+) -> NifResult<Term<'a>> {
+    sync(env, &res, id, Op::Receive { retry, timeout })
 }
 
 #[rustler::nif(name = "yield")]
-fn sync_yield<'a>(env: Env<'a>, res: ResourceArc<SessionResource>, id: ProcId) -> NifResult<Term<'a>> {
+fn sync_yield<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+) -> NifResult<Term<'a>> {
     sync(env, &res, id, Op::Yield)
 }
 
 #[rustler::nif]
-fn sync_random<'a>(env: Env<'a>, res: ResourceArc<SessionResource>, id: ProcId, n: u64) -> NifResult<Term<'a>> {
+fn sync_random<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    n: u64,
+) -> NifResult<Term<'a>> {
     sync(env, &res, id, Op::Random { n })
 }
 
 #[rustler::nif]
-fn sync_spawn<'a>(env: Env<'a>, res: ResourceArc<SessionResource>, id: ProcId, link: bool) -> NifResult<Term<'a>> {
-    sync(env, &res, id, Op::Spawn { link })
+fn sync_spawn<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    link: bool,
+    node: Option<Atom>,
+) -> NifResult<Term<'a>> {
+    sync_with(env, &res, id, None, |st| {
+        Ok(match node {
+            None => Op::Spawn { link },
+            Some(node) => Op::SpawnOn {
+                link,
+                node: st.node_id(node),
+            },
+        })
+    })
+}
+
+#[rustler::nif]
+fn sync_link<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    pid: LocalPid,
+    on: bool,
+) -> NifResult<Term<'a>> {
+    sync_with(env, &res, id, None, |st| {
+        let to = managed_or(env, st, pid)?;
+        Ok(if on { Op::Link { to } } else { Op::Unlink { to } })
+    })
+}
+
+#[rustler::nif]
+fn sync_monitor<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    pid: LocalPid,
+    mref: Term<'a>,
+) -> NifResult<Term<'a>> {
+    sync_with(env, &res, id, Some(mref), |st| {
+        let target = managed_or(env, st, pid)?;
+        Ok(Op::Monitor { target })
+    })
+}
+
+#[rustler::nif]
+fn sync_demonitor<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    mref: Term<'a>,
+) -> NifResult<Term<'a>> {
+    sync_with(env, &res, id, None, |st| {
+        let monitor = st
+            .monitor_refs
+            .iter()
+            .find(|(_, saved)| st.load(env, saved) == mref)
+            .map(|(&m, _)| m);
+        Ok(Op::Demonitor { monitor })
+    })
+}
+
+#[rustler::nif]
+fn sync_trap_exit<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    on: bool,
+) -> NifResult<Term<'a>> {
+    sync(env, &res, id, Op::TrapExit { on })
+}
+
+#[rustler::nif]
+fn sync_exit_signal<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    pid: LocalPid,
+    reason: Term<'a>,
+) -> NifResult<Term<'a>> {
+    sync_with(env, &res, id, None, |st| {
+        let to = managed_or(env, st, pid)?;
+        let reason = if reason == atoms::normal().encode(env) {
+            Reason::Normal
+        } else if reason == atoms::kill().encode(env) {
+            Reason::Kill
+        } else {
+            let saved = st.save(reason);
+            st.given_reasons.push(saved);
+            Reason::Given((st.given_reasons.len() - 1) as u32)
+        };
+        Ok(Op::ExitSignal { to, reason })
+    })
+}
+
+#[rustler::nif]
+fn sync_alive<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    pid: LocalPid,
+) -> NifResult<Term<'a>> {
+    sync_with(env, &res, id, None, |st| {
+        let of = managed_or(env, st, pid)?;
+        Ok(Op::Alive { of })
+    })
+}
+
+/// `op` is `{:register, name, pid}`, `{:unregister, name}`, `{:whereis, name}` or
+/// `:registered`.
+#[rustler::nif]
+fn sync_name<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    op: Term<'a>,
+) -> NifResult<Term<'a>> {
+    sync_with(env, &res, id, None, |st| {
+        if let Ok((tag, name, pid)) = op.decode::<(Atom, Atom, LocalPid)>() {
+            if tag == atoms::register() {
+                let proc = managed_or(env, st, pid)?;
+                return Ok(Op::Register {
+                    name: st.intern(name),
+                    proc,
+                });
+            }
+        }
+        if let Ok((tag, name)) = op.decode::<(Atom, Atom)>() {
+            let name = st.intern(name);
+            if tag == atoms::unregister() {
+                return Ok(Op::Unregister { name });
+            }
+            if tag == atoms::whereis() {
+                return Ok(Op::Whereis { name });
+            }
+        }
+        if op.decode::<Atom>().is_ok_and(|a| a == atoms::registered()) {
+            return Ok(Op::Registered);
+        }
+        Err(atoms::badarg().encode(env))
+    })
+}
+
+/// `op` is `:now` or `{:sleep, ms}`.
+#[rustler::nif]
+fn sync_time<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    op: Term<'a>,
+) -> NifResult<Term<'a>> {
+    sync_with(env, &res, id, None, |_| {
+        if let Ok((_, ms)) = op.decode::<(Atom, u64)>() {
+            return Ok(Op::Sleep { ms });
+        }
+        Ok(Op::Now)
+    })
+}
+
+#[rustler::nif]
+fn sync_send_after<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    dest: Term<'a>,
+    payload: Term<'a>,
+    ms: u64,
+    tref: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let data = (tref, payload).encode(env);
+    sync_with(env, &res, id, Some(data), |st| {
+        let to = decode_target(env, st, dest)?;
+        Ok(Op::SendAfter { to, ms })
+    })
+}
+
+#[rustler::nif]
+fn sync_cancel_timer<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    tref: Term<'a>,
+) -> NifResult<Term<'a>> {
+    sync_with(env, &res, id, None, |st| {
+        let timer = st
+            .timer_data
+            .iter()
+            .find(|(_, saved)| {
+                st.load(env, saved)
+                    .decode::<(Term, Term)>()
+                    .is_ok_and(|(r, _)| r == tref)
+            })
+            .map(|(&t, _)| t);
+        Ok(Op::CancelTimer { timer })
+    })
+}
+
+/// A shared-state sync point; `kind` is shown in the trace (captured), `object` is a hash
+/// of what it touches (`nil` when unknown).
+#[rustler::nif]
+fn sync_nif<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    kind: Term<'a>,
+    object: Option<u64>,
+) -> NifResult<Term<'a>> {
+    let capture = lock(&res)?.capture;
+    let announce = if capture { Some(kind) } else { None };
+    sync_with(env, &res, id, announce, |_| Ok(Op::Nif { object }))
 }
 
 /// The caller found message `msg` matching in its mailbox. Not a sync point.
 #[rustler::nif]
-fn consumed(env: Env, res: ResourceArc<SessionResource>, id: ProcId, msg: MsgId) -> NifResult<Atom> {
+fn consumed(
+    env: Env,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    msg: MsgId,
+) -> NifResult<Atom> {
     let mut guard = lock(&res)?;
     let st = &mut *guard;
     if st.session.is_over() {
@@ -399,25 +924,63 @@ fn consumed(env: Env, res: ResourceArc<SessionResource>, id: ProcId, msg: MsgId)
     Ok(atoms::ok())
 }
 
-/// Under `delivery: :delayed` the sender hands over the payload of message `msg`, which the
-/// engine keeps in flight until the strategy delivers it.
+/// Activates (`on`) or deactivates an alias of the caller. Not a sync point.
 #[rustler::nif]
-fn hold(env: Env, res: ResourceArc<SessionResource>, id: ProcId, msg: MsgId, payload: Term) -> NifResult<Atom> {
+fn alias(
+    env: Env,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    alias: u32,
+    on: bool,
+) -> NifResult<Atom> {
     let mut guard = lock(&res)?;
     let st = &mut *guard;
     if st.session.is_over() {
         return Ok(atoms::ok());
     }
     caller_check(env, st, id)?;
-    let saved = st.arena().save(payload);
+    let result = if on {
+        st.session.alias(id, alias)
+    } else {
+        st.session.unalias(id, alias)
+    };
+    result.map_err(engine_error)?;
+    Ok(atoms::ok())
+}
+
+/// Under `delivery: :delayed` the sender hands over the payload of message `msg`, which the
+/// engine keeps in flight until the strategy delivers it.
+#[rustler::nif]
+fn hold(
+    env: Env,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    msg: MsgId,
+    payload: Term,
+) -> NifResult<Atom> {
+    let mut guard = lock(&res)?;
+    let st = &mut *guard;
+    if st.session.is_over() {
+        return Ok(atoms::ok());
+    }
+    caller_check(env, st, id)?;
+    let saved = st.save(payload);
     st.held.insert(msg, saved);
     Ok(atoms::ok())
 }
 
-/// The caller's own code ended; `class` is `:normal` or `:abnormal`, `reason` the exit
-/// reason reported to the owner when this ends the iteration.
+/// The caller's own code ended. `class` (`:normal` or `:abnormal`) decides whether it is a
+/// crash; `report` is the reason shown in the report (with its stacktrace); `reason` is the
+/// OTP exit reason linked and monitoring processes see.
 #[rustler::nif]
-fn exit<'a>(env: Env<'a>, res: ResourceArc<SessionResource>, id: ProcId, class: Atom, reason: Term<'a>) -> NifResult<Term<'a>> {
+fn exit<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    class: Atom,
+    report: Term<'a>,
+    reason: Term<'a>,
+) -> NifResult<Term<'a>> {
     let mut guard = lock(&res)?;
     let st = &mut *guard;
     if st.session.is_over() {
@@ -430,12 +993,23 @@ fn exit<'a>(env: Env<'a>, res: ResourceArc<SessionResource>, id: ProcId, class: 
     } else {
         ExitClass::Abnormal
     };
+    let signal_reason = if reason == atoms::normal().encode(env) {
+        Reason::Normal
+    } else {
+        let saved = st.save(reason);
+        st.exit_reasons.insert(id, saved);
+        Reason::ExitOf(id)
+    };
     if st.capture {
-        st.capture_exit(id, reason);
+        let saved = st.save(report);
+        st.captured_exits.insert(id, saved);
     }
     let strategy = strategy_of(&mut st.strategy)?;
-    let next = st.session.exit(id, class, strategy).map_err(engine_error)?;
-    after_call(env, res.tag, st, next, Some(reason));
+    let next = st
+        .session
+        .exit_with(id, class, signal_reason, strategy)
+        .map_err(engine_error)?;
+    after_call(env, res.tag, st, next, Some(report));
     Ok(atoms::ok().encode(env))
 }
 
@@ -460,15 +1034,11 @@ fn session_abort(res: ResourceArc<SessionResource>) -> NifResult<Atom> {
 #[rustler::nif]
 fn progress<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
     let st = lock(&res)?;
-    let running = st
-        .session
-        .running()
-        .and_then(|p| st.pids.get(p as usize).copied().flatten());
-    let running = match running {
-        Some(pid) => pid.encode(env),
+    let running = match st.session.running() {
+        Some(p) => st.pid_term(env, p),
         None => atoms::nil().encode(env),
     };
-    Ok((st.progress, st.session.step(), running).encode(env))
+    Ok((st.progress, st.session.step(), running, st.session.now()).encode(env))
 }
 
 #[rustler::nif]
@@ -520,38 +1090,21 @@ fn schedule<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Te
 }
 
 /// The events of the iteration as `{step, event}` terms; payloads and exit reasons are
-/// included when the session was created with capture on, `nil` otherwise.
+/// included when the session was created with capture on.
 #[rustler::nif]
 fn trace<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
     let st = lock(&res)?;
-    let load = |saved: Option<&SavedTerm>| -> Term<'a> {
-        match (saved, &st.arena) {
-            (Some(s), Some(arena)) => arena.run(|a| s.load(a).in_env(env)),
-            _ => atoms::not_captured().encode(env),
-        }
-    };
     let events: Vec<Term> = st
         .session
         .events()
         .iter()
-        .map(|e| {
-            event_term(
-                env,
-                &st.session,
-                e,
-                &|m| load(st.captured_msgs.get(&m)),
-                &|p| load(st.captured_exits.get(&p)),
-                &|p| match st.pids.get(p as usize).copied().flatten() {
-                    Some(pid) => pid.encode(env),
-                    None => atoms::nil().encode(env),
-                },
-            )
-        })
+        .enumerate()
+        .map(|(i, e)| convert::event_term(env, &st, i, e))
         .collect();
     Ok(events.encode(env))
 }
 
-/// `[{id, name, pid | nil, state, pending}]` for every process of the iteration.
+/// `[{id, name, pid | nil, state, pending, node}]` for every process of the iteration.
 #[rustler::nif]
 fn procs<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
     let st = lock(&res)?;
@@ -561,24 +1114,33 @@ fn procs<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let pid = match st.pids.get(i).copied().flatten() {
-                Some(pid) => pid.encode(env),
-                None => atoms::nil().encode(env),
-            };
             let state = match p.state {
                 ProcState::Ready => atoms::ready(),
                 ProcState::Running => atoms::running(),
                 ProcState::Blocked => atoms::blocked(),
                 ProcState::Exited => atoms::exited(),
             };
-            (i as u32, name_term(env, &p.name), pid, state, convert::pending_term(env, p)).encode(env)
+            let node = st
+                .nodes
+                .get(p.node as usize)
+                .copied()
+                .unwrap_or_else(atoms::nonode_at_nohost);
+            (
+                i as u32,
+                name_term(env, &p.name),
+                st.pid_term(env, i as ProcId),
+                state,
+                convert::pending_term(env, p),
+                node,
+            )
+                .encode(env)
         })
         .collect();
     Ok(list.encode(env))
 }
 
 /// Ends the iteration for the strategy and hands the strategy back to the run.
-/// Returns `{outcome, %{steps:, context_switches:, contested_steps:}}`.
+/// Returns `{outcome, %{steps:, context_switches:, contested_steps:, fingerprint:}}`.
 #[rustler::nif]
 fn session_finish<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
     let mut guard = lock(&res)?;
@@ -595,9 +1157,18 @@ fn session_finish<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifRes
         env,
         &[
             (atoms::steps().encode(env), m.steps.encode(env)),
-            (atoms::context_switches().encode(env), m.context_switches.encode(env)),
-            (atoms::contested_steps().encode(env), m.contested_steps.encode(env)),
-            (atoms::fingerprint().encode(env), st.session.schedule_fingerprint().encode(env)),
+            (
+                atoms::context_switches().encode(env),
+                m.context_switches.encode(env),
+            ),
+            (
+                atoms::contested_steps().encode(env),
+                m.contested_steps.encode(env),
+            ),
+            (
+                atoms::fingerprint().encode(env),
+                st.session.schedule_fingerprint().encode(env),
+            ),
         ],
     )?;
     Ok((outcome_term(env, st), metrics).encode(env))

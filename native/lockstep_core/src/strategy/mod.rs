@@ -18,9 +18,10 @@ pub use pos::Pos;
 pub use random::RandomWalk;
 pub use replay::Replay;
 
-use crate::process::{MsgId, PendingOp, ProcId, ProcName, Process};
+use crate::process::{MsgId, PendingOp, ProcId, ProcName, Process, Target, TimerId};
 use crate::schedule::Decision;
 use crate::session::Message;
+use crate::timer::{Timer, TimerKind};
 use std::fmt;
 
 /// One thing the strategy may let happen next.
@@ -28,14 +29,21 @@ use std::fmt;
 pub enum Choice {
     /// Let the process perform its pending operation and run to its next sync point.
     Run(ProcId),
-    /// Deliver an in-flight message (always the oldest of its sender→receiver pair).
+    /// Deliver an in-flight message or signal (always the oldest of its sender→receiver
+    /// pair).
     Deliver(MsgId),
+    /// Fire a pending timer (the virtual clock jumps to its deadline).
+    Fire(TimerId),
 }
 
 /// The shared object a choice touches; two choices on the same object race (POS).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RaceObject {
     Mailbox(ProcId),
+    /// A registered name (register / whereis / send-to-name race on it).
+    Name(u32),
+    /// Shared state outside processes (an ETS table and key, an atomics index…), hashed.
+    Shared(u64),
 }
 
 /// What a strategy may look at when it decides.
@@ -44,6 +52,7 @@ pub struct View<'a> {
     pub step: u64,
     pub(crate) procs: &'a [Process],
     pub(crate) msgs: &'a [Message],
+    pub(crate) timers: &'a [Timer],
 }
 
 impl<'a> View<'a> {
@@ -77,18 +86,50 @@ impl<'a> View<'a> {
                         .clone(),
                 }
             }
+            Choice::Fire(t) => {
+                let timer = self.timer(t);
+                Decision::Fire {
+                    owner: self.proc_name(timer.owner).clone(),
+                    ordinal: timer.ordinal,
+                }
+            }
         }
+    }
+
+    pub fn timer(&self, id: TimerId) -> &'a Timer {
+        &self.timers[id as usize]
     }
 
     /// The object whose state taking `choice` reads or changes, if any.
     pub fn race_object(&self, choice: Choice) -> Option<RaceObject> {
         match choice {
             Choice::Run(p) => match self.pending(p) {
-                PendingOp::Send { to: Some(to) } => Some(RaceObject::Mailbox(to)),
+                PendingOp::Send {
+                    to: Target::Proc(to),
+                } => Some(RaceObject::Mailbox(to)),
+                PendingOp::Send {
+                    to: Target::Name(n) | Target::NameAt(n, _),
+                } => Some(RaceObject::Name(n)),
                 PendingOp::Receive => Some(RaceObject::Mailbox(p)),
+                PendingOp::ExitSignal { to, .. }
+                | PendingOp::Link { to }
+                | PendingOp::Monitor { target: to } => Some(RaceObject::Mailbox(to)),
+                PendingOp::Register { name, .. }
+                | PendingOp::Unregister { name }
+                | PendingOp::Whereis { name } => Some(RaceObject::Name(name)),
+                PendingOp::Nif { object: Some(o) } => Some(RaceObject::Shared(o)),
                 _ => None,
             },
             Choice::Deliver(m) => self.message(m).to.map(RaceObject::Mailbox),
+            Choice::Fire(t) => {
+                let timer = self.timer(t);
+                match timer.kind {
+                    TimerKind::SendAfter {
+                        to: Target::Proc(to),
+                    } => Some(RaceObject::Mailbox(to)),
+                    _ => Some(RaceObject::Mailbox(timer.owner)),
+                }
+            }
         }
     }
 }

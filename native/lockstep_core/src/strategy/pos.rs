@@ -93,3 +93,83 @@ impl Strategy for Pos {
         Ok(self.rng.random_range(0..n))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::{PendingOp, ProcName, Process};
+
+    fn parked(pending: PendingOp) -> Process {
+        Process {
+            pending,
+            ..Process::new(ProcName::root(), None)
+        }
+    }
+
+    /// P0 and P1 send to P3, P2 yields, P3 receives: the sends and the receive all touch
+    /// P3's mailbox, the yield touches nothing.
+    #[test]
+    fn after_a_step_only_the_choices_racing_with_it_are_redrawn() {
+        let procs = vec![
+            parked(PendingOp::Send { to: Some(3) }),
+            parked(PendingOp::Send { to: Some(3) }),
+            parked(PendingOp::Yield),
+            parked(PendingOp::Receive),
+        ];
+        let view = View {
+            step: 1,
+            procs: &procs,
+            msgs: &[],
+        };
+        let choices: Vec<Choice> = (0..4).map(Choice::Run).collect();
+        let mut executed = [false; 4];
+        for seed in 0..50 {
+            let mut pos = Pos::new();
+            pos.begin_iteration(seed);
+            let first = choices[pos.pick(&view, &choices).unwrap()];
+            let before = pos.priorities.clone();
+            // The same choices are pending at the next step (the executed one announced the
+            // same kind of operation again).
+            pos.pick(&view, &choices).unwrap();
+            if let Choice::Run(p) = first {
+                executed[p as usize] = true;
+            }
+            let executed_races = view.race_object(first).is_some();
+            for &c in &choices {
+                let races = executed_races && view.race_object(c) == view.race_object(first);
+                let redrawn = pos.priorities[&c] != before[&c];
+                assert_eq!(
+                    redrawn,
+                    c == first || races,
+                    "seed {seed}: {first:?} then {c:?}"
+                );
+            }
+        }
+        assert_eq!(
+            executed, [true; 4],
+            "every kind of step was the executed one"
+        );
+    }
+
+    #[test]
+    fn the_highest_priority_choice_is_taken() {
+        let procs = vec![parked(PendingOp::Yield), parked(PendingOp::Yield)];
+        let view = View {
+            step: 1,
+            procs: &procs,
+            msgs: &[],
+        };
+        let choices = [Choice::Run(0), Choice::Run(1)];
+        for seed in 0..20 {
+            let mut pos = Pos::new();
+            pos.begin_iteration(seed);
+            let picked = pos.pick(&view, &choices).unwrap();
+            let best = if pos.priorities[&choices[0]] > pos.priorities[&choices[1]] {
+                0
+            } else {
+                1
+            };
+            assert_eq!(picked, best);
+        }
+    }
+}

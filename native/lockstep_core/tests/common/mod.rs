@@ -15,8 +15,8 @@
 
 use lockstep_core::session::Metrics;
 use lockstep_core::{
-    Choice, Config, Decision, Divergence, Effect, Event, ExitCause, ExitClass, MsgId, Next, Op,
-    OpResult, Outcome, ProcId, ProcName, ProcState, SendFate, Session, Strategy, View,
+    Choice, Config, Decision, Divergence, Effect, Event, EventKind, ExitCause, ExitClass, MsgId,
+    Next, Op, OpResult, Outcome, ProcId, ProcName, ProcState, SendFate, Session, Strategy, View,
 };
 
 /// Who a send goes to, relative to the sender (the way a process names another through
@@ -49,10 +49,16 @@ impl Match {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Spawn a process running `programs.scripts[script]`.
-    Spawn { script: usize, link: bool },
+    Spawn {
+        script: usize,
+        link: bool,
+    },
     /// A reference that does not resolve (the root's parent, a child not spawned yet) is a
     /// pid outside the run.
-    Send { to: Target, payload: u32 },
+    Send {
+        to: Target,
+        payload: u32,
+    },
     /// Wait for the first message in the mailbox that matches (a selective receive).
     Receive(Match),
     /// `receive … after 0 -> yield()` in a loop: yields until a matching message has
@@ -237,7 +243,9 @@ impl<'p> Driver<'p> {
                     return Call::Sync(Op::Receive { retry: true });
                 };
                 let (msg, payload) = self.procs[p as usize].mailbox.remove(i);
-                session.consumed(p, msg).expect("consumed a delivered message");
+                session
+                    .consumed(p, msg)
+                    .expect("consumed a delivered message");
                 self.received[p as usize].push(payload);
                 self.procs[p as usize].pc += 1;
             }
@@ -280,7 +288,11 @@ struct Checked<'s> {
 
 impl Checked<'_> {
     fn check_offer(view: &View<'_>, choices: &[Choice]) {
-        assert!(!choices.is_empty(), "step {}: no choices offered", view.step);
+        assert!(
+            !choices.is_empty(),
+            "step {}: no choices offered",
+            view.step
+        );
         let running: Vec<usize> = (0..view.procs().len())
             .filter(|&i| view.procs()[i].state == ProcState::Running)
             .collect();
@@ -315,7 +327,11 @@ impl Strategy for Checked<'_> {
     fn pick(&mut self, view: &View<'_>, choices: &[Choice]) -> Result<usize, Divergence> {
         Self::check_offer(view, choices);
         let picked = self.inner.pick(view, choices)?;
-        assert!(picked < choices.len(), "picked {picked} of {}", choices.len());
+        assert!(
+            picked < choices.len(),
+            "picked {picked} of {}",
+            choices.len()
+        );
         Ok(picked)
     }
 
@@ -396,6 +412,19 @@ pub fn check_final(session: &Session) {
             ProcState::Running => panic!("process {i} still running after {outcome:?}"),
         }
     }
+    // Messages between one sender and one receiver arrive in the order they were sent.
+    let mut last_arrival = std::collections::HashMap::new();
+    for e in session.events() {
+        if let EventKind::Deliver { msg, from } | EventKind::Drop { msg, from } = e.kind {
+            if let Some(earlier) = last_arrival.insert((from, e.proc), msg) {
+                assert!(
+                    earlier < msg,
+                    "{from}->{}: {msg} arrived after {earlier}",
+                    e.proc
+                );
+            }
+        }
+    }
     let root = &procs[0];
     match outcome {
         Outcome::Pass => assert_eq!(
@@ -407,7 +436,10 @@ pub fn check_final(session: &Session) {
             let actually: Vec<ProcId> = (0..procs.len() as ProcId)
                 .filter(|&p| procs[p as usize].state == ProcState::Blocked)
                 .collect();
-            assert_eq!(blocked, &actually, "deadlock must list the blocked processes");
+            assert_eq!(
+                blocked, &actually,
+                "deadlock must list the blocked processes"
+            );
             assert!(blocked.contains(&0), "a deadlock blocks the root");
         }
         Outcome::Exception { proc } => {
@@ -453,7 +485,9 @@ pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed:
         }
         check_after_call(&session, &driver, &before, &effects, next);
         let Some((p, result)) = woken else { break };
-        budget = budget.checked_sub(1).expect("the iteration does not terminate");
+        budget = budget
+            .checked_sub(1)
+            .expect("the iteration does not terminate");
         let call = driver.resume(&mut session, p, result);
         before = states(&session);
         next = match call {

@@ -1,0 +1,304 @@
+# Lockstep benchmark: `make bench`, i.e. `MIX_ENV=prod mix run bench/run.exs`.
+#
+# In one VM it measures (best of several rounds; the median is shown beside it):
+#   1. µs per message hop of raw BEAM ping-pong between two processes (the floor);
+#   2. µs per hop of the same ping-pong through Lockstep (one iteration, :random and :pct),
+#      timed inside the root;
+#   3. µs per hop through the "obvious design": a GenServer controller every process calls at
+#      each sync point (bench/support/baseline.exs);
+#   4. iterations/s of the 5-process counter test (CounterRace.test_body(:atomic, 3)) and of a
+#      tiny 2-process body under Lockstep.run;
+#   5. the raw-BEAM floor of those iterations (same processes and protocol, plain send/receive);
+# plus micro-benchmarks of hot-path pieces that explain the hop figure. See docs/PERFORMANCE.md.
+#
+# Knobs (environment): BENCH_HOPS (200000), BENCH_ITERATIONS (5000), BENCH_ROUNDS (5).
+
+for file <- ~w(timing baseline ping_pong iterations micro) do
+  Code.require_file("support/#{file}.exs", __DIR__)
+end
+
+defmodule Bench.Run do
+  alias Bench.{Iterations, Micro, PingPong, Timing}
+
+  @hop_target 3.0
+  @its_target 10_000
+
+  def main do
+    hops = env_int("BENCH_HOPS", 200_000)
+    iterations = env_int("BENCH_ITERATIONS", 5_000)
+    rounds = env_int("BENCH_ROUNDS", 5)
+
+    header(hops, iterations, rounds)
+
+    # warm everything up once (code loading, NIF, allocators) before measuring
+    _ = PingPong.raw(20_000)
+    _ = PingPong.lockstep(20_000, :random)
+    _ = PingPong.baseline(2_000)
+    _ = Iterations.lockstep(Lockstep.Examples.CounterRace.test_body(:atomic, 3), 500, :pct)
+    _ = Iterations.raw(Bench.Bodies.counter(Bench.RawOps, 3), 500)
+
+    # 1-3: hops -------------------------------------------------------------------------
+    section("1-3. Message hop: two processes ping-pong, #{fmt_int(hops)} hops per round")
+
+    # the baseline is ~10x slower: fewer hops keep its round short (per-hop cost is flat in N)
+    bl_hops = max(div(hops, 4), 2)
+
+    # rounds are interleaved (raw, :random, :pct, baseline, raw, …) so a burst of load from
+    # elsewhere on the machine hits every variant alike
+    [raw, ls_random, ls_pct, baseline] =
+      interleaved(rounds, [
+        fn -> PingPong.raw(hops) end,
+        fn -> PingPong.lockstep(hops, :random) end,
+        fn -> PingPong.lockstep(hops, :pct) end,
+        fn -> PingPong.baseline(bl_hops) end
+      ])
+      |> Enum.map(&hop_stats/1)
+
+    hop_rows = [
+      {"raw BEAM send/receive (floor)", raw},
+      {"Lockstep, strategy :random", ls_random},
+      {"Lockstep, strategy :pct", ls_pct},
+      {"GenServer controller (obvious design)", baseline}
+    ]
+
+    table(
+      ["variant", "µs/hop best", "median", "x raw", "BEAM ctx switches/hop", "steps/hop"],
+      for {name, r} <- hop_rows do
+        [
+          name,
+          fmt(r.best),
+          fmt(r.median),
+          fmt(r.best / raw.best, 1) <> "x",
+          fmt(r.cs, 2),
+          if(r.steps, do: fmt(r.steps, 2), else: "-")
+        ]
+      end
+    )
+
+    # 4-5: iterations ---------------------------------------------------------------------
+    section("4-5. Whole iterations, #{fmt_int(iterations)} per round")
+
+    counter_ls = Lockstep.Examples.CounterRace.test_body(:atomic, 3)
+    counter_raw = Bench.Bodies.counter(Bench.RawOps, 3)
+    counter_bl = Bench.Bodies.counter(Bench.BaselineOps, 3)
+    tiny_ls = Bench.Bodies.lockstep_tiny()
+    tiny_raw = Bench.Bodies.tiny(Bench.RawOps)
+    bl_iterations = max(div(iterations, 5), 1)
+
+    it_specs = [
+      {"counter, 5 procs", "Lockstep :pct",
+       fn -> Iterations.lockstep(counter_ls, iterations, :pct) end},
+      {"counter, 5 procs", "Lockstep :random",
+       fn -> Iterations.lockstep(counter_ls, iterations, :random) end},
+      {"counter, 5 procs", "GenServer controller",
+       fn -> Iterations.baseline(counter_bl, bl_iterations) end},
+      {"counter, 5 procs", "raw BEAM (floor)", fn -> Iterations.raw(counter_raw, iterations) end},
+      {"spawn 5, no messages", "raw BEAM (spawn floor)",
+       fn -> Iterations.raw_spawn_only(5, iterations) end},
+      {"tiny, 2 procs", "Lockstep :pct",
+       fn -> Iterations.lockstep(tiny_ls, iterations, :pct) end},
+      {"tiny, 2 procs", "Lockstep :random",
+       fn -> Iterations.lockstep(tiny_ls, iterations, :random) end},
+      {"tiny, 2 procs", "raw BEAM (floor)", fn -> Iterations.raw(tiny_raw, iterations) end},
+      {"empty root, 1 proc", "Lockstep :pct", fn -> Micro.empty_iteration(iterations, :pct) end}
+    ]
+
+    it_results = interleaved(rounds, Enum.map(it_specs, &elem(&1, 2)))
+
+    it_rows =
+      for {{body, runner, _}, samples} <- Enum.zip(it_specs, it_results),
+          do: {body, runner, it_stats(samples)}
+
+    table(
+      ["body", "runner", "it/s best", "µs/it best", "µs/it median", "steps/it"],
+      for {body, runner, r} <- it_rows do
+        [
+          body,
+          runner,
+          fmt_int(round(1.0e6 / r.best)),
+          fmt(r.best, 1),
+          fmt(r.median, 1),
+          if(r.steps, do: fmt(r.steps, 1), else: "-")
+        ]
+      end
+    )
+
+    # breakdown ---------------------------------------------------------------------------
+    section("Breakdown: pieces of the hot path (best of #{rounds})")
+    micro_n = hops * 5
+    empty = op_rounds(rounds, fn -> Micro.empty_loop(micro_n) end)
+    nif = op_rounds(rounds, fn -> Micro.nif_call(micro_n) end)
+    yield = op_rounds(rounds, fn -> Micro.yield_continue(hops) end)
+    send_ext = op_rounds(rounds, fn -> Micro.send_external(hops) end)
+    emu = op_rounds(rounds, fn -> Micro.protocol_without_nif(hops) end)
+    pair = Enum.min_by(Timing.rounds(rounds, fn -> Micro.yield_pair(div(hops, 2)) end), & &1.ns)
+
+    # pair: total = steps * continue + switches * (handoff - continue)
+    handoff =
+      if pair.switches > 0 do
+        (pair.ns / 1000 - pair.steps * yield.best) / pair.switches + yield.best
+      end
+
+    table(
+      ["piece", "µs each", "note"],
+      [
+        ["empty loop iteration", fmt(empty.best, 4), "subtract from the next rows if you like"],
+        ["trivial NIF call (Native.iteration_seed/2)", fmt(nif.best, 4), "bare NIF entry/exit"],
+        [
+          "Lockstep.yield() that continues",
+          fmt(yield.best),
+          "context + lock + engine step, no wake-up"
+        ],
+        [
+          "Lockstep.send to an outside pid",
+          fmt(send_ext.best),
+          "sync_send path (locks twice) + plain send"
+        ],
+        [
+          "sync point that hands off",
+          if(handoff, do: fmt(handoff), else: "-"),
+          "derived: 2 yielding procs under :random, #{pair.switches} switches / #{pair.steps} steps"
+        ],
+        [
+          "wake-up protocol without NIF, per hop",
+          fmt(emu.best),
+          "payload + {tag,:go} msgs, closures; #{fmt(emu.cs, 2)} ctx switches/hop"
+        ],
+        ["raw hop (for reference)", fmt(raw.best), ""]
+      ]
+    )
+
+    # targets -----------------------------------------------------------------------------
+    section("Targets")
+    worst_ratio = max(ls_random.best, ls_pct.best) / raw.best
+    [{_, _, pct_it}, {_, _, rnd_it} | _] = it_rows
+    worst_its = 1.0e6 / max(pct_it.best, rnd_it.best)
+
+    IO.puts(
+      "  Lockstep hop <= #{@hop_target}x raw hop: :random #{fmt(ls_random.best / raw.best, 1)}x, " <>
+        ":pct #{fmt(ls_pct.best / raw.best, 1)}x -> #{met(worst_ratio <= @hop_target)}"
+    )
+
+    IO.puts(
+      "  >= #{fmt_int(@its_target)} it/s, 5-process counter: :pct #{fmt_int(round(1.0e6 / pct_it.best))}, " <>
+        ":random #{fmt_int(round(1.0e6 / rnd_it.best))} -> #{met(worst_its >= @its_target)}"
+    )
+
+    IO.puts("")
+  end
+
+  # measurement helpers ---------------------------------------------------------------------
+
+  # Runs round 1 of every fun, then round 2 of every fun, …; returns the samples per fun.
+  defp interleaved(rounds, funs) do
+    by_round = for _ <- 1..rounds, do: Enum.map(funs, & &1.())
+    by_round |> Enum.zip() |> Enum.map(&Tuple.to_list/1)
+  end
+
+  defp hop_stats(samples) do
+    per = Enum.map(samples, &(&1.ns / 1000 / &1.hops))
+    best = Enum.min_by(samples, &(&1.ns / &1.hops))
+
+    %{
+      best: Enum.min(per),
+      median: Timing.median(per),
+      cs: best.cs / best.hops,
+      steps: if(best[:steps], do: best.steps / best.hops)
+    }
+  end
+
+  defp it_stats(samples) do
+    per = Enum.map(samples, &(&1.ns / 1000 / &1.iterations))
+    first = hd(samples)
+
+    %{
+      best: Enum.min(per),
+      median: Timing.median(per),
+      steps: if(first.steps, do: first.steps / first.iterations)
+    }
+  end
+
+  defp op_rounds(rounds, fun) do
+    samples = Timing.rounds(rounds, fun)
+    per = Enum.map(samples, &(&1.ns / 1000 / &1.ops))
+    best = Enum.min_by(samples, &(&1.ns / &1.ops))
+    %{best: Enum.min(per), cs: if(best[:cs], do: best.cs / best.ops, else: 0)}
+  end
+
+  # output ------------------------------------------------------------------------------------
+
+  defp header(hops, iterations, rounds) do
+    otp = System.otp_release()
+    erts = :erlang.system_info(:version) |> List.to_string()
+    cpu = cpu_model()
+
+    load =
+      case File.read("/proc/loadavg") do
+        {:ok, text} -> text |> String.split() |> Enum.take(3) |> Enum.join(" ")
+        _ -> "n/a"
+      end
+
+    IO.puts("""
+
+    Lockstep benchmark (#{Date.utc_today()})
+      schedulers_online #{System.schedulers_online()} of #{System.schedulers()}, \
+    logical CPUs #{:erlang.system_info(:logical_processors_available)}#{cpu}
+      OTP #{otp} (erts #{erts}), Elixir #{System.version()}, MIX_ENV=#{Mix.env()}
+      hops/round #{fmt_int(hops)}, iterations/round #{fmt_int(iterations)}, rounds #{rounds} \
+    (best shown, median beside it)
+      load average before the run: #{load} (other work on the machine inflates the medians)
+    """)
+  end
+
+  defp cpu_model do
+    with {:ok, info} <- File.read("/proc/cpuinfo"),
+         [_, model] <- Regex.run(~r/model name\s*:\s*(.+)/, info) do
+      ", #{String.trim(model)}"
+    else
+      _ -> ""
+    end
+  end
+
+  defp section(title), do: IO.puts("\n" <> title <> "\n")
+
+  defp table(headers, rows) do
+    all = [headers | rows]
+
+    widths =
+      for i <- 0..(length(headers) - 1),
+          do: all |> Enum.map(&String.length(Enum.at(&1, i))) |> Enum.max()
+
+    line = fn cells ->
+      "| " <>
+        Enum.map_join(Enum.zip(cells, widths), " | ", fn {c, w} -> String.pad_trailing(c, w) end) <>
+        " |"
+    end
+
+    IO.puts(line.(headers))
+    IO.puts("|" <> Enum.map_join(widths, "|", &String.duplicate("-", &1 + 2)) <> "|")
+    Enum.each(rows, &IO.puts(line.(&1)))
+  end
+
+  defp met(true), do: "MET"
+  defp met(false), do: "NOT MET"
+
+  defp fmt(x, decimals \\ 3), do: :erlang.float_to_binary(x / 1, decimals: decimals)
+
+  defp fmt_int(n) do
+    n
+    |> Integer.to_string()
+    |> String.reverse()
+    |> String.replace(~r/(\d{3})(?=\d)/, "\\1,")
+    |> String.reverse()
+  end
+
+  defp env_int(name, default) do
+    case System.get_env(name) do
+      nil -> default
+      "" -> default
+      v -> String.to_integer(v)
+    end
+  end
+end
+
+Bench.Run.main()
