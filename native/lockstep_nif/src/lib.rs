@@ -930,7 +930,7 @@ fn alias(
     env: Env,
     res: ResourceArc<SessionResource>,
     id: ProcId,
-    alias: u32,
+    number: u32,
     on: bool,
 ) -> NifResult<Atom> {
     let mut guard = lock(&res)?;
@@ -940,9 +940,9 @@ fn alias(
     }
     caller_check(env, st, id)?;
     let result = if on {
-        st.session.alias(id, alias)
+        st.session.alias(id, number)
     } else {
-        st.session.unalias(id, alias)
+        st.session.unalias(id, number)
     };
     result.map_err(engine_error)?;
     Ok(atoms::ok())
