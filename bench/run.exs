@@ -45,11 +45,12 @@ defmodule Bench.Run do
 
     # rounds are interleaved (raw, :random, :pct, baseline, raw, …) so a burst of load from
     # elsewhere on the machine hits every variant alike
-    [raw, ls_random, ls_pct, baseline] =
+    [raw, ls_random, ls_pct, ls_short, baseline] =
       interleaved(rounds, [
         fn -> PingPong.raw(hops) end,
         fn -> PingPong.lockstep(hops, :random) end,
         fn -> PingPong.lockstep(hops, :pct) end,
+        fn -> PingPong.lockstep_short(200, max(div(hops, 200), 1), :random) end,
         fn -> PingPong.baseline(bl_hops) end
       ])
       |> Enum.map(&hop_stats/1)
@@ -58,6 +59,7 @@ defmodule Bench.Run do
       {"raw BEAM send/receive (floor)", raw},
       {"Lockstep, strategy :random", ls_random},
       {"Lockstep, strategy :pct", ls_pct},
+      {"Lockstep, :random, #{fmt_int(max(div(hops, 200), 1))} iterations x 200 hops", ls_short},
       {"GenServer controller (obvious design)", baseline}
     ]
 

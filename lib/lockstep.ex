@@ -45,7 +45,7 @@ defmodule Lockstep do
   See `run/2` for the options and the failure kinds.
   """
 
-  import Kernel, except: [spawn: 1, spawn_link: 1, send: 2]
+  import Kernel, except: [spawn: 1, spawn_link: 1, send: 2, node: 0]
 
   alias Lockstep.Runtime
 
@@ -134,13 +134,7 @@ defmodule Lockstep do
   @spec spawn((-> any()), keyword()) :: pid()
   def spawn(fun, []), do: Runtime.spawn(fun, false)
 
-  def spawn(fun, node: :nonode@nohost), do: Runtime.spawn(fun, false)
-
-  def spawn(_fun, node: node) when is_atom(node) do
-    raise ArgumentError,
-          "Lockstep.spawn/2: node #{inspect(node)} is not a simulated node of this run " <>
-            "(the simulated cluster is not available yet)"
-  end
+  def spawn(fun, node: node) when is_atom(node), do: Runtime.spawn(fun, false, node)
 
   def spawn(_fun, opts) do
     raise ArgumentError,
@@ -268,6 +262,13 @@ defmodule Lockstep do
   """
   @spec cancel_timer(reference()) :: non_neg_integer() | false
   def cancel_timer(ref), do: Runtime.cancel_timer(ref)
+
+  @doc """
+  The caller's simulated node: `:nonode@nohost` unless it was spawned with `node:` (see
+  `Lockstep.Cluster`). Mirrors `Kernel.node/0`.
+  """
+  @spec node() :: node()
+  def node, do: Runtime.node()
 
   @doc "The current run's controller handle (see `Lockstep.Controller`)."
   @spec controller() :: Lockstep.Controller.t()

@@ -91,6 +91,47 @@ defmodule Bench.PingPong do
     end
   end
 
+  @doc """
+  The same ping-pong spread over many short iterations (`its` iterations of `hops_per_it`
+  hops), the shape of a typical test: the per-iteration trace buffers stay small. Each root
+  times its own loop; the times are summed.
+  """
+  def lockstep_short(hops_per_it, its, strategy) do
+    me = self()
+    ref = make_ref()
+    rounds = div(hops_per_it, 2)
+
+    root = fn ->
+      partner = Lockstep.spawn(fn -> ls_echo() end)
+      Lockstep.send(partner, {:ping, self()})
+      Lockstep.receive(do: (:pong -> :ok))
+
+      cs0 = Timing.context_switches()
+      t0 = Timing.now_ns()
+      ls_loop(partner, rounds)
+      t1 = Timing.now_ns()
+      cs1 = Timing.context_switches()
+
+      Lockstep.send(partner, :stop)
+      Kernel.send(me, {ref, t1 - t0, cs1 - cs0})
+    end
+
+    summary =
+      Lockstep.run(root, iterations: its, strategy: strategy, seed: 2026, max_steps: 10_000_000)
+
+    {ns, cs} =
+      Enum.reduce(1..its, {0, 0}, fn _, {ns, cs} ->
+        receive do
+          {^ref, dt, dcs} -> {ns + dt, cs + dcs}
+        after
+          0 -> raise "a Lockstep ping-pong root did not report"
+        end
+      end)
+
+    # steps include each iteration's set-up (start, spawn, warm-up, stop): a few % here
+    %{ns: ns, hops: its * rounds * 2, cs: cs, steps: summary.steps}
+  end
+
   defp ls_loop(_partner, 0), do: :ok
 
   defp ls_loop(partner, n) do

@@ -86,7 +86,7 @@ defmodule Lockstep.Iteration do
     result = %{
       kind: kind,
       proc: proc,
-      reason: reason,
+      reason: if(kind in [:exception, :crash], do: reason),
       metrics: metrics,
       details: stuck || details,
       outcome: outcome,

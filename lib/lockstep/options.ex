@@ -145,9 +145,11 @@ defmodule Lockstep.Options do
       {:bug_depth, d} ->
         bad!(:strategy, {:pct, opts}, "bug_depth: a positive integer (got #{inspect(d)})")
 
-      {key, _} ->
+      {key, value} ->
         raise ArgumentError,
-              "unknown option #{inspect(key)} for strategy :pct; it accepts :bug_depth"
+              "invalid value for option :strategy: unknown strategy option " <>
+                "#{inspect(key)} (value #{inspect(value)}) in #{inspect({:pct, opts})}; " <>
+                ":pct accepts :bug_depth"
     end)
 
     [bug_depth: Keyword.get(opts, :bug_depth, bug_depth)]
@@ -155,8 +157,8 @@ defmodule Lockstep.Options do
 
   defp strategy_options!(name, opts, _) do
     raise ArgumentError,
-          "unknown option(s) #{inspect(Keyword.keys(opts))} for strategy #{inspect(name)}; " <>
-            "it takes none"
+          "invalid value for option :strategy: #{inspect({name, opts})} — strategy " <>
+            "#{inspect(name)} takes no options (got #{inspect(opts)})"
   end
 
   defp user_strategy(opts) do

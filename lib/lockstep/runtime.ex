@@ -19,12 +19,28 @@ defmodule Lockstep.Runtime do
     end
   end
 
+  @doc false
+  def context(function) do
+    case Process.get(@key) do
+      nil -> raise Lockstep.NotManagedError, function: function
+      ctx -> ctx
+    end
+  end
+
   def context_or_nil, do: Process.get(@key)
 
+  # The first public Lockstep function on the stack: the one the user called.
   defp caller_name do
     case Process.info(self(), :current_stacktrace) do
-      {:current_stacktrace, [_info, _ctx, _caller, {mod, fun, arity, _} | _]} ->
-        Exception.format_mfa(mod, fun, arity)
+      {:current_stacktrace, frames} ->
+        Enum.find_value(frames, "a Lockstep function", fn
+          {mod, fun, arity, _} when mod != __MODULE__ ->
+            if String.starts_with?(Atom.to_string(mod), "Elixir.Lockstep"),
+              do: Exception.format_mfa(mod, fun, arity)
+
+          _ ->
+            nil
+        end)
 
       _ ->
         "a Lockstep function"
@@ -102,7 +118,13 @@ defmodule Lockstep.Runtime do
 
   def spawn(fun, link?, node) when is_function(fun, 0) do
     {session, id, tag} = context()
-    child = resume(Native.sync_spawn(session, id, link?, node), tag)
+
+    child =
+      case resume(Native.sync_spawn(session, id, link?, node), tag) do
+        :badnode -> raise ArgumentError, bad_node(node)
+        child -> child
+      end
+
     pid = :erlang.spawn(__MODULE__, :child_entry, [session, child, tag, fun])
     Native.register_child(session, id, child, pid)
     pid
@@ -159,7 +181,7 @@ defmodule Lockstep.Runtime do
   # `matcher` against the real mailbox. A miss tells the engine to block this process until
   # a new message reaches it. `matcher` returns `{seq, continuation}` or `@nomatch`.
   def receive_loop(description, matcher, timeout \\ nil, on_timeout \\ nil) do
-    {session, id, tag} = context()
+    {session, id, tag} = context("Lockstep.receive")
     Process.put(@waiting, description)
     attempt(session, id, tag, matcher, false, timeout(timeout), on_timeout)
   end
@@ -399,6 +421,47 @@ defmodule Lockstep.Runtime do
   def cancel_timer(other),
     do: raise(ArgumentError, "Lockstep.cancel_timer/1 expects a timer reference, got: #{inspect(other)}")
 
+  # Cluster -------------------------------------------------------------------------------
+
+  def node do
+    {session, id, _tag} = context()
+    Native.node_name(session, id)
+  end
+
+  @doc false
+  def cluster(op) do
+    {session, id, tag} = context()
+
+    case resume(Native.sync_cluster(session, id, op), tag) do
+      :badnode -> raise ArgumentError, bad_node(op)
+      :unmanaged -> raise ArgumentError, unmanaged("Cluster", elem(op, 1))
+      :badarg -> raise ArgumentError, "invalid cluster operation: #{inspect(op)}"
+      result -> result
+    end
+  end
+
+  defp bad_node(what) do
+    "#{inspect(what)} names a node this run has not started; start simulated nodes with " <>
+      "Lockstep.Cluster.start_nodes/1 first (:nonode@nohost, the root's node, always exists)"
+  end
+
+  @doc false
+  # Named ETS tables of the caller's simulated node (not sync points).
+  def ets_register(name, tid) do
+    {session, id, _tag} = context()
+    Native.ets_names(session, id, {:register, name, tid})
+  end
+
+  def ets_lookup(name) do
+    {session, id, _tag} = context()
+    Native.ets_names(session, id, {:whereis, name})
+  end
+
+  def ets_unregister(name) do
+    {session, id, _tag} = context()
+    Native.ets_names(session, id, {:unregister, name})
+  end
+
   # Shared state --------------------------------------------------------------------------
 
   @doc false
@@ -410,6 +473,8 @@ defmodule Lockstep.Runtime do
   end
 
   def recv do
+    context("Lockstep.recv/0")
+
     receive_loop("Lockstep.recv()", fn tag ->
       receive do
         {^tag, :msg, seq, msg} -> {seq, fn -> msg end}
@@ -420,6 +485,8 @@ defmodule Lockstep.Runtime do
   end
 
   def recv_first(pred) when is_function(pred, 1) do
+    context("Lockstep.recv_first/1")
+
     receive_loop("Lockstep.recv_first(#{inspect(pred)})", fn tag ->
       {:messages, messages} = Process.info(self(), :messages)
 

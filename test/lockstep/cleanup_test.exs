@@ -263,8 +263,7 @@ defmodule Lockstep.CleanupSyncTest do
 
       assert {:ok, _} = Lockstep.check(CounterRace.test_body(:atomic, 3), iterations: 50, seed: 1)
 
-      assert {:error, _} =
-               Lockstep.check(call_cycle(), iterations: 5, seed: 1, trace_dir: dir)
+      assert {:error, _} = Lockstep.check(call_cycle(), iterations: 5, seed: 1, trace_dir: dir)
     end
 
     # Each iteration creates 5 processes (root, counter, three clients); a leak would show.

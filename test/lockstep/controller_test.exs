@@ -294,6 +294,13 @@ defmodule Lockstep.ControllerTest do
     assert :real in payloads
   end
 
+  test "child_spec/1 lets a controller run under a supervisor" do
+    ctl = start_supervised!({Controller, [strategy: :pct, seed: 3]})
+    Controller.spawn_root(ctl, ping_pong())
+    assert %{kind: :pass} = result = Controller.await_done(ctl)
+    assert {:receive, "P", "P.1", :pong} in events(result.trace)
+  end
+
   test "spawn_root twice and await_done before spawn_root are refused" do
     ctl = start!()
     assert {:error, :not_started} = Controller.await_done(ctl)

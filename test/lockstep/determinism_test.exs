@@ -50,8 +50,12 @@ defmodule Lockstep.DeterminismTest do
     test "the iteration seeds depend on the top-level seed" do
       dir = tmp_dir!()
 
-      assert {:error, a} = Lockstep.check(ordering_race(), seed: 1, iterations: 300, trace_dir: dir)
-      assert {:error, b} = Lockstep.check(ordering_race(), seed: 2, iterations: 300, trace_dir: dir)
+      assert {:error, a} =
+               Lockstep.check(ordering_race(), seed: 1, iterations: 300, trace_dir: dir)
+
+      assert {:error, b} =
+               Lockstep.check(ordering_race(), seed: 2, iterations: 300, trace_dir: dir)
+
       assert a.iter_seed != b.iter_seed
     end
   end
@@ -60,7 +64,11 @@ defmodule Lockstep.DeterminismTest do
     test "a racy-but-passing program has many distinct schedules in one run" do
       for strategy <- [:pct, :random] do
         summary =
-          Lockstep.run(CounterRace.test_body(:atomic), strategy: strategy, iterations: 100, seed: 8)
+          Lockstep.run(CounterRace.test_body(:atomic),
+            strategy: strategy,
+            iterations: 100,
+            seed: 8
+          )
 
         assert summary.distinct_schedules > 1
         assert summary.distinct_schedules <= summary.iterations
@@ -105,8 +113,7 @@ defmodule Lockstep.DeterminismTest do
 
       assert File.regular?(bug.trace_path)
 
-      replayed =
-        assert_raise BugFound, fn -> Lockstep.replay(body, bug.trace_path) end
+      replayed = assert_raise BugFound, fn -> Lockstep.replay(body, bug.trace_path) end
 
       assert replayed.kind == bug.kind
       assert replayed.process == bug.process
@@ -172,7 +179,9 @@ defmodule Lockstep.DeterminismTest do
       assert err.path == bug.trace_path
 
       # A program that does nothing at all diverges too (the schedule is not used up).
-      err2 = assert_raise ReplayDivergence, fn -> Lockstep.replay(fn -> :ok end, bug.trace_path) end
+      err2 =
+        assert_raise ReplayDivergence, fn -> Lockstep.replay(fn -> :ok end, bug.trace_path) end
+
       assert is_integer(err2.step)
       assert err2.expected in bug.schedule
     end
@@ -196,7 +205,9 @@ defmodule Lockstep.DeterminismTest do
 
       # This program follows step 1 and then ends: the schedule's decision for step 2 is
       # what it no longer follows.
-      err = assert_raise ReplayDivergence, fn -> Lockstep.replay(fn -> :ok end, bug.trace_path) end
+      err =
+        assert_raise ReplayDivergence, fn -> Lockstep.replay(fn -> :ok end, bug.trace_path) end
+
       assert err.expected == {:run, "P"}
       assert err.got == []
       assert err.step == 2
@@ -247,6 +258,60 @@ defmodule Lockstep.DeterminismTest do
       assert bug.nondeterminism =~ "nondeterminism"
       assert {:error, %RuntimeError{message: "first run only"}, _} = bug.reason
       assert Exception.message(bug) =~ "WARNING"
+    end
+
+    test "the trace file is versioned and self-describing" do
+      dir = tmp_dir!()
+
+      assert {:error, bug} =
+               Lockstep.check(ordering_race(),
+                 iterations: 100,
+                 seed: 61,
+                 strategy: {:pct, bug_depth: 2},
+                 delivery: :delayed,
+                 max_steps: 500,
+                 trace_dir: dir
+               )
+
+      data = bug.trace_path |> File.read!() |> :erlang.binary_to_term([:safe])
+      assert %{format: :lockstep_trace, version: version} = data
+      assert is_integer(version) and version >= 1
+      assert is_binary(data.lockstep_version)
+      assert data.kind == :exception
+      assert data.seed == 61
+      assert data.iteration == bug.iteration
+      assert data.iter_seed == bug.iter_seed
+      assert data.strategy == {:pct, [bug_depth: 2]}
+      assert data.schedule == bug.schedule
+      assert data.options[:delivery] == :delayed
+      assert data.options[:max_steps] == 500
+      assert length(data.events) == length(bug.trace)
+      assert Enum.map(data.events, &elem(&1, 0)) == Enum.map(bug.trace, &elem(&1, 0))
+    end
+
+    test "the report shows what failed, then seed/iteration/strategy, the trace, the replay command" do
+      dir = tmp_dir!()
+
+      assert {:error, bug} =
+               Lockstep.check(ordering_race(), iterations: 100, seed: 5, trace_dir: dir)
+
+      message = Exception.message(bug)
+
+      positions =
+        for fragment <- [
+              "out of order",
+              "seed: 5",
+              "iteration: #{bug.iteration}",
+              "strategy: :pct",
+              "starts",
+              "Lockstep.replay(",
+              bug.trace_path
+            ] do
+          {index, _} = :binary.match(message, fragment)
+          index
+        end
+
+      assert positions == Enum.sort(positions)
     end
 
     test "a missing trace file raises TraceError" do

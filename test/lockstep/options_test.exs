@@ -227,8 +227,8 @@ defmodule Lockstep.OptionsTest do
       assert summary.iterations == 2
       assert summary.seed == 0
 
-      assert Lockstep.run(ok_fun(), iterations: 1, name: :atom_name, seed: 2**64 - 1).seed ==
-               2**64 - 1
+      assert Lockstep.run(ok_fun(), iterations: 1, name: :atom_name, seed: 2 ** 64 - 1).seed ==
+               2 ** 64 - 1
     end
   end
 end

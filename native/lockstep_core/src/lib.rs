@@ -2,6 +2,7 @@
 //! schedule of decisions and the trace buffer of one controlled run. Pure Rust, no BEAM:
 //! `lockstep_nif` adapts it to Erlang terms and processes.
 
+pub mod cluster;
 pub mod process;
 pub mod schedule;
 pub mod session;
@@ -18,5 +19,6 @@ pub use session::{
     Config, CrashMode, DeliveryMode, Effect, EngineError, Next, Op, OpResult, Outcome, Session,
 };
 pub use strategy::{iteration_seed, Choice, Divergence, Strategy, View};
+pub use cluster::{ClusterOp, PartitionMode, HOME_NODE};
 pub use timer::{TimerKind, TimerMode};
 pub use trace::{Event, EventKind, SendFate};

@@ -48,6 +48,8 @@ pub enum Target {
     Name(NameId),
     /// A name registered on a given node (`{name, node}`).
     NameAt(NameId, NodeId),
+    /// A name in the global registry.
+    Global(u32),
     /// An alias of a process (OTP's `alias/0`): once deactivated, messages to it are
     /// dropped instead of reaching the mailbox — how a late `call` reply is discarded.
     Alias(ProcId, u32),
@@ -152,6 +154,7 @@ pub enum PendingOp {
     CancelTimer { timer: Option<TimerId> },
     /// A shared-state operation (ETS, atomics, …) on `object` (a hash of table and key).
     Nif { object: Option<u64> },
+    Cluster(crate::cluster::ClusterOp),
 }
 
 /// How a process's own code ended, as classified by the Elixir wrapper around its body.
@@ -172,6 +175,8 @@ pub enum ExitCause {
     Signal { from: ProcId, reason: Reason },
     /// Killed by something outside the run (noticed through the NIF's process monitor).
     External,
+    /// Its simulated node was stopped.
+    NodeDown,
     /// Killed when the iteration ended while it was still blocked or ready.
     Teardown,
 }

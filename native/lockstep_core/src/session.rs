@@ -25,6 +25,7 @@
 //! is `Running`; a `Blocked` process is never offered as a choice; when an iteration ends
 //! no process is `Running`.
 
+use crate::cluster::{Cluster, ClusterOp, Partition, PartitionMode, HOME_NODE};
 use crate::process::{
     ExitCause, ExitClass, MonitorId, MsgId, NameId, NodeId, PendingOp, ProcId, ProcName,
     ProcState, Process, Reason, Target, TimerId,
@@ -144,6 +145,7 @@ pub enum Op {
     Nif {
         object: Option<u64>,
     },
+    Cluster(ClusterOp),
 }
 
 /// What applying a pending operation produced; handed to the process that performed it.
@@ -183,6 +185,11 @@ pub enum OpResult {
     },
     /// Milliseconds left, or `None` when the timer had fired or was cancelled.
     Cancelled(Option<u64>),
+    /// The adapter reads the nodes with [`Session::nodes`].
+    NodeList { up_only: bool },
+    NodeIs(NodeId),
+    /// The adapter reads the names with [`Session::global_names`].
+    GlobalList,
 }
 
 /// What the adapter must do after an engine call.
@@ -286,6 +293,8 @@ pub enum MsgKind {
     Exit { reason: Reason, link: bool },
     /// A monitor's `:DOWN` notification.
     Down { monitor: MonitorId, reason: Reason },
+    /// A `{:nodedown, node}` message for a node monitor.
+    NodeDown { node: NodeId },
 }
 
 /// Bookkeeping for one sent message or signal (never its payload).
@@ -354,6 +363,9 @@ pub struct Session {
     monitors: Vec<MonitorRec>,
     timers: Vec<Timer>,
     names: HashMap<(NodeId, NameId), ProcId>,
+    cluster: Cluster,
+    /// Named ETS tables per node: name → the adapter's slot for the real table.
+    ets_names: HashMap<(NodeId, NameId), u32>,
     /// Virtual time in ms.
     now: u64,
     running: Option<ProcId>,
@@ -381,6 +393,8 @@ impl Session {
             monitors: Vec::new(),
             timers: Vec::new(),
             names: HashMap::new(),
+            cluster: Cluster::default(),
+            ets_names: HashMap::new(),
             now: 0,
             running: None,
             last_run: None,
@@ -463,6 +477,56 @@ impl Session {
             .collect();
         names.sort_unstable();
         names
+    }
+
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Known nodes (`up_only`: those up, without the home node), by id.
+    pub fn nodes(&self, up_only: bool) -> Vec<NodeId> {
+        (0..self.cluster.known.len() as NodeId)
+            .filter(|&n| self.cluster.is_known(n))
+            .filter(|&n| !up_only || (n != HOME_NODE && self.cluster.is_up(n)))
+            .collect()
+    }
+
+    pub fn global_names(&self) -> Vec<u32> {
+        let mut names: Vec<u32> = self.cluster.global.keys().copied().collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Defines a partition to be activated by `ClusterOp::Partition` (not a sync point).
+    pub fn define_partition(&mut self, a: Vec<NodeId>, b: Vec<NodeId>, mode: PartitionMode) -> u32 {
+        self.cluster.partitions.push(Partition {
+            a,
+            b,
+            mode,
+            active: false,
+            tick: None,
+        });
+        (self.cluster.partitions.len() - 1) as u32
+    }
+
+    /// Named ETS tables of a node (not sync points: the wrapper made its sync point).
+    pub fn ets_register(&mut self, node: NodeId, name: NameId, slot: u32) -> bool {
+        use std::collections::hash_map::Entry;
+        match self.ets_names.entry((node, name)) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(v) => {
+                v.insert(slot);
+                true
+            }
+        }
+    }
+
+    pub fn ets_lookup(&self, node: NodeId, name: NameId) -> Option<u32> {
+        self.ets_names.get(&(node, name)).copied()
+    }
+
+    pub fn ets_unregister(&mut self, node: NodeId, name: NameId) -> bool {
+        self.ets_names.remove(&(node, name)).is_some()
     }
 
     pub fn take_effects(&mut self) -> std::vec::Drain<'_, Effect> {
@@ -592,6 +656,7 @@ impl Session {
             Op::SendAfter { to, ms } => PendingOp::SendAfter { to, ms },
             Op::CancelTimer { timer } => PendingOp::CancelTimer { timer },
             Op::Nif { object } => PendingOp::Nif { object },
+            Op::Cluster(c) => PendingOp::Cluster(c),
             Op::Sleep { ms } => {
                 if ms == 0 {
                     PendingOp::Yield
@@ -755,6 +820,7 @@ impl Session {
         if let Some(name) = entry.registered.take() {
             self.names.remove(&(node, name));
         }
+        self.cluster.global.retain(|_, holder| *holder != p);
         for t in timers.into_iter().flatten() {
             self.timers[t as usize].state = TimerState::Cancelled;
         }
@@ -812,6 +878,18 @@ impl Session {
     /// Sends a signal (exit or `:DOWN`) from `from` to `to`: at once under instant
     /// delivery or to oneself, else in flight. Returns its id and fate.
     fn signal(&mut self, from: ProcId, to: ProcId, kind: MsgKind) -> (MsgId, SendFate) {
+        self.signal_via(from, to, kind, false)
+    }
+
+    /// `local`: generated on the receiver's node (a lost connection, a node going down),
+    /// so no partition or network is crossed.
+    fn signal_via(
+        &mut self,
+        from: ProcId,
+        to: ProcId,
+        kind: MsgKind,
+        local: bool,
+    ) -> (MsgId, SendFate) {
         let m = self.msgs.len() as MsgId;
         self.msgs.push(Message {
             from,
@@ -824,12 +902,53 @@ impl Session {
             self.msgs[m as usize].state = MsgState::Dropped;
             return (m, SendFate::Dropped);
         }
-        if self.config.delivery == DeliveryMode::Instant || from == to {
+        if local || from == to {
             self.arrive(m);
-            (m, SendFate::Delivered)
+            return (m, SendFate::Delivered);
+        }
+        match self.route(m, from, to) {
+            SendFate::Delivered => {
+                self.arrive(m);
+                (m, SendFate::Delivered)
+            }
+            fate => (m, fate),
+        }
+    }
+
+    fn node_of(&self, p: ProcId) -> NodeId {
+        self.procs[p as usize].node
+    }
+
+    /// Decides how message `m` from `from` to `to` (alive) travels: `Delivered` means the
+    /// caller delivers it now; in flight, cut and deferred messages are filed here.
+    fn route(&mut self, m: MsgId, from: ProcId, to: ProcId) -> SendFate {
+        let (nf, nt) = (self.node_of(from), self.node_of(to));
+        if nf != nt {
+            match self.cluster.cut(nf, nt) {
+                Some(PartitionMode::Drop) => {
+                    self.msgs[m as usize].state = MsgState::Dropped;
+                    self.record(to, EventKind::Cut { msg: m, from, deferred: false });
+                    return SendFate::Cut;
+                }
+                Some(PartitionMode::Defer) => {
+                    self.msgs[m as usize].state = MsgState::InFlight;
+                    self.cluster.deferred.push(m);
+                    self.record(to, EventKind::Cut { msg: m, from, deferred: true });
+                    return SendFate::Deferred;
+                }
+                None => {
+                    self.msgs[m as usize].state = MsgState::InFlight;
+                    self.in_flight.push(m);
+                    return SendFate::InFlight;
+                }
+            }
+        }
+        if self.config.delivery == DeliveryMode::Instant {
+            SendFate::Delivered
         } else {
+            self.msgs[m as usize].state = MsgState::InFlight;
             self.in_flight.push(m);
-            (m, SendFate::InFlight)
+            SendFate::InFlight
         }
     }
 
@@ -873,6 +992,12 @@ impl Session {
                         reason,
                     },
                 );
+            }
+            MsgKind::NodeDown { node } => {
+                self.msgs[m as usize].state = MsgState::InMailbox;
+                self.add_to_mailbox(to);
+                self.effects.push(Effect::DeliverSignal { msg: m, to });
+                self.record(to, EventKind::NodeDownMsg { msg: m, node });
             }
             MsgKind::Exit { reason, link } => {
                 let target = &self.procs[to as usize];
@@ -975,6 +1100,7 @@ impl Session {
                 }
                 self.record(owner, EventKind::ReceiveTimeout);
             }
+            TimerKind::Tick { partition } => self.tick(partition),
             TimerKind::SendAfter { to } => {
                 let m = self.msgs.len() as MsgId;
                 let target = self.resolve(owner, to);
@@ -1011,6 +1137,7 @@ impl Session {
             }
             Target::NameAt(name, node) => self.names.get(&(node, name)).copied(),
             Target::Alias(p, _) => Some(p),
+            Target::Global(name) => self.cluster.global.get(&name).copied(),
         }
     }
 
@@ -1182,6 +1309,25 @@ impl Session {
                 let name = parent.name.child(parent.children);
                 let mut proc = Process::new(name, Some(p));
                 proc.node = node.unwrap_or(parent.node);
+                if !self.cluster.is_up(proc.node) {
+                    // Spawning on a node that is down yields a pid that is already dead.
+                    proc.state = ProcState::Exited;
+                    proc.exit = Some(ExitCause::NodeDown);
+                    proc.exit_reason = Reason::NoConnection;
+                    self.procs.push(proc);
+                    self.record(p, EventKind::Spawn { child, link: false });
+                    if link {
+                        self.signal(
+                            child,
+                            p,
+                            MsgKind::Exit {
+                                reason: Reason::NoConnection,
+                                link: true,
+                            },
+                        );
+                    }
+                    return self.run(p, OpResult::Spawned { child });
+                }
                 if link {
                     proc.links.push(p);
                     self.procs[p as usize].links.push(child);
@@ -1191,7 +1337,7 @@ impl Session {
                 OpResult::Spawned { child }
             }
             PendingOp::Send { to } => {
-                if let Target::Name(name) | Target::NameAt(name, _) = to {
+                if let Target::Name(name) | Target::NameAt(name, _) | Target::Global(name) = to {
                     if self.resolve(p, to).is_none() {
                         self.record(p, EventKind::SendToUnregistered { name });
                         return self.run(p, OpResult::Unregistered);
@@ -1209,16 +1355,7 @@ impl Session {
                     Some(t) if alias.is_some_and(|a| !self.has_alias(t, a)) => {
                         (SendFate::Dropped, MsgState::Dropped)
                     }
-                    Some(t) => match self.config.delivery {
-                        DeliveryMode::Instant => {
-                            self.add_to_mailbox(t);
-                            (SendFate::Delivered, MsgState::InMailbox)
-                        }
-                        DeliveryMode::Delayed => {
-                            self.in_flight.push(msg);
-                            (SendFate::InFlight, MsgState::InFlight)
-                        }
-                    },
+                    Some(_) => (SendFate::InFlight, MsgState::InFlight),
                 };
                 self.msgs.push(Message {
                     from: p,
@@ -1227,6 +1364,17 @@ impl Session {
                     kind: MsgKind::User,
                     alias,
                 });
+                let fate = match (fate, target) {
+                    (SendFate::InFlight, Some(t)) => {
+                        let fate = self.route(msg, p, t);
+                        if fate == SendFate::Delivered {
+                            self.msgs[msg as usize].state = MsgState::InMailbox;
+                            self.add_to_mailbox(t);
+                        }
+                        fate
+                    }
+                    (fate, _) => fate,
+                };
                 self.record(
                     p,
                     EventKind::Send {
@@ -1409,8 +1557,192 @@ impl Session {
                 self.record(p, EventKind::Nif { object });
                 OpResult::Done
             }
+            PendingOp::Cluster(op) => {
+                let result = self.apply_cluster(p, op);
+                if !self.alive(p) {
+                    // It stopped its own node.
+                    return Applied::Skip;
+                }
+                result
+            }
         };
         self.run(p, result)
+    }
+
+    fn apply_cluster(&mut self, p: ProcId, op: ClusterOp) -> OpResult {
+        match op {
+            ClusterOp::StartNode(node) => {
+                self.cluster.ensure(node);
+                if !self.cluster.is_up(node) || !self.cluster.is_known(node) {
+                    self.cluster.up[node as usize] = true;
+                    self.cluster.known[node as usize] = true;
+                    self.ets_names.retain(|(n, _), _| *n != node);
+                    self.record(p, EventKind::NodeStarted { node });
+                }
+                OpResult::Done
+            }
+            ClusterOp::StopNode(node) => {
+                if node != HOME_NODE && self.cluster.is_up(node) {
+                    self.cluster.up[node as usize] = false;
+                    self.record(p, EventKind::NodeStopped { node });
+                    for q in 0..self.procs.len() as ProcId {
+                        if self.alive(q) && self.node_of(q) == node {
+                            self.die(q, ExitCause::NodeDown, Reason::NoConnection, true);
+                        }
+                    }
+                    self.ets_names.retain(|(n, _), _| *n != node);
+                    self.node_down_for(|_, n| n == node);
+                }
+                OpResult::Done
+            }
+            ClusterOp::Partition(index) => {
+                let i = index as usize;
+                if i < self.cluster.partitions.len() && !self.cluster.partitions[i].active {
+                    self.cluster.partitions[i].active = true;
+                    let tick = self.add_timer(p, self.cluster.ticktime, TimerKind::Tick { partition: index });
+                    self.cluster.partitions[i].tick = Some(tick);
+                    self.record(p, EventKind::Partitioned { partition: index });
+                    // What is already in flight across the new cut is cut too.
+                    let in_flight = std::mem::take(&mut self.in_flight);
+                    for m in in_flight {
+                        let msg = self.msgs[m as usize];
+                        let to = msg.to.unwrap_or(msg.from);
+                        let (nf, nt) = (self.node_of(msg.from), self.node_of(to));
+                        match self.cluster.cut(nf, nt) {
+                            None => self.in_flight.push(m),
+                            Some(PartitionMode::Drop) => {
+                                self.msgs[m as usize].state = MsgState::Dropped;
+                                self.record(to, EventKind::Cut { msg: m, from: msg.from, deferred: false });
+                            }
+                            Some(PartitionMode::Defer) => {
+                                self.cluster.deferred.push(m);
+                                self.record(to, EventKind::Cut { msg: m, from: msg.from, deferred: true });
+                            }
+                        }
+                    }
+                }
+                OpResult::Done
+            }
+            ClusterOp::Heal => {
+                for i in 0..self.cluster.partitions.len() {
+                    let part = &mut self.cluster.partitions[i];
+                    if part.active {
+                        part.active = false;
+                        if let Some(t) = part.tick.take() {
+                            if self.timers[t as usize].state == TimerState::Pending {
+                                self.timers[t as usize].state = TimerState::Cancelled;
+                            }
+                        }
+                    }
+                }
+                let deferred = std::mem::take(&mut self.cluster.deferred);
+                let delivered = deferred.len() as u32;
+                self.record(p, EventKind::Healed { delivered });
+                for m in deferred {
+                    self.arrive(m);
+                }
+                OpResult::Done
+            }
+            ClusterOp::MonitorNode(node) => {
+                self.record(p, EventKind::MonitorNode { node });
+                if self.cluster.is_up(node) {
+                    self.cluster.node_monitors.push((p, node));
+                } else {
+                    self.signal_via(p, p, MsgKind::NodeDown { node }, true);
+                }
+                OpResult::Done
+            }
+            ClusterOp::SetTicktime(ms) => {
+                self.cluster.ticktime = ms;
+                self.record(p, EventKind::SetTicktime { ms });
+                OpResult::Done
+            }
+            ClusterOp::Nodes => OpResult::NodeList { up_only: false },
+            ClusterOp::NodesUp => OpResult::NodeList { up_only: true },
+            ClusterOp::NodeOf(q) => OpResult::NodeIs(self.node_of(q)),
+            ClusterOp::GlobalRegister { name, proc } => {
+                let ok = self.alive(proc) && !self.cluster.global.contains_key(&name);
+                if ok {
+                    self.cluster.global.insert(name, proc);
+                }
+                self.record(p, EventKind::GlobalRegister { name, target: proc, ok });
+                OpResult::NameOk(ok)
+            }
+            ClusterOp::GlobalUnregister(name) => {
+                self.cluster.global.remove(&name);
+                self.record(p, EventKind::GlobalUnregister { name });
+                OpResult::Done
+            }
+            ClusterOp::GlobalWhereis(name) => {
+                let found = self.cluster.global.get(&name).copied();
+                self.record(p, EventKind::GlobalWhereis { name, found });
+                OpResult::Found(found)
+            }
+            ClusterOp::GlobalNames => OpResult::GlobalList,
+        }
+    }
+
+    /// Sends `{:nodedown, node}` to every node monitor `(watcher, node)` that `lost`
+    /// selects, and forgets those monitors (each fires once).
+    fn node_down_for(&mut self, lost: impl Fn(NodeId, NodeId) -> bool) {
+        let monitors = std::mem::take(&mut self.cluster.node_monitors);
+        for (watcher, node) in monitors {
+            if self.alive(watcher) && lost(self.node_of(watcher), node) {
+                self.signal_via(watcher, watcher, MsgKind::NodeDown { node }, true);
+            } else if self.alive(watcher) {
+                self.cluster.node_monitors.push((watcher, node));
+            }
+        }
+    }
+
+    /// A partition's tick: monitors, links and node monitors across it see the connection
+    /// lost.
+    fn tick(&mut self, partition: u32) {
+        let i = partition as usize;
+        if !self.cluster.partitions[i].active {
+            return;
+        }
+        let owner = self.timers[self.cluster.partitions[i].tick.unwrap_or(0) as usize].owner;
+        self.record(owner, EventKind::Tick { partition });
+        for m in 0..self.monitors.len() {
+            let rec = self.monitors[m];
+            if rec.active
+                && self.alive(rec.owner)
+                && self.cluster.partition_cuts(i, self.node_of(rec.owner), self.node_of(rec.target))
+            {
+                self.signal_via(
+                    rec.target,
+                    rec.owner,
+                    MsgKind::Down {
+                        monitor: m as MonitorId,
+                        reason: Reason::NoConnection,
+                    },
+                    true,
+                );
+            }
+        }
+        let mut pairs = Vec::new();
+        for (q, proc) in self.procs.iter().enumerate() {
+            for &l in &proc.links {
+                if (q as ProcId) < l
+                    && self.cluster.partition_cuts(i, proc.node, self.procs[l as usize].node)
+                {
+                    pairs.push((q as ProcId, l));
+                }
+            }
+        }
+        for (a, b) in pairs {
+            self.procs[a as usize].links.retain(|&x| x != b);
+            self.procs[b as usize].links.retain(|&x| x != a);
+            let lost = MsgKind::Exit {
+                reason: Reason::NoConnection,
+                link: true,
+            };
+            self.signal_via(b, a, lost, true);
+            self.signal_via(a, b, lost, true);
+        }
+        let cluster = self.cluster.clone();
+        self.node_down_for(|watcher_node, node| cluster.partition_cuts(i, watcher_node, node));
     }
 
     fn run(&mut self, p: ProcId, result: OpResult) -> Applied {

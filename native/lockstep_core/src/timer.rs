@@ -22,6 +22,8 @@ pub enum TimerKind {
     ReceiveAfter,
     /// Delivers the adapter-held payload to `to` (`send_after/3`).
     SendAfter { to: Target },
+    /// A partition's `net_ticktime` has passed.
+    Tick { partition: u32 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

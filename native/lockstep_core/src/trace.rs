@@ -1,7 +1,7 @@
 //! Compact trace events: recorded on every iteration (a few words each), turned into
 //! readable terms by the adapter only when a failing iteration is reported.
 
-use crate::process::{ExitCause, MonitorId, MsgId, NameId, ProcId, Reason, TimerId};
+use crate::process::{ExitCause, MonitorId, MsgId, NameId, NodeId, ProcId, Reason, TimerId};
 
 /// One thing that happened, at a given step, to or by `proc`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,6 +115,52 @@ pub enum EventKind {
     Nif {
         object: Option<u64>,
     },
+    /// A message or signal to `proc` crossed a partition: lost, or held until heal.
+    Cut {
+        msg: MsgId,
+        from: ProcId,
+        deferred: bool,
+    },
+    NodeStarted {
+        node: NodeId,
+    },
+    NodeStopped {
+        node: NodeId,
+    },
+    Partitioned {
+        partition: u32,
+    },
+    /// The partitions healed; `delivered` deferred messages were delivered.
+    Healed {
+        delivered: u32,
+    },
+    /// A partition's `net_ticktime` passed: connections across it are declared lost.
+    Tick {
+        partition: u32,
+    },
+    /// A `{:nodedown, node}` message reached `proc`.
+    NodeDownMsg {
+        msg: MsgId,
+        node: NodeId,
+    },
+    MonitorNode {
+        node: NodeId,
+    },
+    SetTicktime {
+        ms: u64,
+    },
+    GlobalRegister {
+        name: u32,
+        target: ProcId,
+        ok: bool,
+    },
+    GlobalUnregister {
+        name: u32,
+    },
+    GlobalWhereis {
+        name: u32,
+        found: Option<ProcId>,
+    },
     /// An in-flight message reached `proc`'s mailbox.
     Deliver {
         msg: MsgId,
@@ -151,4 +197,8 @@ pub enum SendFate {
     InFlight,
     /// The target had exited: silently dropped, like `send/2` to a dead pid.
     Dropped,
+    /// Lost to a partition (`:drop`).
+    Cut,
+    /// Held back by a partition (`:defer`) until it heals.
+    Deferred,
 }

@@ -41,6 +41,7 @@ fn configs() -> [Config; 2] {
             delivery: DeliveryMode::Delayed,
             crash: CrashMode::Ignore,
             max_steps: 60,
+            ..Config::default()
         },
     ]
 }

@@ -4,7 +4,7 @@
 use lockstep_core::strategy::Replay;
 use lockstep_core::{
     Config, CrashMode, Decision, Effect, EngineError, ExitCause, Next, Op, OpResult, Outcome,
-    ProcName, ProcState, Session,
+    ProcName, ProcState, Reason, Session,
 };
 
 fn run_p(path: &[u32]) -> Decision {
@@ -48,11 +48,20 @@ fn killing_the_linked_partner_of_the_running_process_ends_it_too() {
     let next = session.external_exit(2, &mut strategy);
 
     let effects: Vec<Effect> = session.take_effects().collect();
-    assert_eq!(effects, vec![Effect::Kill { proc: 1, from: 2 }]);
+    assert_eq!(
+        effects,
+        vec![Effect::Kill {
+            proc: 1,
+            reason: Reason::Killed
+        }]
+    );
     assert_eq!(session.proc(1).unwrap().state, ProcState::Exited);
     assert_eq!(
         session.proc(1).unwrap().exit,
-        Some(ExitCause::Linked { from: 2 })
+        Some(ExitCause::Signal {
+            from: 2,
+            reason: Reason::Killed
+        })
     );
     assert_eq!(next, Next::Wake(0, OpResult::Yielded));
     assert_eq!(session.running(), Some(0));
@@ -90,7 +99,13 @@ fn killing_the_linked_partner_of_the_running_process_with_crash_fail() {
 
     assert_eq!(session.outcome(), Some(&Outcome::Crash { proc: 2 }));
     let effects: Vec<Effect> = session.take_effects().collect();
-    assert_eq!(effects, vec![Effect::Kill { proc: 1, from: 2 }]);
+    assert_eq!(
+        effects,
+        vec![Effect::Kill {
+            proc: 1,
+            reason: Reason::Killed
+        }]
+    );
     assert_eq!(session.running(), None);
     assert_eq!(session.proc(1).unwrap().state, ProcState::Exited);
 }

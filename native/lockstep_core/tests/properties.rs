@@ -10,7 +10,7 @@ mod common;
 
 use common::{run, Action, Match, Program, RunResult, StrategyKind, Target};
 use lockstep_core::strategy::Replay;
-use lockstep_core::{Config, CrashMode, DeliveryMode};
+use lockstep_core::{Config, CrashMode, DeliveryMode, TimerMode};
 use proptest::prelude::*;
 
 const MAX_SCRIPTS: usize = 4;
@@ -34,6 +34,8 @@ fn action(scripts: usize) -> impl Strategy<Value = Action> {
         4 => (target(), 0u32..3).prop_map(|(to, payload)| Action::Send { to, payload }),
         3 => matcher().prop_map(Action::Receive),
         1 => matcher().prop_map(Action::SpinReceive),
+        1 => (matcher(), 0u64..20).prop_map(|(m, ms)| Action::ReceiveAfter(m, ms)),
+        1 => (0u64..20).prop_map(Action::Sleep),
         1 => Just(Action::Yield),
         1 => (1u64..5).prop_map(Action::Random),
         1 => Just(Action::Crash),
@@ -51,11 +53,14 @@ fn config() -> impl Strategy<Value = Config> {
         1u64..300,
         prop_oneof![Just(DeliveryMode::Instant), Just(DeliveryMode::Delayed)],
         prop_oneof![Just(CrashMode::Fail), Just(CrashMode::Ignore)],
+        prop_oneof![Just(TimerMode::OnIdle), Just(TimerMode::Anytime)],
     )
-        .prop_map(|(max_steps, delivery, crash)| Config {
+        .prop_map(|(max_steps, delivery, crash, timers)| Config {
             max_steps,
             delivery,
             crash,
+            timers,
+            ..Config::default()
         })
 }
 

@@ -9,14 +9,16 @@ use lockstep_core::schedule::{decode, encode};
 use lockstep_core::strategy::Replay;
 use lockstep_core::{
     iteration_seed, Config, CrashMode, Decision, DeliveryMode, Divergence, Outcome, ProcName,
+    TimerMode,
 };
 
 fn run_p(path: &[u32]) -> Decision {
     Decision::Run(ProcName::from_path(path.to_vec()))
 }
 
-/// Racing sends, a selective receive, a random value and a crash (a failure unless
-/// crashes are ignored); with delayed delivery, every kind of decision.
+/// Racing sends, a selective receive, timers racing messages, a random value and a crash
+/// (a failure unless crashes are ignored); with delayed delivery and timers that may fire
+/// at any step, every kind of decision.
 fn racy() -> Program {
     Program::new(vec![
         [
@@ -33,8 +35,12 @@ fn racy() -> Program {
             receive_any(1),
         ]
         .concat(),
-        vec![send_parent(1), Action::Yield, send_parent(2)],
-        vec![send_parent(3), Action::Receive(Match::Any), Action::Crash],
+        vec![send_parent(1), Action::Sleep(5), send_parent(2)],
+        vec![
+            send_parent(3),
+            Action::ReceiveAfter(Match::Any, 3),
+            Action::Crash,
+        ],
     ])
 }
 
@@ -80,6 +86,7 @@ fn programs() -> Vec<(Program, Config)> {
             Config {
                 delivery: DeliveryMode::Delayed,
                 crash: CrashMode::Ignore,
+                timers: TimerMode::Anytime,
                 ..Config::default()
             },
         ),
@@ -265,10 +272,11 @@ fn a_session_schedule_round_trips_through_its_encoding() {
     let program = racy();
     let config = Config {
         delivery: DeliveryMode::Delayed,
+        timers: TimerMode::Anytime,
         ..Config::default()
     };
     let mut strategy = StrategyKind::Pct(3).build();
-    let mut saw = [false; 3];
+    let mut saw = [false; 4];
     for i in 1..=20 {
         let seed = iteration_seed(12, i);
         let original = run(&program, config, strategy.as_mut(), seed);
@@ -277,6 +285,7 @@ fn a_session_schedule_round_trips_through_its_encoding() {
                 Decision::Run(_) => 0,
                 Decision::Deliver { .. } => 1,
                 Decision::Random(_) => 2,
+                Decision::Fire { .. } => 3,
             }] = true;
         }
         let decoded = decode(&encode(&original.schedule)).expect("a valid encoding");
@@ -284,5 +293,5 @@ fn a_session_schedule_round_trips_through_its_encoding() {
         let replayed = run(&program, config, &mut Replay::new(decoded), seed);
         assert_eq!(replayed, original);
     }
-    assert_eq!(saw, [true; 3], "every kind of decision was encoded");
+    assert_eq!(saw, [true; 4], "every kind of decision was encoded");
 }

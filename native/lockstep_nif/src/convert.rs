@@ -3,8 +3,8 @@
 use super::SessionState;
 use lockstep_core::process::Process;
 use lockstep_core::{
-    Decision, Event, EventKind, ExitCause, MsgId, NameId, PendingOp, ProcId, ProcName, Reason,
-    SendFate,
+    Decision, Event, EventKind, ExitCause, MsgId, NameId, NodeId, PendingOp, ProcId, ProcName,
+    Reason, SendFate,
 };
 use rustler::{Atom, Encoder, Env, Error, NifResult, Term};
 
@@ -23,6 +23,10 @@ pub mod atoms {
         exit_tuple_tag = "EXIT", down_tuple_tag = "DOWN",
         nonode_at_nohost = "nonode@nohost",
         lockstep_alias = "$lockstep_alias",
+        badnode, nodedown, cut, deferred, node_started, node_stopped, partitioned, healed,
+        tick, monitor_node, set_ticktime, global_register, global_unregister, global_whereis,
+        yes, no, lockstep_global = "$lockstep_global", cluster, start_node, stop_node,
+        partition, heal, nodes, nodes_up, node_of, global_names, defer,
         not_captured = "$lockstep_not_captured",
         __struct__, __exception__, message, r#true = "true",
     }
@@ -135,6 +139,7 @@ pub fn pending_term<'a>(env: Env<'a>, p: &Process) -> Term<'a> {
         PendingOp::SendAfter { .. } => atoms::timer_started(),
         PendingOp::CancelTimer { .. } => atoms::timer_cancelled(),
         PendingOp::Nif { .. } => atoms::nif(),
+        PendingOp::Cluster(_) => atoms::cluster(),
     };
     atom.encode(env)
 }
@@ -144,6 +149,8 @@ fn fate_atom(fate: SendFate) -> Atom {
         SendFate::Delivered => atoms::delivered(),
         SendFate::InFlight => atoms::in_flight(),
         SendFate::Dropped => atoms::dropped(),
+        SendFate::Cut => atoms::cut(),
+        SendFate::Deferred => atoms::deferred(),
     }
 }
 
@@ -157,6 +164,11 @@ pub(crate) fn event_term<'a>(env: Env<'a>, st: &SessionState, index: usize, e: &
         None => atoms::not_captured().encode(env),
     };
     let payload = |m: MsgId| saved(st.captured_msgs.get(&m));
+    let node_atom = |n: NodeId| st.node_atom(n).encode(env);
+    let global_name = |n: u32| match st.globals.get(n as usize) {
+        Some(s) => st.load(env, s),
+        None => atoms::nil().encode(env),
+    };
     let reason = |r: Reason| st.reason_term(env, r);
     let who = name(e.proc);
     let event = match e.kind {
@@ -240,7 +252,42 @@ pub(crate) fn event_term<'a>(env: Env<'a>, st: &SessionState, index: usize, e: &
                 (atoms::exit(), who, atoms::killed_outside_lockstep()).encode(env)
             }
             ExitCause::Teardown => (atoms::exit(), who, atoms::kill()).encode(env),
+            ExitCause::NodeDown => (atoms::exit(), who, atoms::node_stopped()).encode(env),
         },
+        EventKind::Cut { msg, from, deferred } => {
+            let tag = if deferred { atoms::deferred() } else { atoms::cut() };
+            (tag, name(from), who, payload(msg)).encode(env)
+        }
+        EventKind::NodeStarted { node } => (atoms::node_started(), who, node_atom(node)).encode(env),
+        EventKind::NodeStopped { node } => (atoms::node_stopped(), who, node_atom(node)).encode(env),
+        EventKind::Partitioned { partition } => {
+            let part = &session.cluster().partitions[partition as usize];
+            let a: Vec<Term> = part.a.iter().map(|&n| node_atom(n)).collect();
+            let b: Vec<Term> = part.b.iter().map(|&n| node_atom(n)).collect();
+            let mode = match part.mode {
+                lockstep_core::PartitionMode::Drop => atoms::drop(),
+                lockstep_core::PartitionMode::Defer => atoms::deferred(),
+            };
+            (atoms::partitioned(), who, a, b, mode).encode(env)
+        }
+        EventKind::Healed { delivered } => (atoms::healed(), who, delivered).encode(env),
+        EventKind::Tick { partition } => (atoms::tick(), who, partition).encode(env),
+        EventKind::NodeDownMsg { node, .. } => (atoms::nodedown(), who, node_atom(node)).encode(env),
+        EventKind::MonitorNode { node } => (atoms::monitor_node(), who, node_atom(node)).encode(env),
+        EventKind::SetTicktime { ms } => (atoms::set_ticktime(), who, ms).encode(env),
+        EventKind::GlobalRegister { name: n, target, ok } => {
+            (atoms::global_register(), who, global_name(n), name(target), ok).encode(env)
+        }
+        EventKind::GlobalUnregister { name: n } => {
+            (atoms::global_unregister(), who, global_name(n)).encode(env)
+        }
+        EventKind::GlobalWhereis { name: n, found } => {
+            let found = match found {
+                Some(p) => name(p),
+                None => atoms::nil().encode(env),
+            };
+            (atoms::global_whereis(), who, global_name(n), found).encode(env)
+        }
     };
     (e.step, event).encode(env)
 }

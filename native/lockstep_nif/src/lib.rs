@@ -15,6 +15,7 @@ mod convert;
 
 use convert::{atoms, decision_term, decode_schedule, internal_error, name_term};
 use lockstep_core::session::MsgKind;
+use lockstep_core::{ClusterOp, PartitionMode};
 use lockstep_core::strategy::{FairPct, IdPct, Pct, Pos, RandomWalk, Replay};
 use lockstep_core::{
     Config, CrashMode, DeliveryMode, Effect, EventKind, ExitClass, MonitorId, MsgId, NameId, Next,
@@ -68,7 +69,12 @@ struct SessionState {
     timer_data: HashMap<TimerId, SavedTerm>,
     names: Vec<Atom>,
     name_ids: HashMap<Atom, NameId>,
+    /// Node names by engine node id; 0 is `:nonode@nohost`.
     nodes: Vec<Atom>,
+    /// Global registry names (any term), by engine name id.
+    globals: Vec<SavedTerm>,
+    /// Real ETS tables of named simulated tables, by the engine's slot.
+    ets_tables: Vec<SavedTerm>,
     capture: bool,
     captured_msgs: HashMap<MsgId, SavedTerm>,
     /// Captured kind terms of shared-state operations, by event index.
@@ -171,6 +177,32 @@ impl SessionState {
         }
         self.nodes.push(node);
         (self.nodes.len() - 1) as NodeId
+    }
+
+    /// The id of a node this run started (or the home node), `None` for any other atom.
+    fn known_node(&self, node: Atom) -> Option<NodeId> {
+        let id = self.nodes.iter().position(|&n| n == node)? as NodeId;
+        self.session.cluster().is_known(id).then_some(id)
+    }
+
+    fn node_atom(&self, node: NodeId) -> Atom {
+        self.nodes
+            .get(node as usize)
+            .copied()
+            .unwrap_or_else(atoms::nonode_at_nohost)
+    }
+
+    fn intern_global<'a>(&mut self, env: Env<'a>, name: Term<'a>) -> u32 {
+        if let Some(i) = self.globals.iter().position(|s| self.load(env, s) == name) {
+            return i as u32;
+        }
+        let saved = self.save(name);
+        self.globals.push(saved);
+        (self.globals.len() - 1) as u32
+    }
+
+    fn caller_node(&self, id: ProcId) -> NodeId {
+        self.session.proc(id).map(|p| p.node).unwrap_or(0)
     }
 
     fn managed(&self, pid: &LocalPid) -> Option<ProcId> {
@@ -343,6 +375,7 @@ fn perform(env: Env, tag: u64, st: &mut SessionState, effect: Effect) {
                     )
                         .encode(env)
                 }
+                MsgKind::NodeDown { node } => (atoms::nodedown(), st.node_atom(node)).encode(env),
                 MsgKind::User => return,
             };
             if st.capture {
@@ -374,8 +407,8 @@ fn result_term<'a>(env: Env<'a>, st: &SessionState, result: OpResult) -> Term<'a
             match (fate, to) {
                 (SendFate::Delivered, None) => atoms::external().encode(env),
                 (SendFate::Delivered, Some(p)) => (atoms::deliver(), msg, st.pid_term(env, p)).encode(env),
-                (SendFate::InFlight, _) => (atoms::hold(), msg).encode(env),
-                (SendFate::Dropped, _) => atoms::drop().encode(env),
+                (SendFate::InFlight | SendFate::Deferred, _) => (atoms::hold(), msg).encode(env),
+                (SendFate::Dropped | SendFate::Cut, _) => atoms::drop().encode(env),
             }
         }
         OpResult::MonitorSet { .. } | OpResult::TimerSet { .. } => atoms::ok().encode(env),
@@ -400,6 +433,25 @@ fn result_term<'a>(env: Env<'a>, st: &SessionState, result: OpResult) -> Term<'a
         OpResult::Now(ms) => ms.encode(env),
         OpResult::Cancelled(Some(ms)) => ms.encode(env),
         OpResult::Cancelled(None) => false.encode(env),
+        OpResult::NodeList { up_only } => {
+            let nodes: Vec<Atom> = st
+                .session
+                .nodes(up_only)
+                .into_iter()
+                .map(|n| st.node_atom(n))
+                .collect();
+            nodes.encode(env)
+        }
+        OpResult::NodeIs(n) => st.node_atom(n).encode(env),
+        OpResult::GlobalList => {
+            let names: Vec<Term> = st
+                .session
+                .global_names()
+                .into_iter()
+                .filter_map(|n| st.globals.get(n as usize).map(|s| st.load(env, s)))
+                .collect();
+            names.encode(env)
+        }
     }
 }
 
@@ -472,6 +524,11 @@ fn decode_target<'a>(env: Env<'a>, st: &mut SessionState, dest: Term<'a>) -> Res
                 Some(p) => Ok(Target::Alias(p, alias)),
                 None => Ok(Target::External),
             };
+        }
+    }
+    if let Ok((tag, name)) = dest.decode::<(Atom, Term)>() {
+        if tag == atoms::lockstep_global() {
+            return Ok(Target::Global(st.intern_global(env, name)));
         }
     }
     if let Ok((name, node)) = dest.decode::<(Atom, Atom)>() {
@@ -588,6 +645,8 @@ fn session_new<'a>(
             names: Vec::new(),
             name_ids: HashMap::new(),
             nodes: vec![atoms::nonode_at_nohost()],
+            globals: Vec::new(),
+            ets_tables: Vec::new(),
             capture,
             captured_msgs: HashMap::new(),
             captured_nifs: HashMap::new(),
@@ -698,16 +757,20 @@ fn sync_spawn<'a>(
     res: ResourceArc<SessionResource>,
     id: ProcId,
     link: bool,
-    node: Option<Atom>,
+    node: Term<'a>,
 ) -> NifResult<Term<'a>> {
     sync_with(env, &res, id, None, |st| {
-        Ok(match node {
-            None => Op::Spawn { link },
-            Some(node) => Op::SpawnOn {
-                link,
-                node: st.node_id(node),
-            },
-        })
+        // `Option<Atom>` would decode `nil` as the atom nil: compare explicitly.
+        if node == atoms::nil().encode(env) {
+            return Ok(Op::Spawn { link });
+        }
+        let node = node
+            .decode::<Atom>()
+            .map_err(|_| atoms::badnode().encode(env))?;
+        match st.known_node(node) {
+            Some(node) => Ok(Op::SpawnOn { link, node }),
+            None => Err(atoms::badnode().encode(env)),
+        }
     })
 }
 
@@ -922,6 +985,142 @@ fn consumed(
     caller_check(env, st, id)?;
     st.session.consumed(id, msg).map_err(engine_error)?;
     Ok(atoms::ok())
+}
+
+/// A cluster operation (a sync point): `{:start_node, n}`, `{:stop_node, n}`,
+/// `{:partition, group_a, group_b, :drop | :defer}`, `:heal`, `{:monitor_node, n}`,
+/// `{:set_ticktime, ms}`, `:nodes`, `:nodes_up`, `{:node_of, pid}`,
+/// `{:global_register, name, pid}`, `{:global_unregister, name}`, `{:global_whereis, name}`,
+/// `:global_names`. Answers `:badnode` / `:unmanaged` without a sync point on bad input.
+#[rustler::nif]
+fn sync_cluster<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    op: Term<'a>,
+) -> NifResult<Term<'a>> {
+    sync_with(env, &res, id, None, |st| {
+        let badnode = || atoms::badnode().encode(env);
+        let badarg = || atoms::badarg().encode(env);
+        if let Ok(tag) = op.decode::<Atom>() {
+            return Ok(Op::Cluster(if tag == atoms::heal() {
+                ClusterOp::Heal
+            } else if tag == atoms::nodes() {
+                ClusterOp::Nodes
+            } else if tag == atoms::nodes_up() {
+                ClusterOp::NodesUp
+            } else if tag == atoms::global_names() {
+                ClusterOp::GlobalNames
+            } else {
+                return Err(badarg());
+            }));
+        }
+        if let Ok((tag, a, b, mode)) = op.decode::<(Atom, Vec<Atom>, Vec<Atom>, Atom)>() {
+            if tag != atoms::partition() {
+                return Err(badarg());
+            }
+            let group = |st: &SessionState, g: Vec<Atom>| -> Option<Vec<NodeId>> {
+                g.into_iter().map(|n| st.known_node(n)).collect()
+            };
+            let (Some(a), Some(b)) = (group(st, a), group(st, b)) else {
+                return Err(badnode());
+            };
+            let mode = if mode == atoms::defer() {
+                PartitionMode::Defer
+            } else {
+                PartitionMode::Drop
+            };
+            let index = st.session.define_partition(a, b, mode);
+            return Ok(Op::Cluster(ClusterOp::Partition(index)));
+        }
+        if let Ok((tag, name, pid)) = op.decode::<(Atom, Term, LocalPid)>() {
+            if tag == atoms::global_register() {
+                let proc = managed_or(env, st, pid)?;
+                let name = st.intern_global(env, name);
+                return Ok(Op::Cluster(ClusterOp::GlobalRegister { name, proc }));
+            }
+            return Err(badarg());
+        }
+        let Ok((tag, arg)) = op.decode::<(Atom, Term)>() else {
+            return Err(badarg());
+        };
+        if tag == atoms::global_unregister() {
+            return Ok(Op::Cluster(ClusterOp::GlobalUnregister(st.intern_global(env, arg))));
+        }
+        if tag == atoms::global_whereis() {
+            return Ok(Op::Cluster(ClusterOp::GlobalWhereis(st.intern_global(env, arg))));
+        }
+        if tag == atoms::set_ticktime() {
+            let ms = arg.decode::<u64>().map_err(|_| badarg())?;
+            return Ok(Op::Cluster(ClusterOp::SetTicktime(ms)));
+        }
+        if tag == atoms::node_of() {
+            let pid = arg.decode::<LocalPid>().map_err(|_| badarg())?;
+            let proc = managed_or(env, st, pid)?;
+            return Ok(Op::Cluster(ClusterOp::NodeOf(proc)));
+        }
+        let node = arg.decode::<Atom>().map_err(|_| badarg())?;
+        if tag == atoms::start_node() {
+            return Ok(Op::Cluster(ClusterOp::StartNode(st.node_id(node))));
+        }
+        if tag == atoms::monitor_node() {
+            return Ok(Op::Cluster(ClusterOp::MonitorNode(st.node_id(node))));
+        }
+        if tag == atoms::stop_node() {
+            let node = st.known_node(node).ok_or_else(badnode)?;
+            return Ok(Op::Cluster(ClusterOp::StopNode(node)));
+        }
+        Err(badarg())
+    })
+}
+
+/// The caller's simulated node. Not a sync point (a process's node never changes).
+#[rustler::nif]
+fn node_name(env: Env, res: ResourceArc<SessionResource>, id: ProcId) -> NifResult<Atom> {
+    let st = lock(&res)?;
+    caller_check(env, &st, id)?;
+    Ok(st.node_atom(st.caller_node(id)))
+}
+
+/// Named ETS tables per simulated node: `op` is `{:register, name, tid}` (→ boolean),
+/// `{:lookup, name}` (→ tid or nil) or `{:unregister, name}` (→ boolean). Not sync points:
+/// the ETS wrapper has made its sync point already.
+#[rustler::nif]
+fn ets_names<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    op: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let mut guard = lock(&res)?;
+    let st = &mut *guard;
+    caller_check(env, st, id)?;
+    let node = st.caller_node(id);
+    if let Ok((tag, name, tid)) = op.decode::<(Atom, Atom, Term)>() {
+        if tag == atoms::register() {
+            let name = st.intern(name);
+            let slot = st.ets_tables.len() as u32;
+            let ok = st.session.ets_register(node, name, slot);
+            if ok {
+                let saved = st.save(tid);
+                st.ets_tables.push(saved);
+            }
+            return Ok(ok.encode(env));
+        }
+    }
+    if let Ok((tag, name)) = op.decode::<(Atom, Atom)>() {
+        let name = st.intern(name);
+        if tag == atoms::unregister() {
+            return Ok(st.session.ets_unregister(node, name).encode(env));
+        }
+        if tag == atoms::whereis() {
+            return Ok(match st.session.ets_lookup(node, name) {
+                Some(slot) => st.load(env, &st.ets_tables[slot as usize]),
+                None => atoms::nil().encode(env),
+            });
+        }
+    }
+    Err(internal_error("ets_names: bad operation"))
 }
 
 /// Activates (`on`) or deactivates an alias of the caller. Not a sync point.

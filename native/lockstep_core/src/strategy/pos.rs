@@ -97,7 +97,7 @@ impl Strategy for Pos {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::{PendingOp, ProcName, Process};
+    use crate::process::{PendingOp, ProcName, Process, Target};
 
     fn parked(pending: PendingOp) -> Process {
         Process {
@@ -111,8 +111,12 @@ mod tests {
     #[test]
     fn after_a_step_only_the_choices_racing_with_it_are_redrawn() {
         let procs = vec![
-            parked(PendingOp::Send { to: Some(3) }),
-            parked(PendingOp::Send { to: Some(3) }),
+            parked(PendingOp::Send {
+                to: Target::Proc(3),
+            }),
+            parked(PendingOp::Send {
+                to: Target::Proc(3),
+            }),
             parked(PendingOp::Yield),
             parked(PendingOp::Receive),
         ];
@@ -120,6 +124,7 @@ mod tests {
             step: 1,
             procs: &procs,
             msgs: &[],
+            timers: &[],
         };
         let choices: Vec<Choice> = (0..4).map(Choice::Run).collect();
         let mut executed = [false; 4];
@@ -158,6 +163,7 @@ mod tests {
             step: 1,
             procs: &procs,
             msgs: &[],
+            timers: &[],
         };
         let choices = [Choice::Run(0), Choice::Run(1)];
         for seed in 0..20 {

@@ -105,7 +105,8 @@ impl Strategy for Replay {
         // it); a program that finishes cleanly with decisions left did not follow the schedule.
         if completed && self.position < self.schedule.len() {
             return Err(Divergence {
-                step: view.step,
+                // The step the schedule names but the program never reached.
+                step: view.step + 1,
                 expected: Some(self.schedule[self.position].clone()),
                 got: Vec::new(),
             });

@@ -18,6 +18,7 @@ use lockstep_core::{
     Choice, Config, Decision, Divergence, Effect, Event, EventKind, ExitCause, ExitClass, MsgId,
     Next, Op, OpResult, Outcome, ProcId, ProcName, ProcState, SendFate, Session, Strategy, View,
 };
+use std::collections::HashMap;
 
 /// Who a send goes to, relative to the sender (the way a process names another through
 /// the pids it has: its parent's, its children's, its own).
@@ -65,6 +66,11 @@ pub enum Action {
     /// arrived, then receives it. Never blocks, so an unfair scheduler can starve the
     /// process it waits for.
     SpinReceive(Match),
+    /// `receive … after ms -> :ok end`: a selective receive that gives up after `ms`
+    /// virtual milliseconds.
+    ReceiveAfter(Match, u64),
+    /// `Lockstep.sleep(ms)`.
+    Sleep(u64),
     Yield,
     Random(u64),
     /// Exit abnormally.
@@ -123,6 +129,12 @@ struct Proc {
     mailbox: Vec<(MsgId, u32)>,
 }
 
+/// A receive without `after`: it waits as long as it takes.
+const FIRST_RECEIVE: Op = Op::Receive {
+    retry: false,
+    timeout: None,
+};
+
 /// The next engine call a process makes.
 enum Call {
     Sync(Op),
@@ -132,8 +144,8 @@ enum Call {
 struct Driver<'p> {
     program: &'p Program,
     procs: Vec<Proc>,
-    /// Payload of each message, indexed by `MsgId` (ids are dense send sequence numbers).
-    payloads: Vec<u32>,
+    /// Payload of each user message (signals take message ids too).
+    payloads: HashMap<MsgId, u32>,
     received: Vec<Vec<u32>>,
     randoms: Vec<Vec<u64>>,
 }
@@ -143,7 +155,7 @@ impl<'p> Driver<'p> {
         let mut d = Driver {
             program,
             procs: Vec::new(),
-            payloads: Vec::new(),
+            payloads: HashMap::new(),
             received: Vec::new(),
             randoms: Vec::new(),
         };
@@ -186,23 +198,24 @@ impl<'p> Driver<'p> {
     }
 
     fn deliver(&mut self, msg: MsgId, to: ProcId) {
-        let payload = self.payloads[msg as usize];
+        let payload = self.payloads[&msg];
         self.procs[to as usize].mailbox.push((msg, payload));
     }
 
     fn record_payload(&mut self, msg: MsgId, payload: u32) {
-        assert_eq!(msg as usize, self.payloads.len(), "message ids are dense");
-        self.payloads.push(payload);
+        let earlier = self.payloads.insert(msg, payload);
+        assert_eq!(earlier, None, "message {msg} sent twice");
     }
 
-    fn apply_effects(&mut self, session: &mut Session) -> Vec<Effect> {
-        let effects: Vec<Effect> = session.take_effects().collect();
-        for &e in &effects {
-            if let Effect::Deliver { msg, to } = e {
-                self.deliver(msg, to);
+    fn apply_effects(&mut self, session: &mut Session) {
+        for e in session.take_effects() {
+            match e {
+                Effect::Deliver { msg, to } => self.deliver(msg, to),
+                Effect::Kill { .. } => {}
+                // Scripts neither trap exits, monitor nor use `send_after`.
+                other => panic!("unexpected effect {other:?}"),
             }
         }
-        effects
     }
 
     /// Records what the engine did when it applied `p`'s pending action (a child created, a
@@ -234,13 +247,28 @@ impl<'p> Driver<'p> {
             | (Some(Action::Send { .. }), OpResult::Sent { .. }) => {
                 self.procs[p as usize].pc += 1;
             }
-            (Some(Action::Receive(m) | Action::SpinReceive(m)), OpResult::ReceiveAttempt) => {
+            (
+                Some(
+                    Action::Receive(m) | Action::SpinReceive(m) | Action::ReceiveAfter(m, _),
+                ),
+                OpResult::ReceiveAttempt { last },
+            ) => {
                 let Some(i) = self.find_match(p, m) else {
-                    assert!(
-                        matches!(action, Some(Action::Receive(_))),
-                        "a spin receive only asks once its message is there"
-                    );
-                    return Call::Sync(Op::Receive { retry: true });
+                    match action {
+                        Some(Action::ReceiveAfter(..)) if last => {
+                            // Timed out: the `after` clause runs.
+                            self.procs[p as usize].pc += 1;
+                            return self.next_call(p);
+                        }
+                        Some(Action::Receive(_) | Action::ReceiveAfter(..)) => {
+                            assert!(!last, "only a receive with `after` times out");
+                            return Call::Sync(Op::Receive {
+                                retry: true,
+                                timeout: None,
+                            });
+                        }
+                        _ => panic!("a spin receive only asks once its message is there"),
+                    }
                 };
                 let (msg, payload) = self.procs[p as usize].mailbox.remove(i);
                 session
@@ -250,7 +278,11 @@ impl<'p> Driver<'p> {
                 self.procs[p as usize].pc += 1;
             }
             (Some(Action::SpinReceive(_)), OpResult::Yielded) => {}
-            (Some(Action::Yield), OpResult::Yielded) => self.procs[p as usize].pc += 1,
+            (Some(Action::Yield), OpResult::Yielded)
+            // `sleep(0)` is a yield.
+            | (Some(Action::Sleep(_)), OpResult::Done | OpResult::Yielded) => {
+                self.procs[p as usize].pc += 1;
+            }
             (Some(Action::Random(n)), OpResult::Random(v)) => {
                 assert!(v < n, "random({n}) returned {v}");
                 self.randoms[p as usize].push(v);
@@ -267,11 +299,18 @@ impl<'p> Driver<'p> {
             Some(Action::Crash) => Call::Exit(ExitClass::Abnormal),
             Some(Action::Spawn { link, .. }) => Call::Sync(Op::Spawn { link }),
             Some(Action::Send { to, .. }) => Call::Sync(Op::Send {
-                to: self.resolve(p, to),
+                to: self
+                    .resolve(p, to)
+                    .map_or(lockstep_core::Target::External, lockstep_core::Target::Proc),
             }),
-            Some(Action::Receive(_)) => Call::Sync(Op::Receive { retry: false }),
+            Some(Action::Receive(_)) => Call::Sync(FIRST_RECEIVE),
+            Some(Action::ReceiveAfter(_, ms)) => Call::Sync(Op::Receive {
+                retry: false,
+                timeout: Some(ms),
+            }),
+            Some(Action::Sleep(ms)) => Call::Sync(Op::Sleep { ms }),
             Some(Action::SpinReceive(m)) => match self.find_match(p, m) {
-                Some(_) => Call::Sync(Op::Receive { retry: false }),
+                Some(_) => Call::Sync(FIRST_RECEIVE),
                 None => Call::Sync(Op::Yield),
             },
             Some(Action::Yield) => Call::Sync(Op::Yield),
@@ -353,7 +392,7 @@ fn check_after_call(
     session: &Session,
     driver: &Driver<'_>,
     before: &[ProcState],
-    effects: &[Effect],
+    events: &[Event],
     next: Next,
 ) {
     let now = states(session);
@@ -370,14 +409,16 @@ fn check_after_call(
             assert_eq!(session.running(), Some(woken));
             assert_eq!(running, vec![woken as usize]);
             if let Next::Wake(p, _) = next {
-                // A process blocked before the call may only run if a message reached it
-                // during the call (a delayed delivery decided just before).
+                // A process blocked before the call may only run if, during the call, a
+                // message reached it or its timer fired (decided just before).
                 if before.get(p as usize) == Some(&ProcState::Blocked) {
                     assert!(
-                        effects
-                            .iter()
-                            .any(|e| matches!(e, Effect::Deliver { to, .. } if *to == p)),
-                        "woke {p}, which was blocked and got no message: {effects:?}"
+                        events.iter().any(|e| e.proc == p
+                            && matches!(
+                                e.kind,
+                                EventKind::Deliver { .. } | EventKind::TimerFired { .. }
+                            )),
+                        "woke {p}, which was blocked and nothing reached it: {events:?}"
                     );
                 }
             }
@@ -413,7 +454,7 @@ pub fn check_final(session: &Session) {
         }
     }
     // Messages between one sender and one receiver arrive in the order they were sent.
-    let mut last_arrival = std::collections::HashMap::new();
+    let mut last_arrival = HashMap::new();
     for e in session.events() {
         if let EventKind::Deliver { msg, from } | EventKind::Drop { msg, from } = e.kind {
             if let Some(earlier) = last_arrival.insert((from, e.proc), msg) {
@@ -446,7 +487,7 @@ pub fn check_final(session: &Session) {
             assert_eq!(*proc, 0);
             assert!(matches!(
                 root.exit,
-                Some(ExitCause::Own(ExitClass::Abnormal) | ExitCause::Linked { .. })
+                Some(ExitCause::Own(ExitClass::Abnormal) | ExitCause::Signal { .. })
             ));
         }
         Outcome::Crash { proc } => {
@@ -469,12 +510,13 @@ pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed:
     let mut session = Session::new(config, &mut strategy, seed);
     let mut driver = Driver::new(program);
     let mut before = states(&session);
+    let mut events_before = 0;
     let mut next = session.start(&mut strategy);
     // Every call but `consumed` is a step or ends a process; `consumed` needs a message.
     let mut budget = 4 * config.max_steps + 1_000;
     loop {
         // Deliveries decided during the call come before the operation it applied.
-        let effects = driver.apply_effects(&mut session);
+        driver.apply_effects(&mut session);
         let woken = match next {
             Next::Ended => None,
             Next::Continue(result) => Some((session.running().expect("caller runs"), result)),
@@ -483,13 +525,15 @@ pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed:
         if let Some((p, result)) = woken {
             driver.absorb(p, result);
         }
-        check_after_call(&session, &driver, &before, &effects, next);
+        let events = &session.events()[events_before..];
+        check_after_call(&session, &driver, &before, events, next);
         let Some((p, result)) = woken else { break };
         budget = budget
             .checked_sub(1)
             .expect("the iteration does not terminate");
         let call = driver.resume(&mut session, p, result);
         before = states(&session);
+        events_before = session.events().len();
         next = match call {
             Call::Sync(op) => session.sync(p, op, &mut strategy),
             Call::Exit(class) => session.exit(p, class, &mut strategy),

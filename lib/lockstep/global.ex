@@ -1,0 +1,52 @@
+defmodule Lockstep.Global do
+  @moduledoc """
+  The cluster-wide name registry of a simulated cluster, mirroring `:global`.
+
+  Registration is atomic: of two processes racing to register the same name, exactly one
+  gets `:yes`. Names are cleared when their owner exits or its node stops. Every function
+  is a sync point.
+  """
+
+  alias Lockstep.Runtime
+
+  @doc "Registers `pid` under `name` (any term): `:yes`, or `:no` when the name is taken."
+  @spec register_name(term(), pid()) :: :yes | :no
+  def register_name(name, pid) when is_pid(pid) do
+    if Runtime.cluster({:global_register, name, pid}), do: :yes, else: :no
+  end
+
+  @doc "Removes a global name. Returns `:ok`."
+  @spec unregister_name(term()) :: :ok
+  def unregister_name(name), do: Runtime.cluster({:global_unregister, name})
+
+  @doc "The pid registered under `name`, or `:undefined`."
+  @spec whereis_name(term()) :: pid() | :undefined
+  def whereis_name(name) do
+    case Runtime.cluster({:global_whereis, name}) do
+      nil -> :undefined
+      pid -> pid
+    end
+  end
+
+  @doc "All globally registered names."
+  @spec registered_names() :: [term()]
+  def registered_names, do: Runtime.cluster(:global_names)
+
+  @doc """
+  Sends `msg` to the process registered under `name` and returns its pid; exits with
+  `{:badarg, {name, msg}}` when nobody is, like `:global.send/2`.
+  """
+  @spec send(term(), term()) :: pid()
+  def send(name, msg) do
+    try do
+      Runtime.send({:"$lockstep_global", name}, msg)
+    rescue
+      ArgumentError -> exit({:badarg, {name, msg}})
+    end
+
+    case Runtime.cluster({:global_whereis, name}) do
+      nil -> exit({:badarg, {name, msg}})
+      pid -> pid
+    end
+  end
+end
