@@ -3,8 +3,7 @@ defmodule Lockstep.Options do
   # Validation of `Lockstep.run/2` options into a config map. Every error names the key,
   # the value and what is accepted.
 
-  @strategies [:random, :pct]
-  @later_strategies [:fair_pct, :pos, :idpct]
+  @strategies [:random, :pct, :fair_pct, :pos, :idpct]
 
   @defaults [
     iterations: 100,
@@ -35,6 +34,7 @@ defmodule Lockstep.Options do
     opts = Keyword.merge(@defaults, opts)
 
     {strategy, strategy_opts} = normalize_strategy!(opts[:strategy], opts[:bug_depth])
+    strategy_opts = strategy_defaults(strategy, strategy_opts, opts[:max_steps])
 
     %{
       iterations: opts[:iterations],
@@ -126,40 +126,57 @@ defmodule Lockstep.Options do
 
   defp check_strategy_name!(name) when name in @strategies, do: :ok
 
-  defp check_strategy_name!(name) when name in @later_strategies do
-    raise ArgumentError,
-          "strategy #{inspect(name)} is not supported yet; use :pct (the default) or :random"
-  end
-
   defp check_strategy_name!(name) do
     bad!(:strategy, name, "one of #{Enum.map_join(@strategies, ", ", &inspect/1)}")
   end
 
-  defp strategy_options!(:random, [], _), do: []
+  # Options each strategy accepts; all are positive integers.
+  @strategy_options %{
+    random: [],
+    pos: [],
+    pct: [:bug_depth],
+    fair_pct: [:bug_depth, :fair_switch],
+    idpct: [:d_min, :d_max]
+  }
 
-  defp strategy_options!(:pct, opts, bug_depth) do
-    Enum.each(opts, fn
-      {:bug_depth, d} when is_integer(d) and d > 0 ->
-        :ok
+  defp strategy_options!(name, opts, bug_depth) do
+    accepted = Map.fetch!(@strategy_options, name)
 
-      {:bug_depth, d} ->
-        bad!(:strategy, {:pct, opts}, "bug_depth: a positive integer (got #{inspect(d)})")
+    Enum.each(opts, fn {key, value} ->
+      cond do
+        key not in accepted ->
+          raise ArgumentError,
+                "invalid value for option :strategy: unknown strategy option " <>
+                  "#{inspect(key)} (value #{inspect(value)}) in #{inspect({name, opts})}; " <>
+                  "#{inspect(name)} accepts " <>
+                  if(accepted == [], do: "no options", else: Enum.map_join(accepted, ", ", &inspect/1))
 
-      {key, value} ->
-        raise ArgumentError,
-              "invalid value for option :strategy: unknown strategy option " <>
-                "#{inspect(key)} (value #{inspect(value)}) in #{inspect({:pct, opts})}; " <>
-                ":pct accepts :bug_depth"
+        not (is_integer(value) and value > 0) ->
+          bad!(:strategy, {name, opts}, "#{key}: a positive integer (got #{inspect(value)})")
+
+        true ->
+          :ok
+      end
     end)
 
-    [bug_depth: Keyword.get(opts, :bug_depth, bug_depth)]
+    if :bug_depth in accepted, do: Keyword.put_new(opts, :bug_depth, bug_depth), else: opts
   end
 
-  defp strategy_options!(name, opts, _) do
-    raise ArgumentError,
-          "invalid value for option :strategy: #{inspect({name, opts})} — strategy " <>
-            "#{inspect(name)} takes no options (got #{inspect(opts)})"
+  defp strategy_defaults(:fair_pct, opts, max_steps),
+    do: Keyword.put_new(opts, :fair_switch, max(div(max_steps, 2), 1))
+
+  defp strategy_defaults(:idpct, opts, _max_steps) do
+    opts = opts |> Keyword.put_new(:d_min, 2) |> Keyword.put_new(:d_max, 6)
+
+    if opts[:d_min] > opts[:d_max] do
+      bad!(:strategy, {:idpct, opts}, "d_min <= d_max")
+    end
+
+    opts
   end
+
+  defp strategy_defaults(_name, opts, _max_steps), do: opts
+
 
   defp user_strategy(opts) do
     case opts[:strategy] do

@@ -74,7 +74,14 @@ defmodule Lockstep.Runner do
 
   @doc false
   def strategy_spec(%{strategy: :random}), do: :random
+  def strategy_spec(%{strategy: :pos}), do: :pos
   def strategy_spec(%{strategy: :pct, strategy_opts: opts}), do: {:pct, opts[:bug_depth]}
+
+  def strategy_spec(%{strategy: :fair_pct, strategy_opts: opts}),
+    do: {:fair_pct, opts[:bug_depth], opts[:fair_switch]}
+
+  def strategy_spec(%{strategy: :idpct, strategy_opts: opts}),
+    do: {:idpct, opts[:d_min], opts[:d_max]}
 
   # Failure reporting ----------------------------------------------------------------------
 

@@ -774,12 +774,10 @@ impl Session {
         if self.is_over() || !p.is_alive() {
             return Next::Ended;
         }
-        let was_running = self.running == Some(proc);
-        if was_running {
-            self.running = None;
-        }
+        let had_runner = self.running.is_some();
         self.die(proc, ExitCause::External, Reason::Killed, false);
-        if was_running {
+        if had_runner && self.running.is_none() {
+            // The running process was the one killed, or died of its exit signal.
             self.decide(None, strategy)
         } else {
             // Someone else is running and will make the next decision.

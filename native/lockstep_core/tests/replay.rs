@@ -170,7 +170,8 @@ fn a_modified_program_diverges_where_it_stops_following_the_schedule() {
         })
     );
 
-    // P no longer waits for the message: the program ends with a decision left over.
+    // P no longer waits for the message: the program ends after 4 steps with a decision
+    // left over, which is step 5's.
     let shorter = hand_off(vec![send_parent(1)], false);
     let replayed = run(
         &shorter,
@@ -181,7 +182,7 @@ fn a_modified_program_diverges_where_it_stops_following_the_schedule() {
     assert_eq!(
         replayed.outcome,
         Outcome::Diverged(Divergence {
-            step: 4,
+            step: 5,
             expected: Some(run_p(&[])),
             got: vec![],
         })

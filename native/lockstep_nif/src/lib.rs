@@ -185,6 +185,12 @@ impl SessionState {
         self.session.cluster().is_known(id).then_some(id)
     }
 
+    fn exited(&self, id: ProcId) -> bool {
+        self.session
+            .proc(id)
+            .is_some_and(|p| p.state == ProcState::Exited)
+    }
+
     fn node_atom(&self, node: NodeId) -> Atom {
         self.nodes
             .get(node as usize)
@@ -479,7 +485,8 @@ fn sync_with<'a>(
 ) -> NifResult<Term<'a>> {
     let mut guard = lock(res)?;
     let st = &mut *guard;
-    if st.session.is_over() {
+    if st.session.is_over() || st.exited(id) {
+        // Over, or killed by an exit signal while running: park and meet the exit message.
         return Ok(atoms::wait().encode(env));
     }
     caller_check(env, st, id)?;
@@ -979,7 +986,7 @@ fn consumed(
 ) -> NifResult<Atom> {
     let mut guard = lock(&res)?;
     let st = &mut *guard;
-    if st.session.is_over() {
+    if st.session.is_over() || st.exited(id) {
         return Ok(atoms::ok());
     }
     caller_check(env, st, id)?;
@@ -1134,7 +1141,7 @@ fn alias(
 ) -> NifResult<Atom> {
     let mut guard = lock(&res)?;
     let st = &mut *guard;
-    if st.session.is_over() {
+    if st.session.is_over() || st.exited(id) {
         return Ok(atoms::ok());
     }
     caller_check(env, st, id)?;
@@ -1159,7 +1166,7 @@ fn hold(
 ) -> NifResult<Atom> {
     let mut guard = lock(&res)?;
     let st = &mut *guard;
-    if st.session.is_over() {
+    if st.session.is_over() || st.exited(id) {
         return Ok(atoms::ok());
     }
     caller_check(env, st, id)?;
@@ -1182,7 +1189,7 @@ fn exit<'a>(
 ) -> NifResult<Term<'a>> {
     let mut guard = lock(&res)?;
     let st = &mut *guard;
-    if st.session.is_over() {
+    if st.session.is_over() || st.exited(id) {
         return Ok(atoms::ok().encode(env));
     }
     caller_check(env, st, id)?;

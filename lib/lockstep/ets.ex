@@ -1,0 +1,524 @@
+defmodule Lockstep.ETS do
+  @moduledoc """
+  `:ets` with a sync point before every operation, so Lockstep can interleave the processes
+  of a run between table accesses.
+
+  Inside a run (in a managed process) each function is one scheduling step: it announces the
+  operation to the scheduler (a trace event `{:nif, process, kind}` such as
+  `{:nif, "P.1", {:ets_lookup, :hits, :count}}`), waits for its turn, then performs the real
+  `:ets` call and returns its real result. Errors are the real ones: a missing table or a bad
+  argument raises the same `ArgumentError` `:ets` raises. Outside a run every function is the
+  plain `:ets` call, after a single process-dictionary check.
+
+  ## Example: a lost update
+
+      test "lookup-then-insert loses an update" do
+        assert_raise Lockstep.BugFound, fn ->
+          Lockstep.run(fn ->
+            Lockstep.ETS.new(:hits, [:named_table, :public])
+            Lockstep.ETS.insert(:hits, {:count, 0})
+            me = self()
+
+            for _ <- 1..2 do
+              Lockstep.spawn(fn ->
+                [{:count, n}] = Lockstep.ETS.lookup(:hits, :count)
+                Lockstep.ETS.insert(:hits, {:count, n + 1})
+                Lockstep.send(me, :done)
+              end)
+            end
+
+            Lockstep.recv()
+            Lockstep.recv()
+            assert Lockstep.ETS.lookup(:hits, :count) == [{:count, 2}]
+          end)
+        end
+      end
+
+  The fix is one atomic operation: `Lockstep.ETS.update_counter(:hits, :count, 1)`.
+  See the guide `docs/guide-ets.md`.
+
+  ## Named tables are per simulated node
+
+  Inside a run, `new(name, [:named_table | _])` does **not** create a table under the global
+  name `name`: it creates an unnamed table and registers `name` for the caller's simulated
+  node (see `Lockstep.Cluster`), so two simulated nodes may each own a table called `:cache`
+  and a run never collides with a table of the same name elsewhere in the VM. Every function
+  here accepts the name and resolves it on the caller's node. Consequences:
+
+    * creating a name that already exists on the node raises the `ArgumentError` `:ets.new/2`
+      raises for a duplicate name (so two processes racing to create a table show up as a
+      crash);
+    * a name nobody created on the caller's node behaves like a missing table (`ArgumentError`,
+      or `:undefined` from `info/1,2`) — including a real named table created outside the run:
+      pass its tid instead if a run must use it, and remember that its contents then persist
+      across iterations;
+    * `new/2` returns the name, like `:ets`; `info/1,2` through the name report
+      `named_table: true`;
+    * the table is owned by the creating process and disappears with it, as in OTP; the name
+      then becomes free again.
+
+  Calling plain `:ets` with the name inside a run does not see these tables: use this
+  module throughout the code under test (an alias such as `alias Lockstep.ETS, as: Ets`
+  in a module that can be compiled either way is the usual trick).
+
+  ## What the scheduler knows about each operation
+
+  Each sync point names the *object* it touches, so the `:pos` strategy treats operations on
+  the same object as racing:
+
+    * key-based operations (`insert/2` of one object, `insert_new/2`, `lookup/2`,
+      `lookup_element/3`, `member/2`, `update_counter/3,4`, `update_element/3`, `delete/2`,
+      `take/2`) touch *table + key*;
+    * whole-table operations (`new/2`, `delete/1`, `delete_all_objects/1`, `select/2`,
+      `match/2`, `match_object/2`, `match_delete/2`, `tab2list/1`, `info/1,2`, `first/1`,
+      `next/2`, `last/1`, `prev/2`, and `insert/2`/`insert_new/2` of several objects) touch
+      one object standing for *the whole table*.
+
+  Limitation: an object is a single identity, so a whole-table operation is seen as racing
+  only with other whole-table operations on that table, not with key-based operations on it,
+  although in reality it races with all of them. This only affects how `:pos` prioritises
+  interleavings; every strategy still explores them, and the trace is exact.
+
+  A table is identified by its name (on the caller's node) when the caller uses the name and
+  by its tid otherwise; the trace shows what the caller passed.
+  """
+
+  alias Lockstep.Runtime
+
+  @typedoc "A table: a name (for `:named_table` tables) or a tid."
+  @type table :: atom() | :ets.tid()
+
+  @range 4_294_967_296
+
+  @no_table "errors were found at the given arguments:\n\n" <>
+              "  * 1st argument: the table identifier does not refer to an existing ETS table\n"
+
+  @name_exists "errors were found at the given arguments:\n\n" <>
+                 "  * 1st argument: table name already exists\n"
+
+  # Creation and deletion ------------------------------------------------------------------
+
+  @doc """
+  Creates a table; mirrors `:ets.new/2` and returns the tid, or the name for a
+  `:named_table`. Inside a run a named table is registered for the caller's simulated node
+  only (see the module doc); a name already in use there raises `ArgumentError`.
+  """
+  @spec new(atom(), list()) :: table()
+  def new(name, options) do
+    if Runtime.context_or_nil() == nil do
+      :ets.new(name, options)
+    else
+      managed_new(name, options)
+    end
+  end
+
+  defp managed_new(name, options) do
+    if is_atom(name) and is_list(options) and :named_table in options do
+      Runtime.nif_sync({:ets_new, name}, whole_object(name))
+
+      case Runtime.ets_lookup(name) do
+        nil ->
+          :ok
+
+        tid ->
+          if alive_table?(tid) do
+            raise ArgumentError, @name_exists
+          else
+            # Its owner exited and took the table with it: the name is free, as in OTP.
+            Runtime.ets_unregister(name)
+          end
+      end
+
+      tid = :ets.new(name, Enum.reject(options, &(&1 == :named_table)))
+      Runtime.ets_register(name, tid)
+      name
+    else
+      Runtime.nif_sync({:ets_new, name}, nil)
+      :ets.new(name, options)
+    end
+  end
+
+  @doc """
+  Deletes the whole table; mirrors `:ets.delete/1`. Inside a run, deleting a named table
+  frees its name on the caller's node.
+  """
+  @spec delete(table()) :: true
+  def delete(table) do
+    if Runtime.context_or_nil() == nil do
+      :ets.delete(table)
+    else
+      result = :ets.delete(whole(table, {:ets_delete, table}))
+      if is_atom(table), do: Runtime.ets_unregister(table)
+      result
+    end
+  end
+
+  @doc "Deletes the objects with `key`; mirrors `:ets.delete/2`."
+  @spec delete(table(), term()) :: true
+  def delete(table, key) do
+    if Runtime.context_or_nil() == nil do
+      :ets.delete(table, key)
+    else
+      :ets.delete(keyed(table, :ets_delete, key), key)
+    end
+  end
+
+  @doc "Deletes every object of the table; mirrors `:ets.delete_all_objects/1`."
+  @spec delete_all_objects(table()) :: true
+  def delete_all_objects(table) do
+    if Runtime.context_or_nil() == nil do
+      :ets.delete_all_objects(table)
+    else
+      :ets.delete_all_objects(whole(table, {:ets_delete_all_objects, table}))
+    end
+  end
+
+  # Writes ---------------------------------------------------------------------------------
+
+  @doc """
+  Inserts an object or a list of objects; mirrors `:ets.insert/2`. The trace shows the key
+  (`{:ets_insert, table, key}`), or `{:keys, keys}` for several objects.
+  """
+  @spec insert(table(), tuple() | [tuple()]) :: true
+  def insert(table, objects) do
+    if Runtime.context_or_nil() == nil do
+      :ets.insert(table, objects)
+    else
+      :ets.insert(insert_sync(table, :ets_insert, objects), objects)
+    end
+  end
+
+  @doc """
+  Inserts unless a key is already present; mirrors `:ets.insert_new/2` (returns `false` and
+  inserts nothing when one is).
+  """
+  @spec insert_new(table(), tuple() | [tuple()]) :: boolean()
+  def insert_new(table, objects) do
+    if Runtime.context_or_nil() == nil do
+      :ets.insert_new(table, objects)
+    else
+      :ets.insert_new(insert_sync(table, :ets_insert_new, objects), objects)
+    end
+  end
+
+  @doc """
+  Atomically updates a counter field and returns the new value(s); mirrors
+  `:ets.update_counter/3`. This is the atomic read-modify-write that fixes lookup-then-insert
+  lost updates.
+  """
+  @spec update_counter(table(), term(), term()) :: integer() | [integer()]
+  def update_counter(table, key, update_op) do
+    if Runtime.context_or_nil() == nil do
+      :ets.update_counter(table, key, update_op)
+    else
+      :ets.update_counter(keyed(table, :ets_update_counter, key), key, update_op)
+    end
+  end
+
+  @doc """
+  Like `update_counter/3`, inserting `default` first when `key` is absent; mirrors
+  `:ets.update_counter/4`.
+  """
+  @spec update_counter(table(), term(), term(), tuple()) :: integer() | [integer()]
+  def update_counter(table, key, update_op, default) do
+    if Runtime.context_or_nil() == nil do
+      :ets.update_counter(table, key, update_op, default)
+    else
+      :ets.update_counter(keyed(table, :ets_update_counter, key), key, update_op, default)
+    end
+  end
+
+  @doc "Updates fields of the object with `key`; mirrors `:ets.update_element/3`."
+  @spec update_element(table(), term(), {pos_integer(), term()} | [{pos_integer(), term()}]) ::
+          boolean()
+  def update_element(table, key, element_spec) do
+    if Runtime.context_or_nil() == nil do
+      :ets.update_element(table, key, element_spec)
+    else
+      :ets.update_element(keyed(table, :ets_update_element, key), key, element_spec)
+    end
+  end
+
+  @doc "Returns and deletes the objects with `key`; mirrors `:ets.take/2`."
+  @spec take(table(), term()) :: [tuple()]
+  def take(table, key) do
+    if Runtime.context_or_nil() == nil do
+      :ets.take(table, key)
+    else
+      :ets.take(keyed(table, :ets_take, key), key)
+    end
+  end
+
+  @doc "Deletes the objects matching `pattern`; mirrors `:ets.match_delete/2`."
+  @spec match_delete(table(), :ets.match_pattern()) :: true
+  def match_delete(table, pattern) do
+    if Runtime.context_or_nil() == nil do
+      :ets.match_delete(table, pattern)
+    else
+      :ets.match_delete(whole(table, {:ets_match_delete, table}), pattern)
+    end
+  end
+
+  # Reads ----------------------------------------------------------------------------------
+
+  @doc "Returns the objects with `key`; mirrors `:ets.lookup/2`."
+  @spec lookup(table(), term()) :: [tuple()]
+  def lookup(table, key) do
+    if Runtime.context_or_nil() == nil do
+      :ets.lookup(table, key)
+    else
+      :ets.lookup(keyed(table, :ets_lookup, key), key)
+    end
+  end
+
+  @doc """
+  Returns field `pos` of the object(s) with `key`; mirrors `:ets.lookup_element/3` (raises
+  `ArgumentError` when there is no such key).
+  """
+  @spec lookup_element(table(), term(), pos_integer()) :: term()
+  def lookup_element(table, key, pos) do
+    if Runtime.context_or_nil() == nil do
+      :ets.lookup_element(table, key, pos)
+    else
+      :ets.lookup_element(keyed(table, :ets_lookup_element, key), key, pos)
+    end
+  end
+
+  @doc "Whether an object with `key` exists; mirrors `:ets.member/2`."
+  @spec member(table(), term()) :: boolean()
+  def member(table, key) do
+    if Runtime.context_or_nil() == nil do
+      :ets.member(table, key)
+    else
+      :ets.member(keyed(table, :ets_member, key), key)
+    end
+  end
+
+  @doc "Runs a match specification over the table; mirrors `:ets.select/2`."
+  @spec select(table(), :ets.match_spec()) :: [term()]
+  def select(table, match_spec) do
+    if Runtime.context_or_nil() == nil do
+      :ets.select(table, match_spec)
+    else
+      :ets.select(whole(table, {:ets_select, table}), match_spec)
+    end
+  end
+
+  @doc "Returns the bindings of the objects matching `pattern`; mirrors `:ets.match/2`."
+  @spec match(table(), :ets.match_pattern()) :: [[term()]]
+  def match(table, pattern) do
+    if Runtime.context_or_nil() == nil do
+      :ets.match(table, pattern)
+    else
+      :ets.match(whole(table, {:ets_match, table}), pattern)
+    end
+  end
+
+  @doc "Returns the objects matching `pattern`; mirrors `:ets.match_object/2`."
+  @spec match_object(table(), :ets.match_pattern()) :: [tuple()]
+  def match_object(table, pattern) do
+    if Runtime.context_or_nil() == nil do
+      :ets.match_object(table, pattern)
+    else
+      :ets.match_object(whole(table, {:ets_match_object, table}), pattern)
+    end
+  end
+
+  @doc "Returns every object of the table; mirrors `:ets.tab2list/1`."
+  @spec tab2list(table()) :: [tuple()]
+  def tab2list(table) do
+    if Runtime.context_or_nil() == nil do
+      :ets.tab2list(table)
+    else
+      :ets.tab2list(whole(table, {:ets_tab2list, table}))
+    end
+  end
+
+  @doc """
+  Information about the table, or `:undefined` when it does not exist; mirrors
+  `:ets.info/1`. Inside a run, a table reached through its per-node name reports
+  `named_table: true`; `:node` is the real node, not the simulated one.
+  """
+  @spec info(table()) :: [{atom(), term()}] | :undefined
+  def info(table) do
+    if Runtime.context_or_nil() == nil do
+      :ets.info(table)
+    else
+      Runtime.nif_sync({:ets_info, table}, whole_object(table))
+
+      case resolve_info(table) do
+        :undefined ->
+          :undefined
+
+        tid ->
+          case :ets.info(tid) do
+            list when is_list(list) and is_atom(table) ->
+              List.keystore(list, :named_table, 0, {:named_table, true})
+
+            other ->
+              other
+          end
+      end
+    end
+  end
+
+  @doc """
+  One item of information about the table, or `:undefined` when it does not exist; mirrors
+  `:ets.info/2`.
+  """
+  @spec info(table(), atom()) :: term() | :undefined
+  def info(table, item) do
+    if Runtime.context_or_nil() == nil do
+      :ets.info(table, item)
+    else
+      Runtime.nif_sync({:ets_info, table, item}, whole_object(table))
+
+      case resolve_info(table) do
+        :undefined ->
+          :undefined
+
+        tid ->
+          case :ets.info(tid, item) do
+            false when item == :named_table and is_atom(table) -> true
+            other -> other
+          end
+      end
+    end
+  end
+
+  # Traversal ------------------------------------------------------------------------------
+
+  @doc "The first key (`:\"$end_of_table\"` when empty); mirrors `:ets.first/1`."
+  @spec first(table()) :: term()
+  def first(table) do
+    if Runtime.context_or_nil() == nil do
+      :ets.first(table)
+    else
+      :ets.first(whole(table, {:ets_first, table}))
+    end
+  end
+
+  @doc "The key after `key`; mirrors `:ets.next/2`."
+  @spec next(table(), term()) :: term()
+  def next(table, key) do
+    if Runtime.context_or_nil() == nil do
+      :ets.next(table, key)
+    else
+      :ets.next(whole(table, {:ets_next, table, key}), key)
+    end
+  end
+
+  @doc "The last key (the first for unordered tables); mirrors `:ets.last/1`."
+  @spec last(table()) :: term()
+  def last(table) do
+    if Runtime.context_or_nil() == nil do
+      :ets.last(table)
+    else
+      :ets.last(whole(table, {:ets_last, table}))
+    end
+  end
+
+  @doc "The key before `key`; mirrors `:ets.prev/2`."
+  @spec prev(table(), term()) :: term()
+  def prev(table, key) do
+    if Runtime.context_or_nil() == nil do
+      :ets.prev(table, key)
+    else
+      :ets.prev(whole(table, {:ets_prev, table, key}), key)
+    end
+  end
+
+  # Helpers (only reached inside a run) ----------------------------------------------------
+
+  # A sync point on `table` + `key`, then the real table to operate on.
+  defp keyed(table, op, key) do
+    Runtime.nif_sync({op, table, key}, key_object(table, key))
+    resolve(table)
+  end
+
+  # A sync point on the whole table, then the real table to operate on.
+  defp whole(table, kind) do
+    Runtime.nif_sync(kind, whole_object(table))
+    resolve(table)
+  end
+
+  defp insert_sync(table, op, objects) do
+    keypos = keypos(table)
+
+    case objects do
+      [object] -> insert_one(table, op, object, keypos)
+      [_ | _] -> insert_many(table, op, objects, keypos)
+      object -> insert_one(table, op, object, keypos)
+    end
+
+    resolve(table)
+  end
+
+  defp insert_one(table, op, object, keypos) do
+    case key_of(object, keypos) do
+      {:ok, key} -> Runtime.nif_sync({op, table, key}, key_object(table, key))
+      # Not an object: the real call raises the real error after the sync point.
+      :error -> Runtime.nif_sync({op, table}, whole_object(table))
+    end
+  end
+
+  defp insert_many(table, op, objects, keypos) do
+    keys =
+      Enum.reduce_while(objects, [], fn object, acc ->
+        case key_of(object, keypos) do
+          {:ok, key} -> {:cont, [key | acc]}
+          :error -> {:halt, :error}
+        end
+      end)
+
+    case keys do
+      :error -> Runtime.nif_sync({op, table}, whole_object(table))
+      keys -> Runtime.nif_sync({op, table, {:keys, Enum.reverse(keys)}}, whole_object(table))
+    end
+  end
+
+  defp key_of(object, keypos)
+       when is_tuple(object) and is_integer(keypos) and tuple_size(object) >= keypos,
+       do: {:ok, :erlang.element(keypos, object)}
+
+  defp key_of(_object, _keypos), do: :error
+
+  # The key position, read before the sync point (it never changes once the table exists);
+  # 1 when the table cannot be found, in which case the real call will raise anyway.
+  defp keypos(table) do
+    tid = if is_atom(table), do: Runtime.ets_lookup(table), else: table
+
+    case tid && :ets.info(tid, :keypos) do
+      pos when is_integer(pos) -> pos
+      _ -> 1
+    end
+  end
+
+  defp resolve(name) when is_atom(name) do
+    case Runtime.ets_lookup(name) do
+      nil -> raise ArgumentError, @no_table
+      tid -> tid
+    end
+  end
+
+  defp resolve(tid), do: tid
+
+  defp resolve_info(name) when is_atom(name) do
+    case Runtime.ets_lookup(name) do
+      nil -> :undefined
+      tid -> tid
+    end
+  end
+
+  defp resolve_info(tid), do: tid
+
+  defp alive_table?(tid), do: :ets.info(tid, :owner) != :undefined
+
+  # A name stands for the table of that name on the caller's node, whichever table that is
+  # at the time (so creating, deleting and using a name all touch the same object).
+  defp identity(name) when is_atom(name), do: {Runtime.node(), name}
+  defp identity(tid), do: tid
+
+  defp key_object(table, key), do: :erlang.phash2({:ets, identity(table), key}, @range)
+  defp whole_object(table), do: :erlang.phash2({:ets, identity(table)}, @range)
+end
