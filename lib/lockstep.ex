@@ -123,6 +123,29 @@ defmodule Lockstep do
   @spec replay((-> any()), Path.t(), keyword()) :: :ok
   def replay(fun, path, opts \\ []), do: Lockstep.Runner.replay(fun, path, opts)
 
+  @doc """
+  Shrinks the failing schedule saved at `path`: looks for a shorter schedule that still
+  fails the same way (same kind) when replayed, and saves it beside the original as
+  `*.shrunk.lockstep`.
+
+  Returns `{:ok, info}` with `:trace_path` (the shrunk file), `:original_length`,
+  `:new_length`, `:attempts`, `:schedule` and `:bug` (the `Lockstep.BugFound` of the
+  shrunk schedule, whose message shows its trace); when nothing shorter fails the same
+  way, `:new_length` equals `:original_length`. Returns `{:error, {:does_not_reproduce,
+  message}}` when the original schedule no longer fails that way.
+
+  Options: `:max_attempts` (500), `:time_budget_ms` (30 000), `:timeout`.
+  """
+  @spec shrink((-> any()), Path.t(), keyword()) :: {:ok, map()} | {:error, term()}
+  def shrink(fun, path, opts \\ []) do
+    unless is_function(fun, 0) do
+      raise ArgumentError,
+            "Lockstep.shrink expects a zero-arity function as the root process, got: #{inspect(fun)}"
+    end
+
+    Lockstep.Shrink.shrink(fun, path, opts)
+  end
+
   @doc "Spawns a managed process running `fun`; mirrors `Kernel.spawn/1`."
   @spec spawn((-> any())) :: pid()
   def spawn(fun), do: Runtime.spawn(fun, false)

@@ -138,6 +138,29 @@ defmodule Lockstep.Runner do
       "control (time, :rand, ETS or processes outside the run)" <> diverged_at
   end
 
+  @doc false
+  # The run config a trace file was recorded with (the `:timeout`, `:name` and
+  # `:trace_dir` of `opts` win).
+  def file_config(fun, file, path, opts) do
+    saved = file.options
+
+    run_opts = [
+      iterations: 1,
+      seed: file.seed,
+      max_steps: saved[:max_steps] || 10_000,
+      fail_on_max_steps: saved[:fail_on_max_steps] || false,
+      delivery: saved[:delivery] || :instant,
+      crash: saved[:crash] || :fail,
+      timers: saved[:timers] || :on_idle,
+      timeout: Keyword.get(opts, :timeout, saved[:timeout] || 5_000),
+      name: Keyword.get(opts, :name, file.name),
+      trace_dir: Keyword.get(opts, :trace_dir, Path.dirname(path))
+    ]
+
+    cfg = Options.validate!(fun, run_opts)
+    %{cfg | user_strategy: file.strategy}
+  end
+
   # Replay ---------------------------------------------------------------------------------
 
   def replay(fun, path, opts) do
@@ -147,23 +170,7 @@ defmodule Lockstep.Runner do
     end
 
     file = TraceFile.load!(path)
-    saved = file.options
-
-    run_opts =
-      [
-        iterations: 1,
-        seed: file.seed,
-        max_steps: saved[:max_steps] || 10_000,
-        fail_on_max_steps: saved[:fail_on_max_steps] || false,
-        delivery: saved[:delivery] || :instant,
-        crash: saved[:crash] || :fail,
-        timeout: Keyword.get(opts, :timeout, saved[:timeout] || 5_000),
-        name: Keyword.get(opts, :name, file.name),
-        trace_dir: Keyword.get(opts, :trace_dir, Path.dirname(path))
-      ]
-
-    cfg = Options.validate!(fun, run_opts)
-    cfg = %{cfg | user_strategy: file.strategy}
+    cfg = file_config(fun, file, path, opts)
     cell = Native.strategy_new({:replay, file.schedule})
     result = Iteration.run(cell, fun, file.iter_seed, cfg, true)
 

@@ -73,7 +73,48 @@ defmodule Lockstep.TraceFile do
     :fail_on_max_steps,
     :timeout,
     :delivery,
-    :iterations
+    :iterations,
+    :timers,
+    :on_idle,
+    :anytime,
+    :fire,
+    :link,
+    :unlink,
+    :monitor,
+    :demonitor,
+    :trap_exit,
+    :exit_sent,
+    :exit_trapped,
+    :exit_ignored,
+    :down,
+    :alive,
+    :register,
+    :unregister,
+    :whereis,
+    :send_unregistered,
+    :now,
+    :sleep,
+    :timer_started,
+    :timer_fired,
+    :timer_cancelled,
+    :receive_timeout,
+    :nif,
+    :cut,
+    :deferred,
+    :node_started,
+    :node_stopped,
+    :partitioned,
+    :healed,
+    :tick,
+    :nodedown,
+    :monitor_node,
+    :set_ticktime,
+    :global_register,
+    :global_unregister,
+    :global_whereis,
+    :noproc,
+    :noconnection,
+    :killed
   ]
 
   @doc false
@@ -83,11 +124,11 @@ defmodule Lockstep.TraceFile do
   def version, do: @version
 
   @doc false
-  def save!(bug, cfg) do
+  def save!(bug, cfg, path \\ nil) do
     dir = cfg.trace_dir
     File.mkdir_p!(dir)
     file = "#{slug(cfg.name)}-seed#{cfg.seed}-iter#{bug.iteration}.lockstep"
-    path = Path.join(dir, file)
+    path = path || Path.join(dir, file)
 
     data = %{
       format: :lockstep_trace,
@@ -106,7 +147,8 @@ defmodule Lockstep.TraceFile do
         fail_on_max_steps: cfg.fail_on_max_steps,
         timeout: cfg.timeout,
         delivery: cfg.delivery,
-        crash: cfg.crash
+        crash: cfg.crash,
+        timers: cfg.timers
       ],
       fail_step: bug.fail_step,
       steps: bug.steps,

@@ -60,7 +60,6 @@ fn config() -> impl Strategy<Value = Config> {
             delivery,
             crash,
             timers,
-            ..Config::default()
         })
 }
 

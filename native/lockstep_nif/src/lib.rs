@@ -576,6 +576,9 @@ fn strategy_from_spec(spec: Term) -> NifResult<Box<dyn Strategy>> {
                 b.decode::<u64>()?,
             )));
         }
+        if name == atoms::shrink_replay() {
+            return Ok(Box::new(Replay::lenient(decode_schedule(a)?, b.decode::<u64>()?)));
+        }
         if name == atoms::fair_pct() {
             return Ok(Box::new(FairPct::new(a.decode()?, b.decode()?)));
         }

@@ -14,6 +14,9 @@ pub struct Replay {
     /// `Some` when the run may continue at random after the schedule is used up.
     fallback: Option<ChaCha8Rng>,
     fallback_seed: Option<u64>,
+    /// Skip scheduled decisions the program does not offer instead of diverging: how a
+    /// shrinker tests a schedule with decisions removed.
+    lenient: bool,
 }
 
 impl Replay {
@@ -23,6 +26,17 @@ impl Replay {
             position: 0,
             fallback: None,
             fallback_seed: None,
+            lenient: false,
+        }
+    }
+
+    /// Follows `schedule` where the program allows, skipping decisions it does not offer,
+    /// and continues at random (seeded) when the schedule runs out. Never diverges.
+    pub fn lenient(schedule: Vec<Decision>, seed: u64) -> Self {
+        Replay {
+            fallback_seed: Some(seed),
+            lenient: true,
+            ..Replay::new(schedule)
         }
     }
 
@@ -61,6 +75,13 @@ impl Strategy for Replay {
 
     fn pick(&mut self, view: &View<'_>, choices: &[Choice]) -> Result<usize, Divergence> {
         let offered = || choices.iter().map(|&c| view.decision_for(c)).collect();
+        if self.lenient {
+            while let Some(expected) = self.next_expected() {
+                if let Some(i) = choices.iter().position(|&c| view.decision_for(c) == expected) {
+                    return Ok(i);
+                }
+            }
+        }
         match self.next_expected() {
             Some(expected) => choices
                 .iter()
@@ -82,6 +103,17 @@ impl Strategy for Replay {
     }
 
     fn random(&mut self, view: &View<'_>, n: u64) -> Result<u64, Divergence> {
+        if self.lenient {
+            if let Some(Decision::Random(v)) = self.schedule.get(self.position) {
+                if *v < n {
+                    self.position += 1;
+                    return Ok(*v);
+                }
+            }
+            if let Some(rng) = &mut self.fallback {
+                return Ok(rng.random_range(0..n));
+            }
+        }
         match self.next_expected() {
             Some(Decision::Random(v)) if v < n => Ok(v),
             Some(other) => Err(Divergence {
@@ -103,7 +135,7 @@ impl Strategy for Replay {
     fn end_iteration(&mut self, view: &View<'_>, completed: bool) -> Result<(), Divergence> {
         // A failure or max_steps may legitimately stop short of the end (shrinking relies on
         // it); a program that finishes cleanly with decisions left did not follow the schedule.
-        if completed && self.position < self.schedule.len() {
+        if completed && !self.lenient && self.position < self.schedule.len() {
             return Err(Divergence {
                 // The step the schedule names but the program never reached.
                 step: view.step + 1,
