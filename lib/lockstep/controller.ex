@@ -152,6 +152,237 @@ defmodule Lockstep.Controller do
   @spec await_done(t(), timeout()) :: map()
   def await_done(ctl, timeout \\ :infinity), do: call(ctl, :await_done, timeout)
 
+  # Acting as a managed process: links, monitors, signals, time, shared state ------------
+
+  @doc "Monitors `target` on behalf of `pid` (the caller); see `Lockstep.monitor/1`."
+  @spec monitor(t(), pid(), pid()) :: reference()
+  def monitor(ctl, pid, target), do: as(ctl, pid, fn -> Runtime.monitor(target) end)
+
+  @doc "Turns a monitor of `pid` (the caller) off; see `Lockstep.demonitor/2`."
+  @spec demonitor(t(), pid(), reference(), list()) :: true
+  def demonitor(ctl, pid, ref, opts \\ []),
+    do: as(ctl, pid, fn -> Runtime.demonitor(ref, opts) end)
+
+  @doc "Links `pid` (the caller) and `target`; see `Lockstep.link/1`."
+  @spec link(t(), pid(), pid()) :: true
+  def link(ctl, pid, target), do: as(ctl, pid, fn -> Runtime.link(target) end)
+
+  @doc "Unlinks `pid` (the caller) and `target`; see `Lockstep.unlink/1`."
+  @spec unlink(t(), pid(), pid()) :: true
+  def unlink(ctl, pid, target), do: as(ctl, pid, fn -> Runtime.unlink(target) end)
+
+  @doc "Sends an exit signal from `from` (the caller) to `target`; see `Lockstep.exit/2`."
+  @spec exit_msg(t(), pid(), pid(), term()) :: true
+  def exit_msg(ctl, from, target, reason),
+    do: as(ctl, from, fn -> Runtime.exit(target, reason) end)
+
+  @doc "Sets a process flag of `pid` (the caller); only `:trap_exit`. Returns the old value."
+  @spec flag(t(), pid(), :trap_exit, boolean()) :: boolean()
+  def flag(ctl, pid, flag, value), do: as(ctl, pid, fn -> Runtime.flag(flag, value) end)
+
+  @doc "Starts a virtual-time timer for `from` (the caller); see `Lockstep.send_after/3`."
+  @spec send_after(t(), pid(), pid() | atom(), term(), non_neg_integer()) :: reference()
+  def send_after(ctl, from, dest, msg, ms),
+    do: as(ctl, from, fn -> Runtime.send_after(dest, msg, ms) end)
+
+  @doc "Cancels a timer of `pid` (the caller): ms left or `false`."
+  @spec cancel_timer(t(), pid(), reference()) :: non_neg_integer() | false
+  def cancel_timer(ctl, pid, ref), do: as(ctl, pid, fn -> Runtime.cancel_timer(ref) end)
+
+  @doc """
+  Virtual time in ms. From a managed process of the run it is a sync point
+  (`Lockstep.now/0`); from elsewhere it reads the clock.
+  """
+  @spec now(t()) :: non_neg_integer()
+  def now(ctl) do
+    %{session: session} = handle(ctl)
+
+    case Runtime.context_or_nil() do
+      {^session, _id, _tag} ->
+        Runtime.now()
+
+      _ ->
+        {_progress, _step, _running, now} = Native.progress(session)
+        now
+    end
+  end
+
+  @doc """
+  A generic sync point of `pid` (the caller) before a shared-state operation, recorded as
+  `{:nif, name, kind}`; the wrapper performs the real operation after it returns. `kind`
+  names the operation and its object, e.g. `{:ets_insert, :hits, key}`.
+  """
+  @spec nif_sync(t(), pid(), term()) :: :ok
+  def nif_sync(ctl, pid, kind),
+    do: as(ctl, pid, fn -> Runtime.nif_sync(kind, :erlang.phash2(kind)) end)
+
+  # The simulated cluster ------------------------------------------------------------------
+
+  @doc "Starts (or restarts, fresh) simulated nodes; see `Lockstep.Cluster.start_nodes/1`."
+  @spec cluster_register(t(), [node()]) :: [node()]
+  def cluster_register(ctl, nodes), do: managed(ctl, fn -> Lockstep.Cluster.start_nodes(nodes) end)
+
+  @doc "All nodes, including `:nonode@nohost`."
+  @spec cluster_nodes(t()) :: [node()]
+  def cluster_nodes(ctl), do: managed(ctl, &Lockstep.Cluster.nodes/0)
+
+  @doc "The nodes that are up, excluding `:nonode@nohost`."
+  @spec cluster_nodes_up(t()) :: [node()]
+  def cluster_nodes_up(ctl), do: managed(ctl, &Lockstep.Cluster.nodes_up/0)
+
+  @doc "The node of a managed process (also one that has exited)."
+  @spec cluster_node_of(t(), pid()) :: node()
+  def cluster_node_of(ctl, pid), do: managed(ctl, fn -> Lockstep.Cluster.node_of(pid) end)
+
+  @doc "Partitions two groups of nodes (`:drop` or `:defer`); see `Lockstep.Cluster.partition/3`."
+  @spec cluster_partition(t(), [node()], [node()], :drop | :defer) :: :ok
+  def cluster_partition(ctl, a, b, mode \\ :drop),
+    do: managed(ctl, fn -> Lockstep.Cluster.partition(a, b, mode) end)
+
+  @doc "Heals every partition, delivering deferred messages in send order first."
+  @spec cluster_heal(t()) :: :ok
+  def cluster_heal(ctl), do: managed(ctl, &Lockstep.Cluster.heal/0)
+
+  @doc "Stops a node; see `Lockstep.Cluster.stop_node/1`."
+  @spec cluster_stop_node(t(), node()) :: :ok
+  def cluster_stop_node(ctl, node), do: managed(ctl, fn -> Lockstep.Cluster.stop_node(node) end)
+
+  @doc "Brings a node back with fresh state."
+  @spec cluster_start_node(t(), node()) :: :ok
+  def cluster_start_node(ctl, node),
+    do: managed(ctl, fn -> Lockstep.Cluster.start_node(node) end)
+
+  @doc "`pid` (the caller) monitors `node`: `{:nodedown, node}` once it stops or is cut off."
+  @spec cluster_monitor_node(t(), pid(), node()) :: true
+  def cluster_monitor_node(ctl, pid, node),
+    do: as(ctl, pid, fn -> Lockstep.Cluster.monitor_node(node) end)
+
+  @doc "Sets the virtual net_ticktime (ms) for later partitions."
+  @spec cluster_set_ticktime(t(), pos_integer()) :: :ok
+  def cluster_set_ticktime(ctl, ms), do: managed(ctl, fn -> Lockstep.Cluster.set_ticktime(ms) end)
+
+  @doc """
+  Registers `pid` as `name` in `node`'s registry (`node` must be `pid`'s node): `:yes`, or
+  `{:already, existing}` when the name is taken on that node (`existing` is its holder) or
+  the pid already has another name there (`existing` is that name).
+  """
+  @spec cluster_register_name(t(), node(), atom(), pid()) :: :yes | {:already, pid() | atom()}
+  def cluster_register_name(ctl, node, name, pid) do
+    managed(ctl, fn ->
+      if Lockstep.Cluster.node_of(pid) != node do
+        raise ArgumentError,
+              "cluster_register_name: #{inspect(pid)} runs on " <>
+                "#{inspect(Lockstep.Cluster.node_of(pid))}, not #{inspect(node)}; a name is " <>
+                "registered on the node of its process"
+      end
+
+      try do
+        Runtime.register(name, pid)
+        :yes
+      rescue
+        ArgumentError ->
+          case Runtime.cluster({:whereis, name, node}) do
+            nil -> {:already, own_name(node, pid)}
+            holder -> {:already, holder}
+          end
+      end
+    end)
+  end
+
+  defp own_name(node, pid) do
+    Enum.find(Runtime.cluster({:registered, node}), fn name ->
+      Runtime.cluster({:whereis, name, node}) == pid
+    end)
+  end
+
+  @doc "Removes `name` from the caller's node registry (`node` must be the caller's node)."
+  @spec cluster_unregister_name(t(), node(), atom()) :: :ok
+  def cluster_unregister_name(ctl, node, name) do
+    managed(ctl, fn ->
+      same_node!(node, "cluster_unregister_name")
+      Runtime.unregister(name)
+      :ok
+    end)
+  end
+
+  @doc "The pid registered as `name` on the caller's node, or `nil`."
+  @spec cluster_whereis_name(t(), atom()) :: pid() | nil
+  def cluster_whereis_name(ctl, name), do: managed(ctl, fn -> Runtime.whereis(name) end)
+
+  @doc "The pid registered as `name` on `node`, or `nil`."
+  @spec cluster_whereis_on(t(), node(), atom()) :: pid() | nil
+  def cluster_whereis_on(ctl, node, name),
+    do: managed(ctl, fn -> Runtime.cluster({:whereis, name, node}) end)
+
+  @doc "The names registered on `node`."
+  @spec cluster_registered_names(t(), node()) :: [atom()]
+  def cluster_registered_names(ctl, node),
+    do: managed(ctl, fn -> Runtime.cluster({:registered, node}) end)
+
+  @doc """
+  Registers a named ETS table `tid` as `name` on the caller's node (`node` must be the
+  caller's node); `false` if the name is taken there. Not a sync point.
+  """
+  @spec cluster_ets_register(t(), node(), atom(), :ets.tid()) :: boolean()
+  def cluster_ets_register(ctl, node, name, tid) do
+    managed(ctl, fn ->
+      same_node!(node, "cluster_ets_register")
+      Runtime.ets_register(name, tid)
+    end)
+  end
+
+  @doc "The table registered as `name` on the caller's node, or `nil`. Not a sync point."
+  @spec cluster_ets_lookup(t(), node(), atom()) :: :ets.tid() | nil
+  def cluster_ets_lookup(ctl, node, name) do
+    managed(ctl, fn ->
+      same_node!(node, "cluster_ets_lookup")
+      Runtime.ets_lookup(name)
+    end)
+  end
+
+  @doc "Forgets the table name on the caller's node. Not a sync point."
+  @spec cluster_ets_unregister(t(), node(), atom()) :: boolean()
+  def cluster_ets_unregister(ctl, node, name) do
+    managed(ctl, fn ->
+      same_node!(node, "cluster_ets_unregister")
+      Runtime.ets_unregister(name)
+    end)
+  end
+
+  @doc "Registers a global name; see `Lockstep.Global.register_name/2`."
+  @spec global_register_name(t(), term(), pid()) :: :yes | :no
+  def global_register_name(ctl, name, pid),
+    do: managed(ctl, fn -> Lockstep.Global.register_name(name, pid) end)
+
+  @doc "Removes a global name."
+  @spec global_unregister_name(t(), term()) :: :ok
+  def global_unregister_name(ctl, name),
+    do: managed(ctl, fn -> Lockstep.Global.unregister_name(name) end)
+
+  @doc "The pid of a global name, or `:undefined`."
+  @spec global_whereis_name(t(), term()) :: pid() | :undefined
+  def global_whereis_name(ctl, name),
+    do: managed(ctl, fn -> Lockstep.Global.whereis_name(name) end)
+
+  @doc "All global names."
+  @spec global_registered_names(t()) :: [term()]
+  def global_registered_names(ctl), do: managed(ctl, &Lockstep.Global.registered_names/0)
+
+  defp same_node!(node, what) do
+    if node != Runtime.node() do
+      raise ArgumentError,
+            "#{what}: #{inspect(node)} is not the caller's node #{inspect(Runtime.node())}; " <>
+              "call it from a process on that node"
+    end
+  end
+
+  defp as(ctl, pid, fun) do
+    as_managed!(ctl, pid)
+    fun.()
+  end
+
+  defp managed(ctl, fun), do: as(ctl, self(), fun)
+
   # Handles ---------------------------------------------------------------------------------
 
   defp handle(%__MODULE__{} = ctl), do: ctl
@@ -172,7 +403,7 @@ defmodule Lockstep.Controller do
   end
 
   defp as_managed!(ctl, pid) do
-    {session, _id, _tag} = Runtime.context()
+    {session, _id, _tag} = Runtime.context("Lockstep.Controller")
 
     if pid != self() do
       raise ArgumentError,

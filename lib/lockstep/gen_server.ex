@@ -452,9 +452,9 @@ defmodule Lockstep.GenServer do
   defp resolve(pid) when is_pid(pid), do: pid
   defp resolve(name) when is_atom(name) and name not in [nil, :undefined], do: Lockstep.whereis(name)
 
+  defp resolve({:global, _name} = server), do: raise(ArgumentError, global_message(server))
   defp resolve({name, @default_node}) when is_atom(name), do: resolve(name)
   defp resolve({name, node} = dest) when is_atom(name) and is_atom(node), do: {:send_to, dest}
-  defp resolve({:global, _name} = server), do: raise(ArgumentError, global_message(server))
 
   defp resolve({:via, mod, name}) when is_atom(mod) do
     case mod.whereis_name(name) do

@@ -129,4 +129,8 @@ pub enum ClusterOp {
     GlobalUnregister(u32),
     GlobalWhereis(u32),
     GlobalNames,
+    /// `whereis` on a given node's registry.
+    WhereisOn { name: u32, node: NodeId },
+    /// The names registered on a given node.
+    NamesOn(NodeId),
 }

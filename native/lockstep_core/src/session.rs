@@ -179,6 +179,8 @@ pub enum OpResult {
     Found(Option<ProcId>),
     /// The adapter reads the names with [`Session::registered_names`].
     Names,
+    /// Like `Names`, for the given node.
+    NamesOn(NodeId),
     Now(u64),
     TimerSet {
         timer: TimerId,
@@ -1486,10 +1488,10 @@ impl Session {
                 OpResult::Alive(alive)
             }
             PendingOp::Register { name, proc } => {
-                let node = self.procs[p as usize].node;
+                // A name lives in the registry of the registered process's node.
+                let node = self.procs[proc as usize].node;
                 let ok = self.alive(proc)
                     && self.procs[proc as usize].registered.is_none()
-                    && self.procs[proc as usize].node == node
                     && !self.names.contains_key(&(node, name));
                 if ok {
                     self.names.insert((node, name), proc);
@@ -1677,6 +1679,12 @@ impl Session {
                 OpResult::Found(found)
             }
             ClusterOp::GlobalNames => OpResult::GlobalList,
+            ClusterOp::WhereisOn { name, node } => {
+                let found = self.names.get(&(node, name)).copied();
+                self.record(p, EventKind::Whereis { name, found });
+                OpResult::Found(found)
+            }
+            ClusterOp::NamesOn(node) => OpResult::NamesOn(node),
         }
     }
 

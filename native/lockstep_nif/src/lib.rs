@@ -421,13 +421,16 @@ fn result_term<'a>(env: Env<'a>, st: &SessionState, result: OpResult) -> Term<'a
         OpResult::WasTrapping(b) | OpResult::Alive(b) | OpResult::NameOk(b) => b.encode(env),
         OpResult::Found(Some(p)) => st.pid_term(env, p),
         OpResult::Found(None) => atoms::nil().encode(env),
-        OpResult::Names => {
-            let node = st
-                .session
-                .running()
-                .and_then(|p| st.session.proc(p))
-                .map(|p| p.node)
-                .unwrap_or(0);
+        OpResult::Names | OpResult::NamesOn(_) => {
+            let node = match result {
+                OpResult::NamesOn(node) => node,
+                _ => st
+                    .session
+                    .running()
+                    .and_then(|p| st.session.proc(p))
+                    .map(|p| p.node)
+                    .unwrap_or(0),
+            };
             let names: Vec<Atom> = st
                 .session
                 .registered_names(node)
@@ -1043,6 +1046,13 @@ fn sync_cluster<'a>(
             let index = st.session.define_partition(a, b, mode);
             return Ok(Op::Cluster(ClusterOp::Partition(index)));
         }
+        if let Ok((tag, name, node)) = op.decode::<(Atom, Atom, Atom)>() {
+            if tag == atoms::whereis() {
+                let node = st.known_node(node).ok_or_else(badnode)?;
+                let name = st.intern(name);
+                return Ok(Op::Cluster(ClusterOp::WhereisOn { name, node }));
+            }
+        }
         if let Ok((tag, name, pid)) = op.decode::<(Atom, Term, LocalPid)>() {
             if tag == atoms::global_register() {
                 let proc = managed_or(env, st, pid)?;
@@ -1072,6 +1082,10 @@ fn sync_cluster<'a>(
         let node = arg.decode::<Atom>().map_err(|_| badarg())?;
         if tag == atoms::start_node() {
             return Ok(Op::Cluster(ClusterOp::StartNode(st.node_id(node))));
+        }
+        if tag == atoms::registered() {
+            let node = st.known_node(node).ok_or_else(badnode)?;
+            return Ok(Op::Cluster(ClusterOp::NamesOn(node)));
         }
         if tag == atoms::monitor_node() {
             return Ok(Op::Cluster(ClusterOp::MonitorNode(st.node_id(node))));

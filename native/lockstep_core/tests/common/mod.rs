@@ -49,7 +49,7 @@ impl Match {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// Spawn a process running `programs.scripts[script]`.
+    /// Spawn a process running `Program::scripts[script]`.
     Spawn {
         script: usize,
         link: bool,
@@ -62,9 +62,8 @@ pub enum Action {
     },
     /// Wait for the first message in the mailbox that matches (a selective receive).
     Receive(Match),
-    /// `receive … after 0 -> yield()` in a loop: yields until a matching message has
-    /// arrived, then receives it. Never blocks, so an unfair scheduler can starve the
-    /// process it waits for.
+    /// `receive … after 0 -> yield()` in a loop until a matching message has arrived. Never
+    /// blocks, so an unfair scheduler can starve the process it waits for.
     SpinReceive(Match),
     /// `receive … after ms -> :ok end`: a selective receive that gives up after `ms`
     /// virtual milliseconds.
@@ -103,20 +102,6 @@ pub struct RunResult {
     pub randoms: Vec<Vec<u64>>,
     pub names: Vec<ProcName>,
     pub final_states: Vec<ProcState>,
-}
-
-impl RunResult {
-    pub fn proc_named(&self, name: &str) -> ProcId {
-        let name = ProcName::parse(name).expect("a valid process name");
-        self.names
-            .iter()
-            .position(|n| *n == name)
-            .unwrap_or_else(|| panic!("no process {name}")) as ProcId
-    }
-
-    pub fn failed(&self) -> bool {
-        !matches!(self.outcome, Outcome::Pass)
-    }
 }
 
 struct Proc {
@@ -260,14 +245,18 @@ impl<'p> Driver<'p> {
                             self.procs[p as usize].pc += 1;
                             return self.next_call(p);
                         }
-                        Some(Action::Receive(_) | Action::ReceiveAfter(..)) => {
+                        // `after 0` expired at once: yield and look again.
+                        Some(Action::SpinReceive(_)) => {
+                            assert!(last, "`after 0` has always expired");
+                            return Call::Sync(Op::Yield);
+                        }
+                        _ => {
                             assert!(!last, "only a receive with `after` times out");
                             return Call::Sync(Op::Receive {
                                 retry: true,
                                 timeout: None,
                             });
                         }
-                        _ => panic!("a spin receive only asks once its message is there"),
                     }
                 };
                 let (msg, payload) = self.procs[p as usize].mailbox.remove(i);
@@ -309,10 +298,10 @@ impl<'p> Driver<'p> {
                 timeout: Some(ms),
             }),
             Some(Action::Sleep(ms)) => Call::Sync(Op::Sleep { ms }),
-            Some(Action::SpinReceive(m)) => match self.find_match(p, m) {
-                Some(_) => Call::Sync(FIRST_RECEIVE),
-                None => Call::Sync(Op::Yield),
-            },
+            Some(Action::SpinReceive(_)) => Call::Sync(Op::Receive {
+                retry: false,
+                timeout: Some(0),
+            }),
             Some(Action::Yield) => Call::Sync(Op::Yield),
             Some(Action::Random(n)) => Call::Sync(Op::Random { n }),
         }
