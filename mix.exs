@@ -38,6 +38,7 @@ defmodule Mix.Tasks.Compile.LockstepNif do
     if match?({:ok, _}, before) and File.stat(source) != before do
       Mix.shell().info("Compiled lockstep NIF (cargo)")
     end
+
     dest_dir = Path.join(Mix.Project.app_path(), "priv/native")
     dest = Path.join(dest_dir, "liblockstep_nif.so")
     File.mkdir_p!(dest_dir)

@@ -82,7 +82,9 @@ defmodule Lockstep.Examples.CounterRace do
 
   @doc "Runs the racy example under Lockstep and prints the report (`make demo`)."
   def demo do
-    IO.puts("Running two get-then-put clients against a counter under Lockstep (strategy :pct)…\n")
+    IO.puts(
+      "Running two get-then-put clients against a counter under Lockstep (strategy :pct)…\n"
+    )
 
     case Lockstep.check(test_body(:racy), iterations: 500, name: "counter_race_demo", seed: 2026) do
       {:error, bug} ->

@@ -96,7 +96,7 @@ defmodule Lockstep do
     * `:stuck` — a managed process ran `:timeout` ms without reaching a sync point;
     * `:max_steps` — only with `fail_on_max_steps: true`.
   """
-  @spec run((-> any()), [option()]) :: Lockstep.Summary.t()
+  @spec run((() -> any()), [option()]) :: Lockstep.Summary.t()
   def run(fun, opts \\ []) do
     case check(fun, opts) do
       {:ok, summary} -> summary
@@ -107,7 +107,7 @@ defmodule Lockstep do
   @doc """
   Like `run/2` but returns `{:ok, summary}` or `{:error, %Lockstep.BugFound{}}`.
   """
-  @spec check((-> any()), [option()]) ::
+  @spec check((() -> any()), [option()]) ::
           {:ok, Lockstep.Summary.t()} | {:error, Lockstep.BugFound.t()}
   def check(fun, opts \\ []), do: Lockstep.Runner.check(fun, opts)
 
@@ -120,7 +120,7 @@ defmodule Lockstep do
   Returns `:ok` when the schedule is followed to the end and nothing fails.
   Accepts `:timeout`, `:trace_dir` and `:name`; the other options come from the file.
   """
-  @spec replay((-> any()), Path.t(), keyword()) :: :ok
+  @spec replay((() -> any()), Path.t(), keyword()) :: :ok
   def replay(fun, path, opts \\ []), do: Lockstep.Runner.replay(fun, path, opts)
 
   @doc """
@@ -136,7 +136,7 @@ defmodule Lockstep do
 
   Options: `:max_attempts` (500), `:time_budget_ms` (30 000), `:timeout`.
   """
-  @spec shrink((-> any()), Path.t(), keyword()) :: {:ok, map()} | {:error, term()}
+  @spec shrink((() -> any()), Path.t(), keyword()) :: {:ok, map()} | {:error, term()}
   def shrink(fun, path, opts \\ []) do
     unless is_function(fun, 0) do
       raise ArgumentError,
@@ -147,14 +147,14 @@ defmodule Lockstep do
   end
 
   @doc "Spawns a managed process running `fun`; mirrors `Kernel.spawn/1`."
-  @spec spawn((-> any())) :: pid()
+  @spec spawn((() -> any())) :: pid()
   def spawn(fun), do: Runtime.spawn(fun, false)
 
   @doc """
   Spawns a managed process with options: `node: n` places it on simulated node `n`
   (see `Lockstep.Cluster`).
   """
-  @spec spawn((-> any()), keyword()) :: pid()
+  @spec spawn((() -> any()), keyword()) :: pid()
   def spawn(fun, []), do: Runtime.spawn(fun, false)
 
   def spawn(fun, node: node) when is_atom(node), do: Runtime.spawn(fun, false, node)
@@ -168,7 +168,7 @@ defmodule Lockstep do
   Spawns a managed process linked to the caller; mirrors `Kernel.spawn_link/1`. If either
   exits abnormally the other is killed by the (simulated) exit signal.
   """
-  @spec spawn_link((-> any())) :: pid()
+  @spec spawn_link((() -> any())) :: pid()
   def spawn_link(fun), do: Runtime.spawn(fun, true)
 
   @doc """

@@ -41,7 +41,11 @@ defmodule Lockstep.Cluster do
   end
 
   def start_nodes(other),
-    do: raise(ArgumentError, "Lockstep.Cluster.start_nodes/1 expects a list of node atoms, got: #{inspect(other)}")
+    do:
+      raise(
+        ArgumentError,
+        "Lockstep.Cluster.start_nodes/1 expects a list of node atoms, got: #{inspect(other)}"
+      )
 
   @doc "Brings a stopped node back with fresh state (no names, no tables). Returns `:ok`."
   @spec start_node(node()) :: :ok
@@ -56,7 +60,11 @@ defmodule Lockstep.Cluster do
   """
   @spec stop_node(node()) :: :ok
   def stop_node(@home),
-    do: raise(ArgumentError, "Lockstep.Cluster.stop_node/1: the home node :nonode@nohost (where the root runs) cannot be stopped")
+    do:
+      raise(
+        ArgumentError,
+        "Lockstep.Cluster.stop_node/1: the home node :nonode@nohost (where the root runs) cannot be stopped"
+      )
 
   def stop_node(node) do
     check_name!(node)
@@ -64,7 +72,7 @@ defmodule Lockstep.Cluster do
   end
 
   @doc "Spawns a managed process on `node`; returns its pid."
-  @spec spawn(node(), (-> any())) :: pid()
+  @spec spawn(node(), (() -> any())) :: pid()
   def spawn(node, fun) do
     check_name!(node)
     Runtime.spawn(fun, false, node)
@@ -121,7 +129,11 @@ defmodule Lockstep.Cluster do
   def set_ticktime(ms) when is_integer(ms) and ms > 0, do: Runtime.cluster({:set_ticktime, ms})
 
   def set_ticktime(other),
-    do: raise(ArgumentError, "Lockstep.Cluster.set_ticktime/1 expects a positive integer (ms), got: #{inspect(other)}")
+    do:
+      raise(
+        ArgumentError,
+        "Lockstep.Cluster.set_ticktime/1 expects a positive integer (ms), got: #{inspect(other)}"
+      )
 
   defp check_name!(node) when is_atom(node) and node not in [nil, true, false], do: :ok
 

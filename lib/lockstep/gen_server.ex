@@ -450,7 +450,9 @@ defmodule Lockstep.GenServer do
   @default_node :nonode@nohost
 
   defp resolve(pid) when is_pid(pid), do: pid
-  defp resolve(name) when is_atom(name) and name not in [nil, :undefined], do: Lockstep.whereis(name)
+
+  defp resolve(name) when is_atom(name) and name not in [nil, :undefined],
+    do: Lockstep.whereis(name)
 
   defp resolve({:global, _name} = server), do: raise(ArgumentError, global_message(server))
   defp resolve({name, @default_node}) when is_atom(name), do: resolve(name)

@@ -97,13 +97,18 @@ defmodule Lockstep.Iteration do
     }
 
     result =
-      if kind != :pass or capture?, do: %{result | schedule: Native.schedule(session)}, else: result
+      if kind != :pass or capture?,
+        do: %{result | schedule: Native.schedule(session)},
+        else: result
 
     if capture?, do: %{result | trace: Native.trace(session)}, else: result
   end
 
   defp pid_names(procs) do
-    for {_id, name, pid, _state, _pending, _node} <- procs, is_pid(pid), into: %{}, do: {pid, name}
+    for {_id, name, pid, _state, _pending, _node} <- procs,
+        is_pid(pid),
+        into: %{},
+        do: {pid, name}
   end
 
   defp classify(:pass, _), do: {:pass, nil}

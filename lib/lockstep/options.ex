@@ -149,7 +149,10 @@ defmodule Lockstep.Options do
                 "invalid value for option :strategy: unknown strategy option " <>
                   "#{inspect(key)} (value #{inspect(value)}) in #{inspect({name, opts})}; " <>
                   "#{inspect(name)} accepts " <>
-                  if(accepted == [], do: "no options", else: Enum.map_join(accepted, ", ", &inspect/1))
+                  if(accepted == [],
+                    do: "no options",
+                    else: Enum.map_join(accepted, ", ", &inspect/1)
+                  )
 
         not (is_integer(value) and value > 0) ->
           bad!(:strategy, {name, opts}, "#{key}: a positive integer (got #{inspect(value)})")
@@ -177,7 +180,6 @@ defmodule Lockstep.Options do
 
   defp strategy_defaults(_name, opts, _max_steps), do: opts
 
-
   defp user_strategy(opts) do
     case opts[:strategy] do
       {name, []} -> name
@@ -202,5 +204,4 @@ defmodule Lockstep.Options do
 
   defp name(name, _) when is_atom(name), do: Atom.to_string(name)
   defp name(name, _), do: name
-
 end

@@ -154,8 +154,10 @@ defmodule Lockstep.Report do
       Enum.map(trace, fn {step, event} ->
         failing? = step == bug.fail_step
         marker = if failing?, do: ">>", else: "  "
-        line = "#{marker} #{String.pad_leading(Integer.to_string(step), 5)}  " <>
-          String.pad_trailing(actor(event), width) <> "  " <> describe(event)
+
+        line =
+          "#{marker} #{String.pad_leading(Integer.to_string(step), 5)}  " <>
+            String.pad_trailing(actor(event), width) <> "  " <> describe(event)
 
         if failing? and colour?, do: IO.ANSI.red() <> line <> IO.ANSI.reset(), else: line
       end)
@@ -208,7 +210,10 @@ defmodule Lockstep.Report do
   end
 
   def describe({:deliver, from, _to, msg}), do: "gets #{payload(msg)} from #{from} (delivered)"
-  def describe({:drop, from, to, msg}), do: "DROPPED #{payload(msg)} from #{from}: #{to} had exited"
+
+  def describe({:drop, from, to, msg}),
+    do: "DROPPED #{payload(msg)} from #{from}: #{to} had exited"
+
   def describe({:receive, _, from, msg}), do: "receives #{payload(msg)} from #{from}"
   def describe({:block, _}), do: "waits: nothing in its mailbox matches"
   def describe({:yield, _}), do: "yields"

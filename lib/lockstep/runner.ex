@@ -66,6 +66,7 @@ defmodule Lockstep.Runner do
       max_steps_hit: stats.max_steps_hit,
       distinct_schedules: MapSet.size(stats.fingerprints),
       context_switches: stats.switches,
+      outcomes: %{pass: stats.iterations - stats.max_steps_hit, max_steps: stats.max_steps_hit},
       seed: cfg.seed,
       strategy: cfg.user_strategy,
       elapsed_us: elapsed

@@ -419,7 +419,11 @@ defmodule Lockstep.Runtime do
   end
 
   def cancel_timer(other),
-    do: raise(ArgumentError, "Lockstep.cancel_timer/1 expects a timer reference, got: #{inspect(other)}")
+    do:
+      raise(
+        ArgumentError,
+        "Lockstep.cancel_timer/1 expects a timer reference, got: #{inspect(other)}"
+      )
 
   # Cluster -------------------------------------------------------------------------------
 

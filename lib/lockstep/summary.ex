@@ -7,6 +7,7 @@ defmodule Lockstep.Summary do
     * `max_steps_hit` — iterations cut short by `:max_steps` (inconclusive);
     * `distinct_schedules` — how many different schedules were explored;
     * `context_switches` — steps that switched to another process, over all iterations;
+    * `outcomes` — iterations per ending (`:pass`, `:max_steps`);
     * `seed`, `strategy` — as given or chosen; pass `seed:` to repeat the run exactly;
     * `elapsed_us` — wall-clock time of the whole run.
   """
@@ -16,6 +17,7 @@ defmodule Lockstep.Summary do
             max_steps_hit: 0,
             distinct_schedules: 0,
             context_switches: 0,
+            outcomes: %{},
             seed: nil,
             strategy: nil,
             elapsed_us: 0
@@ -26,6 +28,7 @@ defmodule Lockstep.Summary do
           max_steps_hit: non_neg_integer(),
           distinct_schedules: non_neg_integer(),
           context_switches: non_neg_integer(),
+          outcomes: %{optional(atom()) => non_neg_integer()},
           seed: non_neg_integer(),
           strategy: atom() | {atom(), keyword()},
           elapsed_us: non_neg_integer()

@@ -26,7 +26,7 @@ defmodule Lockstep.Task do
   Runs `fun` in a new managed process linked to and monitored by the caller, and returns
   the task to `await/2`; mirrors `Task.async/1`.
   """
-  @spec async((-> term())) :: t()
+  @spec async((() -> term())) :: t()
   def async(fun) when is_function(fun, 0) do
     owner = self()
     pid = Lockstep.spawn_link(fn -> run_async(owner, fun) end)
@@ -37,7 +37,8 @@ defmodule Lockstep.Task do
   end
 
   def async(other) do
-    raise ArgumentError, "Lockstep.Task.async/1 expects a zero-arity function, got: #{inspect(other)}"
+    raise ArgumentError,
+          "Lockstep.Task.async/1 expects a zero-arity function, got: #{inspect(other)}"
   end
 
   defp run_async(owner, fun) do
@@ -122,14 +123,15 @@ defmodule Lockstep.Task do
   end
 
   defp check_owner!(other, fun) do
-    raise ArgumentError, "Lockstep.Task.#{fun} expects Lockstep.Task structs, got: #{inspect(other)}"
+    raise ArgumentError,
+          "Lockstep.Task.#{fun} expects Lockstep.Task structs, got: #{inspect(other)}"
   end
 
   @doc "Runs `fun` in a new managed process, not linked; mirrors `Task.start/1`."
-  @spec start((-> term())) :: {:ok, pid()}
+  @spec start((() -> term())) :: {:ok, pid()}
   def start(fun) when is_function(fun, 0), do: {:ok, Lockstep.spawn(fun)}
 
   @doc "Runs `fun` in a new managed process linked to the caller; mirrors `Task.start_link/1`."
-  @spec start_link((-> term())) :: {:ok, pid()}
+  @spec start_link((() -> term())) :: {:ok, pid()}
   def start_link(fun) when is_function(fun, 0), do: {:ok, Lockstep.spawn_link(fun)}
 end

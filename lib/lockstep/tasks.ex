@@ -38,7 +38,9 @@ defmodule Lockstep.Tasks do
         Function.capture(module, fun, 0)
 
       _ ->
-        Mix.raise("--run expects Module.function (for example MyApp.RaceTest.body), got #{target}")
+        Mix.raise(
+          "--run expects Module.function (for example MyApp.RaceTest.body), got #{target}"
+        )
     end
   end
 end

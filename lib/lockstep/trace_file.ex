@@ -179,8 +179,9 @@ defmodule Lockstep.TraceFile do
         {:error, reason} ->
           raise Lockstep.TraceError,
             path: path,
-            reason: "#{:file.format_error(reason)} (is the path right? traces are saved " <>
-              "under _build/lockstep/traces by default)"
+            reason:
+              "#{:file.format_error(reason)} (is the path right? traces are saved " <>
+                "under _build/lockstep/traces by default)"
       end
 
     term =

@@ -104,6 +104,7 @@ defmodule Lockstep.GenServerTest do
       assert result(fn ->
                {:ok, pid} = Counter.start_link(41, name: :gen_counter)
                :ok = GenServer.call(:gen_counter, {:put, 42})
+
                {GenServer.call(pid, :get), GenServer.call({:gen_counter, :nonode@nohost}, :incr),
                 GenServer.whereis(:gen_counter) == pid, GenServer.whereis(pid) == pid}
              end) == {42, 43, true, true}
@@ -142,7 +143,9 @@ defmodule Lockstep.GenServerTest do
     test "a reply within the timeout is returned" do
       test = self()
 
-      assert result(fn -> GenServer.call(Counter.start_link(5) |> elem(1), {:slow, 50, test}, 100) end) ==
+      assert result(fn ->
+               GenServer.call(Counter.start_link(5) |> elem(1), {:slow, 50, test}, 100)
+             end) ==
                {:late, 5}
     end
 
@@ -176,8 +179,9 @@ defmodule Lockstep.GenServerTest do
           crash: :ignore
         )
 
-      assert {:exited, {{%RuntimeError{message: "counter crashed in handle_call"}, [_ | _]},
-                        {GenServer, :call, [^server, :crash, 5000]}}} = exited
+      assert {:exited,
+              {{%RuntimeError{message: "counter crashed in handle_call"}, [_ | _]},
+               {GenServer, :call, [^server, :crash, 5000]}}} = exited
     end
 
     test "the server crash is reported as a :crash by default" do
@@ -284,14 +288,20 @@ defmodule Lockstep.GenServerTest do
         {:ok, old} = Counter.start(0, name: :gen_restarted)
         me = self()
         Lockstep.spawn(fn -> Lockstep.send(me, {:stopped, GenServer.stop(:gen_restarted)}) end)
-        Lockstep.spawn(fn -> Lockstep.send(me, {:started, Counter.start(1, name: :gen_restarted)}) end)
+
+        Lockstep.spawn(fn ->
+          Lockstep.send(me, {:started, Counter.start(1, name: :gen_restarted)})
+        end)
 
         started = Lockstep.receive(do: ({:started, result} -> result))
         :ok = Lockstep.receive(do: ({:stopped, result} -> result))
 
         case started do
-          {:error, {:already_started, ^old}} -> raise "already_started: the old server still had the name"
-          {:ok, new} -> 1 = GenServer.call(new, :get)
+          {:error, {:already_started, ^old}} ->
+            raise "already_started: the old server still had the name"
+
+          {:ok, new} ->
+            1 = GenServer.call(new, :get)
         end
       end
 
@@ -343,15 +353,18 @@ defmodule Lockstep.GenServerTest do
                fn ->
                  me = self()
 
-                 {Lifecycle.start(:ignore, me, name: :gen_ignored), GenServer.whereis(:gen_ignored),
+                 {Lifecycle.start(:ignore, me, name: :gen_ignored),
+                  GenServer.whereis(:gen_ignored),
                   Lifecycle.start({:stop, :no_config}, me, name: :gen_stopped),
                   GenServer.whereis(:gen_stopped), Lifecycle.start({:stop, :normal}, me),
-                  Lifecycle.start(:raise, me), GenServer.call(elem(Lifecycle.start(:throw, me), 1), :log),
+                  Lifecycle.start(:raise, me),
+                  GenServer.call(elem(Lifecycle.start(:throw, me), 1), :log),
                   Lifecycle.start(:bad, me)}
                end,
                iterations: 20,
                crash: :ignore
-             ) |> normalize() ==
+             )
+             |> normalize() ==
                {:ignore, nil, {:error, :no_config}, nil, {:error, :normal},
                 {:error, {%ArgumentError{message: "bad init"}, :stack}}, [:thrown],
                 {:error, {:bad_return_value, :what}}}
@@ -360,7 +373,8 @@ defmodule Lockstep.GenServerTest do
     test "init failures are crashes unless crash: :ignore" do
       bug =
         assert_raise BugFound, fn ->
-          Lockstep.run(fn -> {:error, :no_config} = Lifecycle.start({:stop, :no_config}, self()) end,
+          Lockstep.run(
+            fn -> {:error, :no_config} = Lifecycle.start({:stop, :no_config}, self()) end,
             iterations: 3
           )
         end
@@ -373,7 +387,9 @@ defmodule Lockstep.GenServerTest do
       assert result(fn ->
                {:ok, first} = Counter.start_link(0, name: :gen_taken)
                {:error, {:already_started, pid}} = Counter.start_link(1, name: :gen_taken)
-               {pid == first, GenServer.call(:gen_taken, :get), Lockstep.whereis(:gen_taken) == first}
+
+               {pid == first, GenServer.call(:gen_taken, :get),
+                Lockstep.whereis(:gen_taken) == first}
              end) == {true, 0, true}
     end
 

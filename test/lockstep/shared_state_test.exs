@@ -165,6 +165,7 @@ defmodule Lockstep.SharedStateTest do
           end
 
         assert bug.kind == :exception
+
         assert {:error, %RuntimeError{message: "lost update: count is 1, expected 2"}, _} =
                  bug.reason
 
@@ -192,7 +193,11 @@ defmodule Lockstep.SharedStateTest do
 
     test "is found on an unnamed table too (trace shows the tid)" do
       assert {:error, %BugFound{} = bug} =
-               Lockstep.check(ets_counter_unnamed(), iterations: 300, seed: 3, trace_dir: tmp_dir!())
+               Lockstep.check(ets_counter_unnamed(),
+                 iterations: 300,
+                 seed: 3,
+                 trace_dir: tmp_dir!()
+               )
 
       assert bug.kind == :exception
 
@@ -231,7 +236,11 @@ defmodule Lockstep.SharedStateTest do
       assert bug.process in ["P.1", "P.2"]
       assert {:error, %ArgumentError{message: message}, stacktrace} = bug.reason
       assert message =~ "table name already exists"
-      assert Enum.any?(stacktrace, &match?({Lockstep.ETS, fun, 2, _} when fun in [:new, :managed_new], &1))
+
+      assert Enum.any?(
+               stacktrace,
+               &match?({Lockstep.ETS, fun, 2, _} when fun in [:new, :managed_new], &1)
+             )
 
       # Both checked that the table did not exist before either created it.
       kinds = for {_, {:nif, who, kind}} <- bug.trace, do: {who, kind}
@@ -286,6 +295,7 @@ defmodule Lockstep.SharedStateTest do
 
           assert ETS.delete(:lockstep_run_only)
           assert ETS.info(:lockstep_run_only) == :undefined
+
           assert_raise ArgumentError, ~r/does not refer to an existing ETS table/, fn ->
             ETS.lookup(:lockstep_run_only, 1)
           end
@@ -368,7 +378,8 @@ defmodule Lockstep.SharedStateTest do
 
           # Another process on each node reads its own node's table by name.
           for node <- [a, b] do
-            Lockstep.spawn(fn -> Lockstep.send(me, {Lockstep.node(), ETS.lookup(:cache, :value)}) end,
+            Lockstep.spawn(
+              fn -> Lockstep.send(me, {Lockstep.node(), ETS.lookup(:cache, :value)}) end,
               node: node
             )
           end
@@ -582,7 +593,11 @@ defmodule Lockstep.SharedStateTest do
       t = ETS.new(name, [:named_table, :public])
       assert :ets.whereis(name) != :undefined
       assert ETS.insert(name, {:k, 1}) and :ets.lookup(name, :k) == [{:k, 1}]
-      assert_raise ArgumentError, ~r/table name already exists/, fn -> ETS.new(name, [:named_table]) end
+
+      assert_raise ArgumentError, ~r/table name already exists/, fn ->
+        ETS.new(name, [:named_table])
+      end
+
       assert ETS.delete(t)
 
       assert_raise ArgumentError, fn -> ETS.lookup(:lockstep_no_such_table, 1) end
@@ -695,6 +710,7 @@ defmodule Lockstep.SharedStateTest do
         end
 
       assert bug.kind == :exception
+
       assert {:error, %RuntimeError{message: "lost update: atomic is 1, expected 2"}, _} =
                bug.reason
 
@@ -725,7 +741,11 @@ defmodule Lockstep.SharedStateTest do
   describe "counters" do
     test "get-then-put lost update is found; add passes" do
       assert {:error, %BugFound{kind: :exception}} =
-               Lockstep.check(counters_counter(:racy), iterations: 300, seed: 8, trace_dir: tmp_dir!())
+               Lockstep.check(counters_counter(:racy),
+                 iterations: 300,
+                 seed: 8,
+                 trace_dir: tmp_dir!()
+               )
 
       assert %Lockstep.Summary{iterations: 300} =
                Lockstep.run(counters_counter(:atomic), iterations: 300, seed: 8)
@@ -754,11 +774,13 @@ defmodule Lockstep.SharedStateTest do
           Lockstep.spawn(
             fn ->
               before = PersistentTerm.get(:config, :unset)
-              missing = try do
-                PersistentTerm.get(:config)
-              rescue
-                ArgumentError -> :raised
-              end
+
+              missing =
+                try do
+                  PersistentTerm.get(:config)
+                rescue
+                  ArgumentError -> :raised
+                end
 
               PersistentTerm.put(:config, :from_b)
               Lockstep.send(me, {:b, before, missing, PersistentTerm.get(:config)})

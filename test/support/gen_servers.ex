@@ -108,7 +108,9 @@ defmodule Lockstep.GenTest.Lifecycle do
   end
 
   def start(mode, notify, opts \\ []), do: GenServer.start(__MODULE__, {mode, notify}, opts)
-  def start_link(mode, notify, opts \\ []), do: GenServer.start_link(__MODULE__, {mode, notify}, opts)
+
+  def start_link(mode, notify, opts \\ []),
+    do: GenServer.start_link(__MODULE__, {mode, notify}, opts)
 end
 
 defmodule Lockstep.GenTest.Minimal do

@@ -18,8 +18,7 @@ defmodule Mix.Tasks.Lockstep.Replay do
 
   @impl Mix.Task
   def run(args) do
-    {opts, paths, invalid} =
-      OptionParser.parse(args, strict: [run: :string, file: :keep])
+    {opts, paths, invalid} = OptionParser.parse(args, strict: [run: :string, file: :keep])
 
     path =
       case {paths, invalid} do
@@ -27,9 +26,7 @@ defmodule Mix.Tasks.Lockstep.Replay do
           path
 
         _ ->
-          Mix.raise(
-            "usage: mix lockstep.replay PATH [--run Mod.fun [--file path/to/file.ex]]"
-          )
+          Mix.raise("usage: mix lockstep.replay PATH [--run Mod.fun [--file path/to/file.ex]]")
       end
 
     file =

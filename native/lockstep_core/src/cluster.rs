@@ -125,12 +125,18 @@ pub enum ClusterOp {
     Nodes,
     NodesUp,
     NodeOf(ProcId),
-    GlobalRegister { name: u32, proc: ProcId },
+    GlobalRegister {
+        name: u32,
+        proc: ProcId,
+    },
     GlobalUnregister(u32),
     GlobalWhereis(u32),
     GlobalNames,
     /// `whereis` on a given node's registry.
-    WhereisOn { name: u32, node: NodeId },
+    WhereisOn {
+        name: u32,
+        node: NodeId,
+    },
     /// The names registered on a given node.
     NamesOn(NodeId),
 }

@@ -10,6 +10,7 @@ pub mod strategy;
 pub mod timer;
 pub mod trace;
 
+pub use cluster::{ClusterOp, PartitionMode, HOME_NODE};
 pub use process::{
     ExitCause, ExitClass, MonitorId, MsgId, NameId, NodeId, PendingOp, ProcId, ProcName, ProcState,
     Reason, Target, TimerId,
@@ -19,6 +20,5 @@ pub use session::{
     Config, CrashMode, DeliveryMode, Effect, EngineError, Next, Op, OpResult, Outcome, Session,
 };
 pub use strategy::{iteration_seed, Choice, Divergence, Strategy, View};
-pub use cluster::{ClusterOp, PartitionMode, HOME_NODE};
 pub use timer::{TimerKind, TimerMode};
 pub use trace::{Event, EventKind, SendFate};

@@ -126,34 +126,70 @@ pub enum ProcState {
 pub enum PendingOp {
     /// Freshly spawned, not yet started.
     Start,
-    Send { to: Target },
+    Send {
+        to: Target,
+    },
     /// Try to match a message in its own mailbox.
     Receive,
     /// An explicit sync point with no effect.
     Yield,
     /// `Lockstep.random(n)`.
-    Random { n: u64 },
+    Random {
+        n: u64,
+    },
     /// Spawn a child (linked or not) on a node (`None`: the parent's).
-    Spawn { link: bool, node: Option<NodeId> },
-    Link { to: ProcId },
-    Unlink { to: ProcId },
-    Monitor { target: ProcId },
-    Demonitor { monitor: Option<MonitorId> },
-    TrapExit { on: bool },
+    Spawn {
+        link: bool,
+        node: Option<NodeId>,
+    },
+    Link {
+        to: ProcId,
+    },
+    Unlink {
+        to: ProcId,
+    },
+    Monitor {
+        target: ProcId,
+    },
+    Demonitor {
+        monitor: Option<MonitorId>,
+    },
+    TrapExit {
+        on: bool,
+    },
     /// `exit(pid, reason)`.
-    ExitSignal { to: ProcId, reason: Reason },
-    Alive { of: ProcId },
-    Register { name: NameId, proc: ProcId },
-    Unregister { name: NameId },
-    Whereis { name: NameId },
+    ExitSignal {
+        to: ProcId,
+        reason: Reason,
+    },
+    Alive {
+        of: ProcId,
+    },
+    Register {
+        name: NameId,
+        proc: ProcId,
+    },
+    Unregister {
+        name: NameId,
+    },
+    Whereis {
+        name: NameId,
+    },
     Registered,
     Now,
     /// Parked until its sleep timer fires.
     Sleep,
-    SendAfter { to: Target, ms: u64 },
-    CancelTimer { timer: Option<TimerId> },
+    SendAfter {
+        to: Target,
+        ms: u64,
+    },
+    CancelTimer {
+        timer: Option<TimerId>,
+    },
     /// A shared-state operation (ETS, atomics, …) on `object` (a hash of table and key).
-    Nif { object: Option<u64> },
+    Nif {
+        object: Option<u64>,
+    },
     Cluster(crate::cluster::ClusterOp),
 }
 

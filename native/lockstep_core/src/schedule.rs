@@ -189,7 +189,8 @@ mod tests {
             (name_strategy(), name_strategy())
                 .prop_map(|(from, to)| Decision::Deliver { from, to }),
             any::<u64>().prop_map(Decision::Random),
-            (name_strategy(), any::<u32>()).prop_map(|(owner, ordinal)| Decision::Fire { owner, ordinal }),
+            (name_strategy(), any::<u32>())
+                .prop_map(|(owner, ordinal)| Decision::Fire { owner, ordinal }),
         ]
     }
 

@@ -27,8 +27,8 @@
 
 use crate::cluster::{Cluster, ClusterOp, Partition, PartitionMode, HOME_NODE};
 use crate::process::{
-    ExitCause, ExitClass, MonitorId, MsgId, NameId, NodeId, PendingOp, ProcId, ProcName,
-    ProcState, Process, Reason, Target, TimerId,
+    ExitCause, ExitClass, MonitorId, MsgId, NameId, NodeId, PendingOp, ProcId, ProcName, ProcState,
+    Process, Reason, Target, TimerId,
 };
 use crate::schedule::Decision;
 use crate::strategy::{Choice, Divergence, Strategy, View};
@@ -188,7 +188,9 @@ pub enum OpResult {
     /// Milliseconds left, or `None` when the timer had fired or was cancelled.
     Cancelled(Option<u64>),
     /// The adapter reads the nodes with [`Session::nodes`].
-    NodeList { up_only: bool },
+    NodeList {
+        up_only: bool,
+    },
     NodeIs(NodeId),
     /// The adapter reads the names with [`Session::global_names`].
     GlobalList,
@@ -229,17 +231,25 @@ pub enum Outcome {
     /// The root returned and nothing more could happen.
     Pass,
     /// The root raised, threw or exited abnormally, or was killed by an exit signal.
-    Exception { proc: ProcId },
+    Exception {
+        proc: ProcId,
+    },
     /// A non-root process crashed (with `CrashMode::Fail`).
-    Crash { proc: ProcId },
+    Crash {
+        proc: ProcId,
+    },
     /// The root had not returned and nothing could happen.
-    Deadlock { blocked: Vec<ProcId> },
+    Deadlock {
+        blocked: Vec<ProcId>,
+    },
     MaxSteps,
     /// A replayed schedule was not followed.
     Diverged(Divergence),
     /// Stopped from outside (the owner saw `running` go past its timeout without reaching a
     /// sync point).
-    Aborted { running: Option<ProcId> },
+    Aborted {
+        running: Option<ProcId>,
+    },
 }
 
 impl Outcome {
@@ -261,9 +271,15 @@ pub enum EngineError {
     UnknownProcess(ProcId),
     UnknownMessage(MsgId),
     /// A process made a call while it was not the one allowed to run.
-    NotRunning { proc: ProcId, state: ProcState },
+    NotRunning {
+        proc: ProcId,
+        state: ProcState,
+    },
     /// A message was reported consumed by a process that is not its recipient or twice.
-    NotInMailbox { proc: ProcId, msg: MsgId },
+    NotInMailbox {
+        proc: ProcId,
+        msg: MsgId,
+    },
     BadRandomBound,
 }
 
@@ -849,14 +865,7 @@ impl Session {
         }
         for l in links {
             self.procs[l as usize].links.retain(|&x| x != p);
-            self.signal(
-                p,
-                l,
-                MsgKind::Exit {
-                    reason,
-                    link: true,
-                },
-            );
+            self.signal(p, l, MsgKind::Exit { reason, link: true });
         }
         for m in 0..self.monitors.len() {
             let rec = self.monitors[m];
@@ -927,13 +936,27 @@ impl Session {
             match self.cluster.cut(nf, nt) {
                 Some(PartitionMode::Drop) => {
                     self.msgs[m as usize].state = MsgState::Dropped;
-                    self.record(to, EventKind::Cut { msg: m, from, deferred: false });
+                    self.record(
+                        to,
+                        EventKind::Cut {
+                            msg: m,
+                            from,
+                            deferred: false,
+                        },
+                    );
                     return SendFate::Cut;
                 }
                 Some(PartitionMode::Defer) => {
                     self.msgs[m as usize].state = MsgState::InFlight;
                     self.cluster.deferred.push(m);
-                    self.record(to, EventKind::Cut { msg: m, from, deferred: true });
+                    self.record(
+                        to,
+                        EventKind::Cut {
+                            msg: m,
+                            from,
+                            deferred: true,
+                        },
+                    );
                     return SendFate::Deferred;
                 }
                 None => {
@@ -955,22 +978,42 @@ impl Session {
     /// Message or signal `m` reaches its target now.
     fn arrive(&mut self, m: MsgId) {
         let msg = self.msgs[m as usize];
-        let to = msg.to.expect("only managed targets receive through the engine");
+        let to = msg
+            .to
+            .expect("only managed targets receive through the engine");
         if !self.alive(to) {
             self.msgs[m as usize].state = MsgState::Dropped;
-            self.record(to, EventKind::Drop { msg: m, from: msg.from });
+            self.record(
+                to,
+                EventKind::Drop {
+                    msg: m,
+                    from: msg.from,
+                },
+            );
             return;
         }
         match msg.kind {
             MsgKind::User if msg.alias.is_some_and(|a| !self.has_alias(to, a)) => {
                 self.msgs[m as usize].state = MsgState::Dropped;
-                self.record(to, EventKind::Drop { msg: m, from: msg.from });
+                self.record(
+                    to,
+                    EventKind::Drop {
+                        msg: m,
+                        from: msg.from,
+                    },
+                );
             }
             MsgKind::User => {
                 self.msgs[m as usize].state = MsgState::InMailbox;
                 self.add_to_mailbox(to);
                 self.effects.push(Effect::Deliver { msg: m, to });
-                self.record(to, EventKind::Deliver { msg: m, from: msg.from });
+                self.record(
+                    to,
+                    EventKind::Deliver {
+                        msg: m,
+                        from: msg.from,
+                    },
+                );
             }
             MsgKind::Down { monitor, reason } => {
                 if !self.monitors[monitor as usize].active {
@@ -1082,7 +1125,13 @@ impl Session {
         self.timers[t as usize].state = TimerState::Fired;
         self.now = self.now.max(timer.deadline);
         let owner = timer.owner;
-        self.record(owner, EventKind::TimerFired { timer: t, now: self.now });
+        self.record(
+            owner,
+            EventKind::TimerFired {
+                timer: t,
+                now: self.now,
+            },
+        );
         match timer.kind {
             TimerKind::Sleep => {
                 let proc = &mut self.procs[owner as usize];
@@ -1115,10 +1164,26 @@ impl Session {
                     Some(to) if self.alive(to) => {
                         self.msgs[m as usize].state = MsgState::InMailbox;
                         self.add_to_mailbox(to);
-                        self.effects.push(Effect::DeliverTimer { timer: t, msg: m, to });
-                        self.record(to, EventKind::Deliver { msg: m, from: owner });
+                        self.effects.push(Effect::DeliverTimer {
+                            timer: t,
+                            msg: m,
+                            to,
+                        });
+                        self.record(
+                            to,
+                            EventKind::Deliver {
+                                msg: m,
+                                from: owner,
+                            },
+                        );
                     }
-                    Some(to) => self.record(to, EventKind::Drop { msg: m, from: owner }),
+                    Some(to) => self.record(
+                        to,
+                        EventKind::Drop {
+                            msg: m,
+                            from: owner,
+                        },
+                    ),
                     None => {}
                 }
             }
@@ -1258,9 +1323,7 @@ impl Session {
                     }
                     self.last_run = Some(p);
                     match self.apply(p, strategy) {
-                        Applied::Run(result) if Some(p) == caller => {
-                            return Next::Continue(result)
-                        }
+                        Applied::Run(result) if Some(p) == caller => return Next::Continue(result),
                         Applied::Run(result) => return Next::Wake(p, result),
                         Applied::Skip => {}
                         Applied::Ended => return Next::Ended,
@@ -1599,7 +1662,11 @@ impl Session {
                 let i = index as usize;
                 if i < self.cluster.partitions.len() && !self.cluster.partitions[i].active {
                     self.cluster.partitions[i].active = true;
-                    let tick = self.add_timer(p, self.cluster.ticktime, TimerKind::Tick { partition: index });
+                    let tick = self.add_timer(
+                        p,
+                        self.cluster.ticktime,
+                        TimerKind::Tick { partition: index },
+                    );
                     self.cluster.partitions[i].tick = Some(tick);
                     self.record(p, EventKind::Partitioned { partition: index });
                     // What is already in flight across the new cut is cut too.
@@ -1612,11 +1679,25 @@ impl Session {
                             None => self.in_flight.push(m),
                             Some(PartitionMode::Drop) => {
                                 self.msgs[m as usize].state = MsgState::Dropped;
-                                self.record(to, EventKind::Cut { msg: m, from: msg.from, deferred: false });
+                                self.record(
+                                    to,
+                                    EventKind::Cut {
+                                        msg: m,
+                                        from: msg.from,
+                                        deferred: false,
+                                    },
+                                );
                             }
                             Some(PartitionMode::Defer) => {
                                 self.cluster.deferred.push(m);
-                                self.record(to, EventKind::Cut { msg: m, from: msg.from, deferred: true });
+                                self.record(
+                                    to,
+                                    EventKind::Cut {
+                                        msg: m,
+                                        from: msg.from,
+                                        deferred: true,
+                                    },
+                                );
                             }
                         }
                     }
@@ -1665,7 +1746,14 @@ impl Session {
                 if ok {
                     self.cluster.global.insert(name, proc);
                 }
-                self.record(p, EventKind::GlobalRegister { name, target: proc, ok });
+                self.record(
+                    p,
+                    EventKind::GlobalRegister {
+                        name,
+                        target: proc,
+                        ok,
+                    },
+                );
                 OpResult::NameOk(ok)
             }
             ClusterOp::GlobalUnregister(name) => {
@@ -1714,7 +1802,9 @@ impl Session {
             let rec = self.monitors[m];
             if rec.active
                 && self.alive(rec.owner)
-                && self.cluster.partition_cuts(i, self.node_of(rec.owner), self.node_of(rec.target))
+                && self
+                    .cluster
+                    .partition_cuts(i, self.node_of(rec.owner), self.node_of(rec.target))
             {
                 self.signal_via(
                     rec.target,
@@ -1731,7 +1821,9 @@ impl Session {
         for (q, proc) in self.procs.iter().enumerate() {
             for &l in &proc.links {
                 if (q as ProcId) < l
-                    && self.cluster.partition_cuts(i, proc.node, self.procs[l as usize].node)
+                    && self
+                        .cluster
+                        .partition_cuts(i, proc.node, self.procs[l as usize].node)
                 {
                     pairs.push((q as ProcId, l));
                 }

@@ -42,7 +42,10 @@ impl Encoder for InternalError {
             .unwrap_or_else(|_| atoms::nil().encode(env));
         let pairs = [
             (atoms::__struct__().encode(env), module),
-            (atoms::__exception__().encode(env), atoms::r#true().encode(env)),
+            (
+                atoms::__exception__().encode(env),
+                atoms::r#true().encode(env),
+            ),
             (atoms::message().encode(env), self.0.encode(env)),
         ];
         Term::map_from_pairs(env, &pairs).unwrap_or_else(|_| self.0.encode(env))
@@ -50,7 +53,9 @@ impl Encoder for InternalError {
 }
 
 pub fn internal_error(message: &str) -> Error {
-    Error::RaiseTerm(Box::new(InternalError(format!("Lockstep internal error: {message}"))))
+    Error::RaiseTerm(Box::new(InternalError(format!(
+        "Lockstep internal error: {message}"
+    ))))
 }
 
 pub fn name_term<'a>(env: Env<'a>, name: &ProcName) -> Term<'a> {
@@ -174,7 +179,11 @@ pub(crate) fn event_term<'a>(env: Env<'a>, st: &SessionState, index: usize, e: &
     let event = match e.kind {
         EventKind::Start => (atoms::start(), who).encode(env),
         EventKind::Spawn { child, link } => {
-            let tag = if link { atoms::spawn_link() } else { atoms::spawn() };
+            let tag = if link {
+                atoms::spawn_link()
+            } else {
+                atoms::spawn()
+            };
             (tag, who, name(child)).encode(env)
         }
         EventKind::Send { to, msg, fate } => {
@@ -208,20 +217,32 @@ pub(crate) fn event_term<'a>(env: Env<'a>, st: &SessionState, index: usize, e: &
             (atoms::demonitor(), who, target).encode(env)
         }
         EventKind::TrapExit { on } => (atoms::trap_exit(), who, on).encode(env),
-        EventKind::ExitSent { to, reason: r, fate, .. } => {
-            (atoms::exit_sent(), who, name(to), reason(r), fate_atom(fate)).encode(env)
-        }
-        EventKind::ExitTrapped { from, reason: r, .. } => {
-            (atoms::exit_trapped(), who, name(from), reason(r)).encode(env)
-        }
+        EventKind::ExitSent {
+            to,
+            reason: r,
+            fate,
+            ..
+        } => (
+            atoms::exit_sent(),
+            who,
+            name(to),
+            reason(r),
+            fate_atom(fate),
+        )
+            .encode(env),
+        EventKind::ExitTrapped {
+            from, reason: r, ..
+        } => (atoms::exit_trapped(), who, name(from), reason(r)).encode(env),
         EventKind::ExitIgnored { from } => (atoms::exit_ignored(), who, name(from)).encode(env),
-        EventKind::Down { from, reason: r, .. } => {
-            (atoms::down(), who, name(from), reason(r)).encode(env)
-        }
+        EventKind::Down {
+            from, reason: r, ..
+        } => (atoms::down(), who, name(from), reason(r)).encode(env),
         EventKind::Alive { of, alive } => (atoms::alive(), who, name(of), alive).encode(env),
-        EventKind::Register { name: n, target, ok } => {
-            (atoms::register(), who, atom_name(n), name(target), ok).encode(env)
-        }
+        EventKind::Register {
+            name: n,
+            target,
+            ok,
+        } => (atoms::register(), who, atom_name(n), name(target), ok).encode(env),
         EventKind::Unregister { name: n, ok } => {
             (atoms::unregister(), who, atom_name(n), ok).encode(env)
         }
@@ -236,11 +257,11 @@ pub(crate) fn event_term<'a>(env: Env<'a>, st: &SessionState, index: usize, e: &
         EventKind::Sleep { ms, .. } => (atoms::sleep(), who, ms).encode(env),
         EventKind::TimerStarted { ms, .. } => (atoms::timer_started(), who, ms).encode(env),
         EventKind::TimerFired { now, .. } => (atoms::timer_fired(), who, now).encode(env),
-        EventKind::TimerCancelled { left, .. } => {
-            (atoms::timer_cancelled(), who, left).encode(env)
-        }
+        EventKind::TimerCancelled { left, .. } => (atoms::timer_cancelled(), who, left).encode(env),
         EventKind::ReceiveTimeout => (atoms::receive_timeout(), who).encode(env),
-        EventKind::Nif { .. } => (atoms::nif(), who, saved(st.captured_nifs.get(&index))).encode(env),
+        EventKind::Nif { .. } => {
+            (atoms::nif(), who, saved(st.captured_nifs.get(&index))).encode(env)
+        }
         EventKind::Exit { cause } => match cause {
             ExitCause::Own(_) => {
                 (atoms::exit(), who, saved(st.captured_exits.get(&e.proc))).encode(env)
@@ -254,12 +275,24 @@ pub(crate) fn event_term<'a>(env: Env<'a>, st: &SessionState, index: usize, e: &
             ExitCause::Teardown => (atoms::exit(), who, atoms::kill()).encode(env),
             ExitCause::NodeDown => (atoms::exit(), who, atoms::node_stopped()).encode(env),
         },
-        EventKind::Cut { msg, from, deferred } => {
-            let tag = if deferred { atoms::deferred() } else { atoms::cut() };
+        EventKind::Cut {
+            msg,
+            from,
+            deferred,
+        } => {
+            let tag = if deferred {
+                atoms::deferred()
+            } else {
+                atoms::cut()
+            };
             (tag, name(from), who, payload(msg)).encode(env)
         }
-        EventKind::NodeStarted { node } => (atoms::node_started(), who, node_atom(node)).encode(env),
-        EventKind::NodeStopped { node } => (atoms::node_stopped(), who, node_atom(node)).encode(env),
+        EventKind::NodeStarted { node } => {
+            (atoms::node_started(), who, node_atom(node)).encode(env)
+        }
+        EventKind::NodeStopped { node } => {
+            (atoms::node_stopped(), who, node_atom(node)).encode(env)
+        }
         EventKind::Partitioned { partition } => {
             let part = &session.cluster().partitions[partition as usize];
             let a: Vec<Term> = part.a.iter().map(|&n| node_atom(n)).collect();
@@ -272,12 +305,25 @@ pub(crate) fn event_term<'a>(env: Env<'a>, st: &SessionState, index: usize, e: &
         }
         EventKind::Healed { delivered } => (atoms::healed(), who, delivered).encode(env),
         EventKind::Tick { partition } => (atoms::tick(), who, partition).encode(env),
-        EventKind::NodeDownMsg { node, .. } => (atoms::nodedown(), who, node_atom(node)).encode(env),
-        EventKind::MonitorNode { node } => (atoms::monitor_node(), who, node_atom(node)).encode(env),
-        EventKind::SetTicktime { ms } => (atoms::set_ticktime(), who, ms).encode(env),
-        EventKind::GlobalRegister { name: n, target, ok } => {
-            (atoms::global_register(), who, global_name(n), name(target), ok).encode(env)
+        EventKind::NodeDownMsg { node, .. } => {
+            (atoms::nodedown(), who, node_atom(node)).encode(env)
         }
+        EventKind::MonitorNode { node } => {
+            (atoms::monitor_node(), who, node_atom(node)).encode(env)
+        }
+        EventKind::SetTicktime { ms } => (atoms::set_ticktime(), who, ms).encode(env),
+        EventKind::GlobalRegister {
+            name: n,
+            target,
+            ok,
+        } => (
+            atoms::global_register(),
+            who,
+            global_name(n),
+            name(target),
+            ok,
+        )
+            .encode(env),
         EventKind::GlobalUnregister { name: n } => {
             (atoms::global_unregister(), who, global_name(n)).encode(env)
         }

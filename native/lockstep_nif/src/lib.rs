@@ -15,8 +15,8 @@ mod convert;
 
 use convert::{atoms, decision_term, decode_schedule, internal_error, name_term};
 use lockstep_core::session::MsgKind;
-use lockstep_core::{ClusterOp, PartitionMode};
 use lockstep_core::strategy::{FairPct, IdPct, Pct, Pos, RandomWalk, Replay};
+use lockstep_core::{ClusterOp, PartitionMode};
 use lockstep_core::{
     Config, CrashMode, DeliveryMode, Effect, EventKind, ExitClass, MonitorId, MsgId, NameId, Next,
     NodeId, Op, OpResult, Outcome, ProcId, ProcState, Reason, SendFate, Session, Strategy, Target,
@@ -262,9 +262,7 @@ impl SessionState {
     }
 }
 
-fn strategy_of(
-    slot: &mut Option<Box<dyn Strategy>>,
-) -> NifResult<&mut (dyn Strategy + 'static)> {
+fn strategy_of(slot: &mut Option<Box<dyn Strategy>>) -> NifResult<&mut (dyn Strategy + 'static)> {
     slot.as_deref_mut()
         .ok_or_else(|| internal_error("the session has no strategy (already finished)"))
 }
@@ -339,8 +337,7 @@ fn perform(env: Env, tag: u64, st: &mut SessionState, effect: Effect) {
             let _ = env.send(&pid, (tag, atoms::msg(), msg, payload));
         }
         Effect::DeliverTimer { timer, msg, to } => {
-            let (Some(pid), Some(saved)) = (st.pids[to as usize], st.timer_data.get(&timer))
-            else {
+            let (Some(pid), Some(saved)) = (st.pids[to as usize], st.timer_data.get(&timer)) else {
                 return;
             };
             let data = st.load(env, saved);
@@ -412,7 +409,9 @@ fn result_term<'a>(env: Env<'a>, st: &SessionState, result: OpResult) -> Term<'a
             let to = st.session.message(msg).and_then(|m| m.to);
             match (fate, to) {
                 (SendFate::Delivered, None) => atoms::external().encode(env),
-                (SendFate::Delivered, Some(p)) => (atoms::deliver(), msg, st.pid_term(env, p)).encode(env),
+                (SendFate::Delivered, Some(p)) => {
+                    (atoms::deliver(), msg, st.pid_term(env, p)).encode(env)
+                }
                 (SendFate::InFlight | SendFate::Deferred, _) => (atoms::hold(), msg).encode(env),
                 (SendFate::Dropped | SendFate::Cut, _) => atoms::drop().encode(env),
             }
@@ -518,7 +517,11 @@ fn managed_or<'a>(env: Env<'a>, st: &SessionState, pid: LocalPid) -> Result<Proc
 }
 
 /// `pid`, `name` or `{name, node}`.
-fn decode_target<'a>(env: Env<'a>, st: &mut SessionState, dest: Term<'a>) -> Result<Target, Term<'a>> {
+fn decode_target<'a>(
+    env: Env<'a>,
+    st: &mut SessionState,
+    dest: Term<'a>,
+) -> Result<Target, Term<'a>> {
     if let Ok(pid) = dest.decode::<LocalPid>() {
         return Ok(match st.managed(&pid) {
             Some(p) => Target::Proc(p),
@@ -580,7 +583,10 @@ fn strategy_from_spec(spec: Term) -> NifResult<Box<dyn Strategy>> {
             )));
         }
         if name == atoms::shrink_replay() {
-            return Ok(Box::new(Replay::lenient(decode_schedule(a)?, b.decode::<u64>()?)));
+            return Ok(Box::new(Replay::lenient(
+                decode_schedule(a)?,
+                b.decode::<u64>()?,
+            )));
         }
         if name == atoms::fair_pct() {
             return Ok(Box::new(FairPct::new(a.decode()?, b.decode()?)));
@@ -797,7 +803,11 @@ fn sync_link<'a>(
 ) -> NifResult<Term<'a>> {
     sync_with(env, &res, id, None, |st| {
         let to = managed_or(env, st, pid)?;
-        Ok(if on { Op::Link { to } } else { Op::Unlink { to } })
+        Ok(if on {
+            Op::Link { to }
+        } else {
+            Op::Unlink { to }
+        })
     })
 }
 
@@ -1065,10 +1075,14 @@ fn sync_cluster<'a>(
             return Err(badarg());
         };
         if tag == atoms::global_unregister() {
-            return Ok(Op::Cluster(ClusterOp::GlobalUnregister(st.intern_global(env, arg))));
+            return Ok(Op::Cluster(ClusterOp::GlobalUnregister(
+                st.intern_global(env, arg),
+            )));
         }
         if tag == atoms::global_whereis() {
-            return Ok(Op::Cluster(ClusterOp::GlobalWhereis(st.intern_global(env, arg))));
+            return Ok(Op::Cluster(ClusterOp::GlobalWhereis(
+                st.intern_global(env, arg),
+            )));
         }
         if tag == atoms::set_ticktime() {
             let ms = arg.decode::<u64>().map_err(|_| badarg())?;

@@ -77,7 +77,10 @@ impl Strategy for Replay {
         let offered = || choices.iter().map(|&c| view.decision_for(c)).collect();
         if self.lenient {
             while let Some(expected) = self.next_expected() {
-                if let Some(i) = choices.iter().position(|&c| view.decision_for(c) == expected) {
+                if let Some(i) = choices
+                    .iter()
+                    .position(|&c| view.decision_for(c) == expected)
+                {
                     return Ok(i);
                 }
             }
