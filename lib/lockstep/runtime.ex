@@ -29,14 +29,14 @@ defmodule Lockstep.Runtime do
 
   def context_or_nil, do: Process.get(@key)
 
-  # The first public Lockstep function on the stack: the one the user called.
+  # The Lockstep function the user called: public functions delegate (often as tail
+  # calls, so their own frame is gone) to the function of the same name here.
   defp caller_name do
     case Process.info(self(), :current_stacktrace) do
       {:current_stacktrace, frames} ->
         Enum.find_value(frames, "a Lockstep function", fn
-          {mod, fun, arity, _} when mod != __MODULE__ ->
-            if String.starts_with?(Atom.to_string(mod), "Elixir.Lockstep"),
-              do: Exception.format_mfa(mod, fun, arity)
+          {__MODULE__, fun, _arity, _} when fun not in [:context, :caller_name] ->
+            "Lockstep.#{fun}"
 
           _ ->
             nil

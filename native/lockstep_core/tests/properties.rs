@@ -1,10 +1,11 @@
 //! Random programs under random configurations and strategies. The driver checks the
 //! session's step-by-step invariants on every call (at most one process running; only ready
-//! processes offered; a blocked process woken only by a message that reached it during the
-//! call; engine and driver mailboxes agree) and its end-of-iteration invariants (nothing
-//! running; ready processes only after max_steps or a failure; pass only when the root
-//! returned; a deadlock lists exactly the blocked processes). The properties below add
-//! termination, determinism and replay on top.
+//! processes offered; a blocked process woken only by a message that reached it, or its
+//! timer firing, during the call; engine and driver mailboxes agree) and its
+//! end-of-iteration invariants (nothing running; ready processes only after max_steps or a
+//! failure; pass only when the root returned; a deadlock lists exactly the blocked
+//! processes; per sender→receiver order kept). The properties below add termination,
+//! determinism and replay on top.
 
 mod common;
 
