@@ -144,7 +144,7 @@ defmodule Bench.Run do
     table(
       ["piece", "µs each", "note"],
       [
-        ["empty loop iteration", fmt(empty.best, 4), "subtract from the next rows if you like"],
+        ["empty loop iteration", fmt(empty.best, 4), "loop overhead, included in the rows below"],
         ["trivial NIF call (Native.iteration_seed/2)", fmt(nif.best, 4), "bare NIF entry/exit"],
         [
           "Lockstep.yield() that continues",
@@ -154,7 +154,7 @@ defmodule Bench.Run do
         [
           "Lockstep.send to an outside pid",
           fmt(send_ext.best),
-          "sync_send path (locks twice) + plain send"
+          "the send NIF path, continuing, + a plain send"
         ],
         [
           "sync point that hands off",

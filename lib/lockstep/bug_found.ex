@@ -19,7 +19,9 @@ defmodule Lockstep.BugFound do
       `Lockstep.replay/3`);
     * `nondeterminism` — set when re-running the failing schedule did not fail the same way;
     * `pid_names` — the pid of each managed process of the failing iteration and its
-      symbolic name (the report shows names in place of pids).
+      symbolic name (the report shows names in place of pids);
+    * `proc_nodes` — the simulated node of each process not on `:nonode@nohost` (the
+      report shows `P.2@b`).
 
   Its message is the full report: what failed and why, seed, iteration and strategy, the
   trace with the failing step marked, and the command that replays it.
@@ -41,7 +43,8 @@ defmodule Lockstep.BugFound do
     :name,
     :nondeterminism,
     :steps,
-    pid_names: %{}
+    pid_names: %{},
+    proc_nodes: %{}
   ]
 
   @type t :: %__MODULE__{}

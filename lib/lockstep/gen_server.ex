@@ -47,10 +47,17 @@ defmodule Lockstep.GenServer do
 
   ## Servers and names
 
-  A server is a pid, a name registered with the `:name` option (an atom), or
-  `{atom, node}`. `{:global, term}` names arrive with the simulated cluster and raise an
-  `ArgumentError` until then. `{:via, module, term}` is handed to `module`'s
-  `register_name/2`, `whereis_name/1` and `send/2`, as in OTP.
+  A server is a pid or a name given with the `:name` option:
+
+    * an atom, registered with `Lockstep.register/2` on the caller's simulated node;
+      reach it as `atom` or `{atom, node}` (from any node; see `Lockstep.Cluster`);
+    * `{:global, term}`, registered cluster-wide in `Lockstep.Global`;
+    * `{:via, module, term}`, handed to `module`'s `register_name/2`, `unregister_name/1`,
+      `whereis_name/1` and `send/2`, as in OTP.
+
+  A server named `{atom, node}` on another node than the caller's cannot be monitored by
+  name, so a call to it ends with its reply or its timeout (not with `:noproc` when the
+  server dies meanwhile); an unregistered one still exits the caller with `:noproc`.
 
   Starting a server under a name that is taken returns `{:error, {:already_started, pid}}`:
   the new process registers the name itself, atomically, before `init/1` runs.
@@ -403,7 +410,9 @@ defmodule Lockstep.GenServer do
     end
   end
 
-  # Without a monitor the server acknowledges the stop (after terminate/2) through an alias.
+  # A server known only by {name, node}: it acknowledges the stop with its pid (after
+  # terminate/2, through an alias); then a monitor waits for the exit itself, so that, as
+  # with a local server, stop/3 returns once the server is gone.
   defp stop_unmonitored(dest, reason, timeout, mfa) do
     ref = make_ref()
     reply_to = Runtime.alias()
@@ -415,9 +424,14 @@ defmodule Lockstep.GenServer do
 
       :ok ->
         Lockstep.receive do
-          {^ref, :ok} ->
+          {^ref, {:stopping, pid}} ->
             Runtime.unalias(reply_to)
-            :ok
+            mref = Lockstep.monitor(pid)
+
+            Lockstep.receive do
+              {:DOWN, ^mref, _, _, down} when down in [reason, :noproc] -> :ok
+              {:DOWN, ^mref, _, _, other} -> exit({other, mfa})
+            end
         after
           timeout ->
             Runtime.unalias(reply_to)
@@ -446,17 +460,16 @@ defmodule Lockstep.GenServer do
   # unregister_name/1 for the :name option): pid | nil for a local process, {:send_to, dest}
   # for one Lockstep.send reaches but that cannot be monitored by pid.
 
-  # The simulated node every process lives on until the simulated cluster is in use.
-  @default_node :nonode@nohost
-
   defp resolve(pid) when is_pid(pid), do: pid
 
   defp resolve(name) when is_atom(name) and name not in [nil, :undefined],
     do: Lockstep.whereis(name)
 
-  defp resolve({:global, _name} = server), do: raise(ArgumentError, global_message(server))
-  defp resolve({name, @default_node}) when is_atom(name), do: resolve(name)
-  defp resolve({name, node} = dest) when is_atom(name) and is_atom(node), do: {:send_to, dest}
+  defp resolve({:global, name}), do: resolve({:via, Lockstep.Global, name})
+
+  defp resolve({name, node} = dest) when is_atom(name) and is_atom(node) do
+    if node == Lockstep.node(), do: resolve(name), else: {:send_to, dest}
+  end
 
   defp resolve({:via, mod, name}) when is_atom(mod) do
     case mod.whereis_name(name) do
@@ -486,14 +499,9 @@ defmodule Lockstep.GenServer do
     ArgumentError -> :noproc
   end
 
-  defp global_message(name) do
-    "Lockstep.GenServer: global names (#{inspect(name)}) arrive with the simulated cluster " <>
-      "(Lockstep.Cluster) and are not available yet; use a local atom name"
-  end
-
   defp validate_name(nil), do: nil
   defp validate_name(name) when is_atom(name) and name not in [nil, :undefined], do: name
-  defp validate_name({:global, _} = name), do: raise(ArgumentError, global_message(name))
+  defp validate_name({:global, name}), do: {:via, Lockstep.Global, name}
   defp validate_name({:via, mod, _} = name) when is_atom(mod), do: name
 
   defp validate_name(other) do
@@ -572,6 +580,7 @@ defmodule Lockstep.GenServer do
   @doc false
   # The body of a server process: register the name, run init/1, acknowledge the starter
   # and enter the loop.
+  @spec init_it(pid(), reference(), pid() | nil, module(), term(), name() | nil) :: term()
   def init_it(starter, ack, parent, mod, init_arg, name) do
     case register_name(name) do
       :ok ->
@@ -655,7 +664,7 @@ defmodule Lockstep.GenServer do
 
       {:system, from, {:terminate, reason}} ->
         run_terminate(gs, reason, state)
-        if from != nil, do: reply(from, :ok)
+        if from != nil, do: reply(from, {:stopping, self()})
         exit(reason)
 
       {:EXIT, ^parent, reason} when is_pid(parent) ->

@@ -31,9 +31,17 @@ defmodule Lockstep.Iteration do
 
   @doc false
   def run(cell, fun, iter_seed, cfg, capture?) do
+    terms_before = persistent_terms()
     {session, tag} = start(cell, fun, iter_seed, cfg, capture?)
-    finish(session, tag, await(session, tag, cfg.timeout), capture?)
+    result = finish(session, tag, await(session, tag, cfg.timeout), capture?)
+
+    # Lockstep.PersistentTerm keys are per iteration (they carry its tag): erase them so
+    # iterations stay independent. Checking the count first keeps the common case cheap.
+    if persistent_terms() > terms_before, do: Lockstep.PersistentTerm.cleanup(tag)
+    result
   end
+
+  defp persistent_terms, do: :persistent_term.info().count
 
   @doc false
   # Waits for the end of the iteration. Returns `{:done, reason}` or `{:stuck, pid}`.
@@ -93,6 +101,7 @@ defmodule Lockstep.Iteration do
       schedule: nil,
       trace: nil,
       pid_names: pid_names(procs),
+      proc_nodes: proc_nodes(procs),
       session: session
     }
 
@@ -109,6 +118,13 @@ defmodule Lockstep.Iteration do
         is_pid(pid),
         into: %{},
         do: {pid, name}
+  end
+
+  defp proc_nodes(procs) do
+    for {_id, name, _pid, _state, _pending, node} <- procs,
+        node != :nonode@nohost,
+        into: %{},
+        do: {name, node}
   end
 
   defp classify(:pass, _), do: {:pass, nil}

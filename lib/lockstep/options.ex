@@ -197,9 +197,19 @@ defmodule Lockstep.Options do
     end
   end
 
+  # An anonymous function is named after the function that defined it:
+  # `-test counter race/1-fun-0-` in `MyTest` gives "MyTest.test counter race".
   defp name(nil, fun) do
     info = Function.info(fun)
-    "#{inspect(info[:module])}.#{info[:name]}"
+    fun_name = Atom.to_string(info[:name])
+
+    enclosing =
+      case Regex.run(~r{^-(.+)/\d+-fun-\d+-$}, fun_name) do
+        [_, inner] -> inner
+        nil -> fun_name
+      end
+
+    "#{inspect(info[:module])}.#{enclosing}"
   end
 
   defp name(name, _) when is_atom(name), do: Atom.to_string(name)

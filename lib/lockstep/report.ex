@@ -145,9 +145,12 @@ defmodule Lockstep.Report do
   defp nondeterminism(%{nondeterminism: note}), do: "  WARNING: #{note}\n"
 
   defp trace_section(%{trace: trace} = bug, colour?) when is_list(trace) and trace != [] do
+    labels = labels(trace, bug.proc_nodes || %{})
+    label = fn event -> Map.get(labels, actor(event), actor(event)) end
+
     width =
       trace
-      |> Enum.map(fn {_, event} -> event |> actor() |> String.length() end)
+      |> Enum.map(fn {_, event} -> event |> label.() |> String.length() end)
       |> Enum.max(fn -> 1 end)
 
     lines =
@@ -157,7 +160,7 @@ defmodule Lockstep.Report do
 
         line =
           "#{marker} #{String.pad_leading(Integer.to_string(step), 5)}  " <>
-            String.pad_trailing(actor(event), width) <> "  " <> describe(event)
+            String.pad_trailing(label.(event), width) <> "  " <> describe(event)
 
         if failing? and colour?, do: IO.ANSI.red() <> line <> IO.ANSI.reset(), else: line
       end)
@@ -167,6 +170,23 @@ defmodule Lockstep.Report do
   end
 
   defp trace_section(_, _), do: "Trace: (not captured)\n"
+
+  # "P.2@b (:server)": the node when not the home node, and the first registered name.
+  defp labels(trace, nodes) do
+    registered =
+      Enum.reduce(trace, %{}, fn
+        {_, {:register, _, name, target, true}}, acc -> Map.put_new(acc, target, name)
+        _, acc -> acc
+      end)
+
+    trace
+    |> Enum.map(fn {_, event} -> actor(event) end)
+    |> Enum.uniq()
+    |> Map.new(fn name ->
+      at = if node = nodes[name], do: "#{name}@#{node}", else: name
+      {name, if(reg = registered[name], do: "#{at} (#{inspect(reg)})", else: at)}
+    end)
+  end
 
   defp replay_section(bug) do
     path = bug.trace_path || "(trace file not saved)"
@@ -188,6 +208,7 @@ defmodule Lockstep.Report do
   def actor({:yield, p}), do: p
   def actor({:random, p, _, _}), do: p
   def actor({:exit_signal, _from, p, _}), do: p
+  def actor({tag, _from, to, _}) when tag in [:cut, :deferred], do: to
   def actor(other) when is_tuple(other) and tuple_size(other) > 1, do: to_string(elem(other, 1))
   def actor(_), do: "?"
 
@@ -199,14 +220,7 @@ defmodule Lockstep.Report do
   def describe({:send, _, to, msg, fate}) do
     target = if to == :external, do: "a process outside the run", else: to
 
-    suffix =
-      case fate do
-        :delivered -> ""
-        :in_flight -> "  (in flight)"
-        :dropped -> "  (DROPPED: #{target} has exited)"
-      end
-
-    "sends #{payload(msg)} to #{target}" <> suffix
+    "sends #{payload(msg)} to #{target}" <> fate_suffix(fate, target)
   end
 
   def describe({:deliver, from, _to, msg}), do: "gets #{payload(msg)} from #{from} (delivered)"
@@ -232,7 +246,74 @@ defmodule Lockstep.Report do
   def describe({:exit_signal, from, _, reason}),
     do: "killed by an exit signal from #{from} (#{short_reason(reason)})"
 
+  def describe({:nif, _, kind}), do: "shared state: #{payload(kind)}"
+  def describe({:link, _, to}), do: "links to #{to}"
+  def describe({:unlink, _, to}), do: "unlinks #{to}"
+  def describe({:monitor, _, target}), do: "monitors #{target}"
+  def describe({:demonitor, _, target}), do: "demonitors #{target}"
+  def describe({:trap_exit, _, on}), do: "traps exits: #{on}"
+
+  def describe({:exit_sent, _, to, reason, fate}),
+    do: "sends exit signal #{payload(reason)} to #{to}" <> fate_suffix(fate, to)
+
+  def describe({:exit_trapped, _, from, reason}),
+    do: "gets {:EXIT, #{from}, #{payload(reason)}} (trapped)"
+
+  def describe({:exit_ignored, _, from}), do: "ignores a :normal exit signal from #{from}"
+  def describe({:down, _, from, reason}), do: "gets :DOWN for #{from} (#{payload(reason)})"
+  def describe({:alive, _, of, alive?}), do: "alive?(#{of}) = #{alive?}"
+
+  def describe({:register, _, name, target, true}), do: "registers #{target} as #{inspect(name)}"
+
+  def describe({:register, _, name, target, false}),
+    do: "FAILS to register #{target} as #{inspect(name)} (taken)"
+
+  def describe({:unregister, _, name, ok}), do: "unregisters #{inspect(name)} (#{ok})"
+
+  def describe({:whereis, _, name, found}),
+    do: "whereis(#{inspect(name)}) = #{found || "nil"}"
+
+  def describe({:send_unregistered, _, name}),
+    do: "sends to #{inspect(name)}, which nobody has registered: ArgumentError"
+
+  def describe({:now, _, ms}), do: "reads the clock: #{ms} ms"
+  def describe({:sleep, _, ms}), do: "sleeps #{ms} ms"
+  def describe({:timer_started, _, ms}), do: "starts a #{ms} ms timer"
+  def describe({:timer_fired, _, now}), do: "timer fires (clock #{now} ms)"
+  def describe({:timer_cancelled, _, left}), do: "cancels a timer (#{left} ms left)"
+  def describe({:receive_timeout, _}), do: "receive times out"
+  def describe({:cut, from, _to, msg}), do: "LOST to a partition: #{payload(msg)} from #{from}"
+
+  def describe({:deferred, from, _to, msg}),
+    do: "held by a partition until heal: #{payload(msg)} from #{from}"
+
+  def describe({:node_started, _, node}), do: "starts node #{node}"
+  def describe({:node_stopped, _, node}), do: "STOPS node #{node}"
+
+  def describe({:partitioned, _, a, b, mode}),
+    do: "partitions #{inspect(a)} | #{inspect(b)} (#{mode})"
+
+  def describe({:healed, _, n}), do: "heals the partitions (#{n} deferred delivered)"
+  def describe({:tick, _, _}), do: "net_ticktime passes: connections across the cut are lost"
+  def describe({:nodedown, _, node}), do: "gets {:nodedown, #{node}}"
+  def describe({:monitor_node, _, node}), do: "monitors node #{node}"
+  def describe({:set_ticktime, _, ms}), do: "sets net_ticktime to #{ms} ms"
+
+  def describe({:global_register, _, name, target, ok}),
+    do: "global register #{payload(name)} for #{target}: #{if ok, do: ":yes", else: ":no"}"
+
+  def describe({:global_unregister, _, name}), do: "global unregister #{payload(name)}"
+
+  def describe({:global_whereis, _, name, found}),
+    do: "global whereis #{payload(name)} = #{found || ":undefined"}"
+
   def describe(other), do: inspect(other)
+
+  defp fate_suffix(:in_flight, _), do: "  (in flight)"
+  defp fate_suffix(:dropped, to), do: "  (DROPPED: #{to} has exited)"
+  defp fate_suffix(:cut, _), do: "  (LOST to a partition)"
+  defp fate_suffix(:deferred, _), do: "  (held by a partition)"
+  defp fate_suffix(_, _), do: ""
 
   defp short_reason({kind, reason, _stack}) when kind in [:error, :exit, :throw] do
     case reason do

@@ -112,7 +112,8 @@ defmodule Lockstep.Runner do
         name: cfg.name,
         nondeterminism: nondeterminism,
         steps: fast.metrics.steps,
-        pid_names: source.pid_names
+        pid_names: source.pid_names,
+        proc_nodes: source.proc_nodes
       )
 
     path = TraceFile.save!(bug, cfg)
@@ -202,7 +203,8 @@ defmodule Lockstep.Runner do
             name: cfg.name,
             nondeterminism: nil,
             steps: result.metrics.steps,
-            pid_names: result.pid_names
+            pid_names: result.pid_names,
+            proc_nodes: result.proc_nodes
           )
 
         raise %{bug | trace_path: path}

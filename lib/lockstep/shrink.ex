@@ -181,7 +181,8 @@ defmodule Lockstep.Shrink do
       name: state.cfg.name,
       nondeterminism: nil,
       steps: r.metrics.steps,
-      pid_names: r.pid_names
+      pid_names: r.pid_names,
+      proc_nodes: r.proc_nodes
     )
   end
 end

@@ -18,7 +18,8 @@ defmodule Lockstep.Tasks do
       trace_path: path,
       name: file[:name],
       nondeterminism: nil,
-      steps: file[:steps] || length(file.schedule)
+      steps: file[:steps] || length(file.schedule),
+      proc_nodes: file[:proc_nodes] || %{}
     }
   end
 

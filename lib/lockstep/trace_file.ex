@@ -152,6 +152,7 @@ defmodule Lockstep.TraceFile do
       ],
       fail_step: bug.fail_step,
       steps: bug.steps,
+      proc_nodes: bug.proc_nodes,
       schedule: bug.schedule,
       events:
         (bug.trace || [])

@@ -215,14 +215,14 @@ defmodule Lockstep.GenServerTest do
              end) == {:stopping, {:shutdown, :asked}, false}
     end
 
-    test "calling itself exits with :calling_self; global names raise ArgumentError" do
+    test "calling itself exits with :calling_self; a bad server raises ArgumentError" do
       {self_call, message} =
         result(fn ->
           self_call = exit_of(fn -> GenServer.call(self(), :get) end)
 
           message =
             try do
-              GenServer.call({:global, :gen_counter}, :get)
+              GenServer.call("counter", :get)
             rescue
               e in ArgumentError -> Exception.message(e)
             end
@@ -231,8 +231,50 @@ defmodule Lockstep.GenServerTest do
         end)
 
       assert {:exited, {:calling_self, {GenServer, :call, [_pid, :get, 5000]}}} = self_call
-      assert message =~ "global names"
-      assert message =~ "cluster"
+      assert message =~ "expects a server"
+    end
+
+    test "global names: start, call, cast, whereis, already_started, stop, noproc" do
+      assert {{:error, {:already_started, true}}, 1, 11, true, :ok, nil,
+              {:exited, {:noproc, {GenServer, :call, [{:global, :gen_g}, :get, 5000]}}}} =
+               result(fn ->
+                 {:ok, pid} = Counter.start(0, name: {:global, :gen_g})
+                 {:error, {:already_started, other}} = Counter.start(5, name: {:global, :gen_g})
+                 one = GenServer.call({:global, :gen_g}, :incr)
+                 :ok = GenServer.cast({:global, :gen_g}, {:add, 10})
+                 eleven = GenServer.call(pid, :get)
+                 found = GenServer.whereis({:global, :gen_g}) == pid
+                 stopped = GenServer.stop({:global, :gen_g})
+
+                 {{:error, {:already_started, other == pid}}, one, eleven, found, stopped,
+                  GenServer.whereis({:global, :gen_g}),
+                  exit_of(fn -> GenServer.call({:global, :gen_g}, :get) end)}
+               end)
+    end
+
+    test "{name, node} reaches a server on another simulated node" do
+      assert result(fn ->
+               me = self()
+               [:gen_a] = Lockstep.Cluster.start_nodes([:gen_a])
+
+               Lockstep.Cluster.spawn(:gen_a, fn ->
+                 {:ok, _} = Counter.start(0, name: :gen_remote)
+                 Lockstep.send(me, :ready)
+               end)
+
+               Lockstep.receive(do: (:ready -> :ok))
+               server = {:gen_remote, :gen_a}
+               one = GenServer.call(server, :incr)
+               :ok = GenServer.cast(server, {:add, 4})
+               five = GenServer.call(server, :get, 1_000)
+               local = exit_of(fn -> GenServer.call(:gen_remote, :get) end)
+               stopped = GenServer.stop(server)
+               after_stop = exit_of(fn -> GenServer.call(server, :get) end)
+               {one, five, GenServer.whereis(server), local, stopped, after_stop}
+             end) ==
+               {1, 5, {:gen_remote, :gen_a},
+                {:exited, {:noproc, {GenServer, :call, [:gen_remote, :get, 5000]}}}, :ok,
+                {:exited, {:noproc, {GenServer, :call, [{:gen_remote, :gen_a}, :get, 5000]}}}}
     end
 
     test "outside a run a call raises NotManagedError" do
@@ -404,7 +446,7 @@ defmodule Lockstep.GenServerTest do
 
     test "an invalid :name raises ArgumentError" do
       assert result(fn ->
-               for name <- [{:global, :x}, "string"] do
+               for name <- [{:local, :x}, "string"] do
                  try do
                    Counter.start(0, name: name)
                  rescue

@@ -207,6 +207,22 @@ defmodule Lockstep.SharedStateTest do
              end)
     end
 
+    test "is deterministic for a seed and replays exactly from its trace file" do
+      dir = tmp_dir!()
+      opts = [strategy: :pos, iterations: 300, seed: 21, trace_dir: dir]
+
+      assert {:error, %BugFound{} = bug} = Lockstep.check(ets_counter(:racy), opts)
+      assert {:error, %BugFound{} = again} = Lockstep.check(ets_counter(:racy), opts)
+      assert again.trace == bug.trace
+      assert again.schedule == bug.schedule
+
+      replayed =
+        assert_raise BugFound, fn -> Lockstep.replay(ets_counter(:racy), bug.trace_path) end
+
+      assert replayed.kind == bug.kind
+      assert replayed.trace == bug.trace
+    end
+
     for strategy <- [:pct, :pos, :random] do
       test "update_counter version passes 300 iterations under #{inspect(strategy)}" do
         summary =

@@ -1121,7 +1121,7 @@ fn node_name(env: Env, res: ResourceArc<SessionResource>, id: ProcId) -> NifResu
 }
 
 /// Named ETS tables per simulated node: `op` is `{:register, name, tid}` (→ boolean),
-/// `{:lookup, name}` (→ tid or nil) or `{:unregister, name}` (→ boolean). Not sync points:
+/// `{:whereis, name}` (→ tid or nil) or `{:unregister, name}` (→ boolean). Not sync points:
 /// the ETS wrapper has made its sync point already.
 #[rustler::nif]
 fn ets_names<'a>(
