@@ -130,14 +130,15 @@ defmodule Lockstep.StrategiesTest do
         assert {:error, %RuntimeError{message: "writer 1 wrote last" <> _}, _} = bug.reason
 
         # The register received the four writes with writer 1's last.
-        writes =
-          for {_, {:receive, _register, _from, {:write, i}}} <- bug.trace, do: i
+        writes = for {_, {:receive, _register, _from, {:write, i}}} <- bug.trace, do: i
 
         assert length(writes) == 4
         assert List.last(writes) == 1
         assert Enum.sort(writes) == [1, 2, 3, 4]
 
-        found = RaceBodies.iterations_to_bug(RaceBodies.four_writers(1), strategy, @seeds, @cap, dir)
+        found =
+          RaceBodies.iterations_to_bug(RaceBodies.four_writers(1), strategy, @seeds, @cap, dir)
+
         assert Enum.all?(found, &is_integer/1), "not found for some seeds: #{inspect(found)}"
       end
     end
@@ -146,7 +147,9 @@ defmodule Lockstep.StrategiesTest do
       dir = tmp_dir!()
 
       mean = fn strategy ->
-        found = RaceBodies.iterations_to_bug(RaceBodies.four_writers(1), strategy, @seeds, @cap, dir)
+        found =
+          RaceBodies.iterations_to_bug(RaceBodies.four_writers(1), strategy, @seeds, @cap, dir)
+
         assert Enum.all?(found, &is_integer/1), "#{inspect(strategy)}: #{inspect(found)}"
         Enum.sum(found) / length(found)
       end

@@ -279,8 +279,8 @@ defmodule Lockstep.VirtualTimeTest do
       assert bug.kind == :exception
       assert bug.process == "P"
       # The tick was already delivered, so the cancel came too late.
-      assert {:error, %RuntimeError{message: "tick after cancel (cancel_timer returned false)"}, _} =
-               bug.reason
+      assert {:error, %RuntimeError{message: "tick after cancel (cancel_timer returned false)"},
+              _} = bug.reason
 
       # Firing the timer was a decision of the schedule.
       assert Enum.any?(bug.schedule, &match?({:fire, "P", _}, &1))
