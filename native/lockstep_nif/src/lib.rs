@@ -15,7 +15,7 @@ mod convert;
 
 use convert::{atoms, decision_term, decode_schedule, internal_error, name_term};
 use lockstep_core::session::MsgKind;
-use lockstep_core::strategy::{FairPct, IdPct, Pct, Pos, RandomWalk, Replay};
+use lockstep_core::strategy::{FairPct, IdPct, Metered, Pct, Pos, RandomWalk, Replay};
 use lockstep_core::{ClusterOp, PartitionMode};
 use lockstep_core::{
     Config, CrashMode, DeliveryMode, Effect, EventKind, ExitClass, MonitorId, MsgId, NameId, Next,
@@ -34,8 +34,11 @@ static NEXT_TAG: AtomicU64 = AtomicU64::new(0x4C53_0000_0000);
 /// A run's strategy, kept between iterations (PCT learns the run length across them). An
 /// iteration borrows it for its lifetime and gives it back in `session_finish`.
 pub struct StrategyCell {
-    strategy: Mutex<Option<Box<dyn Strategy>>>,
+    strategy: Mutex<Option<RunStrategy>>,
 }
+
+/// The run's strategy inside the metrics wrapper.
+type RunStrategy = Metered<Box<dyn Strategy>>;
 
 #[rustler::resource_impl]
 impl Resource for StrategyCell {}
@@ -47,7 +50,7 @@ pub struct SessionResource {
 
 struct SessionState {
     session: Session,
-    strategy: Option<Box<dyn Strategy>>,
+    strategy: Option<RunStrategy>,
     cell: ResourceArc<StrategyCell>,
     owner: LocalPid,
     /// BEAM pid of each managed process, by engine id (`None` until registered).
@@ -111,7 +114,7 @@ impl Resource for SessionResource {
         if !alive || st.session.is_over() {
             return;
         }
-        let Some(strategy) = st.strategy.as_deref_mut() else {
+        let Some(strategy) = st.strategy.as_mut() else {
             return;
         };
         let next = st.session.external_exit(proc, strategy);
@@ -262,8 +265,8 @@ impl SessionState {
     }
 }
 
-fn strategy_of(slot: &mut Option<Box<dyn Strategy>>) -> NifResult<&mut (dyn Strategy + 'static)> {
-    slot.as_deref_mut()
+fn strategy_of(slot: &mut Option<RunStrategy>) -> NifResult<&mut RunStrategy> {
+    slot.as_mut()
         .ok_or_else(|| internal_error("the session has no strategy (already finished)"))
 }
 
@@ -485,6 +488,19 @@ fn sync_with<'a>(
     announce: Option<Term<'a>>,
     make_op: impl FnOnce(&mut SessionState) -> Result<Op, Term<'a>>,
 ) -> NifResult<Term<'a>> {
+    sync_announcing(env, res, id, announce, false, make_op)
+}
+
+/// Like `sync_with`; a `capture_only` announced term (a payload for the report) is kept
+/// only when the session captures.
+fn sync_announcing<'a>(
+    env: Env<'a>,
+    res: &SessionResource,
+    id: ProcId,
+    announce: Option<Term<'a>>,
+    capture_only: bool,
+    make_op: impl FnOnce(&mut SessionState) -> Result<Op, Term<'a>>,
+) -> NifResult<Term<'a>> {
     let mut guard = lock(res)?;
     let st = &mut *guard;
     if st.session.is_over() || st.exited(id) {
@@ -496,7 +512,7 @@ fn sync_with<'a>(
         Ok(op) => op,
         Err(early) => return Ok(early),
     };
-    if let Some(term) = announce {
+    if let Some(term) = announce.filter(|_| st.capture || !capture_only) {
         let saved = st.save(term);
         st.announced.insert(id, saved);
     }
@@ -601,7 +617,7 @@ fn strategy_from_spec(spec: Term) -> NifResult<Box<dyn Strategy>> {
 #[rustler::nif]
 fn strategy_new(spec: Term) -> NifResult<ResourceArc<StrategyCell>> {
     Ok(ResourceArc::new(StrategyCell {
-        strategy: Mutex::new(Some(strategy_from_spec(spec)?)),
+        strategy: Mutex::new(Some(Metered::new(strategy_from_spec(spec)?))),
     }))
 }
 
@@ -641,7 +657,7 @@ fn session_new<'a>(
         .ok_or_else(|| {
             internal_error("this run's strategy is already in use by another iteration")
         })?;
-    let session = Session::new(config, strategy.as_mut(), seed);
+    let session = Session::new(config, &mut strategy, seed);
     let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
     let owner = env.pid();
     let resource = ResourceArc::new(SessionResource {
@@ -732,9 +748,7 @@ fn sync_send<'a>(
     dest: Term<'a>,
     payload: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let capture = lock(&res)?.capture;
-    let announce = if capture { Some(payload) } else { None };
-    sync_with(env, &res, id, announce, |st| {
+    sync_announcing(env, &res, id, Some(payload), true, |st| {
         let to = decode_target(env, st, dest)?;
         Ok(Op::Send { to })
     })
@@ -987,9 +1001,7 @@ fn sync_nif<'a>(
     kind: Term<'a>,
     object: Option<u64>,
 ) -> NifResult<Term<'a>> {
-    let capture = lock(&res)?.capture;
-    let announce = if capture { Some(kind) } else { None };
-    sync_with(env, &res, id, announce, |_| Ok(Op::Nif { object }))
+    sync_announcing(env, &res, id, Some(kind), true, |_| Ok(Op::Nif { object }))
 }
 
 /// The caller found message `msg` matching in its mailbox. Not a sync point.
@@ -1382,14 +1394,16 @@ fn procs<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<
 fn session_finish<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
     let mut guard = lock(&res)?;
     let st = &mut *guard;
+    let mut metrics = None;
     if let Some(mut strategy) = st.strategy.take() {
-        st.session.finish(strategy.as_mut());
+        st.session.finish(&mut strategy);
+        metrics = Some(strategy.metrics());
         if let Ok(mut slot) = st.cell.strategy.lock() {
             *slot = Some(strategy);
         }
     }
     st.done_sent = true;
-    let m = st.session.metrics();
+    let m = metrics.unwrap_or_default();
     let metrics = Term::map_from_pairs(
         env,
         &[
@@ -1402,10 +1416,7 @@ fn session_finish<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifRes
                 atoms::contested_steps().encode(env),
                 m.contested_steps.encode(env),
             ),
-            (
-                atoms::fingerprint().encode(env),
-                st.session.schedule_fingerprint().encode(env),
-            ),
+            (atoms::fingerprint().encode(env), m.fingerprint.encode(env)),
         ],
     )?;
     Ok((outcome_term(env, st), metrics).encode(env))

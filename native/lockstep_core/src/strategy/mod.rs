@@ -6,6 +6,7 @@
 
 mod fair_pct;
 mod idpct;
+mod metered;
 mod pct;
 mod pos;
 mod random;
@@ -13,6 +14,7 @@ mod replay;
 
 pub use fair_pct::FairPct;
 pub use idpct::IdPct;
+pub use metered::{IterationMetrics, Metered};
 pub use pct::Pct;
 pub use pos::Pos;
 pub use random::RandomWalk;
