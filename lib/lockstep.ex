@@ -336,19 +336,26 @@ defmodule Lockstep do
     end
   end
 
+  # Expands to one closure that loops: try a real selective receive over this run's tagged
+  # messages with `after 0`; a hit reports the consumed message and runs the clause body
+  # in place; a miss either runs the `after` body (the timeout has passed) or announces a
+  # retry, which blocks this process until something new reaches its mailbox.
   defp build_receive(clauses, after_clause, caller) do
+    ctx = Macro.var(:lockstep_ctx, __MODULE__)
     tag = Macro.var(:lockstep_tag, __MODULE__)
     seq = Macro.var(:lockstep_seq, __MODULE__)
+    loop = Macro.var(:lockstep_loop, __MODULE__)
+    attempt = Macro.var(:lockstep_attempt, __MODULE__)
 
     new_clauses =
       Enum.map(clauses, fn
         {:->, meta, [[{:when, wmeta, [pattern, guard]}], body]} ->
           head = quote do: {^unquote(tag), :msg, unquote(seq), unquote(pattern)}
-          {:->, meta, [[{:when, wmeta, [head, guard]}], continuation(seq, body)]}
+          {:->, meta, [[{:when, wmeta, [head, guard]}], consume(ctx, seq, body)]}
 
         {:->, meta, [[pattern], body]} ->
           head = quote do: {^unquote(tag), :msg, unquote(seq), unquote(pattern)}
-          {:->, meta, [[head], continuation(seq, body)]}
+          {:->, meta, [[head], consume(ctx, seq, body)]}
 
         other ->
           raise CompileError,
@@ -366,31 +373,50 @@ defmodule Lockstep do
       "receive at #{Path.relative_to_cwd(caller.file)}:#{caller.line} matching " <>
         String.slice(patterns, 0, 160)
 
-    nomatch = Runtime.nomatch()
-    after_zero = [{:->, [], [[0], nomatch]}]
+    {timeout, on_timeout} =
+      case after_clause do
+        nil -> {nil, quote(do: :unreachable)}
+        {timeout, body} -> {timeout, body}
+      end
+
+    miss =
+      quote do
+        case unquote(attempt) do
+          :attempt_last ->
+            unquote(on_timeout)
+
+          _ ->
+            unquote(loop).(
+              unquote(loop),
+              unquote(ctx),
+              Lockstep.Runtime.receive_retry(unquote(ctx))
+            )
+        end
+      end
+
+    after_zero = [{:->, [], [[0], miss]}]
     receive_ast = {:receive, [], [[do: new_clauses, after: after_zero]]}
 
-    case after_clause do
-      nil ->
-        quote do
-          Lockstep.Runtime.receive_loop(unquote(description), fn unquote(tag) ->
-            unquote(receive_ast)
-          end)
-        end
+    quote do
+      unquote(ctx) = Lockstep.Runtime.receive_context(unquote(description))
+      {_, _, unquote(tag)} = unquote(ctx)
 
-      {timeout, body} ->
-        quote do
-          Lockstep.Runtime.receive_loop(
-            unquote(description),
-            fn unquote(tag) -> unquote(receive_ast) end,
-            unquote(timeout),
-            fn -> unquote(body) end
-          )
-        end
+      unquote(loop) = fn unquote(loop), unquote(ctx), unquote(attempt) ->
+        unquote(receive_ast)
+      end
+
+      unquote(loop).(
+        unquote(loop),
+        unquote(ctx),
+        Lockstep.Runtime.receive_start(unquote(ctx), unquote(timeout))
+      )
     end
   end
 
-  defp continuation(seq, body) do
-    quote do: {unquote(seq), fn -> unquote(body) end}
+  defp consume(ctx, seq, body) do
+    quote do
+      Lockstep.Runtime.consumed(unquote(ctx), unquote(seq))
+      unquote(body)
+    end
   end
 end

@@ -31,17 +31,9 @@ defmodule Lockstep.Iteration do
 
   @doc false
   def run(cell, fun, iter_seed, cfg, capture?) do
-    terms_before = persistent_terms()
     {session, tag} = start(cell, fun, iter_seed, cfg, capture?)
-    result = finish(session, tag, await(session, tag, cfg.timeout), capture?)
-
-    # Lockstep.PersistentTerm keys are per iteration (they carry its tag): erase them so
-    # iterations stay independent. Checking the count first keeps the common case cheap.
-    if persistent_terms() > terms_before, do: Lockstep.PersistentTerm.cleanup(tag)
-    result
+    finish(session, tag, await(session, tag, cfg.timeout), capture?)
   end
-
-  defp persistent_terms, do: :persistent_term.info().count
 
   @doc false
   # Waits for the end of the iteration. Returns `{:done, reason}` or `{:stuck, pid}`.
@@ -89,6 +81,11 @@ defmodule Lockstep.Iteration do
     details = describe_waits(Native.outcome(session), procs, tag)
     kill_all(procs)
     {outcome, metrics} = Native.session_finish(session)
+
+    # Lockstep.PersistentTerm keys are per iteration (they carry its tag): erase them so
+    # iterations stay independent. The wrapper marks the sessions that stored any.
+    if metrics.cleanup, do: Lockstep.PersistentTerm.cleanup(tag)
+
     {kind, proc} = classify(outcome, stuck)
 
     result = %{

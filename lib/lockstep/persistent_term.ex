@@ -45,7 +45,10 @@ defmodule Lockstep.PersistentTerm do
   def put(key, value) do
     case Runtime.context_or_nil() do
       nil -> :persistent_term.put(key, value)
-      ctx -> :persistent_term.put(sync(ctx, :persistent_term_put, key), value)
+      ctx ->
+        real_key = sync(ctx, :persistent_term_put, key)
+        Lockstep.Native.mark_cleanup(elem(ctx, 0))
+        :persistent_term.put(real_key, value)
     end
   end
 

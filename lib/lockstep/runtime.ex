@@ -180,6 +180,24 @@ defmodule Lockstep.Runtime do
   # Drives a receive: announce it (a sync point), and each time this process is picked try
   # `matcher` against the real mailbox. A miss tells the engine to block this process until
   # a new message reaches it. `matcher` returns `{seq, continuation}` or `@nomatch`.
+  # The pieces `Lockstep.receive` expands to. The description stays in the process
+  # dictionary for deadlock reports; a later receive overwrites it.
+  def receive_context(description) do
+    ctx = context("Lockstep.receive")
+    Process.put(@waiting, description)
+    ctx
+  end
+
+  def receive_start({session, id, tag}, timeout) do
+    resume(Native.sync_receive(session, id, false, timeout(timeout)), tag)
+  end
+
+  def receive_retry({session, id, tag}) do
+    resume(Native.sync_receive(session, id, true, nil), tag)
+  end
+
+  def consumed({session, id, _tag}, seq), do: Native.consumed(session, id, seq)
+
   def receive_loop(description, matcher, timeout \\ nil, on_timeout \\ nil) do
     {session, id, tag} = context("Lockstep.receive")
     Process.put(@waiting, description)

@@ -129,6 +129,24 @@ defmodule Lockstep.ShrinkTest do
       assert_raise Lockstep.TraceError, fn -> Lockstep.shrink(&RaceBodies.racy/0, path) end
     end
 
+    # SPEC §8: invalid options raise a clear exception, never a silent pass.
+    test "invalid shrink options raise ArgumentError naming the option" do
+      body = &RaceBodies.racy_with_spinner/0
+      bug = failing_trace(body, strategy: :pct)
+
+      for {opts, key} <- [
+            {[bogus: 1], ":bogus"},
+            {[max_attempts: "10"], ":max_attempts"},
+            {[max_attempts: -1], ":max_attempts"},
+            {[time_budget_ms: :soon], ":time_budget_ms"},
+            {[timeout: 0], ":timeout"}
+          ] do
+        error = assert_raise ArgumentError, fn -> Lockstep.shrink(body, bug.trace_path, opts) end
+
+        assert error.message =~ key, "#{inspect(opts)}: #{error.message}"
+      end
+    end
+
     test "a body that is not a zero-arity function raises ArgumentError" do
       bug = failing_trace(&RaceBodies.racy/0, strategy: :pct)
 

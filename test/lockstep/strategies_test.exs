@@ -313,6 +313,52 @@ defmodule Lockstep.StrategiesTest do
     end
   end
 
+  describe "how the PCT variants relate to PCT" do
+    # IDPCT with a one-depth range runs exactly PCT at that depth; fair PCT whose switch
+    # point is never reached is exactly PCT. Same seed, same schedules.
+    for {variant, pct} <- [
+          {{:idpct, d_min: 3, d_max: 3}, {:pct, bug_depth: 3}},
+          {{:idpct, d_min: 1, d_max: 1}, {:pct, bug_depth: 1}},
+          {{:fair_pct, bug_depth: 2, fair_switch: 10_000}, {:pct, bug_depth: 2}}
+        ] do
+      test "#{inspect(variant)} explores what #{inspect(pct)} explores" do
+        dir = tmp_dir!()
+        opts = [iterations: 300, seed: 606, trace_dir: dir]
+
+        assert {:error, a} =
+                 Lockstep.check(RaceBodies.four_writers(1), [strategy: unquote(variant)] ++ opts)
+
+        assert {:error, b} =
+                 Lockstep.check(RaceBodies.four_writers(1), [strategy: unquote(pct)] ++ opts)
+
+        assert {a.iteration, a.iter_seed, a.schedule} == {b.iteration, b.iter_seed, b.schedule}
+
+        summary = fn strategy ->
+          Lockstep.run(CounterRace.test_body(:atomic),
+            strategy: strategy,
+            iterations: 100,
+            seed: 606
+          )
+          |> Map.take([:iterations, :steps, :distinct_schedules, :context_switches])
+        end
+
+        assert summary.(unquote(variant)) == summary.(unquote(pct))
+      end
+    end
+
+    test "fair PCT diverges from PCT once its switch point is passed" do
+      dir = tmp_dir!()
+      opts = [iterations: 300, seed: 606, trace_dir: dir]
+
+      run = fn strategy ->
+        Lockstep.run(CounterRace.test_body(:atomic), [strategy: strategy] ++ opts)
+        |> Map.take([:steps, :distinct_schedules, :context_switches])
+      end
+
+      assert run.({:fair_pct, bug_depth: 3, fair_switch: 1}) != run.({:pct, bug_depth: 3})
+    end
+  end
+
   describe "replay reproduces a saved failure with the identical schedule" do
     for strategy <- @strategies do
       test "#{inspect(strategy)}" do

@@ -26,7 +26,7 @@ pub mod atoms {
         badnode, nodedown, cut, deferred, node_started, node_stopped, partitioned, healed,
         tick, monitor_node, set_ticktime, global_register, global_unregister, global_whereis,
         yes, no, lockstep_global = "$lockstep_global", cluster, start_node, stop_node,
-        partition, heal, nodes, nodes_up, node_of, global_names, defer, shrink_replay,
+        partition, heal, nodes, nodes_up, node_of, global_names, defer, shrink_replay, cleanup,
         not_captured = "$lockstep_not_captured",
         __struct__, __exception__, message, r#true = "true",
     }

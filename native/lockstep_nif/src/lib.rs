@@ -85,6 +85,9 @@ struct SessionState {
     /// Reasons for the report (with stacktraces), captured per exited process.
     captured_exits: HashMap<ProcId, SavedTerm>,
     done_sent: bool,
+    /// Something stored iteration-scoped state outside the session (persistent_term keys)
+    /// that the owner must erase when the iteration ends.
+    needs_cleanup: bool,
     /// Counts engine calls so the owner can tell a process that stopped reaching sync
     /// points (`:stuck`).
     progress: u64,
@@ -687,6 +690,7 @@ fn session_new<'a>(
             captured_nifs: HashMap::new(),
             captured_exits: HashMap::new(),
             done_sent: false,
+            needs_cleanup: false,
             progress: 0,
         }),
     });
@@ -1173,6 +1177,13 @@ fn ets_names<'a>(
     Err(internal_error("ets_names: bad operation"))
 }
 
+/// Marks the session as having stored state the owner must clean up when it ends.
+#[rustler::nif]
+fn mark_cleanup(res: ResourceArc<SessionResource>) -> NifResult<Atom> {
+    lock(&res)?.needs_cleanup = true;
+    Ok(atoms::ok())
+}
+
 /// Activates (`on`) or deactivates an alias of the caller. Not a sync point.
 #[rustler::nif]
 fn alias(
@@ -1417,6 +1428,7 @@ fn session_finish<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifRes
                 m.contested_steps.encode(env),
             ),
             (atoms::fingerprint().encode(env), m.fingerprint.encode(env)),
+            (atoms::cleanup().encode(env), st.needs_cleanup.encode(env)),
         ],
     )?;
     Ok((outcome_term(env, st), metrics).encode(env))
