@@ -55,9 +55,9 @@ defmodule Lockstep.GenServer do
     * `{:via, module, term}`, handed to `module`'s `register_name/2`, `unregister_name/1`,
       `whereis_name/1` and `send/2`, as in OTP.
 
-  A server named `{atom, node}` on another node than the caller's cannot be monitored by
-  name, so a call to it ends with its reply or its timeout (not with `:noproc` when the
-  server dies meanwhile); an unregistered one still exits the caller with `:noproc`.
+  A call to `{atom, node}` on another node looks the name up in that node's registry and
+  monitors the process, so it ends with the reply, `:noproc`, the server's exit reason or
+  the timeout, as in OTP.
 
   Starting a server under a name that is taken returns `{:error, {:already_started, pid}}`:
   the new process registers the name itself, atomically, before `init/1` runs.
@@ -447,12 +447,11 @@ defmodule Lockstep.GenServer do
   returned as `{name, node}`. A sync point when a name is looked up.
   """
   @spec whereis(server()) :: pid() | {atom(), node()} | nil
-  def whereis(server) do
-    case resolve(server) do
-      {:send_to, dest} -> dest
-      other -> other
-    end
+  def whereis({name, node} = server) when is_atom(name) and name != :global and is_atom(node) do
+    if node == Lockstep.node(), do: resolve(name), else: server
   end
+
+  def whereis(server), do: resolve(server)
 
   # Resolving servers ----------------------------------------------------------------------
   #
@@ -467,8 +466,13 @@ defmodule Lockstep.GenServer do
 
   defp resolve({:global, name}), do: resolve({:via, Lockstep.Global, name})
 
-  defp resolve({name, node} = dest) when is_atom(name) and is_atom(node) do
-    if node == Lockstep.node(), do: resolve(name), else: {:send_to, dest}
+  defp resolve({name, node}) when is_atom(name) and is_atom(node) do
+    cond do
+      node == Lockstep.node() -> resolve(name)
+      # A node this run never started has no processes: :noproc, as for a dead node.
+      node not in Lockstep.Cluster.nodes() -> nil
+      true -> Lockstep.Runtime.cluster({:whereis, name, node})
+    end
   end
 
   defp resolve({:via, mod, name}) when is_atom(mod) do

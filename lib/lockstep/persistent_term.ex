@@ -44,7 +44,9 @@ defmodule Lockstep.PersistentTerm do
   @spec put(term(), term()) :: :ok
   def put(key, value) do
     case Runtime.context_or_nil() do
-      nil -> :persistent_term.put(key, value)
+      nil ->
+        :persistent_term.put(key, value)
+
       ctx ->
         real_key = sync(ctx, :persistent_term_put, key)
         Lockstep.Native.mark_cleanup(elem(ctx, 0))

@@ -191,9 +191,9 @@ defmodule Lockstep.Report do
   defp replay_section(bug) do
     path = bug.trace_path || "(trace file not saved)"
 
-    "Replay this exact schedule:\n" <>
-      "    Lockstep.replay(fn -> ... end, #{inspect(path)})   # the same test body\n" <>
-      "    mix lockstep.replay #{path}\n" <>
+    "Replay this exact schedule (with the same test body):\n" <>
+      "    Lockstep.replay(fn -> ... end, #{inspect(path)})\n" <>
+      "    mix lockstep.replay #{path} --run MyModule.body_fun   # a public zero-arity body\n" <>
       "Repeat the whole search: pass seed: #{bug.seed} (or run `mix test --seed #{bug.seed}`).\n"
   end
 
@@ -240,6 +240,10 @@ defmodule Lockstep.Report do
   end
 
   def describe({:exit, _, :killed_outside_lockstep}), do: "was killed from outside the run"
+
+  def describe({:exit, _, {:"$inspected", "** (" <> _ = text}}),
+    do: "crashes: #{first_line(text)}"
+
   def describe({:exit, _, {:"$inspected", text}}), do: "exits: #{first_line(text)}"
   def describe({:exit, _, reason}), do: "exits: #{payload(reason)}"
 
@@ -272,6 +276,10 @@ defmodule Lockstep.Report do
 
   def describe({:whereis, _, name, found}),
     do: "whereis(#{inspect(name)}) = #{found || "nil"}"
+
+  def describe({:send_dropped, _, {name, node}, msg}),
+    do:
+      "sends #{payload(msg)} to {#{inspect(name)}, #{inspect(node)}}: nobody has that name, DROPPED"
 
   def describe({:send_unregistered, _, name}),
     do: "sends to #{inspect(name)}, which nobody has registered: ArgumentError"

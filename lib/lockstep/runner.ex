@@ -140,6 +140,22 @@ defmodule Lockstep.Runner do
       "control (time, :rand, ETS or processes outside the run)" <> diverged_at
   end
 
+  defp check_replay_options!(opts) do
+    unless Keyword.keyword?(opts) do
+      raise ArgumentError, "Lockstep.replay options must be a keyword list, got: #{inspect(opts)}"
+    end
+
+    case Keyword.keys(opts) -- [:timeout, :name, :trace_dir] do
+      [] ->
+        :ok
+
+      unknown ->
+        raise ArgumentError,
+              "unknown replay option(s) #{inspect(unknown)}; Lockstep.replay/3 accepts " <>
+                ":timeout, :name and :trace_dir (the rest comes from the trace file)"
+    end
+  end
+
   @doc false
   # The run config a trace file was recorded with (the `:timeout`, `:name` and
   # `:trace_dir` of `opts` win).
@@ -171,6 +187,7 @@ defmodule Lockstep.Runner do
             "Lockstep.replay expects a zero-arity function as the root process, got: #{inspect(fun)}"
     end
 
+    check_replay_options!(opts)
     file = TraceFile.load!(path)
     cfg = file_config(fun, file, path, opts)
     cell = Native.strategy_new({:replay, file.schedule})

@@ -15,7 +15,10 @@ defmodule Lockstep.Shrink do
   @default_max_attempts 500
   @default_budget_ms 30_000
 
+  @option_keys [:max_attempts, :time_budget_ms, :timeout, :name, :trace_dir]
+
   def shrink(fun, path, opts) do
+    validate!(opts)
     file = TraceFile.load!(path)
     cfg = Runner.file_config(fun, file, path, opts)
     max_attempts = Keyword.get(opts, :max_attempts, @default_max_attempts)
@@ -59,6 +62,29 @@ defmodule Lockstep.Shrink do
           "replaying #{path} ended as #{inspect(kind)}, not #{inspect(file.kind)}: the code " <>
             "changed or has nondeterminism Lockstep does not control"}}
     end
+  end
+
+  defp validate!(opts) do
+    unless Keyword.keyword?(opts) do
+      raise ArgumentError, "Lockstep.shrink options must be a keyword list, got: #{inspect(opts)}"
+    end
+
+    Enum.each(opts, fn
+      {key, value} when key in [:max_attempts, :time_budget_ms] ->
+        unless is_integer(value) and value > 0 do
+          raise ArgumentError,
+                "invalid value for shrink option #{inspect(key)}: got #{inspect(value)}, " <>
+                  "expected a positive integer"
+        end
+
+      {key, _value} when key in @option_keys ->
+        :ok
+
+      {key, value} ->
+        raise ArgumentError,
+              "unknown shrink option #{inspect(key)} (value #{inspect(value)}); " <>
+                "Lockstep.shrink/3 accepts " <> Enum.map_join(@option_keys, ", ", &inspect/1)
+    end)
   end
 
   defp shrunk_path(path) do

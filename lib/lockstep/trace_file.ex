@@ -92,6 +92,7 @@ defmodule Lockstep.TraceFile do
     :unregister,
     :whereis,
     :send_unregistered,
+    :send_dropped,
     :now,
     :sleep,
     :timer_started,

@@ -141,11 +141,15 @@ defmodule Lockstep.MixTasksTest do
       refute stderr =~ "error"
     end
 
-    test "--run after a fix raises ReplayDivergence", %{path: path} do
+    test "--run after a fix reports the divergence as a Mix error", %{path: path} do
       capture_io(fn ->
-        assert_raise Lockstep.ReplayDivergence, fn ->
-          Replay.run([path, "--run", "Lockstep.RaceBodies.atomic"])
-        end
+        error =
+          assert_raise Mix.Error, fn ->
+            Replay.run([path, "--run", "Lockstep.RaceBodies.atomic"])
+          end
+
+        assert error.message =~ "diverged at step"
+        assert error.message =~ "the schedule says run"
       end)
     end
 

@@ -389,6 +389,35 @@ defmodule Lockstep.ProcessSemanticsTest do
       assert value == {:trapped, true, :normal}
     end
 
+    test "a message and an exit signal from the same sender arrive in order (delivery: :delayed)" do
+      values =
+        results(
+          fn ->
+            me = self()
+
+            target =
+              Lockstep.spawn(fn ->
+                Lockstep.flag(:trap_exit, true)
+                Lockstep.send(me, :trapping)
+                got = [Lockstep.recv(), Lockstep.recv()]
+                Lockstep.send(me, {:got, got})
+              end)
+
+            :trapping = Lockstep.recv()
+            Lockstep.send(target, :msg)
+            Lockstep.exit(target, :bye)
+            {:got, got} = Lockstep.recv()
+            got
+          end,
+          delivery: :delayed,
+          iterations: 100,
+          seed: 27
+        )
+
+      assert values |> Enum.map(&normalize_pids/1) |> Enum.uniq() ==
+               [[:msg, {:EXIT, {:pid, 1}, :bye}]]
+    end
+
     test "any other reason kills a non-trapping target with that reason" do
       value =
         result(
@@ -406,25 +435,28 @@ defmodule Lockstep.ProcessSemanticsTest do
     end
 
     test "exit(self(), :normal) kills the caller even without trapping" do
-      values =
-        results(
+      value =
+        result(
           fn ->
             target =
               Lockstep.spawn(fn ->
-                Lockstep.exit(self(), :normal)
-                # Never reached.
+                Lockstep.receive do
+                  :go -> Lockstep.exit(self(), :normal)
+                end
+
+                # Never reached (it would be reported as a crash).
                 raise "survived exit(self(), :normal)"
               end)
 
             ref = Lockstep.monitor(target)
+            Lockstep.send(target, :go)
             Lockstep.receive(do: ({:DOWN, ^ref, :process, ^target, r} -> r))
           end,
-          iterations: 20,
+          iterations: 30,
           seed: 26
         )
 
-      # :noproc when it was already gone when the root's monitor was set up.
-      assert values |> Enum.uniq() |> Enum.sort() == [:noproc, :normal]
+      assert value == :normal
     end
   end
 
@@ -455,6 +487,24 @@ defmodule Lockstep.ProcessSemanticsTest do
       summary = Lockstep.run(stale_down_body([:flush]), iterations: 300, seed: 31)
       assert summary.iterations == 300
       assert summary.distinct_schedules > 1
+    end
+
+    test "with delivery: :delayed the stale :DOWN is found and [:flush] still passes" do
+      assert {:error, %BugFound{} = bug} =
+               Lockstep.check(stale_down_body([]),
+                 delivery: :delayed,
+                 iterations: 300,
+                 seed: 35,
+                 trace_dir: tmp_dir!()
+               )
+
+      assert {:error, %RuntimeError{message: "stale :DOWN" <> _}, _} = bug.reason
+
+      # A :DOWN still in flight when the monitor is removed must never arrive either.
+      summary =
+        Lockstep.run(stale_down_body([:flush]), delivery: :delayed, iterations: 300, seed: 35)
+
+      assert summary.iterations == 300
     end
 
     test "no :DOWN reaches the mailbox after demonitor when the target exits later" do
@@ -507,12 +557,14 @@ defmodule Lockstep.ProcessSemanticsTest do
     end
 
     test "two monitors on the same process each get their own :DOWN" do
-      values =
-        results(
+      value =
+        result(
           fn ->
-            target = Lockstep.spawn(fn -> exit(:bye) end)
+            target = Lockstep.spawn(fn -> Lockstep.receive(do: (:go -> exit(:bye))) end)
             r1 = Lockstep.monitor(target)
             r2 = Lockstep.monitor(target)
+            true = r1 != r2
+            Lockstep.send(target, :go)
             d1 = Lockstep.receive(do: ({:DOWN, ^r1, :process, ^target, r} -> r))
             d2 = Lockstep.receive(do: ({:DOWN, ^r2, :process, ^target, r} -> r))
             {d1, d2}
@@ -522,12 +574,7 @@ defmodule Lockstep.ProcessSemanticsTest do
           seed: 34
         )
 
-      # Monitoring an already-exited process gives :noproc; otherwise the exit reason.
-      # Each monitor set up while the target lived gets its exit reason; one set up after
-      # it exited gets :noproc. Never a :DOWN with :noproc before one with the real reason.
-      values = Enum.uniq(values)
-      assert {:bye, :bye} in values
-      assert Enum.all?(values, &(&1 in [{:bye, :bye}, {:noproc, :noproc}, {:bye, :noproc}]))
+      assert value == {:bye, :bye}
     end
   end
 
@@ -547,6 +594,57 @@ defmodule Lockstep.ProcessSemanticsTest do
       )
 
     assert value == {{true, true}, false}
+  end
+
+  test "the trace records links, monitors, signals, traps and name operations" do
+    assert {:error, %BugFound{} = bug} =
+             Lockstep.check(
+               fn ->
+                 me = self()
+
+                 trapper =
+                   Lockstep.spawn(fn ->
+                     Lockstep.flag(:trap_exit, true)
+                     Lockstep.send(me, :trapping)
+                     block_forever()
+                   end)
+
+                 plain = Lockstep.spawn(&block_forever/0)
+                 :trapping = Lockstep.recv()
+                 Lockstep.link(trapper)
+                 Lockstep.unlink(trapper)
+                 ref = Lockstep.monitor(plain)
+                 Lockstep.register(:plain, plain)
+                 Lockstep.whereis(:plain)
+                 Lockstep.exit(trapper, :hey)
+                 Lockstep.exit(plain, :normal)
+                 Lockstep.exit(plain, :kill)
+                 Lockstep.receive(do: ({:DOWN, ^ref, _, _, _} -> :ok))
+                 Lockstep.whereis(:plain)
+                 raise "stop here"
+               end,
+               iterations: 1,
+               seed: 42,
+               trace_dir: tmp_dir!()
+             )
+
+    events = events(bug.trace)
+    assert {:trap_exit, "P.1", true} in events
+    assert {:link, "P", "P.1"} in events
+    assert {:unlink, "P", "P.1"} in events
+    assert {:monitor, "P", "P.2"} in events
+    assert {:register, "P", :plain, "P.2", true} in events
+    assert {:whereis, "P", :plain, "P.2"} in events
+    assert Enum.any?(events, &match?({:exit_sent, "P", "P.1", :hey, _}, &1))
+    assert {:exit_trapped, "P.1", "P", :hey} in events
+    assert {:exit_ignored, "P.2", "P"} in events
+    assert {:exit_signal, "P", "P.2", :kill} in events
+    assert {:down, "P", "P.2", :killed} in events
+    assert {:whereis, "P", :plain, nil} in events
+    # The report renders every one of them (no raw tuples left for these events).
+    message = Exception.message(bug)
+    refute message =~ "{:exit_trapped"
+    refute message =~ "{:down,"
   end
 
   describe "registered names" do

@@ -71,6 +71,26 @@ defmodule Lockstep.ShrinkTest do
       end
     end
 
+    test "after the fix, replaying the shrunk trace raises ReplayDivergence" do
+      bug = failing_trace(&RaceBodies.racy_with_spinner/0, strategy: :pct)
+      assert {:ok, info} = Lockstep.shrink(&RaceBodies.racy_with_spinner/0, bug.trace_path)
+
+      error =
+        assert_raise Lockstep.ReplayDivergence, fn ->
+          Lockstep.replay(&RaceBodies.atomic_with_spinner/0, info.trace_path)
+        end
+
+      assert error.step in 1..info.new_length
+      assert error.expected == Enum.at(info.schedule, error.step - 1)
+      assert is_list(error.got)
+      refute error.expected in error.got
+      assert Exception.message(error) =~ info.trace_path
+
+      # ...and the fixed program passes the same search.
+      assert %Lockstep.Summary{max_steps_hit: 0} =
+               Lockstep.run(&RaceBodies.atomic_with_spinner/0, iterations: 300, seed: 3)
+    end
+
     test "is deterministic" do
       body = &RaceBodies.racy_with_spinner/0
       bug = failing_trace(body, strategy: :random)
@@ -102,7 +122,7 @@ defmodule Lockstep.ShrinkTest do
     end
   end
 
-  describe "shrinking what does not fail" do
+  describe "shrink errors" do
     test "a program that no longer fails returns {:error, {:does_not_reproduce, _}}" do
       bug = failing_trace(&RaceBodies.racy/0, strategy: :pct)
 

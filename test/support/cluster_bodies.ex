@@ -11,6 +11,9 @@ defmodule Lockstep.ClusterBodies do
     #
     # :naive  — the standby takes over after @standby_timeout ms without a heartbeat; the
     #           primary never steps down. Under a partition both lead: split brain.
+    # :nodedown — like :naive, but the standby waits for {:nodedown, :a} from
+    #           Cluster.monitor_node/1 instead of timing heartbeats out: it takes over
+    #           net_ticktime after the cut.
     # :lease  — the standby acknowledges each heartbeat; the primary leads only while it
     #           holds a lease that ends @lease ms after the send time of the last
     #           acknowledged heartbeat. The standby waits @standby_timeout > @lease after
@@ -30,9 +33,11 @@ defmodule Lockstep.ClusterBodies do
     The root of one iteration. `opts`: `:partition` (true) cuts :a from :b at a time the
     strategy picks (Lockstep.random/1) and heals it 400 ms later.
     """
-    def test_body(variant, opts \\ []) when variant in [:naive, :lease] do
+    def test_body(variant, opts \\ []) when variant in [:naive, :nodedown, :lease] do
       fn ->
         [:a, :b] = Cluster.start_nodes([:a, :b])
+        # How long a cut goes unnoticed by monitors (only :nodedown relies on it).
+        :ok = Cluster.set_ticktime(200)
         root = self()
 
         standby = Cluster.spawn(:b, fn -> standby(variant, root) end)
@@ -75,6 +80,7 @@ defmodule Lockstep.ClusterBodies do
     # Primary ---------------------------------------------------------------------------
 
     defp primary(:naive, standby, root), do: naive_primary(standby, root)
+    defp primary(:nodedown, standby, root), do: naive_primary(standby, root)
     defp primary(:lease, standby, root), do: lease_primary(standby, root, @lease)
 
     defp naive_primary(standby, root) do
@@ -118,6 +124,14 @@ defmodule Lockstep.ClusterBodies do
     end
 
     # Standby ---------------------------------------------------------------------------
+
+    defp standby(:nodedown, root) do
+      true = Cluster.monitor_node(:a)
+
+      Lockstep.receive do
+        {:nodedown, :a} -> lead(root)
+      end
+    end
 
     defp standby(variant, root) do
       Lockstep.receive do

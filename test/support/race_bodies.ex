@@ -27,6 +27,12 @@ defmodule Lockstep.RaceBodies do
     CounterRace.test_body(:racy).()
   end
 
+  @doc "`racy_with_spinner/0` after the fix: the clients increment atomically."
+  def atomic_with_spinner do
+    Lockstep.spawn(fn -> spin(@spinner_yields) end)
+    CounterRace.test_body(:atomic).()
+  end
+
   defp spin(0), do: :ok
 
   defp spin(n) do

@@ -52,6 +52,9 @@ defmodule Mix.Tasks.Lockstep.Replay do
         e in Lockstep.BugFound ->
           Mix.shell().info("The bug reproduces (#{e.kind}):\n" <> Exception.message(e))
           exit({:shutdown, 1})
+
+        e in Lockstep.ReplayDivergence ->
+          Mix.raise(Exception.message(e))
       end
     end
   end

@@ -1400,10 +1400,31 @@ impl Session {
                 OpResult::Spawned { child }
             }
             PendingOp::Send { to } => {
-                if let Target::Name(name) | Target::NameAt(name, _) | Target::Global(name) = to {
+                if let Target::Name(name) | Target::Global(name) = to {
                     if self.resolve(p, to).is_none() {
                         self.record(p, EventKind::SendToUnregistered { name });
                         return self.run(p, OpResult::Unregistered);
+                    }
+                }
+                if let Target::NameAt(name, node) = to {
+                    if self.resolve(p, to).is_none() {
+                        // `{name, node} ! msg` never fails in OTP: the message is lost.
+                        let msg = self.msgs.len() as MsgId;
+                        self.msgs.push(Message {
+                            from: p,
+                            to: None,
+                            state: MsgState::Dropped,
+                            kind: MsgKind::User,
+                            alias: None,
+                        });
+                        self.record(p, EventKind::SendToNobody { name, node, msg });
+                        return self.run(
+                            p,
+                            OpResult::Sent {
+                                msg,
+                                fate: SendFate::Dropped,
+                            },
+                        );
                     }
                 }
                 let target = self.resolve(p, to);

@@ -30,6 +30,13 @@ pub enum EventKind {
     SendToUnregistered {
         name: NameId,
     },
+    /// `proc` sent message `msg` to `{name, node}` and nobody holds the name there: like
+    /// OTP, the message is silently dropped.
+    SendToNobody {
+        name: NameId,
+        node: NodeId,
+        msg: MsgId,
+    },
     Link {
         to: ProcId,
     },

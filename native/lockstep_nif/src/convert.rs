@@ -26,7 +26,7 @@ pub mod atoms {
         badnode, nodedown, cut, deferred, node_started, node_stopped, partitioned, healed,
         tick, monitor_node, set_ticktime, global_register, global_unregister, global_whereis,
         yes, no, lockstep_global = "$lockstep_global", cluster, start_node, stop_node,
-        partition, heal, nodes, nodes_up, node_of, global_names, defer, shrink_replay, cleanup,
+        partition, heal, nodes, nodes_up, node_of, global_names, defer, shrink_replay, cleanup, send_dropped,
         not_captured = "$lockstep_not_captured",
         __struct__, __exception__, message, r#true = "true",
     }
@@ -193,6 +193,13 @@ pub(crate) fn event_term<'a>(env: Env<'a>, st: &SessionState, index: usize, e: &
             };
             (atoms::send(), who, to, payload(msg), fate_atom(fate)).encode(env)
         }
+        EventKind::SendToNobody { name: n, node, msg } => (
+            atoms::send_dropped(),
+            who,
+            (atom_name(n), node_atom(node)),
+            payload(msg),
+        )
+            .encode(env),
         EventKind::SendToUnregistered { name: n } => {
             (atoms::send_unregistered(), who, atom_name(n)).encode(env)
         }
