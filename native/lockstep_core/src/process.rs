@@ -241,6 +241,9 @@ pub struct Process {
     pub receive_timer: Option<TimerId>,
     /// Its current receive's timeout has passed: one last match attempt, then the `after`.
     pub timed_out: bool,
+    /// It made that last attempt: unless it reports a match, its `after` clause ran, which
+    /// the trace records at its next call.
+    pub last_attempt: bool,
     /// Its pending sleep timer.
     pub sleep_timer: Option<TimerId>,
     /// Timers it has created: names timers stably (owner name, ordinal).
@@ -267,6 +270,7 @@ impl Process {
             trap_exit: false,
             receive_timer: None,
             timed_out: false,
+            last_attempt: false,
             sleep_timer: None,
             timers_created: 0,
             registered: None,

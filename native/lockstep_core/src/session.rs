@@ -616,6 +616,16 @@ impl Session {
         });
     }
 
+    /// A process that made its last receive attempt and did not report a match ran its
+    /// `after` clause: record that now, at the step it happened in.
+    fn note_timeout(&mut self, caller: ProcId) {
+        let proc = &mut self.procs[caller as usize];
+        if proc.last_attempt {
+            proc.last_attempt = false;
+            self.record(caller, EventKind::ReceiveTimeout);
+        }
+    }
+
     fn alive(&self, p: ProcId) -> bool {
         self.procs[p as usize].is_alive()
     }
@@ -631,6 +641,7 @@ impl Session {
             return Ok(Next::Ended);
         }
         self.check_running(caller)?;
+        self.note_timeout(caller);
         match op {
             Op::Send {
                 to: Target::Proc(p),
@@ -744,6 +755,7 @@ impl Session {
         debug_assert!(proc.mailbox > 0);
         proc.mailbox -= 1;
         proc.timed_out = false;
+        proc.last_attempt = false;
         if let Some(t) = proc.receive_timer.take() {
             self.timers[t as usize].state = TimerState::Cancelled;
         }
@@ -765,6 +777,7 @@ impl Session {
             return Ok(Next::Ended);
         }
         self.check_running(caller)?;
+        self.note_timeout(caller);
         self.running = None;
         self.die(caller, ExitCause::Own(class), reason, false);
         Ok(self.decide(None, strategy))
@@ -1147,7 +1160,6 @@ impl Session {
                 if proc.state == ProcState::Blocked && proc.pending == PendingOp::Receive {
                     proc.state = ProcState::Ready;
                 }
-                self.record(owner, EventKind::ReceiveTimeout);
             }
             TimerKind::Tick { partition } => self.tick(partition),
             TimerKind::SendAfter { to } => {
@@ -1349,6 +1361,7 @@ impl Session {
                 let proc = &mut self.procs[p as usize];
                 let last = proc.timed_out;
                 proc.timed_out = false;
+                proc.last_attempt = last;
                 OpResult::ReceiveAttempt { last }
             }
             PendingOp::Random { n } => {
@@ -1505,14 +1518,16 @@ impl Session {
                 });
                 self.record(p, EventKind::Monitor { target, monitor });
                 if !self.alive(target) {
-                    self.signal(
-                        target,
-                        p,
-                        MsgKind::Down {
-                            monitor,
-                            reason: Reason::NoProc,
-                        },
-                    );
+                    // OTP: a process on a node that cannot be reached is :noconnection.
+                    let target_node = self.node_of(target);
+                    let reason = if !self.cluster.is_up(target_node)
+                        || self.cluster.cut(self.node_of(p), target_node).is_some()
+                    {
+                        Reason::NoConnection
+                    } else {
+                        Reason::NoProc
+                    };
+                    self.signal(target, p, MsgKind::Down { monitor, reason });
                 }
                 OpResult::MonitorSet { monitor }
             }
