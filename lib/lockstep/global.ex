@@ -38,15 +38,11 @@ defmodule Lockstep.Global do
   """
   @spec send(term(), term()) :: pid()
   def send(name, msg) do
-    try do
-      Runtime.send({:"$lockstep_global", name}, msg)
-    rescue
-      ArgumentError -> exit({:badarg, {name, msg}})
-    end
-
-    case Runtime.cluster({:global_whereis, name}) do
+    case Runtime.send_to({:"$lockstep_global", name}, msg) do
+      pid when is_pid(pid) -> pid
       nil -> exit({:badarg, {name, msg}})
-      pid -> pid
     end
+  rescue
+    ArgumentError -> exit({:badarg, {name, msg}})
   end
 end

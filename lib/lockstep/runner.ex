@@ -10,6 +10,12 @@ defmodule Lockstep.Runner do
   alias Lockstep.{BugFound, Iteration, Native, Options, Summary, TraceFile}
 
   def check(fun, opts) do
+    if Lockstep.Runtime.context_or_nil() do
+      raise ArgumentError,
+            "Lockstep.run/2 and check/2 cannot be nested: this process is a managed process " <>
+              "of a running Lockstep run. Start runs from the test process."
+    end
+
     cfg = Options.validate!(fun, opts)
     cell = Native.strategy_new(strategy_spec(cfg))
     started = System.monotonic_time(:microsecond)

@@ -136,21 +136,40 @@ defmodule Lockstep.Runtime do
   end
 
   def send(dest, msg) when is_pid(dest) or is_atom(dest) or is_tuple(dest) do
-    {session, id, tag} = context()
-
-    case resume(Native.sync_send(session, id, dest, msg), tag) do
-      {:deliver, seq, pid} -> :erlang.send(pid, {tag, :msg, seq, msg})
-      {:hold, seq} -> Native.hold(session, id, seq, msg)
-      :external -> :erlang.send(dest, msg)
-      :drop -> :ok
-      :unregistered -> raise ArgumentError, unregistered_message(dest)
-      :badarg -> raise ArgumentError, bad_destination(dest)
-    end
-
+    send_to(dest, msg)
     msg
   end
 
   def send(dest, _msg), do: raise(ArgumentError, bad_destination(dest))
+
+  @doc false
+  # Sends and returns the managed pid the message went to (nil: outside the run, or lost).
+  def send_to(dest, msg) do
+    {session, id, tag} = context()
+
+    case resume(Native.sync_send(session, id, dest, msg), tag) do
+      {:deliver, seq, pid} ->
+        :erlang.send(pid, {tag, :msg, seq, msg})
+        pid
+
+      {:hold, seq, pid} ->
+        Native.hold(session, id, seq, msg)
+        pid
+
+      :external ->
+        :erlang.send(dest, msg)
+        nil
+
+      :drop ->
+        nil
+
+      :unregistered ->
+        raise ArgumentError, unregistered_message(dest)
+
+      :badarg ->
+        raise ArgumentError, bad_destination(dest)
+    end
+  end
 
   defp bad_destination(dest) do
     "Lockstep.send/2 expects a pid, a registered name or {name, node}, got: #{inspect(dest)}"

@@ -418,7 +418,13 @@ fn result_term<'a>(env: Env<'a>, st: &SessionState, result: OpResult) -> Term<'a
                 (SendFate::Delivered, Some(p)) => {
                     (atoms::deliver(), msg, st.pid_term(env, p)).encode(env)
                 }
-                (SendFate::InFlight | SendFate::Deferred, _) => (atoms::hold(), msg).encode(env),
+                (SendFate::InFlight | SendFate::Deferred, to) => {
+                    let pid = match to {
+                        Some(p) => st.pid_term(env, p),
+                        None => atoms::nil().encode(env),
+                    };
+                    (atoms::hold(), msg, pid).encode(env)
+                }
                 (SendFate::Dropped | SendFate::Cut, _) => atoms::drop().encode(env),
             }
         }
