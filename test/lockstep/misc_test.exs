@@ -1,0 +1,81 @@
+defmodule Lockstep.MiscTest do
+  use ExUnit.Case, async: true
+  import ExUnit.CaptureIO
+  require Lockstep
+
+  test "a run cannot be nested inside a managed process" do
+    {:error, bug} =
+      Lockstep.check(
+        fn -> Lockstep.run(fn -> :ok end) end,
+        iterations: 1,
+        seed: 1,
+        trace_dir:
+          Path.join(System.tmp_dir!(), "lockstep_misc_#{System.unique_integer([:positive])}")
+      )
+
+    assert bug.kind == :exception
+    assert {:error, %ArgumentError{message: message}, _} = bug.reason
+    assert message =~ "cannot be nested"
+    File.rm_rf!(Path.dirname(bug.trace_path))
+  end
+
+  test "the summary counts iterations by how they ended" do
+    summary =
+      Lockstep.run(
+        fn ->
+          for _ <- 1..3, do: Lockstep.yield()
+        end,
+        iterations: 7,
+        max_steps: 2,
+        seed: 3
+      )
+
+    assert summary.outcomes == %{pass: 0, max_steps: 7}
+    assert summary.max_steps_hit == 7
+
+    summary = Lockstep.run(fn -> :ok end, iterations: 4, seed: 3)
+    assert summary.outcomes == %{pass: 4, max_steps: 0}
+  end
+
+  test "no progress line off a terminal" do
+    output =
+      capture_io(:stderr, fn ->
+        Lockstep.run(fn -> Lockstep.yield() end, iterations: 50, seed: 5)
+      end)
+
+    assert output == ""
+  end
+
+  test "Global.send returns the pid and exits with badarg for an unknown name" do
+    assert {pid_ok, exited} =
+             (fn ->
+                me = self()
+
+                Lockstep.run(
+                  fn ->
+                    :yes = Lockstep.Global.register_name(:g_misc, self())
+                    pid = Lockstep.Global.send(:g_misc, :hi)
+                    :hi = Lockstep.recv()
+
+                    exited =
+                      try do
+                        Lockstep.Global.send(:g_nobody, :x)
+                      catch
+                        :exit, reason -> reason
+                      end
+
+                    Lockstep.send(me, {pid == self(), exited})
+                  end,
+                  iterations: 1,
+                  seed: 1
+                )
+
+                receive do
+                  result -> result
+                end
+              end).()
+
+    assert pid_ok
+    assert exited == {:badarg, {:g_nobody, :x}}
+  end
+end
