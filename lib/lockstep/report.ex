@@ -153,23 +153,51 @@ defmodule Lockstep.Report do
       |> Enum.map(fn {_, event} -> event |> label.() |> String.length() end)
       |> Enum.max(fn -> 1 end)
 
+    format_line = fn {step, event} ->
+      failing? = step == bug.fail_step
+      marker = if failing?, do: ">>", else: "  "
+
+      line =
+        "#{marker} #{String.pad_leading(Integer.to_string(step), 5)}  " <>
+          String.pad_trailing(label.(event), width) <> "  " <> describe(event)
+
+      if failing? and colour?, do: IO.ANSI.red() <> line <> IO.ANSI.reset(), else: line
+    end
+
     lines =
-      Enum.map(trace, fn {step, event} ->
-        failing? = step == bug.fail_step
-        marker = if failing?, do: ">>", else: "  "
+      case elide(trace) do
+        {head, 0, []} ->
+          Enum.map(head, format_line)
 
-        line =
-          "#{marker} #{String.pad_leading(Integer.to_string(step), 5)}  " <>
-            String.pad_trailing(label.(event), width) <> "  " <> describe(event)
-
-        if failing? and colour?, do: IO.ANSI.red() <> line <> IO.ANSI.reset(), else: line
-      end)
+        {head, omitted, tail} ->
+          Enum.map(head, format_line) ++
+            [
+              "   … #{omitted} events omitted (the whole trace: mix lockstep.dump_trace " <>
+                "#{bug.trace_path || "PATH"}) …"
+            ] ++ Enum.map(tail, format_line)
+      end
 
     "Trace (#{length(trace)} events over #{bug.steps} steps; >> marks the failing step #{bug.fail_step}):\n" <>
       Enum.join(lines, "\n") <> "\n"
   end
 
   defp trace_section(_, _), do: "Trace: (not captured)\n"
+
+  @head_events 30
+  @tail_events 250
+
+  # A long trace shows its start and the events leading to the failure.
+  defp elide(trace) do
+    count = length(trace)
+
+    if count <= @head_events + @tail_events + 20 do
+      {trace, 0, []}
+    else
+      {head, rest} = Enum.split(trace, @head_events)
+      {_, tail} = Enum.split(rest, count - @head_events - @tail_events)
+      {head, count - @head_events - @tail_events, tail}
+    end
+  end
 
   # "P.2@b (:server)": the node when not the home node, and the first registered name.
   defp labels(trace, nodes) do
