@@ -40,6 +40,7 @@ defmodule Lockstep.Iteration do
   def await(session, tag, timeout) do
     receive do
       {^tag, :done, reason} -> {:done, reason}
+      {^tag, :internal_error, message} -> {:internal_error, message}
     after
       0 -> watch(session, tag, timeout, -1, now())
     end
@@ -49,6 +50,9 @@ defmodule Lockstep.Iteration do
     receive do
       {^tag, :done, reason} ->
         {:done, reason}
+
+      {^tag, :internal_error, message} ->
+        {:internal_error, message}
     after
       min(@poll_ms, timeout) ->
         {progress, _step, running, _now} = Native.progress(session)
@@ -75,6 +79,10 @@ defmodule Lockstep.Iteration do
         {:stuck, pid} ->
           Native.session_abort(session)
           {nil, stuck_details(pid)}
+
+        {:internal_error, message} ->
+          Native.session_abort(session)
+          {message, :internal_error}
       end
 
     procs = Native.procs(session)
@@ -86,14 +94,15 @@ defmodule Lockstep.Iteration do
     # iterations stay independent. The wrapper marks the sessions that stored any.
     if metrics.cleanup, do: Lockstep.PersistentTerm.cleanup(tag)
 
-    {kind, proc} = classify(outcome, stuck)
+    {kind, proc} =
+      if stuck == :internal_error, do: {:internal_error, nil}, else: classify(outcome, stuck)
 
     result = %{
       kind: kind,
       proc: proc,
-      reason: if(kind in [:exception, :crash], do: reason),
+      reason: if(kind in [:exception, :crash, :internal_error], do: reason),
       metrics: metrics,
-      details: stuck || details,
+      details: if(is_map(stuck), do: stuck, else: details),
       outcome: outcome,
       schedule: nil,
       trace: nil,

@@ -47,6 +47,12 @@ defmodule Lockstep.Runner do
       :pass ->
         loop(fun, cfg, cell, i + 1, stats)
 
+      :internal_error ->
+        raise Lockstep.InternalError,
+          message:
+            "#{result.reason} (run #{inspect(cfg.name)}, seed #{cfg.seed}, iteration #{i}). " <>
+              "Every managed process was stopped. Please report it with the test."
+
       :max_steps when not cfg.fail_on_max_steps ->
         loop(fun, cfg, cell, i + 1, %{stats | max_steps_hit: stats.max_steps_hit + 1})
 

@@ -261,6 +261,8 @@ defmodule Lockstep.Runtime do
 
     case resume(Native.sync_link(session, id, pid, on?), tag) do
       :ok -> true
+      # OTP 25: linking to a process that no longer exists raises in a non-trapping caller.
+      :noproc -> :erlang.error(:noproc)
       :unmanaged -> raise ArgumentError, unmanaged(what, pid)
     end
   end

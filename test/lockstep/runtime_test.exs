@@ -351,7 +351,9 @@ defmodule Lockstep.RuntimeTest do
       assert bug.kind == :exception
       assert bug.process == "P"
       # The signal's reason: the child's crash.
-      assert {:error, %RuntimeError{message: "child boom"}, _} = bug.reason
+      # The root was killed by the exit signal: its reason is the signal's, the child's
+      # {exception, stacktrace} as OTP would give it.
+      assert {:exit, {%RuntimeError{message: "child boom"}, _}, _} = bug.reason
 
       events = events(bug.trace)
       assert {:spawn_link, "P", "P.1"} in events

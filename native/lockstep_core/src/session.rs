@@ -158,6 +158,8 @@ pub enum OpResult {
     },
     /// A send to a name nobody has registered: the sender raises `ArgumentError`.
     Unregistered,
+    /// `link/1` to a process that no longer exists: the caller raises `noproc`.
+    NoProc,
     /// Go and try to match against the mailbox; `last` means the receive's timeout has
     /// passed: if nothing matches now, run the `after` clause.
     ReceiveAttempt {
@@ -1415,7 +1417,8 @@ impl Session {
             PendingOp::Send { to } => {
                 if let Target::Name(name) | Target::Global(name) = to {
                     if self.resolve(p, to).is_none() {
-                        self.record(p, EventKind::SendToUnregistered { name });
+                        let global = matches!(to, Target::Global(_));
+                        self.record(p, EventKind::SendToUnregistered { name, global });
                         return self.run(p, OpResult::Unregistered);
                     }
                 }
@@ -1491,7 +1494,7 @@ impl Session {
                         self.procs[p as usize].links.push(to);
                         self.procs[to as usize].links.push(p);
                     }
-                } else {
+                } else if self.procs[p as usize].trap_exit {
                     self.signal(
                         to,
                         p,
@@ -1500,6 +1503,10 @@ impl Session {
                             link: true,
                         },
                     );
+                } else {
+                    // OTP 25: link/1 to a process that no longer exists raises `noproc`
+                    // in a caller that does not trap exits.
+                    return self.run(p, OpResult::NoProc);
                 }
                 OpResult::Done
             }
@@ -1880,6 +1887,11 @@ impl Session {
     }
 
     fn run(&mut self, p: ProcId, result: OpResult) -> Applied {
+        if !self.alive(p) {
+            // It died applying its own operation (an exit signal it could not trap): it
+            // parks and meets its Kill effect.
+            return Applied::Skip;
+        }
         let proc = &mut self.procs[p as usize];
         proc.state = ProcState::Running;
         self.running = Some(p);

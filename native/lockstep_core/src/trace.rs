@@ -27,8 +27,10 @@ pub enum EventKind {
         fate: SendFate,
     },
     /// `proc` sent to a registered name nobody holds: `send/2` raises `ArgumentError`.
+    /// `global`: the name is one of the global registry's.
     SendToUnregistered {
         name: NameId,
+        global: bool,
     },
     /// `proc` sent message `msg` to `{name, node}` and nobody holds the name there: like
     /// OTP, the message is silently dropped.

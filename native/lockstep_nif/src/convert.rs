@@ -26,7 +26,7 @@ pub mod atoms {
         badnode, nodedown, cut, deferred, node_started, node_stopped, partitioned, healed,
         tick, monitor_node, set_ticktime, global_register, global_unregister, global_whereis,
         yes, no, lockstep_global = "$lockstep_global", cluster, start_node, stop_node,
-        partition, heal, nodes, nodes_up, node_of, global_names, defer, shrink_replay, cleanup, send_dropped,
+        partition, heal, nodes, nodes_up, node_of, global_names, defer, shrink_replay, cleanup, send_dropped, internal_error, global,
         not_captured = "$lockstep_not_captured",
         __struct__, __exception__, message, r#true = "true",
     }
@@ -200,8 +200,13 @@ pub(crate) fn event_term<'a>(env: Env<'a>, st: &SessionState, index: usize, e: &
             payload(msg),
         )
             .encode(env),
-        EventKind::SendToUnregistered { name: n } => {
-            (atoms::send_unregistered(), who, atom_name(n)).encode(env)
+        EventKind::SendToUnregistered { name: n, global } => {
+            let name = if global {
+                (atoms::global(), global_name(n)).encode(env)
+            } else {
+                atom_name(n)
+            };
+            (atoms::send_unregistered(), who, name).encode(env)
         }
         EventKind::Deliver { msg, from } => {
             (atoms::deliver(), name(from), who, payload(msg)).encode(env)

@@ -96,10 +96,20 @@ struct SessionState {
 #[rustler::resource_impl]
 impl Resource for SessionResource {
     fn down<'a>(&'a self, env: Env<'a>, pid: LocalPid, _monitor: Monitor) {
-        let Ok(mut st) = self.state.lock() else {
-            return;
-        };
+        let poisoned = self.state.is_poisoned();
+        let mut st = lock_any(self);
         let st = &mut *st;
+        if poisoned {
+            // A panic left the session half-updated: nobody can schedule any more. Tell
+            // the owner, which tears the run down and raises Lockstep.InternalError.
+            if !st.done_sent {
+                st.done_sent = true;
+                let message = "a Lockstep NIF call panicked and left the session \
+                               half-updated; the run was stopped (this is a bug in Lockstep)";
+                let _ = env.send(&st.owner, (self.tag, atoms::internal_error(), message));
+            }
+            return;
+        }
         if pid == st.owner {
             // The test process is gone: nobody will tear the run down, so tell every parked
             // process to exit now.
@@ -191,6 +201,10 @@ impl SessionState {
         self.session.cluster().is_known(id).then_some(id)
     }
 
+    fn pid(&self, p: ProcId) -> Option<LocalPid> {
+        self.pids.get(p as usize).copied().flatten()
+    }
+
     fn exited(&self, id: ProcId) -> bool {
         self.session
             .proc(id)
@@ -273,6 +287,14 @@ fn strategy_of(slot: &mut Option<RunStrategy>) -> NifResult<&mut RunStrategy> {
         .ok_or_else(|| internal_error("the session has no strategy (already finished)"))
 }
 
+/// For the owner's queries and teardown: a poisoned state is still good enough to list
+/// and kill processes, and the run is failing with an internal error anyway.
+fn lock_any(res: &SessionResource) -> MutexGuard<'_, SessionState> {
+    res.state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn lock(res: &SessionResource) -> NifResult<MutexGuard<'_, SessionState>> {
     res.state.lock().map_err(|_| {
         internal_error("the session state is poisoned by an earlier panic; the run cannot go on")
@@ -308,7 +330,7 @@ fn after_call<'a>(
         Next::Continue(result) => result_term(env, st, result),
         Next::Wake(proc, result) => {
             let term = result_term(env, st, result);
-            if let Some(pid) = st.pids[proc as usize] {
+            if let Some(pid) = st.pid(proc) {
                 let _ = env.send(&pid, (tag, atoms::go(), term));
             }
             atoms::wait().encode(env)
@@ -333,7 +355,7 @@ fn done_reason<'a>(env: Env<'a>, st: &SessionState) -> Term<'a> {
 fn perform(env: Env, tag: u64, st: &mut SessionState, effect: Effect) {
     match effect {
         Effect::Deliver { msg, to } => {
-            let (Some(pid), Some(saved)) = (st.pids[to as usize], st.held.remove(&msg)) else {
+            let (Some(pid), Some(saved)) = (st.pid(to), st.held.remove(&msg)) else {
                 return;
             };
             let payload = st.load(env, &saved);
@@ -343,7 +365,7 @@ fn perform(env: Env, tag: u64, st: &mut SessionState, effect: Effect) {
             let _ = env.send(&pid, (tag, atoms::msg(), msg, payload));
         }
         Effect::DeliverTimer { timer, msg, to } => {
-            let (Some(pid), Some(saved)) = (st.pids[to as usize], st.timer_data.get(&timer)) else {
+            let (Some(pid), Some(saved)) = (st.pid(to), st.timer_data.get(&timer)) else {
                 return;
             };
             let data = st.load(env, saved);
@@ -357,7 +379,7 @@ fn perform(env: Env, tag: u64, st: &mut SessionState, effect: Effect) {
             let _ = env.send(&pid, (tag, atoms::msg(), msg, payload));
         }
         Effect::DeliverSignal { msg, to } => {
-            let Some(pid) = st.pids[to as usize] else {
+            let Some(pid) = st.pid(to) else {
                 return;
             };
             let Some(m) = st.session.message(msg).copied() else {
@@ -394,7 +416,7 @@ fn perform(env: Env, tag: u64, st: &mut SessionState, effect: Effect) {
             let _ = env.send(&pid, (tag, atoms::msg(), msg, payload));
         }
         Effect::Kill { proc, reason } => {
-            if let Some(pid) = st.pids[proc as usize] {
+            if let Some(pid) = st.pid(proc) {
                 let reason = st.reason_term(env, reason);
                 let _ = env.send(&pid, (tag, atoms::exit(), reason));
             }
@@ -411,6 +433,7 @@ fn result_term<'a>(env: Env<'a>, st: &SessionState, result: OpResult) -> Term<'a
         OpResult::Random(v) => v.encode(env),
         OpResult::Spawned { child } => child.encode(env),
         OpResult::Unregistered => atoms::unregistered().encode(env),
+        OpResult::NoProc => atoms::noproc().encode(env),
         OpResult::Sent { msg, fate } => {
             let to = st.session.message(msg).and_then(|m| m.to);
             match (fate, to) {
@@ -1275,7 +1298,13 @@ fn exit<'a>(
         .session
         .exit_with(id, class, signal_reason, strategy)
         .map_err(engine_error)?;
-    after_call(env, res.tag, st, next, Some(report));
+    // The report is this process's own reason only if its exit is what failed the run
+    // (a signal it sent may instead have killed the root).
+    let own = matches!(
+        st.session.outcome(),
+        Some(Outcome::Exception { proc } | Outcome::Crash { proc }) if *proc == id
+    );
+    after_call(env, res.tag, st, next, own.then_some(report));
     Ok(atoms::ok().encode(env))
 }
 
@@ -1291,7 +1320,7 @@ fn iteration_seed(seed: u64, iteration: u64) -> u64 {
 /// processes see the iteration is over and park.
 #[rustler::nif]
 fn session_abort(res: ResourceArc<SessionResource>) -> NifResult<Atom> {
-    let mut st = lock(&res)?;
+    let mut st = lock_any(&res);
     st.session.abort();
     st.done_sent = true;
     Ok(atoms::ok())
@@ -1299,7 +1328,7 @@ fn session_abort(res: ResourceArc<SessionResource>) -> NifResult<Atom> {
 
 #[rustler::nif]
 fn progress<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
-    let st = lock(&res)?;
+    let st = lock_any(&res);
     let running = match st.session.running() {
         Some(p) => st.pid_term(env, p),
         None => atoms::nil().encode(env),
@@ -1309,7 +1338,7 @@ fn progress<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Te
 
 #[rustler::nif]
 fn outcome<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
-    let st = lock(&res)?;
+    let st = lock_any(&res);
     Ok(outcome_term(env, &st))
 }
 
@@ -1345,7 +1374,7 @@ fn outcome_term<'a>(env: Env<'a>, st: &SessionState) -> Term<'a> {
 
 #[rustler::nif]
 fn schedule<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
-    let st = lock(&res)?;
+    let st = lock_any(&res);
     let list: Vec<Term> = st
         .session
         .schedule()
@@ -1359,7 +1388,7 @@ fn schedule<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Te
 /// included when the session was created with capture on.
 #[rustler::nif]
 fn trace<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
-    let st = lock(&res)?;
+    let st = lock_any(&res);
     let events: Vec<Term> = st
         .session
         .events()
@@ -1373,7 +1402,7 @@ fn trace<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<
 /// `[{id, name, pid | nil, state, pending, node}]` for every process of the iteration.
 #[rustler::nif]
 fn procs<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
-    let st = lock(&res)?;
+    let st = lock_any(&res);
     let list: Vec<Term> = st
         .session
         .procs()
@@ -1409,7 +1438,7 @@ fn procs<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<
 /// Returns `{outcome, %{steps:, context_switches:, contested_steps:, fingerprint:}}`.
 #[rustler::nif]
 fn session_finish<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
-    let mut guard = lock(&res)?;
+    let mut guard = lock_any(&res);
     let st = &mut *guard;
     let mut metrics = None;
     if let Some(mut strategy) = st.strategy.take() {
