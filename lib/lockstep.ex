@@ -200,7 +200,8 @@ defmodule Lockstep do
 
   @doc """
   Links the caller and `pid` (a managed process); mirrors `Process.link/1`. Linking to a
-  process that has exited sends the caller a `:noproc` exit signal. Returns `true`.
+  process that has exited raises `ErlangError` `:noproc` in a caller that does not trap
+  exits, and gives a trapping one `{:EXIT, pid, :noproc}`, as on OTP 25. Returns `true`.
   """
   @spec link(pid()) :: true
   def link(pid), do: Runtime.link(pid)
