@@ -4,7 +4,25 @@
 //! decisions so a run can count the distinct schedules it explored.
 
 use super::{Choice, Divergence, Strategy, View};
-use std::hash::{Hash, Hasher};
+
+/// A cheap running hash (FxHash's multiply-rotate step): this runs at every step, and a
+/// fingerprint only needs to tell schedules apart, not resist an adversary.
+#[derive(Clone, Copy, Debug, Default)]
+struct Fingerprint(u64);
+
+impl Fingerprint {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+fn choice_word(choice: Choice) -> u64 {
+    match choice {
+        Choice::Run(p) => u64::from(p),
+        Choice::Deliver(m) => (1 << 32) | u64::from(m),
+        Choice::Fire(t) => (2 << 32) | u64::from(t),
+    }
+}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IterationMetrics {
@@ -18,7 +36,7 @@ pub struct IterationMetrics {
 pub struct Metered<S: Strategy> {
     inner: S,
     current: IterationMetrics,
-    hasher: std::collections::hash_map::DefaultHasher,
+    hasher: Fingerprint,
     last_run: Option<u32>,
 }
 
@@ -35,7 +53,7 @@ impl<S: Strategy> Metered<S> {
     /// The metrics of the current (or just finished) iteration.
     pub fn metrics(&self) -> IterationMetrics {
         IterationMetrics {
-            fingerprint: self.hasher.finish(),
+            fingerprint: self.hasher.0,
             ..self.current
         }
     }
@@ -64,7 +82,7 @@ impl<S: Strategy> Strategy for Metered<S> {
             self.current.contested_steps += 1;
         }
         if let Some(&choice) = choices.get(index) {
-            choice.hash(&mut self.hasher);
+            self.hasher.add(choice_word(choice));
             if let Choice::Run(p) = choice {
                 if self.last_run.is_some_and(|last| last != p) {
                     self.current.context_switches += 1;
@@ -77,7 +95,7 @@ impl<S: Strategy> Strategy for Metered<S> {
 
     fn random(&mut self, view: &View<'_>, n: u64) -> Result<u64, Divergence> {
         let value = self.inner.random(view, n)?;
-        (n, value).hash(&mut self.hasher);
+        self.hasher.add((3 << 32) ^ n.rotate_left(17) ^ value);
         Ok(value)
     }
 
