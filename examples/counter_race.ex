@@ -80,17 +80,24 @@ defmodule Lockstep.Examples.CounterRace do
     end
   end
 
+  @doc "The racy test body itself, as a named function: `mix lockstep.replay PATH --run` takes it."
+  def racy, do: test_body(:racy).()
+
+  @doc "The fixed test body."
+  def atomic, do: test_body(:atomic).()
+
   @doc "Runs the racy example under Lockstep and prints the report (`make demo`)."
   def demo do
     IO.puts(
       "Running two get-then-put clients against a counter under Lockstep (strategy :pct)…\n"
     )
 
-    case Lockstep.check(test_body(:racy), iterations: 500, name: "counter_race_demo", seed: 2026) do
+    case Lockstep.check(&__MODULE__.racy/0, iterations: 500, name: "counter_race_demo", seed: 2026) do
       {:error, bug} ->
         IO.puts(Exception.message(bug))
+
         IO.puts("\nThe atomic version ({:incr, from}) passes the same search:")
-        summary = Lockstep.run(test_body(:atomic), iterations: 500, seed: 2026)
+        summary = Lockstep.run(&__MODULE__.atomic/0, iterations: 500, seed: 2026)
 
         IO.puts(
           "  #{summary.iterations} iterations, #{summary.distinct_schedules} distinct schedules, " <>

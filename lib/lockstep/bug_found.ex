@@ -18,6 +18,8 @@ defmodule Lockstep.BugFound do
     * `trace_path` — where the schedule and trace were saved (replay it with
       `Lockstep.replay/3`);
     * `nondeterminism` — set when re-running the failing schedule did not fail the same way;
+    * `replay_run` — `"Module.function"` when the test body is a named zero-arity function
+      (`&Module.function/0`), so the report can print the exact `mix lockstep.replay` command;
     * `pid_names` — the pid of each managed process of the failing iteration and its
       symbolic name (the report shows names in place of pids);
     * `proc_nodes` — the simulated node of each process not on `:nonode@nohost` (the
@@ -43,6 +45,8 @@ defmodule Lockstep.BugFound do
     :name,
     :nondeterminism,
     :steps,
+    :replay_run,
+    :location,
     pid_names: %{},
     proc_nodes: %{}
   ]

@@ -18,7 +18,7 @@ defmodule Lockstep.Options do
     trace_dir: "_build/lockstep/traces"
   ]
 
-  @known Keyword.keys(@defaults) ++ [:seed, :name]
+  @known Keyword.keys(@defaults) ++ [:seed, :name, :location]
 
   def validate!(fun, opts) do
     unless is_function(fun, 0) do
@@ -49,6 +49,7 @@ defmodule Lockstep.Options do
       crash: opts[:crash],
       timers: opts[:timers],
       name: name(opts[:name], fun),
+      location: opts[:location],
       trace_dir: System.get_env("LOCKSTEP_TRACE_DIR") || opts[:trace_dir]
     }
   end
@@ -83,6 +84,10 @@ defmodule Lockstep.Options do
 
   defp check_key!(:name, value) do
     unless is_binary(value) or is_atom(value), do: bad!(:name, value, "a string or an atom")
+  end
+
+  defp check_key!(:location, value) do
+    unless is_binary(value), do: bad!(:location, value, "a \"file:line\" string")
   end
 
   defp check_key!(:trace_dir, value) do

@@ -219,10 +219,29 @@ defmodule Lockstep.Report do
   defp replay_section(bug) do
     path = bug.trace_path || "(trace file not saved)"
 
+    mix_line =
+      case bug.replay_run do
+        nil ->
+          "    mix lockstep.replay #{path} --run MyModule.body_fun   # a public zero-arity body\n"
+
+        target ->
+          "    mix lockstep.replay #{path} --run #{target}\n"
+      end
+
+    body = if bug.replay_run, do: "&#{bug.replay_run}/0", else: "fn -> ... end"
+
     "Replay this exact schedule (with the same test body):\n" <>
-      "    Lockstep.replay(fn -> ... end, #{inspect(path)})\n" <>
-      "    mix lockstep.replay #{path} --run MyModule.body_fun   # a public zero-arity body\n" <>
-      "Repeat the whole search: pass seed: #{bug.seed} (or run `mix test --seed #{bug.seed}`).\n"
+      "    Lockstep.replay(#{body}, #{inspect(path)})\n" <>
+      mix_line <>
+      repeat_line(bug)
+  end
+
+  defp repeat_line(%{location: location, seed: seed}) when is_binary(location) do
+    "Repeat the whole search (same seed, same schedules):\n    mix test #{location} --seed #{seed}\n"
+  end
+
+  defp repeat_line(%{seed: seed}) do
+    "Repeat the whole search: pass seed: #{seed} (under ExUnit: mix test --seed #{seed}).\n"
   end
 
   @doc false

@@ -125,11 +125,26 @@ defmodule Lockstep.Runner do
         nondeterminism: nondeterminism,
         steps: fast.metrics.steps,
         pid_names: source.pid_names,
-        proc_nodes: source.proc_nodes
+        proc_nodes: source.proc_nodes,
+        replay_run: replay_run(fun),
+        location: cfg[:location]
       )
 
     path = TraceFile.save!(bug, cfg)
     %{bug | trace_path: path}
+  end
+
+  @doc false
+  # "Module.function" for `&Module.function/0`: what `mix lockstep.replay --run` takes.
+  def replay_run(fun) do
+    case Function.info(fun, :type) do
+      {:type, :external} ->
+        info = Function.info(fun)
+        "#{inspect(info[:module])}.#{info[:name]}"
+
+      _ ->
+        nil
+    end
   end
 
   defp recapture(fun, cfg, iter_seed, schedule) do
@@ -233,7 +248,8 @@ defmodule Lockstep.Runner do
             nondeterminism: nil,
             steps: result.metrics.steps,
             pid_names: result.pid_names,
-            proc_nodes: result.proc_nodes
+            proc_nodes: result.proc_nodes,
+            replay_run: replay_run(fun)
           )
 
         raise %{bug | trace_path: path}

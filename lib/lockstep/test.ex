@@ -38,12 +38,15 @@ defmodule Lockstep.Test do
   `opts` are `Lockstep.run/2` options merged over the module's defaults.
   """
   defmacro ctest(name, opts \\ [], do: body) do
+    location = "#{Path.relative_to_cwd(__CALLER__.file)}:#{__CALLER__.line}"
+
     quote do
       test unquote(name) do
         opts =
           @lockstep_defaults
           |> Keyword.merge(unquote(opts))
           |> Keyword.put_new(:name, "#{inspect(__MODULE__)} #{unquote(name)}")
+          |> Keyword.put_new(:location, unquote(location))
 
         Lockstep.run(fn -> unquote(body) end, opts)
       end
