@@ -156,24 +156,34 @@ defmodule Lockstep.Iteration do
 
   defp describe_waits({:deadlock, names}, procs, tag) do
     for {_id, name, pid, _state, _pending, _node} <- procs, name in names do
-      {waiting, mailbox} = wait_info(pid, tag)
-      %{name: name, pid: pid, waiting_for: waiting, mailbox: mailbox}
+      {waiting, mailbox, unmanaged} = wait_info(pid, tag)
+      %{name: name, pid: pid, waiting_for: waiting, mailbox: mailbox, unmanaged: unmanaged}
     end
   end
 
   defp describe_waits(_, _, _), do: nil
 
-  defp wait_info(nil, _tag), do: {"(not started)", []}
+  defp wait_info(nil, _tag), do: {"(not started)", [], []}
 
+  # What a blocked process waits for, what Lockstep delivered to it, and messages that
+  # reached it around Lockstep (a plain Kernel.send), which Lockstep.receive never sees.
   defp wait_info(pid, tag) do
     case Process.info(pid, [:dictionary, :messages]) do
       [dictionary: dict, messages: messages] ->
         waiting = Keyword.get(dict, Lockstep.Runtime.waiting_key(), "a message")
         mailbox = for {^tag, :msg, _seq, msg} <- messages, do: msg
-        {waiting, mailbox}
+
+        unmanaged =
+          Enum.reject(messages, fn
+            {^tag, _, _, _} -> true
+            {^tag, _, _} -> true
+            _ -> false
+          end)
+
+        {waiting, mailbox, unmanaged}
 
       nil ->
-        {"(exited)", []}
+        {"(exited)", [], []}
     end
   end
 

@@ -84,14 +84,27 @@ defmodule Lockstep.Report do
 
   defp why(%{kind: :deadlock, details: details}) when is_list(details) do
     lines =
-      Enum.map(details, fn %{name: name, pid: pid, waiting_for: waiting, mailbox: mailbox} ->
+      Enum.map(details, fn %{name: name, pid: pid, waiting_for: waiting, mailbox: mailbox} =
+                             detail ->
         mail =
           case mailbox do
             [] -> "empty mailbox"
             msgs -> "mailbox: " <> Enum.map_join(msgs, ", ", &payload/1)
           end
 
-        "    #{name} #{inspect(pid)} waits in #{waiting} (#{mail})\n"
+        stray =
+          case Map.get(detail, :unmanaged, []) do
+            [] ->
+              ""
+
+            msgs ->
+              "\n      it also holds #{length(msgs)} message(s) sent around Lockstep " <>
+                "(Kernel.send?), which Lockstep.receive never sees: " <>
+                Enum.map_join(Enum.take(msgs, 3), ", ", &payload/1) <>
+                "\n      send them with Lockstep.send/2 so they are scheduled and received"
+          end
+
+        "    #{name} #{inspect(pid)} waits in #{waiting} (#{mail})#{stray}\n"
       end)
 
     ["  Blocked processes:\n" | lines] |> IO.iodata_to_binary()
