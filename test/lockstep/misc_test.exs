@@ -78,4 +78,27 @@ defmodule Lockstep.MiscTest do
     assert pid_ok
     assert exited == {:badarg, {:g_nobody, :x}}
   end
+
+  test "a deadlock report points out a message sent with Kernel.send" do
+    {:error, bug} =
+      Lockstep.check(
+        fn ->
+          me = self()
+          Lockstep.spawn(fn -> send(me, :hello) end)
+
+          Lockstep.receive do
+            :hello -> :ok
+          end
+        end,
+        iterations: 3,
+        seed: 1,
+        trace_dir:
+          Path.join(System.tmp_dir!(), "lockstep_misc_#{System.unique_integer([:positive])}")
+      )
+
+    assert bug.kind == :deadlock
+    assert [%{name: "P", unmanaged: [:hello], mailbox: []}] = bug.details
+    assert Exception.message(bug) =~ "Lockstep.receive never sees"
+    File.rm_rf!(Path.dirname(bug.trace_path))
+  end
 end
