@@ -122,6 +122,7 @@ defmodule Lockstep.TraceFile do
   def trace_atoms, do: @trace_atoms
 
   @doc "The trace format version this Lockstep writes and reads."
+  @spec version() :: pos_integer()
   def version, do: @version
 
   @doc false
