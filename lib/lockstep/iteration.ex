@@ -106,15 +106,29 @@ defmodule Lockstep.Iteration do
       outcome: outcome,
       schedule: nil,
       trace: nil,
-      pid_names: pid_names(procs),
-      proc_nodes: proc_nodes(procs),
+      pid_names: %{},
+      proc_nodes: %{},
       session: session
     }
 
+    # A done message can race a :stuck verdict; never leave it in the owner's mailbox.
+    receive do
+      {^tag, :done, _} -> :ok
+    after
+      0 -> :ok
+    end
+
     result =
-      if kind != :pass or capture?,
-        do: %{result | schedule: Native.schedule(session)},
-        else: result
+      if kind != :pass or capture? do
+        %{
+          result
+          | schedule: Native.schedule(session),
+            pid_names: pid_names(procs),
+            proc_nodes: proc_nodes(procs)
+        }
+      else
+        result
+      end
 
     if capture?, do: %{result | trace: Native.trace(session)}, else: result
   end
