@@ -42,7 +42,34 @@ defmodule Lockstep.Controller do
   Returns `{:ok, pid}`; the pid is the controller handle.
   """
   @spec start_link(keyword()) :: GenServer.on_start()
-  def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts)
+  def start_link(opts \\ []) do
+    # Bad options raise here, in the caller, rather than stopping the owner.
+    validate!(opts)
+    GenServer.start_link(__MODULE__, opts)
+  end
+
+  defp validate!(opts) do
+    unless Keyword.keyword?(opts) do
+      raise ArgumentError,
+            "Lockstep.Controller options must be a keyword list, got: #{inspect(opts)}"
+    end
+
+    {capture?, opts} = Keyword.pop(opts, :capture, true)
+    {seed, opts} = Keyword.pop(opts, :seed, 0)
+
+    unless is_boolean(capture?) do
+      raise ArgumentError,
+            "invalid value for option :capture: got #{inspect(capture?)}, expected true or false"
+    end
+
+    unless is_integer(seed) and seed >= 0 and seed < 18_446_744_073_709_551_616 do
+      raise ArgumentError,
+            "invalid value for option :seed: got #{inspect(seed)}, expected a non-negative " <>
+              "integer below 2^64 (the iteration seed)"
+    end
+
+    Lockstep.Options.validate!(fn -> :ok end, Keyword.put(opts, :iterations, 1))
+  end
 
   @doc "A child spec so a controller can live under a supervisor."
   @spec child_spec(keyword()) :: Supervisor.child_spec()

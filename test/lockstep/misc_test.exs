@@ -101,4 +101,18 @@ defmodule Lockstep.MiscTest do
     assert Exception.message(bug) =~ "Lockstep.receive never sees"
     File.rm_rf!(Path.dirname(bug.trace_path))
   end
+
+  test "a controller with bad options raises in the caller" do
+    assert_raise ArgumentError, ~r/option :seed/, fn ->
+      Lockstep.Controller.start_link(seed: -1)
+    end
+
+    assert_raise ArgumentError, ~r/option :strategy/, fn ->
+      Lockstep.Controller.start_link(strategy: :nope)
+    end
+
+    assert_raise ArgumentError, ~r/option :capture/, fn ->
+      Lockstep.Controller.start_link(capture: :yes)
+    end
+  end
 end
