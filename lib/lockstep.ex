@@ -348,15 +348,20 @@ defmodule Lockstep do
     loop = Macro.var(:lockstep_loop, __MODULE__)
     attempt = Macro.var(:lockstep_attempt, __MODULE__)
 
-    new_clauses =
+    hand = Macro.var(:lockstep_hand, __MODULE__)
+
+    tagged = fn pattern -> quote(do: {^unquote(tag), :msg, unquote(seq), unquote(pattern)}) end
+    same = fn pattern -> pattern end
+
+    # The clauses twice: over this run's tagged messages in the mailbox, and over a message
+    # handed over with the wake-up (`Lockstep.Runtime.receive_start/2`).
+    clauses_over = fn wrap ->
       Enum.map(clauses, fn
         {:->, meta, [[{:when, wmeta, [pattern, guard]}], body]} ->
-          head = quote do: {^unquote(tag), :msg, unquote(seq), unquote(pattern)}
-          {:->, meta, [[{:when, wmeta, [head, guard]}], consume(ctx, seq, body)]}
+          {:->, meta, [[{:when, wmeta, [wrap.(pattern), guard]}], consume(ctx, seq, body)]}
 
         {:->, meta, [[pattern], body]} ->
-          head = quote do: {^unquote(tag), :msg, unquote(seq), unquote(pattern)}
-          {:->, meta, [[head], consume(ctx, seq, body)]}
+          {:->, meta, [[wrap.(pattern)], consume(ctx, seq, body)]}
 
         other ->
           raise CompileError,
@@ -364,6 +369,10 @@ defmodule Lockstep do
             line: caller.line,
             description: "invalid Lockstep.receive clause: #{Macro.to_string(other)}"
       end)
+    end
+
+    new_clauses = clauses_over.(tagged)
+    hand_clauses = clauses_over.(same)
 
     patterns =
       clauses
@@ -398,12 +407,25 @@ defmodule Lockstep do
     after_zero = [{:->, [], [[0], miss]}]
     receive_ast = {:receive, [], [[do: new_clauses, after: after_zero]]}
 
+    unhanded =
+      quote generated: true do
+        unquote(hand) ->
+          Lockstep.Runtime.unhand(unquote(ctx), unquote(seq), unquote(hand))
+          unquote(miss)
+      end
+
+    hand_ast = {:case, [generated: true], [hand, [do: hand_clauses ++ unhanded]]}
+
     quote do
       unquote(ctx) = Lockstep.Runtime.receive_context(unquote(description))
       {_, _, unquote(tag)} = unquote(ctx)
 
-      unquote(loop) = fn unquote(loop), unquote(ctx), unquote(attempt) ->
-        unquote(receive_ast)
+      unquote(loop) = fn
+        unquote(loop), unquote(ctx), {:in_hand, unquote(seq), unquote(hand), unquote(attempt)} ->
+          unquote(hand_ast)
+
+        unquote(loop), unquote(ctx), unquote(attempt) ->
+          unquote(receive_ast)
       end
 
       unquote(loop).(

@@ -8,14 +8,23 @@ defmodule Lockstep.Runtime do
 
   alias Lockstep.Native
 
+  #
+  # What a process brings to its next sync point lives under `@pending` (see the NIF's
+  # `handoff.rs`): the seq of a message it took since its last NIF call, or `{pid, seq,
+  # msg}`, a message it sent and still carries. The hot entries (send, receive, yield, the
+  # process's exit) pass it to their NIF, which may hand the carried message to its receiver
+  # inside the wake-up; every other entry reaches the engine through `context/0,1`, which
+  # settles it first. Either way nothing else of the run runs before it is settled.
+
   @key :"$lockstep"
   @waiting :"$lockstep_waiting"
   @nomatch :"$lockstep_nomatch"
+  @pending :"$lockstep_pending"
 
   def context do
     case Process.get(@key) do
       nil -> raise Lockstep.NotManagedError, function: caller_name()
-      ctx -> ctx
+      ctx -> settle_pending(ctx)
     end
   end
 
@@ -23,8 +32,29 @@ defmodule Lockstep.Runtime do
   def context(function) do
     case Process.get(@key) do
       nil -> raise Lockstep.NotManagedError, function: function
+      ctx -> settle_pending(ctx)
+    end
+  end
+
+  # The context for a hot entry, which passes `take_pending/0` to its NIF itself.
+  @compile {:inline, hot_context: 1, take_pending: 0}
+  defp hot_context(function) do
+    case Process.get(@key) do
+      nil -> raise Lockstep.NotManagedError, function: function
       ctx -> ctx
     end
+  end
+
+  defp take_pending, do: :erlang.erase(@pending)
+
+  defp settle_pending({session, id, tag} = ctx) do
+    case :erlang.erase(@pending) do
+      :undefined -> :ok
+      seq when is_integer(seq) -> Native.consumed(session, id, seq)
+      {pid, seq, msg} -> :erlang.send(pid, {tag, :msg, seq, msg})
+    end
+
+    ctx
   end
 
   def context_or_nil, do: Process.get(@key)
@@ -92,18 +122,20 @@ defmodule Lockstep.Runtime do
     catch
       :exit, reason ->
         class = if normal_exit?(reason), do: :normal, else: :abnormal
-        Native.exit(session, id, class, {:exit, reason, __STACKTRACE__}, reason)
+        report = {:exit, reason, __STACKTRACE__}
+        Native.exit(session, id, class, report, reason, take_pending())
 
       :error, reason ->
         exception = Exception.normalize(:error, reason, __STACKTRACE__)
         report = {:error, exception, __STACKTRACE__}
-        Native.exit(session, id, :abnormal, report, {exception, __STACKTRACE__})
+        Native.exit(session, id, :abnormal, report, {exception, __STACKTRACE__}, take_pending())
 
       :throw, value ->
         report = {:throw, value, __STACKTRACE__}
-        Native.exit(session, id, :abnormal, report, {{:nocatch, value}, __STACKTRACE__})
+        reason = {{:nocatch, value}, __STACKTRACE__}
+        Native.exit(session, id, :abnormal, report, reason, take_pending())
     else
-      _ -> Native.exit(session, id, :normal, :normal, :normal)
+      _ -> Native.exit(session, id, :normal, :normal, :normal, take_pending())
     end
   end
 
@@ -145,11 +177,12 @@ defmodule Lockstep.Runtime do
   @doc false
   # Sends and returns the managed pid the message went to (nil: outside the run, or lost).
   def send_to(dest, msg) do
-    {session, id, tag} = context()
+    {session, id, tag} = hot_context("Lockstep.send")
 
-    case resume(Native.sync_send(session, id, dest, msg), tag) do
+    case resume(Native.sync_send(session, id, dest, msg, take_pending()), tag) do
       {:deliver, seq, pid} ->
-        :erlang.send(pid, {tag, :msg, seq, msg})
+        # In `pid`'s mailbox as far as the run can tell; carried to the next sync point.
+        Process.put(@pending, {pid, seq, msg})
         pid
 
       {:hold, seq, pid} ->
@@ -182,8 +215,8 @@ defmodule Lockstep.Runtime do
   end
 
   def yield do
-    {session, id, tag} = context()
-    resume(Native.yield(session, id), tag)
+    {session, id, tag} = hot_context("Lockstep.yield")
+    resume(Native.yield(session, id, take_pending()), tag)
   end
 
   def random(n) when is_integer(n) and n > 0 do
@@ -202,23 +235,32 @@ defmodule Lockstep.Runtime do
   # The pieces `Lockstep.receive` expands to. The description stays in the process
   # dictionary for deadlock reports; a later receive overwrites it.
   def receive_context(description) do
-    ctx = context("Lockstep.receive")
+    ctx = hot_context("Lockstep.receive")
     Process.put(@waiting, description)
     ctx
   end
 
+  # An attempt's result is `:attempt`, `:attempt_last` (the timeout has passed: one last
+  # try, then the `after`) or `{:in_hand, seq, msg, attempt}`: the one message this receive
+  # has not tried, handed over with the wake-up instead of through the mailbox.
   def receive_start({session, id, tag}, timeout) do
-    resume(Native.sync_receive(session, id, false, timeout(timeout)), tag)
+    timeout = timeout(timeout)
+    resume(Native.sync_receive(session, id, false, timeout, take_pending()), tag)
   end
 
   def receive_retry({session, id, tag}) do
-    resume(Native.sync_receive(session, id, true, nil), tag)
+    resume(Native.sync_receive(session, id, true, nil, take_pending()), tag)
   end
 
-  def consumed({session, id, _tag}, seq), do: Native.consumed(session, id, seq)
+  # Taking a message is reported with the next sync point.
+  def consumed(_ctx, seq), do: Process.put(@pending, seq)
+
+  # A message handed over that no clause takes: into the mailbox, where it would have been.
+  # It is the newest message of the run to this process, so it goes last.
+  def unhand({_session, _id, tag}, seq, msg), do: :erlang.send(self(), {tag, :msg, seq, msg})
 
   def receive_loop(description, matcher, timeout \\ nil, on_timeout \\ nil) do
-    {session, id, tag} = context("Lockstep.receive")
+    {session, id, tag} = hot_context("Lockstep.receive")
     Process.put(@waiting, description)
     attempt(session, id, tag, matcher, false, timeout(timeout), on_timeout)
   end
@@ -234,7 +276,15 @@ defmodule Lockstep.Runtime do
   end
 
   defp attempt(session, id, tag, matcher, retry?, timeout, on_timeout) do
-    result = resume(Native.sync_receive(session, id, retry?, timeout), tag)
+    result =
+      case resume(Native.sync_receive(session, id, retry?, timeout, take_pending()), tag) do
+        {:in_hand, seq, msg, result} ->
+          unhand({session, id, tag}, seq, msg)
+          result
+
+        result ->
+          result
+      end
 
     case matcher.(tag) do
       @nomatch when result == :attempt_last ->
@@ -245,7 +295,7 @@ defmodule Lockstep.Runtime do
         attempt(session, id, tag, matcher, true, timeout, on_timeout)
 
       {seq, continuation} ->
-        Native.consumed(session, id, seq)
+        Process.put(@pending, seq)
         Process.delete(@waiting)
         continuation.()
     end

@@ -231,6 +231,10 @@ pub struct Process {
     /// Whether something arrived since its last failed match: a receiving process with no
     /// fresh message is blocked, so deadlock detection is exact.
     pub fresh: bool,
+    /// Messages its current receive has not tried yet: the whole mailbox when the receive
+    /// starts, none after a failed match, one more per arrival. When it is exactly one, the
+    /// adapter may hand that message over with the wake-up instead of delivering it first.
+    pub untested: u32,
     pub links: Vec<ProcId>,
     pub exit: Option<ExitCause>,
     /// The reason linked and monitoring processes see.
@@ -263,6 +267,7 @@ impl Process {
             pending: PendingOp::Start,
             mailbox: 0,
             fresh: false,
+            untested: 0,
             links: Vec::new(),
             exit: None,
             exit_reason: Reason::Normal,

@@ -701,7 +701,9 @@ impl Session {
             }
             Op::Receive { retry, timeout } => {
                 if retry {
-                    self.procs[caller as usize].fresh = false;
+                    let proc = &mut self.procs[caller as usize];
+                    proc.fresh = false;
+                    proc.untested = 0;
                 } else {
                     if let Some(old) = self.procs[caller as usize].receive_timer.take() {
                         self.timers[old as usize].state = TimerState::Cancelled;
@@ -709,6 +711,7 @@ impl Session {
                     let proc = &mut self.procs[caller as usize];
                     proc.timed_out = false;
                     proc.fresh = proc.mailbox > 0;
+                    proc.untested = proc.mailbox;
                     match timeout {
                         Some(0) => self.procs[caller as usize].timed_out = true,
                         Some(ms) => {
@@ -1105,6 +1108,7 @@ impl Session {
         let target = &mut self.procs[to as usize];
         target.mailbox += 1;
         target.fresh = true;
+        target.untested += 1;
         if target.state == ProcState::Blocked && target.pending == PendingOp::Receive {
             target.state = ProcState::Ready;
         }

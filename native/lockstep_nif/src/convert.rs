@@ -15,7 +15,7 @@ pub mod atoms {
         ignore, anytime, normal, pass, max_steps, exception, crash, deadlock, diverged,
         aborted, ready, running, blocked, exited, steps, context_switches, contested_steps,
         fingerprint, run, fire, spawn, spawn_link, send, receive, block, r#yield = "yield",
-        exit_signal, in_flight, delivered, dropped, killed_outside_lockstep, noproc,
+        in_hand, exit_signal, in_flight, delivered, dropped, killed_outside_lockstep, noproc,
         noconnection, unregistered, unmanaged, badarg, process, register, unregister,
         whereis, registered, link, unlink, monitor, demonitor, trap_exit, exit_sent,
         exit_trapped, exit_ignored, down, alive, now, sleep, timer_started, timer_fired,

@@ -12,8 +12,10 @@
 //! allocated only when first needed.
 
 mod convert;
+mod handoff;
 
 use convert::{atoms, decision_term, decode_schedule, internal_error, name_term};
+use handoff::{Carry, Pending};
 use lockstep_core::session::MsgKind;
 use lockstep_core::strategy::{FairPct, IdPct, Metered, Pct, Pos, RandomWalk, Replay};
 use lockstep_core::{ClusterOp, PartitionMode};
@@ -310,11 +312,41 @@ fn after_call<'a>(
     next: Next,
     own_exit: Option<Term<'a>>,
 ) -> Term<'a> {
+    after_call_carrying(env, tag, st, next, own_exit, None)
+}
+
+/// [`after_call`] for a caller that carries a message it sent (see `handoff`): handed over
+/// with the result when the process that runs next is its target, about to try a receive
+/// with nothing else untested; otherwise delivered before this call's own deliveries.
+fn after_call_carrying<'a>(
+    env: Env<'a>,
+    tag: u64,
+    st: &mut SessionState,
+    next: Next,
+    own_exit: Option<Term<'a>>,
+    carry: Option<Carry<'a>>,
+) -> Term<'a> {
     if !st.announced.is_empty() {
         st.file_announced();
     } else {
         st.events_scanned = st.session.events().len();
     }
+    let handed = carry.and_then(|carry| {
+        let receiver = match next {
+            Next::Wake(_, OpResult::ReceiveAttempt { .. })
+            | Next::Continue(OpResult::ReceiveAttempt { .. }) => st.session.running(),
+            _ => None,
+        };
+        let untested = receiver
+            .and_then(|p| st.session.proc(p))
+            .map_or(0, |p| p.untested);
+        if receiver.is_some_and(|p| carry.can_hand_to(st.pid(p), untested)) {
+            Some(carry)
+        } else {
+            carry.deliver(env, tag);
+            None
+        }
+    });
     if st.session.has_effects() {
         let effects: Vec<Effect> = st.session.take_effects().collect();
         for effect in effects {
@@ -326,10 +358,15 @@ fn after_call<'a>(
         let reason = own_exit.unwrap_or_else(|| done_reason(env, st));
         let _ = env.send(&st.owner, (tag, atoms::done(), reason));
     }
+    let handed = handed.as_ref();
     match next {
-        Next::Continue(result) => result_term(env, st, result),
+        Next::Continue(result) => handed
+            .and_then(|c| c.in_hand(env, result))
+            .unwrap_or_else(|| result_term(env, st, result)),
         Next::Wake(proc, result) => {
-            let term = result_term(env, st, result);
+            let term = handed
+                .and_then(|c| c.in_hand(env, result))
+                .unwrap_or_else(|| result_term(env, st, result));
             if let Some(pid) = st.pid(proc) {
                 let _ = env.send(&pid, (tag, atoms::go(), term));
             }
@@ -533,16 +570,48 @@ fn sync_announcing<'a>(
     capture_only: bool,
     make_op: impl FnOnce(&mut SessionState) -> Result<Op, Term<'a>>,
 ) -> NifResult<Term<'a>> {
+    sync_pending(
+        env,
+        res,
+        id,
+        Pending::Nothing,
+        announce,
+        capture_only,
+        make_op,
+    )
+}
+
+/// The one entry of every sync point: reports what the caller brings from its last call
+/// (`handoff`), announces the operation and hands the turn on.
+fn sync_pending<'a>(
+    env: Env<'a>,
+    res: &SessionResource,
+    id: ProcId,
+    pending: Pending<'a>,
+    announce: Option<Term<'a>>,
+    capture_only: bool,
+    make_op: impl FnOnce(&mut SessionState) -> Result<Op, Term<'a>>,
+) -> NifResult<Term<'a>> {
     let mut guard = lock(res)?;
     let st = &mut *guard;
     if st.session.is_over() || st.exited(id) {
         // Over, or killed by an exit signal while running: park and meet the exit message.
+        // A message sent before that is in its target's mailbox all the same.
+        if let Pending::Carry(carry) = pending {
+            carry.deliver(env, res.tag);
+        }
         return Ok(atoms::wait().encode(env));
     }
     caller_check(env, st, id)?;
+    let carry = take_pending(st, id, pending)?;
     let op = match make_op(st) {
         Ok(op) => op,
-        Err(early) => return Ok(early),
+        Err(early) => {
+            if let Some(carry) = carry {
+                carry.deliver(env, res.tag);
+            }
+            return Ok(early);
+        }
     };
     if let Some(term) = announce.filter(|_| st.capture || !capture_only) {
         let saved = st.save(term);
@@ -551,7 +620,23 @@ fn sync_announcing<'a>(
     st.progress += 1;
     let strategy = strategy_of(&mut st.strategy)?;
     let next = st.session.sync(id, op, strategy).map_err(engine_error)?;
-    Ok(after_call(env, res.tag, st, next, None))
+    Ok(after_call_carrying(env, res.tag, st, next, None, carry))
+}
+
+/// Reports a message the caller took since its last call; returns the one it carries.
+fn take_pending<'a>(
+    st: &mut SessionState,
+    id: ProcId,
+    pending: Pending<'a>,
+) -> NifResult<Option<Carry<'a>>> {
+    match pending {
+        Pending::Nothing => Ok(None),
+        Pending::Consumed(msg) => {
+            st.session.consumed(id, msg).map_err(engine_error)?;
+            Ok(None)
+        }
+        Pending::Carry(carry) => Ok(Some(carry)),
+    }
 }
 
 fn sync<'a>(env: Env<'a>, res: &SessionResource, id: ProcId, op: Op) -> NifResult<Term<'a>> {
@@ -780,8 +865,10 @@ fn sync_send<'a>(
     id: ProcId,
     dest: Term<'a>,
     payload: Term<'a>,
+    pending: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    sync_announcing(env, &res, id, Some(payload), true, |st| {
+    let pending = Pending::decode(pending)?;
+    sync_pending(env, &res, id, pending, Some(payload), true, |st| {
         let to = decode_target(env, st, dest)?;
         Ok(Op::Send { to })
     })
@@ -794,8 +881,11 @@ fn sync_receive<'a>(
     id: ProcId,
     retry: bool,
     timeout: Option<u64>,
+    pending: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    sync(env, &res, id, Op::Receive { retry, timeout })
+    let pending = Pending::decode(pending)?;
+    let op = Op::Receive { retry, timeout };
+    sync_pending(env, &res, id, pending, None, false, |_| Ok(op))
 }
 
 #[rustler::nif(name = "yield")]
@@ -803,8 +893,10 @@ fn sync_yield<'a>(
     env: Env<'a>,
     res: ResourceArc<SessionResource>,
     id: ProcId,
+    pending: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    sync(env, &res, id, Op::Yield)
+    let pending = Pending::decode(pending)?;
+    sync_pending(env, &res, id, pending, None, false, |_| Ok(Op::Yield))
 }
 
 #[rustler::nif]
@@ -1269,13 +1361,19 @@ fn exit<'a>(
     class: Atom,
     report: Term<'a>,
     reason: Term<'a>,
+    pending: Term<'a>,
 ) -> NifResult<Term<'a>> {
+    let pending = Pending::decode(pending)?;
     let mut guard = lock(&res)?;
     let st = &mut *guard;
     if st.session.is_over() || st.exited(id) {
+        if let Pending::Carry(carry) = pending {
+            carry.deliver(env, res.tag);
+        }
         return Ok(atoms::ok().encode(env));
     }
     caller_check(env, st, id)?;
+    let carry = take_pending(st, id, pending)?;
     st.progress += 1;
     let class = if class == atoms::normal() {
         ExitClass::Normal
@@ -1304,7 +1402,7 @@ fn exit<'a>(
         st.session.outcome(),
         Some(Outcome::Exception { proc } | Outcome::Crash { proc }) if *proc == id
     );
-    after_call(env, res.tag, st, next, own.then_some(report));
+    after_call_carrying(env, res.tag, st, next, own.then_some(report), carry);
     Ok(atoms::ok().encode(env))
 }
 

@@ -1,0 +1,74 @@
+//! What a managed process brings to its next sync point, and the one-message hand-over.
+//!
+//! A hop between two managed processes is one BEAM message. When `Lockstep.send` returns,
+//! the engine has put the message in the target's mailbox, but the sender has not sent it
+//! yet: it *carries* the payload (in its process dictionary) to its next sync point, where
+//! nothing else of the run has run in between, so no managed process can tell. That next
+//! NIF call then either
+//!
+//! - wakes the target for a receive whose only untested message is the carried one: the
+//!   payload travels in the wake-up, `{tag, :go, {:in_hand, seq, payload, attempt}}`, and the
+//!   target matches it in place without looking at its mailbox; or
+//! - delivers it as `{tag, :msg, seq, payload}` before anything else this call delivers
+//!   (it was sent first), and wakes whoever runs next as usual.
+//!
+//! A receive's consumption is carried the same way: the receiver notes the sequence number
+//! of the message it took and the next NIF call reports it to the engine before the new
+//! operation, so taking a message costs no call of its own. Both together make every sync
+//! point one NIF call and every hop one message.
+
+use crate::convert::atoms;
+use lockstep_core::{MsgId, OpResult};
+use rustler::{Encoder, Env, LocalPid, NifResult, Term};
+
+/// The `pending` argument of the hot-path NIFs: `:undefined` (nothing), the sequence number
+/// of a message the caller took since its last call, or `{pid, seq, payload}`, a message it
+/// sent and still carries.
+pub enum Pending<'a> {
+    Nothing,
+    Consumed(MsgId),
+    Carry(Carry<'a>),
+}
+
+pub struct Carry<'a> {
+    pub to: LocalPid,
+    pub msg: MsgId,
+    pub payload: Term<'a>,
+}
+
+impl<'a> Pending<'a> {
+    pub fn decode(term: Term<'a>) -> NifResult<Pending<'a>> {
+        if term.is_atom() {
+            return Ok(Pending::Nothing);
+        }
+        if let Ok(msg) = term.decode::<MsgId>() {
+            return Ok(Pending::Consumed(msg));
+        }
+        let (to, msg, payload) = term.decode::<(LocalPid, MsgId, Term<'a>)>()?;
+        Ok(Pending::Carry(Carry { to, msg, payload }))
+    }
+}
+
+impl<'a> Carry<'a> {
+    /// Puts the carried message in its target's mailbox, the way every other delivery is.
+    pub fn deliver(self, env: Env<'a>, tag: u64) {
+        let _ = env.send(&self.to, (tag, atoms::msg(), self.msg, self.payload));
+    }
+
+    /// Whether the process `pid`, about to make a receive attempt, can take the carried
+    /// message in hand: it is addressed to it and is the only message its receive has not
+    /// tried (nothing else reached it since its last failed match).
+    pub fn can_hand_to(&self, pid: Option<LocalPid>, untested: u32) -> bool {
+        untested == 1 && pid.is_some_and(|p| p == self.to)
+    }
+
+    /// The result a receive attempt sees when the carried message is handed over with it.
+    pub fn in_hand(&self, env: Env<'a>, result: OpResult) -> Option<Term<'a>> {
+        let attempt = match result {
+            OpResult::ReceiveAttempt { last: false } => atoms::attempt(),
+            OpResult::ReceiveAttempt { last: true } => atoms::attempt_last(),
+            _ => return None,
+        };
+        Some((atoms::in_hand(), self.msg, self.payload, attempt).encode(env))
+    }
+}
