@@ -72,3 +72,37 @@ impl<'a> Carry<'a> {
         Some((atoms::in_hand(), self.msg, self.payload, attempt).encode(env))
     }
 }
+
+/// Hashes pids for the adapter's pid → process table, looked up at every send: a pid is
+/// already a well-spread machine word, so one multiply mixes it (SipHash, the default,
+/// showed in the hop's profile).
+#[derive(Clone, Copy, Default)]
+pub struct PidHash;
+
+impl std::hash::BuildHasher for PidHash {
+    type Hasher = WordHasher;
+    fn build_hasher(&self) -> WordHasher {
+        WordHasher(0)
+    }
+}
+
+pub struct WordHasher(u64);
+
+impl std::hash::Hasher for WordHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_ne_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing (Knuth, TAOCP vol. 3, 6.4): the top bits of n·2^64/φ.
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}

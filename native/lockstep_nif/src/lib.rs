@@ -57,7 +57,7 @@ struct SessionState {
     owner: LocalPid,
     /// BEAM pid of each managed process, by engine id (`None` until registered).
     pids: Vec<Option<LocalPid>>,
-    by_pid: HashMap<LocalPid, ProcId>,
+    by_pid: HashMap<LocalPid, ProcId, handoff::PidHash>,
     arena: Option<OwnedEnv>,
     /// Payloads of in-flight user messages (`delivery: :delayed`).
     held: HashMap<MsgId, SavedTerm>,
@@ -785,7 +785,7 @@ fn session_new<'a>(
             cell,
             owner,
             pids: vec![None],
-            by_pid: HashMap::new(),
+            by_pid: HashMap::default(),
             arena: None,
             held: HashMap::new(),
             announced: HashMap::new(),
@@ -861,14 +861,14 @@ fn register_child(
 #[rustler::nif]
 fn sync_send<'a>(
     env: Env<'a>,
-    res: ResourceArc<SessionResource>,
+    res: &SessionResource,
     id: ProcId,
     dest: Term<'a>,
     payload: Term<'a>,
     pending: Term<'a>,
 ) -> NifResult<Term<'a>> {
     let pending = Pending::decode(pending)?;
-    sync_pending(env, &res, id, pending, Some(payload), true, |st| {
+    sync_pending(env, res, id, pending, Some(payload), true, |st| {
         let to = decode_target(env, st, dest)?;
         Ok(Op::Send { to })
     })
@@ -877,7 +877,7 @@ fn sync_send<'a>(
 #[rustler::nif]
 fn sync_receive<'a>(
     env: Env<'a>,
-    res: ResourceArc<SessionResource>,
+    res: &SessionResource,
     id: ProcId,
     retry: bool,
     timeout: Option<u64>,
@@ -885,18 +885,18 @@ fn sync_receive<'a>(
 ) -> NifResult<Term<'a>> {
     let pending = Pending::decode(pending)?;
     let op = Op::Receive { retry, timeout };
-    sync_pending(env, &res, id, pending, None, false, |_| Ok(op))
+    sync_pending(env, res, id, pending, None, false, |_| Ok(op))
 }
 
 #[rustler::nif(name = "yield")]
 fn sync_yield<'a>(
     env: Env<'a>,
-    res: ResourceArc<SessionResource>,
+    res: &SessionResource,
     id: ProcId,
     pending: Term<'a>,
 ) -> NifResult<Term<'a>> {
     let pending = Pending::decode(pending)?;
-    sync_pending(env, &res, id, pending, None, false, |_| Ok(Op::Yield))
+    sync_pending(env, res, id, pending, None, false, |_| Ok(Op::Yield))
 }
 
 #[rustler::nif]
@@ -1356,7 +1356,7 @@ fn hold(
 #[rustler::nif]
 fn exit<'a>(
     env: Env<'a>,
-    res: ResourceArc<SessionResource>,
+    res: &SessionResource,
     id: ProcId,
     class: Atom,
     report: Term<'a>,
@@ -1364,7 +1364,7 @@ fn exit<'a>(
     pending: Term<'a>,
 ) -> NifResult<Term<'a>> {
     let pending = Pending::decode(pending)?;
-    let mut guard = lock(&res)?;
+    let mut guard = lock(res)?;
     let st = &mut *guard;
     if st.session.is_over() || st.exited(id) {
         if let Pending::Carry(carry) = pending {
