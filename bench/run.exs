@@ -20,8 +20,12 @@ end
 defmodule Bench.Run do
   alias Bench.{Iterations, Micro, PingPong, Timing}
 
-  @hop_target 3.0
-  @its_target 10_000
+  # issue 9's targets: a hop within 2x the raw hop (stretch 1.5x); the 5-process counter
+  # test at >= 0.4 of the iterations/s of the same protocol on the raw BEAM (stretch 0.6)
+  @hop_target 2.0
+  @hop_stretch 1.5
+  @its_ratio_target 0.4
+  @its_ratio_stretch 0.6
 
   def main do
     hops = env_int("BENCH_HOPS", 200_000)
@@ -162,9 +166,9 @@ defmodule Bench.Run do
           "derived: 2 yielding procs under :random, #{pair.switches} switches / #{pair.steps} steps"
         ],
         [
-          "wake-up protocol without NIF, per hop",
+          "hop protocol without NIF, per hop",
           fmt(emu.best),
-          "payload + {tag,:go} msgs, closures; #{fmt(emu.cs, 2)} ctx switches/hop"
+          "payload carried into the wake-up; #{fmt(emu.cs, 2)} ctx switches/hop"
         ],
         ["raw hop (for reference)", fmt(raw.best), ""]
       ]
@@ -173,17 +177,21 @@ defmodule Bench.Run do
     # targets -----------------------------------------------------------------------------
     section("Targets")
     worst_ratio = max(ls_random.best, ls_pct.best) / raw.best
-    [{_, _, pct_it}, {_, _, rnd_it} | _] = it_rows
-    worst_its = 1.0e6 / max(pct_it.best, rnd_it.best)
+    [{_, _, pct_it}, {_, _, rnd_it}, _baseline, {_, _, raw_it} | _] = it_rows
+    its_ratio = raw_it.best / max(pct_it.best, rnd_it.best)
 
     IO.puts(
-      "  Lockstep hop <= #{@hop_target}x raw hop: :random #{fmt(ls_random.best / raw.best, 1)}x, " <>
-        ":pct #{fmt(ls_pct.best / raw.best, 1)}x -> #{met(worst_ratio <= @hop_target)}"
+      "  Lockstep hop <= #{@hop_target}x raw hop (stretch #{@hop_stretch}x): :random " <>
+        "#{fmt(ls_random.best / raw.best, 2)}x, :pct #{fmt(ls_pct.best / raw.best, 2)}x -> " <>
+        "#{met(worst_ratio <= @hop_target)}" <>
+        if(worst_ratio <= @hop_stretch, do: " (stretch met)", else: "")
     )
 
     IO.puts(
-      "  >= #{fmt_int(@its_target)} it/s, 5-process counter: :pct #{fmt_int(round(1.0e6 / pct_it.best))}, " <>
-        ":random #{fmt_int(round(1.0e6 / rnd_it.best))} -> #{met(worst_its >= @its_target)}"
+      "  5-process counter it/s >= #{@its_ratio_target} of the raw-BEAM floor (stretch " <>
+        "#{@its_ratio_stretch}): :pct #{fmt(raw_it.best / pct_it.best, 2)}, :random " <>
+        "#{fmt(raw_it.best / rnd_it.best, 2)} -> #{met(its_ratio >= @its_ratio_target)}" <>
+        if(its_ratio >= @its_ratio_stretch, do: " (stretch met)", else: "")
     )
 
     IO.puts("")

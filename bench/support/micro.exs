@@ -107,11 +107,12 @@ defmodule Bench.Micro do
   end
 
   @doc """
-  Lockstep's wake-up protocol with the NIF calls taken out: per hop the sender puts
-  `{tag, :msg, seq, payload}` in the receiver's mailbox, then wakes it with
-  `{tag, :go, :attempt}` and parks on its own `{tag, :go, _}`; the receiver matches with a
-  closure doing `receive … after 0` and runs the continuation closure, as
-  `Lockstep.Runtime.receive_loop/2` does. Two BEAM messages per hop instead of one.
+  Lockstep's hop protocol with the NIF calls taken out: per hop the sender keeps the payload
+  in its process dictionary (what `Lockstep.send` does), then at its receive (where the NIF
+  would hand the turn over) wakes the receiver with `{tag, :go, {:in_hand, seq, payload,
+  :attempt}}` and parks on its own `{tag, :go, _}`; the receiver matches the payload in a
+  `case` and notes the consumed seq, as the `Lockstep.receive` expansion does. One BEAM
+  message per hop, like the raw hop.
   """
   def protocol_without_nif(hops) do
     Timing.isolated(fn ->
@@ -120,7 +121,7 @@ defmodule Bench.Micro do
       rounds = div(hops, 2)
       peer = :erlang.spawn(fn -> emu_echo(tag, me, 0) end)
       # warm-up round trip
-      emu_send(peer, tag, 0, :ping)
+      emu_send(peer, 0, :ping)
       :pong = emu_receive(tag)
 
       cs0 = Timing.context_switches()
@@ -136,38 +137,39 @@ defmodule Bench.Micro do
   defp emu_loop(_peer, _tag, 0), do: :ok
 
   defp emu_loop(peer, tag, n) do
-    emu_send(peer, tag, n, :ping)
+    emu_send(peer, n, :ping)
     :pong = emu_receive(tag)
     emu_loop(peer, tag, n - 1)
   end
 
   defp emu_echo(tag, root, seq) do
     :ping = emu_receive(tag)
-    emu_send(root, tag, seq, :pong)
+    emu_send(root, seq, :pong)
     emu_echo(tag, root, seq + 1)
   end
 
-  # the payload, then (what sync_receive's handoff does) the wake-up of the peer; then park
-  defp emu_send(peer, tag, seq, msg) do
-    Kernel.send(peer, {tag, :msg, seq, msg})
-    Process.put(:"$emu_waiting", "description")
-    Kernel.send(peer, {tag, :go, :attempt})
+  # the send: carried to the next sync point
+  defp emu_send(peer, seq, msg) do
+    :erlang.erase(:"$emu_pending")
+    Process.put(:"$emu_pending", {peer, seq, msg})
   end
 
+  # the receive: hand the carried message over with the wake-up, park, match in place
   defp emu_receive(tag) do
-    :attempt = emu_park(tag)
-
-    matcher = fn tag ->
-      receive do
-        {^tag, :msg, seq, msg} -> {seq, fn -> msg end}
-      after
-        0 -> :nomatch
-      end
+    Process.put(:"$emu_waiting", "description")
+    case :erlang.erase(:"$emu_pending") do
+      {peer, seq, msg} -> Kernel.send(peer, {tag, :go, {:in_hand, seq, msg, :attempt}})
+      _nothing_carried -> :ok
     end
 
-    {_seq, continuation} = matcher.(tag)
-    Process.delete(:"$emu_waiting")
-    continuation.()
+    case emu_park(tag) do
+      {:in_hand, seq, payload, _attempt} ->
+        case payload do
+          msg when is_atom(msg) ->
+            Process.put(:"$emu_pending", seq)
+            msg
+        end
+    end
   end
 
   defp emu_park(tag) do

@@ -259,10 +259,11 @@ defmodule Lockstep.Runtime do
   # It is the newest message of the run to this process, so it goes last.
   def unhand({_session, _id, tag}, seq, msg), do: :erlang.send(self(), {tag, :msg, seq, msg})
 
+  # `recv/0` and `recv_first/1` on the same entries as the macro: `matcher` tries the
+  # mailbox and returns `{seq, continuation}` or `@nomatch`.
   def receive_loop(description, matcher, timeout \\ nil, on_timeout \\ nil) do
-    {session, id, tag} = hot_context("Lockstep.receive")
-    Process.put(@waiting, description)
-    attempt(session, id, tag, matcher, false, timeout(timeout), on_timeout)
+    ctx = receive_context(description)
+    attempt(ctx, matcher, receive_start(ctx, timeout), on_timeout)
   end
 
   defp timeout(nil), do: nil
@@ -275,28 +276,26 @@ defmodule Lockstep.Runtime do
             ":infinity, got: #{inspect(other)}"
   end
 
-  defp attempt(session, id, tag, matcher, retry?, timeout, on_timeout) do
-    result =
-      case resume(Native.sync_receive(session, id, retry?, timeout, take_pending()), tag) do
-        {:in_hand, seq, msg, result} ->
-          unhand({session, id, tag}, seq, msg)
-          result
+  defp attempt({_session, _id, tag} = ctx, matcher, attempt, on_timeout) do
+    attempt =
+      case attempt do
+        {:in_hand, seq, msg, attempt} ->
+          unhand(ctx, seq, msg)
+          attempt
 
-        result ->
-          result
+        attempt ->
+          attempt
       end
 
     case matcher.(tag) do
-      @nomatch when result == :attempt_last ->
-        Process.delete(@waiting)
+      @nomatch when attempt == :attempt_last ->
         on_timeout.()
 
       @nomatch ->
-        attempt(session, id, tag, matcher, true, timeout, on_timeout)
+        attempt(ctx, matcher, receive_retry(ctx), on_timeout)
 
       {seq, continuation} ->
-        Process.put(@pending, seq)
-        Process.delete(@waiting)
+        consumed(ctx, seq)
         continuation.()
     end
   end
