@@ -157,6 +157,7 @@ defmodule Bench.Micro do
   # the receive: hand the carried message over with the wake-up, park, match in place
   defp emu_receive(tag) do
     Process.put(:"$emu_waiting", "description")
+
     case :erlang.erase(:"$emu_pending") do
       {peer, seq, msg} -> Kernel.send(peer, {tag, :go, {:in_hand, seq, msg, :attempt}})
       _nothing_carried -> :ok

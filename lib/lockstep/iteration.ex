@@ -24,7 +24,7 @@ defmodule Lockstep.Iteration do
 
   @doc false
   def start_root(session, tag, fun) do
-    root = :erlang.spawn(Lockstep.Runtime, :root_entry, [session, tag, fun])
+    root = Lockstep.Runtime.spawn_root(session, tag, fun)
     :ok = Native.session_start(session, root)
     root
   end
