@@ -34,7 +34,8 @@ use crate::schedule::Decision;
 use crate::strategy::{Choice, Divergence, Strategy, View};
 use crate::timer::{Timer, TimerKind, TimerMode, TimerState};
 use crate::trace::{Event, EventKind, SendFate};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -382,6 +383,14 @@ pub struct Session {
     in_flight: Vec<MsgId>,
     monitors: Vec<MonitorRec>,
     timers: Vec<Timer>,
+    /// Timers by (deadline, id), earliest first; entries of timers no longer pending are
+    /// dropped when they reach the top. Ties go to the older timer.
+    timer_queue: BinaryHeap<Reverse<(u64, TimerId)>>,
+    /// The `Ready` processes (invariant kept by `set_state`), in id order: the order in
+    /// which they are offered.
+    ready: BTreeSet<ProcId>,
+    /// Scratch for `collect_choices`: the sender→receiver pairs already seen.
+    pairs_seen: HashSet<(ProcId, Option<ProcId>)>,
     names: HashMap<(NodeId, NameId), ProcId>,
     cluster: Cluster,
     /// Named ETS tables per node: name → the adapter's slot for the real table.
@@ -412,6 +421,9 @@ impl Session {
             in_flight: Vec::new(),
             monitors: Vec::new(),
             timers: Vec::new(),
+            timer_queue: BinaryHeap::new(),
+            ready: BTreeSet::from([0]),
+            pairs_seen: HashSet::new(),
             names: HashMap::new(),
             cluster: Cluster::default(),
             ets_names: HashMap::new(),
@@ -579,6 +591,17 @@ impl Session {
         h.finish()
     }
 
+    /// Every change of a process's state goes through here, so `ready` stays the set of
+    /// `Ready` processes and offering them costs nothing for the processes that are not.
+    fn set_state(&mut self, p: ProcId, state: ProcState) {
+        self.procs[p as usize].state = state;
+        if state == ProcState::Ready {
+            self.ready.insert(p);
+        } else {
+            self.ready.remove(&p);
+        }
+    }
+
     fn view(&self) -> View<'_> {
         View {
             step: self.step,
@@ -727,15 +750,14 @@ impl Session {
                 PendingOp::Receive
             }
         };
-        let proc = &mut self.procs[caller as usize];
-        proc.pending = pending;
+        self.procs[caller as usize].pending = pending;
         if blocked {
-            proc.state = ProcState::Blocked;
+            self.set_state(caller, ProcState::Blocked);
             if pending == PendingOp::Receive {
                 self.record(caller, EventKind::Block);
             }
         } else {
-            proc.state = ProcState::Ready;
+            self.set_state(caller, ProcState::Ready);
         }
         Ok(self.decide(Some(caller), strategy))
     }
@@ -844,8 +866,8 @@ impl Session {
         if self.running == Some(p) {
             self.running = None;
         }
+        self.set_state(p, ProcState::Exited);
         let entry = &mut self.procs[p as usize];
-        entry.state = ProcState::Exited;
         entry.exit = Some(cause);
         entry.exit_reason = reason;
         let links = std::mem::take(&mut entry.links);
@@ -1110,7 +1132,7 @@ impl Session {
         target.fresh = true;
         target.untested += 1;
         if target.state == ProcState::Blocked && target.pending == PendingOp::Receive {
-            target.state = ProcState::Ready;
+            self.set_state(to, ProcState::Ready);
         }
     }
 
@@ -1118,24 +1140,26 @@ impl Session {
         let proc = &mut self.procs[owner as usize];
         proc.timers_created += 1;
         let t = self.timers.len() as TimerId;
+        let deadline = self.now.saturating_add(ms);
         self.timers.push(Timer {
             owner,
             ordinal: proc.timers_created,
-            deadline: self.now.saturating_add(ms),
+            deadline,
             kind,
             state: TimerState::Pending,
         });
+        self.timer_queue.push(Reverse((deadline, t)));
         t
     }
 
-    fn earliest_timer(&self) -> Option<TimerId> {
-        let mut best: Option<(u64, TimerId)> = None;
-        for (i, t) in self.timers.iter().enumerate() {
-            if t.state == TimerState::Pending && best.is_none_or(|(d, _)| t.deadline < d) {
-                best = Some((t.deadline, i as TimerId));
+    fn earliest_timer(&mut self) -> Option<TimerId> {
+        while let Some(&Reverse((_, t))) = self.timer_queue.peek() {
+            if self.timers[t as usize].state == TimerState::Pending {
+                return Some(t);
             }
+            self.timer_queue.pop();
         }
-        best.map(|(_, t)| t)
+        None
     }
 
     fn fire(&mut self, t: TimerId) {
@@ -1156,7 +1180,7 @@ impl Session {
                 let proc = &mut self.procs[owner as usize];
                 proc.sleep_timer = None;
                 if proc.state == ProcState::Blocked && proc.pending == PendingOp::Sleep {
-                    proc.state = ProcState::Ready;
+                    self.set_state(owner, ProcState::Ready);
                 }
             }
             TimerKind::ReceiveAfter => {
@@ -1164,7 +1188,7 @@ impl Session {
                 proc.receive_timer = None;
                 proc.timed_out = true;
                 if proc.state == ProcState::Blocked && proc.pending == PendingOp::Receive {
-                    proc.state = ProcState::Ready;
+                    self.set_state(owner, ProcState::Ready);
                 }
             }
             TimerKind::Tick { partition } => self.tick(partition),
@@ -1250,18 +1274,18 @@ impl Session {
 
     fn collect_choices(&mut self) {
         self.choices.clear();
-        for (i, p) in self.procs.iter().enumerate() {
-            if p.state == ProcState::Ready {
-                self.choices.push(Choice::Run(i as ProcId));
-            }
-        }
-        for (i, &m) in self.in_flight.iter().enumerate() {
+        debug_assert!(self
+            .procs
+            .iter()
+            .enumerate()
+            .all(|(i, p)| (p.state == ProcState::Ready) == self.ready.contains(&(i as ProcId))));
+        self.choices
+            .extend(self.ready.iter().map(|&p| Choice::Run(p)));
+        // The oldest in-flight message of each sender→receiver pair.
+        self.pairs_seen.clear();
+        for &m in &self.in_flight {
             let msg = &self.msgs[m as usize];
-            let is_head = !self.in_flight[..i].iter().any(|&earlier| {
-                let e = &self.msgs[earlier as usize];
-                e.from == msg.from && e.to == msg.to
-            });
-            if is_head {
+            if self.pairs_seen.insert((msg.from, msg.to)) {
                 self.choices.push(Choice::Deliver(m));
             }
         }
@@ -1415,6 +1439,7 @@ impl Session {
                     self.procs[p as usize].links.push(child);
                 }
                 self.procs.push(proc);
+                self.ready.insert(child);
                 self.record(p, EventKind::Spawn { child, link });
                 OpResult::Spawned { child }
             }
@@ -1896,8 +1921,7 @@ impl Session {
             // parks and meets its Kill effect.
             return Applied::Skip;
         }
-        let proc = &mut self.procs[p as usize];
-        proc.state = ProcState::Running;
+        self.set_state(p, ProcState::Running);
         self.running = Some(p);
         debug_assert_eq!(
             self.procs
