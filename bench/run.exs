@@ -11,9 +11,13 @@
 #   5. the raw-BEAM floor of those iterations (same processes and protocol, plain send/receive);
 # plus micro-benchmarks of hot-path pieces that explain the hop figure. See docs/PERFORMANCE.md.
 #
-# Knobs (environment): BENCH_HOPS (200000), BENCH_ITERATIONS (5000), BENCH_ROUNDS (5).
+#   6. growth: time per process, per step, per in-flight message and per iteration as one
+#      iteration's work grows (bench/support/growth.exs); flat rows are the goal.
+#
+# Knobs (environment): BENCH_HOPS (200000), BENCH_ITERATIONS (5000), BENCH_ROUNDS (5),
+# BENCH_GROWTH_MAX (100000: the largest size of the growth table).
 
-for file <- ~w(timing baseline ping_pong iterations micro) do
+for file <- ~w(timing baseline ping_pong iterations micro growth) do
   Code.require_file("support/#{file}.exs", __DIR__)
 end
 
@@ -174,6 +178,8 @@ defmodule Bench.Run do
       ]
     )
 
+    growth_table(env_int("BENCH_GROWTH_MAX", 100_000))
+
     # targets -----------------------------------------------------------------------------
     section("Targets")
     worst_ratio = max(ls_random.best, ls_pct.best) / raw.best
@@ -195,6 +201,71 @@ defmodule Bench.Run do
     )
 
     IO.puts("")
+  end
+
+  # 6: growth ------------------------------------------------------------------------------
+  defp growth_table(max) do
+    alias Bench.Growth
+    fixed = Enum.min(for _ <- 1..5, do: Growth.fixed_cost().ns)
+
+    section(
+      "6. Growth: cost per unit of work as one iteration grows (best of 2; net of the " <>
+        "#{fmt(fixed / 1000, 1)} µs fixed cost of a one-iteration Lockstep.run)"
+    )
+
+    sizes = fn from, to ->
+      Enum.filter(
+        [10, 100, 1_000, 10_000, 100_000, 1_000_000],
+        &(&1 >= from and &1 <= min(to, max * 10))
+      )
+    end
+
+    best = fn f -> Enum.min_by([f.(), f.()], & &1.ns) end
+    counter = Lockstep.Examples.CounterRace.test_body(:atomic, 3)
+
+    rows =
+      Enum.map(sizes.(10, max), fn n ->
+        r = best.(fn -> Growth.processes(n) end)
+
+        [
+          "processes per iteration",
+          fmt_int(n),
+          fmt((r.ns - fixed) / 1000 / n, 2),
+          "µs per process"
+        ]
+      end) ++
+        Enum.map(sizes.(100, max * 10), fn n ->
+          r = best.(fn -> Growth.steps(n) end)
+
+          [
+            "steps per iteration",
+            fmt_int(n),
+            fmt((r.ns - fixed) / 1000 / r.steps, 3),
+            "µs per step"
+          ]
+        end) ++
+        Enum.map(Enum.filter([1, 10, 100, 1_000, 10_000], &(&1 <= max)), fn n ->
+          r = best.(fn -> Growth.in_flight(n) end)
+
+          [
+            "messages in flight (:pct, delayed)",
+            fmt_int(n),
+            fmt(r.ns / 1000 / n, 2),
+            "µs per message"
+          ]
+        end) ++
+        Enum.map(Enum.filter([0, 100, 10_000], &(&1 <= max)), fn m ->
+          r = best.(fn -> Growth.owner_inbox(m, counter, 500) end)
+
+          [
+            "unrelated messages in the test's mailbox",
+            fmt_int(m),
+            fmt(r.ns / 1000 / 500, 1),
+            "µs per counter iteration"
+          ]
+        end)
+
+    table(["grows", "size", "cost", "unit"], rows)
   end
 
   # measurement helpers ---------------------------------------------------------------------
