@@ -3,7 +3,7 @@
 #   MIX_ENV=prod mix run bench/iteration_phases.exs
 #
 # Not part of `make bench`: it drives Lockstep's *internal* iteration functions
-# (Lockstep.Iteration.start/5, await/3, finish/4, as of commit 9483a60) the way
+# (Lockstep.Iteration.start/6, await/3, finish/5) the way
 # Lockstep.Runner does, timing each phase. If those internals move, this script says so and
 # stops; bench/run.exs only uses the public API.
 
@@ -16,9 +16,9 @@ defmodule Bench.IterationPhases do
   alias Lockstep.{Iteration, Native, Options, Runner}
 
   @needed [
-    {Iteration, :start, 5},
+    {Iteration, :start, 6},
     {Iteration, :await, 3},
-    {Iteration, :finish, 4},
+    {Iteration, :finish, 5},
     {Options, :validate!, 2},
     {Runner, :strategy_spec, 1},
     {Native, :strategy_new, 1},
@@ -78,11 +78,12 @@ defmodule Bench.IterationPhases do
       Enum.reduce(1..n, {0, 0, 0}, fn i, {s, r, t} ->
         seed = Native.iteration_seed(cfg.seed, i)
         t0 = Timing.now_ns()
-        {session, tag} = Iteration.start(cell, body, seed, cfg, false)
+        done = make_ref()
+        {session, tag} = Iteration.start(cell, body, seed, cfg, false, done)
         t1 = Timing.now_ns()
-        waited = Iteration.await(session, tag, cfg.timeout)
+        waited = Iteration.await(session, done, cfg.timeout)
         t2 = Timing.now_ns()
-        %{kind: :pass} = Iteration.finish(session, tag, waited, false)
+        %{kind: :pass} = Iteration.finish(session, tag, waited, false, done)
         t3 = Timing.now_ns()
         {s + t1 - t0, r + t2 - t1, t + t3 - t2}
       end)

@@ -454,13 +454,15 @@ defmodule Lockstep.Controller do
     {iter_seed, opts} = Keyword.pop(opts, :seed, 0)
     cfg = Lockstep.Options.validate!(fn -> :ok end, Keyword.put(opts, :iterations, 1))
     cell = Native.strategy_new(Lockstep.Runner.strategy_spec(cfg))
-    {session, tag} = Iteration.new_session(cell, iter_seed, cfg, capture?)
+    done = make_ref()
+    {session, tag} = Iteration.new_session(cell, iter_seed, cfg, capture?, done)
 
     {:ok,
      %{
        cfg: cfg,
        session: session,
        tag: tag,
+       done_ref: done,
        capture?: capture?,
        root: nil,
        done: nil,
@@ -494,8 +496,8 @@ defmodule Lockstep.Controller do
   end
 
   def handle_call(:await_done, _from, state) do
-    waited = state.done || Iteration.await(state.session, state.tag, state.cfg.timeout)
-    r = Iteration.finish(state.session, state.tag, waited, state.capture?)
+    waited = state.done || Iteration.await(state.session, state.done_ref, state.cfg.timeout)
+    r = Iteration.finish(state.session, state.tag, waited, state.capture?, state.done_ref)
 
     result = %{
       kind: r.kind,
@@ -511,8 +513,12 @@ defmodule Lockstep.Controller do
   end
 
   @impl true
-  def handle_info({tag, :done, reason}, %{tag: tag} = state) do
+  def handle_info({ref, :done, reason}, %{done_ref: ref} = state) do
     {:noreply, %{state | done: {:done, reason}}}
+  end
+
+  def handle_info({ref, :internal_error, message}, %{done_ref: ref} = state) do
+    {:noreply, %{state | done: {:internal_error, message}}}
   end
 
   def handle_info(_other, state), do: {:noreply, state}

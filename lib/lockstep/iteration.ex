@@ -1,25 +1,30 @@
 defmodule Lockstep.Iteration do
   @moduledoc false
   # The owner's side of one iteration: create the session, start the root, wait for the
-  # NIF's `{tag, :done, reason}` while watching for a process that stops reaching sync
+  # NIF's `{done, :done, reason}` while watching for a process that stops reaching sync
   # points, then tear everything down. Never on the hot path.
+  #
+  # `done` is a reference made by `run/5` just before it starts the iteration and passed down
+  # to the receives that wait for the end: the compiler then lets those receives skip every
+  # message that was in the owner's mailbox before it was made, so a test process with
+  # thousands of unrelated messages waiting pays nothing for them.
 
   alias Lockstep.Native
 
   @poll_ms 50
 
   @doc false
-  def start(cell, fun, iter_seed, cfg, capture?) do
-    {session, tag} = new_session(cell, iter_seed, cfg, capture?)
+  def start(cell, fun, iter_seed, cfg, capture?, done) do
+    {session, tag} = new_session(cell, iter_seed, cfg, capture?, done)
     start_root(session, tag, fun)
     {session, tag}
   end
 
   @doc false
-  # The calling process becomes the session's owner: it gets `{tag, :done, reason}`.
-  def new_session(cell, iter_seed, cfg, capture?) do
+  # The calling process becomes the session's owner: it gets `{done, :done, reason}`.
+  def new_session(cell, iter_seed, cfg, capture?, done) do
     config = {cfg.max_steps, cfg.delivery, cfg.crash, cfg.timers}
-    Native.session_new(cell, iter_seed, config, capture?)
+    Native.session_new(cell, iter_seed, config, capture?, done)
   end
 
   @doc false
@@ -31,27 +36,28 @@ defmodule Lockstep.Iteration do
 
   @doc false
   def run(cell, fun, iter_seed, cfg, capture?) do
-    {session, tag} = start(cell, fun, iter_seed, cfg, capture?)
-    finish(session, tag, await(session, tag, cfg.timeout), capture?)
+    done = make_ref()
+    {session, tag} = start(cell, fun, iter_seed, cfg, capture?, done)
+    finish(session, tag, await(session, done, cfg.timeout), capture?, done)
   end
 
   @doc false
   # Waits for the end of the iteration. Returns `{:done, reason}` or `{:stuck, pid}`.
-  def await(session, tag, timeout) do
+  def await(session, done, timeout) do
     receive do
-      {^tag, :done, reason} -> {:done, reason}
-      {^tag, :internal_error, message} -> {:internal_error, message}
+      {^done, :done, reason} -> {:done, reason}
+      {^done, :internal_error, message} -> {:internal_error, message}
     after
-      0 -> watch(session, tag, timeout, -1, now())
+      0 -> watch(session, done, timeout, -1, now())
     end
   end
 
-  defp watch(session, tag, timeout, last_progress, since) do
+  defp watch(session, done, timeout, last_progress, since) do
     receive do
-      {^tag, :done, reason} ->
+      {^done, :done, reason} ->
         {:done, reason}
 
-      {^tag, :internal_error, message} ->
+      {^done, :internal_error, message} ->
         {:internal_error, message}
     after
       min(@poll_ms, timeout) ->
@@ -59,9 +65,9 @@ defmodule Lockstep.Iteration do
         t = now()
 
         cond do
-          progress != last_progress -> watch(session, tag, timeout, progress, t)
+          progress != last_progress -> watch(session, done, timeout, progress, t)
           t - since >= timeout -> {:stuck, running}
-          true -> watch(session, tag, timeout, progress, since)
+          true -> watch(session, done, timeout, progress, since)
         end
     end
   end
@@ -70,7 +76,7 @@ defmodule Lockstep.Iteration do
 
   @doc false
   # Tears the iteration down and describes how it ended.
-  def finish(session, tag, waited, capture?) do
+  def finish(session, tag, waited, capture?, done) do
     {reason, stuck} =
       case waited do
         {:done, reason} ->
@@ -111,11 +117,14 @@ defmodule Lockstep.Iteration do
       session: session
     }
 
-    # A done message can race a :stuck verdict; never leave it in the owner's mailbox.
-    receive do
-      {^tag, :done, _} -> :ok
-    after
-      0 -> :ok
+    # A done message can race a :stuck verdict; never leave it in the owner's mailbox (the
+    # NIF sends at most one, so after `{:done, _}` there is nothing to look for).
+    with {kind, _} when kind != :done <- waited do
+      receive do
+        {^done, :done, _} -> :ok
+      after
+        0 -> :ok
+      end
     end
 
     result =
@@ -204,16 +213,18 @@ defmodule Lockstep.Iteration do
   @doc false
   # No managed process outlives its iteration: kill every one and wait until it is gone.
   def kill_all(procs) do
-    refs =
-      for {_id, _name, pid, _state, _pending, _node} <- procs, is_pid(pid) do
-        Process.exit(pid, :kill)
-        Process.monitor(pid)
-      end
+    pids = for {_id, _name, pid, _state, _pending, _node} <- procs, is_pid(pid), do: pid
+    Enum.each(pids, &Process.exit(&1, :kill))
+    Enum.each(pids, &await_gone/1)
+  end
 
-    Enum.each(refs, fn ref ->
-      receive do
-        {:DOWN, ^ref, :process, _, _} -> :ok
-      end
-    end)
+  # A monitor made here and received on here: the receive skips the messages that were in
+  # the owner's mailbox before it (see the moduledoc), and a dead pid answers at once.
+  defp await_gone(pid) do
+    ref = :erlang.monitor(:process, pid)
+
+    receive do
+      {:DOWN, ^ref, :process, _, _} -> :ok
+    end
   end
 end

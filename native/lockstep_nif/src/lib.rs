@@ -93,6 +93,10 @@ struct SessionState {
     /// Counts engine calls so the owner can tell a process that stopped reaching sync
     /// points (`:stuck`).
     progress: u64,
+    /// The owner's reference for this iteration: its `{ref, :done, reason}` is found without
+    /// scanning the owner's mailbox (a receive on a reference made just before skips the
+    /// messages that were there already), however many unrelated messages wait in it.
+    done_ref: Option<SavedTerm>,
 }
 
 #[rustler::resource_impl]
@@ -108,7 +112,8 @@ impl Resource for SessionResource {
                 st.done_sent = true;
                 let message = "a Lockstep NIF call panicked and left the session \
                                half-updated; the run was stopped (this is a bug in Lockstep)";
-                let _ = env.send(&st.owner, (self.tag, atoms::internal_error(), message));
+                let done_ref = st.done_ref_term(env);
+                let _ = env.send(&st.owner, (done_ref, atoms::internal_error(), message));
             }
             return;
         }
@@ -150,6 +155,13 @@ impl SessionState {
     fn load<'a>(&self, env: Env<'a>, saved: &SavedTerm) -> Term<'a> {
         match &self.arena {
             Some(arena) => arena.run(|a| saved.load(a).in_env(env)),
+            None => atoms::nil().encode(env),
+        }
+    }
+
+    fn done_ref_term<'a>(&self, env: Env<'a>) -> Term<'a> {
+        match &self.done_ref {
+            Some(saved) => self.load(env, saved),
             None => atoms::nil().encode(env),
         }
     }
@@ -356,7 +368,8 @@ fn after_call_carrying<'a>(
     if st.session.is_over() && !st.done_sent {
         st.done_sent = true;
         let reason = own_exit.unwrap_or_else(|| done_reason(env, st));
-        let _ = env.send(&st.owner, (tag, atoms::done(), reason));
+        let done_ref = st.done_ref_term(env);
+        let _ = env.send(&st.owner, (done_ref, atoms::done(), reason));
     }
     let handed = handed.as_ref();
     match next {
@@ -746,6 +759,7 @@ fn session_new<'a>(
     seed: u64,
     config: (u64, Atom, Atom, Atom),
     capture: bool,
+    done_ref: Term<'a>,
 ) -> NifResult<Term<'a>> {
     let (max_steps, delivery, crash, timers) = config;
     let config = Config {
@@ -777,36 +791,39 @@ fn session_new<'a>(
     let session = Session::new(config, &mut strategy, seed);
     let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
     let owner = env.pid();
+    let mut state = SessionState {
+        session,
+        strategy: Some(strategy),
+        cell,
+        owner,
+        pids: vec![None],
+        by_pid: HashMap::default(),
+        arena: None,
+        held: HashMap::new(),
+        announced: HashMap::new(),
+        events_scanned: 0,
+        exit_reasons: HashMap::new(),
+        given_reasons: Vec::new(),
+        monitor_refs: HashMap::new(),
+        timer_data: HashMap::new(),
+        names: Vec::new(),
+        name_ids: HashMap::new(),
+        nodes: vec![atoms::nonode_at_nohost()],
+        globals: Vec::new(),
+        ets_tables: Vec::new(),
+        capture,
+        captured_msgs: HashMap::new(),
+        captured_nifs: HashMap::new(),
+        captured_exits: HashMap::new(),
+        done_sent: false,
+        needs_cleanup: false,
+        progress: 0,
+        done_ref: None,
+    };
+    state.done_ref = Some(state.save(done_ref));
     let resource = ResourceArc::new(SessionResource {
         tag,
-        state: Mutex::new(SessionState {
-            session,
-            strategy: Some(strategy),
-            cell,
-            owner,
-            pids: vec![None],
-            by_pid: HashMap::default(),
-            arena: None,
-            held: HashMap::new(),
-            announced: HashMap::new(),
-            events_scanned: 0,
-            exit_reasons: HashMap::new(),
-            given_reasons: Vec::new(),
-            monitor_refs: HashMap::new(),
-            timer_data: HashMap::new(),
-            names: Vec::new(),
-            name_ids: HashMap::new(),
-            nodes: vec![atoms::nonode_at_nohost()],
-            globals: Vec::new(),
-            ets_tables: Vec::new(),
-            capture,
-            captured_msgs: HashMap::new(),
-            captured_nifs: HashMap::new(),
-            captured_exits: HashMap::new(),
-            done_sent: false,
-            needs_cleanup: false,
-            progress: 0,
-        }),
+        state: Mutex::new(state),
     });
     env.monitor(&resource, &owner);
     Ok((resource, tag).encode(env))
