@@ -274,4 +274,21 @@ defmodule Lockstep.HotPathTest do
       for _ <- 1..10, do: assert_received(:got_own)
     end
   end
+
+  describe "the test process's own mailbox" do
+    test "unrelated messages waiting in it are left alone, in order, by runs" do
+      for i <- 1..2_000, do: Kernel.send(self(), {:unrelated, i})
+
+      Lockstep.run(
+        fn ->
+          child = Lockstep.spawn(fn -> Lockstep.receive(do: (:hi -> :ok)) end)
+          Lockstep.send(child, :hi)
+        end,
+        iterations: 20
+      )
+
+      {:messages, messages} = Process.info(self(), :messages)
+      assert messages == for(i <- 1..2_000, do: {:unrelated, i})
+    end
+  end
 end
