@@ -15,7 +15,8 @@ defmodule Lockstep.Options do
     delivery: :instant,
     crash: :fail,
     timers: :on_idle,
-    trace_dir: "_build/lockstep/traces"
+    trace_dir: "_build/lockstep/traces",
+    workers: 1
   ]
 
   @known Keyword.keys(@defaults) ++ [:seed, :name, :location]
@@ -50,7 +51,8 @@ defmodule Lockstep.Options do
       timers: opts[:timers],
       name: name(opts[:name], fun),
       location: opts[:location],
-      trace_dir: System.get_env("LOCKSTEP_TRACE_DIR") || opts[:trace_dir]
+      trace_dir: System.get_env("LOCKSTEP_TRACE_DIR") || opts[:trace_dir],
+      workers: workers(opts[:workers])
     }
   end
 
@@ -95,6 +97,12 @@ defmodule Lockstep.Options do
   end
 
   defp check_key!(:strategy, _value), do: :ok
+
+  defp check_key!(:workers, value) do
+    unless value == :auto or (is_integer(value) and value > 0 and value <= 1024) do
+      bad!(:workers, value, "a positive integer up to 1024, or :auto (one per scheduler)")
+    end
+  end
 
   defp check_key!(key, value) do
     raise ArgumentError,
@@ -191,6 +199,9 @@ defmodule Lockstep.Options do
       other -> other
     end
   end
+
+  defp workers(:auto), do: System.schedulers_online()
+  defp workers(n), do: n
 
   defp default_seed do
     exunit_seed() || :rand.uniform(2_147_483_648)

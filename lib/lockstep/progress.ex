@@ -26,10 +26,16 @@ defmodule Lockstep.Progress do
           secs = max(now - state.started, 1) / 1000
           rate = round(done / secs)
 
+          schedules =
+            case stats do
+              %{fingerprints: seen} -> "#{MapSet.size(seen)} schedules  "
+              %{workers: n} -> "#{n} workers  "
+            end
+
           IO.write(
             :stderr,
             "\r\e[2K  lockstep: #{done}/#{state.total} iterations  #{rate}/s  " <>
-              "#{MapSet.size(stats.fingerprints)} schedules  #{Float.round(secs, 1)}s"
+              "#{schedules}#{Float.round(secs, 1)}s"
           )
 
           Process.put(@key, %{state | last: now, shown: true})

@@ -21,43 +21,184 @@ defmodule Lockstep.Runner do
     started = System.monotonic_time(:microsecond)
     Lockstep.Progress.start(cfg)
 
-    result = loop(fun, cfg, cell, 1, new_stats())
+    {outcome, stats, per_worker} = search(fun, cfg, cell)
     Lockstep.Progress.stop()
     elapsed = System.monotonic_time(:microsecond) - started
 
-    case result do
-      {:ok, stats} -> {:ok, summary(cfg, stats, elapsed)}
-      {:bug, bug} -> {:error, bug}
+    case outcome do
+      :ok ->
+        {:ok, %{summary(cfg, stats, elapsed) | per_worker: per_worker}}
+
+      {:failed, i, iter_seed, result} ->
+        {:error, report(fun, cfg, i, iter_seed, result)}
+
+      {:internal_error, i, reason} ->
+        raise Lockstep.InternalError,
+          message:
+            "#{reason} (run #{inspect(cfg.name)}, seed #{cfg.seed}, iteration #{i}). " <>
+              "Every managed process was stopped. Please report it with the test."
     end
   end
+
+  # The search: iterations 1..n in order, or with `workers: w` (SPEC §11) w independent
+  # searches at once, worker k taking iterations k, k+w, k+2w, … with its own strategy
+  # state. Every iteration keeps the seed it has in the sequential run. Workers share only
+  # `stop`, the lowest failing iteration so far: a worker stops before an iteration at or
+  # past it. Each worker's iterations below the lowest failing one therefore all run, in
+  # order, whatever the others do, so the reported bug — the lowest failing iteration — is
+  # the same for a given seed and worker count, however the workers were scheduled.
+  defp search(fun, %{workers: 1} = cfg, cell) do
+    {outcome, stats} = loop(fun, cfg, cell, 1, 1, new_stats(), nil)
+    {lowest_failure([outcome]), stats, []}
+  end
+
+  defp search(fun, cfg, _cell) do
+    n = cfg.workers
+    stop = :atomics.new(1, signed: false)
+    :atomics.put(stop, 1, cfg.iterations + 1)
+    spec = strategy_spec(cfg)
+    caller_leader = Process.group_leader()
+    done = :counters.new(1, [:write_concurrency])
+
+    tasks =
+      for w <- 1..n do
+        {w,
+         Task.async(fn ->
+           Process.group_leader(self(), caller_leader)
+           worker(fun, cfg, spec, w, {stop, done})
+         end)}
+      end
+
+    results = await_workers(tasks, %{}, done, n)
+
+    per_worker =
+      for w <- 1..n do
+        {_outcome, stats} = results[w]
+        %{worker: w, iterations: stats.iterations, steps: stats.steps}
+      end
+
+    outcomes = for w <- 1..n, do: elem(results[w], 0)
+    stats = Enum.reduce(1..n, new_stats(), &merge_stats(&2, elem(results[&1], 1)))
+    {lowest_failure(outcomes), stats, per_worker}
+  end
+
+  defp worker(fun, cfg, spec, w, shared) do
+    # this worker's iterations all run on one scheduler, each worker on its own
+    Process.put(:"$lockstep_scheduler", rem(w - 1, System.schedulers_online()) + 1)
+    cell = Native.strategy_new(spec)
+    loop(fun, cfg, cell, w, cfg.workers, new_stats(), shared)
+  catch
+    kind, reason -> {:raised, kind, reason, __STACKTRACE__}
+  end
+
+  # Waits for every worker; a worker that raised makes the run raise the same.
+  defp await_workers([], results, _done, _n), do: results
+
+  defp await_workers(tasks, results, done, n) do
+    replies = Task.yield_many(Enum.map(tasks, &elem(&1, 1)), 250)
+    Lockstep.Progress.tick(:counters.get(done, 1), %{workers: n})
+
+    {pending, results} =
+      tasks
+      |> Enum.zip(replies)
+      |> Enum.reduce({[], results}, fn
+        {entry, {_task, nil}}, {pending, acc} ->
+          {[entry | pending], acc}
+
+        {_entry, {_task, {:ok, {:raised, kind, reason, stack}}}}, _ ->
+          stop_workers(tasks)
+          :erlang.raise(kind, reason, stack)
+
+        {{w, _task}, {_reply_task, {:ok, result}}}, {pending, acc} ->
+          {pending, Map.put(acc, w, result)}
+
+        {_entry, {_task, {:exit, reason}}}, _ ->
+          stop_workers(tasks)
+          exit(reason)
+      end)
+
+    await_workers(Enum.reverse(pending), results, done, n)
+  end
+
+  # No worker (and so no managed process: each worker owns its iterations' sessions) may
+  # outlive the run, also when it raises.
+  defp stop_workers(tasks),
+    do: Enum.each(tasks, fn {_w, task} -> Task.shutdown(task, :brutal_kill) end)
+
+  defp merge_stats(a, b) do
+    %{
+      iterations: a.iterations + b.iterations,
+      steps: a.steps + b.steps,
+      max_steps_hit: a.max_steps_hit + b.max_steps_hit,
+      fingerprints: MapSet.union(a.fingerprints, b.fingerprints),
+      switches: a.switches + b.switches
+    }
+  end
+
+  defp lowest_failure(outcomes) do
+    failures = for {kind, i, _, _} = f <- outcomes, kind in [:failed, :internal_error], do: {i, f}
+
+    case Enum.min_by(failures, &elem(&1, 0), fn -> nil end) do
+      nil -> :ok
+      {_i, {:internal_error, i, reason, _}} -> {:internal_error, i, reason}
+      {_i, failed} -> failed
+    end
+  end
+
+  defp lower_stop(nil, _i), do: :ok
+  defp lower_stop({stop, _done}, i), do: lower_stop(stop, i)
+
+  defp lower_stop(stop, i) do
+    current = :atomics.get(stop, 1)
+
+    if i < current and :atomics.compare_exchange(stop, 1, current, i) != :ok do
+      lower_stop(stop, i)
+    else
+      :ok
+    end
+  end
+
+  defp stopped?(nil, _i), do: false
+  defp stopped?({stop, _done}, i), do: i >= :atomics.get(stop, 1)
+
+  defp count_done(nil), do: :ok
+  defp count_done({_stop, done}), do: :counters.add(done, 1, 1)
 
   defp new_stats do
     %{iterations: 0, steps: 0, max_steps_hit: 0, fingerprints: MapSet.new(), switches: 0}
   end
 
-  defp loop(_fun, %{iterations: n}, _cell, i, stats) when i > n, do: {:ok, stats}
+  # Iterations i, i + stride, i + 2·stride, … up to `:iterations`, or until one fails or
+  # `stop` says a lower one has.
+  defp loop(_fun, %{iterations: n}, _cell, i, _stride, stats, _stop) when i > n,
+    do: {:ok, stats}
 
-  defp loop(fun, cfg, cell, i, stats) do
-    iter_seed = Native.iteration_seed(cfg.seed, i)
-    result = Iteration.run(cell, fun, iter_seed, cfg, false)
-    stats = account(stats, result)
-    Lockstep.Progress.tick(i, stats)
+  defp loop(fun, cfg, cell, i, stride, stats, stop) do
+    if stopped?(stop, i) do
+      {:ok, stats}
+    else
+      iter_seed = Native.iteration_seed(cfg.seed, i)
+      result = Iteration.run(cell, fun, iter_seed, cfg, false)
+      stats = account(stats, result)
+      count_done(stop)
+      Lockstep.Progress.tick(i, stats)
 
-    case result.kind do
-      :pass ->
-        loop(fun, cfg, cell, i + 1, stats)
+      case result.kind do
+        :pass ->
+          loop(fun, cfg, cell, i + stride, stride, stats, stop)
 
-      :internal_error ->
-        raise Lockstep.InternalError,
-          message:
-            "#{result.reason} (run #{inspect(cfg.name)}, seed #{cfg.seed}, iteration #{i}). " <>
-              "Every managed process was stopped. Please report it with the test."
+        :internal_error ->
+          lower_stop(stop, i)
+          {{:internal_error, i, result.reason, nil}, stats}
 
-      :max_steps when not cfg.fail_on_max_steps ->
-        loop(fun, cfg, cell, i + 1, %{stats | max_steps_hit: stats.max_steps_hit + 1})
+        :max_steps when not cfg.fail_on_max_steps ->
+          stats = %{stats | max_steps_hit: stats.max_steps_hit + 1}
+          loop(fun, cfg, cell, i + stride, stride, stats, stop)
 
-      _failure ->
-        {:bug, report(fun, cfg, i, iter_seed, result)}
+        _failure ->
+          lower_stop(stop, i)
+          {{:failed, i, iter_seed, result}, stats}
+      end
     end
   end
 

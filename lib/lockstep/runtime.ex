@@ -104,7 +104,10 @@ defmodule Lockstep.Runtime do
   # spread over the schedulers by their tag. `{:scheduler, n}` is an undocumented
   # `spawn_opt` option of OTP 25; without it the process is spawned unbound.
   def spawn_root(session, tag, fun) do
-    scheduler = rem(tag, :erlang.system_info(:schedulers_online)) + 1
+    scheduler =
+      Process.get(:"$lockstep_scheduler") ||
+        rem(tag, :erlang.system_info(:schedulers_online)) + 1
+
     spawn_bound(:root_entry, [session, tag, fun], scheduler)
   end
 

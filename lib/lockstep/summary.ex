@@ -9,7 +9,9 @@ defmodule Lockstep.Summary do
     * `context_switches` — steps that switched to another process, over all iterations;
     * `outcomes` — iterations per ending (`:pass`, `:max_steps`);
     * `seed`, `strategy` — as given or chosen; pass `seed:` to repeat the run exactly;
-    * `elapsed_us` — wall-clock time of the whole run.
+    * `elapsed_us` — wall-clock time of the whole run;
+    * `per_worker` — with `workers: n > 1`, each worker's `%{worker:, iterations:, steps:}`
+      (empty for a sequential run).
   """
 
   defstruct iterations: 0,
@@ -20,7 +22,8 @@ defmodule Lockstep.Summary do
             outcomes: %{},
             seed: nil,
             strategy: nil,
-            elapsed_us: 0
+            elapsed_us: 0,
+            per_worker: []
 
   @type t :: %__MODULE__{
           iterations: non_neg_integer(),
@@ -31,6 +34,9 @@ defmodule Lockstep.Summary do
           outcomes: %{optional(atom()) => non_neg_integer()},
           seed: non_neg_integer(),
           strategy: atom() | {atom(), keyword()},
-          elapsed_us: non_neg_integer()
+          elapsed_us: non_neg_integer(),
+          per_worker: [
+            %{worker: pos_integer(), iterations: non_neg_integer(), steps: non_neg_integer()}
+          ]
         }
 end

@@ -1,0 +1,113 @@
+defmodule Lockstep.WorkersTest do
+  # `workers: n` (SPEC §11): n independent searches at once, the lowest failing iteration
+  # reported, deterministic for a seed and worker count.
+  use ExUnit.Case, async: true
+
+  require Lockstep
+
+  alias Lockstep.{BugFound, Summary}
+  alias Lockstep.Examples.CounterRace
+  import Lockstep.TestSupport
+
+  # Fails in the iterations whose controlled draw lands below `p` of 1000: under :random
+  # the draw depends on the iteration's seed only, so the failing iterations are the same
+  # whatever worker runs them.
+  defp rare_failure(p) do
+    fn ->
+      if Lockstep.random(1000) < p, do: raise("rare failure")
+    end
+  end
+
+  test "the reported bug is the lowest failing iteration, the same as a sequential run's" do
+    dir = tmp_dir!()
+    opts = [iterations: 2_000, strategy: :random, seed: 424_242, trace_dir: dir]
+    {:error, %BugFound{} = sequential} = Lockstep.check(rare_failure(5), opts)
+
+    for workers <- [2, 3] do
+      {:error, %BugFound{} = parallel} =
+        Lockstep.check(rare_failure(5), Keyword.put(opts, :workers, workers))
+
+      assert parallel.iteration == sequential.iteration, "workers: #{workers}"
+      assert parallel.iter_seed == sequential.iter_seed
+      assert parallel.schedule == sequential.schedule
+      assert parallel.kind == :exception
+    end
+  end
+
+  test "the same seed and worker count report the same bug, every time (:pct learns per worker)" do
+    dir = tmp_dir!()
+    opts = [iterations: 500, strategy: :pct, seed: 77, workers: 2, trace_dir: dir]
+
+    bugs =
+      for _ <- 1..4 do
+        {:error, bug} = Lockstep.check(CounterRace.test_body(:racy), opts)
+        {bug.iteration, bug.schedule, normalize_pids(bug.trace)}
+      end
+
+    assert length(Enum.uniq(bugs)) == 1
+  end
+
+  test "a passing run counts every iteration once, split among the workers" do
+    %Summary{} =
+      summary = Lockstep.run(CounterRace.test_body(:atomic), iterations: 101, workers: 2)
+
+    assert summary.iterations == 101
+    assert [%{worker: 1, iterations: 51}, %{worker: 2, iterations: 50}] = summary.per_worker
+    assert Enum.sum(Enum.map(summary.per_worker, & &1.steps)) == summary.steps
+    assert summary.distinct_schedules >= 1
+
+    sequential = Lockstep.run(CounterRace.test_body(:atomic), iterations: 101)
+    assert sequential.per_worker == []
+  end
+
+  test "workers: :auto is one worker per scheduler" do
+    summary = Lockstep.run(fn -> :ok end, iterations: 10, workers: :auto)
+
+    assert length(summary.per_worker) == min(System.schedulers_online(), 10) or
+             (System.schedulers_online() == 1 and summary.per_worker == [])
+  end
+
+  test "bad worker counts are refused, naming the option" do
+    for bad <- [0, -1, 1.5, :many, 10_000] do
+      err = assert_raise ArgumentError, fn -> Lockstep.run(fn -> :ok end, workers: bad) end
+      assert Exception.message(err) =~ ":workers"
+      assert Exception.message(err) =~ ":auto"
+    end
+  end
+
+  test "a bug found by a worker replays from its trace file" do
+    dir = tmp_dir!()
+    body = &Lockstep.Examples.CounterRace.racy/0
+
+    {:error, bug} =
+      Lockstep.check(body, iterations: 500, seed: 5, workers: 2, trace_dir: dir, strategy: :pct)
+
+    replayed = assert_raise BugFound, fn -> Lockstep.replay(body, bug.trace_path) end
+    assert replayed.kind == bug.kind
+    assert replayed.schedule == bug.schedule
+  end
+
+  test "no managed process and no worker outlives the run, also when the body raises" do
+    test_pid = self()
+
+    body = fn ->
+      Lockstep.send(test_pid, {:managed, self()})
+
+      child =
+        Lockstep.spawn(fn -> Lockstep.send(test_pid, {:managed, self()}) && Lockstep.recv() end)
+
+      Lockstep.send(child, :go)
+      if Lockstep.random(50) == 0, do: raise("boom")
+    end
+
+    {:error, %BugFound{}} =
+      Lockstep.check(body, iterations: 300, workers: 2, trace_dir: tmp_dir!(), strategy: :random)
+
+    pids = collect_pids(:managed)
+    assert pids != []
+    for pid <- pids, do: refute(Process.alive?(pid), "#{inspect(pid)} outlived the run")
+
+    {:links, links} = Process.info(self(), :links)
+    assert links == []
+  end
+end
