@@ -96,9 +96,10 @@ defmodule Bench.Iterations do
 
   alias Bench.Timing
 
-  def lockstep(body, n, strategy) do
+  def lockstep(body, n, strategy, opts \\ []) do
     t0 = Timing.now_ns()
-    summary = Lockstep.run(body, iterations: n, strategy: strategy, seed: 2026)
+    opts = Keyword.merge([iterations: n, strategy: strategy, seed: 2026], opts)
+    summary = Lockstep.run(body, opts)
     t1 = Timing.now_ns()
     %{ns: t1 - t0, iterations: summary.iterations, steps: summary.steps}
   end

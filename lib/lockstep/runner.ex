@@ -57,19 +57,24 @@ defmodule Lockstep.Runner do
     stop = :atomics.new(1, signed: false)
     :atomics.put(stop, 1, cfg.iterations + 1)
     spec = strategy_spec(cfg)
-    caller_leader = Process.group_leader()
     done = :counters.new(1, [:write_concurrency])
+    reply = make_ref()
+    caller = self()
+    schedulers = System.schedulers_online()
 
-    tasks =
-      for w <- 1..n do
-        {w,
-         Task.async(fn ->
-           Process.group_leader(self(), caller_leader)
-           worker(fun, cfg, spec, w, {stop, done})
-         end)}
+    # Each worker is bound to its own scheduler (and its iterations' processes with it, see
+    # `Lockstep.Runtime.spawn_root/3`), linked to the caller so that none outlives it.
+    workers =
+      for w <- 1..n, into: %{} do
+        {pid, monitor} =
+          spawn_bound_worker(rem(w - 1, schedulers) + 1, fn ->
+            Kernel.send(caller, {reply, w, worker(fun, cfg, spec, w, {stop, done})})
+          end)
+
+        {w, {pid, monitor}}
       end
 
-    results = await_workers(tasks, %{}, done, n)
+    results = await_workers(workers, reply, %{}, done)
 
     per_worker =
       for w <- 1..n do
@@ -82,9 +87,13 @@ defmodule Lockstep.Runner do
     {lowest_failure(outcomes), stats, per_worker}
   end
 
+  defp spawn_bound_worker(scheduler, fun) do
+    :erlang.spawn_opt(fun, [:link, :monitor, {:scheduler, scheduler}])
+  rescue
+    ArgumentError -> :erlang.spawn_opt(fun, [:link, :monitor])
+  end
+
   defp worker(fun, cfg, spec, w, shared) do
-    # this worker's iterations all run on one scheduler, each worker on its own
-    Process.put(:"$lockstep_scheduler", rem(w - 1, System.schedulers_online()) + 1)
     cell = Native.strategy_new(spec)
     loop(fun, cfg, cell, w, cfg.workers, new_stats(), shared)
   catch
@@ -92,38 +101,47 @@ defmodule Lockstep.Runner do
   end
 
   # Waits for every worker; a worker that raised makes the run raise the same.
-  defp await_workers([], results, _done, _n), do: results
+  defp await_workers(workers, _reply, results, _done) when map_size(workers) == 0, do: results
 
-  defp await_workers(tasks, results, done, n) do
-    replies = Task.yield_many(Enum.map(tasks, &elem(&1, 1)), 250)
-    Lockstep.Progress.tick(:counters.get(done, 1), %{workers: n})
+  defp await_workers(workers, reply, results, done) do
+    receive do
+      {^reply, w, {:raised, kind, reason, stack}} ->
+        stop_workers(Map.delete(workers, w))
+        :erlang.raise(kind, reason, stack)
 
-    {pending, results} =
-      tasks
-      |> Enum.zip(replies)
-      |> Enum.reduce({[], results}, fn
-        {entry, {_task, nil}}, {pending, acc} ->
-          {[entry | pending], acc}
+      {^reply, w, result} ->
+        {{_pid, monitor}, workers} = Map.pop(workers, w)
+        Process.demonitor(monitor, [:flush])
+        await_workers(workers, reply, Map.put(results, w, result), done)
 
-        {_entry, {_task, {:ok, {:raised, kind, reason, stack}}}}, _ ->
-          stop_workers(tasks)
-          :erlang.raise(kind, reason, stack)
-
-        {{w, _task}, {_reply_task, {:ok, result}}}, {pending, acc} ->
-          {pending, Map.put(acc, w, result)}
-
-        {_entry, {_task, {:exit, reason}}}, _ ->
-          stop_workers(tasks)
-          exit(reason)
-      end)
-
-    await_workers(Enum.reverse(pending), results, done, n)
+      {:DOWN, monitor, :process, _pid, reason} when reason != :normal ->
+        if Enum.any?(workers, fn {_w, {_pid, m}} -> m == monitor end) do
+          stop_workers(workers)
+          exit({:lockstep_worker_died, reason})
+        else
+          await_workers(workers, reply, results, done)
+        end
+    after
+      250 ->
+        Lockstep.Progress.tick(:counters.get(done, 1), %{workers: map_size(workers)})
+        await_workers(workers, reply, results, done)
+    end
   end
 
   # No worker (and so no managed process: each worker owns its iterations' sessions) may
   # outlive the run, also when it raises.
-  defp stop_workers(tasks),
-    do: Enum.each(tasks, fn {_w, task} -> Task.shutdown(task, :brutal_kill) end)
+  defp stop_workers(workers) do
+    for {_w, {pid, monitor}} <- workers do
+      Process.unlink(pid)
+      Process.exit(pid, :kill)
+
+      receive do
+        {:DOWN, ^monitor, :process, _, _} -> :ok
+      end
+    end
+
+    :ok
+  end
 
   defp merge_stats(a, b) do
     %{

@@ -97,18 +97,16 @@ defmodule Lockstep.Runtime do
   # Entry points -------------------------------------------------------------------------
 
   @doc false
-  # Every managed process of an iteration is bound to one scheduler: the run's processes
-  # hand the turn to each other, so they would only ever run one at a time anyway, and
-  # keeping them on one run queue avoids the migrations that made long multi-process
-  # iterations swing between 0.8 and 2.3 µs per step (one scheduler: 0.56). Concurrent runs
-  # spread over the schedulers by their tag. `{:scheduler, n}` is an undocumented
-  # `spawn_opt` option of OTP 25; without it the process is spawned unbound.
+  # Every managed process of an iteration is bound to one scheduler, the one its owner (the
+  # process that runs the iteration) is on: the run's processes hand the turn to each other,
+  # so they only ever run one at a time anyway, and keeping them on one run queue avoids the
+  # migrations that made long multi-process iterations swing between 0.8 and 2.3 µs per
+  # step (one scheduler: 0.56), and the cross-scheduler wake-ups that would cost short
+  # iterations several times their work. Concurrent runs and `workers:` sit on the
+  # schedulers their owners are on. `{:scheduler, n}` is an undocumented `spawn_opt` option
+  # of OTP 25; without it the process is spawned unbound.
   def spawn_root(session, tag, fun) do
-    scheduler =
-      Process.get(:"$lockstep_scheduler") ||
-        rem(tag, :erlang.system_info(:schedulers_online)) + 1
-
-    spawn_bound(:root_entry, [session, tag, fun], scheduler)
+    spawn_bound(:root_entry, [session, tag, fun], :erlang.system_info(:scheduler_id))
   end
 
   defp spawn_bound(entry, args, scheduler) do
