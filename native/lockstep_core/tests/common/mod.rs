@@ -944,10 +944,29 @@ impl Strategy for Prefer {
 /// nothing is running while a decision is made, and only ready processes are offered.
 struct Checked<'s> {
     inner: &'s mut dyn Strategy,
+    timers: lockstep_core::TimerMode,
 }
 
 impl Checked<'_> {
-    fn check_offer(view: &View<'_>, choices: &[Choice]) {
+    fn check_offer(&self, view: &View<'_>, choices: &[Choice]) {
+        let fires = choices
+            .iter()
+            .filter(|c| matches!(c, Choice::Fire(_)))
+            .count();
+        assert!(fires <= 1, "step {}: several timers offered", view.step);
+        if fires == 1 && self.timers == lockstep_core::TimerMode::OnIdle {
+            assert_eq!(
+                choices.len(),
+                1,
+                "step {}: under :on_idle a timer is offered only when nothing else can happen",
+                view.step
+            );
+        }
+        assert!(
+            fires == 0 || view.procs()[0].state != ProcState::Exited,
+            "step {}: a timer offered after the root returned",
+            view.step
+        );
         assert!(
             !choices.is_empty(),
             "step {}: no choices offered",
@@ -985,7 +1004,7 @@ impl Strategy for Checked<'_> {
     }
 
     fn pick(&mut self, view: &View<'_>, choices: &[Choice]) -> Result<usize, Divergence> {
-        Self::check_offer(view, choices);
+        self.check_offer(view, choices);
         let picked = self.inner.pick(view, choices)?;
         assert!(
             picked < choices.len(),
@@ -1143,6 +1162,7 @@ pub fn check_final(session: &Session, past_end: Option<ProcId>) {
             }
         }
     }
+    check_trace_facts(session.events());
     let root = &procs[0];
     match outcome {
         Outcome::Pass => assert_eq!(
@@ -1180,10 +1200,71 @@ pub fn check_final(session: &Session, past_end: Option<ProcId>) {
     }
 }
 
+/// Facts every trace states: nothing reaches a process after it exited; a monitor's
+/// `:DOWN` arrives at most once and never after its demonitor; a cancelled timer never
+/// fires; virtual time never goes backwards.
+fn check_trace_facts(events: &[Event]) {
+    use std::collections::HashSet;
+    let mut exited = HashSet::new();
+    let mut demonitored = HashSet::new();
+    let mut downs = HashSet::new();
+    let mut cancelled = HashSet::new();
+    let mut clock = 0;
+    for e in events {
+        match e.kind {
+            EventKind::Exit { .. } => {
+                assert!(exited.insert(e.proc), "{} exited twice", e.proc);
+            }
+            EventKind::Deliver { .. }
+            | EventKind::ExitTrapped { .. }
+            | EventKind::Down { .. }
+            | EventKind::NodeDownMsg { .. }
+            | EventKind::Receive { .. } => {
+                assert!(
+                    !exited.contains(&e.proc),
+                    "step {}: {:?} reached {} after it exited",
+                    e.step,
+                    e.kind,
+                    e.proc
+                );
+            }
+            _ => {}
+        }
+        match e.kind {
+            EventKind::Demonitor { monitor } => {
+                demonitored.insert(monitor);
+            }
+            EventKind::Down { monitor, .. } => {
+                assert!(
+                    !demonitored.contains(&monitor),
+                    "a :DOWN of monitor {monitor} after its demonitor"
+                );
+                assert!(downs.insert(monitor), "two :DOWNs of monitor {monitor}");
+            }
+            EventKind::TimerCancelled { timer, .. } => {
+                cancelled.insert(timer);
+            }
+            EventKind::TimerFired { timer, now } => {
+                assert!(!cancelled.contains(&timer), "cancelled timer {timer} fired");
+                assert!(now >= clock, "time went back from {clock} to {now}");
+                clock = now;
+            }
+            EventKind::Now { ms } => {
+                assert!(ms >= clock, "now() went back from {clock} to {ms}");
+                clock = ms;
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Runs one iteration of `program` to its end and returns what it produced. Panics if the
 /// session breaks one of its invariants along the way.
 pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed: u64) -> RunResult {
-    let mut strategy = Checked { inner: strategy };
+    let mut strategy = Checked {
+        inner: strategy,
+        timers: config.timers,
+    };
     let mut session = Session::new(config, &mut strategy, seed);
     let mut driver = Driver::new(program);
     let mut before = states(&session);
