@@ -797,3 +797,41 @@ fn under_delayed_delivery_an_exit_signal_is_in_flight_until_delivered() {
         })
     );
 }
+
+#[test]
+fn a_shutdown_exit_is_not_a_crash_but_kills_a_non_trapping_linked_partner() {
+    let program = Program::new(vec![
+        vec![
+            spawn(1),
+            Action::Monitor(CHILD),
+            Action::Receive(Match::Down),
+        ],
+        vec![spawn_link(2), Action::Shutdown],
+        vec![Action::Receive(Match::Any)],
+    ]);
+    for delivery in DELIVERIES {
+        let r = run_with(&program, config(delivery, CrashMode::Fail), Prefer::runs());
+        assert_eq!(r.outcome, Outcome::Pass, "{delivery:?}");
+        assert_eq!(r.exit_of(&[1]), Some(ExitCause::Own(ExitClass::Normal)));
+        assert_eq!(
+            r.got_by(&[]),
+            [Msg::Down {
+                monitor: 0,
+                from: 1,
+                reason: Reason::ExitOf(1)
+            }]
+        );
+        let partner = r.id(&[1, 1]);
+        assert_eq!(
+            r.exit_of(&[1, 1]),
+            Some(ExitCause::Signal {
+                from: 1,
+                reason: Reason::ExitOf(1)
+            })
+        );
+        assert!(r.effects.contains(&Effect::Kill {
+            proc: partner,
+            reason: Reason::ExitOf(1)
+        }));
+    }
+}

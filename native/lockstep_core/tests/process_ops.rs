@@ -298,6 +298,23 @@ fn a_crash_of_a_non_root_process_fails_the_iteration_unless_crashes_are_ignored(
 }
 
 #[test]
+fn after_the_root_returns_in_flight_messages_are_delivered_and_a_late_crash_still_counts() {
+    let program = Program::new(vec![
+        vec![spawn(1), send(CHILD, 1)],
+        vec![Action::Receive(Match::Any), Action::Crash],
+    ]);
+    for delivery in DELIVERIES {
+        let r = run_with(&program, config(delivery, CrashMode::Fail), Prefer::runs());
+        assert_eq!(
+            r.exit_of(&[]),
+            Some(lockstep_core::ExitCause::Own(ExitClass::Normal))
+        );
+        assert_eq!(r.received_by(&[1]), [1]);
+        assert_eq!(r.outcome, Outcome::Crash { proc: 1 }, "{delivery:?}");
+    }
+}
+
+#[test]
 fn a_root_crash_is_an_exception_and_a_blocked_root_with_nothing_to_do_a_deadlock() {
     let crash = Program::new(vec![vec![Action::Crash]]);
     let r = run_with(&crash, instant(), Prefer::runs());

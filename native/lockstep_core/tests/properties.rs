@@ -196,6 +196,7 @@ fn any_action(scripts: usize) -> impl Strategy<Value = Action> {
         1 => any::<bool>().prop_map(Action::TrapExit),
         2 => (pid_target(), reason()).prop_map(|(to, reason)| Action::Exit { to, reason }),
         1 => pid_target().prop_map(Action::Alive),
+        1 => Just(Action::Shutdown),
         // Names and aliases.
         1 => (name.clone(), pid_target()).prop_map(|(name, who)| Action::Register { name, who }),
         1 => name.clone().prop_map(Action::Unregister),

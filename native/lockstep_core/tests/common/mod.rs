@@ -129,6 +129,9 @@ pub enum Action {
     Random(u64),
     /// Exit abnormally.
     Crash,
+    /// `exit(:shutdown)`: a normal end (not a crash) whose reason is not `:normal`, so it
+    /// kills linked processes that do not trap exits.
+    Shutdown,
 
     // Below, an action about a process whose target does not resolve is about the
     // performer itself.
@@ -347,6 +350,7 @@ const FIRST_RECEIVE: Op = Op::Receive {
 enum Call {
     Sync(Op),
     Exit(ExitClass),
+    ExitWith(ExitClass, Reason),
 }
 
 struct Driver<'p> {
@@ -730,6 +734,7 @@ impl<'p> Driver<'p> {
             };
             let op = match action {
                 Action::Crash => return Call::Exit(ExitClass::Abnormal),
+                Action::Shutdown => return Call::ExitWith(ExitClass::Normal, Reason::ExitOf(p)),
                 Action::Alias(a) => {
                     session.alias(p, a).expect("the running process");
                     self.complete(p, Seen::Local);
@@ -1304,6 +1309,7 @@ pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed:
         next = match call {
             Call::Sync(op) => session.sync(p, op, &mut strategy),
             Call::Exit(class) => session.exit(p, class, &mut strategy),
+            Call::ExitWith(class, reason) => session.exit_with(p, class, reason, &mut strategy),
         }
         .expect("the driver only calls for the running process");
     }
