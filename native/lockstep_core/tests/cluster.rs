@@ -1032,3 +1032,48 @@ fn ets_table_names_are_per_node() {
         .events_of(&[1])
         .contains(&EventKind::Nif { object: Some(3) }));
 }
+
+// KNOWN ENGINE BUGS (issue 9 report). These tests fail against the engine as it is, so they
+// are kept out of the suite; uncomment each once the engine is fixed.
+//
+// 4. The trace's `ExitSent.fate` for an exit signal to another node says `Delivered` under
+//    instant delivery, although the signal is in flight (and says `Delivered` when a
+//    `:drop` partition cuts it, next to the `Cut` event). The fate is computed from the
+//    delivery mode alone, before the signal is routed.
+//
+// #[test]
+// fn the_trace_gives_an_exit_signal_to_another_node_the_fate_it_had() {
+//     for (partition, fate) in [(false, SendFate::InFlight), (true, SendFate::Cut)] {
+//         let mut root = vec![Action::StartNode(1), spawn_on(1, 1)];
+//         if partition {
+//             root.push(cut(PartitionMode::Drop));
+//         }
+//         root.push(Action::Exit { to: CHILD, reason: Reason::Given(1) });
+//         let program = Program::new(vec![root, vec![Action::Receive(Match::Any)]]);
+//         let r = run_with(&program, instant(), Prefer::runs());
+//         assert!(r.has_event(|e| matches!(
+//             e.kind,
+//             EventKind::ExitSent { fate: f, .. } if f == fate
+//         ))); // today: fate Delivered in both cases
+//     }
+// }
+//
+// 5. A `send_after` message to a process on another node bypasses the network: it is put
+//    in the mailbox when the timer fires, even across a `:drop` partition (and never in
+//    flight, though "messages between simulated nodes are always delayed").
+//
+// #[test]
+// fn a_send_after_message_across_a_drop_partition_is_lost() {
+//     let program = Program::new(vec![
+//         vec![
+//             Action::StartNode(1),
+//             spawn_on(1, 1),
+//             cut(PartitionMode::Drop),
+//             Action::SendAfter { dest: Dest::Proc(CHILD), payload: 1, ms: 10 },
+//             Action::Sleep(20),
+//         ],
+//         vec![Action::Receive(Match::Any)],
+//     ]);
+//     let r = run_with(&program, instant(), Prefer::runs());
+//     assert_eq!(r.received_by(&[1]), [0u32; 0]); // today: [1]
+// }
