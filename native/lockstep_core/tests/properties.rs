@@ -264,7 +264,7 @@ fn any_program() -> impl Strategy<Value = Program> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(500))]
 
     /// As `random_programs_keep_the_invariants`, over every operation: the driver's checks
     /// (effects, mailboxes, kills, states, per-pair order) hold after every call.
