@@ -16,7 +16,8 @@ defmodule Lockstep.Options do
     crash: :fail,
     timers: :on_idle,
     trace_dir: "_build/lockstep/traces",
-    workers: 1
+    workers: 1,
+    nodes: []
   ]
 
   @known Keyword.keys(@defaults) ++ [:seed, :name, :location]
@@ -52,7 +53,8 @@ defmodule Lockstep.Options do
       name: name(opts[:name], fun),
       location: opts[:location],
       trace_dir: System.get_env("LOCKSTEP_TRACE_DIR") || opts[:trace_dir],
-      workers: workers(opts[:workers])
+      workers: workers(opts[:workers]),
+      nodes: opts[:nodes]
     }
   end
 
@@ -97,6 +99,28 @@ defmodule Lockstep.Options do
   end
 
   defp check_key!(:strategy, _value), do: :ok
+
+  defp check_key!(:nodes, value) do
+    unless is_list(value) and Enum.all?(value, &is_atom/1) do
+      bad!(:nodes, value, "a list of connected node names (see Node.list/0)")
+    end
+
+    for node <- value do
+      cond do
+        node == Node.self() ->
+          bad!(:nodes, value, "other nodes than this one (#{inspect(node)} is this node)")
+
+        node not in Node.list() ->
+          raise ArgumentError,
+                "invalid value for option :nodes: #{inspect(node)} is not connected to " <>
+                  "#{inspect(Node.self())}. Connect it first (Node.connect/1) — it must run " <>
+                  "the same code, Lockstep and the test's modules included"
+
+        true ->
+          :ok
+      end
+    end
+  end
 
   defp check_key!(:workers, value) do
     unless value == :auto or (is_integer(value) and value > 0 and value <= 1024) do

@@ -11,7 +11,8 @@ defmodule Lockstep.Summary do
     * `seed`, `strategy` — as given or chosen; pass `seed:` to repeat the run exactly;
     * `elapsed_us` — wall-clock time of the whole run;
     * `per_worker` — with `workers: n > 1`, each worker's `%{worker:, iterations:, steps:}`
-      (empty for a sequential run).
+      (empty for a sequential run);
+    * `lost_nodes` — nodes of `nodes:` lost during the run (their share was re-run here).
   """
 
   defstruct iterations: 0,
@@ -23,7 +24,8 @@ defmodule Lockstep.Summary do
             seed: nil,
             strategy: nil,
             elapsed_us: 0,
-            per_worker: []
+            per_worker: [],
+            lost_nodes: []
 
   @type t :: %__MODULE__{
           iterations: non_neg_integer(),
@@ -37,6 +39,7 @@ defmodule Lockstep.Summary do
           elapsed_us: non_neg_integer(),
           per_worker: [
             %{worker: pos_integer(), iterations: non_neg_integer(), steps: non_neg_integer()}
-          ]
+          ],
+          lost_nodes: [node()]
         }
 end

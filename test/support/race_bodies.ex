@@ -128,4 +128,17 @@ defmodule Lockstep.RaceBodies do
       end
     end
   end
+
+  @doc """
+  Fails in the iterations whose controlled draw is below `per_mille` of 1000. Under
+  `:random` the draw depends on the iteration's seed only, so the failing iterations are
+  the same whichever worker (or node) runs them. `real_ms` of wall-clock sleep make each
+  iteration slow enough to lose a node in the middle of a run.
+  """
+  def rare_failure(per_mille, real_ms \\ 0) do
+    fn ->
+      if real_ms > 0, do: Process.sleep(real_ms)
+      if Lockstep.random(1000) < per_mille, do: raise("rare failure")
+    end
+  end
 end

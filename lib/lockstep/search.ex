@@ -1,0 +1,409 @@
+defmodule Lockstep.Search do
+  @moduledoc false
+  # The search behind `Lockstep.run/2`: iterations 1..n in order, or (SPEC §11) with
+  # `workers: w` and `nodes: [...]` W = w × (1 + length(nodes)) independent searches at
+  # once, worker k taking iterations k, k+W, k+2W, … with its own strategy state, on this
+  # VM's schedulers and on the connected nodes.
+  #
+  # Every iteration keeps the seed it has in the sequential run. Workers share only the
+  # lowest failing iteration so far (`stop`): a worker stops before an iteration at or past
+  # it. A worker's iterations below the lowest failing one therefore all run, in order,
+  # whatever the others do, so the reported bug — the lowest failing iteration — is the same
+  # for a given seed and worker count, however the workers were scheduled and however late
+  # the news of a failure reached them.
+  #
+  # On a remote node an agent process holds that node's copy of `stop`, starts the node's
+  # workers and forwards their results; the caller relays every failure to every agent. A
+  # node lost mid-run is reported in the summary and its workers' shares are re-run here.
+
+  alias Lockstep.{Iteration, Native}
+
+  @doc """
+  Runs the search. Returns `{outcome, stats, per_worker, lost_nodes}`, `outcome` being
+  `:ok`, `{:failed, iteration, iter_seed, result}` or `{:internal_error, iteration, reason}`.
+  """
+  def run(fun, %{workers: 1, nodes: []} = cfg, cell) do
+    {outcome, stats} = loop(fun, cfg, cell, 1, 1, new_stats(), nil)
+    {lowest_failure([outcome]), stats, [], []}
+  end
+
+  def run(fun, cfg, _cell) do
+    Enum.each(cfg.nodes, &check_node!(&1, fun))
+    hosts = [node() | cfg.nodes]
+    total = cfg.workers * length(hosts)
+    spec = Lockstep.Runner.strategy_spec(cfg)
+    shared = new_shared(cfg)
+    reply = make_ref()
+    plan = for w <- 1..total, do: {w, Enum.at(hosts, rem(w - 1, length(hosts)))}
+
+    workers =
+      plan
+      |> Enum.filter(fn {_w, host} -> host == node() end)
+      |> Map.new(fn {w, _} -> {w, start_local(fun, cfg, spec, w, total, shared, reply)} end)
+
+    agents =
+      for host <- cfg.nodes, into: %{} do
+        ws = for {w, ^host} <- plan, do: w
+        {host, start_agent(host, fun, cfg, spec, ws, total, reply)}
+      end
+
+    state = %{
+      workers: workers,
+      agents: agents,
+      pending: MapSet.new(1..total),
+      results: %{},
+      lost: [],
+      ctx: {fun, cfg, spec, total, shared, reply}
+    }
+
+    state = await(state)
+    n = total
+
+    per_worker =
+      for w <- 1..n do
+        {_outcome, stats} = state.results[w]
+        %{worker: w, iterations: stats.iterations, steps: stats.steps}
+      end
+
+    outcomes = for w <- 1..n, do: elem(state.results[w], 0)
+    stats = Enum.reduce(1..n, new_stats(), &merge_stats(&2, elem(state.results[&1], 1)))
+    {lowest_failure(outcomes), stats, per_worker, Enum.reverse(state.lost)}
+  end
+
+  # A node of `nodes:` must have Lockstep and the body's module loaded, the same code.
+  defp check_node!(host, fun) do
+    module = Function.info(fun)[:module]
+
+    for mod <- [__MODULE__, module] do
+      case :erpc.call(host, :code, :ensure_loaded, [mod], 10_000) do
+        {:module, ^mod} ->
+          :ok
+
+        _ ->
+          raise ArgumentError,
+                "invalid value for option :nodes: #{inspect(host)} cannot load #{inspect(mod)}; " <>
+                  "every node of :nodes must run the same code as this one (Lockstep and the " <>
+                  "test body's module, on its code path)"
+      end
+    end
+  catch
+    :error, {:erpc, reason} ->
+      raise ArgumentError,
+            "invalid value for option :nodes: #{inspect(host)} does not answer (#{inspect(reason)})"
+  end
+
+  # Workers on this node -------------------------------------------------------------------
+
+  defp start_local(fun, cfg, spec, w, total, shared, reply) do
+    caller = self()
+    scheduler = rem(div(w - 1, length([node() | cfg.nodes])), System.schedulers_online()) + 1
+
+    # Bound to its own scheduler, and its iterations' processes with it (see
+    # `Lockstep.Runtime.spawn_root/3`); linked so that none outlives the caller.
+    spawn_bound(scheduler, fn ->
+      Kernel.send(caller, {reply, w, worker(fun, cfg, spec, w, total, shared, caller, reply)})
+    end)
+  end
+
+  defp spawn_bound(scheduler, fun) do
+    :erlang.spawn_opt(fun, [:link, :monitor, {:scheduler, scheduler}])
+  rescue
+    ArgumentError -> :erlang.spawn_opt(fun, [:link, :monitor])
+  end
+
+  defp worker(fun, cfg, spec, w, total, shared, caller, reply) do
+    cell = Native.strategy_new(spec)
+
+    {outcome, stats} =
+      loop(
+        fun,
+        cfg,
+        cell,
+        w,
+        total,
+        new_stats(),
+        {shared, fn i -> Kernel.send(caller, {reply, :failed_at, i}) end}
+      )
+
+    {strip(outcome), stats}
+  catch
+    kind, reason -> {:raised, kind, reason, __STACKTRACE__}
+  end
+
+  # A result that crosses nodes carries no session resource.
+  defp strip({:failed, i, seed, result}), do: {:failed, i, seed, Map.delete(result, :session)}
+  defp strip(outcome), do: outcome
+
+  # Agents on other nodes ------------------------------------------------------------------
+
+  defp start_agent(host, fun, cfg, spec, ws, total, reply) do
+    caller = self()
+
+    {pid, monitor} =
+      :erlang.spawn_opt(host, __MODULE__, :agent, [caller, reply, fun, cfg, spec, ws, total], [
+        :monitor
+      ])
+
+    {pid, monitor, ws}
+  end
+
+  @doc false
+  # Runs on the remote node: starts that node's workers, keeps its `stop`, forwards.
+  def agent(caller, reply, fun, cfg, spec, ws, total) do
+    Process.flag(:trap_exit, true)
+    shared = new_shared(cfg)
+    local_reply = make_ref()
+    me = self()
+    hosts = length([node() | cfg.nodes])
+
+    pids =
+      for w <- ws do
+        scheduler = rem(div(w - 1, hosts), System.schedulers_online()) + 1
+
+        spawn_bound(scheduler, fn ->
+          Kernel.send(
+            me,
+            {local_reply, w, worker(fun, cfg, spec, w, total, shared, me, local_reply)}
+          )
+        end)
+      end
+
+    agent_loop(caller, reply, local_reply, shared, MapSet.new(ws), pids)
+  end
+
+  defp agent_loop(caller, reply, local, shared, pending, pids) do
+    if MapSet.size(pending) == 0 do
+      Enum.each(pids, fn {_pid, monitor} -> Process.demonitor(monitor, [:flush]) end)
+    else
+      agent_receive(caller, reply, local, shared, pending, pids)
+    end
+  end
+
+  defp agent_receive(caller, reply, local, shared, pending, pids) do
+    receive do
+      {^local, :failed_at, i} ->
+        lower_stop(shared, i)
+        Kernel.send(caller, {reply, :failed_at, i})
+        agent_loop(caller, reply, local, shared, pending, pids)
+
+      {^reply, :stop_at, i} ->
+        lower_stop(shared, i)
+        agent_loop(caller, reply, local, shared, pending, pids)
+
+      {^local, w, result} ->
+        Kernel.send(caller, {reply, w, result})
+        agent_loop(caller, reply, local, shared, MapSet.delete(pending, w), pids)
+
+      {:EXIT, _pid, _reason} ->
+        agent_loop(caller, reply, local, shared, pending, pids)
+
+      {:DOWN, _monitor, :process, _pid, :normal} ->
+        agent_loop(caller, reply, local, shared, pending, pids)
+
+      {:DOWN, _monitor, :process, _pid, reason} ->
+        exit({:lockstep_worker_died, reason})
+    end
+  end
+
+  # The caller's side ----------------------------------------------------------------------
+
+  defp await(state) do
+    if MapSet.size(state.pending) == 0, do: state, else: await_next(state)
+  end
+
+  defp await_next(state) do
+    {_fun, _cfg, _spec, _total, shared, reply} = state.ctx
+
+    receive do
+      {^reply, :failed_at, i} ->
+        lower_stop(shared, i)
+
+        for {_host, {pid, _monitor, _ws}} <- state.agents,
+            do: Kernel.send(pid, {reply, :stop_at, i})
+
+        await(state)
+
+      {^reply, _w, {:raised, kind, reason, stack}} ->
+        stop_all(state)
+        :erlang.raise(kind, reason, stack)
+
+      {^reply, w, result} ->
+        state =
+          case Map.pop(state.workers, w) do
+            {{_pid, monitor}, workers} ->
+              Process.demonitor(monitor, [:flush])
+              %{state | workers: workers}
+
+            {nil, _} ->
+              state
+          end
+
+        await(%{
+          state
+          | pending: MapSet.delete(state.pending, w),
+            results: Map.put(state.results, w, result)
+        })
+
+      {:DOWN, monitor, :process, _pid, reason} ->
+        await(down(state, monitor, reason))
+    after
+      250 ->
+        Lockstep.Progress.tick(done_so_far(shared), %{workers: MapSet.size(state.pending)})
+        await(state)
+    end
+  end
+
+  defp down(state, monitor, reason) do
+    case Enum.find(state.agents, fn {_host, {_pid, m, _ws}} -> m == monitor end) do
+      {host, {_pid, _m, ws}} ->
+        case Enum.filter(ws, &MapSet.member?(state.pending, &1)) do
+          [] -> %{state | agents: Map.delete(state.agents, host)}
+          redo -> lost(state, host, redo, reason)
+        end
+
+      nil ->
+        if reason != :normal and Enum.any?(state.workers, fn {_w, {_p, m}} -> m == monitor end) do
+          stop_all(state)
+          exit({:lockstep_worker_died, reason})
+        else
+          state
+        end
+    end
+  end
+
+  # A node lost mid-run (or whose agent died): its workers' shares are re-run here, from
+  # their start, so the search covers the same iterations as if it had not been lost.
+  defp lost(state, host, redo, reason) do
+    {fun, cfg, spec, total, shared, reply} = state.ctx
+
+    workers =
+      Enum.reduce(redo, state.workers, fn w, acc ->
+        Map.put(acc, w, start_local(fun, cfg, spec, w, total, shared, reply))
+      end)
+
+    IO.warn(
+      "Lockstep: node #{inspect(host)} was lost during the run (#{inspect(reason)}); its " <>
+        "share of the search (workers #{Enum.join(redo, ", ")}) is re-run on #{inspect(node())}",
+      []
+    )
+
+    %{state | agents: Map.delete(state.agents, host), workers: workers, lost: [host | state.lost]}
+  end
+
+  # No worker (and so no managed process: each worker owns its iterations' sessions) may
+  # outlive the run, also when it raises.
+  defp stop_all(state) do
+    for {_w, {pid, monitor}} <- state.workers do
+      Process.unlink(pid)
+      Process.exit(pid, :kill)
+
+      receive do
+        {:DOWN, ^monitor, :process, _, _} -> :ok
+      end
+    end
+
+    for {_host, {pid, _monitor, _ws}} <- state.agents, do: Process.exit(pid, :kill)
+    :ok
+  end
+
+  # The iteration loop ----------------------------------------------------------------------
+
+  defp new_stats do
+    %{iterations: 0, steps: 0, max_steps_hit: 0, fingerprints: MapSet.new(), switches: 0}
+  end
+
+  defp new_shared(cfg) do
+    stop = :atomics.new(1, signed: false)
+    :atomics.put(stop, 1, cfg.iterations + 1)
+    {stop, :counters.new(1, [:write_concurrency])}
+  end
+
+  # Iterations i, i + stride, i + 2·stride, … up to `:iterations`, or until one fails or
+  # `shared` says a lower one has.
+  defp loop(_fun, %{iterations: n}, _cell, i, _stride, stats, _shared) when i > n,
+    do: {:ok, stats}
+
+  defp loop(fun, cfg, cell, i, stride, stats, shared) do
+    if stopped?(shared, i) do
+      {:ok, stats}
+    else
+      iter_seed = Native.iteration_seed(cfg.seed, i)
+      result = Iteration.run(cell, fun, iter_seed, cfg, false)
+      stats = account(stats, result)
+      count_done(shared)
+      Lockstep.Progress.tick(i, stats)
+
+      case result.kind do
+        :pass ->
+          loop(fun, cfg, cell, i + stride, stride, stats, shared)
+
+        :internal_error ->
+          failed_at(shared, i)
+          {{:internal_error, i, result.reason, nil}, stats}
+
+        :max_steps when not cfg.fail_on_max_steps ->
+          stats = %{stats | max_steps_hit: stats.max_steps_hit + 1}
+          loop(fun, cfg, cell, i + stride, stride, stats, shared)
+
+        _failure ->
+          failed_at(shared, i)
+          {{:failed, i, iter_seed, result}, stats}
+      end
+    end
+  end
+
+  defp account(stats, %{metrics: m}) do
+    %{
+      stats
+      | iterations: stats.iterations + 1,
+        steps: stats.steps + m.steps,
+        switches: stats.switches + m.context_switches,
+        fingerprints: MapSet.put(stats.fingerprints, m.fingerprint)
+    }
+  end
+
+  defp merge_stats(a, b) do
+    %{
+      iterations: a.iterations + b.iterations,
+      steps: a.steps + b.steps,
+      max_steps_hit: a.max_steps_hit + b.max_steps_hit,
+      fingerprints: MapSet.union(a.fingerprints, b.fingerprints),
+      switches: a.switches + b.switches
+    }
+  end
+
+  defp lowest_failure(outcomes) do
+    failures = for {kind, i, _, _} = f <- outcomes, kind in [:failed, :internal_error], do: {i, f}
+
+    case Enum.min_by(failures, &elem(&1, 0), fn -> nil end) do
+      nil -> :ok
+      {_i, {:internal_error, i, reason, _}} -> {:internal_error, i, reason}
+      {_i, failed} -> failed
+    end
+  end
+
+  defp failed_at(nil, _i), do: :ok
+
+  defp failed_at({shared, tell}, i) do
+    lower_stop(shared, i)
+    tell.(i)
+  end
+
+  defp lower_stop({stop, _done}, i) do
+    current = :atomics.get(stop, 1)
+
+    if i < current and :atomics.compare_exchange(stop, 1, current, i) != :ok do
+      lower_stop({stop, nil}, i)
+    else
+      :ok
+    end
+  end
+
+  defp stopped?(nil, _i), do: false
+  defp stopped?({{stop, _done}, _tell}, i), do: i >= :atomics.get(stop, 1)
+
+  defp count_done(nil), do: :ok
+  defp count_done({{_stop, done}, _tell}), do: :counters.add(done, 1, 1)
+
+  defp done_so_far({_stop, done}), do: :counters.get(done, 1)
+end
