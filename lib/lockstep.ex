@@ -62,6 +62,8 @@ defmodule Lockstep do
           | {:crash, :fail | :ignore}
           | {:name, String.t() | atom()}
           | {:trace_dir, Path.t()}
+          | {:workers, pos_integer() | :auto}
+          | {:nodes, [node()]}
 
   @doc """
   Runs `fun` as the root process of up to `:iterations` controlled iterations and returns a
@@ -85,6 +87,13 @@ defmodule Lockstep do
     * `:crash` (`:fail`) — `:ignore` makes crashes of non-root processes normal.
     * `:name` — label used in reports and trace file names.
     * `:trace_dir` (`"_build/lockstep/traces"`; env `LOCKSTEP_TRACE_DIR` overrides).
+    * `:workers` (1) — independent searches run at once on this VM's schedulers (`:auto`:
+      one per scheduler). Worker k takes iterations k, k+n, k+2n, …; the first bug stops
+      them all and the one reported is the lowest failing iteration, the same for a given
+      seed and worker count. The summary's `per_worker` has each worker's counts.
+    * `:nodes` (`[]`) — connected nodes running the same code that run `:workers` workers
+      each too; the trace file of a bug is written here, and a node lost mid-run is listed
+      in the summary's `lost_nodes` and its share re-run here.
 
   ## Failure kinds
 
