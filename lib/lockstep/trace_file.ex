@@ -129,8 +129,7 @@ defmodule Lockstep.TraceFile do
   def save!(bug, cfg, path \\ nil) do
     dir = cfg.trace_dir
     File.mkdir_p!(dir)
-    file = "#{slug(cfg.name)}-seed#{cfg.seed}-iter#{bug.iteration}.lockstep"
-    path = path || Path.join(dir, file)
+    path = path || Path.join(dir, file_name(cfg.name, cfg.seed, bug.iteration))
 
     data = %{
       format: :lockstep_trace,
@@ -162,10 +161,28 @@ defmodule Lockstep.TraceFile do
         |> Enum.map(&sanitize_event/1)
     }
 
-    tmp = path <> ".tmp"
-    File.write!(tmp, :erlang.term_to_binary(data, compressed: 6))
-    File.rename!(tmp, path)
+    write_atomically!(path, :erlang.term_to_binary(data, compressed: 6))
     path
+  end
+
+  # Runs sharing a name and seed (async tests calling one helper) fail at the same moment:
+  # the OS pid and a VM-unique integer make every run's file its own.
+  defp file_name(name, seed, iteration) do
+    unique = "#{System.pid()}-#{System.unique_integer([:positive])}"
+    "#{slug(name)}-seed#{seed}-iter#{iteration}-#{unique}.lockstep"
+  end
+
+  # Written under a temporary name of its own, then renamed: a reader never sees half a
+  # file, and two writers of one path never share a temporary file.
+  defp write_atomically!(path, bin) do
+    tmp = "#{path}.#{System.unique_integer([:positive])}.tmp"
+
+    try do
+      File.write!(tmp, bin)
+      File.rename!(tmp, path)
+    after
+      File.rm(tmp)
+    end
   end
 
   @doc """
