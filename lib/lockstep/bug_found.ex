@@ -16,10 +16,14 @@ defmodule Lockstep.BugFound do
       `{:deliver, from, to}`, `{:random, value}`);
     * `trace` — the events of the failing iteration as `{step, event}`;
     * `trace_path` — where the schedule and trace were saved (replay it with
-      `Lockstep.replay/3`);
+      `Lockstep.replay/3`); `nil` when the file could not be written;
+    * `trace_error` — why the trace file could not be written (`nil` when it was);
+    * `encoded_schedule` — when there is no file, the schedule with its seeds and options
+      as printable text: `Lockstep.replay(body, {:schedule, encoded_schedule})` replays it;
     * `nondeterminism` — set when re-running the failing schedule did not fail the same way;
-    * `replay_run` — `"Module.function"` when the test body is a named zero-arity function
-      (`&Module.function/0`), so the report can print the exact `mix lockstep.replay` command;
+    * `replay_run` — `{Module, function}` when the test body is a named zero-arity function
+      (`&Module.function/0`, and every `ctest` body): the trace file records it, so
+      `mix lockstep.replay PATH` replays it without being told which body to run;
     * `pid_names` — the pid of each managed process of the failing iteration and its
       symbolic name (the report shows names in place of pids);
     * `proc_nodes` — the simulated node of each process not on `:nonode@nohost` (the
@@ -42,6 +46,8 @@ defmodule Lockstep.BugFound do
     :schedule,
     :trace,
     :trace_path,
+    :trace_error,
+    :encoded_schedule,
     :name,
     :nondeterminism,
     :steps,

@@ -229,25 +229,40 @@ defmodule Lockstep.Report do
     end)
   end
 
+  defp replay_section(%{trace_path: nil, encoded_schedule: code} = bug) when is_binary(code) do
+    why =
+      case bug.trace_error do
+        nil -> ""
+        why -> "The trace file could not be written: #{why}.\n"
+      end
+
+    why <>
+      "Replay this exact schedule (its seeds and options are in the encoding):\n" <>
+      "    Lockstep.replay(#{body_expr(bug.replay_run)}, {:schedule, #{inspect(code)}})\n" <>
+      repeat_line(bug)
+  end
+
   defp replay_section(bug) do
     path = bug.trace_path || "(trace file not saved)"
 
-    mix_line =
-      case bug.replay_run do
-        nil ->
-          "    mix lockstep.replay #{path} --run MyModule.body_fun   # a public zero-arity body\n"
-
-        target ->
-          "    mix lockstep.replay #{path} --run #{target}\n"
-      end
-
-    body = if bug.replay_run, do: "&#{bug.replay_run}/0", else: "fn -> ... end"
-
-    "Replay this exact schedule (with the same test body):\n" <>
-      "    Lockstep.replay(#{body}, #{inspect(path)})\n" <>
-      mix_line <>
+    "Replay this exact schedule:\n" <>
+      "    Lockstep.replay(#{body_expr(bug.replay_run)}, #{inspect(path)})\n" <>
+      mix_line(bug.replay_run, path) <>
       repeat_line(bug)
   end
+
+  # A named body is recorded in the trace file: the mix task finds it there.
+  defp mix_line({_module, _function}, path), do: "    mix lockstep.replay #{path}\n"
+
+  defp mix_line(nil, path) do
+    "    mix lockstep.replay #{path} --run Module.function   # the body is an anonymous " <>
+      "fn: define it as a public zero-arity function to name it here\n"
+  end
+
+  defp body_expr({module, function}),
+    do: "&#{inspect(module)}.#{Macro.inspect_atom(:remote_call, function)}/0"
+
+  defp body_expr(nil), do: "fn -> ... end"
 
   defp repeat_line(%{location: location, seed: seed}) when is_binary(location) do
     "Repeat the whole search (same seed, same schedules):\n    mix test #{location} --seed #{seed}\n"

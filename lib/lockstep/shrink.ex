@@ -15,11 +15,11 @@ defmodule Lockstep.Shrink do
   @default_max_attempts 500
   @default_budget_ms 30_000
 
-  @option_keys [:max_attempts, :time_budget_ms, :timeout, :name, :trace_dir]
+  @option_keys [:max_attempts, :time_budget_ms, :timeout, :name, :trace_dir, :max_trace_bytes]
 
   def shrink(fun, path, opts) do
     validate!(opts)
-    file = TraceFile.load!(path)
+    file = TraceFile.load!(path, Keyword.take(opts, [:max_trace_bytes]))
     cfg = Runner.file_config(fun, file, path, opts)
     max_attempts = Keyword.get(opts, :max_attempts, @default_max_attempts)
     budget = Keyword.get(opts, :time_budget_ms, @default_budget_ms)
@@ -39,13 +39,11 @@ defmodule Lockstep.Shrink do
     case run_candidate(state, {:replay, original}) do
       {:same, _schedule} ->
         {best, state} = fixed_point(state, original)
-        shrunk_path = shrunk_path(path)
-        bug = capture(state, best, file)
-        TraceFile.save!(%{bug | trace_path: shrunk_path}, cfg, shrunk_path)
+        bug = Runner.saved(capture(state, best, file), cfg, shrunk_path(path))
 
         {:ok,
          %{
-           trace_path: shrunk_path,
+           trace_path: bug.trace_path,
            original_length: length(original),
            new_length: length(best),
            original_switches: switches(original),
@@ -53,13 +51,13 @@ defmodule Lockstep.Shrink do
            attempts: state.attempts,
            kind: file.kind,
            schedule: best,
-           bug: %{bug | trace_path: shrunk_path}
+           bug: bug
          }}
 
       {:other, kind} ->
         {:error,
          {:does_not_reproduce,
-          "replaying #{path} ended as #{inspect(kind)}, not #{inspect(file.kind)}: the code " <>
+          "replaying #{label(path)} ended as #{inspect(kind)}, not #{inspect(file.kind)}: the code " <>
             "changed or has nondeterminism Lockstep does not control"}}
     end
   end
@@ -70,7 +68,7 @@ defmodule Lockstep.Shrink do
     end
 
     Enum.each(opts, fn
-      {key, value} when key in [:max_attempts, :time_budget_ms] ->
+      {key, value} when key in [:max_attempts, :time_budget_ms, :max_trace_bytes] ->
         unless is_integer(value) and value > 0 do
           raise ArgumentError,
                 "invalid value for shrink option #{inspect(key)}: got #{inspect(value)}, " <>
@@ -87,9 +85,12 @@ defmodule Lockstep.Shrink do
     end)
   end
 
-  defp shrunk_path(path) do
-    Path.rootname(path, ".lockstep") <> ".shrunk.lockstep"
-  end
+  defp label({:schedule, _text}), do: "the encoded schedule"
+  defp label(path), do: path
+
+  # Beside the original; a shrunk encoded schedule gets a file of its own in :trace_dir.
+  defp shrunk_path({:schedule, _text}), do: nil
+  defp shrunk_path(path), do: Path.rootname(path, ".lockstep") <> ".shrunk.lockstep"
 
   defp fixed_point(state, best) do
     {candidate, state} =
@@ -208,7 +209,9 @@ defmodule Lockstep.Shrink do
       nondeterminism: nil,
       steps: r.metrics.steps,
       pid_names: r.pid_names,
-      proc_nodes: r.proc_nodes
+      proc_nodes: r.proc_nodes,
+      replay_run: Runner.replay_run(state.fun),
+      location: state.cfg[:location]
     )
   end
 end

@@ -3,7 +3,7 @@ defmodule Lockstep.DeterminismTest do
 
   require Lockstep
 
-  alias Lockstep.{BugFound, ReplayDivergence, TraceError}
+  alias Lockstep.{BugFound, ReplayDivergence, TraceError, TraceFile}
   alias Lockstep.Examples.CounterRace
   import Lockstep.TestSupport
 
@@ -273,9 +273,14 @@ defmodule Lockstep.DeterminismTest do
                  trace_dir: dir
                )
 
-      data = bug.trace_path |> File.read!() |> :erlang.binary_to_term([:safe])
-      assert %{format: :lockstep_trace, version: version} = data
-      assert is_integer(version) and version >= 1
+      # An envelope listing the atoms the payload needs, then the payload.
+      assert {:lockstep_trace, 2, atoms, payload} =
+               bug.trace_path |> File.read!() |> :erlang.binary_to_term([:safe])
+
+      assert is_list(atoms) and Enum.all?(atoms, &is_binary/1)
+      data = :erlang.binary_to_term(payload, [:safe])
+      assert %{format: :lockstep_trace, version: 2} = data
+      assert TraceFile.load!(bug.trace_path).schedule == data.schedule
       assert is_binary(data.lockstep_version)
       assert data.kind == :exception
       assert data.seed == 61
