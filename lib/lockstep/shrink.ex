@@ -38,6 +38,7 @@ defmodule Lockstep.Shrink do
 
     case run_candidate(state, {:replay, original}) do
       {:same, _schedule} ->
+        original_events = original_events(state, file)
         {best, state} = fixed_point(state, original)
         bug = Runner.saved(capture(state, best, file), cfg, shrunk_path(path))
 
@@ -48,6 +49,8 @@ defmodule Lockstep.Shrink do
            new_length: length(best),
            original_switches: switches(original),
            new_switches: switches(best),
+           original_events: original_events,
+           new_events: length(bug.trace || []),
            attempts: state.attempts,
            kind: file.kind,
            schedule: best,
@@ -60,6 +63,31 @@ defmodule Lockstep.Shrink do
           "replaying #{label(path)} ended as #{inspect(kind)}, not #{inspect(file.kind)}: the code " <>
             "changed or has nondeterminism Lockstep does not control"}}
     end
+  end
+
+  @doc false
+  # What shrank, in every measure: a schedule can keep its length and still read much
+  # better with fewer context switches and fewer trace events.
+  def summary(path, info) do
+    saved =
+      case info.trace_path do
+        nil -> "not saved: #{info.bug.trace_error}"
+        shrunk -> "saved to #{shrunk}"
+      end
+
+    "Shrunk #{label(path)}: #{info.original_length} → #{info.new_length} decisions, " <>
+      "#{info.original_switches} → #{info.new_switches} context switches, " <>
+      "#{info.original_events} → #{info.new_events} trace events " <>
+      "(#{info.attempts} attempts), #{saved}"
+  end
+
+  # The file's events, or (an encoded schedule has none) those of one captured replay.
+  defp original_events(_state, %{events: [_ | _] = events}), do: length(events)
+
+  defp original_events(state, file) do
+    cell = Native.strategy_new({:replay, file.schedule})
+    r = Iteration.run(cell, state.fun, state.seed, state.cfg, true)
+    length(r.trace || [])
   end
 
   defp validate!(opts) do

@@ -95,7 +95,7 @@ defmodule Lockstep.TraceFile.Check do
   @doc false
   # A term shown in an error message: short, whatever it is.
   def show(term) do
-    text = inspect(term, limit: 5, printable_limit: 40, width: :infinity)
+    text = inspect(term, limit: 10, printable_limit: 40, width: :infinity)
     if String.length(text) > 80, do: String.slice(text, 0, 79) <> "…", else: text
   end
 

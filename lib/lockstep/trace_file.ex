@@ -427,11 +427,18 @@ defmodule Lockstep.TraceFile do
     case decode!(bin, label, max, "the file") do
       {:lockstep_trace, @version, atoms, payload} when is_binary(payload) ->
         create_atoms!(atoms, label)
-        data = decode!(payload, label, max, "its payload")
-        Check.check!(data, @version, label)
 
-      {:lockstep_trace, version, _, _} when is_integer(version) ->
-        fail!(label, unknown_version(version))
+        case decode!(payload, label, max, "its payload") do
+          %{format: :lockstep_trace, version: @version} = data ->
+            Check.check!(data, @version, label)
+
+          other ->
+            fail!(
+              label,
+              "its payload is #{Check.show(other)}, expected a Lockstep trace map " <>
+                "(format: :lockstep_trace, version: #{@version})"
+            )
+        end
 
       %{format: :lockstep_trace, version: 1} = data ->
         Check.check!(data, 1, label)
@@ -441,6 +448,9 @@ defmodule Lockstep.TraceFile do
 
       {:lockstep_trace, @version, _atoms, payload} ->
         fail!(label, "its payload is #{Check.show(payload)}, expected a binary")
+
+      {:lockstep_trace, version, _, _} ->
+        fail!(label, unknown_version(version))
 
       _ ->
         fail!(
