@@ -77,5 +77,9 @@ defmodule Lockstep.BugFound do
   defp fail_step(%{steps: steps}), do: steps
 
   @impl true
-  def message(bug), do: Lockstep.Report.format(bug)
+  def message(bug) do
+    Lockstep.Report.format(bug)
+  rescue
+    error -> Lockstep.Report.minimal(bug, error)
+  end
 end

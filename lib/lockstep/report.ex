@@ -27,6 +27,24 @@ defmodule Lockstep.Report do
   end
 
   @doc false
+  # The report of last resort, when the full one cannot be built: what is known for sure
+  # and how to get back here.
+  def minimal(bug, error) do
+    replay =
+      cond do
+        is_binary(bug.trace_path) -> "trace file: #{bug.trace_path}"
+        is_binary(bug.encoded_schedule) -> "encoded schedule: #{bug.encoded_schedule}"
+        true -> "no trace file"
+      end
+
+    "Lockstep found a bug in #{bug.name}: #{inspect(bug.kind)} in process " <>
+      "#{bug.process || "?"} (its full report could not be formatted: " <>
+      "#{inspect(error.__struct__)}). seed: #{bug.seed}, iteration: #{bug.iteration}, " <>
+      "iteration seed: #{bug.iter_seed}; #{replay}. Reason: " <>
+      safe_inspect(bug.reason, limit: 20, printable_limit: 200)
+  end
+
+  @doc false
   # Shows managed pids inside payloads by their symbolic names.
   def display_trace(trace, names) when is_list(trace) and map_size(names) > 0 do
     Enum.map(trace, fn {step, event} ->
@@ -115,7 +133,7 @@ defmodule Lockstep.Report do
       "`receive`, GenServer.call, Process.sleep). Use Lockstep.receive/recv, the Lockstep " <>
       "mirrors, or add Lockstep.yield() to spin loops; raise :timeout if it is just slow.\n" <>
       "    Its stacktrace when it was stopped:\n" <>
-      indent(Exception.format_stacktrace(stacktrace), 6) <> "\n"
+      indent(stacktrace_text(stacktrace), 6) <> "\n"
   end
 
   defp why(%{kind: :max_steps}) do
@@ -126,18 +144,107 @@ defmodule Lockstep.Report do
 
   defp why(_), do: ""
 
+  # Formatting what the program under test raised, threw or exited with must never fail
+  # nor run away: an exception whose message/1 raises, a struct whose Inspect
+  # implementation raises or returns garbage, a huge message. Each step falls back to what
+  # can still be shown, and the result is capped.
+  @reason_limit 16_384
+
   @doc false
-  def format_reason({:error, exception, stacktrace}) when is_exception(exception) do
-    Exception.format(:error, exception, stacktrace)
-  end
-
   def format_reason({kind, reason, stacktrace}) when kind in [:error, :exit, :throw] do
-    Exception.format(kind, reason, stacktrace)
+    banner = banner(kind, reason, stacktrace)
+
+    case stacktrace_text(stacktrace) do
+      "" -> banner
+      text -> banner <> "\n" <> text
+    end
+    |> cap(@reason_limit)
   end
 
-  def format_reason({:"$inspected", text}), do: text
+  def format_reason({:"$inspected", text}) when is_binary(text), do: cap(text, @reason_limit)
   def format_reason(nil), do: "(no reason recorded)"
-  def format_reason(other), do: inspect(other)
+  def format_reason(other), do: safe_inspect(other, [])
+
+  defp banner(kind, reason, stacktrace) do
+    Exception.format_banner(kind, reason, stacktrace)
+  rescue
+    _ -> fallback_banner(kind, reason)
+  catch
+    _, _ -> fallback_banner(kind, reason)
+  end
+
+  defp fallback_banner(:error, %module{__exception__: true} = exception) do
+    message =
+      try do
+        case module.message(exception) do
+          text when is_binary(text) -> text
+          other -> "(its message/1 returned #{safe_inspect(other, [])}, not a string)"
+        end
+      rescue
+        e -> "(its message/1 raised #{inspect(e.__struct__)}) " <> safe_inspect(exception, [])
+      catch
+        kind, _ -> "(its message/1 failed with #{kind}) " <> safe_inspect(exception, [])
+      end
+
+    "** (#{inspect(module)}) #{message}"
+  end
+
+  defp fallback_banner(:error, reason), do: "** (ErlangError) " <> safe_inspect(reason, [])
+  defp fallback_banner(kind, reason), do: "** (#{kind}) " <> safe_inspect(reason, [])
+
+  defp stacktrace_text([]), do: ""
+
+  defp stacktrace_text(stacktrace) when is_list(stacktrace) do
+    Exception.format_stacktrace(stacktrace)
+  rescue
+    # Arguments in a frame that cannot be inspected: show the frames with arities.
+    _ ->
+      stacktrace
+      |> Enum.map(fn
+        {m, f, args, loc} when is_list(args) -> {m, f, length(args), loc}
+        frame -> frame
+      end)
+      |> then(fn frames ->
+        try do
+          Exception.format_stacktrace(frames)
+        rescue
+          _ -> "    (the stacktrace could not be formatted)"
+        end
+      end)
+  end
+
+  defp stacktrace_text(_other), do: ""
+
+  @doc false
+  # `inspect/2` that cannot fail: a struct whose Inspect implementation breaks is shown
+  # as a plain map, and a term that still cannot be inspected is described.
+  def safe_inspect(term, opts) do
+    inspect(term, opts)
+  rescue
+    _ -> safe_inspect_raw(term, opts)
+  catch
+    _, _ -> safe_inspect_raw(term, opts)
+  end
+
+  defp safe_inspect_raw(term, opts) do
+    inspect(term, Keyword.put(opts, :structs, false))
+  rescue
+    _ -> "#<a term that cannot be inspected>"
+  catch
+    _, _ -> "#<a term that cannot be inspected>"
+  end
+
+  defp cap(text, limit) when byte_size(text) <= limit, do: text
+
+  defp cap(text, limit) do
+    head = valid_prefix(binary_part(text, 0, limit))
+    head <> "… (#{byte_size(text) - byte_size(head)} more bytes)"
+  end
+
+  # A cut may split a UTF-8 sequence: drop its incomplete end.
+  defp valid_prefix(bin) do
+    if String.valid?(bin), do: bin, else: valid_prefix(binary_part(bin, 0, byte_size(bin) - 1))
+  end
 
   defp indent(text, n) do
     pad = String.duplicate(" ", n)
@@ -159,7 +266,7 @@ defmodule Lockstep.Report do
 
   defp trace_section(%{trace: trace} = bug, colour?) when is_list(trace) and trace != [] do
     labels = labels(trace, bug.proc_nodes || %{})
-    label = fn event -> Map.get(labels, actor(event), actor(event)) end
+    label = fn event -> Map.get(labels, safe_actor(event), safe_actor(event)) end
 
     width =
       trace
@@ -172,7 +279,7 @@ defmodule Lockstep.Report do
 
       line =
         "#{marker} #{String.pad_leading(Integer.to_string(step), 5)}  " <>
-          String.pad_trailing(label.(event), width) <> "  " <> describe(event)
+          String.pad_trailing(label.(event), width) <> "  " <> safe_describe(event)
 
       if failing? and colour?, do: IO.ANSI.red() <> line <> IO.ANSI.reset(), else: line
     end
@@ -221,7 +328,7 @@ defmodule Lockstep.Report do
       end)
 
     trace
-    |> Enum.map(fn {_, event} -> actor(event) end)
+    |> Enum.map(fn {_, event} -> safe_actor(event) end)
     |> Enum.uniq()
     |> Map.new(fn name ->
       at = if node = nodes[name], do: "#{name}@#{node}", else: name
@@ -272,6 +379,22 @@ defmodule Lockstep.Report do
     "Repeat the whole search: pass seed: #{seed} (under ExUnit: mix test --seed #{seed}).\n"
   end
 
+  # An event of an unexpected shape (a trace file from elsewhere) is shown as it is.
+  defp safe_actor(event) do
+    case actor(event) do
+      name when is_binary(name) -> name
+      other -> safe_inspect(other, [])
+    end
+  rescue
+    _ -> "?"
+  end
+
+  defp safe_describe(event) do
+    describe(event)
+  rescue
+    _ -> safe_inspect(event, limit: 8, printable_limit: 48)
+  end
+
   @doc false
   def actor({:start, p}), do: p
   def actor({tag, p, _}) when tag in [:spawn, :spawn_link, :exit], do: p
@@ -311,7 +434,7 @@ defmodule Lockstep.Report do
   def describe({:exit, _, {:exit, reason, _}}), do: "exits: #{payload(reason)}"
 
   def describe({:exit, _, {kind, reason, stacktrace}}) when kind in [:error, :throw] do
-    "crashes: " <> first_line(Exception.format_banner(kind, reason, stacktrace))
+    "crashes: " <> first_line(banner(kind, reason, stacktrace))
   end
 
   def describe({:exit, _, :killed_outside_lockstep}), do: "was killed from outside the run"
@@ -407,14 +530,17 @@ defmodule Lockstep.Report do
 
   defp short_reason(other), do: payload(other)
 
-  defp first_line(text), do: text |> String.split("\n") |> hd()
+  defp first_line(text) do
+    [line | _] = :binary.split(text, "\n")
+    cap(line, 240)
+  end
 
   @doc false
   def payload({:"$inspected", text}), do: text
   def payload(:"$lockstep_not_captured"), do: "(not captured)"
 
   def payload(term) do
-    text = inspect(term, limit: 8, printable_limit: 48, width: :infinity)
+    text = safe_inspect(term, limit: 8, printable_limit: 48, width: :infinity)
 
     if String.length(text) > @payload_width,
       do: String.slice(text, 0, @payload_width - 1) <> "…",

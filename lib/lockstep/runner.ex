@@ -137,7 +137,14 @@ defmodule Lockstep.Runner do
   # A trace that cannot be saved never replaces the bug: the report says why and prints
   # the encoded schedule, which `Lockstep.replay(body, {:schedule, text})` replays.
   def saved(bug, cfg, path \\ nil) do
-    case TraceFile.save(bug, cfg, path) do
+    saved =
+      try do
+        TraceFile.save(bug, cfg, path)
+      rescue
+        e -> {:error, "writing it raised #{inspect(e.__struct__)}: #{Exception.message(e)}"}
+      end
+
+    case saved do
       {:ok, path} ->
         %{bug | trace_path: path}
 

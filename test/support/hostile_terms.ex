@@ -46,4 +46,7 @@ defmodule Lockstep.HostileTerms do
   defimpl Inspect, for: BothRaise do
     def inspect(_, _), do: raise(ArgumentError, "Inspect of BothRaise broke")
   end
+
+  @doc "Accepts only `:ok`: called with anything else, a FunctionClauseError carries the argument."
+  def only_ok(:ok), do: :ok
 end
