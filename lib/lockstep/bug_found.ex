@@ -27,7 +27,9 @@ defmodule Lockstep.BugFound do
     * `pid_names` — the pid of each managed process of the failing iteration and its
       symbolic name (the report shows names in place of pids);
     * `proc_nodes` — the simulated node of each process not on `:nonode@nohost` (the
-      report shows `P.2@b`).
+      report shows `P.2@b`);
+    * `trace_style` — `:full` (one line per event) or `:compact` (one line per run of a
+      process's consecutive events; a shrunk failure's report uses it).
 
   Its message is the full report: what failed and why, seed, iteration and strategy, the
   trace with the failing step marked, and the command that replays it.
@@ -53,6 +55,7 @@ defmodule Lockstep.BugFound do
     :steps,
     :replay_run,
     :location,
+    trace_style: :full,
     pid_names: %{},
     proc_nodes: %{}
   ]

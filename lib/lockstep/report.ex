@@ -8,7 +8,8 @@ defmodule Lockstep.Report do
 
   def format(bug, opts \\ []) do
     colour? = Keyword.get(opts, :colour, IO.ANSI.enabled?())
-    bug = %{bug | trace: display_trace(bug.trace, bug.pid_names)}
+    style = Keyword.get(opts, :style, bug.trace_style)
+    bug = %{bug | trace: display_trace(bug.trace, bug.pid_names), trace_style: style}
 
     [
       headline(bug),
@@ -268,40 +269,95 @@ defmodule Lockstep.Report do
     labels = labels(trace, bug.proc_nodes || %{})
     label = fn event -> Map.get(labels, safe_actor(event), safe_actor(event)) end
 
-    width =
-      trace
-      |> Enum.map(fn {_, event} -> event |> label.() |> String.length() end)
-      |> Enum.max(fn -> 1 end)
+    rows =
+      case bug.trace_style do
+        :compact -> compact_rows(trace, label, bug.fail_step)
+        _ -> Enum.map(trace, &row(&1, label, bug.fail_step))
+      end
 
-    format_line = fn {step, event} ->
-      failing? = step == bug.fail_step
-      marker = if failing?, do: ">>", else: "  "
+    step_width = rows |> Enum.map(&String.length(&1.steps)) |> Enum.max(fn -> 1 end) |> max(5)
+    width = rows |> Enum.map(&String.length(&1.actor)) |> Enum.max(fn -> 1 end)
+
+    format_row = fn row ->
+      marker = if row.failing?, do: ">>", else: "  "
 
       line =
-        "#{marker} #{String.pad_leading(Integer.to_string(step), 5)}  " <>
-          String.pad_trailing(label.(event), width) <> "  " <> safe_describe(event)
+        "#{marker} #{String.pad_leading(row.steps, step_width)}  " <>
+          String.pad_trailing(row.actor, width) <> "  " <> row.text
 
-      if failing? and colour?, do: IO.ANSI.red() <> line <> IO.ANSI.reset(), else: line
+      if row.failing? and colour?, do: IO.ANSI.red() <> line <> IO.ANSI.reset(), else: line
     end
 
     lines =
-      case elide(trace) do
+      case elide(rows) do
         {head, 0, []} ->
-          Enum.map(head, format_line)
+          Enum.map(head, format_row)
 
         {head, omitted, tail} ->
-          Enum.map(head, format_line) ++
+          Enum.map(head, format_row) ++
             [
-              "   … #{omitted} events omitted (the whole trace: mix lockstep.dump_trace " <>
+              "   … #{omitted} lines omitted (the whole trace: mix lockstep.dump_trace " <>
                 "#{bug.trace_path || "PATH"}) …"
-            ] ++ Enum.map(tail, format_line)
+            ] ++ Enum.map(tail, format_row)
       end
 
-    "Trace (#{length(trace)} events over #{bug.steps} steps; >> marks the failing step #{bug.fail_step}):\n" <>
+    "Trace (#{length(trace)} events over #{bug.steps} steps" <>
+      compact_note(bug.trace_style, length(rows)) <>
+      "; >> marks the failing step #{bug.fail_step}):\n" <>
       Enum.join(lines, "\n") <> "\n"
   end
 
   defp trace_section(_, _), do: "Trace: (not captured)\n"
+
+  defp row({step, event}, label, fail_step) do
+    %{
+      steps: Integer.to_string(step),
+      actor: label.(event),
+      text: safe_describe(event),
+      failing?: step == fail_step
+    }
+  end
+
+  # The compact trace (a shrunk failure's): consecutive events of one process share a
+  # line, a repeated event is counted rather than repeated, and "starts" is left out when
+  # the process does something else on that line (acting implies it started).
+  defp compact_rows(trace, label, fail_step) do
+    trace
+    |> Enum.chunk_by(fn {_, event} -> label.(event) end)
+    |> Enum.map(fn [{first, event} | _] = chunk ->
+      {last, _} = List.last(chunk)
+
+      shown =
+        case Enum.reject(chunk, &match?({_, {:start, _}}, &1)) do
+          [] -> chunk
+          rest -> rest
+        end
+
+      text =
+        shown
+        |> Enum.map(fn
+          {_, {:block, _}} -> "waits"
+          {_, e} -> safe_describe(e)
+        end)
+        |> Enum.chunk_by(& &1)
+        |> Enum.map_join(" · ", fn
+          [one] -> one
+          [one | _] = same -> "#{one} ×#{length(same)}"
+        end)
+
+      %{
+        steps: if(first == last, do: "#{first}", else: "#{first}–#{last}"),
+        actor: label.(event),
+        text: text,
+        failing?: Enum.any?(chunk, fn {step, _} -> step == fail_step end)
+      }
+    end)
+  end
+
+  defp compact_note(:compact, lines),
+    do: ", in #{lines} lines: one per run of a process's consecutive events"
+
+  defp compact_note(_, _), do: ""
 
   @head_events 30
   @tail_events 250

@@ -239,7 +239,8 @@ defmodule Lockstep.Shrink do
       pid_names: r.pid_names,
       proc_nodes: r.proc_nodes,
       replay_run: Runner.replay_run(state.fun),
-      location: state.cfg[:location]
+      location: state.cfg[:location],
+      trace_style: :compact
     )
   end
 end

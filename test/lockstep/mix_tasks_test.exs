@@ -198,7 +198,10 @@ defmodule Lockstep.MixTasksTest do
       out = capture_io(fn -> Shrink.run([path, "--run", "Lockstep.RaceBodies.racy"]) end)
 
       shrunk = Path.rootname(path, ".lockstep") <> ".shrunk.lockstep"
-      assert out =~ ~r/Shrunk #{Regex.escape(path)}: (\d+) → (\d+) decisions/
+
+      assert out =~
+               ~r/Shrunk #{Regex.escape(path)}: \d+ → \d+ decisions, \d+ → \d+ context switches, \d+ → \d+ trace events \(\d+ attempts\)/
+
       assert out =~ "saved to #{shrunk}"
       assert out =~ "lost update"
       assert out =~ "Replay this exact schedule"

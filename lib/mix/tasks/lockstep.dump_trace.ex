@@ -3,10 +3,12 @@ defmodule Mix.Tasks.Lockstep.DumpTrace do
   @moduledoc """
   Prints a trace file saved by a failing Lockstep run.
 
-      mix lockstep.dump_trace PATH [--format pretty|events|raw] [--max-trace-bytes N]
+      mix lockstep.dump_trace PATH [--format pretty|compact|events|raw] [--max-trace-bytes N]
 
     * `pretty` (default) — the report: what failed, seed, iteration, strategy, the trace
       with the failing step marked, and the replay command;
+    * `compact` — the same report with the trace in one line per run of a process's
+      consecutive events (as a shrunk failure is printed);
     * `events` — one `{step, event}` term per line;
     * `raw` — the whole file as an Elixir term.
 
@@ -22,7 +24,8 @@ defmodule Mix.Tasks.Lockstep.DumpTrace do
   # Lockstep.Tasks.in_test_env/3, which does the work).
   @preferred_cli_env :test
 
-  @usage "usage: mix lockstep.dump_trace PATH [--format pretty|events|raw] [--max-trace-bytes N]"
+  @usage "usage: mix lockstep.dump_trace PATH [--format pretty|compact|events|raw] " <>
+           "[--max-trace-bytes N]"
 
   @impl Mix.Task
   def run(args) do
@@ -35,8 +38,8 @@ defmodule Mix.Tasks.Lockstep.DumpTrace do
 
     format = opts[:format] || "pretty"
 
-    unless format in ["pretty", "events", "raw"] do
-      Mix.raise("unknown --format #{inspect(format)}; use pretty, events or raw")
+    unless format in ["pretty", "compact", "events", "raw"] do
+      Mix.raise("unknown --format #{inspect(format)}; use pretty, compact, events or raw")
     end
 
     file =
@@ -48,6 +51,10 @@ defmodule Mix.Tasks.Lockstep.DumpTrace do
     case format do
       "pretty" ->
         Mix.shell().info(Lockstep.Report.format(Lockstep.Tasks.bug_from_file(file, path)))
+
+      "compact" ->
+        bug = Lockstep.Tasks.bug_from_file(file, path)
+        Mix.shell().info(Lockstep.Report.format(bug, style: :compact))
 
       "events" ->
         Enum.each(file.events, &Mix.shell().info(inspect(&1, limit: :infinity)))
