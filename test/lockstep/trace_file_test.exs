@@ -125,6 +125,27 @@ defmodule Lockstep.TraceFileTest do
       assert TraceFile.load!(saved.trace_path).schedule == file.schedule
     end
 
+    test "an encoded schedule shrinks into a file of the trace directory" do
+      dir = tmp_dir!()
+      body = &Lockstep.RaceBodies.racy_with_spinner/0
+
+      assert {:error, bug} =
+               Lockstep.check(body, iterations: 200, seed: 3, trace_dir: "/proc/nope")
+
+      assert {:ok, info} =
+               Lockstep.shrink(body, {:schedule, bug.encoded_schedule},
+                 trace_dir: dir,
+                 max_attempts: 50
+               )
+
+      assert Path.dirname(info.trace_path) == dir
+      assert info.original_length == length(bug.schedule)
+      assert info.new_length <= info.original_length
+      assert info.original_events > 0
+      replayed = assert_raise BugFound, fn -> Lockstep.replay(body, info.trace_path) end
+      assert replayed.schedule == info.schedule
+    end
+
     test "an encoded schedule that is not one raises TraceError" do
       for {text, message} <- [
             {"not base64 at all!", "not an encoded schedule"},
