@@ -241,6 +241,19 @@ defmodule Lockstep.Runner do
 
   defp replayed(bug, path, _cfg), do: %{bug | trace_path: path}
 
+  defp early_failure(kind, result) do
+    what =
+      case result.reason do
+        nil ->
+          ""
+
+        reason ->
+          ": " <> (reason |> Lockstep.Report.format_reason() |> String.split("\n") |> hd())
+      end
+
+    "#{inspect(kind)} of #{result.proc || "the run"} at step #{length(result.schedule)}#{what}"
+  end
+
   defp source_label({:schedule, _}), do: "the encoded schedule"
   defp source_label(path), do: path
 
@@ -271,6 +284,17 @@ defmodule Lockstep.Runner do
 
       :max_steps when not cfg.fail_on_max_steps ->
         :ok
+
+      kind when length(result.schedule) < length(file.schedule) ->
+        # Failing before the schedule's end is another failure, not the recorded one.
+        step = length(result.schedule) + 1
+
+        raise Lockstep.ReplayDivergence,
+          step: step,
+          expected: Enum.at(file.schedule, step - 1),
+          got: [],
+          path: source_label(path),
+          ended_by: early_failure(kind, result)
 
       kind ->
         bug =

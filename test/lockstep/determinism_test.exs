@@ -319,6 +319,24 @@ defmodule Lockstep.DeterminismTest do
       assert positions == Enum.sort(positions)
     end
 
+    test "a failure before the schedule's end is a divergence, not the recorded bug" do
+      dir = tmp_dir!()
+
+      assert {:error, bug} =
+               Lockstep.check(ordering_race(), iterations: 100, seed: 5, trace_dir: dir)
+
+      error =
+        assert_raise ReplayDivergence, fn ->
+          Lockstep.replay(fn -> raise "another failure" end, bug.trace_path)
+        end
+
+      assert error.step == 2
+      assert error.expected == Enum.at(bug.schedule, 1)
+      assert error.got == []
+      assert error.ended_by =~ ":exception of P at step 1: ** (RuntimeError) another failure"
+      assert Exception.message(error) =~ "but the program had ended, by :exception of P"
+    end
+
     test "a missing trace file raises TraceError" do
       dir = tmp_dir!()
       path = Path.join(dir, "nope.lockstep")
