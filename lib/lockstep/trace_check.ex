@@ -70,6 +70,9 @@ defmodule Lockstep.TraceFile.Check do
           "save a fresh trace"
 
   @doc false
+  def hint, do: @hint
+
+  @doc false
   # Returns the file's map with the optional fields filled in; raises TraceError.
   def check!(data, _version, label) do
     Enum.each(fields(), fn {key, required?, check} ->

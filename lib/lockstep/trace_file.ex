@@ -433,7 +433,7 @@ defmodule Lockstep.TraceFile do
             Check.check!(data, @version, label)
 
           other ->
-            fail!(
+            damaged!(
               label,
               "its payload is #{Check.show(other)}, expected a Lockstep trace map " <>
                 "(format: :lockstep_trace, version: #{@version})"
@@ -447,13 +447,13 @@ defmodule Lockstep.TraceFile do
         fail!(label, unknown_version(version))
 
       {:lockstep_trace, @version, _atoms, payload} ->
-        fail!(label, "its payload is #{Check.show(payload)}, expected a binary")
+        damaged!(label, "its payload is #{Check.show(payload)}, expected a binary")
 
       {:lockstep_trace, version, _, _} ->
         fail!(label, unknown_version(version))
 
       _ ->
-        fail!(
+        damaged!(
           label,
           "it is not a Lockstep trace file (no {:lockstep_trace, version, …} envelope)"
         )
@@ -478,7 +478,7 @@ defmodule Lockstep.TraceFile do
           :erlang.binary_to_term(bin, [:safe, :used])
         rescue
           ArgumentError ->
-            fail!(
+            damaged!(
               label,
               "#{what} is corrupt or truncated, or holds atoms it does not list " <>
                 "(not valid external term format in [:safe] mode)"
@@ -488,11 +488,11 @@ defmodule Lockstep.TraceFile do
             term
 
           {_term, used} ->
-            fail!(label, "#{what} has #{byte_size(bin) - used} stray bytes after its end")
+            damaged!(label, "#{what} has #{byte_size(bin) - used} stray bytes after its end")
         end
 
       _ ->
-        fail!(label, "#{what} is corrupt or not in Erlang's external term format")
+        damaged!(label, "#{what} is corrupt or not in Erlang's external term format")
     end
   end
 
@@ -506,17 +506,17 @@ defmodule Lockstep.TraceFile do
   defp create_atoms!(atoms, label) do
     cond do
       not is_list(atoms) or List.improper?(atoms) ->
-        fail!(label, "its atom list is #{Check.show(atoms)}, expected a list of strings")
+        damaged!(label, "its atom list is #{Check.show(atoms)}, expected a list of strings")
 
       length(atoms) > @max_new_atoms ->
-        fail!(
+        damaged!(
           label,
           "it lists #{length(atoms)} atoms to create; a Lockstep trace needs a few dozen " <>
             "and loading creates at most #{@max_new_atoms}"
         )
 
       bad = Enum.find(atoms, &(not atom_text?(&1))) ->
-        fail!(
+        damaged!(
           label,
           "its atom list holds #{Check.show(bad)}, expected atom texts (UTF-8 strings of " <>
             "at most 255 characters)"
@@ -534,6 +534,8 @@ defmodule Lockstep.TraceFile do
 
   @doc false
   def fail!(label, reason), do: raise(Lockstep.TraceError, path: label, reason: reason)
+
+  defp damaged!(label, reason), do: fail!(label, reason <> Check.hint())
 
   @doc false
   def sanitize_event({step, event}) do
