@@ -121,15 +121,19 @@ defmodule Lockstep do
   def check(fun, opts \\ []), do: Lockstep.Runner.check(fun, opts)
 
   @doc """
-  Re-runs one iteration of `fun` on the schedule saved in the trace file at `path`.
+  Re-runs one iteration of `fun` on the schedule saved in the trace file at `path`, or
+  on an encoded schedule given as `{:schedule, text}` (what a report prints when the
+  trace file could not be written; also `BugFound.encoded_schedule`).
 
   Raises the same `Lockstep.BugFound` when the bug reproduces,
   `Lockstep.ReplayDivergence` when the program no longer follows the schedule, and
-  `Lockstep.TraceError` when the file is missing, corrupt or of an unknown version.
-  Returns `:ok` when the schedule is followed to the end and nothing fails.
-  Accepts `:timeout`, `:trace_dir` and `:name`; the other options come from the file.
+  `Lockstep.TraceError` when the file is missing, corrupt, malformed, of an unknown
+  version or larger than `:max_trace_bytes`. Returns `:ok` when the schedule is followed
+  to the end and nothing fails. Accepts `:timeout`, `:trace_dir`, `:name` and
+  `:max_trace_bytes` (default 16 MiB: the limit on the file and on its decoded
+  contents); the other options come from the file.
   """
-  @spec replay((() -> any()), Path.t(), keyword()) :: :ok
+  @spec replay((() -> any()), Path.t() | {:schedule, String.t()}, keyword()) :: :ok
   def replay(fun, path, opts \\ []), do: Lockstep.Runner.replay(fun, path, opts)
 
   @doc """
@@ -137,15 +141,22 @@ defmodule Lockstep do
   fails the same way (same kind) when replayed, and saves it beside the original as
   `*.shrunk.lockstep`.
 
-  Returns `{:ok, info}` with `:trace_path` (the shrunk file), `:original_length`,
-  `:new_length`, `:attempts`, `:schedule` and `:bug` (the `Lockstep.BugFound` of the
-  shrunk schedule, whose message shows its trace); when nothing shorter fails the same
-  way, `:new_length` equals `:original_length`. Returns `{:error, {:does_not_reproduce,
-  message}}` when the original schedule no longer fails that way.
+  Returns `{:ok, info}` with `:trace_path` (the shrunk file; `nil` when it could not be
+  written, and then `info.bug` holds the encoded schedule), what shrank before and after
+  — `:original_length` / `:new_length` (decisions), `:original_switches` /
+  `:new_switches` (context switches), `:original_events` / `:new_events` (trace
+  events) — `:attempts`, `:schedule` and `:bug` (the `Lockstep.BugFound` of the shrunk
+  schedule, whose message shows its trace compactly); when nothing shorter fails the
+  same way, `:new_length` equals `:original_length`. Returns `{:error,
+  {:does_not_reproduce, message}}` when the original schedule no longer fails that way.
+  `path` may be `{:schedule, text}` as for `replay/3`; the shrunk trace then goes to the
+  trace directory.
 
-  Options: `:max_attempts` (500), `:time_budget_ms` (30 000), `:timeout`.
+  Options: `:max_attempts` (500), `:time_budget_ms` (30 000), `:timeout`,
+  `:max_trace_bytes` (as for `replay/3`).
   """
-  @spec shrink((() -> any()), Path.t(), keyword()) :: {:ok, map()} | {:error, term()}
+  @spec shrink((() -> any()), Path.t() | {:schedule, String.t()}, keyword()) ::
+          {:ok, map()} | {:error, term()}
   def shrink(fun, path, opts \\ []) do
     unless is_function(fun, 0) do
       raise ArgumentError,

@@ -16,14 +16,20 @@ defmodule Lockstep.BugFound do
       `{:deliver, from, to}`, `{:random, value}`);
     * `trace` — the events of the failing iteration as `{step, event}`;
     * `trace_path` — where the schedule and trace were saved (replay it with
-      `Lockstep.replay/3`);
+      `Lockstep.replay/3`); `nil` when the file could not be written;
+    * `trace_error` — why the trace file could not be written (`nil` when it was);
+    * `encoded_schedule` — when there is no file, the schedule with its seeds and options
+      as printable text: `Lockstep.replay(body, {:schedule, encoded_schedule})` replays it;
     * `nondeterminism` — set when re-running the failing schedule did not fail the same way;
-    * `replay_run` — `"Module.function"` when the test body is a named zero-arity function
-      (`&Module.function/0`), so the report can print the exact `mix lockstep.replay` command;
+    * `replay_run` — `{Module, function}` when the test body is a named zero-arity function
+      (`&Module.function/0`, and every `ctest` body): the trace file records it, so
+      `mix lockstep.replay PATH` replays it without being told which body to run;
     * `pid_names` — the pid of each managed process of the failing iteration and its
       symbolic name (the report shows names in place of pids);
     * `proc_nodes` — the simulated node of each process not on `:nonode@nohost` (the
-      report shows `P.2@b`).
+      report shows `P.2@b`);
+    * `trace_style` — `:full` (one line per event) or `:compact` (one line per run of a
+      process's consecutive events; a shrunk failure's report uses it).
 
   Its message is the full report: what failed and why, seed, iteration and strategy, the
   trace with the failing step marked, and the command that replays it.
@@ -42,11 +48,14 @@ defmodule Lockstep.BugFound do
     :schedule,
     :trace,
     :trace_path,
+    :trace_error,
+    :encoded_schedule,
     :name,
     :nondeterminism,
     :steps,
     :replay_run,
     :location,
+    trace_style: :full,
     pid_names: %{},
     proc_nodes: %{}
   ]
@@ -71,5 +80,9 @@ defmodule Lockstep.BugFound do
   defp fail_step(%{steps: steps}), do: steps
 
   @impl true
-  def message(bug), do: Lockstep.Report.format(bug)
+  def message(bug) do
+    Lockstep.Report.format(bug)
+  rescue
+    error -> Lockstep.Report.minimal(bug, error)
+  end
 end

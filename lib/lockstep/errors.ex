@@ -34,16 +34,19 @@ defmodule Lockstep.ReplayDivergence do
   @moduledoc """
   Raised by `Lockstep.replay/3` when the program no longer follows the saved schedule:
   at `step` the schedule said `expected` (`nil`: the schedule had run out) and the program
-  offered `got` (`[]`: the program had ended).
+  offered `got` (`[]`: the program had ended). `ended_by` describes the failure that
+  ended the program before the schedule did, when one did: a different failure from
+  the one the trace recorded.
   """
-  defexception [:step, :expected, :got, :path]
+  defexception [:step, :expected, :got, :path, :ended_by]
 
   @impl true
-  def message(%{step: step, expected: expected, got: got, path: path}) do
+  def message(%{step: step, expected: expected, got: got, path: path} = e) do
     what =
-      case {expected, got} do
-        {nil, _} -> "the schedule ran out while the program offered #{fmt(got)}"
-        {_, []} -> "the schedule says #{fmt1(expected)} but the program had ended"
+      case {expected, got, e.ended_by} do
+        {nil, _, _} -> "the schedule ran out while the program offered #{fmt(got)}"
+        {_, [], nil} -> "the schedule says #{fmt1(expected)} but the program had ended"
+        {_, [], by} -> "the schedule says #{fmt1(expected)} but the program had ended, by #{by}"
         _ -> "the schedule says #{fmt1(expected)} but the program offered #{fmt(got)}"
       end
 

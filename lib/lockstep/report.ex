@@ -8,7 +8,8 @@ defmodule Lockstep.Report do
 
   def format(bug, opts \\ []) do
     colour? = Keyword.get(opts, :colour, IO.ANSI.enabled?())
-    bug = %{bug | trace: display_trace(bug.trace, bug.pid_names)}
+    style = Keyword.get(opts, :style, bug.trace_style)
+    bug = %{bug | trace: display_trace(bug.trace, bug.pid_names), trace_style: style}
 
     [
       headline(bug),
@@ -24,6 +25,24 @@ defmodule Lockstep.Report do
       replay_section(bug)
     ]
     |> IO.iodata_to_binary()
+  end
+
+  @doc false
+  # The report of last resort, when the full one cannot be built: what is known for sure
+  # and how to get back here.
+  def minimal(bug, error) do
+    replay =
+      cond do
+        is_binary(bug.trace_path) -> "trace file: #{bug.trace_path}"
+        is_binary(bug.encoded_schedule) -> "encoded schedule: #{bug.encoded_schedule}"
+        true -> "no trace file"
+      end
+
+    "Lockstep found a bug in #{bug.name}: #{inspect(bug.kind)} in process " <>
+      "#{bug.process || "?"} (its full report could not be formatted: " <>
+      "#{inspect(error.__struct__)}). seed: #{bug.seed}, iteration: #{bug.iteration}, " <>
+      "iteration seed: #{bug.iter_seed}; #{replay}. Reason: " <>
+      safe_inspect(bug.reason, limit: 20, printable_limit: 200)
   end
 
   @doc false
@@ -115,7 +134,7 @@ defmodule Lockstep.Report do
       "`receive`, GenServer.call, Process.sleep). Use Lockstep.receive/recv, the Lockstep " <>
       "mirrors, or add Lockstep.yield() to spin loops; raise :timeout if it is just slow.\n" <>
       "    Its stacktrace when it was stopped:\n" <>
-      indent(Exception.format_stacktrace(stacktrace), 6) <> "\n"
+      indent(stacktrace_text(stacktrace), 6) <> "\n"
   end
 
   defp why(%{kind: :max_steps}) do
@@ -126,18 +145,107 @@ defmodule Lockstep.Report do
 
   defp why(_), do: ""
 
+  # Formatting what the program under test raised, threw or exited with must never fail
+  # nor run away: an exception whose message/1 raises, a struct whose Inspect
+  # implementation raises or returns garbage, a huge message. Each step falls back to what
+  # can still be shown, and the result is capped.
+  @reason_limit 16_384
+
   @doc false
-  def format_reason({:error, exception, stacktrace}) when is_exception(exception) do
-    Exception.format(:error, exception, stacktrace)
-  end
-
   def format_reason({kind, reason, stacktrace}) when kind in [:error, :exit, :throw] do
-    Exception.format(kind, reason, stacktrace)
+    banner = banner(kind, reason, stacktrace)
+
+    case stacktrace_text(stacktrace) do
+      "" -> banner
+      text -> banner <> "\n" <> text
+    end
+    |> cap(@reason_limit)
   end
 
-  def format_reason({:"$inspected", text}), do: text
+  def format_reason({:"$inspected", text}) when is_binary(text), do: cap(text, @reason_limit)
   def format_reason(nil), do: "(no reason recorded)"
-  def format_reason(other), do: inspect(other)
+  def format_reason(other), do: safe_inspect(other, [])
+
+  defp banner(kind, reason, stacktrace) do
+    Exception.format_banner(kind, reason, stacktrace)
+  rescue
+    _ -> fallback_banner(kind, reason)
+  catch
+    _, _ -> fallback_banner(kind, reason)
+  end
+
+  defp fallback_banner(:error, %module{__exception__: true} = exception) do
+    message =
+      try do
+        case module.message(exception) do
+          text when is_binary(text) -> text
+          other -> "(its message/1 returned #{safe_inspect(other, [])}, not a string)"
+        end
+      rescue
+        e -> "(its message/1 raised #{inspect(e.__struct__)}) " <> safe_inspect(exception, [])
+      catch
+        kind, _ -> "(its message/1 failed with #{kind}) " <> safe_inspect(exception, [])
+      end
+
+    "** (#{inspect(module)}) #{message}"
+  end
+
+  defp fallback_banner(:error, reason), do: "** (ErlangError) " <> safe_inspect(reason, [])
+  defp fallback_banner(kind, reason), do: "** (#{kind}) " <> safe_inspect(reason, [])
+
+  defp stacktrace_text([]), do: ""
+
+  defp stacktrace_text(stacktrace) when is_list(stacktrace) do
+    Exception.format_stacktrace(stacktrace)
+  rescue
+    # Arguments in a frame that cannot be inspected: show the frames with arities.
+    _ ->
+      stacktrace
+      |> Enum.map(fn
+        {m, f, args, loc} when is_list(args) -> {m, f, length(args), loc}
+        frame -> frame
+      end)
+      |> then(fn frames ->
+        try do
+          Exception.format_stacktrace(frames)
+        rescue
+          _ -> "    (the stacktrace could not be formatted)"
+        end
+      end)
+  end
+
+  defp stacktrace_text(_other), do: ""
+
+  @doc false
+  # `inspect/2` that cannot fail: a struct whose Inspect implementation breaks is shown
+  # as a plain map, and a term that still cannot be inspected is described.
+  def safe_inspect(term, opts) do
+    inspect(term, opts)
+  rescue
+    _ -> safe_inspect_raw(term, opts)
+  catch
+    _, _ -> safe_inspect_raw(term, opts)
+  end
+
+  defp safe_inspect_raw(term, opts) do
+    inspect(term, Keyword.put(opts, :structs, false))
+  rescue
+    _ -> "#<a term that cannot be inspected>"
+  catch
+    _, _ -> "#<a term that cannot be inspected>"
+  end
+
+  defp cap(text, limit) when byte_size(text) <= limit, do: text
+
+  defp cap(text, limit) do
+    head = valid_prefix(binary_part(text, 0, limit))
+    head <> "… (#{byte_size(text) - byte_size(head)} more bytes)"
+  end
+
+  # A cut may split a UTF-8 sequence: drop its incomplete end.
+  defp valid_prefix(bin) do
+    if String.valid?(bin), do: bin, else: valid_prefix(binary_part(bin, 0, byte_size(bin) - 1))
+  end
 
   defp indent(text, n) do
     pad = String.duplicate(" ", n)
@@ -159,42 +267,97 @@ defmodule Lockstep.Report do
 
   defp trace_section(%{trace: trace} = bug, colour?) when is_list(trace) and trace != [] do
     labels = labels(trace, bug.proc_nodes || %{})
-    label = fn event -> Map.get(labels, actor(event), actor(event)) end
+    label = fn event -> Map.get(labels, safe_actor(event), safe_actor(event)) end
 
-    width =
-      trace
-      |> Enum.map(fn {_, event} -> event |> label.() |> String.length() end)
-      |> Enum.max(fn -> 1 end)
+    rows =
+      case bug.trace_style do
+        :compact -> compact_rows(trace, label, bug.fail_step)
+        _ -> Enum.map(trace, &row(&1, label, bug.fail_step))
+      end
 
-    format_line = fn {step, event} ->
-      failing? = step == bug.fail_step
-      marker = if failing?, do: ">>", else: "  "
+    step_width = rows |> Enum.map(&String.length(&1.steps)) |> Enum.max(fn -> 1 end) |> max(5)
+    width = rows |> Enum.map(&String.length(&1.actor)) |> Enum.max(fn -> 1 end)
+
+    format_row = fn row ->
+      marker = if row.failing?, do: ">>", else: "  "
 
       line =
-        "#{marker} #{String.pad_leading(Integer.to_string(step), 5)}  " <>
-          String.pad_trailing(label.(event), width) <> "  " <> describe(event)
+        "#{marker} #{String.pad_leading(row.steps, step_width)}  " <>
+          String.pad_trailing(row.actor, width) <> "  " <> row.text
 
-      if failing? and colour?, do: IO.ANSI.red() <> line <> IO.ANSI.reset(), else: line
+      if row.failing? and colour?, do: IO.ANSI.red() <> line <> IO.ANSI.reset(), else: line
     end
 
     lines =
-      case elide(trace) do
+      case elide(rows) do
         {head, 0, []} ->
-          Enum.map(head, format_line)
+          Enum.map(head, format_row)
 
         {head, omitted, tail} ->
-          Enum.map(head, format_line) ++
+          Enum.map(head, format_row) ++
             [
-              "   … #{omitted} events omitted (the whole trace: mix lockstep.dump_trace " <>
+              "   … #{omitted} lines omitted (the whole trace: mix lockstep.dump_trace " <>
                 "#{bug.trace_path || "PATH"}) …"
-            ] ++ Enum.map(tail, format_line)
+            ] ++ Enum.map(tail, format_row)
       end
 
-    "Trace (#{length(trace)} events over #{bug.steps} steps; >> marks the failing step #{bug.fail_step}):\n" <>
+    "Trace (#{length(trace)} events over #{bug.steps} steps" <>
+      compact_note(bug.trace_style, length(rows)) <>
+      "; >> marks the failing step #{bug.fail_step}):\n" <>
       Enum.join(lines, "\n") <> "\n"
   end
 
   defp trace_section(_, _), do: "Trace: (not captured)\n"
+
+  defp row({step, event}, label, fail_step) do
+    %{
+      steps: Integer.to_string(step),
+      actor: label.(event),
+      text: safe_describe(event),
+      failing?: step == fail_step
+    }
+  end
+
+  # The compact trace (a shrunk failure's): consecutive events of one process share a
+  # line, a repeated event is counted rather than repeated, and "starts" is left out when
+  # the process does something else on that line (acting implies it started).
+  defp compact_rows(trace, label, fail_step) do
+    trace
+    |> Enum.chunk_by(fn {_, event} -> label.(event) end)
+    |> Enum.map(fn [{first, event} | _] = chunk ->
+      {last, _} = List.last(chunk)
+
+      shown =
+        case Enum.reject(chunk, &match?({_, {:start, _}}, &1)) do
+          [] -> chunk
+          rest -> rest
+        end
+
+      text =
+        shown
+        |> Enum.map(fn
+          {_, {:block, _}} -> "waits"
+          {_, e} -> safe_describe(e)
+        end)
+        |> Enum.chunk_by(& &1)
+        |> Enum.map_join(" · ", fn
+          [one] -> one
+          [one | _] = same -> "#{one} ×#{length(same)}"
+        end)
+
+      %{
+        steps: if(first == last, do: "#{first}", else: "#{first}–#{last}"),
+        actor: label.(event),
+        text: text,
+        failing?: Enum.any?(chunk, fn {step, _} -> step == fail_step end)
+      }
+    end)
+  end
+
+  defp compact_note(:compact, lines),
+    do: ", in #{lines} lines: one per run of a process's consecutive events"
+
+  defp compact_note(_, _), do: ""
 
   @head_events 30
   @tail_events 250
@@ -221,7 +384,7 @@ defmodule Lockstep.Report do
       end)
 
     trace
-    |> Enum.map(fn {_, event} -> actor(event) end)
+    |> Enum.map(fn {_, event} -> safe_actor(event) end)
     |> Enum.uniq()
     |> Map.new(fn name ->
       at = if node = nodes[name], do: "#{name}@#{node}", else: name
@@ -229,25 +392,40 @@ defmodule Lockstep.Report do
     end)
   end
 
+  defp replay_section(%{trace_path: nil, encoded_schedule: code} = bug) when is_binary(code) do
+    why =
+      case bug.trace_error do
+        nil -> ""
+        why -> "The trace file could not be written: #{why}.\n"
+      end
+
+    why <>
+      "Replay this exact schedule (its seeds and options are in the encoding):\n" <>
+      "    Lockstep.replay(#{body_expr(bug.replay_run)}, {:schedule, #{inspect(code)}})\n" <>
+      repeat_line(bug)
+  end
+
   defp replay_section(bug) do
     path = bug.trace_path || "(trace file not saved)"
 
-    mix_line =
-      case bug.replay_run do
-        nil ->
-          "    mix lockstep.replay #{path} --run MyModule.body_fun   # a public zero-arity body\n"
-
-        target ->
-          "    mix lockstep.replay #{path} --run #{target}\n"
-      end
-
-    body = if bug.replay_run, do: "&#{bug.replay_run}/0", else: "fn -> ... end"
-
-    "Replay this exact schedule (with the same test body):\n" <>
-      "    Lockstep.replay(#{body}, #{inspect(path)})\n" <>
-      mix_line <>
+    "Replay this exact schedule:\n" <>
+      "    Lockstep.replay(#{body_expr(bug.replay_run)}, #{inspect(path)})\n" <>
+      mix_line(bug.replay_run, path) <>
       repeat_line(bug)
   end
+
+  # A named body is recorded in the trace file: the mix task finds it there.
+  defp mix_line({_module, _function}, path), do: "    mix lockstep.replay #{path}\n"
+
+  defp mix_line(nil, path) do
+    "    mix lockstep.replay #{path} --run Module.function   # the body is an anonymous " <>
+      "fn: define it as a public zero-arity function to name it here\n"
+  end
+
+  defp body_expr({module, function}),
+    do: "&#{inspect(module)}.#{Macro.inspect_atom(:remote_call, function)}/0"
+
+  defp body_expr(nil), do: "fn -> ... end"
 
   defp repeat_line(%{location: location, seed: seed}) when is_binary(location) do
     "Repeat the whole search (same seed, same schedules):\n    mix test #{location} --seed #{seed}\n"
@@ -255,6 +433,22 @@ defmodule Lockstep.Report do
 
   defp repeat_line(%{seed: seed}) do
     "Repeat the whole search: pass seed: #{seed} (under ExUnit: mix test --seed #{seed}).\n"
+  end
+
+  # An event of an unexpected shape (a trace file from elsewhere) is shown as it is.
+  defp safe_actor(event) do
+    case actor(event) do
+      name when is_binary(name) -> name
+      other -> safe_inspect(other, [])
+    end
+  rescue
+    _ -> "?"
+  end
+
+  defp safe_describe(event) do
+    describe(event)
+  rescue
+    _ -> safe_inspect(event, limit: 8, printable_limit: 48)
   end
 
   @doc false
@@ -296,7 +490,7 @@ defmodule Lockstep.Report do
   def describe({:exit, _, {:exit, reason, _}}), do: "exits: #{payload(reason)}"
 
   def describe({:exit, _, {kind, reason, stacktrace}}) when kind in [:error, :throw] do
-    "crashes: " <> first_line(Exception.format_banner(kind, reason, stacktrace))
+    "crashes: " <> first_line(banner(kind, reason, stacktrace))
   end
 
   def describe({:exit, _, :killed_outside_lockstep}), do: "was killed from outside the run"
@@ -392,14 +586,17 @@ defmodule Lockstep.Report do
 
   defp short_reason(other), do: payload(other)
 
-  defp first_line(text), do: text |> String.split("\n") |> hd()
+  defp first_line(text) do
+    [line | _] = :binary.split(text, "\n")
+    cap(line, 240)
+  end
 
   @doc false
   def payload({:"$inspected", text}), do: text
   def payload(:"$lockstep_not_captured"), do: "(not captured)"
 
   def payload(term) do
-    text = inspect(term, limit: 8, printable_limit: 48, width: :infinity)
+    text = safe_inspect(term, limit: 8, printable_limit: 48, width: :infinity)
 
     if String.length(text) > @payload_width,
       do: String.slice(text, 0, @payload_width - 1) <> "…",

@@ -100,17 +100,37 @@ defmodule Lockstep.Runner do
         location: cfg[:location]
       )
 
-    path = TraceFile.save!(bug, cfg)
-    %{bug | trace_path: path}
+    saved(bug, cfg)
   end
 
   @doc false
-  # "Module.function" for `&Module.function/0`: what `mix lockstep.replay --run` takes.
+  # A trace that cannot be saved never replaces the bug: the report says why and prints
+  # the encoded schedule, which `Lockstep.replay(body, {:schedule, text})` replays.
+  def saved(bug, cfg, path \\ nil) do
+    saved =
+      try do
+        TraceFile.save(bug, cfg, path)
+      rescue
+        e -> {:error, "writing it raised #{inspect(e.__struct__)}: #{Exception.message(e)}"}
+      end
+
+    case saved do
+      {:ok, path} ->
+        %{bug | trace_path: path}
+
+      {:error, why} ->
+        %{bug | trace_path: nil, trace_error: why, encoded_schedule: TraceFile.encode(bug, cfg)}
+    end
+  end
+
+  @doc false
+  # `{Module, function}` for `&Module.function/0`: recorded in the trace file, so the mix
+  # tasks replay it without being told; `nil` for an anonymous function.
   def replay_run(fun) do
     case Function.info(fun, :type) do
       {:type, :external} ->
         info = Function.info(fun)
-        "#{inspect(info[:module])}.#{info[:name]}"
+        {info[:module], info[:name]}
 
       _ ->
         nil
@@ -142,14 +162,15 @@ defmodule Lockstep.Runner do
       raise ArgumentError, "Lockstep.replay options must be a keyword list, got: #{inspect(opts)}"
     end
 
-    case Keyword.keys(opts) -- [:timeout, :name, :trace_dir] do
+    case Keyword.keys(opts) -- [:timeout, :name, :trace_dir, :max_trace_bytes] do
       [] ->
         :ok
 
       unknown ->
         raise ArgumentError,
               "unknown replay option(s) #{inspect(unknown)}; Lockstep.replay/3 accepts " <>
-                ":timeout, :name and :trace_dir (the rest comes from the trace file)"
+                ":timeout, :name, :trace_dir and :max_trace_bytes (the rest comes from the " <>
+                "trace file)"
     end
   end
 
@@ -169,14 +190,42 @@ defmodule Lockstep.Runner do
       timers: saved[:timers] || :on_idle,
       timeout: Keyword.get(opts, :timeout, saved[:timeout] || 5_000),
       name: Keyword.get(opts, :name, file.name),
-      trace_dir: Keyword.get(opts, :trace_dir, Path.dirname(path))
+      trace_dir: Keyword.get_lazy(opts, :trace_dir, fn -> source_dir(path) end)
     ]
 
-    cfg = Options.validate!(fun, run_opts)
+    run_opts = if file.location, do: [{:location, file.location} | run_opts], else: run_opts
+    cfg = Options.validate!(fun, Enum.reject(run_opts, &match?({:trace_dir, nil}, &1)))
     %{cfg | user_strategy: file.strategy}
   end
 
+  # Replaying a file writes beside it; an encoded schedule uses the usual trace directory.
+  defp source_dir({:schedule, _text}), do: nil
+  defp source_dir(path), do: Path.dirname(path)
+
   # Replay ---------------------------------------------------------------------------------
+
+  # The bug a replay reproduced points at its file, or, replayed from an encoded schedule,
+  # prints that schedule again.
+  defp replayed(bug, {:schedule, _} = _source, cfg),
+    do: %{bug | trace_path: nil, encoded_schedule: TraceFile.encode(bug, cfg)}
+
+  defp replayed(bug, path, _cfg), do: %{bug | trace_path: path}
+
+  defp early_failure(kind, result) do
+    what =
+      case result.reason do
+        nil ->
+          ""
+
+        reason ->
+          ": " <> (reason |> Lockstep.Report.format_reason() |> String.split("\n") |> hd())
+      end
+
+    "#{inspect(kind)} of #{result.proc || "the run"} at step #{length(result.schedule)}#{what}"
+  end
+
+  defp source_label({:schedule, _}), do: "the encoded schedule"
+  defp source_label(path), do: path
 
   def replay(fun, path, opts) do
     unless is_function(fun, 0) do
@@ -185,7 +234,7 @@ defmodule Lockstep.Runner do
     end
 
     check_replay_options!(opts)
-    file = TraceFile.load!(path)
+    file = TraceFile.load!(path, Keyword.take(opts, [:max_trace_bytes]))
     cfg = file_config(fun, file, path, opts)
     cell = Native.strategy_new({:replay, file.schedule})
     result = Iteration.run(cell, fun, file.iter_seed, cfg, true)
@@ -193,13 +242,29 @@ defmodule Lockstep.Runner do
     case result.kind do
       :diverged ->
         {:diverged, step, expected, got} = result.outcome
-        raise Lockstep.ReplayDivergence, step: step, expected: expected, got: got, path: path
+
+        raise Lockstep.ReplayDivergence,
+          step: step,
+          expected: expected,
+          got: got,
+          path: source_label(path)
 
       :pass ->
         :ok
 
       :max_steps when not cfg.fail_on_max_steps ->
         :ok
+
+      kind when length(result.schedule) < length(file.schedule) ->
+        # Failing before the schedule's end is another failure, not the recorded one.
+        step = length(result.schedule) + 1
+
+        raise Lockstep.ReplayDivergence,
+          step: step,
+          expected: Enum.at(file.schedule, step - 1),
+          got: [],
+          path: source_label(path),
+          ended_by: early_failure(kind, result)
 
       kind ->
         bug =
@@ -219,10 +284,11 @@ defmodule Lockstep.Runner do
             steps: result.metrics.steps,
             pid_names: result.pid_names,
             proc_nodes: result.proc_nodes,
-            replay_run: replay_run(fun)
+            replay_run: replay_run(fun),
+            location: cfg[:location]
           )
 
-        raise %{bug | trace_path: path}
+        raise replayed(bug, path, cfg)
     end
   end
 end

@@ -15,11 +15,11 @@ defmodule Lockstep.Shrink do
   @default_max_attempts 500
   @default_budget_ms 30_000
 
-  @option_keys [:max_attempts, :time_budget_ms, :timeout, :name, :trace_dir]
+  @option_keys [:max_attempts, :time_budget_ms, :timeout, :name, :trace_dir, :max_trace_bytes]
 
   def shrink(fun, path, opts) do
     validate!(opts)
-    file = TraceFile.load!(path)
+    file = TraceFile.load!(path, Keyword.take(opts, [:max_trace_bytes]))
     cfg = Runner.file_config(fun, file, path, opts)
     max_attempts = Keyword.get(opts, :max_attempts, @default_max_attempts)
     budget = Keyword.get(opts, :time_budget_ms, @default_budget_ms)
@@ -38,30 +38,56 @@ defmodule Lockstep.Shrink do
 
     case run_candidate(state, {:replay, original}) do
       {:same, _schedule} ->
+        original_events = original_events(state, file)
         {best, state} = fixed_point(state, original)
-        shrunk_path = shrunk_path(path)
-        bug = capture(state, best, file)
-        TraceFile.save!(%{bug | trace_path: shrunk_path}, cfg, shrunk_path)
+        bug = Runner.saved(capture(state, best, file), cfg, shrunk_path(path))
 
         {:ok,
          %{
-           trace_path: shrunk_path,
+           trace_path: bug.trace_path,
            original_length: length(original),
            new_length: length(best),
            original_switches: switches(original),
            new_switches: switches(best),
+           original_events: original_events,
+           new_events: length(bug.trace || []),
            attempts: state.attempts,
            kind: file.kind,
            schedule: best,
-           bug: %{bug | trace_path: shrunk_path}
+           bug: bug
          }}
 
       {:other, kind} ->
         {:error,
          {:does_not_reproduce,
-          "replaying #{path} ended as #{inspect(kind)}, not #{inspect(file.kind)}: the code " <>
+          "replaying #{label(path)} ended as #{inspect(kind)}, not #{inspect(file.kind)}: the code " <>
             "changed or has nondeterminism Lockstep does not control"}}
     end
+  end
+
+  @doc false
+  # What shrank, in every measure: a schedule can keep its length and still read much
+  # better with fewer context switches and fewer trace events.
+  def summary(path, info) do
+    saved =
+      case info.trace_path do
+        nil -> "not saved: #{info.bug.trace_error}"
+        shrunk -> "saved to #{shrunk}"
+      end
+
+    "Shrunk #{label(path)}: #{info.original_length} → #{info.new_length} decisions, " <>
+      "#{info.original_switches} → #{info.new_switches} context switches, " <>
+      "#{info.original_events} → #{info.new_events} trace events " <>
+      "(#{info.attempts} attempts), #{saved}"
+  end
+
+  # The file's events, or (an encoded schedule has none) those of one captured replay.
+  defp original_events(_state, %{events: [_ | _] = events}), do: length(events)
+
+  defp original_events(state, file) do
+    cell = Native.strategy_new({:replay, file.schedule})
+    r = Iteration.run(cell, state.fun, state.seed, state.cfg, true)
+    length(r.trace || [])
   end
 
   defp validate!(opts) do
@@ -70,7 +96,7 @@ defmodule Lockstep.Shrink do
     end
 
     Enum.each(opts, fn
-      {key, value} when key in [:max_attempts, :time_budget_ms] ->
+      {key, value} when key in [:max_attempts, :time_budget_ms, :max_trace_bytes] ->
         unless is_integer(value) and value > 0 do
           raise ArgumentError,
                 "invalid value for shrink option #{inspect(key)}: got #{inspect(value)}, " <>
@@ -87,9 +113,12 @@ defmodule Lockstep.Shrink do
     end)
   end
 
-  defp shrunk_path(path) do
-    Path.rootname(path, ".lockstep") <> ".shrunk.lockstep"
-  end
+  defp label({:schedule, _text}), do: "the encoded schedule"
+  defp label(path), do: path
+
+  # Beside the original; a shrunk encoded schedule gets a file of its own in :trace_dir.
+  defp shrunk_path({:schedule, _text}), do: nil
+  defp shrunk_path(path), do: Path.rootname(path, ".lockstep") <> ".shrunk.lockstep"
 
   defp fixed_point(state, best) do
     {candidate, state} =
@@ -208,7 +237,10 @@ defmodule Lockstep.Shrink do
       nondeterminism: nil,
       steps: r.metrics.steps,
       pid_names: r.pid_names,
-      proc_nodes: r.proc_nodes
+      proc_nodes: r.proc_nodes,
+      replay_run: Runner.replay_run(state.fun),
+      location: state.cfg[:location],
+      trace_style: :compact
     )
   end
 end

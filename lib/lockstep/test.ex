@@ -36,20 +36,52 @@ defmodule Lockstep.Test do
   @doc """
   Defines a test whose body runs as the root process of `Lockstep.run/2`.
   `opts` are `Lockstep.run/2` options merged over the module's defaults.
+
+  The body becomes a public zero-arity function of the test module, named after the
+  test (`:"ctest increments are not lost"`), so a failure's trace file records it and
+  `mix lockstep.replay PATH` replays it without being told what to run;
+  `Lockstep.replay(&MyApp.CounterTest."ctest increments are not lost"/0, path)` does
+  the same from Elixir.
   """
   defmacro ctest(name, opts \\ [], do: body) do
     location = "#{Path.relative_to_cwd(__CALLER__.file)}:#{__CALLER__.line}"
 
-    quote do
-      test unquote(name) do
+    # As ExUnit's `test`: the name is evaluated when the module body runs, and unquote
+    # fragments in the body and the options (a ctest inside a `for`) are honoured.
+    quote bind_quoted: [
+            name: name,
+            body: Macro.escape(body, unquote: true),
+            opts: Macro.escape(opts, unquote: true),
+            location: location
+          ] do
+      body_name = Lockstep.Test.__body_name__(__MODULE__, name)
+
+      @doc false
+      def unquote(body_name)(), do: unquote(body)
+
+      test name do
         opts =
           @lockstep_defaults
           |> Keyword.merge(unquote(opts))
           |> Keyword.put_new(:name, "#{inspect(__MODULE__)} #{unquote(name)}")
           |> Keyword.put_new(:location, unquote(location))
 
-        Lockstep.run(fn -> unquote(body) end, opts)
+        Lockstep.run(&(__MODULE__.unquote(body_name) / 0), opts)
       end
     end
+  end
+
+  @doc false
+  # `:"ctest NAME"`, or `:"ctest NAME (2)"`… when another ctest of the module (in another
+  # `describe`) already has that name.
+  def __body_name__(module, name) do
+    base = "ctest #{name}"
+
+    Stream.iterate(1, &(&1 + 1))
+    |> Stream.map(fn
+      1 -> String.to_atom(base)
+      n -> String.to_atom("#{base} (#{n})")
+    end)
+    |> Enum.find(&(not Module.defines?(module, {&1, 0})))
   end
 end

@@ -3,11 +3,17 @@ defmodule Lockstep.TraceFile do
   Trace files: what a failing iteration leaves on disk so it can be replayed, shrunk and
   read later.
 
-  A trace file is a map in Erlang's external term format, self-describing and versioned:
+  A trace file (format version 2) is an *envelope* in Erlang's external term format,
+
+      {:lockstep_trace, 2, atoms, payload}
+
+  where `atoms` lists, as strings, the atoms the payload holds beyond Lockstep's own
+  vocabulary (registered names, node names, the test body's module and function), and
+  `payload` is the compressed external term format of a self-describing map:
 
       %{
         format: :lockstep_trace,
-        version: 1,
+        version: 2,
         lockstep_version: "0.1.0",
         name: "MyTest.test counter",       # the run's :name
         kind: :crash,                       # the failure kind
@@ -15,21 +21,39 @@ defmodule Lockstep.TraceFile do
         process: "P.2",                     # the failing process, when one failed
         iteration: 17, seed: 1234, iter_seed: 987_654_321,
         strategy: :pct,
-        options: [max_steps: …, fail_on_max_steps: …, timeout: …, delivery: …, crash: …],
-        fail_step: 23,
+        options: [max_steps: …, fail_on_max_steps: …, timeout: …, delivery: …, crash: …,
+                  timers: …],
+        fail_step: 23, steps: 41,
+        proc_nodes: %{"P.2" => :b@host},
         schedule: [{:run, "P"}, {:deliver, "P.1", "P"}, {:random, 2}, …],
-        events: [{1, {:start, "P"}}, …]     # payloads as {:"$inspected", text}
+        events: [{1, {:start, "P"}}, …],   # payloads as {:"$inspected", text}
+        body: %{module: MyTest, function: :"ctest counter", source: "test/my_test.exs"},
+        location: "test/my_test.exs:12"     # the ctest, when there is one
       }
 
-  Payloads and reasons are stored inspected, so loading with `binary_to_term(bin, [:safe])`
-  never needs atoms or functions of the program under test.
+  Payloads and reasons are stored inspected. Loading creates the listed atoms (at most
+  #{10_000}, each a plain atom text) and then decodes the payload with
+  `binary_to_term(bin, [:safe])`, so a file written in one VM loads in a fresh one while a
+  hostile file cannot exhaust the atom table. Every field is checked; anything malformed
+  raises `Lockstep.TraceError` saying what is wrong. Files and decoded payloads larger
+  than `:max_trace_bytes` (#{div(16 * 1024 * 1024, 1024 * 1024)} MiB by default) are
+  refused before they are decoded. Version 1 files (a bare map) still load.
+
+  The same envelope, without the events, Base64-encoded (URL alphabet, no padding) is the
+  *encoded schedule* a report prints when the file could not be written:
+  `Lockstep.replay(body, {:schedule, text})` replays it.
   """
 
-  @version 1
+  alias Lockstep.TraceFile.Check
 
-  # Loading with [:safe] only accepts atoms that already exist. These are every atom a
-  # trace file of this version may hold; naming them here creates them when this module
-  # loads, even in a VM (a mix task) that never loaded the NIF.
+  @version 2
+  @max_new_atoms 10_000
+  @default_max_bytes 16 * 1024 * 1024
+
+  # Loading with [:safe] only accepts atoms that already exist. These are the atoms of
+  # Lockstep's own vocabulary; naming them here creates them when this module loads, even
+  # in a VM (a mix task) that never loaded the NIF. Any other atom a file holds (a
+  # registered name, a node, the test body's module) is listed in the file's envelope.
   @trace_atoms [
     :lockstep_trace,
     :"$inspected",
@@ -115,121 +139,403 @@ defmodule Lockstep.TraceFile do
     :global_whereis,
     :noproc,
     :noconnection,
-    :killed
+    :killed,
+    :strict,
+    :linearizability,
+    :uncontrolled,
+    :module,
+    :function,
+    :source,
+    # the fields of the file
+    :format,
+    :version,
+    :lockstep_version,
+    :name,
+    :kind,
+    :reason,
+    :process,
+    :iteration,
+    :seed,
+    :iter_seed,
+    :strategy,
+    :options,
+    :fail_step,
+    :steps,
+    :proc_nodes,
+    :schedule,
+    :events,
+    :body,
+    :location,
+    :max_steps
   ]
 
   @doc false
   def trace_atoms, do: @trace_atoms
 
-  @doc "The trace format version this Lockstep writes and reads."
+  @doc "The trace format version this Lockstep writes (it reads versions 1 and 2)."
   @spec version() :: pos_integer()
   def version, do: @version
 
-  @doc false
-  def save!(bug, cfg, path \\ nil) do
-    dir = cfg.trace_dir
-    File.mkdir_p!(dir)
-    file = "#{slug(cfg.name)}-seed#{cfg.seed}-iter#{bug.iteration}.lockstep"
-    path = path || Path.join(dir, file)
+  @doc "The default of `:max_trace_bytes`: the largest file and decoded payload loaded."
+  @spec default_max_bytes() :: pos_integer()
+  def default_max_bytes, do: @default_max_bytes
 
+  @doc false
+  # The options of a run that a trace file records, and replay reuses. One table for the
+  # writer and the reader: a key written here is a key `load!/2` accepts.
+  def saved_options, do: Check.saved_options()
+
+  # Writing --------------------------------------------------------------------------------
+
+  @doc false
+  # Saves the failing iteration. Returns `{:ok, path}`, or `{:error, why}` when the file
+  # cannot be written (the caller then reports the encoded schedule instead): a trace
+  # that cannot be saved must never replace the bug.
+  @spec save(Lockstep.BugFound.t(), map(), Path.t() | nil) ::
+          {:ok, Path.t()} | {:error, String.t()}
+  def save(bug, cfg, path \\ nil) do
+    dir = cfg.trace_dir
+
+    with :ok <- check_dir(dir, path),
+         path = path || Path.join(dir, file_name(cfg.name, cfg.seed, bug.iteration)),
+         :ok <- mkdir(Path.dirname(path)),
+         :ok <- write_atomically(path, envelope(data(bug, cfg, true))) do
+      {:ok, path}
+    end
+  end
+
+  @doc false
+  # The encoded schedule: everything replay needs (seeds, options, schedule, body), as
+  # printable text. `Lockstep.replay(body, {:schedule, text})` reads it.
+  @spec encode(Lockstep.BugFound.t(), map()) :: String.t()
+  def encode(bug, cfg) do
+    bug |> data(cfg, false) |> envelope() |> Base.url_encode64(padding: false)
+  end
+
+  defp data(bug, cfg, events?) do
     data = %{
       format: :lockstep_trace,
       version: @version,
       lockstep_version: lockstep_version(),
       name: cfg.name,
       kind: bug.kind,
-      reason: Lockstep.Report.format_reason(bug.reason),
       process: bug.process,
       iteration: bug.iteration,
       seed: bug.seed,
       iter_seed: bug.iter_seed,
       strategy: bug.strategy,
-      options: [
-        max_steps: cfg.max_steps,
-        fail_on_max_steps: cfg.fail_on_max_steps,
-        timeout: cfg.timeout,
-        delivery: cfg.delivery,
-        crash: cfg.crash,
-        timers: cfg.timers
-      ],
+      options: for({key, _check} <- Check.saved_options(), do: {key, Map.fetch!(cfg, key)}),
       fail_step: bug.fail_step,
       steps: bug.steps,
-      proc_nodes: bug.proc_nodes,
+      proc_nodes: bug.proc_nodes || %{},
       schedule: bug.schedule,
-      events:
-        (bug.trace || [])
-        |> Lockstep.Report.display_trace(bug.pid_names)
-        |> Enum.map(&sanitize_event/1)
+      body: body(bug.replay_run),
+      location: cfg[:location]
     }
 
-    tmp = path <> ".tmp"
-    File.write!(tmp, :erlang.term_to_binary(data, compressed: 6))
-    File.rename!(tmp, path)
-    path
+    if events? do
+      Map.merge(data, %{
+        reason: Lockstep.Report.format_reason(bug.reason),
+        events:
+          (bug.trace || [])
+          |> Lockstep.Report.display_trace(bug.pid_names)
+          |> Enum.map(&sanitize_event/1)
+      })
+    else
+      Map.merge(data, %{reason: nil, events: []})
+    end
   end
+
+  defp body({module, function}) do
+    source =
+      try do
+        case module.module_info(:compile)[:source] do
+          nil -> nil
+          source -> source |> to_string() |> Path.relative_to_cwd()
+        end
+      rescue
+        _ -> nil
+      end
+
+    %{module: module, function: function, source: source}
+  end
+
+  defp body(nil), do: nil
+
+  defp envelope(data) do
+    own = MapSet.new([true, false, nil | @trace_atoms])
+
+    atoms =
+      data
+      |> atoms_in(MapSet.new())
+      |> MapSet.difference(own)
+      |> Enum.map(&Atom.to_string/1)
+      |> Enum.sort()
+
+    payload = :erlang.term_to_binary(data, compressed: 6)
+    :erlang.term_to_binary({:lockstep_trace, @version, atoms, payload})
+  end
+
+  defp atoms_in(atom, acc) when is_atom(atom), do: MapSet.put(acc, atom)
+  defp atoms_in([head | tail], acc), do: atoms_in(tail, atoms_in(head, acc))
+  defp atoms_in(tuple, acc) when is_tuple(tuple), do: atoms_in(Tuple.to_list(tuple), acc)
+
+  defp atoms_in(map, acc) when is_map(map),
+    do: map |> Map.to_list() |> atoms_in(acc)
+
+  defp atoms_in(_other, acc), do: acc
+
+  defp check_dir(_dir, path) when is_binary(path), do: :ok
+
+  defp check_dir("", _path) do
+    {:error,
+     "the trace directory is an empty string (is LOCKSTEP_TRACE_DIR set to \"\"?); " <>
+       "unset it or point it, or the :trace_dir option, at a writable directory"}
+  end
+
+  defp check_dir(dir, _path) do
+    if String.contains?(dir, <<0>>),
+      do: {:error, "the trace directory #{inspect(dir)} contains a NUL byte"},
+      else: :ok
+  end
+
+  defp mkdir(dir) do
+    case File.mkdir_p(dir) do
+      :ok ->
+        :ok
+
+      {:error, reason} ->
+        {:error,
+         "cannot create the trace directory #{inspect(dir)}: #{:file.format_error(reason)}; " <>
+           "point :trace_dir (or LOCKSTEP_TRACE_DIR) at a writable directory"}
+    end
+  end
+
+  # Runs sharing a name and seed (async tests calling one helper) fail at the same moment:
+  # the OS pid and a VM-unique integer make every run's file its own.
+  defp file_name(name, seed, iteration) do
+    unique = "#{System.pid()}-#{System.unique_integer([:positive])}"
+    "#{slug(name)}-seed#{seed}-iter#{iteration}-#{unique}.lockstep"
+  end
+
+  # Written under a temporary name of its own, then renamed: a reader never sees half a
+  # file, and two writers of one path never share a temporary file.
+  defp write_atomically(path, bin) do
+    tmp = "#{path}.#{System.unique_integer([:positive])}.tmp"
+
+    result =
+      with {:error, reason} <- File.write(tmp, bin) do
+        {:error, "cannot write #{inspect(tmp)}: #{:file.format_error(reason)}"}
+      end
+
+    result =
+      with :ok <- result,
+           {:error, reason} <- File.rename(tmp, path) do
+        {:error,
+         "cannot rename #{inspect(tmp)} to #{inspect(path)}: #{:file.format_error(reason)}"}
+      end
+
+    File.rm(tmp)
+
+    with {:error, why} <- result do
+      {:error, why <> "; point :trace_dir (or LOCKSTEP_TRACE_DIR) at a writable directory"}
+    end
+  end
+
+  # Loading --------------------------------------------------------------------------------
 
   @doc """
-  Loads and checks a trace file. Raises `Lockstep.TraceError` when it is missing, corrupt,
-  not a Lockstep trace, or of a version this build cannot read.
+  Loads and checks a trace file, or an encoded schedule given as `{:schedule, text}`.
+
+  Raises `Lockstep.TraceError` when the file is missing, corrupt, malformed, not a
+  Lockstep trace, of a version this build cannot read, or larger than
+  `:max_trace_bytes` (default #{div(16 * 1024 * 1024, 1024 * 1024)} MiB), the limit on
+  both the file and its decoded payload.
   """
-  @spec load!(Path.t()) :: map()
-  def load!(path) do
-    bin =
-      case File.read(path) do
-        {:ok, bin} ->
-          bin
+  @spec load!(Path.t() | {:schedule, String.t()}, keyword()) :: map()
+  def load!(source, opts \\ []) do
+    max = max_bytes!(opts)
 
-        {:error, reason} ->
-          raise Lockstep.TraceError,
-            path: path,
-            reason:
-              "#{:file.format_error(reason)} (is the path right? traces are saved " <>
-                "under _build/lockstep/traces by default)"
-      end
+    {label, bin} = read!(source, max)
+    load_binary!(bin, label, max)
+  end
 
-    term =
-      try do
-        :erlang.binary_to_term(bin, [:safe])
-      rescue
-        ArgumentError ->
-          raise Lockstep.TraceError,
-            path: path,
-            reason: "the file is corrupt or not in Erlang's external term format"
-      end
+  defp max_bytes!(opts) do
+    case Keyword.get(opts, :max_trace_bytes, @default_max_bytes) do
+      n when is_integer(n) and n > 0 ->
+        n
 
-    case term do
-      %{format: :lockstep_trace, version: @version} = data ->
-        validate!(data, path)
+      other ->
+        raise ArgumentError,
+              "invalid value for :max_trace_bytes: got #{inspect(other)}, expected a " <>
+                "positive integer (bytes)"
+    end
+  end
 
-      %{format: :lockstep_trace, version: other} ->
-        raise Lockstep.TraceError,
-          path: path,
-          reason:
-            "it is trace format version #{inspect(other)}, this Lockstep " <>
-              "(#{lockstep_version()}) reads version #{@version}"
+  defp read!({:schedule, text}, max) when is_binary(text) do
+    label = "(encoded schedule)"
+    text = String.trim(text)
+
+    if byte_size(text) > max do
+      fail!(label, too_big("it is #{byte_size(text)} bytes", max))
+    end
+
+    case Base.url_decode64(text, padding: false) do
+      {:ok, bin} ->
+        {label, bin}
+
+      :error ->
+        fail!(
+          label,
+          "it is not an encoded schedule (Base64, URL alphabet) as a Lockstep report " <>
+            "prints it; copy the whole text after {:schedule,"
+        )
+    end
+  end
+
+  defp read!(path, max) when is_binary(path) or is_list(path) do
+    path = to_string(path)
+
+    case File.stat(path) do
+      {:ok, %File.Stat{type: :regular, size: size}} when size > max ->
+        fail!(path, too_big("it is #{size} bytes", max))
 
       _ ->
-        raise Lockstep.TraceError, path: path, reason: "it is not a Lockstep trace file"
+        :ok
+    end
+
+    case File.read(path) do
+      {:ok, bin} ->
+        {path, bin}
+
+      {:error, reason} ->
+        fail!(
+          path,
+          "#{:file.format_error(reason)} (is the path right? traces are saved under " <>
+            "_build/lockstep/traces by default, or :trace_dir / LOCKSTEP_TRACE_DIR)"
+        )
     end
   end
 
-  defp validate!(data, path) do
-    required = [:schedule, :seed, :iter_seed, :iteration, :options, :kind, :events]
+  defp read!(other, _max) do
+    raise ArgumentError,
+          "expected the path of a trace file or {:schedule, text} (the encoded schedule a " <>
+            "report prints), got: #{inspect(other, limit: 5)}"
+  end
 
-    case Enum.reject(required, &Map.has_key?(data, &1)) do
-      [] ->
-        unless is_list(data.schedule) do
-          raise Lockstep.TraceError, path: path, reason: "its schedule is not a list"
+  defp load_binary!(bin, label, max) do
+    case decode!(bin, label, max, "the file") do
+      {:lockstep_trace, @version, atoms, payload} when is_binary(payload) ->
+        create_atoms!(atoms, label)
+
+        case decode!(payload, label, max, "its payload") do
+          %{format: :lockstep_trace, version: @version} = data ->
+            Check.check!(data, @version, label)
+
+          other ->
+            damaged!(
+              label,
+              "its payload is #{Check.show(other)}, expected a Lockstep trace map " <>
+                "(format: :lockstep_trace, version: #{@version})"
+            )
         end
 
-        data
+      %{format: :lockstep_trace, version: 1} = data ->
+        Check.check!(data, 1, label)
 
-      missing ->
-        raise Lockstep.TraceError,
-          path: path,
-          reason: "it lacks the fields #{inspect(missing)}"
+      %{format: :lockstep_trace, version: version} ->
+        fail!(label, unknown_version(version))
+
+      {:lockstep_trace, @version, _atoms, payload} ->
+        damaged!(label, "its payload is #{Check.show(payload)}, expected a binary")
+
+      {:lockstep_trace, version, _, _} ->
+        fail!(label, unknown_version(version))
+
+      _ ->
+        damaged!(
+          label,
+          "it is not a Lockstep trace file (no {:lockstep_trace, version, …} envelope)"
+        )
     end
   end
+
+  defp unknown_version(version) do
+    "it is trace format version #{Check.show(version)}; this Lockstep " <>
+      "(#{lockstep_version()}) reads versions 1 and #{@version}. Open it with the Lockstep " <>
+      "that wrote it, or re-run the search to save a fresh trace"
+  end
+
+  # External term format, checked before it is decoded: a compressed term declares its
+  # decoded size in its header, so a small file cannot expand past the limit.
+  defp decode!(bin, label, max, what) do
+    case bin do
+      <<131, 80, size::32, _::binary>> when size > max ->
+        fail!(label, too_big("#{what} decodes to #{size} bytes", max))
+
+      <<131, _::binary>> ->
+        try do
+          :erlang.binary_to_term(bin, [:safe, :used])
+        rescue
+          ArgumentError ->
+            damaged!(
+              label,
+              "#{what} is corrupt or truncated, or holds atoms it does not list " <>
+                "(not valid external term format in [:safe] mode)"
+            )
+        else
+          {term, used} when used == byte_size(bin) ->
+            term
+
+          {_term, used} ->
+            damaged!(label, "#{what} has #{byte_size(bin) - used} stray bytes after its end")
+        end
+
+      _ ->
+        damaged!(label, "#{what} is corrupt or not in Erlang's external term format")
+    end
+  end
+
+  defp too_big(what, max) do
+    "#{what}, over the limit of #{max} bytes. If you trust the file, raise the limit: " <>
+      "max_trace_bytes: N for Lockstep.replay/3, shrink/3 and TraceFile.load!/2, or " <>
+      "--max-trace-bytes N for the mix tasks"
+  end
+
+  # Creates the atoms the payload needs, refusing lists no Lockstep writer makes.
+  defp create_atoms!(atoms, label) do
+    cond do
+      not is_list(atoms) or List.improper?(atoms) ->
+        damaged!(label, "its atom list is #{Check.show(atoms)}, expected a list of strings")
+
+      length(atoms) > @max_new_atoms ->
+        damaged!(
+          label,
+          "it lists #{length(atoms)} atoms to create; a Lockstep trace needs a few dozen " <>
+            "and loading creates at most #{@max_new_atoms}"
+        )
+
+      bad = Enum.find(atoms, &(not atom_text?(&1))) ->
+        damaged!(
+          label,
+          "its atom list holds #{Check.show(bad)}, expected atom texts (UTF-8 strings of " <>
+            "at most 255 characters)"
+        )
+
+      true ->
+        Enum.each(atoms, &String.to_atom/1)
+    end
+  end
+
+  defp atom_text?(text) when is_binary(text) and byte_size(text) <= 1020,
+    do: String.valid?(text) and String.length(text) <= 255
+
+  defp atom_text?(_), do: false
+
+  @doc false
+  def fail!(label, reason), do: raise(Lockstep.TraceError, path: label, reason: reason)
+
+  defp damaged!(label, reason), do: fail!(label, reason <> Check.hint())
 
   @doc false
   def sanitize_event({step, event}) do

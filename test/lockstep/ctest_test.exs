@@ -219,4 +219,71 @@ defmodule Lockstep.CtestTest do
     # Lockstep.run/2 would raise ArgumentError on an unknown :async option.
     assert :ok = run_ctest(mod, "atomic")
   end
+
+  describe "the ctest body is a named function" do
+    test "the trace records it and the report prints commands that replay it", %{
+      mod: mod,
+      dir: dir
+    } do
+      bug = assert_raise BugFound, fn -> run_ctest(mod, "racy counter") end
+      body = :"ctest racy counter"
+
+      assert bug.replay_run == {mod, body}
+      assert function_exported?(mod, body, 0)
+
+      assert %{module: ^mod, function: ^body, source: "generated_ctest_module.exs"} =
+               Lockstep.TraceFile.load!(bug.trace_path).body
+
+      message = Exception.message(bug)
+      refute message =~ "MyModule.body_fun"
+      refute message =~ "--run"
+      assert message =~ "    mix lockstep.replay #{bug.trace_path}\n"
+      assert message =~ "mix test generated_ctest_module.exs:"
+
+      # The printed Elixir command is valid code that replays the bug.
+      [command] = Regex.run(~r/Lockstep\.replay\(&.+\)$/m, message)
+
+      assert command ==
+               "Lockstep.replay(&#{inspect(mod)}.\"ctest racy counter\"/0, #{inspect(bug.trace_path)})"
+
+      replayed = assert_raise BugFound, fn -> Code.eval_string(command) end
+      assert replayed.schedule == bug.schedule
+      assert Path.dirname(replayed.trace_path) == dir
+    end
+
+    test "ctests of one name in two describes, and ctests made in a for, get their own body" do
+      mod =
+        compile_ctest_module("iterations: 3", """
+          describe "a" do
+            ctest "same" do
+              :ok
+            end
+          end
+
+          describe "b" do
+            ctest "same" do
+              raise "b"
+            end
+          end
+
+          for n <- [1, 2] do
+            ctest "made in a for \#{n}" do
+              if unquote(n) == 2, do: raise("two")
+              :ok
+            end
+          end
+        """)
+
+      assert :ok = mod."ctest same"()
+      assert_raise RuntimeError, "b", fn -> mod."ctest same (2)"() end
+      assert :ok = mod."ctest made in a for 1"()
+      assert_raise RuntimeError, "two", fn -> mod."ctest made in a for 2"() end
+
+      assert :ok = run_ctest(mod, "a same")
+      bug = assert_raise BugFound, fn -> run_ctest(mod, "b same") end
+      assert bug.replay_run == {mod, :"ctest same (2)"}
+      bug = assert_raise BugFound, fn -> run_ctest(mod, "made in a for 2") end
+      assert bug.replay_run == {mod, :"ctest made in a for 2"}
+    end
+  end
 end

@@ -3,7 +3,7 @@ defmodule Lockstep.DeterminismTest do
 
   require Lockstep
 
-  alias Lockstep.{BugFound, ReplayDivergence, TraceError}
+  alias Lockstep.{BugFound, ReplayDivergence, TraceError, TraceFile}
   alias Lockstep.Examples.CounterRace
   import Lockstep.TestSupport
 
@@ -273,9 +273,14 @@ defmodule Lockstep.DeterminismTest do
                  trace_dir: dir
                )
 
-      data = bug.trace_path |> File.read!() |> :erlang.binary_to_term([:safe])
-      assert %{format: :lockstep_trace, version: version} = data
-      assert is_integer(version) and version >= 1
+      # An envelope listing the atoms the payload needs, then the payload.
+      assert {:lockstep_trace, 2, atoms, payload} =
+               bug.trace_path |> File.read!() |> :erlang.binary_to_term([:safe])
+
+      assert is_list(atoms) and Enum.all?(atoms, &is_binary/1)
+      data = :erlang.binary_to_term(payload, [:safe])
+      assert %{format: :lockstep_trace, version: 2} = data
+      assert TraceFile.load!(bug.trace_path).schedule == data.schedule
       assert is_binary(data.lockstep_version)
       assert data.kind == :exception
       assert data.seed == 61
@@ -312,6 +317,24 @@ defmodule Lockstep.DeterminismTest do
         end
 
       assert positions == Enum.sort(positions)
+    end
+
+    test "a failure before the schedule's end is a divergence, not the recorded bug" do
+      dir = tmp_dir!()
+
+      assert {:error, bug} =
+               Lockstep.check(ordering_race(), iterations: 100, seed: 5, trace_dir: dir)
+
+      error =
+        assert_raise ReplayDivergence, fn ->
+          Lockstep.replay(fn -> raise "another failure" end, bug.trace_path)
+        end
+
+      assert error.step == 2
+      assert error.expected == Enum.at(bug.schedule, 1)
+      assert error.got == []
+      assert error.ended_by =~ ":exception of P at step 1: ** (RuntimeError) another failure"
+      assert Exception.message(error) =~ "but the program had ended, by :exception of P"
     end
 
     test "a missing trace file raises TraceError" do

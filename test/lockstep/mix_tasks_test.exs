@@ -97,8 +97,11 @@ defmodule Lockstep.MixTasksTest do
   end
 
   describe "mix lockstep.replay" do
-    test "prints the metadata and the trace", %{path: path, bug: bug} do
-      out = capture_io(fn -> Replay.run([path]) end)
+    test "prints the metadata and the trace, and replays the body the trace names", %{
+      path: path,
+      bug: bug
+    } do
+      out = capture_io(fn -> assert catch_exit(Replay.run([path])) == {:shutdown, 1} end)
 
       assert out =~ "Lockstep trace mix tasks racy"
       assert out =~ "kind: :exception"
@@ -107,8 +110,21 @@ defmodule Lockstep.MixTasksTest do
       assert out =~ "iteration seed: #{bug.iter_seed}"
       assert out =~ "strategy: :pct"
       assert out =~ "schedule: #{length(bug.schedule)} decisions"
+      assert out =~ "body: Lockstep.RaceBodies.racy/0"
       assert out =~ "lost update"
       assert out =~ "Replay this exact schedule"
+      assert out =~ "Replaying #{path} with Lockstep.RaceBodies.racy/0"
+      assert out =~ "The bug reproduces (exception)"
+    end
+
+    test "a trace of an anonymous body is printed, with what to pass to replay it", %{dir: dir} do
+      {:error, bug} =
+        Lockstep.check(fn -> RaceBodies.racy() end, iterations: 200, seed: 2026, trace_dir: dir)
+
+      out = capture_io(fn -> assert Replay.run([bug.trace_path]) == :ok end)
+      assert out =~ "body: an anonymous function (not recorded)"
+      assert out =~ "lost update"
+      assert out =~ "pass --run Module.function"
       refute out =~ "Replaying"
     end
 
@@ -182,7 +198,10 @@ defmodule Lockstep.MixTasksTest do
       out = capture_io(fn -> Shrink.run([path, "--run", "Lockstep.RaceBodies.racy"]) end)
 
       shrunk = Path.rootname(path, ".lockstep") <> ".shrunk.lockstep"
-      assert out =~ ~r/Shrunk #{Regex.escape(path)}: (\d+) → (\d+) decisions/
+
+      assert out =~
+               ~r/Shrunk #{Regex.escape(path)}: \d+ → \d+ decisions, \d+ → \d+ context switches, \d+ → \d+ trace events \(\d+ attempts\)/
+
       assert out =~ "saved to #{shrunk}"
       assert out =~ "lost update"
       assert out =~ "Replay this exact schedule"
@@ -231,9 +250,15 @@ defmodule Lockstep.MixTasksTest do
       assert error.message =~ "cannot shrink"
     end
 
-    test "usage errors raise Mix.Error", %{path: path, dir: dir} do
-      assert_raise Mix.Error, ~r/usage: mix lockstep.shrink/, fn -> Shrink.run([path]) end
+    test "usage errors raise Mix.Error", %{dir: dir} do
       assert_raise Mix.Error, ~r/usage: mix lockstep.shrink/, fn -> Shrink.run([]) end
+
+      {:error, anonymous} =
+        Lockstep.check(fn -> RaceBodies.racy() end, iterations: 200, seed: 2026, trace_dir: dir)
+
+      assert_raise Mix.Error, ~r/does not name its test body.*--run Module.function/, fn ->
+        Shrink.run([anonymous.trace_path])
+      end
 
       missing = Path.join(dir, "missing.lockstep")
 
@@ -243,6 +268,57 @@ defmodule Lockstep.MixTasksTest do
         end
 
       assert error.message =~ "cannot read trace file #{missing}"
+    end
+  end
+
+  describe "bad input is a one-line Mix error" do
+    # The setup's trace, rewritten to name a test body that no longer exists.
+    defp with_removed_body(path, dir) do
+      {:lockstep_trace, 2, atoms, payload} = path |> File.read!() |> :erlang.binary_to_term()
+      data = :erlang.binary_to_term(payload)
+      body = %{module: Lockstep.RemovedBodies, function: :gone, source: "test/removed.exs"}
+      bin = {:lockstep_trace, 2, atoms, :erlang.term_to_binary(%{data | body: body})}
+      removed = Path.join(dir, "removed-body.lockstep")
+      File.write!(removed, :erlang.term_to_binary(bin))
+      removed
+    end
+
+    test "each task, each bad argument", %{path: path, dir: dir} do
+      missing = Path.join(dir, "missing_bodies.ex")
+      broken = Path.join(dir, "broken_bodies.ex")
+      File.write!(broken, "defmodule Broken do\n  def body, do: (\nend\n")
+      removed = with_removed_body(path, dir)
+      racy = "Lockstep.RaceBodies.racy"
+
+      cases = [
+        {DumpTrace, [path, "--max-trace-bytes", "abc"],
+         ~s(invalid value "abc" for --max-trace-bytes)},
+        {DumpTrace, [path, "--max-trace-bytes", "0"],
+         "--max-trace-bytes expects a positive integer, got 0"},
+        {DumpTrace, [dir], "illegal operation on a directory"},
+        {DumpTrace, [path, path], "expected one trace file, got 2"},
+        {Replay, [path, "--run", racy, "--file", missing], "cannot load #{missing}"},
+        {Replay, [path, "--run", racy, "--file", broken], "cannot load #{broken}"},
+        {Replay, [path, "--timeout", "0"], "--timeout expects a positive integer, got 0"},
+        {Replay, [path, "--bogus"], "unknown option --bogus"},
+        {Replay, [removed],
+         "the trace's test body Lockstep.RemovedBodies.gone/0 is not defined (it was in test/removed.exs)"},
+        {Shrink, [path, "--run", racy, "--max-attempts", "0"],
+         "--max-attempts expects a positive integer, got 0"},
+        {Shrink, [path, "--time-budget-ms", "soon"],
+         ~s(invalid value "soon" for --time-budget-ms)},
+        {Shrink, [path, "--run", racy, "--file", missing], "cannot load #{missing}"},
+        {Shrink, [path, "--run", "nope"], "--run expects Module.function"},
+        {Shrink, [removed], "the trace's test body Lockstep.RemovedBodies.gone/0 is not defined"}
+      ]
+
+      for {task, args, message} <- cases do
+        capture_io(fn ->
+          error = assert_raise Mix.Error, fn -> task.run(args) end
+          assert error.message =~ message, "#{inspect(task)} #{inspect(args)}: #{error.message}"
+          refute error.message =~ "\n"
+        end)
+      end
     end
   end
 end

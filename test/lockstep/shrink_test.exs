@@ -91,6 +91,73 @@ defmodule Lockstep.ShrinkTest do
                Lockstep.run(&RaceBodies.atomic_with_spinner/0, iterations: 300, seed: 3)
     end
 
+    test "the summary states what shrank: decisions, context switches and trace events" do
+      body = &RaceBodies.racy_with_spinner/0
+      bug = failing_trace(body, strategy: :pct)
+      assert {:ok, info} = Lockstep.shrink(body, bug.trace_path)
+
+      switches = fn schedule ->
+        schedule
+        |> Enum.flat_map(fn
+          {:run, p} -> [p]
+          _ -> []
+        end)
+        |> Enum.chunk_by(& &1)
+        |> length()
+      end
+
+      original = TraceFile.load!(bug.trace_path)
+      shrunk = TraceFile.load!(info.trace_path)
+
+      assert info.original_length == length(original.schedule)
+      assert info.new_length == length(shrunk.schedule)
+      assert info.original_switches == switches.(original.schedule)
+      assert info.new_switches == switches.(shrunk.schedule)
+      assert info.original_events == length(original.events)
+      assert info.new_events == length(shrunk.events)
+      assert info.new_events < info.original_events
+
+      assert Lockstep.Shrink.summary(bug.trace_path, info) ==
+               "Shrunk #{bug.trace_path}: " <>
+                 "#{info.original_length} → #{info.new_length} decisions, " <>
+                 "#{info.original_switches} → #{info.new_switches} context switches, " <>
+                 "#{info.original_events} → #{info.new_events} trace events " <>
+                 "(#{info.attempts} attempts), saved to #{info.trace_path}"
+    end
+
+    test "the shrunk failure prints one line per run of a process's events" do
+      body = &RaceBodies.racy_with_spinner/0
+      bug = failing_trace(body, strategy: :pct)
+      assert {:ok, info} = Lockstep.shrink(body, bug.trace_path)
+      assert info.bug.trace_style == :compact
+
+      trace_lines = fn message ->
+        message |> String.split("\n") |> Enum.filter(&(&1 =~ ~r/^(>>|  ) +\d+(–\d+)?  P/))
+      end
+
+      compact = trace_lines.(Exception.message(info.bug))
+      full = trace_lines.(Lockstep.Report.format(info.bug, style: :full))
+      assert length(full) == length(info.bug.trace)
+      assert length(compact) < length(full)
+
+      # A line per run of one process: no two neighbours belong to the same process.
+      actors =
+        Enum.map(compact, &(Regex.run(~r/^(?:>>|  ) +[\d–]+  (P[.\d]*)/, &1) |> List.last()))
+
+      assert Enum.dedup(actors) == actors
+
+      # Nothing is lost but "starts" (implied) and the wording of waits.
+      text = Enum.join(compact, "\n")
+
+      for {_step, event} <- Lockstep.Report.display_trace(info.bug.trace, info.bug.pid_names),
+          elem(event, 0) not in [:start, :block] do
+        assert text =~ Lockstep.Report.describe(event)
+      end
+
+      assert [failing] = Enum.filter(compact, &String.starts_with?(&1, ">>"))
+      assert failing =~ "lost update"
+    end
+
     test "is deterministic" do
       body = &RaceBodies.racy_with_spinner/0
       bug = failing_trace(body, strategy: :random)

@@ -13,7 +13,11 @@ defmodule Lockstep.SoakTest.Harness do
   #   3. no managed process outlives check/2 (or replay/3);
   #   4. the same case run twice gives the same result (and the report of a bug never
   #      says the program has uncontrolled nondeterminism);
-  #   5. a bug's trace file replays to the same bug (kind and schedule).
+  #   5. a bug's trace file replays to the same bug (kind and schedule);
+  #   6. mutated copies of that file (flipped bytes, truncations, fields of the wrong
+  #      type) give a Lockstep.TraceError — or, when a flip leaves a valid file, one of
+  #      replay's documented outcomes — and never any other exception, a NIF panic, a
+  #      leak or a hang.
 
   alias Lockstep.{BugFound, SoakPrograms, Summary}
 
@@ -52,7 +56,10 @@ defmodule Lockstep.SoakTest.Harness do
     try do
       {r1, p1} = checked_run(body, Keyword.put(opts, :trace_dir, Path.join(dir, "a")))
       {r2, p2} = checked_run(body, Keyword.put(opts, :trace_dir, Path.join(dir, "b")))
-      p1 ++ Enum.map(p2, &"(second run) #{&1}") ++ compare(r1, r2) ++ replay(body, r1)
+
+      p1 ++
+        Enum.map(p2, &"(second run) #{&1}") ++
+        compare(r1, r2) ++ replay(body, r1) ++ mutated_replays(body, r1, opts)
     catch
       kind, reason ->
         ["the harness raised: " <> Exception.format(kind, reason, __STACKTRACE__)]
@@ -294,6 +301,74 @@ defmodule Lockstep.SoakTest.Harness do
 
   defp replay(_body, {:error, bug}), do: ["the bug has no trace file: #{inspect(bug.trace_path)}"]
   defp replay(_body, _), do: []
+
+  @byte_mutations 6
+
+  defp mutated_replays(body, {:error, %BugFound{trace_path: path}}, opts) when is_binary(path) do
+    bin = File.read!(path)
+    :rand.seed(:exsss, {byte_size(bin), opts[:seed], 0x7EA5})
+
+    flips =
+      for i <- 1..@byte_mutations do
+        at = :rand.uniform(byte_size(bin)) - 1
+        <<head::binary-size(at), byte, rest::binary>> = bin
+
+        {"byte #{at} flipped (mutation #{i})",
+         <<head::binary, Bitwise.bxor(byte, 0xFF), rest::binary>>}
+      end
+
+    cuts = [{"truncated to half", binary_part(bin, 0, div(byte_size(bin), 2))}]
+
+    {:lockstep_trace, v, atoms, payload} = :erlang.binary_to_term(bin)
+    data = :erlang.binary_to_term(payload)
+
+    fields =
+      for {field, value} <- [
+            schedule: [{:run, "P"} | :tail],
+            options: Map.new(data.options),
+            events: [{1, {:start, self()}}],
+            seed: -1
+          ] do
+        payload = :erlang.term_to_binary(Map.put(data, field, value))
+
+        {"#{field} of the wrong type",
+         :erlang.term_to_binary({:lockstep_trace, v, atoms, payload})}
+      end
+
+    problems =
+      for {what, mutated} <- flips ++ cuts ++ fields,
+          problem = mutated_replay(body, path <> ".mutated", mutated, what),
+          do: problem
+
+    # Most mutated files never start a process: only leaks and errors count here.
+    leaks = Enum.reject(mailbox_problems(), &(&1 =~ "no managed process reported"))
+    problems ++ Enum.map(leaks, &"(mutated replays) #{&1}")
+  end
+
+  defp mutated_replays(_body, _result, _opts), do: []
+
+  # A flipped byte inside a string leaves a valid file: then any documented outcome of
+  # replay is fine. A field of the wrong type must be a TraceError.
+  defp mutated_replay(body, path, bin, what) do
+    File.write!(path, bin)
+    typed? = what =~ "wrong type"
+
+    try do
+      Lockstep.replay(body, path, [])
+      if typed?, do: "#{what}: replay returned :ok instead of raising TraceError"
+    rescue
+      Lockstep.TraceError ->
+        nil
+
+      e in [BugFound, Lockstep.ReplayDivergence] ->
+        if typed?, do: "#{what}: replay raised #{inspect(e.__struct__)}, not TraceError"
+
+      e ->
+        "#{what}: replay raised #{Exception.format(:error, e, __STACKTRACE__)}"
+    catch
+      kind, reason -> "#{what}: replay exited: #{inspect({kind, reason}, limit: 8)}"
+    end
+  end
 end
 
 defmodule Lockstep.SoakTest.Cases do
@@ -347,6 +422,45 @@ defmodule Lockstep.SoakTest.Found do
   #   1128  Lockstep.Global.send/2 to a free name panics Native.trace (:nif_panicked);
   #   2722  a zombie keeps making operations after its recorded exit.
   use Lockstep.SoakTest.Cases, cases: [{1341, false}, {3064, false}, {1128, true}, {2722, true}]
+end
+
+defmodule Lockstep.SoakTest.SharedNames do
+  # Generated programs run at once under one name and one seed, into one directory (async
+  # tests calling a shared helper): each failing run gets its own BugFound and its own
+  # trace file, holding its own schedule.
+  use ExUnit.Case, async: true
+
+  import Lockstep.TestSupport
+  alias Lockstep.{BugFound, SoakPrograms, TraceFile}
+
+  test "concurrent runs sharing a name and a seed keep their own trace files" do
+    dir = tmp_dir!("lockstep_soak_shared")
+
+    results =
+      1..16
+      |> Enum.map(fn case_no ->
+        Task.async(fn ->
+          {program, opts} = SoakPrograms.generate(case_no, false)
+          opts = Keyword.merge(opts, name: "shared soak helper", seed: 99, trace_dir: dir)
+          {case_no, Lockstep.check(SoakPrograms.body(program, self()), opts)}
+        end)
+      end)
+      |> Task.await_many(60_000)
+
+    bugs = for {case_no, {:error, %BugFound{} = bug}} <- results, do: {case_no, bug}
+    assert length(bugs) >= 2, "too few generated cases failed to probe anything"
+
+    for {case_no, bug} <- bugs do
+      assert is_binary(bug.trace_path), "case #{case_no}: no trace file (#{bug.trace_error})"
+      saved = TraceFile.load!(bug.trace_path)
+      assert saved.schedule == bug.schedule, "case #{case_no}: its file holds another run"
+      assert saved.iter_seed == bug.iter_seed
+    end
+
+    paths = Enum.map(bugs, fn {_, bug} -> bug.trace_path end)
+    assert Enum.uniq(paths) == paths
+    assert Path.wildcard(Path.join(dir, "*.tmp")) == []
+  end
 end
 
 defmodule Lockstep.SoakTest.Regressions do

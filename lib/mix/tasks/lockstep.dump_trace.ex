@@ -3,47 +3,64 @@ defmodule Mix.Tasks.Lockstep.DumpTrace do
   @moduledoc """
   Prints a trace file saved by a failing Lockstep run.
 
-      mix lockstep.dump_trace PATH [--format pretty|events|raw]
+      mix lockstep.dump_trace PATH [--format pretty|compact|events|raw] [--max-trace-bytes N]
 
     * `pretty` (default) — the report: what failed, seed, iteration, strategy, the trace
       with the failing step marked, and the replay command;
+    * `compact` — the same report with the trace in one line per run of a process's
+      consecutive events (as a shrunk failure is printed);
     * `events` — one `{step, event}` term per line;
     * `raw` — the whole file as an Elixir term.
+
+  `--max-trace-bytes N` raises the size limit on the file and its decoded contents
+  (default 16 MiB). Runs in the test environment unless `MIX_ENV` says otherwise. Bad
+  input (a missing, corrupt or malformed file, a bad option) is a one-line error and a
+  non-zero exit status.
   """
 
   use Mix.Task
 
+  # Read by Mix only for tasks it can load before the project's dependencies (see
+  # Lockstep.Tasks.in_test_env/3, which does the work).
+  @preferred_cli_env :test
+
+  @usage "usage: mix lockstep.dump_trace PATH [--format pretty|compact|events|raw] " <>
+           "[--max-trace-bytes N]"
+
   @impl Mix.Task
   def run(args) do
-    {opts, paths, invalid} = OptionParser.parse(args, strict: [format: :string])
-
-    case {paths, invalid} do
-      {[path], []} -> dump(path, opts[:format] || "pretty")
-      _ -> Mix.raise("usage: mix lockstep.dump_trace PATH [--format pretty|events|raw]")
-    end
+    Lockstep.Tasks.in_test_env("lockstep.dump_trace", args, fn -> dump(args) end)
   end
 
-  defp dump(path, format) do
-    file = load(path)
+  defp dump(args) do
+    {path, opts} =
+      Lockstep.Tasks.parse!(args, [format: :string, max_trace_bytes: :integer], @usage)
+
+    format = opts[:format] || "pretty"
+
+    unless format in ["pretty", "compact", "events", "raw"] do
+      Mix.raise("unknown --format #{inspect(format)}; use pretty, compact, events or raw")
+    end
+
+    file =
+      Lockstep.Tasks.load!(
+        path,
+        Lockstep.Tasks.positive!(opts, :max_trace_bytes, "--max-trace-bytes")
+      )
 
     case format do
       "pretty" ->
         Mix.shell().info(Lockstep.Report.format(Lockstep.Tasks.bug_from_file(file, path)))
+
+      "compact" ->
+        bug = Lockstep.Tasks.bug_from_file(file, path)
+        Mix.shell().info(Lockstep.Report.format(bug, style: :compact))
 
       "events" ->
         Enum.each(file.events, &Mix.shell().info(inspect(&1, limit: :infinity)))
 
       "raw" ->
         Mix.shell().info(inspect(file, pretty: true, limit: :infinity))
-
-      other ->
-        Mix.raise("unknown --format #{inspect(other)}; use pretty, events or raw")
     end
-  end
-
-  defp load(path) do
-    Lockstep.TraceFile.load!(path)
-  rescue
-    e in Lockstep.TraceError -> Mix.raise(Exception.message(e))
   end
 end

@@ -1,71 +1,86 @@
 defmodule Mix.Tasks.Lockstep.Replay do
-  @shortdoc "Shows a saved Lockstep trace and replays it against a test body"
+  @shortdoc "Replays a saved Lockstep trace against its test body"
   @moduledoc """
-  Prints a trace file's metadata and trace, and re-runs its schedule when told which
-  function is the test body.
+  Prints a trace file's metadata and trace, then re-runs its schedule.
 
       mix lockstep.replay PATH
       mix lockstep.replay PATH --run MyApp.RaceTest.body --file test/support/race_bodies.ex
+      mix lockstep.replay PATH [--timeout MS] [--max-trace-bytes N]
 
-  `--run Mod.fun` names a public zero-arity function returning nothing in particular: it
-  is the root of the replayed iteration (the body you passed to `Lockstep.run/2`).
-  `--file` loads the file defining it first (for modules under `test/`, which are not
-  compiled into the app). The replay raises the same `Lockstep.BugFound` when the bug
-  reproduces and `Lockstep.ReplayDivergence` when the code no longer follows the schedule.
+  A trace whose body was a named function — `&Module.function/0`, and every `ctest` —
+  records it, so `mix lockstep.replay PATH` replays it without being told (a `ctest`'s
+  test file is loaded, after its `test_helper.exs`, as `mix test` would). `--run Mod.fun`
+  names another public zero-arity function as the root of the replayed iteration (for a
+  trace of an anonymous body, say); `--file` loads the file defining it first (modules
+  under `test/` are not compiled into the app).
+
+  Exit status: 1 when the bug reproduces (its report is printed); 0 when the schedule runs
+  to the end and nothing fails; a one-line error and a non-zero status when the code no
+  longer follows the schedule (`Lockstep.ReplayDivergence`) or the input is bad.
+
+  Runs in the test environment unless `MIX_ENV` says otherwise.
   """
 
   use Mix.Task
 
+  # Read by Mix only for tasks it can load before the project's dependencies (see
+  # Lockstep.Tasks.in_test_env/3, which does the work).
+  @preferred_cli_env :test
+
+  @usage "usage: mix lockstep.replay PATH [--run Mod.fun [--file path/to/file.ex]] " <>
+           "[--timeout MS] [--max-trace-bytes N]"
+
+  @switches [run: :string, file: :keep, timeout: :integer, max_trace_bytes: :integer]
+
   @impl Mix.Task
   def run(args) do
-    {opts, paths, invalid} = OptionParser.parse(args, strict: [run: :string, file: :keep])
+    Lockstep.Tasks.in_test_env("lockstep.replay", args, fn -> replay(args) end)
+  end
 
-    path =
-      case {paths, invalid} do
-        {[path], []} ->
-          path
+  defp replay(args) do
+    {path, opts} = Lockstep.Tasks.parse!(args, @switches, @usage)
 
-        _ ->
-          Mix.raise("usage: mix lockstep.replay PATH [--run Mod.fun [--file path/to/file.ex]]")
-      end
+    replay_opts =
+      Lockstep.Tasks.positive!(opts, :max_trace_bytes, "--max-trace-bytes") ++
+        Lockstep.Tasks.positive!(opts, :timeout, "--timeout")
 
-    file =
-      try do
-        Lockstep.TraceFile.load!(path)
-      rescue
-        e in Lockstep.TraceError -> Mix.raise(Exception.message(e))
-      end
+    file = Lockstep.Tasks.load!(path, replay_opts)
 
-    Mix.shell().info(metadata(file))
+    Mix.shell().info(Lockstep.Tasks.metadata(file))
     Mix.shell().info(Lockstep.Report.format(Lockstep.Tasks.bug_from_file(file, path)))
 
-    if target = opts[:run] do
-      Mix.Task.run("app.start")
-      Enum.each(Keyword.get_values(opts, :file), &Code.require_file/1)
-      fun = Lockstep.Tasks.resolve_fun!(target)
-      Mix.shell().info("Replaying #{path} with #{target}/0 …")
+    Mix.Task.run("app.start")
 
-      try do
-        :ok = Lockstep.replay(fun, path)
-        Mix.shell().info("The schedule ran to the end and nothing failed: the bug is fixed.")
-      rescue
-        e in Lockstep.BugFound ->
-          Mix.shell().info("The bug reproduces (#{e.kind}):\n" <> Exception.message(e))
-          exit({:shutdown, 1})
+    case Lockstep.Tasks.one_line_errors(fn -> Lockstep.Tasks.body!(opts, file) end) do
+      nil ->
+        Mix.shell().info(
+          "The trace does not name its test body (it was an anonymous function): pass " <>
+            "--run Module.function (a public zero-arity function running the same code) " <>
+            "to replay it."
+        )
 
-        e in Lockstep.ReplayDivergence ->
-          Mix.raise(Exception.message(e))
-      end
+      fun ->
+        Mix.shell().info("Replaying #{path} with #{describe(fun)} …")
+        run_replay(fun, path, replay_opts)
     end
   end
 
-  defp metadata(file) do
-    """
-    Lockstep trace #{file[:name]} (format v#{file.version}, written by Lockstep #{file[:lockstep_version]})
-      kind: #{inspect(file.kind)}   process: #{file[:process] || "-"}
-      seed: #{file.seed}   iteration: #{file.iteration}   iteration seed: #{file.iter_seed}
-      strategy: #{inspect(file[:strategy])}   options: #{inspect(file.options)}
-      schedule: #{length(file.schedule)} decisions
-    """
+  defp run_replay(fun, path, replay_opts) do
+    Lockstep.Tasks.one_line_errors(fn ->
+      :ok = Lockstep.replay(fun, path, replay_opts)
+      Mix.shell().info("The schedule ran to the end and nothing failed: the bug is fixed.")
+    end)
+  rescue
+    e in Lockstep.BugFound ->
+      Mix.shell().info("The bug reproduces (#{e.kind}):\n" <> Exception.message(e))
+      exit({:shutdown, 1})
+
+    e in Lockstep.ReplayDivergence ->
+      Mix.raise(Exception.message(e))
+  end
+
+  defp describe(fun) do
+    info = Function.info(fun)
+    Lockstep.Tasks.fun_text(info[:module], info[:name])
   end
 end

@@ -85,6 +85,11 @@ fn bad_schedule(detail: &str) -> Error {
 }
 
 pub fn decode_schedule(term: Term) -> NifResult<Vec<Decision>> {
+    // rustler's list iterator panics on an improper list: check it is proper first
+    // (enif_get_list_length fails on an improper list).
+    if term.list_length().is_err() {
+        return Err(bad_schedule("expected a proper list of decisions"));
+    }
     let items: Vec<Term> = term
         .decode()
         .map_err(|_| bad_schedule("expected a list of decisions"))?;
@@ -96,14 +101,18 @@ pub fn decode_schedule(term: Term) -> NifResult<Vec<Decision>> {
                     return Ok(Decision::Run(decode_name(name)?));
                 }
                 if tag == atoms::random() {
-                    return Ok(Decision::Random(name.decode::<u64>()?));
+                    return Ok(Decision::Random(name.decode::<u64>().map_err(|_| {
+                        bad_schedule("a random value must be an integer in 0..2^64-1")
+                    })?));
                 }
             }
             if let Ok((tag, from, to)) = item.decode::<(Atom, Term, Term)>() {
                 if tag == atoms::fire() {
                     return Ok(Decision::Fire {
                         owner: decode_name(from)?,
-                        ordinal: to.decode::<u32>()?,
+                        ordinal: to.decode::<u32>().map_err(|_| {
+                            bad_schedule("a timer ordinal must be an integer in 0..2^32-1")
+                        })?,
                     });
                 }
                 if tag == atoms::deliver() {
