@@ -17,7 +17,7 @@ defmodule Lockstep.CtestTest do
     defmodule #{inspect(mod)} do
       use Lockstep.Test, #{use_opts}
 
-      alias Lockstep.Examples.CounterRace
+      alias Lockstep.Examples.CounterRace, warn: false
 
     #{body}
     end
