@@ -65,7 +65,7 @@ defmodule Lockstep.Controller do
     unless is_integer(seed) and seed >= 0 and seed < 18_446_744_073_709_551_616 do
       raise ArgumentError,
             "invalid value for option :seed: got #{inspect(seed)}, expected a non-negative " <>
-              "integer below 2^64 (the iteration seed)"
+              "integer in 0..18446744073709551615 (it must fit in 64 bits; the iteration seed)"
     end
 
     Lockstep.Options.validate!(fn -> :ok end, Keyword.put(opts, :iterations, 1))

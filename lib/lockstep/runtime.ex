@@ -11,6 +11,7 @@ defmodule Lockstep.Runtime do
   @key :"$lockstep"
   @waiting :"$lockstep_waiting"
   @nomatch :"$lockstep_nomatch"
+  @max_u64 18_446_744_073_709_551_615
 
   def context do
     case Process.get(@key) do
@@ -186,13 +187,15 @@ defmodule Lockstep.Runtime do
     resume(Native.yield(session, id), tag)
   end
 
-  def random(n) when is_integer(n) and n > 0 do
+  def random(n) when is_integer(n) and n > 0 and n <= @max_u64 do
     {session, id, tag} = context()
     resume(Native.sync_random(session, id, n), tag)
   end
 
   def random(n) do
-    raise ArgumentError, "Lockstep.random/1 expects a positive integer, got: #{inspect(n)}"
+    raise ArgumentError,
+          "Lockstep.random/1 expects a positive integer in 1..#{@max_u64} (the engine draws " <>
+            "in 64 bits), got: #{inspect(n)}"
   end
 
   @doc false

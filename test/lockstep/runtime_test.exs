@@ -257,6 +257,25 @@ defmodule Lockstep.RuntimeTest do
       assert Enum.all?(errors, &match?(%ArgumentError{}, &1))
       assert hd(errors).message =~ "0"
     end
+
+    test "random(n) with n beyond 64 bits names the range; the largest n works" do
+      test_pid = self()
+
+      Lockstep.run(
+        fn ->
+          error = catch_error(Lockstep.random(2 ** 64))
+          Lockstep.send(test_pid, {:error, error, Lockstep.random(2 ** 64 - 1)})
+        end,
+        iterations: 1,
+        seed: 1
+      )
+
+      assert_received {:error, %ArgumentError{message: message}, value}
+      assert message =~ "Lockstep.random/1"
+      assert message =~ "18446744073709551616"
+      assert message =~ "1..18446744073709551615"
+      assert value in 0..(2 ** 64 - 2)
+    end
   end
 
   describe ":stuck" do
