@@ -48,6 +48,7 @@ defmodule Lockstep do
   import Kernel, except: [spawn: 1, spawn_link: 1, send: 2, node: 0]
 
   alias Lockstep.Runtime
+  import Lockstep.Timeout, only: [is_timeout: 1]
 
   @typedoc "What `Lockstep.run/2` accepts; see `run/2`."
   @type option ::
@@ -269,13 +270,21 @@ defmodule Lockstep do
   @doc """
   Sleeps `ms` virtual milliseconds; mirrors `Process.sleep/1`. Costs no wall time: the
   clock jumps when the timer fires.
+
+  Bad values fail as `Process.sleep/1` fails on OTP: a `FunctionClauseError` for anything
+  but `:infinity` or a non-negative integer, and `ErlangError` `:timeout_value` above
+  4_294_967_295 ms (the largest `receive … after` value). `:infinity` blocks for good.
   """
-  @spec sleep(non_neg_integer()) :: :ok
-  def sleep(ms), do: Runtime.sleep(ms)
+  @spec sleep(timeout()) :: :ok
+  def sleep(ms) when is_timeout(ms), do: Runtime.sleep(ms)
 
   @doc """
   Sends `msg` to `dest` after `ms` virtual milliseconds; mirrors `Process.send_after/3`.
   Returns a timer reference for `cancel_timer/1`.
+
+  As with `Process.send_after/3`, a time that is not a non-negative integer, or whose
+  deadline is beyond the clock's range (`Lockstep.now() + ms` above 9_223_372_036_854 ms,
+  OTP's limit of about 2^63 ns), raises `ArgumentError`.
   """
   @spec send_after(pid() | atom(), term(), non_neg_integer()) :: reference()
   def send_after(dest, msg, ms), do: Runtime.send_after(dest, msg, ms)
@@ -314,6 +323,10 @@ defmodule Lockstep do
 
   Each attempt is a sync point; a process with nothing matching is blocked until a new
   message reaches it or its timeout fires (in virtual time, see the `:timers` option).
+
+  The `after` value is checked as Kernel's receive checks it: anything but `:infinity` or
+  an integer in `0..4_294_967_295` raises `ErlangError` `:timeout_value`, when nothing in
+  the mailbox matches (a matching message is taken whatever the value).
   """
   defmacro receive(clauses) do
     case clauses do
@@ -376,7 +389,7 @@ defmodule Lockstep do
 
     {timeout, on_timeout} =
       case after_clause do
-        nil -> {nil, quote(do: :unreachable)}
+        nil -> {:infinity, quote(do: :unreachable)}
         {timeout, body} -> {timeout, body}
       end
 
@@ -390,7 +403,7 @@ defmodule Lockstep do
             unquote(loop).(
               unquote(loop),
               unquote(ctx),
-              Lockstep.Runtime.receive_retry(unquote(ctx))
+              Lockstep.Runtime.receive_retry(unquote(ctx), unquote(attempt))
             )
         end
       end

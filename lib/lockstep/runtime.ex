@@ -6,7 +6,7 @@ defmodule Lockstep.Runtime do
   # caller parks here until the NIF (called by whichever process runs next) sends it
   # `{tag, :go, result}`.
 
-  alias Lockstep.Native
+  alias Lockstep.{Native, Timeout}
 
   @key :"$lockstep"
   @waiting :"$lockstep_waiting"
@@ -210,9 +210,23 @@ defmodule Lockstep.Runtime do
     ctx
   end
 
+  # Returns the attempt marker the expansion passes back to `receive_retry/2`. A bad
+  # `after` value is announced as `after 0` (one look at the mailbox as it is) and raised
+  # at the miss, when the process would wait: OTP takes a message that matches at once
+  # whatever the timeout.
   def receive_start({session, id, tag}, timeout) do
-    resume(Native.sync_receive(session, id, false, timeout(timeout)), tag)
+    case Timeout.receive_timeout(timeout) do
+      {:bad, value} ->
+        resume(Native.sync_receive(session, id, false, 0), tag)
+        {:bad_timeout, value}
+
+      ms ->
+        resume(Native.sync_receive(session, id, false, ms), tag)
+    end
   end
+
+  def receive_retry(_ctx, {:bad_timeout, value}), do: Timeout.bad_after!(value)
+  def receive_retry(ctx, _attempt), do: receive_retry(ctx)
 
   def receive_retry({session, id, tag}) do
     resume(Native.sync_receive(session, id, true, nil), tag)
@@ -220,26 +234,21 @@ defmodule Lockstep.Runtime do
 
   def consumed({session, id, _tag}, seq), do: Native.consumed(session, id, seq)
 
-  def receive_loop(description, matcher, timeout \\ nil, on_timeout \\ nil) do
+  def receive_loop(description, matcher, timeout \\ :infinity, on_timeout \\ nil) do
     {session, id, tag} = context("Lockstep.receive")
     Process.put(@waiting, description)
-    attempt(session, id, tag, matcher, false, timeout(timeout), on_timeout)
-  end
-
-  defp timeout(nil), do: nil
-  defp timeout(:infinity), do: nil
-  defp timeout(ms) when is_integer(ms) and ms >= 0, do: ms
-
-  defp timeout(other) do
-    raise ArgumentError,
-          "Lockstep.receive `after` expects a non-negative integer (virtual ms) or " <>
-            ":infinity, got: #{inspect(other)}"
+    attempt(session, id, tag, matcher, false, Timeout.receive_timeout(timeout), on_timeout)
   end
 
   defp attempt(session, id, tag, matcher, retry?, timeout, on_timeout) do
-    result = resume(Native.sync_receive(session, id, retry?, timeout), tag)
+    # A bad value looks at the mailbox once (`after 0`) and raises if nothing matches.
+    engine_timeout = if is_tuple(timeout), do: 0, else: timeout
+    result = resume(Native.sync_receive(session, id, retry?, engine_timeout), tag)
 
     case matcher.(tag) do
+      @nomatch when is_tuple(timeout) ->
+        Timeout.bad_after!(elem(timeout, 1))
+
       @nomatch when result == :attempt_last ->
         Process.delete(@waiting)
         on_timeout.()
@@ -427,20 +436,32 @@ defmodule Lockstep.Runtime do
     resume(Native.sync_time(session, id, :now), tag)
   end
 
-  def sleep(ms) when is_integer(ms) and ms >= 0 do
-    {session, id, tag} = context()
-    resume(Native.sync_time(session, id, {:sleep, ms}), tag)
+  # `Lockstep.sleep/1` has `Process.sleep/1`'s guard; like it, a value a receive refuses
+  # raises `:timeout_value`, and `:infinity` waits forever (leaving the mailbox alone).
+  def sleep(:infinity) do
+    receive_loop("Lockstep.sleep(:infinity)", fn _tag -> @nomatch end)
+  end
+
+  def sleep(ms) do
+    {session, id, tag} = context("Lockstep.sleep/1")
+
+    case Timeout.receive_timeout(ms) do
+      {:bad, value} -> Timeout.bad_after!(value)
+      ms -> resume(Native.sync_time(session, id, {:sleep, ms}), tag)
+    end
+
     :ok
   end
 
-  def sleep(other) do
-    raise ArgumentError,
-          "Lockstep.sleep/1 expects a non-negative integer (virtual ms), got: #{inspect(other)}"
-  end
-
-  def send_after(dest, msg, ms)
-      when (is_pid(dest) or is_atom(dest)) and is_integer(ms) and ms >= 0 do
+  def send_after(dest, msg, ms) when is_pid(dest) or is_atom(dest) do
     {session, id, tag} = context()
+
+    # The deadline bound needs the clock, read (no sync point) only for a large value.
+    unless is_integer(ms) and ms >= 0 and ms <= 4_294_967_295 do
+      {_progress, _step, _running, now} = Native.progress(session)
+      Timeout.timer_time!(ms, now, [dest, msg, ms])
+    end
+
     ref = make_ref()
 
     case resume(Native.sync_send_after(session, id, dest, msg, ms, ref), tag) do
@@ -449,10 +470,10 @@ defmodule Lockstep.Runtime do
     end
   end
 
-  def send_after(dest, _msg, ms) do
+  def send_after(dest, _msg, _ms) do
     raise ArgumentError,
-          "Lockstep.send_after/3 expects a pid or a name and a non-negative integer (virtual " <>
-            "ms), got: #{inspect(dest)}, #{inspect(ms)}"
+          "Lockstep.send_after/3 expects a pid or a registered name as destination, got: " <>
+            inspect(dest)
   end
 
   def cancel_timer(ref) when is_reference(ref) do
