@@ -66,17 +66,27 @@ defmodule Lockstep do
 
   @doc """
   Runs `fun` as the root process of up to `:iterations` controlled iterations and returns a
-  `%Lockstep.Summary{}`; raises `Lockstep.BugFound` at the first failing iteration.
+  `%Lockstep.Summary{}`; raises `Lockstep.BugFound` at the first failing iteration, and
+  `Lockstep.InconclusiveError` when no iteration ran to completion (every one hit
+  `:max_steps`: the run tested nothing).
+
+  When more than a tenth of the iterations hit `:max_steps`, the summary's `warnings`
+  and a line on stderr say so, with the counts.
 
   ## Options
 
-    * `:iterations` (100) — iterations to try; stops at the first bug.
-    * `:strategy` (`:pct`) — `:random` or `:pct`, or `{name, opts}` such as
-      `{:pct, bug_depth: 2}`.
-    * `:seed` (ExUnit's seed under ExUnit, else random) — iteration seeds derive from it.
-    * `:bug_depth` (3) — PCT's d.
-    * `:max_steps` (10_000) — scheduling steps per iteration; reaching it ends the
-      iteration as inconclusive, or fails it with `fail_on_max_steps: true`.
+  Invalid options raise `ArgumentError` naming the key, the value and what is accepted.
+
+    * `:iterations` (100) — iterations to try (1..2^64-1); stops at the first bug.
+    * `:strategy` (`:pct`) — `:random`, `:pct`, `:fair_pct`, `:pos` or `:idpct`, or
+      `{name, opts}` such as `{:pct, bug_depth: 2}` (`bug_depth`, `d_min` and `d_max` in
+      1..2^32-1, `fair_switch` in 1..2^64-1).
+    * `:seed` (ExUnit's seed under ExUnit, else random) — iteration seeds derive from it;
+      an integer in 0..2^64-1, used as it is (no reduction), so the seed a report prints
+      is the one to pass back.
+    * `:bug_depth` (3) — PCT's d, 1..2^32-1.
+    * `:max_steps` (10_000) — scheduling steps per iteration (1..2^64-1); reaching it ends
+      the iteration as inconclusive, or fails it with `fail_on_max_steps: true`.
     * `:fail_on_max_steps` (`false`).
     * `:timeout` (5_000) — wall-clock ms a managed process may run without reaching a
       sync point before the iteration fails as `:stuck`.
@@ -106,10 +116,12 @@ defmodule Lockstep do
   end
 
   @doc """
-  Like `run/2` but returns `{:ok, summary}` or `{:error, %Lockstep.BugFound{}}`.
+  Like `run/2` but returns `{:ok, summary}`, `{:error, %Lockstep.BugFound{}}` or
+  `{:error, %Lockstep.InconclusiveError{}}`.
   """
   @spec check((() -> any()), [option()]) ::
-          {:ok, Lockstep.Summary.t()} | {:error, Lockstep.BugFound.t()}
+          {:ok, Lockstep.Summary.t()}
+          | {:error, Lockstep.BugFound.t() | Lockstep.InconclusiveError.t()}
   def check(fun, opts \\ []), do: Lockstep.Runner.check(fun, opts)
 
   @doc """

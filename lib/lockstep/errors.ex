@@ -58,3 +58,37 @@ defmodule Lockstep.ReplayDivergence do
   defp fmt1({:random, n}), do: "random #{n}"
   defp fmt1(other), do: inspect(other)
 end
+
+defmodule Lockstep.InconclusiveError do
+  @moduledoc """
+  Returned by `Lockstep.check/2` (and raised by `Lockstep.run/2`) when no iteration ran to
+  completion: every one hit `:max_steps`, so the run tested nothing.
+
+  Fields: `name` (the run's label), `iterations` (how many ran), `max_steps_hit` (how many
+  hit the limit: all of them), `max_steps`, `seed` and `strategy` (as in
+  `Lockstep.Summary`). The message says what happened and which knobs to turn:
+  `:max_steps` when the program needs more steps, `strategy: :fair_pct` when a process
+  spins waiting for another that the strategy starves.
+  """
+  defexception [:name, :iterations, :max_steps_hit, :max_steps, :seed, :strategy]
+
+  @type t :: %__MODULE__{
+          name: String.t(),
+          iterations: pos_integer(),
+          max_steps_hit: pos_integer(),
+          max_steps: pos_integer(),
+          seed: non_neg_integer(),
+          strategy: atom() | {atom(), keyword()}
+        }
+
+  @impl true
+  def message(%__MODULE__{} = e) do
+    "Lockstep run #{inspect(e.name)} tested nothing: all #{e.iterations} iterations hit " <>
+      ":max_steps (#{e.max_steps} scheduling steps) before their processes finished, so " <>
+      "none ran to completion. Either the program never finishes on its own (a process " <>
+      "loops forever: end it, e.g. stop the server the root no longer needs), or it needs " <>
+      "more steps: raise :max_steps. If a process spins waiting for another (a yield " <>
+      "loop), use strategy: :fair_pct, which stops starving the one it waits for. " <>
+      "(seed: #{e.seed}, strategy: #{inspect(e.strategy)})"
+  end
+end

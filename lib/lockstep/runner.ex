@@ -26,10 +26,38 @@ defmodule Lockstep.Runner do
     elapsed = System.monotonic_time(:microsecond) - started
 
     case result do
-      {:ok, stats} -> {:ok, summary(cfg, stats, elapsed)}
+      {:ok, %{iterations: n, max_steps_hit: n}} when n > 0 -> {:error, inconclusive(cfg, n)}
+      {:ok, stats} -> {:ok, warn(cfg, summary(cfg, stats, elapsed))}
       {:bug, bug} -> {:error, bug}
     end
   end
+
+  # SPEC §1: a run whose every iteration hit :max_steps tested nothing.
+  defp inconclusive(cfg, n) do
+    %Lockstep.InconclusiveError{
+      name: cfg.name,
+      iterations: n,
+      max_steps_hit: n,
+      max_steps: cfg.max_steps,
+      seed: cfg.seed,
+      strategy: cfg.user_strategy
+    }
+  end
+
+  # More than a tenth inconclusive: said in the summary and on stderr (one line, naming the
+  # run and, under ctest, the test's location).
+  defp warn(cfg, %Summary{iterations: n, max_steps_hit: hit} = summary) when hit * 10 > n do
+    warning =
+      "#{hit} of #{n} iterations hit :max_steps (#{cfg.max_steps} steps) and were " <>
+        "inconclusive; raise :max_steps, or use strategy: :fair_pct if a process spins " <>
+        "waiting for another"
+
+    where = if cfg[:location], do: " (#{cfg.location})", else: ""
+    IO.puts(:stderr, "warning: Lockstep run #{inspect(cfg.name)}#{where}: #{warning}")
+    %{summary | warnings: [warning]}
+  end
+
+  defp warn(_cfg, summary), do: summary
 
   defp new_stats do
     %{iterations: 0, steps: 0, max_steps_hit: 0, fingerprints: MapSet.new(), switches: 0}

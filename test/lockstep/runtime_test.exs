@@ -528,11 +528,13 @@ defmodule Lockstep.RuntimeTest do
       assert Enum.all?(bug.schedule, &(&1 == {:run, "P"}))
     end
 
-    test "without fail_on_max_steps a yield loop is inconclusive, not a failure" do
-      summary = Lockstep.run(fn -> yield_forever() end, max_steps: 100, iterations: 5, seed: 1)
-      assert summary.iterations == 5
-      assert summary.max_steps_hit == 5
-      assert summary.steps == 500
+    test "without fail_on_max_steps a yield loop is inconclusive, not a bug" do
+      assert {:error, %Lockstep.InconclusiveError{} = error} =
+               Lockstep.check(fn -> yield_forever() end, max_steps: 100, iterations: 5, seed: 1)
+
+      assert error.iterations == 5
+      assert error.max_steps_hit == 5
+      assert error.max_steps == 100
     end
 
     test "a root that raises is :exception" do
