@@ -11,41 +11,71 @@ defmodule Lockstep.Runtime do
   @key :"$lockstep"
   @waiting :"$lockstep_waiting"
   @nomatch :"$lockstep_nomatch"
+  @pure :"$lockstep_pure"
   @max_u64 18_446_744_073_709_551_615
 
+  # While a predicate runs inside the receive machinery (`recv_first/1`), the context is
+  # replaced by `{@pure, where}`: a sync point there would nest inside the receive's own.
   def context do
     case Process.get(@key) do
+      {_session, _id, _tag} = ctx -> ctx
       nil -> raise Lockstep.NotManagedError, function: caller_name()
-      ctx -> ctx
+      {@pure, where} -> impure!(caller_name(), where)
     end
   end
 
   @doc false
   def context(function) do
     case Process.get(@key) do
+      {_session, _id, _tag} = ctx -> ctx
       nil -> raise Lockstep.NotManagedError, function: function
+      {@pure, where} -> impure!(function, where)
+    end
+  end
+
+  def context_or_nil do
+    case Process.get(@key) do
+      {@pure, where} -> impure!(caller_name(), where)
       ctx -> ctx
     end
   end
 
-  def context_or_nil, do: Process.get(@key)
+  defp impure!(function, where) do
+    raise ArgumentError,
+          "#{function} was called inside #{where}. The predicate runs while Lockstep " <>
+            "scans the mailbox (possibly many times, on messages it does not take), so it " <>
+            "must be pure: no sends, receives, spawns, timers, shared-state wrappers or " <>
+            "other Lockstep calls, which are sync points. Only test the message in the " <>
+            "predicate, and act on it after Lockstep.recv_first/1 returns."
+  end
 
-  # The Lockstep function the user called: public functions delegate (often as tail
-  # calls, so their own frame is gone) to the function of the same name here.
+  # Functions of this module that are not what the user called.
+  @internal [:context, :context_or_nil, :caller_name, :impure!]
+  @renamed %{send_to: "send", link_op: "link"}
+
+  # The Lockstep function the user called: the first frame in a Lockstep module that is
+  # not context plumbing. Public functions of `Lockstep` delegate (often as tail calls, so
+  # their own frame is gone) to the function of the same name here.
   defp caller_name do
     case Process.info(self(), :current_stacktrace) do
       {:current_stacktrace, frames} ->
-        Enum.find_value(frames, "a Lockstep function", fn
-          {__MODULE__, fun, _arity, _} when fun not in [:context, :caller_name] ->
-            "Lockstep.#{fun}"
-
-          _ ->
-            nil
-        end)
+        Enum.find_value(frames, "a Lockstep function", &frame_name/1)
 
       _ ->
         "a Lockstep function"
     end
+  end
+
+  defp frame_name({__MODULE__, fun, _arity, _}) when fun in @internal, do: nil
+  defp frame_name({__MODULE__, fun, _arity, _}), do: "Lockstep.#{Map.get(@renamed, fun, fun)}"
+
+  defp frame_name({module, fun, arity, _}) when is_atom(module) do
+    case Module.split(module) do
+      ["Lockstep", _ | _] -> "#{inspect(module)}.#{fun}/#{arity}"
+      _ -> nil
+    end
+  rescue
+    ArgumentError -> nil
   end
 
   @compile {:inline, resume: 2}
@@ -552,16 +582,21 @@ defmodule Lockstep.Runtime do
   end
 
   def recv_first(pred) when is_function(pred, 1) do
-    context("Lockstep.recv_first/1")
+    ctx = context("Lockstep.recv_first/1")
 
     receive_loop("Lockstep.recv_first(#{inspect(pred)})", fn tag ->
       {:messages, messages} = Process.info(self(), :messages)
+      Process.put(@key, {@pure, "the predicate given to Lockstep.recv_first/1"})
 
       found =
-        Enum.find_value(messages, fn
-          {^tag, :msg, seq, msg} -> if pred.(msg), do: seq
-          _ -> nil
-        end)
+        try do
+          Enum.find_value(messages, fn
+            {^tag, :msg, seq, msg} -> if pred.(msg), do: seq
+            _ -> nil
+          end)
+        after
+          Process.put(@key, ctx)
+        end
 
       case found do
         nil ->

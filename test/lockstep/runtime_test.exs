@@ -119,6 +119,52 @@ defmodule Lockstep.RuntimeTest do
       for _ <- 1..5, do: assert_receive({:got, {:b, 1}, {:b, 2}, [:a, :c]})
     end
 
+    # The predicate runs while the mailbox is scanned, inside the receive's own sync point;
+    # a sync point in it used to leave the process waiting for itself (a false deadlock).
+    test "a recv_first predicate that reaches a sync point raises a clear error" do
+      for {what, pred} <- [
+            {"Lockstep.send", fn m -> Lockstep.send(self(), {:seen, m}) && true end},
+            {"Lockstep.yield", fn _ -> Lockstep.yield() == :ok end},
+            {"Lockstep.now", fn _ -> Lockstep.now() >= 0 end},
+            {"Lockstep.ETS", fn _ -> Lockstep.ETS.new(:t, [:public]) && true end}
+          ] do
+        assert {:error, %BugFound{kind: :exception} = bug} =
+                 Lockstep.check(
+                   fn ->
+                     Lockstep.send(self(), :a)
+                     Lockstep.recv_first(pred)
+                   end,
+                   iterations: 1,
+                   seed: 1,
+                   trace_dir: tmp_dir!()
+                 )
+
+        assert {:error, %ArgumentError{message: message}, _} = bug.reason
+        assert message =~ what
+        assert message =~ "Lockstep.recv_first/1"
+        assert message =~ "pure"
+      end
+    end
+
+    test "a recv_first predicate may use ordinary code and still runs as before" do
+      test_pid = self()
+
+      Lockstep.run(
+        fn ->
+          Lockstep.send(self(), {:n, 1})
+          Lockstep.send(self(), {:n, 2})
+          got = Lockstep.recv_first(fn {:n, n} -> Enum.sum([n, 0]) == 2 end)
+          # A predicate that raises leaves the process able to receive again.
+          raised = catch_error(Lockstep.recv_first(fn _ -> raise "boom" end))
+          Lockstep.send(test_pid, {:got, got, raised, Lockstep.recv()})
+        end,
+        iterations: 3,
+        seed: 1
+      )
+
+      for _ <- 1..3, do: assert_receive({:got, {:n, 2}, %RuntimeError{message: "boom"}, {:n, 1}})
+    end
+
     test "recv_first waits for a matching message from another process" do
       result =
         drive(fn ->
