@@ -2,16 +2,52 @@ defmodule Lockstep.NotManagedError do
   @moduledoc """
   Raised when a Lockstep runtime function (a sync point) is called from a process that is
   not managed by a running `Lockstep.run/2`.
+
+  Fields: `function` (the Lockstep function called, when known), `reason`, and for the
+  run-context cases `process` (the caller) and `context_owner` (the managed process the
+  context belongs to). `reason` is:
+
+    * `nil` — the caller has no run context at all;
+    * `:ended` — the caller holds a run context (`Process.get(:"$lockstep")` copied out of
+      a managed process) whose iteration has ended;
+    * `:copied` — the iteration is running, but the context belongs to another process.
   """
-  defexception [:function]
+  defexception [:function, :reason, :process, :context_owner]
+
+  @type t :: %__MODULE__{
+          function: String.t() | nil,
+          reason: nil | :ended | :copied,
+          process: pid() | nil,
+          context_owner: pid() | nil
+        }
 
   @impl true
+  def message(%{reason: :ended} = e) do
+    "#{what(e)} was called by #{inspect(e.process)} with a run context whose iteration has " <>
+      "ended: the context (the process-dictionary entry Lockstep keeps for each managed " <>
+      "process) was copied out of a managed process and used after its run finished. A " <>
+      "context belongs to one managed process of one iteration; make the calls from " <>
+      "processes of the run, started with Lockstep.spawn/1 (or Lockstep.Task, " <>
+      "Lockstep.GenServer, …)."
+  end
+
+  def message(%{reason: :copied} = e) do
+    "#{what(e)} was called by #{inspect(e.process)}, which is not the managed process " <>
+      "#{inspect(e.context_owner)} its run context belongs to: the context was copied " <>
+      "into another process. Only processes started by the run are managed: start this " <>
+      "one with Lockstep.spawn/1 (or Lockstep.Task.async/1, Lockstep.GenServer, …) " <>
+      "instead of Kernel.spawn/1 or Task."
+  end
+
   def message(%{function: function}) do
     "#{function || "a Lockstep runtime function"} was called outside a Lockstep run. " <>
       "Sync points only work in processes started by Lockstep.run/2 (the root function) " <>
       "or spawned from them with Lockstep.spawn/1; wrap the code in " <>
       "Lockstep.run(fn -> ... end) or spawn the process with Lockstep.spawn."
   end
+
+  defp what(%{function: nil}), do: "A Lockstep function"
+  defp what(%{function: function}), do: function
 end
 
 defmodule Lockstep.InternalError do

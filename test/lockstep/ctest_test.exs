@@ -211,6 +211,8 @@ defmodule Lockstep.CtestTest do
   test "ctest output says when more than a tenth of the iterations were inconclusive" do
     mod =
       compile_ctest_module("iterations: 20, max_steps: 40", """
+        def example, do: CounterRace
+
         defp spin do
           Lockstep.yield()
           spin()

@@ -46,6 +46,88 @@ defmodule Lockstep.RuntimeTest do
     end
   end
 
+  describe "a run context copied into another process" do
+    # Runs `call` in a plain process that put `ctx` in its dictionary; returns what it
+    # raised (or :no_error / :no_answer), so a call left parked shows as :no_answer.
+    defp with_copied_context(ctx, call) do
+      test_pid = self()
+
+      pid =
+        spawn(fn ->
+          Process.put(:"$lockstep", ctx)
+
+          result =
+            try do
+              call.()
+              :no_error
+            rescue
+              e -> e
+            end
+
+          send(test_pid, {:copied, self(), result})
+        end)
+
+      receive do
+        {:copied, ^pid, result} -> result
+      after
+        2_000 ->
+          Process.exit(pid, :kill)
+          :no_answer
+      end
+    end
+
+    test "used after its iteration ended, every call raises NotManagedError (:ended)" do
+      test_pid = self()
+      Lockstep.run(fn -> send(test_pid, {:ctx, Process.get(:"$lockstep")}) end, iterations: 1)
+      assert_received {:ctx, ctx}
+
+      for call <- [
+            fn -> Lockstep.send(self(), :x) end,
+            fn -> Lockstep.recv() end,
+            fn -> Lockstep.receive(do: (_ -> :ok)) end,
+            fn -> Lockstep.yield() end,
+            fn -> Lockstep.sleep(5) end,
+            fn -> Lockstep.node() end
+          ] do
+        assert %NotManagedError{reason: :ended} = error = with_copied_context(ctx, call)
+        message = Exception.message(error)
+        assert message =~ "has ended"
+        assert message =~ "Lockstep.spawn"
+      end
+    end
+
+    test "used while the iteration runs, from a process it does not belong to (:copied)" do
+      test_pid = self()
+
+      Lockstep.run(
+        fn ->
+          ctx = Process.get(:"$lockstep")
+          root = self()
+
+          spawn(fn ->
+            result = with_copied_context(ctx, fn -> Lockstep.send(root, :x) end)
+            send(test_pid, {:while_running, result, root})
+            send(root, :checked)
+          end)
+
+          # A bare receive: the root waits outside Lockstep's control for the check.
+          receive do
+            :checked -> :ok
+          end
+        end,
+        iterations: 1,
+        timeout: 3_000
+      )
+
+      assert_received {:while_running, %NotManagedError{reason: :copied} = error, root}
+      assert error.context_owner == root
+      message = Exception.message(error)
+      assert message =~ inspect(root)
+      assert message =~ "copied"
+      assert message =~ "Lockstep.spawn"
+    end
+  end
+
   describe "receive" do
     test "patterns, guards and pins select the right message" do
       test_pid = self()

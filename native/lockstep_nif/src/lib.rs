@@ -13,7 +13,9 @@
 
 mod convert;
 
-use convert::{atoms, decision_term, decode_schedule, internal_error, name_term};
+use convert::{
+    atoms, decision_term, decode_schedule, internal_error, name_term, not_managed_error,
+};
 use lockstep_core::session::MsgKind;
 use lockstep_core::strategy::{FairPct, IdPct, Metered, Pct, Pos, RandomWalk, Replay};
 use lockstep_core::{ClusterOp, PartitionMode};
@@ -498,13 +500,14 @@ fn result_term<'a>(env: Env<'a>, st: &SessionState, result: OpResult) -> Term<'a
     }
 }
 
+/// The caller must be the managed process the context `id` belongs to; a context copied
+/// into another process raises `Lockstep.NotManagedError` (`:ended` once the iteration is
+/// over, so a stale context never parks its caller forever).
 fn caller_check(env: Env, st: &SessionState, id: ProcId) -> NifResult<()> {
-    match st.pids.get(id as usize) {
-        Some(Some(pid)) if *pid == env.pid() => Ok(()),
-        _ => Err(internal_error(&format!(
-            "a Lockstep call came from a process that is not managed process #{id} of this run \
-             (was the run context copied into another process?)"
-        ))),
+    let owner = st.pids.get(id as usize).copied().flatten();
+    match owner {
+        Some(pid) if pid == env.pid() => Ok(()),
+        _ => Err(not_managed_error(st.session.is_over(), env.pid(), owner)),
     }
 }
 
@@ -535,11 +538,11 @@ fn sync_announcing<'a>(
 ) -> NifResult<Term<'a>> {
     let mut guard = lock(res)?;
     let st = &mut *guard;
+    caller_check(env, st, id)?;
     if st.session.is_over() || st.exited(id) {
         // Over, or killed by an exit signal while running: park and meet the exit message.
         return Ok(atoms::wait().encode(env));
     }
-    caller_check(env, st, id)?;
     let op = match make_op(st) {
         Ok(op) => op,
         Err(early) => return Ok(early),
@@ -1047,10 +1050,10 @@ fn consumed(
 ) -> NifResult<Atom> {
     let mut guard = lock(&res)?;
     let st = &mut *guard;
+    caller_check(env, st, id)?;
     if st.session.is_over() || st.exited(id) {
         return Ok(atoms::ok());
     }
-    caller_check(env, st, id)?;
     st.session.consumed(id, msg).map_err(engine_error)?;
     Ok(atoms::ok())
 }
@@ -1224,10 +1227,10 @@ fn alias(
 ) -> NifResult<Atom> {
     let mut guard = lock(&res)?;
     let st = &mut *guard;
+    caller_check(env, st, id)?;
     if st.session.is_over() || st.exited(id) {
         return Ok(atoms::ok());
     }
-    caller_check(env, st, id)?;
     let result = if on {
         st.session.alias(id, number)
     } else {
@@ -1249,10 +1252,10 @@ fn hold(
 ) -> NifResult<Atom> {
     let mut guard = lock(&res)?;
     let st = &mut *guard;
+    caller_check(env, st, id)?;
     if st.session.is_over() || st.exited(id) {
         return Ok(atoms::ok());
     }
-    caller_check(env, st, id)?;
     let saved = st.save(payload);
     st.held.insert(msg, saved);
     Ok(atoms::ok())
