@@ -10,13 +10,17 @@ defmodule Lockstep.NotManagedError do
     * `nil` — the caller has no run context at all;
     * `:ended` — the caller holds a run context (`Process.get(:"$lockstep")` copied out of
       a managed process) whose iteration has ended;
-    * `:copied` — the iteration is running, but the context belongs to another process.
+    * `:copied` — the iteration is running, but the context belongs to another process;
+    * `:unmanaged` — the caller is a real process started by (or linked to) the managed
+      process `context_owner` with `Kernel.spawn/1`, `spawn_link/1`, `Task.async/1` or
+      the like, so it is outside the run. When it is linked, the run reports this error
+      as the failure of the managed process the link then kills.
   """
   defexception [:function, :reason, :process, :context_owner]
 
   @type t :: %__MODULE__{
           function: String.t() | nil,
-          reason: nil | :ended | :copied,
+          reason: nil | :ended | :copied | :unmanaged,
           process: pid() | nil,
           context_owner: pid() | nil
         }
@@ -37,6 +41,14 @@ defmodule Lockstep.NotManagedError do
       "into another process. Only processes started by the run are managed: start this " <>
       "one with Lockstep.spawn/1 (or Lockstep.Task.async/1, Lockstep.GenServer, …) " <>
       "instead of Kernel.spawn/1 or Task."
+  end
+
+  def message(%{reason: :unmanaged} = e) do
+    "#{what(e)} was called by #{inspect(e.process)}, a process Lockstep does not manage, " <>
+      "started by or linked to the managed process #{inspect(e.context_owner)}. " <>
+      "Kernel.spawn/1, spawn_link/1, Task.async/1 and other OTP calls start real " <>
+      "processes outside the run; start it with Lockstep.spawn/1, Lockstep.spawn_link/1 " <>
+      "or Lockstep.Task.async/1 instead."
   end
 
   def message(%{function: function}) do

@@ -97,6 +97,9 @@ defmodule Lockstep.Iteration do
     {kind, proc} =
       if stuck == :internal_error, do: {:internal_error, nil}, else: classify(outcome, stuck)
 
+    reason =
+      if kind in [:exception, :crash], do: outside_reason(session, proc, reason), else: reason
+
     result = %{
       kind: kind,
       proc: proc,
@@ -131,6 +134,15 @@ defmodule Lockstep.Iteration do
       end
 
     if capture?, do: %{result | trace: Native.trace(session)}, else: result
+  end
+
+  # A process killed from outside the run by the real link to an unmanaged process that
+  # died of a Lockstep call made outside the run: that error is why it failed.
+  defp outside_reason(session, proc, reason) do
+    case List.keyfind(Native.outside_crashes(session), proc, 0) do
+      {^proc, report} -> report
+      nil -> reason
+    end
   end
 
   defp pid_names(procs) do

@@ -12,6 +12,10 @@ defmodule Lockstep.Runtime do
   @waiting :"$lockstep_waiting"
   @nomatch :"$lockstep_nomatch"
   @pure :"$lockstep_pure"
+
+  # Functions of this module that are not what the user called.
+  @internal [:context, :context_or_nil, :caller_name, :impure!, :not_managed!]
+  @renamed %{send_to: "send", link_op: "link"}
   @max_u64 18_446_744_073_709_551_615
 
   # While a predicate runs inside the receive machinery (`recv_first/1`), the context is
@@ -19,7 +23,7 @@ defmodule Lockstep.Runtime do
   def context do
     case Process.get(@key) do
       {_session, _id, _tag} = ctx -> ctx
-      nil -> raise Lockstep.NotManagedError, function: caller_name()
+      nil -> not_managed!(caller_name())
       {@pure, where} -> impure!(caller_name(), where)
     end
   end
@@ -28,7 +32,7 @@ defmodule Lockstep.Runtime do
   def context(function) do
     case Process.get(@key) do
       {_session, _id, _tag} = ctx -> ctx
-      nil -> raise Lockstep.NotManagedError, function: function
+      nil -> not_managed!(function)
       {@pure, where} -> impure!(function, where)
     end
   end
@@ -40,6 +44,57 @@ defmodule Lockstep.Runtime do
     end
   end
 
+  # The caller has no run context. If it was started by, or is linked to, a managed process
+  # (Kernel.spawn_link, Task.async: real processes outside the run), the error says so; a
+  # linked one also notes the error for the run, since the real link is about to kill the
+  # managed process and the report should say why, not "killed from outside the run".
+  defp not_managed!(function) do
+    error = %Lockstep.NotManagedError{function: function}
+
+    case managed_relative() do
+      nil ->
+        raise error
+
+      {pid, {session, id, _tag}, linked?} ->
+        error = %{error | reason: :unmanaged, process: self(), context_owner: pid}
+        stacktrace = user_stacktrace()
+        if linked?, do: Native.note_outside_crash(session, id, {:error, error, stacktrace})
+        :erlang.raise(:error, error, stacktrace)
+    end
+  end
+
+  # The caller's stacktrace from the Lockstep function it called on.
+  defp user_stacktrace do
+    {:current_stacktrace, frames} = Process.info(self(), :current_stacktrace)
+
+    Enum.drop_while(frames, fn
+      {Process, :info, _, _} -> true
+      {__MODULE__, fun, _, _} -> fun in @internal or fun == :user_stacktrace
+      _ -> false
+    end)
+  end
+
+  # The first local process among the caller's links, parent (OTP 25's process_info
+  # `:parent`), `$callers` and `$ancestors` whose dictionary holds a run context:
+  # `{pid, context, linked?}`.
+  defp managed_relative do
+    [links: links, parent: parent] = Process.info(self(), [:links, :parent])
+    callers = [parent | Process.get(:"$callers", [])] ++ Process.get(:"$ancestors", [])
+
+    Enum.find_value(Enum.uniq(links ++ callers), fn
+      pid when is_pid(pid) and node(pid) == :erlang.node() ->
+        with {:dictionary, dict} <- Process.info(pid, :dictionary),
+             {_session, _id, _tag} = ctx <- Keyword.get(dict, @key) do
+          {pid, ctx, pid in links}
+        else
+          _ -> nil
+        end
+
+      _ ->
+        nil
+    end)
+  end
+
   defp impure!(function, where) do
     raise ArgumentError,
           "#{function} was called inside #{where}. The predicate runs while Lockstep " <>
@@ -48,10 +103,6 @@ defmodule Lockstep.Runtime do
             "other Lockstep calls, which are sync points. Only test the message in the " <>
             "predicate, and act on it after Lockstep.recv_first/1 returns."
   end
-
-  # Functions of this module that are not what the user called.
-  @internal [:context, :context_or_nil, :caller_name, :impure!]
-  @renamed %{send_to: "send", link_op: "link"}
 
   # The Lockstep function the user called: the first frame in a Lockstep module that is
   # not context plumbing. Public functions of `Lockstep` delegate (often as tail calls, so

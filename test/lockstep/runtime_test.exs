@@ -4,6 +4,7 @@ defmodule Lockstep.RuntimeTest do
   require Lockstep
 
   alias Lockstep.{BugFound, Controller, NotManagedError}
+  require Logger
   import Lockstep.TestSupport
 
   # Runs `fun` as the root of one hand-driven iteration and returns await_done's result
@@ -43,6 +44,95 @@ defmodule Lockstep.RuntimeTest do
     test "the NotManagedError message names the function" do
       err = assert_raise NotManagedError, fn -> Lockstep.yield() end
       assert Exception.message(err) =~ "yield"
+    end
+  end
+
+  describe "a Lockstep call from an unmanaged process linked to a managed one" do
+    # Task.async / spawn_link start real processes outside the run; their NotManagedError
+    # kills the managed caller through the real link. That used to be reported as
+    # "killed from outside the run" with reason :killed.
+    @tag :capture_log
+    test "kills the root: reported as :exception with the NotManagedError" do
+      test_pid = self()
+
+      assert {:error, %BugFound{kind: :exception, process: "P"} = bug} =
+               Lockstep.check(
+                 fn ->
+                   send(test_pid, {:root, self()})
+                   task = Task.async(fn -> Lockstep.yield() end)
+                   Task.await(task)
+                 end,
+                 iterations: 1,
+                 seed: 1,
+                 trace_dir: tmp_dir!()
+               )
+
+      # The report comes from the re-run that captures the trace: its root.
+      roots = Lockstep.TestSupport.collect_pids(:root)
+      assert {:error, %NotManagedError{reason: :unmanaged} = error, [_ | _]} = bug.reason
+      assert error.function == "Lockstep.yield"
+      assert error.context_owner in roots
+      message = Exception.message(bug)
+      assert message =~ "Lockstep.yield was called by"
+      assert message =~ "Lockstep does not manage"
+      assert message =~ "Lockstep.Task.async"
+      refute message =~ "(exit) killed"
+      Logger.flush()
+    end
+
+    @tag :capture_log
+    test "kills a spawned process: reported as its :crash with the NotManagedError" do
+      assert {:error, %BugFound{kind: :crash, process: "P.1"} = bug} =
+               Lockstep.check(
+                 fn ->
+                   Lockstep.spawn(fn ->
+                     me = self()
+                     spawn_link(fn -> Lockstep.send(me, :hello) end)
+                     # Waits outside Lockstep's control until the link kills it.
+                     receive do
+                       :never -> :ok
+                     end
+                   end)
+
+                   Lockstep.recv()
+                 end,
+                 iterations: 1,
+                 seed: 1,
+                 trace_dir: tmp_dir!()
+               )
+
+      assert {:error, %NotManagedError{reason: :unmanaged, function: "Lockstep.send"}, _} =
+               bug.reason
+
+      assert Exception.message(bug) =~ "Lockstep.spawn_link"
+      # The crash reports of the unmanaged processes land while the log is captured.
+      Logger.flush()
+    end
+
+    test "an unlinked unmanaged process's error names the managed process it came from" do
+      test_pid = self()
+
+      Lockstep.run(
+        fn ->
+          root = self()
+
+          spawn(fn ->
+            error = catch_error(Lockstep.send(root, :hello))
+            send(test_pid, {:error, error, root})
+          end)
+
+          receive do
+            :never -> :ok
+          after
+            200 -> :ok
+          end
+        end,
+        iterations: 1
+      )
+
+      assert_received {:error, %NotManagedError{reason: :unmanaged} = error, root}
+      assert error.context_owner == root
+      assert Exception.message(error) =~ inspect(root)
     end
   end
 

@@ -20,9 +20,9 @@ use lockstep_core::session::MsgKind;
 use lockstep_core::strategy::{FairPct, IdPct, Metered, Pct, Pos, RandomWalk, Replay};
 use lockstep_core::{ClusterOp, PartitionMode};
 use lockstep_core::{
-    Config, CrashMode, DeliveryMode, Effect, EventKind, ExitClass, MonitorId, MsgId, NameId, Next,
-    NodeId, Op, OpResult, Outcome, ProcId, ProcState, Reason, SendFate, Session, Strategy, Target,
-    TimerId, TimerMode,
+    Config, CrashMode, DeliveryMode, Effect, EventKind, ExitCause, ExitClass, MonitorId, MsgId,
+    NameId, Next, NodeId, Op, OpResult, Outcome, ProcId, ProcState, Reason, SendFate, Session,
+    Strategy, Target, TimerId, TimerMode,
 };
 use rustler::env::{OwnedEnv, SavedTerm};
 use rustler::{Atom, Encoder, Env, LocalPid, Monitor, NifResult, Resource, ResourceArc, Term};
@@ -93,6 +93,10 @@ struct SessionState {
     /// Counts engine calls so the owner can tell a process that stopped reaching sync
     /// points (`:stuck`).
     progress: u64,
+    /// Reports (`{:error, exception, stacktrace}`) of unmanaged processes linked to a
+    /// managed one that died of a Lockstep call made outside the run: the real link kills
+    /// the managed process, and the owner reports this as why.
+    outside_crashes: HashMap<ProcId, SavedTerm>,
 }
 
 #[rustler::resource_impl]
@@ -724,6 +728,7 @@ fn session_new<'a>(
             done_sent: false,
             needs_cleanup: false,
             progress: 0,
+            outside_crashes: HashMap::new(),
         }),
     });
     env.monitor(&resource, &owner);
@@ -1207,6 +1212,41 @@ fn ets_names<'a>(
         }
     }
     Err(internal_error("ets_names: bad operation"))
+}
+
+/// An unmanaged process linked to managed process `id` is about to raise `report` (a
+/// Lockstep call made outside the run), which will kill `id` through the real link. Kept
+/// for `outside_crashes/1`. Not a sync point; any process may call it.
+#[rustler::nif]
+fn note_outside_crash(
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    report: Term,
+) -> NifResult<Atom> {
+    let mut guard = lock(&res)?;
+    let st = &mut *guard;
+    if !st.session.is_over() && st.session.proc(id).is_some() {
+        let saved = st.save(report);
+        st.outside_crashes.insert(id, saved);
+    }
+    Ok(atoms::ok())
+}
+
+/// `[{name, report}]`: the noted reports of processes that were then killed from outside
+/// the run.
+#[rustler::nif]
+fn outside_crashes<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
+    let st = lock_any(&res);
+    let list: Vec<Term> = st
+        .outside_crashes
+        .iter()
+        .filter_map(|(&id, saved)| {
+            let p = st.session.proc(id)?;
+            matches!(p.exit, Some(ExitCause::External))
+                .then(|| (name_term(env, &p.name), st.load(env, saved)).encode(env))
+        })
+        .collect();
+    Ok(list.encode(env))
 }
 
 /// Marks the session as having stored state the owner must clean up when it ends.
