@@ -455,10 +455,15 @@ defmodule Lockstep.Controller do
     cfg = Lockstep.Options.validate!(fn -> :ok end, Keyword.put(opts, :iterations, 1))
     cell = Native.strategy_new(Lockstep.Runner.strategy_spec(cfg))
     {session, tag} = Iteration.new_session(cell, iter_seed, cfg, capture?)
+    # Killed without terminate/2 (a :kill, or its linked caller dying), the controller
+    # leaves the janitor to tear the iteration down.
+    janitor = Lockstep.Janitor.start(self())
+    Lockstep.Janitor.watch(janitor, session, tag)
 
     {:ok,
      %{
        cfg: cfg,
+       janitor: janitor,
        session: session,
        tag: tag,
        capture?: capture?,
@@ -518,12 +523,13 @@ defmodule Lockstep.Controller do
   def handle_info(_other, state), do: {:noreply, state}
 
   @impl true
-  def terminate(_reason, %{result: nil, session: session}) do
+  def terminate(_reason, %{result: nil, session: session, janitor: janitor}) do
     Native.session_abort(session)
     Iteration.kill_all(Native.procs(session))
     Native.session_finish(session)
+    Lockstep.Janitor.stop(janitor)
     :ok
   end
 
-  def terminate(_reason, _state), do: :ok
+  def terminate(_reason, %{janitor: janitor}), do: Lockstep.Janitor.stop(janitor)
 end

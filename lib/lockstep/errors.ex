@@ -131,7 +131,7 @@ defmodule Lockstep.InconclusiveError do
 
   @impl true
   def message(%__MODULE__{} = e) do
-    "Lockstep run #{inspect(e.name)} tested nothing: all #{e.iterations} iterations hit " <>
+    "Lockstep run #{inspect(e.name)} tested nothing: #{all(e.iterations)} hit " <>
       ":max_steps (#{e.max_steps} scheduling steps) before their processes finished, so " <>
       "none ran to completion. Either the program never finishes on its own (a process " <>
       "loops forever: end it, e.g. stop the server the root no longer needs), or it needs " <>
@@ -139,4 +139,7 @@ defmodule Lockstep.InconclusiveError do
       "loop), use strategy: :fair_pct, which stops starving the one it waits for. " <>
       "(seed: #{e.seed}, strategy: #{inspect(e.strategy)})"
   end
+
+  defp all(1), do: "its only iteration"
+  defp all(n), do: "all #{n} iterations"
 end

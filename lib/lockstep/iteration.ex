@@ -16,10 +16,13 @@ defmodule Lockstep.Iteration do
   end
 
   @doc false
-  # The calling process becomes the session's owner: it gets `{tag, :done, reason}`.
+  # The calling process becomes the session's owner: it gets `{tag, :done, reason}`. Its
+  # janitor (see Lockstep.Janitor) learns the session before anything runs in it.
   def new_session(cell, iter_seed, cfg, capture?) do
     config = {cfg.max_steps, cfg.delivery, cfg.crash, cfg.timers}
-    Native.session_new(cell, iter_seed, config, capture?)
+    {session, tag} = Native.session_new(cell, iter_seed, config, capture?)
+    Lockstep.Janitor.watch(session, tag)
+    {session, tag}
   end
 
   @doc false

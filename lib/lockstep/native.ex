@@ -26,6 +26,7 @@ defmodule Lockstep.Native do
 
   def strategy_new(_spec), do: nif_error()
   def iteration_seed(_seed, _iteration), do: nif_error()
+  def live_sessions, do: nif_error()
   def session_new(_cell, _seed, _config, _capture), do: nif_error()
   def session_start(_session, _root_pid), do: nif_error()
   def session_abort(_session), do: nif_error()

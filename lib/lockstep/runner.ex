@@ -21,7 +21,9 @@ defmodule Lockstep.Runner do
     started = System.monotonic_time(:microsecond)
     Lockstep.Progress.start(cfg)
 
-    result = loop(fun, cfg, cell, 1, new_stats())
+    # If this process dies mid-run (an ExUnit timeout kills it), the janitor kills the
+    # run's processes and frees its state.
+    result = Lockstep.Janitor.with_janitor(fn -> loop(fun, cfg, cell, 1, new_stats()) end)
     Lockstep.Progress.stop()
     elapsed = System.monotonic_time(:microsecond) - started
 
@@ -246,7 +248,9 @@ defmodule Lockstep.Runner do
     file = TraceFile.load!(path)
     cfg = file_config(fun, file, path, opts)
     cell = Native.strategy_new({:replay, file.schedule})
-    result = Iteration.run(cell, fun, file.iter_seed, cfg, true)
+
+    result =
+      Lockstep.Janitor.with_janitor(fn -> Iteration.run(cell, fun, file.iter_seed, cfg, true) end)
 
     case result.kind do
       :diverged ->

@@ -148,19 +148,22 @@ defmodule Lockstep.Runtime do
 
   # Entry points -------------------------------------------------------------------------
 
+  # A process waiting to start checks now and then that its iteration is still on: if the
+  # owner died between spawning it and registering its pid with the NIF, no one would
+  # ever tell it to start or to exit.
+  @orphan_check_ms 1_000
+
   @doc false
-  def root_entry(session, tag, fun) do
-    receive do
-      {^tag, :go, :start} -> run_body(session, 0, tag, fun)
-      {^tag, :exit, _} -> :ok
-    end
-  end
+  def root_entry(session, tag, fun), do: child_entry(session, 0, tag, fun)
 
   @doc false
   def child_entry(session, id, tag, fun) do
     receive do
       {^tag, :go, :start} -> run_body(session, id, tag, fun)
       {^tag, :exit, _} -> :ok
+    after
+      @orphan_check_ms ->
+        if Native.outcome(session) == nil, do: child_entry(session, id, tag, fun), else: :ok
     end
   end
 

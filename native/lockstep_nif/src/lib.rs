@@ -33,6 +33,10 @@ use std::sync::{Mutex, MutexGuard};
 /// Tags are unique in the VM so a stale wake-up can never be mistaken for a current one.
 static NEXT_TAG: AtomicU64 = AtomicU64::new(0x4C53_0000_0000);
 
+/// Sessions not yet freed by the BEAM (a resource is freed once no process refers to it):
+/// lets tests check that a run's NIF state is released.
+static LIVE_SESSIONS: AtomicU64 = AtomicU64::new(0);
+
 /// A run's strategy, kept between iterations (PCT learns the run length across them). An
 /// iteration borrows it for its lifetime and gives it back in `session_finish`.
 pub struct StrategyCell {
@@ -139,6 +143,12 @@ impl Resource for SessionResource {
         let next = st.session.external_exit(proc, strategy);
         st.progress += 1;
         let _ = after_call(env, self.tag, st, next, None);
+    }
+}
+
+impl Drop for SessionResource {
+    fn drop(&mut self) {
+        LIVE_SESSIONS.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -698,6 +708,7 @@ fn session_new<'a>(
         })?;
     let session = Session::new(config, &mut strategy, seed);
     let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
+    LIVE_SESSIONS.fetch_add(1, Ordering::Relaxed);
     let owner = env.pid();
     let resource = ResourceArc::new(SessionResource {
         tag,
@@ -1353,6 +1364,12 @@ fn exit<'a>(
 
 // ---------------------------------------------------------------------------------------
 // Owner-side queries
+
+/// How many sessions the BEAM has not freed yet (see `LIVE_SESSIONS`).
+#[rustler::nif]
+fn live_sessions() -> u64 {
+    LIVE_SESSIONS.load(Ordering::Relaxed)
+}
 
 #[rustler::nif]
 fn iteration_seed(seed: u64, iteration: u64) -> u64 {
