@@ -50,6 +50,16 @@ defmodule Lockstep do
   alias Lockstep.Runtime
   import Lockstep.Timeout, only: [is_timeout: 1]
 
+  # The zero-arity function type is written `(() -> t)` by Elixir 1.14's formatter and
+  # `(-> t)` by 1.15+'s, each rewriting the other, so no spelling passes
+  # `mix format --check-formatted` on both. It is built here once from its AST, which no
+  # formatter touches, and every spec uses `body/0` or `body/1`.
+  @typedoc "A function of no arguments returning `result`: `(-> result)`."
+  @type body(result) :: unquote([{:->, [], [[], Macro.var(:result, nil)]}])
+
+  @typedoc "A function of no arguments: the root of a run or the code of a process."
+  @type body :: body(any())
+
   @typedoc "What `Lockstep.run/2` accepts; see `run/2`."
   @type option ::
           {:iterations, pos_integer()}
@@ -107,7 +117,7 @@ defmodule Lockstep do
     * `:stuck` — a managed process ran `:timeout` ms without reaching a sync point;
     * `:max_steps` — only with `fail_on_max_steps: true`.
   """
-  @spec run((() -> any()), [option()]) :: Lockstep.Summary.t()
+  @spec run(body(), [option()]) :: Lockstep.Summary.t()
   def run(fun, opts \\ []) do
     case check(fun, opts) do
       {:ok, summary} -> summary
@@ -119,7 +129,7 @@ defmodule Lockstep do
   Like `run/2` but returns `{:ok, summary}`, `{:error, %Lockstep.BugFound{}}` or
   `{:error, %Lockstep.InconclusiveError{}}`.
   """
-  @spec check((() -> any()), [option()]) ::
+  @spec check(body(), [option()]) ::
           {:ok, Lockstep.Summary.t()}
           | {:error, Lockstep.BugFound.t() | Lockstep.InconclusiveError.t()}
   def check(fun, opts \\ []), do: Lockstep.Runner.check(fun, opts)
@@ -133,7 +143,7 @@ defmodule Lockstep do
   Returns `:ok` when the schedule is followed to the end and nothing fails.
   Accepts `:timeout`, `:trace_dir` and `:name`; the other options come from the file.
   """
-  @spec replay((() -> any()), Path.t(), keyword()) :: :ok
+  @spec replay(body(), Path.t(), keyword()) :: :ok
   def replay(fun, path, opts \\ []), do: Lockstep.Runner.replay(fun, path, opts)
 
   @doc """
@@ -149,7 +159,7 @@ defmodule Lockstep do
 
   Options: `:max_attempts` (500), `:time_budget_ms` (30 000), `:timeout`.
   """
-  @spec shrink((() -> any()), Path.t(), keyword()) :: {:ok, map()} | {:error, term()}
+  @spec shrink(body(), Path.t(), keyword()) :: {:ok, map()} | {:error, term()}
   def shrink(fun, path, opts \\ []) do
     unless is_function(fun, 0) do
       raise ArgumentError,
@@ -160,14 +170,14 @@ defmodule Lockstep do
   end
 
   @doc "Spawns a managed process running `fun`; mirrors `Kernel.spawn/1`."
-  @spec spawn((() -> any())) :: pid()
+  @spec spawn(body()) :: pid()
   def spawn(fun), do: Runtime.spawn(fun, false)
 
   @doc """
   Spawns a managed process with options: `node: n` places it on simulated node `n`
   (see `Lockstep.Cluster`).
   """
-  @spec spawn((() -> any()), keyword()) :: pid()
+  @spec spawn(body(), keyword()) :: pid()
   def spawn(fun, []), do: Runtime.spawn(fun, false)
 
   def spawn(fun, node: node) when is_atom(node), do: Runtime.spawn(fun, false, node)
@@ -181,7 +191,7 @@ defmodule Lockstep do
   Spawns a managed process linked to the caller; mirrors `Kernel.spawn_link/1`. If either
   exits abnormally the other is killed by the (simulated) exit signal.
   """
-  @spec spawn_link((() -> any())) :: pid()
+  @spec spawn_link(body()) :: pid()
   def spawn_link(fun), do: Runtime.spawn(fun, true)
 
   @doc """
@@ -283,9 +293,11 @@ defmodule Lockstep do
   Sleeps `ms` virtual milliseconds; mirrors `Process.sleep/1`. Costs no wall time: the
   clock jumps when the timer fires.
 
-  Bad values fail as `Process.sleep/1` fails on OTP: a `FunctionClauseError` for anything
-  but `:infinity` or a non-negative integer, and `ErlangError` `:timeout_value` above
-  4_294_967_295 ms (the largest `receive … after` value). `:infinity` blocks for good.
+  Bad values fail as `Process.sleep/1` fails: a `FunctionClauseError` for anything but
+  `:infinity` or a non-negative integer. Above 4_294_967_295 ms (the largest
+  `receive … after` value) it follows the running Elixir: `ErlangError` `:timeout_value`
+  up to Elixir 1.17, a sleep that long from 1.18 (the virtual clock is 64-bit and
+  saturates). `:infinity` blocks for good.
   """
   @spec sleep(timeout()) :: :ok
   def sleep(ms) when is_timeout(ms), do: Runtime.sleep(ms)

@@ -72,7 +72,7 @@ defmodule Lockstep.Cluster do
   end
 
   @doc "Spawns a managed process on `node`; returns its pid."
-  @spec spawn(node(), (() -> any())) :: pid()
+  @spec spawn(node(), Lockstep.body()) :: pid()
   def spawn(node, fun) do
     check_name!(node)
     Runtime.spawn(fun, false, node)

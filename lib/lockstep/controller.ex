@@ -78,7 +78,7 @@ defmodule Lockstep.Controller do
   end
 
   @doc "Starts `fun` as the root process `P` of the controller's iteration; returns its pid."
-  @spec spawn_root(t(), (() -> any())) :: pid()
+  @spec spawn_root(t(), Lockstep.body()) :: pid()
   def spawn_root(ctl, fun) when is_function(fun, 0), do: call(ctl, {:spawn_root, fun})
 
   def spawn_root(_ctl, fun),
@@ -96,14 +96,14 @@ defmodule Lockstep.Controller do
   end
 
   @doc "Spawns a managed child of `parent` (the caller); a sync point. Returns the child's pid."
-  @spec request_spawn(t(), pid(), (() -> any())) :: pid()
+  @spec request_spawn(t(), pid(), Lockstep.body()) :: pid()
   def request_spawn(ctl, parent, fun) do
     as_managed!(ctl, parent)
     Runtime.spawn(fun, false)
   end
 
   @doc "Like `request_spawn/3`, linking parent and child."
-  @spec request_spawn_link(t(), pid(), (() -> any())) :: pid()
+  @spec request_spawn_link(t(), pid(), Lockstep.body()) :: pid()
   def request_spawn_link(ctl, parent, fun) do
     as_managed!(ctl, parent)
     Runtime.spawn(fun, true)

@@ -520,8 +520,10 @@ defmodule Lockstep.Runtime do
     resume(Native.sync_time(session, id, :now), tag)
   end
 
-  # `Lockstep.sleep/1` has `Process.sleep/1`'s guard; like it, a value a receive refuses
-  # raises `:timeout_value`, and `:infinity` waits forever (leaving the mailbox alone).
+  # `Lockstep.sleep/1` has `Process.sleep/1`'s guard, and `:infinity` waits forever
+  # (leaving the mailbox alone). Above the largest `after` value it does what the running
+  # Elixir's `Process.sleep/1` does: raise `:timeout_value` (1.17 and before), or sleep
+  # that long (1.18 and later; the virtual clock is 64-bit and saturates).
   def sleep(:infinity) do
     receive_loop("Lockstep.sleep(:infinity)", fn _tag -> @nomatch end)
   end
@@ -530,11 +532,23 @@ defmodule Lockstep.Runtime do
     {session, id, tag} = context("Lockstep.sleep/1")
 
     case Timeout.receive_timeout(ms) do
-      {:bad, value} -> Timeout.bad_after!(value)
+      {:bad, value} -> long_sleep(session, id, tag, value)
       ms -> resume(Native.sync_time(session, id, {:sleep, ms}), tag)
     end
 
     :ok
+  end
+
+  if Version.compare(System.version(), "1.18.0-dev") == :lt do
+    defp long_sleep(_session, _id, _tag, ms), do: Timeout.bad_after!(ms)
+  else
+    defp long_sleep(session, id, tag, ms) when ms > @max_u64 do
+      resume(Native.sync_time(session, id, {:sleep, @max_u64}), tag)
+      long_sleep(session, id, tag, ms - @max_u64)
+    end
+
+    defp long_sleep(session, id, tag, ms),
+      do: resume(Native.sync_time(session, id, {:sleep, ms}), tag)
   end
 
   def send_after(dest, msg, ms) when is_pid(dest) or is_atom(dest) do

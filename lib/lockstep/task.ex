@@ -27,7 +27,7 @@ defmodule Lockstep.Task do
   Runs `fun` in a new managed process linked to and monitored by the caller, and returns
   the task to `await/2`; mirrors `Task.async/1`.
   """
-  @spec async((() -> term())) :: t()
+  @spec async(Lockstep.body()) :: t()
   def async(fun) when is_function(fun, 0) do
     owner = self()
     pid = Lockstep.spawn_link(fn -> run_async(owner, fun) end)
@@ -152,10 +152,10 @@ defmodule Lockstep.Task do
   end
 
   @doc "Runs `fun` in a new managed process, not linked; mirrors `Task.start/1`."
-  @spec start((() -> term())) :: {:ok, pid()}
+  @spec start(Lockstep.body()) :: {:ok, pid()}
   def start(fun) when is_function(fun, 0), do: {:ok, Lockstep.spawn(fun)}
 
   @doc "Runs `fun` in a new managed process linked to the caller; mirrors `Task.start_link/1`."
-  @spec start_link((() -> term())) :: {:ok, pid()}
+  @spec start_link(Lockstep.body()) :: {:ok, pid()}
   def start_link(fun) when is_function(fun, 0), do: {:ok, Lockstep.spawn_link(fun)}
 end
