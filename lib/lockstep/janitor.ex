@@ -47,7 +47,7 @@ defmodule Lockstep.Janitor do
   `watch/3` and `stop/1` take.
   """
   def start(owner) when owner == self() do
-    janitor = spawn(&await_owner/0)
+    janitor = spawn(fn -> await_owner(Process.monitor(owner)) end)
     table = :ets.new(__MODULE__, [:set, :public, {:heir, janitor, :owner_died}])
     {janitor, table}
   end
@@ -74,16 +74,30 @@ defmodule Lockstep.Janitor do
     :ok
   end
 
-  defp await_owner do
+  # The table normally arrives with the owner's death. The monitor covers an owner killed
+  # before it made the table (or a `:DOWN` that overtakes the transfer): the janitor then
+  # waits a moment for the table, and does not wait forever.
+  defp await_owner(ref) do
     receive do
       {:"ETS-TRANSFER", table, _owner, :owner_died} ->
-        case :ets.lookup(table, :session) do
-          [{:session, session, tag}] -> clean_up(session, tag)
-          [] -> :ok
+        clean_up(table)
+
+      {:DOWN, ^ref, :process, _, _} ->
+        receive do
+          {:"ETS-TRANSFER", table, _owner, :owner_died} -> clean_up(table)
+        after
+          1_000 -> :ok
         end
 
       :stop ->
         :ok
+    end
+  end
+
+  defp clean_up(table) do
+    case :ets.lookup(table, :session) do
+      [{:session, session, tag}] -> clean_up(session, tag)
+      [] -> :ok
     end
   end
 
