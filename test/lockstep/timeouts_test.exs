@@ -84,6 +84,9 @@ defmodule Lockstep.TimeoutsTest do
          {:ok, a} = Lockstep.Agent.start_link(fn -> 0 end)
          Lockstep.GenServer.stop(a, :normal, t)
        end},
+      {"GenServer.start_link/3, timeout:",
+       fn t -> GenServer.start_link(__MODULE__.PlainServer, :ok, timeout: t) end,
+       fn t -> Lockstep.GenServer.start_link(__MODULE__.Silent, :ok, timeout: t) end},
       {"Task.await/2", fn t -> Task.await(Task.async(&slow_otp/0), t) end,
        fn t -> Lockstep.Task.await(Lockstep.Task.async(&slow_lockstep/0), t) end},
       {"Task.await_many/2", fn t -> Task.await_many([Task.async(&slow_otp/0)], t) end,
@@ -253,6 +256,13 @@ defmodule Lockstep.TimeoutsTest do
     assert {:returned, {:message, message}} = error
     assert message =~ "18446744073709551616"
     assert message =~ "virtual ms"
+  end
+
+  defmodule PlainServer do
+    use GenServer
+
+    @impl true
+    def init(state), do: {:ok, state}
   end
 
   defmodule Silent do
