@@ -525,6 +525,7 @@ defmodule Lockstep.Runtime do
   # Elixir's `Process.sleep/1` does: raise `:timeout_value` (1.17 and before), or sleep
   # that long (1.18 and later; the virtual clock is 64-bit and saturates).
   def sleep(:infinity) do
+    context("Lockstep.sleep/1")
     receive_loop("Lockstep.sleep(:infinity)", fn _tag -> @nomatch end)
   end
 
@@ -547,8 +548,10 @@ defmodule Lockstep.Runtime do
       long_sleep(session, id, tag, ms - @max_u64)
     end
 
-    defp long_sleep(session, id, tag, ms),
+    defp long_sleep(session, id, tag, ms) when is_integer(ms) and ms >= 0,
       do: resume(Native.sync_time(session, id, {:sleep, ms}), tag)
+
+    defp long_sleep(_session, _id, _tag, ms), do: Timeout.bad_after!(ms)
   end
 
   def send_after(dest, msg, ms) when is_pid(dest) or is_atom(dest) do

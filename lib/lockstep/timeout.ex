@@ -64,7 +64,7 @@ defmodule Lockstep.Timeout do
     }
   end
 
-  def format_error(:badarg, [{_m, f, args, _} | _]) when is_list(args) and args != [] do
+  def format_error(:badarg, [{_m, _f, args, _} | _]) when is_list(args) and args != [] do
     ms = List.last(args)
 
     text =
@@ -72,8 +72,8 @@ defmodule Lockstep.Timeout do
         "#{ms} virtual ms is beyond the latest timer deadline: Lockstep.now() + ms must be " <>
           "at most #{@max_deadline} (OTP's limit, about 2^63 ns)"
       else
-        "#{inspect(ms)} is not a valid time for #{f}: expected a non-negative integer of " <>
-          "virtual ms, as for Process.send_after/3"
+        "#{inspect(ms)} is not a valid time for Lockstep.send_after/3: expected a " <>
+          "non-negative integer of virtual ms, as for Process.send_after/3"
       end
 
     %{length(args) => text}
