@@ -243,6 +243,22 @@ defmodule Lockstep.TimeoutsTest do
            end) == {:returned, :got}
   end
 
+  test "sleep(:infinity) blocks for good, as Process.sleep(:infinity) does" do
+    assert otp(fn -> Process.sleep(:infinity) end) == :waits
+
+    dir = Path.join(System.tmp_dir!(), "lockstep_sleep_#{System.unique_integer([:positive])}")
+    on_exit(fn -> File.rm_rf!(dir) end)
+
+    assert {:error, %Lockstep.BugFound{kind: :deadlock, details: [blocked]}} =
+             Lockstep.check(fn -> Lockstep.sleep(:infinity) end,
+               iterations: 1,
+               seed: 1,
+               trace_dir: dir
+             )
+
+    assert blocked.waiting_for == "Lockstep.sleep(:infinity)"
+  end
+
   test "the error names the bad value and the accepted range" do
     error =
       lockstep(fn ->
