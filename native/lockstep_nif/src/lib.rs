@@ -37,6 +37,12 @@ static NEXT_TAG: AtomicU64 = AtomicU64::new(0x4C53_0000_0000);
 /// lets tests check that a run's NIF state is released.
 static LIVE_SESSIONS: AtomicU64 = AtomicU64::new(0);
 
+impl Drop for SessionResource {
+    fn drop(&mut self) {
+        LIVE_SESSIONS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A run's strategy, kept between iterations (PCT learns the run length across them). An
 /// iteration borrows it for its lifetime and gives it back in `session_finish`.
 pub struct StrategyCell {
@@ -143,12 +149,6 @@ impl Resource for SessionResource {
         let next = st.session.external_exit(proc, strategy);
         st.progress += 1;
         let _ = after_call(env, self.tag, st, next, None);
-    }
-}
-
-impl Drop for SessionResource {
-    fn drop(&mut self) {
-        LIVE_SESSIONS.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
