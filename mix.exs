@@ -76,6 +76,8 @@ defmodule Lockstep.MixProject do
     [
       app: :lockstep,
       version: @version,
+      # Tested with Elixir 1.14.0, 1.17.3 and 1.18.4 on OTP 25.2.3 (see README.md,
+      # "Supported versions"); OTP 25 or later is required.
       elixir: "~> 1.14",
       start_permanent: Mix.env() == :prod,
       compilers: [:lockstep_nif | Mix.compilers()],

@@ -92,7 +92,9 @@ defmodule Lockstep.Examples.CounterRace do
       "Running two get-then-put clients against a counter under Lockstep (strategy :pct)…\n"
     )
 
-    case Lockstep.check(&__MODULE__.racy/0, iterations: 500, name: "counter_race_demo", seed: 2026) do
+    opts = [iterations: 500, name: "counter_race_demo", seed: 2026]
+
+    case Lockstep.check(&__MODULE__.racy/0, opts) do
       {:error, bug} ->
         IO.puts(Exception.message(bug))
 

@@ -48,6 +48,17 @@ defmodule Lockstep do
   import Kernel, except: [spawn: 1, spawn_link: 1, send: 2, node: 0]
 
   alias Lockstep.Runtime
+  import Lockstep.Timeout, only: [is_timeout: 1]
+
+  # The zero-arity function type is written `(() -> t)` by Elixir 1.14's formatter and
+  # `(-> t)` by 1.15+'s, each rewriting the other, so no spelling passes
+  # `mix format --check-formatted` on both. It is built here once from its AST, which no
+  # formatter touches, and every spec uses `body/0` or `body/1`.
+  @typedoc "A function of no arguments returning `result`: `(-> result)`."
+  @type body(result) :: unquote([{:->, [], [[], Macro.var(:result, nil)]}])
+
+  @typedoc "A function of no arguments: the root of a run or the code of a process."
+  @type body :: body(any())
 
   @typedoc "What `Lockstep.run/2` accepts; see `run/2`."
   @type option ::
@@ -67,17 +78,27 @@ defmodule Lockstep do
 
   @doc """
   Runs `fun` as the root process of up to `:iterations` controlled iterations and returns a
-  `%Lockstep.Summary{}`; raises `Lockstep.BugFound` at the first failing iteration.
+  `%Lockstep.Summary{}`; raises `Lockstep.BugFound` at the first failing iteration, and
+  `Lockstep.InconclusiveError` when no iteration ran to completion (every one hit
+  `:max_steps`: the run tested nothing).
+
+  When more than a tenth of the iterations hit `:max_steps`, the summary's `warnings`
+  and a line on stderr say so, with the counts.
 
   ## Options
 
-    * `:iterations` (100) — iterations to try; stops at the first bug.
-    * `:strategy` (`:pct`) — `:random` or `:pct`, or `{name, opts}` such as
-      `{:pct, bug_depth: 2}`.
-    * `:seed` (ExUnit's seed under ExUnit, else random) — iteration seeds derive from it.
-    * `:bug_depth` (3) — PCT's d.
-    * `:max_steps` (10_000) — scheduling steps per iteration; reaching it ends the
-      iteration as inconclusive, or fails it with `fail_on_max_steps: true`.
+  Invalid options raise `ArgumentError` naming the key, the value and what is accepted.
+
+    * `:iterations` (100) — iterations to try (1..2^64-1); stops at the first bug.
+    * `:strategy` (`:pct`) — `:random`, `:pct`, `:fair_pct`, `:pos` or `:idpct`, or
+      `{name, opts}` such as `{:pct, bug_depth: 2}` (`bug_depth`, `d_min` and `d_max` in
+      1..2^32-1, `fair_switch` in 1..2^64-1).
+    * `:seed` (ExUnit's seed under ExUnit, else random) — iteration seeds derive from it;
+      an integer in 0..2^64-1, used as it is (no reduction), so the seed a report prints
+      is the one to pass back.
+    * `:bug_depth` (3) — PCT's d, 1..2^32-1.
+    * `:max_steps` (10_000) — scheduling steps per iteration (1..2^64-1); reaching it ends
+      the iteration as inconclusive, or fails it with `fail_on_max_steps: true`.
     * `:fail_on_max_steps` (`false`).
     * `:timeout` (5_000) — wall-clock ms a managed process may run without reaching a
       sync point before the iteration fails as `:stuck`.
@@ -105,7 +126,7 @@ defmodule Lockstep do
     * `:stuck` — a managed process ran `:timeout` ms without reaching a sync point;
     * `:max_steps` — only with `fail_on_max_steps: true`.
   """
-  @spec run((() -> any()), [option()]) :: Lockstep.Summary.t()
+  @spec run(body(), [option()]) :: Lockstep.Summary.t()
   def run(fun, opts \\ []) do
     case check(fun, opts) do
       {:ok, summary} -> summary
@@ -114,10 +135,12 @@ defmodule Lockstep do
   end
 
   @doc """
-  Like `run/2` but returns `{:ok, summary}` or `{:error, %Lockstep.BugFound{}}`.
+  Like `run/2` but returns `{:ok, summary}`, `{:error, %Lockstep.BugFound{}}` or
+  `{:error, %Lockstep.InconclusiveError{}}`.
   """
-  @spec check((() -> any()), [option()]) ::
-          {:ok, Lockstep.Summary.t()} | {:error, Lockstep.BugFound.t()}
+  @spec check(body(), [option()]) ::
+          {:ok, Lockstep.Summary.t()}
+          | {:error, Lockstep.BugFound.t() | Lockstep.InconclusiveError.t()}
   def check(fun, opts \\ []), do: Lockstep.Runner.check(fun, opts)
 
   @doc """
@@ -133,7 +156,7 @@ defmodule Lockstep do
   `:max_trace_bytes` (default 16 MiB: the limit on the file and on its decoded
   contents); the other options come from the file.
   """
-  @spec replay((() -> any()), Path.t() | {:schedule, String.t()}, keyword()) :: :ok
+  @spec replay(body(), Path.t() | {:schedule, String.t()}, keyword()) :: :ok
   def replay(fun, path, opts \\ []), do: Lockstep.Runner.replay(fun, path, opts)
 
   @doc """
@@ -155,7 +178,7 @@ defmodule Lockstep do
   Options: `:max_attempts` (500), `:time_budget_ms` (30 000), `:timeout`,
   `:max_trace_bytes` (as for `replay/3`).
   """
-  @spec shrink((() -> any()), Path.t() | {:schedule, String.t()}, keyword()) ::
+  @spec shrink(body(), Path.t() | {:schedule, String.t()}, keyword()) ::
           {:ok, map()} | {:error, term()}
   def shrink(fun, path, opts \\ []) do
     unless is_function(fun, 0) do
@@ -167,14 +190,14 @@ defmodule Lockstep do
   end
 
   @doc "Spawns a managed process running `fun`; mirrors `Kernel.spawn/1`."
-  @spec spawn((() -> any())) :: pid()
+  @spec spawn(body()) :: pid()
   def spawn(fun), do: Runtime.spawn(fun, false)
 
   @doc """
   Spawns a managed process with options: `node: n` places it on simulated node `n`
   (see `Lockstep.Cluster`).
   """
-  @spec spawn((() -> any()), keyword()) :: pid()
+  @spec spawn(body(), keyword()) :: pid()
   def spawn(fun, []), do: Runtime.spawn(fun, false)
 
   def spawn(fun, node: node) when is_atom(node), do: Runtime.spawn(fun, false, node)
@@ -188,7 +211,7 @@ defmodule Lockstep do
   Spawns a managed process linked to the caller; mirrors `Kernel.spawn_link/1`. If either
   exits abnormally the other is killed by the (simulated) exit signal.
   """
-  @spec spawn_link((() -> any())) :: pid()
+  @spec spawn_link(body()) :: pid()
   def spawn_link(fun), do: Runtime.spawn(fun, true)
 
   @doc """
@@ -289,13 +312,23 @@ defmodule Lockstep do
   @doc """
   Sleeps `ms` virtual milliseconds; mirrors `Process.sleep/1`. Costs no wall time: the
   clock jumps when the timer fires.
+
+  Bad values fail as `Process.sleep/1` fails: a `FunctionClauseError` for anything but
+  `:infinity` or a non-negative integer. Above 4_294_967_295 ms (the largest
+  `receive … after` value) it follows the running Elixir: `ErlangError` `:timeout_value`
+  up to Elixir 1.17, a sleep that long from 1.18 (the virtual clock is 64-bit and
+  saturates). `:infinity` blocks for good.
   """
-  @spec sleep(non_neg_integer()) :: :ok
-  def sleep(ms), do: Runtime.sleep(ms)
+  @spec sleep(timeout()) :: :ok
+  def sleep(ms) when is_timeout(ms), do: Runtime.sleep(ms)
 
   @doc """
   Sends `msg` to `dest` after `ms` virtual milliseconds; mirrors `Process.send_after/3`.
   Returns a timer reference for `cancel_timer/1`.
+
+  As with `Process.send_after/3`, a time that is not a non-negative integer, or whose
+  deadline is beyond the clock's range (`Lockstep.now() + ms` above 9_223_372_036_854 ms,
+  OTP's limit of about 2^63 ns), raises `ArgumentError`.
   """
   @spec send_after(pid() | atom(), term(), non_neg_integer()) :: reference()
   def send_after(dest, msg, ms), do: Runtime.send_after(dest, msg, ms)
@@ -334,6 +367,10 @@ defmodule Lockstep do
 
   Each attempt is a sync point; a process with nothing matching is blocked until a new
   message reaches it or its timeout fires (in virtual time, see the `:timers` option).
+
+  The `after` value is checked as Kernel's receive checks it: anything but `:infinity` or
+  an integer in `0..4_294_967_295` raises `ErlangError` `:timeout_value`, when nothing in
+  the mailbox matches (a matching message is taken whatever the value).
   """
   defmacro receive(clauses) do
     case clauses do
@@ -405,7 +442,7 @@ defmodule Lockstep do
 
     {timeout, on_timeout} =
       case after_clause do
-        nil -> {nil, quote(do: :unreachable)}
+        nil -> {:infinity, quote(do: :unreachable)}
         {timeout, body} -> {timeout, body}
       end
 
@@ -419,7 +456,7 @@ defmodule Lockstep do
             unquote(loop).(
               unquote(loop),
               unquote(ctx),
-              Lockstep.Runtime.receive_retry(unquote(ctx))
+              Lockstep.Runtime.receive_retry(unquote(ctx), unquote(attempt))
             )
         end
       end

@@ -30,13 +30,13 @@ defmodule Lockstep.Agent do
   `Agent.start_link/2`. Options are those of `Lockstep.GenServer.start_link/3` (`:name`,
   `:timeout`).
   """
-  @spec start_link((() -> state()), [GenServer.option()]) :: GenServer.on_start()
+  @spec start_link(Lockstep.body(state()), [GenServer.option()]) :: GenServer.on_start()
   def start_link(fun, opts \\ []) when is_function(fun, 0) do
     GenServer.start_link(__MODULE__.Server, fun, opts)
   end
 
   @doc "Like `start_link/2` but not linked to the caller; mirrors `Agent.start/2`."
-  @spec start((() -> state()), [GenServer.option()]) :: GenServer.on_start()
+  @spec start(Lockstep.body(state()), [GenServer.option()]) :: GenServer.on_start()
   def start(fun, opts \\ []) when is_function(fun, 0) do
     GenServer.start(__MODULE__.Server, fun, opts)
   end

@@ -72,7 +72,7 @@ defmodule Lockstep.Cluster do
   end
 
   @doc "Spawns a managed process on `node`; returns its pid."
-  @spec spawn(node(), (() -> any())) :: pid()
+  @spec spawn(node(), Lockstep.body()) :: pid()
   def spawn(node, fun) do
     check_name!(node)
     Runtime.spawn(fun, false, node)
@@ -126,13 +126,15 @@ defmodule Lockstep.Cluster do
 
   @doc "Sets the virtual `net_ticktime` in ms for partitions made afterwards. Returns `:ok`."
   @spec set_ticktime(pos_integer()) :: :ok
-  def set_ticktime(ms) when is_integer(ms) and ms > 0, do: Runtime.cluster({:set_ticktime, ms})
+  def set_ticktime(ms) when is_integer(ms) and ms > 0 and ms <= 18_446_744_073_709_551_615,
+    do: Runtime.cluster({:set_ticktime, ms})
 
   def set_ticktime(other),
     do:
       raise(
         ArgumentError,
-        "Lockstep.Cluster.set_ticktime/1 expects a positive integer (ms), got: #{inspect(other)}"
+        "Lockstep.Cluster.set_ticktime/1 expects a positive integer of virtual ms in " <>
+          "1..18446744073709551615 (it must fit in 64 bits), got: #{inspect(other)}"
       )
 
   defp check_name!(node) when is_atom(node) and node not in [nil, true, false], do: :ok

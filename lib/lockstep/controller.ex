@@ -65,7 +65,7 @@ defmodule Lockstep.Controller do
     unless is_integer(seed) and seed >= 0 and seed < 18_446_744_073_709_551_616 do
       raise ArgumentError,
             "invalid value for option :seed: got #{inspect(seed)}, expected a non-negative " <>
-              "integer below 2^64 (the iteration seed)"
+              "integer in 0..18446744073709551615 (it must fit in 64 bits; the iteration seed)"
     end
 
     Lockstep.Options.validate!(fn -> :ok end, Keyword.put(opts, :iterations, 1))
@@ -78,7 +78,7 @@ defmodule Lockstep.Controller do
   end
 
   @doc "Starts `fun` as the root process `P` of the controller's iteration; returns its pid."
-  @spec spawn_root(t(), (() -> any())) :: pid()
+  @spec spawn_root(t(), Lockstep.body()) :: pid()
   def spawn_root(ctl, fun) when is_function(fun, 0), do: call(ctl, {:spawn_root, fun})
 
   def spawn_root(_ctl, fun),
@@ -96,14 +96,14 @@ defmodule Lockstep.Controller do
   end
 
   @doc "Spawns a managed child of `parent` (the caller); a sync point. Returns the child's pid."
-  @spec request_spawn(t(), pid(), (() -> any())) :: pid()
+  @spec request_spawn(t(), pid(), Lockstep.body()) :: pid()
   def request_spawn(ctl, parent, fun) do
     as_managed!(ctl, parent)
     Runtime.spawn(fun, false)
   end
 
   @doc "Like `request_spawn/3`, linking parent and child."
-  @spec request_spawn_link(t(), pid(), (() -> any())) :: pid()
+  @spec request_spawn_link(t(), pid(), Lockstep.body()) :: pid()
   def request_spawn_link(ctl, parent, fun) do
     as_managed!(ctl, parent)
     Runtime.spawn(fun, true)
@@ -456,10 +456,15 @@ defmodule Lockstep.Controller do
     cell = Native.strategy_new(Lockstep.Runner.strategy_spec(cfg))
     done = make_ref()
     {session, tag} = Iteration.new_session(cell, iter_seed, cfg, capture?, done)
+    # Killed without terminate/2 (a :kill, or its linked caller dying), the controller
+    # leaves the janitor to tear the iteration down.
+    janitor = Lockstep.Janitor.start(self())
+    Lockstep.Janitor.watch(janitor, session, tag)
 
     {:ok,
      %{
        cfg: cfg,
+       janitor: janitor,
        session: session,
        tag: tag,
        done_ref: done,
@@ -524,12 +529,13 @@ defmodule Lockstep.Controller do
   def handle_info(_other, state), do: {:noreply, state}
 
   @impl true
-  def terminate(_reason, %{result: nil, session: session}) do
+  def terminate(_reason, %{result: nil, session: session, janitor: janitor}) do
     Native.session_abort(session)
     Iteration.kill_all(Native.procs(session))
     Native.session_finish(session)
+    Lockstep.Janitor.stop(janitor)
     :ok
   end
 
-  def terminate(_reason, _state), do: :ok
+  def terminate(_reason, %{janitor: janitor}), do: Lockstep.Janitor.stop(janitor)
 end

@@ -2,16 +2,64 @@ defmodule Lockstep.NotManagedError do
   @moduledoc """
   Raised when a Lockstep runtime function (a sync point) is called from a process that is
   not managed by a running `Lockstep.run/2`.
+
+  Fields: `function` (the Lockstep function called, when known), `reason`, and for the
+  run-context cases `process` (the caller) and `context_owner` (the managed process the
+  context belongs to). `reason` is:
+
+    * `nil` — the caller has no run context at all;
+    * `:ended` — the caller holds a run context (`Process.get(:"$lockstep")` copied out of
+      a managed process) whose iteration has ended;
+    * `:copied` — the iteration is running, but the context belongs to another process;
+    * `:unmanaged` — the caller is a real process started by (or linked to) the managed
+      process `context_owner` with `Kernel.spawn/1`, `spawn_link/1`, `Task.async/1` or
+      the like, so it is outside the run. When it is linked, the run reports this error
+      as the failure of the managed process the link then kills.
   """
-  defexception [:function]
+  defexception [:function, :reason, :process, :context_owner]
+
+  @type t :: %__MODULE__{
+          function: String.t() | nil,
+          reason: nil | :ended | :copied | :unmanaged,
+          process: pid() | nil,
+          context_owner: pid() | nil
+        }
 
   @impl true
+  def message(%{reason: :ended} = e) do
+    "#{what(e)} was called by #{inspect(e.process)} with a run context whose iteration has " <>
+      "ended: the context (the process-dictionary entry Lockstep keeps for each managed " <>
+      "process) was copied out of a managed process and used after its run finished. A " <>
+      "context belongs to one managed process of one iteration; make the calls from " <>
+      "processes of the run, started with Lockstep.spawn/1 (or Lockstep.Task, " <>
+      "Lockstep.GenServer, …)."
+  end
+
+  def message(%{reason: :copied} = e) do
+    "#{what(e)} was called by #{inspect(e.process)}, which is not the managed process " <>
+      "#{inspect(e.context_owner)} its run context belongs to: the context was copied " <>
+      "into another process. Only processes started by the run are managed: start this " <>
+      "one with Lockstep.spawn/1 (or Lockstep.Task.async/1, Lockstep.GenServer, …) " <>
+      "instead of Kernel.spawn/1 or Task."
+  end
+
+  def message(%{reason: :unmanaged} = e) do
+    "#{what(e)} was called by #{inspect(e.process)}, a process Lockstep does not manage, " <>
+      "started by or linked to the managed process #{inspect(e.context_owner)}. " <>
+      "Kernel.spawn/1, spawn_link/1, Task.async/1 and other OTP calls start real " <>
+      "processes outside the run; start it with Lockstep.spawn/1, Lockstep.spawn_link/1 " <>
+      "or Lockstep.Task.async/1 instead."
+  end
+
   def message(%{function: function}) do
     "#{function || "a Lockstep runtime function"} was called outside a Lockstep run. " <>
       "Sync points only work in processes started by Lockstep.run/2 (the root function) " <>
       "or spawned from them with Lockstep.spawn/1; wrap the code in " <>
       "Lockstep.run(fn -> ... end) or spawn the process with Lockstep.spawn."
   end
+
+  defp what(%{function: nil}), do: "A Lockstep function"
+  defp what(%{function: function}), do: function
 end
 
 defmodule Lockstep.InternalError do
@@ -60,4 +108,41 @@ defmodule Lockstep.ReplayDivergence do
   defp fmt1({:deliver, from, to}), do: "deliver #{from} -> #{to}"
   defp fmt1({:random, n}), do: "random #{n}"
   defp fmt1(other), do: inspect(other)
+end
+
+defmodule Lockstep.InconclusiveError do
+  @moduledoc """
+  Returned by `Lockstep.check/2` (and raised by `Lockstep.run/2`) when no iteration ran to
+  completion: every one hit `:max_steps`, so the run tested nothing.
+
+  Fields: `name` (the run's label), `iterations` (how many ran), `max_steps_hit` (how many
+  hit the limit: all of them), `max_steps`, `seed` and `strategy` (as in
+  `Lockstep.Summary`). The message says what happened and which knobs to turn:
+  `:max_steps` when the program needs more steps, `strategy: :fair_pct` when a process
+  spins waiting for another that the strategy starves.
+  """
+  defexception [:name, :iterations, :max_steps_hit, :max_steps, :seed, :strategy]
+
+  @type t :: %__MODULE__{
+          name: String.t(),
+          iterations: pos_integer(),
+          max_steps_hit: pos_integer(),
+          max_steps: pos_integer(),
+          seed: non_neg_integer(),
+          strategy: atom() | {atom(), keyword()}
+        }
+
+  @impl true
+  def message(%__MODULE__{} = e) do
+    "Lockstep run #{inspect(e.name)} tested nothing: #{all(e.iterations)} hit " <>
+      ":max_steps (#{e.max_steps} scheduling steps) before their processes finished, so " <>
+      "none ran to completion. Either the program never finishes on its own (a process " <>
+      "loops forever: end it, e.g. stop the server the root no longer needs), or it needs " <>
+      "more steps: raise :max_steps. If a process spins waiting for another (a yield " <>
+      "loop), use strategy: :fair_pct, which stops starving the one it waits for. " <>
+      "(seed: #{e.seed}, strategy: #{inspect(e.strategy)})"
+  end
+
+  defp all(1), do: "its only iteration"
+  defp all(n), do: "all #{n} iterations"
 end

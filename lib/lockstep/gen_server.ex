@@ -84,7 +84,8 @@ defmodule Lockstep.GenServer do
 
   require Lockstep
 
-  alias Lockstep.Runtime
+  alias Lockstep.{Runtime, Timeout}
+  import Lockstep.Timeout, only: [is_timeout: 1]
 
   @typedoc "A server: a pid, a registered atom, `{atom, node}`, `{:global, term}` or `{:via, module, term}`."
   @type server :: pid() | atom() | {atom(), node()} | {:global, term()} | {:via, module(), term()}
@@ -249,9 +250,13 @@ defmodule Lockstep.GenServer do
   request, timeout]}}` when no reply comes in time (a later reply is dropped),
   `{:noproc, {…}}` when the server is not running, `{reason, {…}}` when the server exits
   during the call, and `{:calling_self, {…}}` when a server calls itself.
+
+  A bad `timeout` fails as in `GenServer.call/3`: a `FunctionClauseError` unless it is
+  `:infinity` or a non-negative integer, and `ErlangError` `:timeout_value` (after the
+  request is sent, when the caller would wait) above 4_294_967_295 ms.
   """
   @spec call(server(), term(), timeout_ms()) :: term()
-  def call(server, request, timeout \\ 5000) do
+  def call(server, request, timeout \\ 5000) when is_timeout(timeout) do
     mfa = {__MODULE__, :call, [server, request, timeout]}
 
     case resolve(server) do
@@ -373,6 +378,13 @@ defmodule Lockstep.GenServer do
   `{:noproc, {Lockstep.GenServer, :stop, [server, reason, timeout]}}` when the server is
   not running, `{other_reason, {…}}` when it exits with another reason, and
   `{:timeout, {…}}` when it has not exited in time.
+
+  A bad `timeout` exits the caller as `GenServer.stop/3` does on OTP 25 (whose
+  `:sys.terminate/3` fails): with `{{{:function_clause, stacktrace}, {:sys, :terminate,
+  [server, reason, timeout]}}, {Lockstep.GenServer, :stop, [server, reason, timeout]}}`
+  when it is not `:infinity` or a non-negative integer (the server is left running), and
+  the same with `:timeout_value` above 4_294_967_295 ms (the stop request is sent first,
+  so the server stops).
   """
   @spec stop(server(), term(), timeout_ms()) :: :ok
   def stop(server, reason \\ :normal, timeout \\ :infinity) do
@@ -394,8 +406,14 @@ defmodule Lockstep.GenServer do
   end
 
   defp stop_monitored(pid, reason, timeout, mfa) do
+    bad_stop_type!(pid, reason, timeout, mfa)
     mref = Lockstep.monitor(pid)
     Lockstep.send(pid, {:system, nil, {:terminate, reason}})
+
+    with {:bad, _} <- Timeout.receive_timeout(timeout) do
+      Lockstep.demonitor(mref, [:flush])
+      bad_stop!(:timeout_value, pid, reason, timeout, mfa)
+    end
 
     Lockstep.receive do
       {:DOWN, ^mref, _, _, ^reason} ->
@@ -414,6 +432,7 @@ defmodule Lockstep.GenServer do
   # terminate/2, through an alias); then a monitor waits for the exit itself, so that, as
   # with a local server, stop/3 returns once the server is gone.
   defp stop_unmonitored(dest, reason, timeout, mfa) do
+    bad_stop_type!(dest, reason, timeout, mfa)
     ref = make_ref()
     reply_to = Runtime.alias()
 
@@ -423,6 +442,11 @@ defmodule Lockstep.GenServer do
         exit({:noproc, mfa})
 
       :ok ->
+        with {:bad, _} <- Timeout.receive_timeout(timeout) do
+          Runtime.unalias(reply_to)
+          bad_stop!(:timeout_value, dest, reason, timeout, mfa)
+        end
+
         Lockstep.receive do
           {^ref, {:stopping, pid}} ->
             Runtime.unalias(reply_to)
@@ -439,6 +463,18 @@ defmodule Lockstep.GenServer do
             exit({:timeout, mfa})
         end
     end
+  end
+
+  # OTP's stop runs `:sys.terminate(server, reason, timeout)`, whose `:gen.call/4` guard
+  # refuses a bad timeout (`:function_clause`) before sending, and whose receive refuses a
+  # too large one (`:timeout_value`) after; `:sys` wraps either in `{reason, mfa}`.
+  defp bad_stop_type!(server, reason, timeout, mfa) do
+    unless is_timeout(timeout), do: bad_stop!(:function_clause, server, reason, timeout, mfa)
+  end
+
+  defp bad_stop!(error, server, reason, timeout, mfa) do
+    {:current_stacktrace, [_info | stacktrace]} = Process.info(self(), :current_stacktrace)
+    exit({{{error, stacktrace}, {:sys, :terminate, [server, reason, timeout]}}, mfa})
   end
 
   @doc """

@@ -21,10 +21,13 @@ defmodule Lockstep.Iteration do
   end
 
   @doc false
-  # The calling process becomes the session's owner: it gets `{done, :done, reason}`.
+  # The calling process becomes the session's owner: it gets `{done, :done, reason}`. Its
+  # janitor (see Lockstep.Janitor) learns the session before anything runs in it.
   def new_session(cell, iter_seed, cfg, capture?, done) do
     config = {cfg.max_steps, cfg.delivery, cfg.crash, cfg.timers}
-    Native.session_new(cell, iter_seed, config, capture?, done)
+    {session, tag} = Native.session_new(cell, iter_seed, config, capture?, done)
+    Lockstep.Janitor.watch(session, tag)
+    {session, tag}
   end
 
   @doc false
@@ -103,6 +106,9 @@ defmodule Lockstep.Iteration do
     {kind, proc} =
       if stuck == :internal_error, do: {:internal_error, nil}, else: classify(outcome, stuck)
 
+    reason =
+      if kind in [:exception, :crash], do: outside_reason(session, proc, reason), else: reason
+
     result = %{
       kind: kind,
       proc: proc,
@@ -140,6 +146,15 @@ defmodule Lockstep.Iteration do
       end
 
     if capture?, do: %{result | trace: Native.trace(session)}, else: result
+  end
+
+  # A process killed from outside the run by the real link to an unmanaged process that
+  # died of a Lockstep call made outside the run: that error is why it failed.
+  defp outside_reason(session, proc, reason) do
+    case List.keyfind(Native.outside_crashes(session), proc, 0) do
+      {^proc, report} -> report
+      nil -> reason
+    end
   end
 
   defp pid_names(procs) do

@@ -26,6 +26,7 @@ defmodule Lockstep.Native do
 
   def strategy_new(_spec), do: nif_error()
   def iteration_seed(_seed, _iteration), do: nif_error()
+  def live_sessions, do: nif_error()
   def session_new(_cell, _seed, _config, _capture, _done), do: nif_error()
   def session_start(_session, _root_pid), do: nif_error()
   def session_abort(_session), do: nif_error()
@@ -52,6 +53,8 @@ defmodule Lockstep.Native do
   def ets_names(_session, _id, _op), do: nif_error()
   def consumed(_session, _id, _msg), do: nif_error()
   def mark_cleanup(_session), do: nif_error()
+  def note_outside_crash(_session, _id, _report), do: nif_error()
+  def outside_crashes(_session), do: nif_error()
   def hold(_session, _id, _msg, _payload), do: nif_error()
   def alias(_session, _id, _alias, _on), do: nif_error()
   def exit(_session, _id, _class, _report, _reason, _pending), do: nif_error()

@@ -5,6 +5,9 @@ defmodule Lockstep.Options do
 
   @strategies [:random, :pct, :fair_pct, :pos, :idpct]
 
+  @max_u64 18_446_744_073_709_551_615
+  @max_u32 4_294_967_295
+
   @defaults [
     iterations: 100,
     strategy: :pct,
@@ -62,17 +65,21 @@ defmodule Lockstep.Options do
     unless value in [:on_idle, :anytime], do: bad!(:timers, value, ":on_idle or :anytime")
   end
 
-  defp check_key!(key, value) when key in [:iterations, :max_steps, :timeout, :bug_depth] do
-    unless is_integer(value) and value > 0 do
-      bad!(key, value, "a positive integer")
-    end
+  # The engine counts iterations and steps in 64 bits and PCT depths in 32; `:timeout` is
+  # only used by the owner's wall-clock watch, so any positive integer works.
+  defp check_key!(key, value) when key in [:iterations, :max_steps] do
+    check_range!(key, value, 1, @max_u64)
   end
 
-  defp check_key!(:seed, value) do
-    unless is_integer(value) and value >= 0 and value < 18_446_744_073_709_551_616 do
-      bad!(:seed, value, "a non-negative integer below 2^64")
-    end
+  defp check_key!(:bug_depth, value), do: check_range!(:bug_depth, value, 1, @max_u32)
+
+  defp check_key!(:timeout, value) do
+    unless is_integer(value) and value > 0, do: bad!(:timeout, value, "a positive integer")
   end
+
+  # Seeds are the engine's 64-bit seeds as they are: no reduction, so the seed printed in a
+  # report is exactly the one to pass back.
+  defp check_key!(:seed, value), do: check_range!(:seed, value, 0, @max_u64)
 
   defp check_key!(:fail_on_max_steps, value) do
     unless is_boolean(value), do: bad!(:fail_on_max_steps, value, "true or false")
@@ -134,6 +141,18 @@ defmodule Lockstep.Options do
             Enum.map_join(@known, ", ", &inspect/1)
   end
 
+  defp check_range!(key, value, min, max) do
+    unless is_integer(value) and value >= min and value <= max do
+      bad!(key, value, range_text(min, max))
+    end
+  end
+
+  defp range_text(1, max), do: "a positive integer in 1..#{max}#{bits(max)}"
+  defp range_text(0, max), do: "a non-negative integer in 0..#{max}#{bits(max)}"
+
+  defp bits(@max_u64), do: " (it must fit in 64 bits)"
+  defp bits(@max_u32), do: " (it must fit in 32 bits)"
+
   defp bad!(key, value, accepted) do
     raise ArgumentError,
           "invalid value for option #{inspect(key)}: got #{inspect(value)}, expected #{accepted}"
@@ -167,13 +186,21 @@ defmodule Lockstep.Options do
     bad!(:strategy, name, "one of #{Enum.map_join(@strategies, ", ", &inspect/1)}")
   end
 
-  # Options each strategy accepts; all are positive integers.
+  # Options each strategy accepts; all are positive integers. Depths are 32-bit in the
+  # engine, the fair-PCT switch step is 64-bit like `:max_steps`.
   @strategy_options %{
     random: [],
     pos: [],
     pct: [:bug_depth],
     fair_pct: [:bug_depth, :fair_switch],
     idpct: [:d_min, :d_max]
+  }
+
+  @strategy_option_max %{
+    bug_depth: @max_u32,
+    fair_switch: @max_u64,
+    d_min: @max_u32,
+    d_max: @max_u32
   }
 
   defp strategy_options!(name, opts, bug_depth) do
@@ -191,8 +218,12 @@ defmodule Lockstep.Options do
                     else: Enum.map_join(accepted, ", ", &inspect/1)
                   )
 
-        not (is_integer(value) and value > 0) ->
-          bad!(:strategy, {name, opts}, "#{key}: a positive integer (got #{inspect(value)})")
+        not (is_integer(value) and value > 0 and value <= @strategy_option_max[key]) ->
+          bad!(
+            :strategy,
+            {name, opts},
+            "#{key}: #{range_text(1, @strategy_option_max[key])} (got #{inspect(value)})"
+          )
 
         true ->
           :ok

@@ -31,9 +31,9 @@ defmodule Lockstep.PersistentTerm do
 
   Costs are the real ones: `put/2` and `erase/1` are expensive global operations in OTP
   (an erase, or a put that replaces a value, can make the VM scan every process). Terms a
-  run stores are real persistent terms under run-specific keys; they are not erased
-  automatically when the iteration ends, so a run that puts many distinct keys leaves them
-  behind (`cleanup/1` erases one run's keys).
+  run stores are real persistent terms under run-specific keys, erased when the iteration
+  ends — also when the process that called `Lockstep.run/2` dies mid-run (an ExUnit
+  timeout): the run's janitor erases them then.
   """
 
   alias Lockstep.Runtime

@@ -21,14 +21,21 @@ defmodule Lockstep.Runner do
     started = System.monotonic_time(:microsecond)
     Lockstep.Progress.start(cfg)
 
-    {outcome, stats, per_worker, lost_nodes} = Lockstep.Search.run(fun, cfg, cell)
+    # If this process dies mid-run (an ExUnit timeout kills it), the janitor kills the
+    # run's processes and frees its state; each worker of a parallel search has its own.
+    {outcome, stats, per_worker, lost_nodes} =
+      Lockstep.Janitor.with_janitor(fn -> Lockstep.Search.run(fun, cfg, cell) end)
+
     Lockstep.Progress.stop()
     elapsed = System.monotonic_time(:microsecond) - started
 
     case outcome do
+      :ok when stats.iterations > 0 and stats.max_steps_hit == stats.iterations ->
+        {:error, inconclusive(cfg, stats.iterations)}
+
       :ok ->
         summary = summary(cfg, stats, elapsed)
-        {:ok, %{summary | per_worker: per_worker, lost_nodes: lost_nodes}}
+        {:ok, warn(cfg, %{summary | per_worker: per_worker, lost_nodes: lost_nodes})}
 
       {:failed, i, iter_seed, result} ->
         {:error, report(fun, cfg, i, iter_seed, result)}
@@ -40,6 +47,33 @@ defmodule Lockstep.Runner do
               "Every managed process was stopped. Please report it with the test."
     end
   end
+
+  # SPEC §1: a run whose every iteration hit :max_steps tested nothing.
+  defp inconclusive(cfg, n) do
+    %Lockstep.InconclusiveError{
+      name: cfg.name,
+      iterations: n,
+      max_steps_hit: n,
+      max_steps: cfg.max_steps,
+      seed: cfg.seed,
+      strategy: cfg.user_strategy
+    }
+  end
+
+  # More than a tenth inconclusive: said in the summary and on stderr (one line, naming the
+  # run and, under ctest, the test's location).
+  defp warn(cfg, %Summary{iterations: n, max_steps_hit: hit} = summary) when hit * 10 > n do
+    warning =
+      "#{hit} of #{n} iterations hit :max_steps (#{cfg.max_steps} steps) and were " <>
+        "inconclusive; raise :max_steps, or use strategy: :fair_pct if a process spins " <>
+        "waiting for another"
+
+    where = if cfg[:location], do: " (#{cfg.location})", else: ""
+    IO.puts(:stderr, "warning: Lockstep run #{inspect(cfg.name)}#{where}: #{warning}")
+    %{summary | warnings: [warning]}
+  end
+
+  defp warn(_cfg, summary), do: summary
 
   defp summary(cfg, stats, elapsed) do
     %Summary{
@@ -237,7 +271,9 @@ defmodule Lockstep.Runner do
     file = TraceFile.load!(path, Keyword.take(opts, [:max_trace_bytes]))
     cfg = file_config(fun, file, path, opts)
     cell = Native.strategy_new({:replay, file.schedule})
-    result = Iteration.run(cell, fun, file.iter_seed, cfg, true)
+
+    result =
+      Lockstep.Janitor.with_janitor(fn -> Iteration.run(cell, fun, file.iter_seed, cfg, true) end)
 
     case result.kind do
       :diverged ->

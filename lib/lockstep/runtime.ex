@@ -6,7 +6,7 @@ defmodule Lockstep.Runtime do
   # caller parks here until the NIF (called by whichever process runs next) sends it
   # `{tag, :go, result}`.
 
-  alias Lockstep.Native
+  alias Lockstep.{Native, Timeout}
 
   #
   # What a process brings to its next sync point lives under `@pending` (see the NIF's
@@ -20,27 +20,45 @@ defmodule Lockstep.Runtime do
   @waiting :"$lockstep_waiting"
   @nomatch :"$lockstep_nomatch"
   @pending :"$lockstep_pending"
+  @pure :"$lockstep_pure"
 
+  # Functions of this module that are not what the user called.
+  @internal [:context, :context_or_nil, :caller_name, :impure!, :not_managed!]
+  @renamed %{send_to: "send", link_op: "link"}
+  @max_u64 18_446_744_073_709_551_615
+
+  # While a predicate runs inside the receive machinery (`recv_first/1`), the context is
+  # replaced by `{@pure, where}`: a sync point there would nest inside the receive's own.
   def context do
     case Process.get(@key) do
-      nil -> raise Lockstep.NotManagedError, function: caller_name()
-      ctx -> settle_pending(ctx)
+      {_session, _id, _tag} = ctx -> settle_pending(ctx)
+      nil -> not_managed!(caller_name())
+      {@pure, where} -> impure!(caller_name(), where)
     end
   end
 
   @doc false
   def context(function) do
     case Process.get(@key) do
-      nil -> raise Lockstep.NotManagedError, function: function
-      ctx -> settle_pending(ctx)
+      {_session, _id, _tag} = ctx -> settle_pending(ctx)
+      nil -> not_managed!(function)
+      {@pure, where} -> impure!(function, where)
     end
   end
 
   # The context for a hot entry, which passes `take_pending/0` to its NIF itself.
-  @compile {:inline, hot_context: 1, take_pending: 0}
+  @compile {:inline, take_pending: 0}
   defp hot_context(function) do
     case Process.get(@key) do
-      nil -> raise Lockstep.NotManagedError, function: function
+      {_session, _id, _tag} = ctx -> ctx
+      nil -> not_managed!(function)
+      {@pure, where} -> impure!(function, where)
+    end
+  end
+
+  def context_or_nil do
+    case Process.get(@key) do
+      {@pure, where} -> impure!(caller_name(), where)
       ctx -> ctx
     end
   end
@@ -57,24 +75,89 @@ defmodule Lockstep.Runtime do
     ctx
   end
 
-  def context_or_nil, do: Process.get(@key)
+  # The caller has no run context. If it was started by, or is linked to, a managed process
+  # (Kernel.spawn_link, Task.async: real processes outside the run), the error says so; a
+  # linked one also notes the error for the run, since the real link is about to kill the
+  # managed process and the report should say why, not "killed from outside the run".
+  defp not_managed!(function) do
+    error = %Lockstep.NotManagedError{function: function}
 
-  # The Lockstep function the user called: public functions delegate (often as tail
-  # calls, so their own frame is gone) to the function of the same name here.
+    case managed_relative() do
+      nil ->
+        raise error
+
+      {pid, {session, id, _tag}, linked?} ->
+        error = %{error | reason: :unmanaged, process: self(), context_owner: pid}
+        stacktrace = user_stacktrace()
+        if linked?, do: Native.note_outside_crash(session, id, {:error, error, stacktrace})
+        :erlang.raise(:error, error, stacktrace)
+    end
+  end
+
+  # The caller's stacktrace from the Lockstep function it called on.
+  defp user_stacktrace do
+    {:current_stacktrace, frames} = Process.info(self(), :current_stacktrace)
+
+    Enum.drop_while(frames, fn
+      {Process, :info, _, _} -> true
+      {__MODULE__, fun, _, _} -> fun in @internal or fun == :user_stacktrace
+      _ -> false
+    end)
+  end
+
+  # The first local process among the caller's links, parent (OTP 25's process_info
+  # `:parent`), `$callers` and `$ancestors` whose dictionary holds a run context:
+  # `{pid, context, linked?}`.
+  defp managed_relative do
+    [links: links, parent: parent] = Process.info(self(), [:links, :parent])
+    callers = [parent | Process.get(:"$callers", [])] ++ Process.get(:"$ancestors", [])
+
+    Enum.find_value(Enum.uniq(links ++ callers), fn
+      pid when is_pid(pid) and node(pid) == :erlang.node() ->
+        with {:dictionary, dict} <- Process.info(pid, :dictionary),
+             {_session, _id, _tag} = ctx <- Keyword.get(dict, @key) do
+          {pid, ctx, pid in links}
+        else
+          _ -> nil
+        end
+
+      _ ->
+        nil
+    end)
+  end
+
+  defp impure!(function, where) do
+    raise ArgumentError,
+          "#{function} was called inside #{where}. The predicate runs while Lockstep " <>
+            "scans the mailbox (possibly many times, on messages it does not take), so it " <>
+            "must be pure: no sends, receives, spawns, timers, shared-state wrappers or " <>
+            "other Lockstep calls, which are sync points. Only test the message in the " <>
+            "predicate, and act on it after Lockstep.recv_first/1 returns."
+  end
+
+  # The Lockstep function the user called: the first frame in a Lockstep module that is
+  # not context plumbing. Public functions of `Lockstep` delegate (often as tail calls, so
+  # their own frame is gone) to the function of the same name here.
   defp caller_name do
     case Process.info(self(), :current_stacktrace) do
       {:current_stacktrace, frames} ->
-        Enum.find_value(frames, "a Lockstep function", fn
-          {__MODULE__, fun, _arity, _} when fun not in [:context, :caller_name] ->
-            "Lockstep.#{fun}"
-
-          _ ->
-            nil
-        end)
+        Enum.find_value(frames, "a Lockstep function", &frame_name/1)
 
       _ ->
         "a Lockstep function"
     end
+  end
+
+  defp frame_name({__MODULE__, fun, _arity, _}) when fun in @internal, do: nil
+  defp frame_name({__MODULE__, fun, _arity, _}), do: "Lockstep.#{Map.get(@renamed, fun, fun)}"
+
+  defp frame_name({module, fun, arity, _}) when is_atom(module) do
+    case Module.split(module) do
+      ["Lockstep", _ | _] -> "#{inspect(module)}.#{fun}/#{arity}"
+      _ -> nil
+    end
+  rescue
+    ArgumentError -> nil
   end
 
   @compile {:inline, resume: 2}
@@ -96,6 +179,11 @@ defmodule Lockstep.Runtime do
 
   # Entry points -------------------------------------------------------------------------
 
+  # A process waiting to start checks now and then that its iteration is still on: if the
+  # owner died between spawning it and registering its pid with the NIF, no one would
+  # ever tell it to start or to exit.
+  @orphan_check_ms 1_000
+
   @doc false
   # Every managed process of an iteration is bound to one scheduler, the one its owner (the
   # process that runs the iteration) is on: the run's processes hand the turn to each other,
@@ -116,18 +204,16 @@ defmodule Lockstep.Runtime do
   end
 
   @doc false
-  def root_entry(session, tag, fun) do
-    receive do
-      {^tag, :go, :start} -> run_body(session, 0, tag, fun)
-      {^tag, :exit, _} -> :ok
-    end
-  end
+  def root_entry(session, tag, fun), do: child_entry(session, 0, tag, fun)
 
   @doc false
   def child_entry(session, id, tag, fun) do
     receive do
       {^tag, :go, :start} -> run_body(session, id, tag, fun)
       {^tag, :exit, _} -> :ok
+    after
+      @orphan_check_ms ->
+        if Native.outcome(session) == nil, do: child_entry(session, id, tag, fun), else: :ok
     end
   end
 
@@ -240,13 +326,15 @@ defmodule Lockstep.Runtime do
     resume(Native.yield(session, id, take_pending()), tag)
   end
 
-  def random(n) when is_integer(n) and n > 0 do
+  def random(n) when is_integer(n) and n > 0 and n <= @max_u64 do
     {session, id, tag} = context()
     resume(Native.sync_random(session, id, n), tag)
   end
 
   def random(n) do
-    raise ArgumentError, "Lockstep.random/1 expects a positive integer, got: #{inspect(n)}"
+    raise ArgumentError,
+          "Lockstep.random/1 expects a positive integer in 1..#{@max_u64} (the engine draws " <>
+            "in 64 bits), got: #{inspect(n)}"
   end
 
   @doc false
@@ -263,11 +351,27 @@ defmodule Lockstep.Runtime do
 
   # An attempt's result is `:attempt`, `:attempt_last` (the timeout has passed: one last
   # try, then the `after`) or `{:in_hand, seq, msg, attempt}`: the one message this receive
-  # has not tried, handed over with the wake-up instead of through the mailbox.
-  def receive_start({session, id, tag}, timeout) do
-    timeout = timeout(timeout)
-    resume(Native.sync_receive(session, id, false, timeout, take_pending()), tag)
+  # has not tried, handed over with the wake-up instead of through the mailbox. A bad
+  # `after` value is announced as `after 0` (one look at the mailbox as it is) and raised
+  # at the miss, when the process would wait: OTP takes a message that matches at once
+  # whatever the timeout. The marker `{:bad_timeout, value}` carries it to the miss.
+  def receive_start({session, id, tag} = ctx, timeout) do
+    case Timeout.receive_timeout(timeout) do
+      {:bad, value} ->
+        case resume(Native.sync_receive(session, id, false, 0, take_pending()), tag) do
+          {:in_hand, seq, msg, _attempt} -> unhand(ctx, seq, msg)
+          _attempt -> :ok
+        end
+
+        {:bad_timeout, value}
+
+      ms ->
+        resume(Native.sync_receive(session, id, false, ms, take_pending()), tag)
+    end
   end
+
+  def receive_retry(_ctx, {:bad_timeout, value}), do: Timeout.bad_after!(value)
+  def receive_retry(ctx, _attempt), do: receive_retry(ctx)
 
   def receive_retry({session, id, tag}) do
     resume(Native.sync_receive(session, id, true, nil, take_pending()), tag)
@@ -282,19 +386,9 @@ defmodule Lockstep.Runtime do
 
   # `recv/0` and `recv_first/1` on the same entries as the macro: `matcher` tries the
   # mailbox and returns `{seq, continuation}` or `@nomatch`.
-  def receive_loop(description, matcher, timeout \\ nil, on_timeout \\ nil) do
+  def receive_loop(description, matcher, timeout \\ :infinity, on_timeout \\ nil) do
     ctx = receive_context(description)
     attempt(ctx, matcher, receive_start(ctx, timeout), on_timeout)
-  end
-
-  defp timeout(nil), do: nil
-  defp timeout(:infinity), do: nil
-  defp timeout(ms) when is_integer(ms) and ms >= 0, do: ms
-
-  defp timeout(other) do
-    raise ArgumentError,
-          "Lockstep.receive `after` expects a non-negative integer (virtual ms) or " <>
-            ":infinity, got: #{inspect(other)}"
   end
 
   defp attempt({_session, _id, tag} = ctx, matcher, attempt, on_timeout) do
@@ -313,7 +407,7 @@ defmodule Lockstep.Runtime do
         on_timeout.()
 
       @nomatch ->
-        attempt(ctx, matcher, receive_retry(ctx), on_timeout)
+        attempt(ctx, matcher, receive_retry(ctx, attempt), on_timeout)
 
       {seq, continuation} ->
         consumed(ctx, seq)
@@ -494,20 +588,49 @@ defmodule Lockstep.Runtime do
     resume(Native.sync_time(session, id, :now), tag)
   end
 
-  def sleep(ms) when is_integer(ms) and ms >= 0 do
-    {session, id, tag} = context()
-    resume(Native.sync_time(session, id, {:sleep, ms}), tag)
+  # `Lockstep.sleep/1` has `Process.sleep/1`'s guard, and `:infinity` waits forever
+  # (leaving the mailbox alone). Above the largest `after` value it does what the running
+  # Elixir's `Process.sleep/1` does: raise `:timeout_value` (1.17 and before), or sleep
+  # that long (1.18 and later; the virtual clock is 64-bit and saturates).
+  def sleep(:infinity) do
+    context("Lockstep.sleep/1")
+    receive_loop("Lockstep.sleep(:infinity)", fn _tag -> @nomatch end)
+  end
+
+  def sleep(ms) do
+    {session, id, tag} = context("Lockstep.sleep/1")
+
+    case Timeout.receive_timeout(ms) do
+      {:bad, value} -> long_sleep(session, id, tag, value)
+      ms -> resume(Native.sync_time(session, id, {:sleep, ms}), tag)
+    end
+
     :ok
   end
 
-  def sleep(other) do
-    raise ArgumentError,
-          "Lockstep.sleep/1 expects a non-negative integer (virtual ms), got: #{inspect(other)}"
+  if Version.compare(System.version(), "1.18.0-dev") == :lt do
+    defp long_sleep(_session, _id, _tag, ms), do: Timeout.bad_after!(ms)
+  else
+    defp long_sleep(session, id, tag, ms) when ms > @max_u64 do
+      resume(Native.sync_time(session, id, {:sleep, @max_u64}), tag)
+      long_sleep(session, id, tag, ms - @max_u64)
+    end
+
+    defp long_sleep(session, id, tag, ms) when is_integer(ms) and ms >= 0,
+      do: resume(Native.sync_time(session, id, {:sleep, ms}), tag)
+
+    defp long_sleep(_session, _id, _tag, ms), do: Timeout.bad_after!(ms)
   end
 
-  def send_after(dest, msg, ms)
-      when (is_pid(dest) or is_atom(dest)) and is_integer(ms) and ms >= 0 do
+  def send_after(dest, msg, ms) when is_pid(dest) or is_atom(dest) do
     {session, id, tag} = context()
+
+    # The deadline bound needs the clock, read (no sync point) only for a large value.
+    unless is_integer(ms) and ms >= 0 and ms <= 4_294_967_295 do
+      {_progress, _step, _running, now} = Native.progress(session)
+      Timeout.timer_time!(ms, now, [dest, msg, ms])
+    end
+
     ref = make_ref()
 
     case resume(Native.sync_send_after(session, id, dest, msg, ms, ref), tag) do
@@ -516,10 +639,10 @@ defmodule Lockstep.Runtime do
     end
   end
 
-  def send_after(dest, _msg, ms) do
+  def send_after(dest, _msg, _ms) do
     raise ArgumentError,
-          "Lockstep.send_after/3 expects a pid or a name and a non-negative integer (virtual " <>
-            "ms), got: #{inspect(dest)}, #{inspect(ms)}"
+          "Lockstep.send_after/3 expects a pid or a registered name as destination, got: " <>
+            inspect(dest)
   end
 
   def cancel_timer(ref) when is_reference(ref) do
@@ -598,16 +721,21 @@ defmodule Lockstep.Runtime do
   end
 
   def recv_first(pred) when is_function(pred, 1) do
-    context("Lockstep.recv_first/1")
+    ctx = context("Lockstep.recv_first/1")
 
     receive_loop("Lockstep.recv_first(#{inspect(pred)})", fn tag ->
       {:messages, messages} = Process.info(self(), :messages)
+      Process.put(@key, {@pure, "the predicate given to Lockstep.recv_first/1"})
 
       found =
-        Enum.find_value(messages, fn
-          {^tag, :msg, seq, msg} -> if pred.(msg), do: seq
-          _ -> nil
-        end)
+        try do
+          Enum.find_value(messages, fn
+            {^tag, :msg, seq, msg} -> if pred.(msg), do: seq
+            _ -> nil
+          end)
+        after
+          Process.put(@key, ctx)
+        end
 
       case found do
         nil ->

@@ -112,6 +112,12 @@ defmodule Lockstep.Search do
   end
 
   defp worker(fun, cfg, spec, w, total, shared, caller, reply) do
+    Lockstep.Janitor.with_janitor(fn -> work(fun, cfg, spec, w, total, shared, caller, reply) end)
+  catch
+    kind, reason -> {:raised, kind, reason, __STACKTRACE__}
+  end
+
+  defp work(fun, cfg, spec, w, total, shared, caller, reply) do
     cell = Native.strategy_new(spec)
 
     {outcome, stats} =
@@ -126,8 +132,6 @@ defmodule Lockstep.Search do
       )
 
     {strip(outcome), stats}
-  catch
-    kind, reason -> {:raised, kind, reason, __STACKTRACE__}
   end
 
   # A result that crosses nodes carries no session resource.

@@ -8,6 +8,9 @@ defmodule Lockstep.Summary do
     * `distinct_schedules` — how many different schedules were explored;
     * `context_switches` — steps that switched to another process, over all iterations;
     * `outcomes` — iterations per ending (`:pass`, `:max_steps`);
+    * `warnings` — what the run wants you to know; when more than a tenth of the
+      iterations hit `:max_steps`, a line with the counts (also printed on stderr). A run
+      in which every iteration hit it returns `Lockstep.InconclusiveError` instead;
     * `seed`, `strategy` — as given or chosen; pass `seed:` to repeat the run exactly;
     * `elapsed_us` — wall-clock time of the whole run;
     * `per_worker` — with `workers: n > 1`, each worker's `%{worker:, iterations:, steps:}`
@@ -21,6 +24,7 @@ defmodule Lockstep.Summary do
             distinct_schedules: 0,
             context_switches: 0,
             outcomes: %{},
+            warnings: [],
             seed: nil,
             strategy: nil,
             elapsed_us: 0,
@@ -34,6 +38,7 @@ defmodule Lockstep.Summary do
           distinct_schedules: non_neg_integer(),
           context_switches: non_neg_integer(),
           outcomes: %{optional(atom()) => non_neg_integer()},
+          warnings: [String.t()],
           seed: non_neg_integer(),
           strategy: atom() | {atom(), keyword()},
           elapsed_us: non_neg_integer(),

@@ -15,6 +15,7 @@ defmodule Lockstep.Task do
   """
 
   require Lockstep
+  import Lockstep.Timeout, only: [is_timeout: 1]
 
   @enforce_keys [:pid, :ref, :owner]
   defstruct [:pid, :ref, :owner]
@@ -26,7 +27,7 @@ defmodule Lockstep.Task do
   Runs `fun` in a new managed process linked to and monitored by the caller, and returns
   the task to `await/2`; mirrors `Task.async/1`.
   """
-  @spec async((() -> term())) :: t()
+  @spec async(Lockstep.body()) :: t()
   def async(fun) when is_function(fun, 0) do
     owner = self()
     pid = Lockstep.spawn_link(fn -> run_async(owner, fun) end)
@@ -56,9 +57,13 @@ defmodule Lockstep.Task do
   Exits the caller with `{:timeout, {Lockstep.Task, :await, [task, timeout]}}` on timeout
   and with `{reason, {Lockstep.Task, :await, [task, timeout]}}` when the task dies without
   replying. Raises `ArgumentError` when called by a process other than the owner.
+
+  A bad `timeout` fails as in `Task.await/2`: a `FunctionClauseError` unless it is
+  `:infinity` or a non-negative integer, and `ErlangError` `:timeout_value` above
+  4_294_967_295 ms when the result is not there yet.
   """
   @spec await(t(), non_neg_integer() | :infinity) :: term()
-  def await(%__MODULE__{ref: ref} = task, timeout \\ 5000) do
+  def await(%__MODULE__{ref: ref} = task, timeout \\ 5000) when is_timeout(timeout) do
     check_owner!(task, :await)
     mfa = {__MODULE__, :await, [task, timeout]}
 
@@ -83,34 +88,53 @@ defmodule Lockstep.Task do
   Exits the caller with `{:timeout, {Lockstep.Task, :await_many, [tasks, timeout]}}` when
   some are not done in time, and with `{reason, {Lockstep.Task, :await_many, [tasks,
   timeout]}}` when one dies without replying.
+
+  As `Task.await_many/2` the timeout is one `send_after/3` timer: a `FunctionClauseError`
+  unless it is `:infinity` or a non-negative integer, and the `ArgumentError` of
+  `Lockstep.send_after/3` when its deadline is beyond the clock's range.
   """
   @spec await_many([t()], non_neg_integer() | :infinity) :: [term()]
-  def await_many(tasks, timeout \\ 5000) when is_list(tasks) do
+  def await_many(tasks, timeout \\ 5000) when is_list(tasks) and is_timeout(timeout) do
     Enum.each(tasks, &check_owner!(&1, :await_many))
     mfa = {__MODULE__, :await_many, [tasks, timeout]}
-    deadline = if timeout == :infinity, do: :infinity, else: Lockstep.now() + timeout
     pending = Map.new(tasks, fn %__MODULE__{ref: ref} -> {ref, true} end)
-    replies = await_loop(pending, %{}, deadline, tasks, mfa)
+    timeout_ref = make_ref()
+    timer = if timeout != :infinity, do: Lockstep.send_after(self(), timeout_ref, timeout)
+
+    replies =
+      try do
+        await_loop(pending, %{}, timeout_ref, mfa)
+      after
+        if timer, do: Lockstep.cancel_timer(timer)
+        flush_timeout(timeout_ref)
+      end
+
     Enum.map(tasks, fn %__MODULE__{ref: ref} -> Map.fetch!(replies, ref) end)
   end
 
-  defp await_loop(pending, replies, _deadline, _tasks, _mfa) when map_size(pending) == 0,
+  defp await_loop(pending, replies, _timeout_ref, _mfa) when map_size(pending) == 0,
     do: replies
 
-  defp await_loop(pending, replies, deadline, tasks, mfa) do
-    remaining = if deadline == :infinity, do: :infinity, else: max(deadline - Lockstep.now(), 0)
-
+  defp await_loop(pending, replies, timeout_ref, mfa) do
     Lockstep.receive do
       {ref, reply} when is_map_key(pending, ref) ->
         Lockstep.demonitor(ref, [:flush])
-        await_loop(Map.delete(pending, ref), Map.put(replies, ref, reply), deadline, tasks, mfa)
+        await_loop(Map.delete(pending, ref), Map.put(replies, ref, reply), timeout_ref, mfa)
 
       {:DOWN, ref, _, _, reason} when is_map_key(pending, ref) ->
         exit({reason, mfa})
-    after
-      remaining ->
+
+      ^timeout_ref ->
         Enum.each(pending, fn {ref, _} -> Lockstep.demonitor(ref, [:flush]) end)
         exit({:timeout, mfa})
+    end
+  end
+
+  defp flush_timeout(timeout_ref) do
+    Lockstep.receive do
+      ^timeout_ref -> :ok
+    after
+      0 -> :ok
     end
   end
 
@@ -128,10 +152,10 @@ defmodule Lockstep.Task do
   end
 
   @doc "Runs `fun` in a new managed process, not linked; mirrors `Task.start/1`."
-  @spec start((() -> term())) :: {:ok, pid()}
+  @spec start(Lockstep.body()) :: {:ok, pid()}
   def start(fun) when is_function(fun, 0), do: {:ok, Lockstep.spawn(fun)}
 
   @doc "Runs `fun` in a new managed process linked to the caller; mirrors `Task.start_link/1`."
-  @spec start_link((() -> term())) :: {:ok, pid()}
+  @spec start_link(Lockstep.body()) :: {:ok, pid()}
   def start_link(fun) when is_function(fun, 0), do: {:ok, Lockstep.spawn_link(fun)}
 end

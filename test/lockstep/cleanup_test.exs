@@ -155,19 +155,18 @@ defmodule Lockstep.CleanupTest do
   test "after a :max_steps iteration" do
     test_pid = self()
 
-    summary =
-      Lockstep.run(
-        fn ->
-          report(test_pid)
-          Lockstep.spawn(forever_server(test_pid))
-          spin_yield()
-        end,
-        iterations: 4,
-        seed: 9,
-        max_steps: 50
-      )
+    assert {:error, %Lockstep.InconclusiveError{max_steps_hit: 4}} =
+             Lockstep.check(
+               fn ->
+                 report(test_pid)
+                 Lockstep.spawn(forever_server(test_pid))
+                 spin_yield()
+               end,
+               iterations: 4,
+               seed: 9,
+               max_steps: 50
+             )
 
-    assert summary.max_steps_hit == 4
     assert_all_dead(collect_pids(:managed))
   end
 

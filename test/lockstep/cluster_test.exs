@@ -440,6 +440,24 @@ defmodule Lockstep.ClusterTest do
       assert partitioned < fired and fired < tick and tick < down
     end
 
+    test "set_ticktime beyond 64 bits names the range; 2^64 - 1 is accepted" do
+      test_pid = self()
+
+      Lockstep.run(
+        fn ->
+          error = catch_error(Cluster.set_ticktime(2 ** 64))
+          Lockstep.send(test_pid, {:result, error, Cluster.set_ticktime(2 ** 64 - 1)})
+        end,
+        iterations: 1,
+        seed: 1
+      )
+
+      assert_received {:result, %ArgumentError{message: message}, :ok}
+      assert message =~ "set_ticktime/1"
+      assert message =~ "18446744073709551616"
+      assert message =~ "1..18446744073709551615"
+    end
+
     test "a partition healed before the tick time fires nothing" do
       value =
         result(

@@ -208,6 +208,43 @@ defmodule Lockstep.CtestTest do
     end
   end
 
+  test "ctest output says when more than a tenth of the iterations were inconclusive" do
+    mod =
+      compile_ctest_module("iterations: 20, max_steps: 40", """
+        def example, do: CounterRace
+
+        defp spin do
+          Lockstep.yield()
+          spin()
+        end
+
+        # Every second iteration spins until :max_steps; the counter lives outside the run.
+        ctest "half spin" do
+          counter = :persistent_term.get({__MODULE__, :counter})
+          :counters.add(counter, 1, 1)
+          if rem(:counters.get(counter, 1), 2) == 0, do: spin()
+        end
+
+        ctest "always spins" do
+          spin()
+        end
+      """)
+
+    :persistent_term.put({mod, :counter}, :counters.new(1, []))
+    on_exit(fn -> :persistent_term.erase({mod, :counter}) end)
+
+    stderr = ExUnit.CaptureIO.capture_io(:stderr, fn -> run_ctest(mod, "half spin") end)
+    assert stderr =~ "#{inspect(mod)} half spin"
+    assert stderr =~ "generated_ctest_module.exs:"
+    assert stderr =~ "10 of 20 iterations"
+    assert stderr =~ ":max_steps"
+
+    # None completed: the test fails, with what happened and the knobs to turn.
+    error = assert_raise Lockstep.InconclusiveError, fn -> run_ctest(mod, "always spins") end
+    assert Exception.message(error) =~ "all 20 iterations"
+    assert Exception.message(error) =~ ":fair_pct"
+  end
+
   test "use Lockstep.Test keeps ExUnit's :async out of the Lockstep defaults" do
     mod =
       compile_ctest_module("async: true, iterations: 3", """

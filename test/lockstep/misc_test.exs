@@ -20,18 +20,22 @@ defmodule Lockstep.MiscTest do
   end
 
   test "the summary counts iterations by how they ended" do
-    summary =
-      Lockstep.run(
-        fn ->
-          for _ <- 1..3, do: Lockstep.yield()
-        end,
-        iterations: 7,
-        max_steps: 2,
-        seed: 3
-      )
+    # Every second iteration needs more than :max_steps (counted outside the run).
+    counter = :counters.new(1, [])
 
-    assert summary.outcomes == %{pass: 0, max_steps: 7}
-    assert summary.max_steps_hit == 7
+    body = fn ->
+      :counters.add(counter, 1, 1)
+      n = if rem(:counters.get(counter, 1), 2) == 0, do: 3, else: 0
+      for _ <- 1..n//1, do: Lockstep.yield()
+    end
+
+    {summary, _warning} =
+      ExUnit.CaptureIO.with_io(:stderr, fn ->
+        Lockstep.run(body, iterations: 7, max_steps: 2, seed: 3)
+      end)
+
+    assert summary.outcomes == %{pass: 4, max_steps: 3}
+    assert summary.max_steps_hit == 3
 
     summary = Lockstep.run(fn -> :ok end, iterations: 4, seed: 3)
     assert summary.outcomes == %{pass: 4, max_steps: 0}

@@ -113,6 +113,46 @@ defmodule Lockstep.OptionsTest do
       assert_bad([trace_dir: :here], [":trace_dir", ":here"])
     end
 
+    # The engine holds counts and seeds in 64 bits and depths in 32: a larger integer used
+    # to pass the check and die in the NIF with a bare "argument error".
+    test "integers beyond what the engine holds name the key and the range" do
+      u64 = "0..18446744073709551615"
+      pos64 = "1..18446744073709551615"
+      pos32 = "1..4294967295"
+
+      assert_bad([iterations: 2 ** 64], [":iterations", "18446744073709551616", pos64])
+      assert_bad([max_steps: 2 ** 64], [":max_steps", "18446744073709551616", pos64])
+      assert_bad([bug_depth: 2 ** 32], [":bug_depth", "4294967296", pos32])
+      assert_bad([seed: 2 ** 64], [":seed", "18446744073709551616", u64])
+      assert_bad([seed: -1], [":seed", "-1", u64])
+
+      assert_bad([strategy: {:pct, bug_depth: 2 ** 32}], [":strategy", "bug_depth", pos32])
+      assert_bad([strategy: {:fair_pct, bug_depth: 2 ** 32}], ["bug_depth", pos32])
+      assert_bad([strategy: {:fair_pct, fair_switch: 2 ** 64}], ["fair_switch", pos64])
+      assert_bad([strategy: {:idpct, d_max: 2 ** 32}], ["d_max", "4294967296", pos32])
+      assert_bad([strategy: {:idpct, d_min: 2 ** 32, d_max: 2 ** 33}], ["d_min", pos32])
+    end
+
+    test "the largest integers the engine holds are accepted" do
+      body = fn -> Lockstep.yield() end
+      max64 = 2 ** 64 - 1
+      max32 = 2 ** 32 - 1
+
+      for opts <- [
+            [max_steps: max64],
+            [bug_depth: max32],
+            [seed: max64],
+            [seed: 0],
+            [timeout: 2 ** 70],
+            [strategy: {:pct, bug_depth: max32}],
+            [strategy: {:fair_pct, bug_depth: max32, fair_switch: max64}],
+            [strategy: {:idpct, d_min: max32, d_max: max32}]
+          ] do
+        assert %Summary{iterations: 2} =
+                 Lockstep.run(body, Keyword.merge([iterations: 2, seed: 3], opts))
+      end
+    end
+
     test "a bad option is rejected before anything runs" do
       test_pid = self()
 

@@ -4,6 +4,7 @@ defmodule Lockstep.RuntimeTest do
   require Lockstep
 
   alias Lockstep.{BugFound, Controller, NotManagedError}
+  require Logger
   import Lockstep.TestSupport
 
   # Runs `fun` as the root of one hand-driven iteration and returns await_done's result
@@ -43,6 +44,177 @@ defmodule Lockstep.RuntimeTest do
     test "the NotManagedError message names the function" do
       err = assert_raise NotManagedError, fn -> Lockstep.yield() end
       assert Exception.message(err) =~ "yield"
+    end
+  end
+
+  describe "a Lockstep call from an unmanaged process linked to a managed one" do
+    # Task.async / spawn_link start real processes outside the run; their NotManagedError
+    # kills the managed caller through the real link. That used to be reported as
+    # "killed from outside the run" with reason :killed.
+    @tag :capture_log
+    test "kills the root: reported as :exception with the NotManagedError" do
+      test_pid = self()
+
+      assert {:error, %BugFound{kind: :exception, process: "P"} = bug} =
+               Lockstep.check(
+                 fn ->
+                   send(test_pid, {:root, self()})
+                   task = Task.async(fn -> Lockstep.yield() end)
+                   Task.await(task)
+                 end,
+                 iterations: 1,
+                 seed: 1,
+                 trace_dir: tmp_dir!()
+               )
+
+      # The report comes from the re-run that captures the trace: its root.
+      roots = Lockstep.TestSupport.collect_pids(:root)
+      assert {:error, %NotManagedError{reason: :unmanaged} = error, [_ | _]} = bug.reason
+      assert error.function == "Lockstep.yield"
+      assert error.context_owner in roots
+      message = Exception.message(bug)
+      assert message =~ "Lockstep.yield was called by"
+      assert message =~ "Lockstep does not manage"
+      assert message =~ "Lockstep.Task.async"
+      refute message =~ "(exit) killed"
+      Logger.flush()
+    end
+
+    @tag :capture_log
+    test "kills a spawned process: reported as its :crash with the NotManagedError" do
+      assert {:error, %BugFound{kind: :crash, process: "P.1"} = bug} =
+               Lockstep.check(
+                 fn ->
+                   Lockstep.spawn(fn ->
+                     me = self()
+                     spawn_link(fn -> Lockstep.send(me, :hello) end)
+                     # Waits outside Lockstep's control until the link kills it.
+                     receive do
+                       :never -> :ok
+                     end
+                   end)
+
+                   Lockstep.recv()
+                 end,
+                 iterations: 1,
+                 seed: 1,
+                 trace_dir: tmp_dir!()
+               )
+
+      assert {:error, %NotManagedError{reason: :unmanaged, function: "Lockstep.send"}, _} =
+               bug.reason
+
+      assert Exception.message(bug) =~ "Lockstep.spawn_link"
+      # The crash reports of the unmanaged processes land while the log is captured.
+      Logger.flush()
+    end
+
+    test "an unlinked unmanaged process's error names the managed process it came from" do
+      test_pid = self()
+
+      Lockstep.run(
+        fn ->
+          root = self()
+
+          spawn(fn ->
+            error = catch_error(Lockstep.send(root, :hello))
+            send(test_pid, {:error, error, root})
+          end)
+
+          receive do
+            :never -> :ok
+          after
+            200 -> :ok
+          end
+        end,
+        iterations: 1
+      )
+
+      assert_received {:error, %NotManagedError{reason: :unmanaged} = error, root}
+      assert error.context_owner == root
+      assert Exception.message(error) =~ inspect(root)
+    end
+  end
+
+  describe "a run context copied into another process" do
+    # Runs `call` in a plain process that put `ctx` in its dictionary; returns what it
+    # raised (or :no_error / :no_answer), so a call left parked shows as :no_answer.
+    defp with_copied_context(ctx, call) do
+      test_pid = self()
+
+      pid =
+        spawn(fn ->
+          Process.put(:"$lockstep", ctx)
+
+          result =
+            try do
+              call.()
+              :no_error
+            rescue
+              e -> e
+            end
+
+          send(test_pid, {:copied, self(), result})
+        end)
+
+      receive do
+        {:copied, ^pid, result} -> result
+      after
+        2_000 ->
+          Process.exit(pid, :kill)
+          :no_answer
+      end
+    end
+
+    test "used after its iteration ended, every call raises NotManagedError (:ended)" do
+      test_pid = self()
+      Lockstep.run(fn -> send(test_pid, {:ctx, Process.get(:"$lockstep")}) end, iterations: 1)
+      assert_received {:ctx, ctx}
+
+      for call <- [
+            fn -> Lockstep.send(self(), :x) end,
+            fn -> Lockstep.recv() end,
+            fn -> Lockstep.receive(do: (_ -> :ok)) end,
+            fn -> Lockstep.yield() end,
+            fn -> Lockstep.sleep(5) end,
+            fn -> Lockstep.node() end
+          ] do
+        assert %NotManagedError{reason: :ended} = error = with_copied_context(ctx, call)
+        message = Exception.message(error)
+        assert message =~ "has ended"
+        assert message =~ "Lockstep.spawn"
+      end
+    end
+
+    test "used while the iteration runs, from a process it does not belong to (:copied)" do
+      test_pid = self()
+
+      Lockstep.run(
+        fn ->
+          ctx = Process.get(:"$lockstep")
+          root = self()
+
+          spawn(fn ->
+            result = with_copied_context(ctx, fn -> Lockstep.send(root, :x) end)
+            send(test_pid, {:while_running, result, root})
+            send(root, :checked)
+          end)
+
+          # A bare receive: the root waits outside Lockstep's control for the check.
+          receive do
+            :checked -> :ok
+          end
+        end,
+        iterations: 1,
+        timeout: 3_000
+      )
+
+      assert_received {:while_running, %NotManagedError{reason: :copied} = error, root}
+      assert error.context_owner == root
+      message = Exception.message(error)
+      assert message =~ inspect(root)
+      assert message =~ "copied"
+      assert message =~ "Lockstep.spawn"
     end
   end
 
@@ -117,6 +289,52 @@ defmodule Lockstep.RuntimeTest do
       )
 
       for _ <- 1..5, do: assert_receive({:got, {:b, 1}, {:b, 2}, [:a, :c]})
+    end
+
+    # The predicate runs while the mailbox is scanned, inside the receive's own sync point;
+    # a sync point in it used to leave the process waiting for itself (a false deadlock).
+    test "a recv_first predicate that reaches a sync point raises a clear error" do
+      for {what, pred} <- [
+            {"Lockstep.send", fn m -> Lockstep.send(self(), {:seen, m}) && true end},
+            {"Lockstep.yield", fn _ -> Lockstep.yield() == :ok end},
+            {"Lockstep.now", fn _ -> Lockstep.now() >= 0 end},
+            {"Lockstep.ETS", fn _ -> Lockstep.ETS.new(:t, [:public]) && true end}
+          ] do
+        assert {:error, %BugFound{kind: :exception} = bug} =
+                 Lockstep.check(
+                   fn ->
+                     Lockstep.send(self(), :a)
+                     Lockstep.recv_first(pred)
+                   end,
+                   iterations: 1,
+                   seed: 1,
+                   trace_dir: tmp_dir!()
+                 )
+
+        assert {:error, %ArgumentError{message: message}, _} = bug.reason
+        assert message =~ what
+        assert message =~ "Lockstep.recv_first/1"
+        assert message =~ "pure"
+      end
+    end
+
+    test "a recv_first predicate may use ordinary code and still runs as before" do
+      test_pid = self()
+
+      Lockstep.run(
+        fn ->
+          Lockstep.send(self(), {:n, 1})
+          Lockstep.send(self(), {:n, 2})
+          got = Lockstep.recv_first(fn {:n, n} -> Enum.sum([n, 0]) == 2 end)
+          # A predicate that raises leaves the process able to receive again.
+          raised = catch_error(Lockstep.recv_first(fn _ -> raise "boom" end))
+          Lockstep.send(test_pid, {:got, got, raised, Lockstep.recv()})
+        end,
+        iterations: 3,
+        seed: 1
+      )
+
+      for _ <- 1..3, do: assert_receive({:got, {:n, 2}, %RuntimeError{message: "boom"}, {:n, 1}})
     end
 
     test "recv_first waits for a matching message from another process" do
@@ -256,6 +474,25 @@ defmodule Lockstep.RuntimeTest do
       assert_received {:errors, errors}
       assert Enum.all?(errors, &match?(%ArgumentError{}, &1))
       assert hd(errors).message =~ "0"
+    end
+
+    test "random(n) with n beyond 64 bits names the range; the largest n works" do
+      test_pid = self()
+
+      Lockstep.run(
+        fn ->
+          error = catch_error(Lockstep.random(2 ** 64))
+          Lockstep.send(test_pid, {:error, error, Lockstep.random(2 ** 64 - 1)})
+        end,
+        iterations: 1,
+        seed: 1
+      )
+
+      assert_received {:error, %ArgumentError{message: message}, value}
+      assert message =~ "Lockstep.random/1"
+      assert message =~ "18446744073709551616"
+      assert message =~ "1..18446744073709551615"
+      assert value in 0..(2 ** 64 - 2)
     end
   end
 
@@ -509,11 +746,13 @@ defmodule Lockstep.RuntimeTest do
       assert Enum.all?(bug.schedule, &(&1 == {:run, "P"}))
     end
 
-    test "without fail_on_max_steps a yield loop is inconclusive, not a failure" do
-      summary = Lockstep.run(fn -> yield_forever() end, max_steps: 100, iterations: 5, seed: 1)
-      assert summary.iterations == 5
-      assert summary.max_steps_hit == 5
-      assert summary.steps == 500
+    test "without fail_on_max_steps a yield loop is inconclusive, not a bug" do
+      assert {:error, %Lockstep.InconclusiveError{} = error} =
+               Lockstep.check(fn -> yield_forever() end, max_steps: 100, iterations: 5, seed: 1)
+
+      assert error.iterations == 5
+      assert error.max_steps_hit == 5
+      assert error.max_steps == 100
     end
 
     test "a root that raises is :exception" do

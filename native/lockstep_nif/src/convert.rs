@@ -6,7 +6,7 @@ use lockstep_core::{
     Decision, Event, EventKind, ExitCause, MsgId, NameId, NodeId, PendingOp, ProcId, ProcName,
     Reason, SendFate,
 };
-use rustler::{Atom, Encoder, Env, Error, NifResult, Term};
+use rustler::{Atom, Encoder, Env, Error, LocalPid, NifResult, Term};
 
 pub mod atoms {
     rustler::atoms! {
@@ -29,6 +29,7 @@ pub mod atoms {
         partition, heal, nodes, nodes_up, node_of, global_names, defer, shrink_replay, cleanup, send_dropped, internal_error, global,
         not_captured = "$lockstep_not_captured",
         __struct__, __exception__, message, r#true = "true",
+        function, reason, context_owner, ended, copied,
     }
 }
 
@@ -50,6 +51,51 @@ impl Encoder for InternalError {
         ];
         Term::map_from_pairs(env, &pairs).unwrap_or_else(|_| self.0.encode(env))
     }
+}
+
+/// A `%Lockstep.NotManagedError{}` raised from a NIF: a run context used by a process it
+/// does not belong to (`reason: :copied`), or after its iteration ended (`:ended`).
+struct NotManaged {
+    ended: bool,
+    process: LocalPid,
+    context_owner: Option<LocalPid>,
+}
+
+impl Encoder for NotManaged {
+    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
+        let module = Atom::from_str(env, "Elixir.Lockstep.NotManagedError")
+            .map(|a| a.encode(env))
+            .unwrap_or_else(|_| atoms::nil().encode(env));
+        let reason = if self.ended {
+            atoms::ended()
+        } else {
+            atoms::copied()
+        };
+        let owner = match self.context_owner {
+            Some(pid) => pid.encode(env),
+            None => atoms::nil().encode(env),
+        };
+        let pairs = [
+            (atoms::__struct__().encode(env), module),
+            (
+                atoms::__exception__().encode(env),
+                atoms::r#true().encode(env),
+            ),
+            (atoms::function().encode(env), atoms::nil().encode(env)),
+            (atoms::reason().encode(env), reason.encode(env)),
+            (atoms::process().encode(env), self.process.encode(env)),
+            (atoms::context_owner().encode(env), owner),
+        ];
+        Term::map_from_pairs(env, &pairs).unwrap_or_else(|_| reason.encode(env))
+    }
+}
+
+pub fn not_managed_error(ended: bool, process: LocalPid, context_owner: Option<LocalPid>) -> Error {
+    Error::RaiseTerm(Box::new(NotManaged {
+        ended,
+        process,
+        context_owner,
+    }))
 }
 
 pub fn internal_error(message: &str) -> Error {

@@ -14,15 +14,17 @@
 mod convert;
 mod handoff;
 
-use convert::{atoms, decision_term, decode_schedule, internal_error, name_term};
+use convert::{
+    atoms, decision_term, decode_schedule, internal_error, name_term, not_managed_error,
+};
 use handoff::{Carry, Pending};
 use lockstep_core::session::MsgKind;
 use lockstep_core::strategy::{FairPct, IdPct, Metered, Pct, Pos, RandomWalk, Replay};
 use lockstep_core::{ClusterOp, PartitionMode};
 use lockstep_core::{
-    Config, CrashMode, DeliveryMode, Effect, EventKind, ExitClass, MonitorId, MsgId, NameId, Next,
-    NodeId, Op, OpResult, Outcome, ProcId, ProcState, Reason, SendFate, Session, Strategy, Target,
-    TimerId, TimerMode,
+    Config, CrashMode, DeliveryMode, Effect, EventKind, ExitCause, ExitClass, MonitorId, MsgId,
+    NameId, Next, NodeId, Op, OpResult, Outcome, ProcId, ProcState, Reason, SendFate, Session,
+    Strategy, Target, TimerId, TimerMode,
 };
 use rustler::env::{OwnedEnv, SavedTerm};
 use rustler::{Atom, Encoder, Env, LocalPid, Monitor, NifResult, Resource, ResourceArc, Term};
@@ -32,6 +34,16 @@ use std::sync::{Mutex, MutexGuard};
 
 /// Tags are unique in the VM so a stale wake-up can never be mistaken for a current one.
 static NEXT_TAG: AtomicU64 = AtomicU64::new(0x4C53_0000_0000);
+
+/// Sessions not yet freed by the BEAM (a resource is freed once no process refers to it):
+/// lets tests check that a run's NIF state is released.
+static LIVE_SESSIONS: AtomicU64 = AtomicU64::new(0);
+
+impl Drop for SessionResource {
+    fn drop(&mut self) {
+        LIVE_SESSIONS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// A run's strategy, kept between iterations (PCT learns the run length across them). An
 /// iteration borrows it for its lifetime and gives it back in `session_finish`.
@@ -97,6 +109,10 @@ struct SessionState {
     /// scanning the owner's mailbox (a receive on a reference made just before skips the
     /// messages that were there already), however many unrelated messages wait in it.
     done_ref: Option<SavedTerm>,
+    /// Reports (`{:error, exception, stacktrace}`) of unmanaged processes linked to a
+    /// managed one that died of a Lockstep call made outside the run: the real link kills
+    /// the managed process, and the owner reports this as why.
+    outside_crashes: HashMap<ProcId, SavedTerm>,
 }
 
 #[rustler::resource_impl]
@@ -548,13 +564,14 @@ fn result_term<'a>(env: Env<'a>, st: &SessionState, result: OpResult) -> Term<'a
     }
 }
 
+/// The caller must be the managed process the context `id` belongs to; a context copied
+/// into another process raises `Lockstep.NotManagedError` (`:ended` once the iteration is
+/// over, so a stale context never parks its caller forever).
 fn caller_check(env: Env, st: &SessionState, id: ProcId) -> NifResult<()> {
-    match st.pids.get(id as usize) {
-        Some(Some(pid)) if *pid == env.pid() => Ok(()),
-        _ => Err(internal_error(&format!(
-            "a Lockstep call came from a process that is not managed process #{id} of this run \
-             (was the run context copied into another process?)"
-        ))),
+    let owner = st.pids.get(id as usize).copied().flatten();
+    match owner {
+        Some(pid) if pid == env.pid() => Ok(()),
+        _ => Err(not_managed_error(st.session.is_over(), env.pid(), owner)),
     }
 }
 
@@ -607,6 +624,7 @@ fn sync_pending<'a>(
 ) -> NifResult<Term<'a>> {
     let mut guard = lock(res)?;
     let st = &mut *guard;
+    caller_check(env, st, id)?;
     if st.session.is_over() || st.exited(id) {
         // Over, or killed by an exit signal while running: park and meet the exit message.
         // A message sent before that is in its target's mailbox all the same.
@@ -615,7 +633,6 @@ fn sync_pending<'a>(
         }
         return Ok(atoms::wait().encode(env));
     }
-    caller_check(env, st, id)?;
     let carry = take_pending(st, id, pending)?;
     let op = match make_op(st) {
         Ok(op) => op,
@@ -790,6 +807,7 @@ fn session_new<'a>(
         })?;
     let session = Session::new(config, &mut strategy, seed);
     let tag = NEXT_TAG.fetch_add(1, Ordering::Relaxed);
+    LIVE_SESSIONS.fetch_add(1, Ordering::Relaxed);
     let owner = env.pid();
     let mut state = SessionState {
         session,
@@ -819,6 +837,7 @@ fn session_new<'a>(
         needs_cleanup: false,
         progress: 0,
         done_ref: None,
+        outside_crashes: HashMap::new(),
     };
     state.done_ref = Some(state.save(done_ref));
     let resource = ResourceArc::new(SessionResource {
@@ -1156,10 +1175,10 @@ fn consumed(
 ) -> NifResult<Atom> {
     let mut guard = lock(&res)?;
     let st = &mut *guard;
+    caller_check(env, st, id)?;
     if st.session.is_over() || st.exited(id) {
         return Ok(atoms::ok());
     }
-    caller_check(env, st, id)?;
     st.session.consumed(id, msg).map_err(engine_error)?;
     Ok(atoms::ok())
 }
@@ -1315,6 +1334,41 @@ fn ets_names<'a>(
     Err(internal_error("ets_names: bad operation"))
 }
 
+/// An unmanaged process linked to managed process `id` is about to raise `report` (a
+/// Lockstep call made outside the run), which will kill `id` through the real link. Kept
+/// for `outside_crashes/1`. Not a sync point; any process may call it.
+#[rustler::nif]
+fn note_outside_crash(
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    report: Term,
+) -> NifResult<Atom> {
+    let mut guard = lock(&res)?;
+    let st = &mut *guard;
+    if !st.session.is_over() && st.session.proc(id).is_some() {
+        let saved = st.save(report);
+        st.outside_crashes.insert(id, saved);
+    }
+    Ok(atoms::ok())
+}
+
+/// `[{name, report}]`: the noted reports of processes that were then killed from outside
+/// the run.
+#[rustler::nif]
+fn outside_crashes<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
+    let st = lock_any(&res);
+    let list: Vec<Term> = st
+        .outside_crashes
+        .iter()
+        .filter_map(|(&id, saved)| {
+            let p = st.session.proc(id)?;
+            matches!(p.exit, Some(ExitCause::External))
+                .then(|| (name_term(env, &p.name), st.load(env, saved)).encode(env))
+        })
+        .collect();
+    Ok(list.encode(env))
+}
+
 /// Marks the session as having stored state the owner must clean up when it ends.
 #[rustler::nif]
 fn mark_cleanup(res: ResourceArc<SessionResource>) -> NifResult<Atom> {
@@ -1333,10 +1387,10 @@ fn alias(
 ) -> NifResult<Atom> {
     let mut guard = lock(&res)?;
     let st = &mut *guard;
+    caller_check(env, st, id)?;
     if st.session.is_over() || st.exited(id) {
         return Ok(atoms::ok());
     }
-    caller_check(env, st, id)?;
     let result = if on {
         st.session.alias(id, number)
     } else {
@@ -1358,10 +1412,10 @@ fn hold(
 ) -> NifResult<Atom> {
     let mut guard = lock(&res)?;
     let st = &mut *guard;
+    caller_check(env, st, id)?;
     if st.session.is_over() || st.exited(id) {
         return Ok(atoms::ok());
     }
-    caller_check(env, st, id)?;
     let saved = st.save(payload);
     st.held.insert(msg, saved);
     Ok(atoms::ok())
@@ -1425,6 +1479,12 @@ fn exit<'a>(
 
 // ---------------------------------------------------------------------------------------
 // Owner-side queries
+
+/// How many sessions the BEAM has not freed yet (see `LIVE_SESSIONS`).
+#[rustler::nif]
+fn live_sessions() -> u64 {
+    LIVE_SESSIONS.load(Ordering::Relaxed)
+}
 
 #[rustler::nif]
 fn iteration_seed(seed: u64, iteration: u64) -> u64 {
