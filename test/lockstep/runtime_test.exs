@@ -81,6 +81,7 @@ defmodule Lockstep.RuntimeTest do
     end
 
     @tag :capture_log
+    @tag :capture_log
     test "kills a spawned process: reported as its :crash with the NotManagedError" do
       assert {:error, %BugFound{kind: :crash, process: "P.1"} = bug} =
                Lockstep.check(
