@@ -61,30 +61,85 @@ defmodule Lockstep.Runtime do
         # The engine already recorded this process as killed by an exit signal (or the run
         # was torn down): die at once, without running any more user code.
         Process.exit(self(), :kill)
+
+      {:EXIT, _from, reason} ->
+        external_signal(reason)
+        park(tag)
+    end
+  end
+
+  # Exit signals from outside the run. A managed BEAM process traps exits for real (the
+  # simulated trap flag is the engine's), so that an exit signal sent by a process outside
+  # the run (`Process.exit(pid, :shutdown)`) reaches it as a message while it waits at a
+  # sync point: it tells the engine the real reason, which its simulated links and
+  # monitors then see, and dies of it, as a process that does not trap exits does. (A
+  # process running user code meets the signal at its next wait, or when its body ends: a
+  # signal's delivery time is not bounded in OTP either; a receive that may block looks
+  # first.) `:normal` is ignored, as by a
+  # process that does not trap exits; `:kill` cannot be trapped and is noticed by the NIF's
+  # process monitor, with reason `:killed`.
+  defp external_signal(:normal), do: :ok
+
+  defp external_signal(reason) do
+    {session, id, _tag} = Process.get(@key)
+    Native.external_exit(session, id, reason)
+    Process.flag(:trap_exit, false)
+    :erlang.exit(self(), reason)
+
+    # An exit signal to oneself takes effect before exit/2 returns; never go on.
+    receive do
+    after
+      :infinity -> :ok
+    end
+  end
+
+  # Before a receive that may block: a signal that came while this process ran user code
+  # takes effect now, so the engine never counts a dying process as waiting (and, say,
+  # declares a deadlock it would have broken).
+  defp take_external_signal do
+    case pending_external_signal() do
+      nil -> :ok
+      reason -> external_signal(reason)
+    end
+  end
+
+  defp pending_external_signal do
+    receive do
+      {:EXIT, _from, reason} when reason != :normal -> reason
+    after
+      0 -> nil
     end
   end
 
   # Entry points -------------------------------------------------------------------------
 
   @doc false
-  def root_entry(session, tag, fun) do
-    receive do
-      {^tag, :go, :start} -> run_body(session, 0, tag, fun)
-      {^tag, :exit, _} -> :ok
-    end
-  end
+  def root_entry(session, tag, fun), do: entry(session, 0, tag, fun)
 
   @doc false
-  def child_entry(session, id, tag, fun) do
+  def child_entry(session, id, tag, fun), do: entry(session, id, tag, fun)
+
+  defp entry(session, id, tag, fun) do
+    Process.flag(:trap_exit, true)
+    Process.put(@key, {session, id, tag})
+    await_start(session, id, tag, fun)
+  end
+
+  defp await_start(session, id, tag, fun) do
     receive do
-      {^tag, :go, :start} -> run_body(session, id, tag, fun)
-      {^tag, :exit, _} -> :ok
+      {^tag, :go, :start} ->
+        run_body(session, id, fun)
+
+      {^tag, :exit, _} ->
+        :ok
+
+      {:EXIT, _from, reason} ->
+        external_signal(reason)
+        await_start(session, id, tag, fun)
     end
   end
 
-  defp run_body(session, id, tag, fun) do
-    Process.put(@key, {session, id, tag})
-
+  defp run_body(session, id, fun) do
     # The report reason keeps the class and stacktrace; linked and monitoring processes
     # see the OTP exit reason.
     try do
@@ -92,18 +147,26 @@ defmodule Lockstep.Runtime do
     catch
       :exit, reason ->
         class = if normal_exit?(reason), do: :normal, else: :abnormal
-        Native.exit(session, id, class, {:exit, reason, __STACKTRACE__}, reason)
+        finish(session, id, class, {:exit, reason, __STACKTRACE__}, reason)
 
       :error, reason ->
         exception = Exception.normalize(:error, reason, __STACKTRACE__)
         report = {:error, exception, __STACKTRACE__}
-        Native.exit(session, id, :abnormal, report, {exception, __STACKTRACE__})
+        finish(session, id, :abnormal, report, {exception, __STACKTRACE__})
 
       :throw, value ->
         report = {:throw, value, __STACKTRACE__}
-        Native.exit(session, id, :abnormal, report, {{:nocatch, value}, __STACKTRACE__})
+        finish(session, id, :abnormal, report, {{:nocatch, value}, __STACKTRACE__})
     else
-      _ -> Native.exit(session, id, :normal, :normal, :normal)
+      _ -> finish(session, id, :normal, :normal, :normal)
+    end
+  end
+
+  # An exit signal from outside that arrived while the body ran took effect first.
+  defp finish(session, id, class, report, reason) do
+    case pending_external_signal() do
+      nil -> Native.exit(session, id, class, report, reason)
+      signal -> external_signal(signal)
     end
   end
 
@@ -208,10 +271,12 @@ defmodule Lockstep.Runtime do
   end
 
   def receive_start({session, id, tag}, timeout) do
+    take_external_signal()
     resume(Native.sync_receive(session, id, false, timeout(timeout)), tag)
   end
 
   def receive_retry({session, id, tag}) do
+    take_external_signal()
     resume(Native.sync_receive(session, id, true, nil), tag)
   end
 
@@ -234,6 +299,7 @@ defmodule Lockstep.Runtime do
   end
 
   defp attempt(session, id, tag, matcher, retry?, timeout, on_timeout) do
+    take_external_signal()
     result = resume(Native.sync_receive(session, id, retry?, timeout), tag)
 
     case matcher.(tag) do

@@ -170,6 +170,14 @@ pub enum EventKind {
         name: u32,
         found: Option<ProcId>,
     },
+    /// A heal (by `proc`) found global name `name` registered on both sides of the
+    /// partition: `kept` keeps it and `killed` is killed, as `global:random_exit_name/3`
+    /// does.
+    GlobalConflict {
+        name: u32,
+        kept: ProcId,
+        killed: ProcId,
+    },
     /// An in-flight message reached `proc`'s mailbox.
     Deliver {
         msg: MsgId,
