@@ -113,6 +113,8 @@ defmodule Lockstep.TraceFile do
     :global_register,
     :global_unregister,
     :global_whereis,
+    :global_conflict,
+    :global_name_conflict,
     :noproc,
     :noconnection,
     :killed
