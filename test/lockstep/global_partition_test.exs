@@ -98,6 +98,7 @@ defmodule Lockstep.GlobalPartitionTest do
 
   require Lockstep
   import Lockstep.TestSupport
+  import ExUnit.CaptureIO
   alias Lockstep.{BugFound, Cluster, Global, GlobalPartitionTest.Programs}
 
   defp values(tag) do
@@ -285,6 +286,9 @@ defmodule Lockstep.GlobalPartitionTest do
       # The trace file has it too, and replays to the same bug.
       file = Lockstep.TraceFile.load!(bug.trace_path)
       assert Enum.any?(file.events, &match?({_, {:global_conflict, "P", _, ^kept, ^killed}}, &1))
+
+      dumped = capture_io(fn -> Mix.Tasks.Lockstep.DumpTrace.run([bug.trace_path]) end)
+      assert dumped =~ "heal finds global :leader registered on both sides"
 
       replayed =
         assert_raise BugFound, fn ->
