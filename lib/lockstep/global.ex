@@ -2,9 +2,14 @@ defmodule Lockstep.Global do
   @moduledoc """
   The cluster-wide name registry of a simulated cluster, mirroring `:global`.
 
-  Registration is atomic: of two processes racing to register the same name, exactly one
-  gets `:yes`. Names are cleared when their owner exits or its node stops. Every function
-  is a sync point.
+  Registration is atomic: of two processes of connected nodes racing to register the same
+  name, exactly one gets `:yes`. Names are cleared when their owner exits or its node
+  stops. As OTP's `:global`, each side of a partition has its own view of the names (the
+  caller's node's view is what these functions read and write): a name can be registered
+  on both sides, each side forgets the names held across the cut once `net_ticktime` has
+  passed, and on heal a clash is resolved as `:global.random_exit_name/3` does — one
+  registration is kept, the other holder is killed — with the strategy choosing which.
+  Every function is a sync point.
   """
 
   alias Lockstep.Runtime
