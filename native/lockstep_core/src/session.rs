@@ -15,6 +15,11 @@
 //! they are in flight, ordered per sender→receiver pair together with messages, so
 //! "exit signal versus message" races are reachable. Links, monitors, trap flags, names and
 //! timers are simulated here, never real BEAM links, so their timing is scheduled too.
+//! `link`, `unlink`, `monitor`, `demonitor` and `alive?` take effect at the step they are
+//! applied; since OTP orders them after the caller's earlier signals to the same process,
+//! `alive?`, `monitor` and `link` first deliver what the caller has in flight to the target
+//! (`flush_pair`), and `unlink` / `demonitor` drop the signals of the link or
+//! monitor still travelling.
 //!
 //! The session never holds BEAM terms: the adapter keeps payloads, pids, refs and reason
 //! terms, keyed by the small ids used here, and performs the [`Effect`]s the session queues
