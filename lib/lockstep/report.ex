@@ -378,6 +378,11 @@ defmodule Lockstep.Report do
   def describe({:global_whereis, _, name, found}),
     do: "global whereis #{payload(name)} = #{found || ":undefined"}"
 
+  def describe({:global_wait, _, name}),
+    do:
+      "waits for :global's lock on #{payload(name)}: a node it reaches is cut off, not yet " <>
+        "declared down"
+
   def describe({:global_conflict, _, name, kept, killed}),
     do:
       "heal finds global #{payload(name)} registered on both sides: keeps #{kept}, " <>

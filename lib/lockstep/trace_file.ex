@@ -114,6 +114,7 @@ defmodule Lockstep.TraceFile do
     :global_unregister,
     :global_whereis,
     :global_conflict,
+    :global_wait,
     :global_name_conflict,
     :noproc,
     :noconnection,

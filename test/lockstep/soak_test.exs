@@ -122,7 +122,7 @@ defmodule Lockstep.SoakTest.Harness do
                   [:unregister, :whereis, :now, :sleep, :timer_started, :timer_cancelled] ++
                   [:send_unregistered, :send_dropped, :node_started, :node_stopped] ++
                   [:partitioned, :healed, :monitor_node, :set_ticktime, :global_register] ++
-                  [:global_unregister, :global_whereis, :global_conflict]
+                  [:global_unregister, :global_whereis, :global_conflict, :global_wait]
 
   # A process that has exited (on its own, by an exit signal, with its node) makes no
   # further operation and does not exit again.

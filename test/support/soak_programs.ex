@@ -476,9 +476,9 @@ defmodule Lockstep.SoakPrograms do
   end
 
   # SPEC §4, the :global split brain: with [home, p1] cut from [p2], a holder on each side
-  # registers the same global name and gets :yes; the heal keeps one and kills the other
-  # (so exactly one is alive after it). `strict` (the run's timers are :on_idle) is when
-  # both surely register before the heal.
+  # registers the same global name and, once the cut is declared lost, gets :yes; the heal
+  # keeps one and kills the other (so exactly one is alive after it). `strict` (the run's
+  # timers are :on_idle) is when both surely register before the heal.
   defp exec({:split_probe, k, mode, strict}, st) do
     name = {:probe, k}
     [p1, p2] = nodes = [:p1@soak, :p2@soak]
@@ -508,7 +508,9 @@ defmodule Lockstep.SoakPrograms do
 
     holders = for node <- nodes, do: Cluster.spawn(node, holder.(node))
     st = Enum.reduce(holders, st, &spawned(&2, &1))
-    Lockstep.sleep(50)
+    # The holders wait for :global's lock until the tick (net_ticktime, 15 s) declares the
+    # connection lost; then each registers on its side.
+    Lockstep.sleep(20_000)
     :ok = Cluster.heal()
     alive = Enum.count(holders, &Lockstep.alive?/1)
 

@@ -12,9 +12,12 @@
 //!
 //! The global registry is, as OTP's `:global`, one table per node, kept equal between the
 //! nodes that are connected: a registration is checked against, and written to, the
-//! tables of every node connected to the caller's. So while a partition is active each side
-//! has its own view, and a name can be registered on both (split brain); when the
-//! connection is declared lost each side forgets the names held on the other side (as
+//! tables of every node connected to the caller's. It first takes `global`'s lock on every
+//! node the caller knows (OTP 25 `trans_all_known/1`), so while a node it reaches is cut
+//! off but not yet declared down the registration waits — until the heal, or until the tick
+//! declares the connection lost and the lock is taken without that node. So once a
+//! partition is declared lost each side has its own view, and a name can be registered on
+//! both (split brain); at the tick each side forgets the names held on the other side (as
 //! `global` does on `nodedown`), and on heal the session merges the views, resolving each
 //! clash as `global:random_exit_name/3` does (one registration kept, the other holder
 //! killed). A node that is down has no view.
@@ -160,14 +163,24 @@ impl Cluster {
             .unwrap_or_default()
     }
 
-    /// `register_name` from a process on `node`: atomic over the nodes `node` reaches (the
-    /// name must be free in each of their views, and is written to all of them).
+    /// Whether `global`'s lock, taken on every node `node` knows, cannot be had yet: a node
+    /// that is up is cut off from `node` by a partition not yet declared lost.
+    pub fn global_lock_stalled(&self, node: NodeId) -> bool {
+        (0..self.up.len() as NodeId)
+            .any(|m| self.is_up(m) && self.partitions.iter().any(|p| !p.lost && p.cuts(node, m)))
+    }
+
+    /// `register_name` from a process on `node` (once it has the lock): atomic over the
+    /// nodes `node` reaches (the name must be free in each of their views, and is written to
+    /// all of them). As OTP 25's `check_dupname/2`, a pid that already has a global name
+    /// gets `no`.
     pub fn global_register(&mut self, node: NodeId, name: u32, holder: ProcId) -> bool {
         let reach = self.nodes_connected_to(node);
         if reach.is_empty()
             || reach
                 .iter()
                 .any(|&m| self.global[m as usize].contains_key(&name))
+            || self.global[node as usize].values().any(|&h| h == holder)
         {
             return false;
         }

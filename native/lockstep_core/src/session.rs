@@ -1774,6 +1774,22 @@ impl Session {
                 self.record(p, EventKind::Nif { object });
                 OpResult::Done
             }
+            PendingOp::Cluster(
+                op @ (ClusterOp::GlobalRegister { .. } | ClusterOp::GlobalUnregister(_)),
+            ) if self.cluster.global_lock_stalled(self.node_of(p)) => {
+                // OTP 25 takes `global`'s lock on every known node first
+                // (`trans_all_known/1`): with one of them cut off and not yet declared down
+                // the lock request waits, until the heal or the tick.
+                let name = match op {
+                    ClusterOp::GlobalRegister { name, .. } | ClusterOp::GlobalUnregister(name) => {
+                        name
+                    }
+                    _ => unreachable!("matched above"),
+                };
+                self.procs[p as usize].state = ProcState::Blocked;
+                self.record(p, EventKind::GlobalLockWait { name });
+                return Applied::Skip;
+            }
             PendingOp::Cluster(op) => {
                 let result = self.apply_cluster(p, op, strategy);
                 if matches!(self.outcome, Some(Outcome::Diverged(_))) {
@@ -1814,6 +1830,7 @@ impl Session {
                     self.ets_names.retain(|(n, _), _| *n != node);
                     // A node that is down has no view of the global names.
                     self.cluster.global[node as usize].clear();
+                    self.retry_global_locks();
                     self.node_down_for(|_, n| n == node);
                 }
                 OpResult::Done
@@ -1884,6 +1901,7 @@ impl Session {
                     self.arrive(m);
                 }
                 self.resolve_global_clashes(p, strategy);
+                self.retry_global_locks();
                 OpResult::Done
             }
             ClusterOp::MonitorNode(node) => {
@@ -1976,6 +1994,23 @@ impl Session {
         }
     }
 
+    /// Processes waiting for `global`'s lock try again (a heal, a tick or a stopped node
+    /// may have freed it; one still stalled waits again).
+    fn retry_global_locks(&mut self) {
+        for proc in &mut self.procs {
+            if proc.state == ProcState::Blocked
+                && matches!(
+                    proc.pending,
+                    PendingOp::Cluster(
+                        ClusterOp::GlobalRegister { .. } | ClusterOp::GlobalUnregister(_)
+                    )
+                )
+            {
+                proc.state = ProcState::Ready;
+            }
+        }
+    }
+
     /// Sends `{:nodedown, node}` to every node monitor `(watcher, node)` that `lost`
     /// selects, and forgets those monitors (each fires once).
     fn node_down_for(&mut self, lost: impl Fn(NodeId, NodeId) -> bool) {
@@ -2002,6 +2037,7 @@ impl Session {
         let nodes: Vec<NodeId> = self.procs.iter().map(|q| q.node).collect();
         self.cluster
             .global_forget_across(i, |holder| nodes[holder as usize]);
+        self.retry_global_locks();
         for m in 0..self.monitors.len() {
             let rec = self.monitors[m];
             if rec.active

@@ -674,29 +674,45 @@ fn two_sides(st: &mut Lazy) -> Session {
     s
 }
 
-/// A and B each register LEADER from their side (A first), then block; P sleeps through
-/// it and runs again. Returns what each registration answered.
+/// A and B each try to register LEADER from their side while the cut is not yet declared
+/// lost: both wait for `global`'s lock until the tick, then register (A first) and block;
+/// P sleeps through it and runs again. Returns what each registration answered.
 fn split_brain(s: &mut Session, st: &mut Lazy) -> (OpResult, OpResult) {
     assert_eq!(
         sync(s, st, P, Op::Sleep { ms: 20_000 }),
         Next::Wake(A, OpResult::Started)
     );
-    let a = call(s, st, A, register(LEADER, A));
+    assert_eq!(
+        sync(s, st, A, register(LEADER, A)),
+        Next::Wake(B, OpResult::Started),
+        "A waits for the lock"
+    );
+    let Next::Wake(A, a) = sync(s, st, B, register(LEADER, B)) else {
+        panic!("after the tick A registers first");
+    };
+    assert_eq!(s.now(), 15_000, "the tick freed the lock");
+    for who in [A, B] {
+        assert!(s
+            .events()
+            .iter()
+            .any(|e| e.proc == who && e.kind == EventKind::GlobalLockWait { name: LEADER }));
+    }
     assert_eq!(call(s, st, A, whereis(LEADER)), OpResult::Found(Some(A)));
     let receive = Op::Receive {
         retry: false,
         timeout: None,
     };
-    assert_eq!(sync(s, st, A, receive), Next::Wake(B, OpResult::Started));
-    let b = call(s, st, B, register(LEADER, B));
+    let Next::Wake(B, b) = sync(s, st, A, receive) else {
+        panic!("then B registers");
+    };
     let seen_by_b = call(s, st, B, whereis(LEADER));
     assert_eq!(sync(s, st, B, receive), Next::Wake(P, OpResult::Done));
     assert_eq!(seen_by_b, OpResult::Found(Some(B)));
     (a, b)
 }
 
-/// SPEC §4: while a partition is active each side has its own view of the global names,
-/// so a name can be registered on both sides.
+/// SPEC §4: once a partition is declared lost each side has its own view of the global
+/// names, so a name can be registered on both sides.
 #[test]
 fn each_side_of_a_partition_registers_a_global_name_of_its_own() {
     let st = &mut Lazy::new();
@@ -772,9 +788,9 @@ fn heal_resolves_a_global_name_clash_with_the_strategys_choice() {
     }
 }
 
-/// Before the tick the other side still sees a name registered before the partition (and
-/// cannot take it); once the connection is declared lost it forgets it (as `global` does
-/// on `nodedown`) and can register its own.
+/// Before the tick the other side still sees a name registered before the partition, and
+/// a registration there waits for the lock; at the tick it forgets the names held across
+/// the cut (as `global` does on `nodedown`), and the registration goes through.
 #[test]
 fn a_side_forgets_the_other_sides_names_when_the_connection_is_lost() {
     let st = &mut Lazy::new();
@@ -808,7 +824,6 @@ fn a_side_forgets_the_other_sides_names_when_the_connection_is_lost() {
     }
     let part = s.define_partition(vec![0, 1], vec![2], PartitionMode::Drop);
     call(&mut s, st, P, Op::Cluster(ClusterOp::Partition(part)));
-    assert_eq!(s.cluster().global_whereis(2, LEADER), Some(A));
     assert_eq!(
         sync(&mut s, st, P, Op::Sleep { ms: 20_000 }),
         Next::Wake(A, OpResult::Started)
@@ -821,23 +836,57 @@ fn a_side_forgets_the_other_sides_names_when_the_connection_is_lost() {
         sync(&mut s, st, A, receive),
         Next::Wake(B, OpResult::Started)
     );
-    // B, before the tick: the name is taken.
     assert_eq!(
-        call(&mut s, st, B, register(LEADER, B)),
-        OpResult::NameOk(false)
+        call(&mut s, st, B, whereis(LEADER)),
+        OpResult::Found(Some(A))
     );
-    // B sleeps past the tick (15 s), P's sleep ends first.
     assert_eq!(
-        sync(&mut s, st, B, Op::Sleep { ms: 16_000 }),
-        Next::Continue(OpResult::Done)
+        sync(&mut s, st, B, register(LEADER, B)),
+        Next::Continue(OpResult::NameOk(true))
     );
+    assert_eq!(s.now(), 15_000);
     assert!(s.cluster().connection_lost(2, 1));
-    assert_eq!(call(&mut s, st, B, whereis(LEADER)), OpResult::Found(None));
-    assert_eq!(
-        call(&mut s, st, B, register(LEADER, B)),
-        OpResult::NameOk(true)
-    );
+    assert_eq!(s.cluster().global_whereis(2, LEADER), Some(B));
     assert_eq!(s.cluster().global_whereis(0, LEADER), Some(A));
+}
+
+/// A registration waiting for the lock when the partition heals before its tick goes
+/// through against the whole cluster: no split brain.
+#[test]
+fn a_registration_waiting_for_the_lock_goes_through_everywhere_after_an_early_heal() {
+    let st = &mut Lazy::new();
+    let mut s = two_sides(st);
+    assert_eq!(
+        sync(&mut s, st, P, Op::Sleep { ms: 10 }),
+        Next::Wake(A, OpResult::Started)
+    );
+    assert_eq!(
+        sync(&mut s, st, A, register(LEADER, A)),
+        Next::Wake(B, OpResult::Started)
+    );
+    let receive = Op::Receive {
+        retry: false,
+        timeout: None,
+    };
+    assert_eq!(sync(&mut s, st, B, receive), Next::Wake(P, OpResult::Done));
+    call(&mut s, st, P, Op::Cluster(ClusterOp::Heal));
+    assert_eq!(
+        sync(&mut s, st, P, Op::Sleep { ms: 10 }),
+        Next::Wake(A, OpResult::NameOk(true))
+    );
+    for node in 0..3 {
+        assert_eq!(s.cluster().global_whereis(node, LEADER), Some(A));
+    }
+}
+
+/// OTP 25 `check_dupname/2`: a pid that has a global name gets `no` for another.
+#[test]
+fn a_pid_gets_one_global_name() {
+    let st = &mut Lazy::new();
+    let mut s = p_and_q(instant(), st);
+    assert_eq!(call(&mut s, st, P, register(0, Q)), OpResult::NameOk(true));
+    assert_eq!(call(&mut s, st, P, register(1, Q)), OpResult::NameOk(false));
+    assert_eq!(call(&mut s, st, P, register(1, P)), OpResult::NameOk(true));
 }
 
 /// A node that is down has no view; its processes' names die with them; a node started

@@ -28,7 +28,7 @@ pub mod atoms {
         yes, no, lockstep_global = "$lockstep_global", cluster, start_node, stop_node,
         partition, heal, nodes, nodes_up, node_of, global_names, defer, shrink_replay, cleanup, send_dropped, internal_error, global,
         not_captured = "$lockstep_not_captured",
-        global_conflict, global_name_conflict,
+        global_conflict, global_name_conflict, global_wait,
         __struct__, __exception__, message, r#true = "true",
     }
 }
@@ -349,6 +349,9 @@ pub(crate) fn event_term<'a>(env: Env<'a>, st: &SessionState, index: usize, e: &
                 None => atoms::nil().encode(env),
             };
             (atoms::global_whereis(), who, global_name(n), found).encode(env)
+        }
+        EventKind::GlobalLockWait { name: n } => {
+            (atoms::global_wait(), who, global_name(n)).encode(env)
         }
         EventKind::GlobalConflict {
             name: n,
