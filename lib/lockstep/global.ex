@@ -19,7 +19,7 @@ defmodule Lockstep.Global do
   @doc """
   Registers `pid` under `name` (any term): `:yes`, or `:no` when the name is taken or `pid`
   has a global name already (OTP 25's default).
-  """"
+  """
   @spec register_name(term(), pid()) :: :yes | :no
   def register_name(name, pid) when is_pid(pid) do
     if Runtime.cluster({:global_register, name, pid}), do: :yes, else: :no
