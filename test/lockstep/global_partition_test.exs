@@ -315,7 +315,11 @@ defmodule Lockstep.GlobalPartitionTest do
       assert {:exit, killed, :global_name_conflict} in events
       assert Enum.any?(bug.schedule, &match?({:random, _}, &1))
 
+      # A split needs a registration that waited for :global's lock until the tick.
+      assert Enum.any?(events, &match?({:global_wait, _, :leader}, &1))
+
       message = Exception.message(bug)
+      assert message =~ "waits for :global's lock on :leader"
 
       assert message =~
                "heal finds global :leader registered on both sides: keeps #{kept}, kills #{killed}"
