@@ -478,7 +478,7 @@ defmodule Lockstep.HardeningTest do
         Kernel.send(killer, {:kill, w})
         # Running (outside any sync point) until the signal has landed: with every managed
         # process waiting, Lockstep would otherwise see a deadlock.
-        Process.sleep(30)
+        await_real_death(w)
         # The two :DOWNs come from two processes: in either order.
         downs =
           for _ <- 1..2,
@@ -512,7 +512,7 @@ defmodule Lockstep.HardeningTest do
             Lockstep.receive(do: (:go -> :ok))
             Kernel.send(killer, {:kill, self()})
             # Running user code (not at a sync point) when the signal comes.
-            Process.sleep(30)
+            await_exit_signal()
             Lockstep.send(me, :still_running)
             Ops.block_lockstep()
           end)
@@ -542,7 +542,7 @@ defmodule Lockstep.HardeningTest do
         Lockstep.sleep(1)
         Kernel.send(killer, {:kill, w})
         # Running outside any sync point until the signal has landed.
-        Process.sleep(30)
+        await_real_death(w)
         Lockstep.sleep(1)
       end
 
@@ -550,6 +550,23 @@ defmodule Lockstep.HardeningTest do
                Lockstep.check(body, iterations: 1, seed: 1, trace_dir: tmp_dir!())
 
       assert {:exit, :shutdown, _} = bug.reason
+    end
+  end
+
+  # Wall-clock waits for what the killer outside the run does (up to 5 s).
+  defp await_real_death(pid, tries \\ 5_000) do
+    if Process.alive?(pid) and tries > 0 do
+      Process.sleep(1)
+      await_real_death(pid, tries - 1)
+    end
+  end
+
+  defp await_exit_signal(tries \\ 5_000) do
+    {:messages, messages} = Process.info(self(), :messages)
+
+    if not Enum.any?(messages, &match?({:EXIT, _, _}, &1)) and tries > 0 do
+      Process.sleep(1)
+      await_exit_signal(tries - 1)
     end
   end
 
