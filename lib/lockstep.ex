@@ -244,18 +244,28 @@ defmodule Lockstep do
   @doc """
   Links the caller and `pid` (a managed process); mirrors `Process.link/1`. Linking to a
   process that has exited raises `ErlangError` `:noproc` in a caller that does not trap
-  exits, and gives a trapping one `{:EXIT, pid, :noproc}`, as on OTP 25. Returns `true`.
+  exits, and gives a trapping one `{:EXIT, pid, :noproc}` at once, as on OTP 25. The link
+  takes effect after the caller's earlier signals to `pid`: if one of them kills it, the
+  link returns `true` and the caller gets a `:noproc` exit signal. Across a connection
+  declared lost (or to a stopped node) the caller gets a `:noconnection` exit signal at
+  once. Returns `true`.
   """
   @spec link(pid()) :: true
   def link(pid), do: Runtime.link(pid)
 
-  @doc "Removes the link between the caller and `pid`; mirrors `Process.unlink/1`."
+  @doc """
+  Removes the link between the caller and `pid`; mirrors `Process.unlink/1`. Once it
+  returns the link has no effect on the caller: its exit signals still travelling are
+  dropped.
+  """
   @spec unlink(pid()) :: true
   def unlink(pid), do: Runtime.unlink(pid)
 
   @doc """
   Monitors `pid`; mirrors `Process.monitor/1`. When it exits the caller gets
-  `{:DOWN, ref, :process, pid, reason}` (`:noproc` if it had already exited).
+  `{:DOWN, ref, :process, pid, reason}` (`:noproc` if it had already exited, also by the
+  caller's earlier signals to it; `:noconnection` at once across a connection declared
+  lost).
   """
   @spec monitor(pid()) :: reference()
   def monitor(pid), do: Runtime.monitor(pid)
@@ -282,7 +292,10 @@ defmodule Lockstep do
   @spec exit(pid(), term()) :: true
   def exit(pid, reason), do: Runtime.exit(pid, reason)
 
-  @doc "Whether `pid` is alive; mirrors `Process.alive?/1`."
+  @doc """
+  Whether `pid` is alive; mirrors `Process.alive?/1`. As on OTP, the caller's earlier
+  signals to `pid` reach it first: right after `exit(pid, :kill)` it is `false`.
+  """
   @spec alive?(pid()) :: boolean()
   def alive?(pid), do: Runtime.alive?(pid)
 

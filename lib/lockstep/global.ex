@@ -2,14 +2,24 @@ defmodule Lockstep.Global do
   @moduledoc """
   The cluster-wide name registry of a simulated cluster, mirroring `:global`.
 
-  Registration is atomic: of two processes racing to register the same name, exactly one
-  gets `:yes`. Names are cleared when their owner exits or its node stops. Every function
-  is a sync point.
+  Registration is atomic: of two processes of connected nodes racing to register the same
+  name, exactly one gets `:yes`; a pid gets one name. Names are cleared when their owner
+  exits or its node stops. As OTP's `:global`, each node has its own view of the names
+  (these functions read and write the caller's node's), kept equal between connected
+  nodes. Registering and unregistering take a lock on every known node first, so while a
+  node is cut off by a partition not yet declared lost (`net_ticktime`) they wait, until
+  the heal or the tick. Once it is declared lost each side forgets the names held across
+  the cut and a name can be registered on both sides; on heal a clash is resolved as
+  `:global.random_exit_name/3` does — one registration is kept, the other holder is killed
+  — with the strategy choosing which. Every function is a sync point.
   """
 
   alias Lockstep.Runtime
 
-  @doc "Registers `pid` under `name` (any term): `:yes`, or `:no` when the name is taken."
+  @doc """
+  Registers `pid` under `name` (any term): `:yes`, or `:no` when the name is taken or `pid`
+  has a global name already (OTP 25's default).
+  """
   @spec register_name(term(), pid()) :: :yes | :no
   def register_name(name, pid) when is_pid(pid) do
     if Runtime.cluster({:global_register, name, pid}), do: :yes, else: :no

@@ -58,6 +58,7 @@ defmodule Lockstep.Native do
   def hold(_session, _id, _msg, _payload), do: nif_error()
   def alias(_session, _id, _alias, _on), do: nif_error()
   def exit(_session, _id, _class, _report, _reason, _pending), do: nif_error()
+  def external_exit(_session, _id, _reason), do: nif_error()
   def progress(_session), do: nif_error()
   def outcome(_session), do: nif_error()
   def schedule(_session), do: nif_error()

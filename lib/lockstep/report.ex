@@ -495,6 +495,9 @@ defmodule Lockstep.Report do
 
   def describe({:exit, _, :killed_outside_lockstep}), do: "was killed from outside the run"
 
+  def describe({:exit, _, :global_name_conflict}),
+    do: "KILLED by :global's name conflict resolution (:killed)"
+
   def describe({:exit, _, {:"$inspected", "** (" <> _ = text}}),
     do: "crashes: #{first_line(text)}"
 
@@ -568,6 +571,16 @@ defmodule Lockstep.Report do
 
   def describe({:global_whereis, _, name, found}),
     do: "global whereis #{payload(name)} = #{found || ":undefined"}"
+
+  def describe({:global_wait, _, name}),
+    do:
+      "waits for :global's lock on #{payload(name)}: a node it reaches is cut off, not yet " <>
+        "declared down"
+
+  def describe({:global_conflict, _, name, kept, killed}),
+    do:
+      "heal finds global #{payload(name)} registered on both sides: keeps #{kept}, " <>
+        "kills #{killed} (as :global.random_exit_name/3)"
 
   def describe(other), do: inspect(other)
 

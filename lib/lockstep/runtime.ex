@@ -89,7 +89,15 @@ defmodule Lockstep.Runtime do
       {pid, {session, id, _tag}, linked?} ->
         error = %{error | reason: :unmanaged, process: self(), context_owner: pid}
         stacktrace = user_stacktrace()
-        if linked?, do: Native.note_outside_crash(session, id, {:error, error, stacktrace})
+
+        if linked? do
+          Native.note_outside_crash(session, id, {:error, error, stacktrace})
+          # The real link would kill `pid` when this process dies of the error, but a managed
+          # process traps exits for real (see `external_signal/1`) and, in code Lockstep does
+          # not control, would never look: end it as the link would have.
+          Process.exit(pid, :kill)
+        end
+
         :erlang.raise(:error, error, stacktrace)
     end
   end
@@ -174,6 +182,54 @@ defmodule Lockstep.Runtime do
         # The engine already recorded this process as killed by an exit signal (or the run
         # was torn down): die at once, without running any more user code.
         Process.exit(self(), :kill)
+
+      {:EXIT, _from, reason} ->
+        external_signal(reason)
+        park(tag)
+    end
+  end
+
+  # Exit signals from outside the run. A managed BEAM process traps exits for real (the
+  # simulated trap flag is the engine's), so that an exit signal sent by a process outside
+  # the run (`Process.exit(pid, :shutdown)`) reaches it as a message while it waits at a
+  # sync point: it tells the engine the real reason, which its simulated links and
+  # monitors then see, and dies of it, as a process that does not trap exits does. (A
+  # process running user code meets the signal at its next wait, or when its body ends: a
+  # signal's delivery time is not bounded in OTP either; a receive that may block looks
+  # first.) `:normal` is ignored, as by a
+  # process that does not trap exits; `:kill` cannot be trapped and is noticed by the NIF's
+  # process monitor, with reason `:killed`.
+  defp external_signal(:normal), do: :ok
+
+  defp external_signal(reason) do
+    # what it sent or took before is settled first: it happened before the signal
+    {session, id, _tag} = settle_pending(Process.get(@key))
+    Native.external_exit(session, id, reason)
+    Process.flag(:trap_exit, false)
+    :erlang.exit(self(), reason)
+
+    # An exit signal to oneself takes effect before exit/2 returns; never go on.
+    receive do
+    after
+      :infinity -> :ok
+    end
+  end
+
+  # Before a receive that may block: a signal that came while this process ran user code
+  # takes effect now, so the engine never counts a dying process as waiting (and, say,
+  # declares a deadlock it would have broken).
+  defp take_external_signal do
+    case pending_external_signal() do
+      nil -> :ok
+      reason -> external_signal(reason)
+    end
+  end
+
+  defp pending_external_signal do
+    receive do
+      {:EXIT, _from, reason} when reason != :normal -> reason
+    after
+      0 -> nil
     end
   end
 
@@ -204,22 +260,35 @@ defmodule Lockstep.Runtime do
   end
 
   @doc false
-  def root_entry(session, tag, fun), do: child_entry(session, 0, tag, fun)
+  def root_entry(session, tag, fun), do: entry(session, 0, tag, fun)
 
   @doc false
-  def child_entry(session, id, tag, fun) do
+  def child_entry(session, id, tag, fun), do: entry(session, id, tag, fun)
+
+  defp entry(session, id, tag, fun) do
+    Process.flag(:trap_exit, true)
+    Process.put(@key, {session, id, tag})
+    await_start(session, id, tag, fun)
+  end
+
+  defp await_start(session, id, tag, fun) do
     receive do
-      {^tag, :go, :start} -> run_body(session, id, tag, fun)
-      {^tag, :exit, _} -> :ok
+      {^tag, :go, :start} ->
+        run_body(session, id, fun)
+
+      {^tag, :exit, _} ->
+        :ok
+
+      {:EXIT, _from, reason} ->
+        external_signal(reason)
+        await_start(session, id, tag, fun)
     after
       @orphan_check_ms ->
-        if Native.outcome(session) == nil, do: child_entry(session, id, tag, fun), else: :ok
+        if Native.outcome(session) == nil, do: await_start(session, id, tag, fun), else: :ok
     end
   end
 
-  defp run_body(session, id, tag, fun) do
-    Process.put(@key, {session, id, tag})
-
+  defp run_body(session, id, fun) do
     # The report reason keeps the class and stacktrace; linked and monitoring processes
     # see the OTP exit reason.
     try do
@@ -227,20 +296,26 @@ defmodule Lockstep.Runtime do
     catch
       :exit, reason ->
         class = if normal_exit?(reason), do: :normal, else: :abnormal
-        report = {:exit, reason, __STACKTRACE__}
-        Native.exit(session, id, class, report, reason, take_pending())
+        finish(session, id, class, {:exit, reason, __STACKTRACE__}, reason)
 
       :error, reason ->
         exception = Exception.normalize(:error, reason, __STACKTRACE__)
         report = {:error, exception, __STACKTRACE__}
-        Native.exit(session, id, :abnormal, report, {exception, __STACKTRACE__}, take_pending())
+        finish(session, id, :abnormal, report, {exception, __STACKTRACE__})
 
       :throw, value ->
         report = {:throw, value, __STACKTRACE__}
-        reason = {{:nocatch, value}, __STACKTRACE__}
-        Native.exit(session, id, :abnormal, report, reason, take_pending())
+        finish(session, id, :abnormal, report, {{:nocatch, value}, __STACKTRACE__})
     else
-      _ -> Native.exit(session, id, :normal, :normal, :normal, take_pending())
+      _ -> finish(session, id, :normal, :normal, :normal)
+    end
+  end
+
+  # An exit signal from outside that arrived while the body ran took effect first.
+  defp finish(session, id, class, report, reason) do
+    case pending_external_signal() do
+      nil -> Native.exit(session, id, class, report, reason, take_pending())
+      signal -> external_signal(signal)
     end
   end
 
@@ -356,6 +431,8 @@ defmodule Lockstep.Runtime do
   # at the miss, when the process would wait: OTP takes a message that matches at once
   # whatever the timeout. The marker `{:bad_timeout, value}` carries it to the miss.
   def receive_start({session, id, tag} = ctx, timeout) do
+    take_external_signal()
+
     case Timeout.receive_timeout(timeout) do
       {:bad, value} ->
         case resume(Native.sync_receive(session, id, false, 0, take_pending()), tag) do
@@ -374,6 +451,7 @@ defmodule Lockstep.Runtime do
   def receive_retry(ctx, _attempt), do: receive_retry(ctx)
 
   def receive_retry({session, id, tag}) do
+    take_external_signal()
     resume(Native.sync_receive(session, id, true, nil, take_pending()), tag)
   end
 

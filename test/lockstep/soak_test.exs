@@ -23,8 +23,8 @@ defmodule Lockstep.SoakTest.Harness do
 
   @case_limit_ms 30_000
 
-  def run_case(case_no, cluster, dir) do
-    {program, opts} = SoakPrograms.generate(case_no, cluster)
+  def run_case(case_no, cluster, dir, generator \\ :generate) do
+    {program, opts} = apply(SoakPrograms, generator, [case_no, cluster])
 
     task = Task.async(fn -> check_case(program, opts, dir) end)
 
@@ -40,11 +40,11 @@ defmodule Lockstep.SoakTest.Harness do
           ["hang: Lockstep.check/replay did not return within #{@case_limit_ms} ms"]
       end
 
-    {problems, describe(case_no, cluster, program, opts)}
+    {problems, describe(case_no, cluster, program, opts, generator)}
   end
 
-  def describe(case_no, cluster, program, opts) do
-    "soak case #{case_no}: Lockstep.SoakPrograms.generate(#{case_no}, #{cluster}) " <>
+  def describe(case_no, cluster, program, opts, generator \\ :generate) do
+    "soak case #{case_no}: Lockstep.SoakPrograms.#{generator}(#{case_no}, #{cluster}) " <>
       "(generator :rand.seed(:exsss, #{inspect(SoakPrograms.case_seed(case_no))})), " <>
       "run options #{inspect(opts)}\n" <>
       "program: #{inspect(program, limit: :infinity, pretty: true)}"
@@ -129,7 +129,7 @@ defmodule Lockstep.SoakTest.Harness do
                   [:unregister, :whereis, :now, :sleep, :timer_started, :timer_cancelled] ++
                   [:send_unregistered, :send_dropped, :node_started, :node_stopped] ++
                   [:partitioned, :healed, :monitor_node, :set_ticktime, :global_register] ++
-                  [:global_unregister, :global_whereis]
+                  [:global_unregister, :global_whereis, :global_conflict, :global_wait]
 
   # A process that has exited (on its own, by an exit signal, with its node) makes no
   # further operation and does not exit again.
@@ -378,18 +378,20 @@ defmodule Lockstep.SoakTest.Cases do
   # Lockstep.SoakPrograms.generate/2). Re-run one with `mix test --only case:N`.
 
   defmacro __using__(opts) do
-    quote bind_quoted: [cases: opts[:cases]] do
+    quote bind_quoted: [cases: opts[:cases], generator: opts[:generator] || :generate] do
       use ExUnit.Case, async: true
 
       import Lockstep.TestSupport
 
       for {case_no, cluster} <- cases do
         @tag case: case_no
-        test "soak case #{case_no}#{if cluster, do: " (cluster)"}" do
+        test "soak case #{case_no}#{if cluster, do: " (cluster)"}#{if generator != :generate, do: " (#{generator})"}" do
           case_no = unquote(case_no)
           cluster = unquote(cluster)
           dir = tmp_dir!("lockstep_soak_#{case_no}")
-          {problems, description} = Lockstep.SoakTest.Harness.run_case(case_no, cluster, dir)
+
+          {problems, description} =
+            Lockstep.SoakTest.Harness.run_case(case_no, cluster, dir, unquote(generator))
 
           assert problems == [],
                  "#{description}\n\nproblems:\n" <> Enum.map_join(problems, "\n\n", &"  * #{&1}")
@@ -412,6 +414,16 @@ defmodule Lockstep.SoakTest.Cluster do
   # Programs that also start simulated nodes, spawn on them, partition, heal, stop nodes,
   # monitor nodes and use the global registry.
   use Lockstep.SoakTest.Cases, cases: Enum.map(1001..1066, &{&1, true})
+end
+
+defmodule Lockstep.SoakTest.Probes do
+  # Generated programs with the probes of issue 10 added (SoakPrograms.generate_probed/2):
+  # exit(pid, :kill) then alive?(pid), messages and trapped exit signals to oneself then
+  # `receive … after 0`, and in cluster programs a :global split brain across a partition
+  # healed later. Each probe reports a wrong result as a problem.
+  use Lockstep.SoakTest.Cases,
+    cases: Enum.map(2001..2012, &{&1, false}) ++ Enum.map(3001..3012, &{&1, true}),
+    generator: :generate_probed
 end
 
 defmodule Lockstep.SoakTest.Found do

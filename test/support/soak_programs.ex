@@ -92,6 +92,51 @@ defmodule Lockstep.SoakPrograms do
 
   def case_seed(case_no), do: {case_no, 0x50AC, 0x2024}
 
+  @doc """
+  Case `case_no` of `generate/2` with probes added (issue 10): in every script, a few
+  operations whose result OTP guarantees and that Lockstep once got wrong — `exit(pid,
+  :kill)` then `alive?(pid)` (false), a message to oneself then `receive … after 0` (there),
+  a trapped `exit(self(), reason)` then `receive … after 0` (there) — and, in cluster
+  programs, a split-brain probe first in the root (see `exec({:split_probe, …})`). A
+  probe that sees the wrong result reports `{:soak_unexpected, …}`. The probes come from a
+  generator of their own (seeded with `{case_no, 0x9B0E, 0x2025}`), so `generate/2` and its
+  cases are unchanged.
+  """
+  def generate_probed(case_no, cluster) do
+    {program, opts} = generate(case_no, cluster)
+    :rand.seed(:exsss, probe_seed(case_no))
+
+    scripts =
+      Map.new(program.scripts, fn {j, ops} ->
+        {j,
+         Enum.reduce(1..(1 + :rand.uniform(3)), ops, fn _, acc ->
+           insert_random(acc, probe_op())
+         end)}
+      end)
+
+    scripts =
+      if program.cluster do
+        # Strict only under `timers: :on_idle`, where both holders surely register before
+        # the root's timer lets it heal.
+        probe = {:split_probe, case_no, Enum.random([:drop, :defer]), opts[:timers] == :on_idle}
+        Map.update!(scripts, 0, &[probe | &1])
+      else
+        scripts
+      end
+
+    {%{program | scripts: scripts}, opts}
+  end
+
+  def probe_seed(case_no), do: {case_no, 0x9B0E, 0x2025}
+
+  defp probe_op do
+    case :rand.uniform(3) do
+      1 -> {:kill_alive, idx()}
+      2 -> {:self_after0, :rand.uniform(9)}
+      3 -> {:self_exit_trapped, :rand.uniform(9)}
+    end
+  end
+
   defp gen_options(case_no) do
     strategy =
       Enum.random([
@@ -380,6 +425,101 @@ defmodule Lockstep.SoakPrograms do
     after
       t -> st
     end
+  end
+
+  # Probes (generate_probed/2) ---------------------------------------------------------
+
+  # OTP: is_process_alive/1 answers after the caller's earlier signals reached the target,
+  # so a process just sent :kill is not alive — unless the signal had to cross to another
+  # simulated node, where a partition may hold it back.
+  defp exec({:kill_alive, i}, st) do
+    pid = pid_at(st, i)
+
+    if pid != self() do
+      same_node? = not st.program.cluster or Cluster.node_of(pid) == Lockstep.node()
+      true = Lockstep.exit(pid, :kill)
+
+      if Lockstep.alive?(pid) and same_node? do
+        raise "probe: alive?(pid) is true right after exit(pid, :kill)"
+      end
+    end
+
+    st
+  end
+
+  # SPEC §1: a message to oneself is in the mailbox when send returns, under any delivery.
+  defp exec({:self_after0, n}, st) do
+    Lockstep.send(self(), {:self0, n})
+
+    Lockstep.receive do
+      {:self0, ^n} -> st
+    after
+      0 -> raise "probe: a message to oneself was not in the mailbox at once"
+    end
+  end
+
+  # OTP 25: exit(self(), reason) in a trapping process leaves {:EXIT, self(), reason} in the
+  # mailbox when exit/2 returns.
+  defp exec({:self_exit_trapped, n}, st) do
+    was = Lockstep.flag(:trap_exit, true)
+    me = self()
+    true = Lockstep.exit(me, {:probe_exit, n})
+
+    Lockstep.receive do
+      {:EXIT, ^me, {:probe_exit, ^n}} -> :ok
+    after
+      0 -> raise "probe: a trapped exit(self(), reason) was not in the mailbox at once"
+    end
+
+    Lockstep.flag(:trap_exit, was)
+    st
+  end
+
+  # SPEC §4, the :global split brain: with [home, p1] cut from [p2], a holder on each side
+  # registers the same global name and, once the cut is declared lost, gets :yes; the heal
+  # keeps one and kills the other (so exactly one is alive after it). `strict` (the run's
+  # timers are :on_idle) is when both surely register before the heal.
+  defp exec({:split_probe, k, mode, strict}, st) do
+    name = {:probe, k}
+    [p1, p2] = nodes = [:p1@soak, :p2@soak]
+    ^nodes = Cluster.start_nodes(nodes)
+    :ok = Cluster.partition([:nonode@nohost, p1], [p2], mode)
+    test = st.test
+
+    holder = fn node ->
+      fn ->
+        Kernel.send(test, {:soak_pid, self()})
+
+        guarded(:split_probe, st, fn ->
+          answer = Global.register_name(name, self())
+
+          if strict and answer != :yes do
+            raise "probe: #{node} could not register #{inspect(name)} on its side of the partition"
+          end
+        end)
+
+        Lockstep.receive do
+          :probe_stop -> :ok
+        after
+          100_000 -> :ok
+        end
+      end
+    end
+
+    holders = for node <- nodes, do: Cluster.spawn(node, holder.(node))
+    st = Enum.reduce(holders, st, &spawned(&2, &1))
+    # The holders wait for :global's lock until the tick (net_ticktime, 15 s) declares the
+    # connection lost; then each registers on its side.
+    Lockstep.sleep(20_000)
+    :ok = Cluster.heal()
+    alive = Enum.count(holders, &Lockstep.alive?/1)
+
+    if strict and alive != 1 do
+      raise "probe: #{alive} of the two holders of #{inspect(name)} alive after the heal, not 1"
+    end
+
+    Enum.each(holders, &Lockstep.send(&1, :probe_stop))
+    st
   end
 
   # A message to oneself is in the mailbox when the send returns, so these never block.

@@ -213,6 +213,9 @@ pub enum ExitCause {
     External,
     /// Its simulated node was stopped.
     NodeDown,
+    /// Killed (`exit(pid, :kill)`) by the global registry's resolution of a name it held
+    /// on one side of a healed partition, the other side's holder being kept.
+    NameConflict,
     /// Killed when the iteration ended while it was still blocked or ready.
     Teardown,
 }

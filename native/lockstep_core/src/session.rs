@@ -15,6 +15,11 @@
 //! they are in flight, ordered per sender→receiver pair together with messages, so
 //! "exit signal versus message" races are reachable. Links, monitors, trap flags, names and
 //! timers are simulated here, never real BEAM links, so their timing is scheduled too.
+//! `link`, `unlink`, `monitor`, `demonitor` and `alive?` take effect at the step they are
+//! applied; since OTP orders them after the caller's earlier signals to the same process,
+//! `alive?`, `monitor` and `link` first deliver what the caller has in flight to the target
+//! (`flush_pair`), and `unlink` / `demonitor` drop the signals of the link or
+//! monitor still travelling.
 //!
 //! The session never holds BEAM terms: the adapter keeps payloads, pids, refs and reason
 //! terms, keyed by the small ids used here, and performs the [`Effect`]s the session queues
@@ -195,8 +200,8 @@ pub enum OpResult {
         up_only: bool,
     },
     NodeIs(NodeId),
-    /// The adapter reads the names with [`Session::global_names`].
-    GlobalList,
+    /// The adapter reads the names `node` sees with [`Session::global_names`].
+    GlobalList(NodeId),
 }
 
 /// What the adapter must do after an engine call.
@@ -523,10 +528,9 @@ impl Session {
             .collect()
     }
 
-    pub fn global_names(&self) -> Vec<u32> {
-        let mut names: Vec<u32> = self.cluster.global.keys().copied().collect();
-        names.sort_unstable();
-        names
+    /// The global names `node` sees, sorted.
+    pub fn global_names(&self, node: NodeId) -> Vec<u32> {
+        self.cluster.global_names(node)
     }
 
     /// Defines a partition to be activated by `ClusterOp::Partition` (not a sync point).
@@ -537,6 +541,7 @@ impl Session {
             mode,
             active: false,
             tick: None,
+            lost: false,
         });
         (self.cluster.partitions.len() - 1) as u32
     }
@@ -824,8 +829,20 @@ impl Session {
         self.exit_with(caller, class, reason, strategy)
     }
 
-    /// A managed process died without telling us (killed from outside the run).
+    /// A managed process died without telling us (killed from outside the run; the reason
+    /// is unknown, so `:killed`).
     pub fn external_exit(&mut self, proc: ProcId, strategy: &mut dyn Strategy) -> Next {
+        self.external_exit_with(proc, Reason::Killed, strategy)
+    }
+
+    /// A managed process is dying of an exit signal from outside the run, with `reason`
+    /// (what its linked and monitoring processes see).
+    pub fn external_exit_with(
+        &mut self,
+        proc: ProcId,
+        reason: Reason,
+        strategy: &mut dyn Strategy,
+    ) -> Next {
         let Some(p) = self.procs.get(proc as usize) else {
             return Next::Ended;
         };
@@ -833,7 +850,7 @@ impl Session {
             return Next::Ended;
         }
         let had_runner = self.running.is_some();
-        self.die(proc, ExitCause::External, Reason::Killed, false);
+        self.die(proc, ExitCause::External, reason, false);
         if had_runner && self.running.is_none() {
             // The running process was the one killed, or died of its exit signal.
             self.decide(None, strategy)
@@ -876,7 +893,7 @@ impl Session {
         if let Some(name) = entry.registered.take() {
             self.names.remove(&(node, name));
         }
-        self.cluster.global.retain(|_, holder| *holder != p);
+        self.cluster.global_forget(p);
         for t in timers.into_iter().flatten() {
             self.timers[t as usize].state = TimerState::Cancelled;
         }
@@ -889,7 +906,11 @@ impl Session {
         }
         if self.outcome.is_none() {
             match cause {
-                ExitCause::Own(ExitClass::Abnormal) | ExitCause::Signal { .. } if p == ROOT => {
+                ExitCause::Own(ExitClass::Abnormal)
+                | ExitCause::Signal { .. }
+                | ExitCause::NameConflict
+                    if p == ROOT =>
+                {
                     self.outcome = Some(Outcome::Exception { proc: p });
                 }
                 ExitCause::External if p == ROOT => {
@@ -971,6 +992,11 @@ impl Session {
     /// Decides how message `m` from `from` to `to` (alive) travels: `Delivered` means the
     /// caller delivers it now; in flight, cut and deferred messages are filed here.
     fn route(&mut self, m: MsgId, from: ProcId, to: ProcId) -> SendFate {
+        if from == to {
+            // A message to oneself is in the mailbox when `send` returns, under any
+            // delivery mode (SPEC §1).
+            return SendFate::Delivered;
+        }
         let (nf, nt) = (self.node_of(from), self.node_of(to));
         if nf != nt {
             match self.cluster.cut(nf, nt) {
@@ -1244,8 +1270,46 @@ impl Session {
             }
             Target::NameAt(name, node) => self.names.get(&(node, name)).copied(),
             Target::Alias(p, _) => Some(p),
-            Target::Global(name) => self.cluster.global.get(&name).copied(),
+            Target::Global(name) => self
+                .cluster
+                .global_whereis(self.procs[sender as usize].node, name),
         }
+    }
+
+    /// Delivers, in order, what `from` has in flight to `to` (not what a partition holds):
+    /// for operations OTP orders after the caller's earlier signals to their target.
+    fn flush_pair(&mut self, from: ProcId, to: ProcId) {
+        let pair: Vec<MsgId> = self
+            .in_flight
+            .iter()
+            .copied()
+            .filter(|&m| self.msgs[m as usize].from == from && self.msgs[m as usize].to == Some(to))
+            .collect();
+        if pair.is_empty() {
+            return;
+        }
+        self.in_flight.retain(|m| !pair.contains(m));
+        for m in pair {
+            self.arrive(m);
+        }
+    }
+
+    /// `to` unlinked `from`: OTP guarantees the link has no effect on `to` once unlink/1
+    /// returns, so exit signals of that link still travelling are dropped.
+    fn drop_link_exits(&mut self, from: ProcId, to: ProcId) {
+        let msgs = &mut self.msgs;
+        let mut keep = |m: &MsgId| {
+            let msg = &mut msgs[*m as usize];
+            let stale = msg.from == from
+                && msg.to == Some(to)
+                && matches!(msg.kind, MsgKind::Exit { link: true, .. });
+            if stale {
+                msg.state = MsgState::Dropped;
+            }
+            !stale
+        };
+        self.in_flight.retain(&mut keep);
+        self.cluster.deferred.retain(&mut keep);
     }
 
     fn has_alias(&self, p: ProcId, alias: u32) -> bool {
@@ -1516,36 +1580,69 @@ impl Session {
             }
             PendingOp::Link { to } => {
                 self.record(p, EventKind::Link { to });
+                let noproc = MsgKind::Exit {
+                    reason: Reason::NoProc,
+                    link: true,
+                };
+                let was_alive = self.alive(to);
                 if to == p {
                     // Linking to oneself is a no-op, as in OTP.
-                } else if self.alive(to) {
-                    if !self.procs[p as usize].links.contains(&to) {
-                        self.procs[p as usize].links.push(to);
-                        self.procs[to as usize].links.push(p);
-                    }
-                } else if self.procs[p as usize].trap_exit {
-                    self.signal(
-                        to,
-                        p,
-                        MsgKind::Exit {
-                            reason: Reason::NoProc,
-                            link: true,
-                        },
-                    );
-                } else {
-                    // OTP 25: link/1 to a process that no longer exists raises `noproc`
-                    // in a caller that does not trap exits.
+                } else if self
+                    .cluster
+                    .connection_lost(self.node_of(p), self.node_of(to))
+                {
+                    // OTP 25 link/1 to a pid of a node that is not connected: `true`, and
+                    // the caller gets a `:noconnection` exit signal at once.
+                    let lost = MsgKind::Exit {
+                        reason: Reason::NoConnection,
+                        link: true,
+                    };
+                    self.signal_via(to, p, lost, true);
+                } else if !was_alive && self.node_of(p) != self.node_of(to) {
+                    // A remote pid is not looked up: the link signal travels, and the
+                    // dead process's node answers with a `:noproc` exit signal.
+                    self.signal(to, p, noproc);
+                } else if !was_alive && self.procs[p as usize].trap_exit {
+                    // OTP 25 (`erts_deliver_exit_message`): the `{:EXIT, pid, :noproc}` is
+                    // in the caller's mailbox when link/1 returns.
+                    self.signal_via(to, p, noproc, true);
+                } else if !was_alive {
+                    // OTP 25: link/1 to a local process that no longer exists raises
+                    // `noproc` in a caller that does not trap exits.
                     return self.run(p, OpResult::NoProc);
+                } else {
+                    // The link signal reaches `to` after the caller's earlier signals.
+                    self.flush_pair(p, to);
+                    if self.alive(to) {
+                        if !self.procs[p as usize].links.contains(&to) {
+                            self.procs[p as usize].links.push(to);
+                            self.procs[to as usize].links.push(p);
+                        }
+                    } else {
+                        // They killed it: link/1 has returned true, and the dead process
+                        // answers the link signal with a `:noproc` exit signal.
+                        self.signal(to, p, noproc);
+                    }
                 }
                 OpResult::Done
             }
             PendingOp::Unlink { to } => {
                 self.procs[p as usize].links.retain(|&x| x != to);
                 self.procs[to as usize].links.retain(|&x| x != p);
+                self.drop_link_exits(to, p);
                 self.record(p, EventKind::Unlink { to });
                 OpResult::Done
             }
             PendingOp::Monitor { target } => {
+                let lost = target != p
+                    && self
+                        .cluster
+                        .connection_lost(self.node_of(p), self.node_of(target));
+                if target != p && !lost && self.alive(target) {
+                    // The monitor signal reaches `target` after the caller's earlier
+                    // signals (an exit signal that kills it gives :noproc below).
+                    self.flush_pair(p, target);
+                }
                 let monitor = self.monitors.len() as MonitorId;
                 self.monitors.push(MonitorRec {
                     owner: p,
@@ -1553,17 +1650,26 @@ impl Session {
                     active: true,
                 });
                 self.record(p, EventKind::Monitor { target, monitor });
-                if !self.alive(target) {
-                    // OTP: a process on a node that cannot be reached is :noconnection.
-                    let target_node = self.node_of(target);
-                    let reason = if !self.cluster.is_up(target_node)
-                        || self.cluster.cut(self.node_of(p), target_node).is_some()
-                    {
-                        Reason::NoConnection
-                    } else {
-                        Reason::NoProc
+                if target == p {
+                    // OTP: monitoring oneself sets nothing up; no :DOWN ever comes.
+                    self.monitors[monitor as usize].active = false;
+                } else if lost {
+                    // OTP 25 monitor/2 of a pid of a node that is not connected: the
+                    // `{:DOWN, ref, :process, pid, :noconnection}` is in the mailbox when it
+                    // returns (generated locally, it crosses no partition).
+                    let down = MsgKind::Down {
+                        monitor,
+                        reason: Reason::NoConnection,
                     };
-                    self.signal(target, p, MsgKind::Down { monitor, reason });
+                    self.signal_via(target, p, down, true);
+                } else if !self.alive(target) {
+                    // OTP 25: the :noproc :DOWN is not yet in the mailbox when monitor/2
+                    // returns (`receive … after 0` misses it): it travels.
+                    let down = MsgKind::Down {
+                        monitor,
+                        reason: Reason::NoProc,
+                    };
+                    self.signal(target, p, down);
                 }
                 OpResult::MonitorSet { monitor }
             }
@@ -1618,6 +1724,11 @@ impl Session {
                 OpResult::Done
             }
             PendingOp::Alive { of } => {
+                // OTP: is_process_alive/1 answers after the caller's earlier signals to
+                // `of` have reached it (so `exit(pid, :kill)` then `alive?(pid)` is false).
+                if of != p && self.alive(of) {
+                    self.flush_pair(p, of);
+                }
                 let alive = self.alive(of);
                 self.record(p, EventKind::Alive { of, alive });
                 OpResult::Alive(alive)
@@ -1692,8 +1803,27 @@ impl Session {
                 self.record(p, EventKind::Nif { object });
                 OpResult::Done
             }
+            PendingOp::Cluster(
+                op @ (ClusterOp::GlobalRegister { .. } | ClusterOp::GlobalUnregister(_)),
+            ) if self.cluster.global_lock_stalled(self.node_of(p)) => {
+                // OTP 25 takes `global`'s lock on every known node first
+                // (`trans_all_known/1`): with one of them cut off and not yet declared down
+                // the lock request waits, until the heal or the tick.
+                let name = match op {
+                    ClusterOp::GlobalRegister { name, .. } | ClusterOp::GlobalUnregister(name) => {
+                        name
+                    }
+                    _ => unreachable!("matched above"),
+                };
+                self.set_state(p, ProcState::Blocked);
+                self.record(p, EventKind::GlobalLockWait { name });
+                return Applied::Skip;
+            }
             PendingOp::Cluster(op) => {
-                let result = self.apply_cluster(p, op);
+                let result = self.apply_cluster(p, op, strategy);
+                if matches!(self.outcome, Some(Outcome::Diverged(_))) {
+                    return Applied::Ended;
+                }
                 if !self.alive(p) {
                     // It stopped its own node.
                     return Applied::Skip;
@@ -1704,7 +1834,7 @@ impl Session {
         self.run(p, result)
     }
 
-    fn apply_cluster(&mut self, p: ProcId, op: ClusterOp) -> OpResult {
+    fn apply_cluster(&mut self, p: ProcId, op: ClusterOp, strategy: &mut dyn Strategy) -> OpResult {
         match op {
             ClusterOp::StartNode(node) => {
                 self.cluster.ensure(node);
@@ -1712,6 +1842,7 @@ impl Session {
                     self.cluster.up[node as usize] = true;
                     self.cluster.known[node as usize] = true;
                     self.ets_names.retain(|(n, _), _| *n != node);
+                    self.cluster.global_join(node);
                     self.record(p, EventKind::NodeStarted { node });
                 }
                 OpResult::Done
@@ -1726,6 +1857,9 @@ impl Session {
                         }
                     }
                     self.ets_names.retain(|(n, _), _| *n != node);
+                    // A node that is down has no view of the global names.
+                    self.cluster.global[node as usize].clear();
+                    self.retry_global_locks();
                     self.node_down_for(|_, n| n == node);
                 }
                 OpResult::Done
@@ -1781,6 +1915,7 @@ impl Session {
                     let part = &mut self.cluster.partitions[i];
                     if part.active {
                         part.active = false;
+                        part.lost = false;
                         if let Some(t) = part.tick.take() {
                             if self.timers[t as usize].state == TimerState::Pending {
                                 self.timers[t as usize].state = TimerState::Cancelled;
@@ -1794,11 +1929,14 @@ impl Session {
                 for m in deferred {
                     self.arrive(m);
                 }
+                self.resolve_global_clashes(p, strategy);
+                self.retry_global_locks();
                 OpResult::Done
             }
             ClusterOp::MonitorNode(node) => {
                 self.record(p, EventKind::MonitorNode { node });
-                if self.cluster.is_up(node) {
+                if self.cluster.is_up(node) && !self.cluster.connection_lost(self.node_of(p), node)
+                {
                     self.cluster.node_monitors.push((p, node));
                 } else {
                     self.signal_via(p, p, MsgKind::NodeDown { node }, true);
@@ -1814,10 +1952,8 @@ impl Session {
             ClusterOp::NodesUp => OpResult::NodeList { up_only: true },
             ClusterOp::NodeOf(q) => OpResult::NodeIs(self.node_of(q)),
             ClusterOp::GlobalRegister { name, proc } => {
-                let ok = self.alive(proc) && !self.cluster.global.contains_key(&name);
-                if ok {
-                    self.cluster.global.insert(name, proc);
-                }
+                let node = self.node_of(p);
+                let ok = self.alive(proc) && self.cluster.global_register(node, name, proc);
                 self.record(
                     p,
                     EventKind::GlobalRegister {
@@ -1829,22 +1965,81 @@ impl Session {
                 OpResult::NameOk(ok)
             }
             ClusterOp::GlobalUnregister(name) => {
-                self.cluster.global.remove(&name);
+                self.cluster.global_unregister(self.node_of(p), name);
                 self.record(p, EventKind::GlobalUnregister { name });
                 OpResult::Done
             }
             ClusterOp::GlobalWhereis(name) => {
-                let found = self.cluster.global.get(&name).copied();
+                let found = self.cluster.global_whereis(self.node_of(p), name);
                 self.record(p, EventKind::GlobalWhereis { name, found });
                 OpResult::Found(found)
             }
-            ClusterOp::GlobalNames => OpResult::GlobalList,
+            ClusterOp::GlobalNames => OpResult::GlobalList(self.node_of(p)),
             ClusterOp::WhereisOn { name, node } => {
                 let found = self.names.get(&(node, name)).copied();
                 self.record(p, EventKind::Whereis { name, found });
                 OpResult::Found(found)
             }
             ClusterOp::NamesOn(node) => OpResult::NamesOn(node),
+        }
+    }
+
+    /// After a heal: merges the nodes' views of the global names. A name registered on
+    /// both sides of the partition is resolved as OTP's default resolver,
+    /// `global:random_exit_name/3`, does: one registration is kept and the other holder is
+    /// killed (`exit(Pid, kill)`). OTP keeps the holder on the node whose name sorts first;
+    /// here the strategy chooses (a `random` decision, so it is explored and replays).
+    fn resolve_global_clashes(&mut self, healer: ProcId, strategy: &mut dyn Strategy) {
+        let clashes = self.cluster.merge_global();
+        let mut losers = Vec::new();
+        for (name, mut holders) in clashes {
+            holders.retain(|&h| self.alive(h));
+            holders.sort_by_key(|&h| (self.node_of(h), h));
+            let kept = match holders.len() {
+                0 => continue,
+                1 => holders[0],
+                n => {
+                    let view = self.view();
+                    match strategy.random(&view, n as u64) {
+                        Ok(i) => {
+                            self.decisions.push(RawDecision::Random(i));
+                            holders[i as usize]
+                        }
+                        Err(d) => {
+                            self.outcome = Some(Outcome::Diverged(d));
+                            return;
+                        }
+                    }
+                }
+            };
+            self.cluster.global_settle(name, kept);
+            for &killed in holders.iter().filter(|&&h| h != kept) {
+                self.record(healer, EventKind::GlobalConflict { name, kept, killed });
+                losers.push(killed);
+            }
+        }
+        for killed in losers {
+            self.die(killed, ExitCause::NameConflict, Reason::Killed, true);
+        }
+    }
+
+    /// Processes waiting for `global`'s lock try again (a heal, a tick or a stopped node
+    /// may have freed it; one still stalled waits again).
+    fn retry_global_locks(&mut self) {
+        let waiting: Vec<ProcId> = (0..self.procs.len() as ProcId)
+            .filter(|&p| {
+                let proc = &self.procs[p as usize];
+                proc.state == ProcState::Blocked
+                    && matches!(
+                        proc.pending,
+                        PendingOp::Cluster(
+                            ClusterOp::GlobalRegister { .. } | ClusterOp::GlobalUnregister(_)
+                        )
+                    )
+            })
+            .collect();
+        for p in waiting {
+            self.set_state(p, ProcState::Ready);
         }
     }
 
@@ -1869,7 +2064,12 @@ impl Session {
             return;
         }
         let owner = self.timers[self.cluster.partitions[i].tick.unwrap_or(0) as usize].owner;
+        self.cluster.partitions[i].lost = true;
         self.record(owner, EventKind::Tick { partition });
+        let nodes: Vec<NodeId> = self.procs.iter().map(|q| q.node).collect();
+        self.cluster
+            .global_forget_across(i, |holder| nodes[holder as usize]);
+        self.retry_global_locks();
         for m in 0..self.monitors.len() {
             let rec = self.monitors[m];
             if rec.active

@@ -170,6 +170,19 @@ pub enum EventKind {
         name: u32,
         found: Option<ProcId>,
     },
+    /// `proc` waits for `global`'s lock to register or unregister global name `name`: a
+    /// node it reaches is cut off and not yet declared down.
+    GlobalLockWait {
+        name: u32,
+    },
+    /// A heal (by `proc`) found global name `name` registered on both sides of the
+    /// partition: `kept` keeps it and `killed` is killed, as `global:random_exit_name/3`
+    /// does.
+    GlobalConflict {
+        name: u32,
+        kept: ProcId,
+        killed: ProcId,
+    },
     /// An in-flight message reached `proc`'s mailbox.
     Deliver {
         msg: MsgId,

@@ -211,7 +211,7 @@ fn messages_between_nodes_are_in_flight_even_under_instant_delivery() {
 }
 
 #[test]
-fn an_exit_signal_to_another_node_is_in_flight_even_under_instant_delivery() {
+fn an_exit_signal_to_another_node_travels_but_reaches_it_before_the_senders_alive_check() {
     let program = Program::new(vec![
         vec![
             Action::StartNode(1),
@@ -227,13 +227,15 @@ fn an_exit_signal_to_another_node_is_in_flight_even_under_instant_delivery() {
         vec![Action::Receive(Match::Any)],
     ]);
     let r = run_with(&program, instant(), Prefer::runs());
-    assert_eq!(r.seen_by(&[])[3], Seen::Result(OpResult::Alive(true)));
+    // `is_process_alive/1` is ordered after the caller's earlier signals to the process, so
+    // the monitor made after it finds the process gone
+    assert_eq!(r.seen_by(&[])[3], Seen::Result(OpResult::Alive(false)));
     assert_eq!(
         r.got_by(&[]),
         [Msg::Down {
             monitor: 0,
             from: 1,
-            reason: Reason::Given(1)
+            reason: Reason::NoProc
         }]
     );
 }
@@ -907,7 +909,7 @@ fn a_global_name_is_freed_when_its_holder_exits_and_by_unregister() {
 }
 
 #[test]
-fn a_global_register_of_an_exited_process_fails_and_a_process_may_hold_several_names() {
+fn a_global_register_of_an_exited_process_fails_and_a_process_holds_one_name_at_most() {
     let program = Program::new(vec![
         vec![
             spawn(1),
@@ -932,7 +934,8 @@ fn a_global_register_of_an_exited_process_fails_and_a_process_may_hold_several_n
     let r = run_with(&program, instant(), Prefer::runs());
     assert_eq!(
         r.seen_by(&[])[3..],
-        [ok(false), ok(true), ok(true), Seen::GlobalNames(vec![8, 9])]
+        // OTP 25's `global:register_name/2` refuses a second name for one pid (`check_dupname`)
+        [ok(false), ok(true), ok(false), Seen::GlobalNames(vec![8])]
     );
 }
 

@@ -28,6 +28,7 @@ pub mod atoms {
         yes, no, lockstep_global = "$lockstep_global", cluster, start_node, stop_node,
         partition, heal, nodes, nodes_up, node_of, global_names, defer, shrink_replay, cleanup, send_dropped, internal_error, global,
         not_captured = "$lockstep_not_captured",
+        global_conflict, global_name_conflict, global_wait,
         __struct__, __exception__, message, r#true = "true",
         function, reason, context_owner, ended, copied,
     }
@@ -341,6 +342,9 @@ pub(crate) fn event_term<'a>(env: Env<'a>, st: &SessionState, index: usize, e: &
             }
             ExitCause::Teardown => (atoms::exit(), who, atoms::kill()).encode(env),
             ExitCause::NodeDown => (atoms::exit(), who, atoms::node_stopped()).encode(env),
+            ExitCause::NameConflict => {
+                (atoms::exit(), who, atoms::global_name_conflict()).encode(env)
+            }
         },
         EventKind::Cut {
             msg,
@@ -401,6 +405,21 @@ pub(crate) fn event_term<'a>(env: Env<'a>, st: &SessionState, index: usize, e: &
             };
             (atoms::global_whereis(), who, global_name(n), found).encode(env)
         }
+        EventKind::GlobalLockWait { name: n } => {
+            (atoms::global_wait(), who, global_name(n)).encode(env)
+        }
+        EventKind::GlobalConflict {
+            name: n,
+            kept,
+            killed,
+        } => (
+            atoms::global_conflict(),
+            who,
+            global_name(n),
+            name(kept),
+            name(killed),
+        )
+            .encode(env),
     };
     (e.step, event).encode(env)
 }

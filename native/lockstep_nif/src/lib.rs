@@ -552,10 +552,10 @@ fn result_term<'a>(env: Env<'a>, st: &SessionState, result: OpResult) -> Term<'a
             nodes.encode(env)
         }
         OpResult::NodeIs(n) => st.node_atom(n).encode(env),
-        OpResult::GlobalList => {
+        OpResult::GlobalList(node) => {
             let names: Vec<Term> = st
                 .session
-                .global_names()
+                .global_names(node)
                 .into_iter()
                 .filter_map(|n| st.globals.get(n as usize).map(|s| st.load(env, s)))
                 .collect();
@@ -1475,6 +1475,36 @@ fn exit<'a>(
     );
     after_call_carrying(env, res.tag, st, next, own.then_some(report), carry);
     Ok(atoms::ok().encode(env))
+}
+
+/// The caller, a managed process that is not running user code (parked at a sync point or
+/// not started), got an exit signal from outside the run: `{:EXIT, from, reason}` with a
+/// `reason` other than `:normal` (managed processes trap real exit signals so that they
+/// can tell the reason; `:kill` cannot be trapped and is noticed by the resource monitor).
+/// The engine records its death with that reason, which its linked and monitoring
+/// processes then see; the caller exits for real right after.
+#[rustler::nif]
+fn external_exit<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    reason: Term<'a>,
+) -> NifResult<Atom> {
+    let mut guard = lock(&res)?;
+    let st = &mut *guard;
+    if st.session.is_over() || st.exited(id) {
+        return Ok(atoms::ok());
+    }
+    caller_check(env, st, id)?;
+    st.progress += 1;
+    let saved = st.save(reason);
+    st.exit_reasons.insert(id, saved);
+    let strategy = strategy_of(&mut st.strategy)?;
+    let next = st
+        .session
+        .external_exit_with(id, Reason::ExitOf(id), strategy);
+    after_call(env, res.tag, st, next, None);
+    Ok(atoms::ok())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -113,9 +113,11 @@ impl<'a> View<'a> {
                     to: Target::Name(n) | Target::NameAt(n, _),
                 } => Some(RaceObject::Name(n)),
                 PendingOp::Receive => Some(RaceObject::Mailbox(p)),
+                // alive?/monitor/link first deliver the caller's in-flight signals to `to`.
                 PendingOp::ExitSignal { to, .. }
                 | PendingOp::Link { to }
-                | PendingOp::Monitor { target: to } => Some(RaceObject::Mailbox(to)),
+                | PendingOp::Monitor { target: to }
+                | PendingOp::Alive { of: to } => Some(RaceObject::Mailbox(to)),
                 PendingOp::Register { name, .. }
                 | PendingOp::Unregister { name }
                 | PendingOp::Whereis { name } => Some(RaceObject::Name(name)),

@@ -648,8 +648,8 @@ impl<'p> Driver<'p> {
                 let up_only = action == Some(Action::NodesUp);
                 self.complete(p, Seen::Nodes(session.nodes(up_only)));
             }
-            (Some(Action::GlobalNames), OpResult::GlobalList) => {
-                self.complete(p, Seen::GlobalNames(session.global_names()));
+            (Some(Action::GlobalNames), OpResult::GlobalList(node)) => {
+                self.complete(p, Seen::GlobalNames(session.global_names(node)));
             }
             (Some(Action::EtsNew(name)), OpResult::Done) => {
                 let node = session.proc(p).expect("a known process").node;
