@@ -218,10 +218,18 @@ defmodule Lockstep.Runtime do
   # Before a receive that may block: a signal that came while this process ran user code
   # takes effect now, so the engine never counts a dying process as waiting (and, say,
   # declares a deadlock it would have broken).
+  #
+  # Looking costs a scan of the mailbox, so a process with a long one (a server with a
+  # backlog of requests) does not look here: it meets the signal when it parks, as it
+  # would any later, which only matters if nothing else of the run could happen meanwhile.
+  @signal_scan_limit 32
+
   defp take_external_signal do
-    case pending_external_signal() do
-      nil -> :ok
-      reason -> external_signal(reason)
+    {:message_queue_len, queued} = :erlang.process_info(self(), :message_queue_len)
+
+    with true <- queued > 0 and queued <= @signal_scan_limit,
+         reason when reason != nil <- pending_external_signal() do
+      external_signal(reason)
     end
   end
 
