@@ -22,10 +22,13 @@ defmodule Lockstep.Runner do
     Lockstep.Progress.start(cfg)
 
     # If this process dies mid-run (an ExUnit timeout kills it), the janitor kills the
-    # run's processes and frees its state; each worker of a parallel search has its own.
-    {outcome, stats, per_worker, lost_nodes} =
-      Lockstep.Janitor.with_janitor(fn -> Lockstep.Search.run(fun, cfg, cell) end)
+    # run's processes and frees its state — also during the re-run that builds a report;
+    # each worker of a parallel search has its own.
+    Lockstep.Janitor.with_janitor(fn -> search(fun, cfg, cell, started) end)
+  end
 
+  defp search(fun, cfg, cell, started) do
+    {outcome, stats, per_worker, lost_nodes} = Lockstep.Search.run(fun, cfg, cell)
     Lockstep.Progress.stop()
     elapsed = System.monotonic_time(:microsecond) - started
 

@@ -18,6 +18,11 @@ defmodule Lockstep.Shrink do
   @option_keys [:max_attempts, :time_budget_ms, :timeout, :name, :trace_dir, :max_trace_bytes]
 
   def shrink(fun, path, opts) do
+    # killed mid-shrink, the caller leaves its janitor to end the iteration under way
+    Lockstep.Janitor.with_janitor(fn -> do_shrink(fun, path, opts) end)
+  end
+
+  defp do_shrink(fun, path, opts) do
     validate!(opts)
     file = TraceFile.load!(path, Keyword.take(opts, [:max_trace_bytes]))
     cfg = Runner.file_config(fun, file, path, opts)

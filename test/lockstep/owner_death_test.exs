@@ -192,4 +192,36 @@ defmodule Lockstep.OwnerDeathTest do
 
     assert eventually(fn -> length(Process.list()) <= before end)
   end
+
+  test "an owner killed while the report re-runs the failing iteration leaves nothing" do
+    # The failing iteration is run once more to build the report: killed then, the owner
+    # must still take that run with it (the janitor covers the report too).
+    test_pid = self()
+    before = Lockstep.Native.live_sessions()
+    runs = :counters.new(1, [])
+
+    body = fn ->
+      :counters.add(runs, 1, 1)
+
+      if :counters.get(runs, 1) == 1 do
+        raise "first run fails"
+      else
+        # the re-run, building the report: stays in code Lockstep does not control
+        report(test_pid)
+        busy(0)
+      end
+    end
+
+    dir = tmp_dir!()
+
+    owner =
+      spawn(fn ->
+        Lockstep.check(body, iterations: 1, seed: 1, timeout: 60_000, trace_dir: dir)
+      end)
+
+    pid = assert_receive({:managed, pid}, 2_000) && pid
+    Process.exit(owner, :kill)
+    assert_all_die([pid])
+    assert_sessions_freed(before)
+  end
 end

@@ -426,6 +426,120 @@ defmodule Lockstep.SoakTest.Probes do
     generator: :generate_probed
 end
 
+defmodule Lockstep.SoakTest.OwnerDeath do
+  # Issue 10, item 4 as a soak probe: a generated program runs under Lockstep.check/2 in a
+  # process that is killed mid-run (what an ExUnit test timeout does), after a delay drawn
+  # per case. Within a bounded wait, no process descended from that owner (OTP 25's
+  # `process_info(pid, :parent)` chain: the janitor, the root, everything the run spawned)
+  # may be alive.
+  use ExUnit.Case, async: true
+
+  alias Lockstep.SoakPrograms
+
+  @grace_ms 3_000
+
+  for {case_no, cluster} <-
+        Enum.map(4001..4010, &{&1, false}) ++ Enum.map(5001..5008, &{&1, true}) do
+    @tag case: case_no
+    test "soak case #{case_no}#{if cluster, do: " (cluster)"}: the run dies with its owner" do
+      case_no = unquote(case_no)
+      {program, opts} = SoakPrograms.generate(case_no, unquote(cluster))
+      test_pid = self()
+      # what the program reports goes to a sink, not to this test's mailbox
+      sink = spawn_link(fn -> sink() end)
+      program_body = SoakPrograms.body(program, sink)
+
+      # the root ends each iteration with a pause in code Lockstep does not control, while
+      # the rest of the program's processes are still there (blocked, parked or running)
+      body = fn ->
+        Kernel.send(test_pid, {:iteration_running, case_no})
+
+        try do
+          program_body.()
+        after
+          Process.sleep(20)
+        end
+      end
+
+      delay = :erlang.phash2(case_no, 25)
+
+      dir =
+        Path.join(
+          System.tmp_dir!(),
+          "lockstep_owner_death_#{case_no}_#{System.unique_integer([:positive])}"
+        )
+
+      on_exit(fn -> File.rm_rf!(dir) end)
+
+      # runs back to back, so that a run is always under way when the owner is killed
+      owner =
+        spawn(fn -> run_forever(body, Keyword.merge(opts, iterations: 1_000, trace_dir: dir)) end)
+
+      Process.sleep(delay)
+      # kill it in the middle of an iteration: right after a root says it runs
+      flush_running(case_no)
+      assert_receive {:iteration_running, ^case_no}, 5_000
+      Process.exit(owner, :kill)
+      descendants_at_kill = descendants(owner)
+
+      survivors =
+        await_gone(owner, descendants_at_kill, System.monotonic_time(:millisecond) + @grace_ms)
+
+      assert survivors == [],
+             "soak case #{case_no} (killed after #{delay} ms): processes of the run outlived " <>
+               "its owner: #{inspect(survivors)}"
+    end
+  end
+
+  defp sink do
+    receive do
+      _ -> sink()
+    end
+  end
+
+  defp flush_running(case_no) do
+    receive do
+      {:iteration_running, ^case_no} -> flush_running(case_no)
+    after
+      0 -> :ok
+    end
+  end
+
+  defp run_forever(body, opts) do
+    Lockstep.check(body, opts)
+    run_forever(body, opts)
+  end
+
+  defp await_gone(owner, seen, deadline) do
+    alive = Enum.uniq(Enum.filter(seen, &Process.alive?/1) ++ descendants(owner))
+
+    cond do
+      alive == [] ->
+        []
+
+      System.monotonic_time(:millisecond) > deadline ->
+        Enum.map(alive, &{&1, Process.info(&1, :current_stacktrace)})
+
+      true ->
+        Process.sleep(20) && await_gone(owner, alive, deadline)
+    end
+  end
+
+  defp descendants(owner) do
+    Enum.filter(Process.list(), &descends_from?(&1, owner, 64))
+  end
+
+  defp descends_from?(_pid, _owner, 0), do: false
+
+  defp descends_from?(pid, owner, depth) do
+    case Process.info(pid, :parent) do
+      {:parent, ^owner} -> true
+      {:parent, parent} when is_pid(parent) -> descends_from?(parent, owner, depth - 1)
+      _ -> false
+    end
+  end
+end
+
 defmodule Lockstep.SoakTest.Found do
   # Cases from a wider search (1..4000 without the cluster operations, 1001..4000 with
   # them) that found the bugs of Lockstep.SoakTest.Regressions below:
