@@ -312,7 +312,7 @@ defmodule Lockstep.NativeErrorTest do
             fn {s, id, _} -> Native.sync_link(s, id, :pid, true) end,
             fn {s, _id, _} -> Native.sync_random(s, -1, 2) end
           ] do
-        assert {:raised, %ArgumentError{}} = from_managed(call)
+        assert {:raised, %ArgumentError{message: "argument error"}} = from_managed(call)
       end
     end
 

@@ -37,7 +37,8 @@ pub fn arg<'a, T: Arg<'a>>(term: Term<'a>) -> NifResult<T> {
 }
 
 /// A term as the Erlang shell prints it, cut short: enough to name a bad value in a
-/// message without copying a whole schedule into it.
+/// message without copying a whole schedule into it (the term is printed whole first, which
+/// only an error pays for).
 pub fn describe(term: Term) -> String {
     const MAX: usize = 200;
     let text = format!("{term:?}");
