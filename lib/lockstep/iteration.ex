@@ -24,7 +24,13 @@ defmodule Lockstep.Iteration do
   # The calling process becomes the session's owner: it gets `{done, :done, reason}`. Its
   # janitor (see Lockstep.Janitor) learns the session before anything runs in it.
   def new_session(cell, iter_seed, cfg, capture?, done) do
-    config = {cfg.max_steps, cfg.delivery, cfg.crash, cfg.timers}
+    config = %{
+      max_steps: cfg.max_steps,
+      delivery: cfg.delivery,
+      crash: cfg.crash,
+      timers: cfg.timers
+    }
+
     {session, tag} = Native.session_new(cell, iter_seed, config, capture?, done)
     Lockstep.Janitor.watch(session, tag)
     {session, tag}

@@ -64,4 +64,6 @@ defmodule Lockstep.Native do
   def schedule(_session), do: nif_error()
   def trace(_session), do: nif_error()
   def procs(_session), do: nif_error()
+  # Test hook: poisons the session's lock (native_error_test.exs).
+  def poison_for_test(_session), do: nif_error()
 end

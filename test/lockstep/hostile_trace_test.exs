@@ -252,9 +252,11 @@ defmodule Lockstep.HostileTraceTest do
             [{:fire, "P", -1}]
           ] do
         error =
-          assert_raise ErlangError, fn -> Lockstep.Native.strategy_new({:replay, schedule}) end
+          assert_raise Lockstep.InternalError, fn ->
+            Lockstep.Native.strategy_new({:replay, schedule})
+          end
 
-        assert inspect(error.original) =~ "invalid schedule"
+        assert error.message =~ "invalid schedule"
       end
     end
   end

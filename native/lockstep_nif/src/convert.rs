@@ -1,108 +1,80 @@
-//! Conversions between engine values and the terms the Elixir side reads.
+//! Conversions from engine values to the terms the Elixir side reads, and the exceptions
+//! the NIFs raise (`Lockstep.InternalError`, `Lockstep.NotManagedError`). What the NIFs
+//! decode is in `decode`.
 
-use super::SessionState;
+use crate::state::SessionState;
 use lockstep_core::process::Process;
 use lockstep_core::{
     Decision, Event, EventKind, ExitCause, MsgId, NameId, NodeId, PendingOp, ProcId, ProcName,
     Reason, SendFate,
 };
-use rustler::{Atom, Encoder, Env, Error, LocalPid, NifResult, Term};
+use rustler::{Atom, Encoder, Env, Error, LocalPid, NifException, Term};
 
 pub mod atoms {
     rustler::atoms! {
         ok, nil, wait, go, msg, exit, done, kill, killed, start, attempt, attempt_last,
-        external, deliver, hold, drop, pct, pos, fair_pct, idpct, random, replay, delayed,
-        ignore, anytime, normal, pass, max_steps, exception, crash, deadlock, diverged,
-        aborted, ready, running, blocked, exited, steps, context_switches, contested_steps,
-        fingerprint, run, fire, spawn, spawn_link, send, receive, block, r#yield = "yield",
-        in_hand, exit_signal, in_flight, delivered, dropped, killed_outside_lockstep, noproc,
-        noconnection, unregistered, unmanaged, badarg, process, register, unregister,
-        whereis, registered, link, unlink, monitor, demonitor, trap_exit, exit_sent,
-        exit_trapped, exit_ignored, down, alive, now, sleep, timer_started, timer_fired,
-        timer_cancelled, receive_timeout, nif, send_unregistered,
+        external, deliver, hold, drop, random, normal, pass, max_steps, exception, crash,
+        deadlock, diverged, aborted, ready, running, blocked, exited, steps,
+        context_switches, contested_steps, fingerprint, run, fire, spawn, spawn_link, send,
+        receive, block, r#yield = "yield", in_hand, exit_signal, in_flight, delivered,
+        dropped, killed_outside_lockstep, noproc, noconnection, unregistered, unmanaged,
+        badarg, process, register, unregister, whereis, registered, link, unlink, monitor,
+        demonitor, trap_exit, exit_sent, exit_trapped, exit_ignored, down, alive, now, sleep,
+        timer_started, timer_fired, timer_cancelled, receive_timeout, nif, send_unregistered,
         exit_tuple_tag = "EXIT", down_tuple_tag = "DOWN",
         nonode_at_nohost = "nonode@nohost",
         lockstep_alias = "$lockstep_alias",
+        lockstep_global = "$lockstep_global",
+        not_captured = "$lockstep_not_captured",
         badnode, nodedown, cut, deferred, node_started, node_stopped, partitioned, healed,
         tick, monitor_node, set_ticktime, global_register, global_unregister, global_whereis,
-        yes, no, lockstep_global = "$lockstep_global", cluster, start_node, stop_node,
-        partition, heal, nodes, nodes_up, node_of, global_names, defer, shrink_replay, cleanup, send_dropped, internal_error, global,
-        not_captured = "$lockstep_not_captured",
-        global_conflict, global_name_conflict, global_wait,
-        __struct__, __exception__, message, r#true = "true",
-        function, reason, context_owner, ended, copied,
+        cluster, cleanup, send_dropped, internal_error, global, global_conflict,
+        global_name_conflict, global_wait, ended, copied, undefined,
     }
 }
 
-/// An exception struct raised from a NIF: Elixir sees a `%Lockstep.InternalError{}`.
-struct InternalError(String);
-
-impl Encoder for InternalError {
-    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
-        let module = Atom::from_str(env, "Elixir.Lockstep.InternalError")
-            .map(|a| a.encode(env))
-            .unwrap_or_else(|_| atoms::nil().encode(env));
-        let pairs = [
-            (atoms::__struct__().encode(env), module),
-            (
-                atoms::__exception__().encode(env),
-                atoms::r#true().encode(env),
-            ),
-            (atoms::message().encode(env), self.0.encode(env)),
-        ];
-        Term::map_from_pairs(env, &pairs).unwrap_or_else(|_| self.0.encode(env))
-    }
+/// `%Lockstep.InternalError{}`, raised from a NIF.
+#[derive(NifException)]
+#[rustler(encode)]
+#[module = "Lockstep.InternalError"]
+struct InternalError {
+    message: String,
 }
 
-/// A `%Lockstep.NotManagedError{}` raised from a NIF: a run context used by a process it
+/// `%Lockstep.NotManagedError{}`, raised from a NIF: a run context used by a process it
 /// does not belong to (`reason: :copied`), or after its iteration ended (`:ended`).
-struct NotManaged {
-    ended: bool,
+#[derive(NifException)]
+#[rustler(encode)]
+#[module = "Lockstep.NotManagedError"]
+struct NotManagedError {
+    function: Option<String>,
+    reason: Atom,
     process: LocalPid,
     context_owner: Option<LocalPid>,
 }
 
-impl Encoder for NotManaged {
-    fn encode<'a>(&self, env: Env<'a>) -> Term<'a> {
-        let module = Atom::from_str(env, "Elixir.Lockstep.NotManagedError")
-            .map(|a| a.encode(env))
-            .unwrap_or_else(|_| atoms::nil().encode(env));
-        let reason = if self.ended {
-            atoms::ended()
-        } else {
-            atoms::copied()
-        };
-        let owner = match self.context_owner {
-            Some(pid) => pid.encode(env),
-            None => atoms::nil().encode(env),
-        };
-        let pairs = [
-            (atoms::__struct__().encode(env), module),
-            (
-                atoms::__exception__().encode(env),
-                atoms::r#true().encode(env),
-            ),
-            (atoms::function().encode(env), atoms::nil().encode(env)),
-            (atoms::reason().encode(env), reason.encode(env)),
-            (atoms::process().encode(env), self.process.encode(env)),
-            (atoms::context_owner().encode(env), owner),
-        ];
-        Term::map_from_pairs(env, &pairs).unwrap_or_else(|_| reason.encode(env))
-    }
-}
-
 pub fn not_managed_error(ended: bool, process: LocalPid, context_owner: Option<LocalPid>) -> Error {
-    Error::RaiseTerm(Box::new(NotManaged {
-        ended,
+    let reason = if ended {
+        atoms::ended()
+    } else {
+        atoms::copied()
+    };
+    Error::RaiseTerm(Box::new(NotManagedError {
+        function: None,
+        reason,
         process,
         context_owner,
     }))
 }
 
 pub fn internal_error(message: &str) -> Error {
-    Error::RaiseTerm(Box::new(InternalError(format!(
-        "Lockstep internal error: {message}"
-    ))))
+    Error::RaiseTerm(Box::new(InternalError {
+        message: format!("Lockstep internal error: {message}"),
+    }))
+}
+
+pub fn engine_error(e: lockstep_core::EngineError) -> Error {
+    internal_error(&e.to_string())
 }
 
 pub fn name_term<'a>(env: Env<'a>, name: &ProcName) -> Term<'a> {
@@ -120,60 +92,6 @@ pub fn decision_term<'a>(env: Env<'a>, d: &Decision) -> Term<'a> {
             (atoms::fire(), name_term(env, owner), *ordinal).encode(env)
         }
     }
-}
-
-fn decode_name(term: Term) -> NifResult<ProcName> {
-    let text: String = term.decode()?;
-    ProcName::parse(&text).ok_or_else(|| bad_schedule(&format!("bad process name {text:?}")))
-}
-
-fn bad_schedule(detail: &str) -> Error {
-    Error::RaiseTerm(Box::new(format!("invalid schedule: {detail}")))
-}
-
-pub fn decode_schedule(term: Term) -> NifResult<Vec<Decision>> {
-    // rustler's list iterator panics on an improper list: check it is proper first
-    // (enif_get_list_length fails on an improper list).
-    if term.list_length().is_err() {
-        return Err(bad_schedule("expected a proper list of decisions"));
-    }
-    let items: Vec<Term> = term
-        .decode()
-        .map_err(|_| bad_schedule("expected a list of decisions"))?;
-    items
-        .into_iter()
-        .map(|item| {
-            if let Ok((tag, name)) = item.decode::<(Atom, Term)>() {
-                if tag == atoms::run() {
-                    return Ok(Decision::Run(decode_name(name)?));
-                }
-                if tag == atoms::random() {
-                    return Ok(Decision::Random(name.decode::<u64>().map_err(|_| {
-                        bad_schedule("a random value must be an integer in 0..2^64-1")
-                    })?));
-                }
-            }
-            if let Ok((tag, from, to)) = item.decode::<(Atom, Term, Term)>() {
-                if tag == atoms::fire() {
-                    return Ok(Decision::Fire {
-                        owner: decode_name(from)?,
-                        ordinal: to.decode::<u32>().map_err(|_| {
-                            bad_schedule("a timer ordinal must be an integer in 0..2^32-1")
-                        })?,
-                    });
-                }
-                if tag == atoms::deliver() {
-                    return Ok(Decision::Deliver {
-                        from: decode_name(from)?,
-                        to: decode_name(to)?,
-                    });
-                }
-            }
-            Err(bad_schedule(
-                "expected {:run, name}, {:deliver, from, to}, {:fire, owner, n} or {:random, n}",
-            ))
-        })
-        .collect()
 }
 
 pub fn pending_term<'a>(env: Env<'a>, p: &Process) -> Term<'a> {
@@ -219,16 +137,17 @@ fn fate_atom(fate: SendFate) -> Atom {
 pub(crate) fn event_term<'a>(env: Env<'a>, st: &SessionState, index: usize, e: &Event) -> Term<'a> {
     let session = &st.session;
     let name = |p: ProcId| name_term(env, &session.procs()[p as usize].name);
-    let atom_name = |n: NameId| st.names[n as usize].encode(env);
+    let atom_name = |n: NameId| st.atoms.name(n).encode(env);
     let saved = |s: Option<&rustler::env::SavedTerm>| match s {
-        Some(s) => st.load(env, s),
+        Some(s) => st.terms.load(env, s),
         None => atoms::not_captured().encode(env),
     };
-    let payload = |m: MsgId| saved(st.captured_msgs.get(&m));
-    let node_atom = |n: NodeId| st.node_atom(n).encode(env);
-    let global_name = |n: u32| match st.globals.get(n as usize) {
-        Some(s) => st.load(env, s),
-        None => atoms::nil().encode(env),
+    let payload = |m: MsgId| saved(st.capture.msgs.get(&m));
+    let node_atom = |n: NodeId| st.atoms.node_atom(n).encode(env);
+    let global_name = |n: u32| {
+        st.terms
+            .global(env, n)
+            .unwrap_or_else(|| atoms::nil().encode(env))
     };
     let reason = |r: Reason| st.reason_term(env, r);
     let who = name(e.proc);
@@ -328,11 +247,11 @@ pub(crate) fn event_term<'a>(env: Env<'a>, st: &SessionState, index: usize, e: &
         EventKind::TimerCancelled { left, .. } => (atoms::timer_cancelled(), who, left).encode(env),
         EventKind::ReceiveTimeout => (atoms::receive_timeout(), who).encode(env),
         EventKind::Nif { .. } => {
-            (atoms::nif(), who, saved(st.captured_nifs.get(&index))).encode(env)
+            (atoms::nif(), who, saved(st.capture.nifs.get(&index))).encode(env)
         }
         EventKind::Exit { cause } => match cause {
             ExitCause::Own(_) => {
-                (atoms::exit(), who, saved(st.captured_exits.get(&e.proc))).encode(env)
+                (atoms::exit(), who, saved(st.capture.exits.get(&e.proc))).encode(env)
             }
             ExitCause::Signal { from, reason: r } => {
                 (atoms::exit_signal(), name(from), who, reason(r)).encode(env)

@@ -19,7 +19,7 @@
 
 use crate::convert::atoms;
 use lockstep_core::{MsgId, OpResult};
-use rustler::{Encoder, Env, LocalPid, NifResult, Term};
+use rustler::{Encoder, Env, Error, LocalPid, NifResult, Term};
 
 /// The `pending` argument of the hot-path NIFs: `:undefined` (nothing), the sequence number
 /// of a message the caller took since its last call, or `{pid, seq, payload}`, a message it
@@ -39,7 +39,13 @@ pub struct Carry<'a> {
 impl<'a> Pending<'a> {
     pub fn decode(term: Term<'a>) -> NifResult<Pending<'a>> {
         if term.is_atom() {
-            return Ok(Pending::Nothing);
+            // `:undefined` (what `:erlang.erase/1` gives for no entry); any other atom is a
+            // bug on the Elixir side, never read as "nothing".
+            return if atoms::undefined() == term {
+                Ok(Pending::Nothing)
+            } else {
+                Err(Error::BadArg)
+            };
         }
         if let Ok(msg) = term.decode::<MsgId>() {
             return Ok(Pending::Consumed(msg));

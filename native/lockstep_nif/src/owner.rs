@@ -1,0 +1,265 @@
+//! The owner's side: a run's strategy, an iteration's session from creation to finish, and
+//! the queries the owner makes while it watches or reports an iteration (progress,
+//! outcome, schedule, trace, process table). Never on the hot path.
+//!
+//! Queries read the state even when a panic poisoned it (`lock_any`): the owner still has
+//! to list and kill the run's processes, and the run is failing with an internal error.
+
+use crate::convert::{self, atoms, decision_term, internal_error, name_term};
+use crate::decode::{arg, SessionConfig, StrategySpec};
+use crate::resource::{self, lock, lock_any, strategy_of, SessionResource, StrategyCell};
+use crate::state::SessionState;
+use crate::wake::after_call;
+use lockstep_core::strategy::Metered;
+use lockstep_core::{ExitCause, Outcome, ProcId, ProcState, Session};
+use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
+use std::sync::Mutex;
+
+/// How many sessions the BEAM has not freed yet.
+#[rustler::nif]
+fn live_sessions() -> u64 {
+    resource::live_sessions()
+}
+
+#[rustler::nif]
+fn iteration_seed(seed: u64, iteration: u64) -> u64 {
+    lockstep_core::iteration_seed(seed, iteration)
+}
+
+/// A run's strategy from its spec (see `decode::StrategySpec`).
+#[rustler::nif]
+fn strategy_new(spec: Term) -> NifResult<ResourceArc<StrategyCell>> {
+    let strategy = arg::<StrategySpec>(spec)?.strategy()?;
+    Ok(ResourceArc::new(StrategyCell {
+        strategy: Mutex::new(Some(Metered::new(strategy))),
+    }))
+}
+
+/// A new iteration owned by the caller, which borrows the run's strategy until
+/// `session_finish`. `config` is `%{max_steps:, delivery:, crash:, timers:}`; `done_ref` is
+/// the reference of the `{done_ref, :done, reason}` the owner waits for. Returns
+/// `{session, tag}`.
+#[rustler::nif]
+fn session_new<'a>(
+    env: Env<'a>,
+    cell: ResourceArc<StrategyCell>,
+    seed: u64,
+    config: Term<'a>,
+    capture: bool,
+    done_ref: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let config = arg::<SessionConfig>(config)?.into();
+    let mut strategy = cell
+        .strategy
+        .lock()
+        .map_err(|_| internal_error("the strategy state is poisoned"))?
+        .take()
+        .ok_or_else(|| {
+            internal_error("this run's strategy is already in use by another iteration")
+        })?;
+    let session = Session::new(config, &mut strategy, seed);
+    let owner = env.pid();
+    let mut state = SessionState::new(session, strategy, cell, owner, capture);
+    state.owner.done_ref = Some(state.terms.save(done_ref));
+    let resource = ResourceArc::new(SessionResource::new(state));
+    env.monitor(&resource, &owner);
+    let tag = resource.tag;
+    Ok((resource, tag).encode(env))
+}
+
+/// Registers the root's pid and makes the first decision (which wakes the root).
+#[rustler::nif]
+fn session_start<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    root: LocalPid,
+) -> NifResult<Term<'a>> {
+    let mut guard = lock(&res)?;
+    let st = &mut *guard;
+    if st.procs.pid(0).is_some() {
+        return Err(internal_error("the session was already started"));
+    }
+    st.procs.register(0, root);
+    env.monitor(&res, &root);
+    let strategy = strategy_of(&mut st.strategy)?;
+    let next = st.session.start(strategy);
+    after_call(env, res.tag, st, next, None);
+    Ok(atoms::ok().encode(env))
+}
+
+/// Ends the iteration from the owner's side (a process is stuck): later calls from managed
+/// processes see the iteration is over and park.
+#[rustler::nif]
+fn session_abort(res: ResourceArc<SessionResource>) -> NifResult<Atom> {
+    let mut st = lock_any(&res);
+    st.session.abort();
+    st.owner.done_sent = true;
+    Ok(atoms::ok())
+}
+
+/// `{progress, step, running pid | nil, now}`: the owner polls it to tell a process that
+/// stopped reaching sync points.
+#[rustler::nif]
+fn progress<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
+    let st = lock_any(&res);
+    let running = match st.session.running() {
+        Some(p) => st.procs.pid_term(env, p),
+        None => atoms::nil().encode(env),
+    };
+    Ok((
+        st.owner.progress,
+        st.session.step(),
+        running,
+        st.session.now(),
+    )
+        .encode(env))
+}
+
+#[rustler::nif]
+fn outcome<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
+    let st = lock_any(&res);
+    Ok(outcome_term(env, &st))
+}
+
+fn outcome_term<'a>(env: Env<'a>, st: &SessionState) -> Term<'a> {
+    let names = |p: ProcId| name_term(env, &st.session.procs()[p as usize].name);
+    match st.session.outcome() {
+        None => atoms::nil().encode(env),
+        Some(Outcome::Pass) => atoms::pass().encode(env),
+        Some(Outcome::MaxSteps) => atoms::max_steps().encode(env),
+        Some(Outcome::Exception { proc }) => (atoms::exception(), names(*proc)).encode(env),
+        Some(Outcome::Crash { proc }) => (atoms::crash(), names(*proc)).encode(env),
+        Some(Outcome::Deadlock { blocked }) => {
+            let blocked: Vec<Term> = blocked.iter().map(|&p| names(p)).collect();
+            (atoms::deadlock(), blocked).encode(env)
+        }
+        Some(Outcome::Aborted { running }) => {
+            let running = match running {
+                Some(p) => names(*p),
+                None => atoms::nil().encode(env),
+            };
+            (atoms::aborted(), running).encode(env)
+        }
+        Some(Outcome::Diverged(d)) => {
+            let expected = match &d.expected {
+                Some(e) => decision_term(env, e),
+                None => atoms::nil().encode(env),
+            };
+            let got: Vec<Term> = d.got.iter().map(|g| decision_term(env, g)).collect();
+            (atoms::diverged(), d.step, expected, got).encode(env)
+        }
+    }
+}
+
+#[rustler::nif]
+fn schedule<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
+    let st = lock_any(&res);
+    let list: Vec<Term> = st
+        .session
+        .schedule()
+        .iter()
+        .map(|d| decision_term(env, d))
+        .collect();
+    Ok(list.encode(env))
+}
+
+/// The events of the iteration as `{step, event}` terms; payloads and exit reasons are
+/// included when the session was created with capture on.
+#[rustler::nif]
+fn trace<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
+    let st = lock_any(&res);
+    let events: Vec<Term> = st
+        .session
+        .events()
+        .iter()
+        .enumerate()
+        .map(|(i, e)| convert::event_term(env, &st, i, e))
+        .collect();
+    Ok(events.encode(env))
+}
+
+/// `[{id, name, pid | nil, state, pending, node}]` for every process of the iteration.
+#[rustler::nif]
+fn procs<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
+    let st = lock_any(&res);
+    let list: Vec<Term> = st
+        .session
+        .procs()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let state = match p.state {
+                ProcState::Ready => atoms::ready(),
+                ProcState::Running => atoms::running(),
+                ProcState::Blocked => atoms::blocked(),
+                ProcState::Exited => atoms::exited(),
+            };
+            (
+                i as u32,
+                name_term(env, &p.name),
+                st.procs.pid_term(env, i as ProcId),
+                state,
+                convert::pending_term(env, p),
+                st.atoms.node_atom(p.node),
+            )
+                .encode(env)
+        })
+        .collect();
+    Ok(list.encode(env))
+}
+
+/// `[{name, report}]`: the noted reports of processes that were then killed from outside
+/// the run (see `note_outside_crash`).
+#[rustler::nif]
+fn outside_crashes<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
+    let st = lock_any(&res);
+    let list: Vec<Term> = st
+        .terms
+        .outside_crashes
+        .iter()
+        .filter_map(|(&id, saved)| {
+            let p = st.session.proc(id)?;
+            matches!(p.exit, Some(ExitCause::External))
+                .then(|| (name_term(env, &p.name), st.terms.load(env, saved)).encode(env))
+        })
+        .collect();
+    Ok(list.encode(env))
+}
+
+/// Ends the iteration for the strategy and hands the strategy back to the run.
+/// Returns `{outcome, %{steps:, context_switches:, contested_steps:, fingerprint:, cleanup:}}`.
+#[rustler::nif]
+fn session_finish<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
+    let mut guard = lock_any(&res);
+    let st = &mut *guard;
+    let mut metrics = None;
+    if let Some(mut strategy) = st.strategy.take() {
+        st.session.finish(&mut strategy);
+        metrics = Some(strategy.metrics());
+        if let Ok(mut slot) = st.cell.strategy.lock() {
+            *slot = Some(strategy);
+        }
+    }
+    st.owner.done_sent = true;
+    let m = metrics.unwrap_or_default();
+    let metrics = Term::map_from_pairs(
+        env,
+        &[
+            (atoms::steps().encode(env), m.steps.encode(env)),
+            (
+                atoms::context_switches().encode(env),
+                m.context_switches.encode(env),
+            ),
+            (
+                atoms::contested_steps().encode(env),
+                m.contested_steps.encode(env),
+            ),
+            (atoms::fingerprint().encode(env), m.fingerprint.encode(env)),
+            (
+                atoms::cleanup().encode(env),
+                st.owner.needs_cleanup.encode(env),
+            ),
+        ],
+    )?;
+    Ok((outcome_term(env, st), metrics).encode(env))
+}

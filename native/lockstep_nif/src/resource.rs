@@ -1,0 +1,144 @@
+//! The two resources the BEAM holds: a run's [`StrategyCell`] and one iteration's
+//! [`SessionResource`], with the session's lock discipline and the resource monitor's
+//! `down` callback.
+//!
+//! Every NIF takes the session lock once. A Rust panic while it is held poisons it: the
+//! managed processes' calls then raise `Lockstep.InternalError` ([`lock`]), the next `down`
+//! tells the owner, and the owner's queries and teardown still read the half-updated state
+//! ([`lock_any`]) to list and kill the run's processes.
+
+use crate::convert::{atoms, internal_error};
+use crate::state::SessionState;
+use crate::wake::after_call;
+use lockstep_core::strategy::Metered;
+use lockstep_core::Strategy;
+use rustler::{Atom, Env, LocalPid, Monitor, NifResult, Resource, ResourceArc};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// Tags are unique in the VM so a stale wake-up can never be mistaken for a current one.
+static NEXT_TAG: AtomicU64 = AtomicU64::new(0x4C53_0000_0000);
+
+/// Sessions not yet freed by the BEAM (a resource is freed once no process refers to it):
+/// lets tests check that a run's NIF state is released.
+static LIVE_SESSIONS: AtomicU64 = AtomicU64::new(0);
+
+/// The run's strategy inside the metrics wrapper.
+pub type RunStrategy = Metered<Box<dyn Strategy>>;
+
+/// A run's strategy, kept between iterations (PCT learns the run length across them). An
+/// iteration borrows it for its lifetime and gives it back in `session_finish`.
+pub struct StrategyCell {
+    pub strategy: Mutex<Option<RunStrategy>>,
+}
+
+#[rustler::resource_impl]
+impl Resource for StrategyCell {}
+
+/// One iteration. The hot NIFs borrow it as `&SessionResource` (no reference count).
+pub struct SessionResource {
+    /// The run-unique integer a managed process parks on: `{tag, :go, result}`.
+    pub tag: u64,
+    pub state: Mutex<SessionState>,
+}
+
+impl SessionResource {
+    pub fn new(state: SessionState) -> Self {
+        LIVE_SESSIONS.fetch_add(1, Ordering::Relaxed);
+        SessionResource {
+            tag: NEXT_TAG.fetch_add(1, Ordering::Relaxed),
+            state: Mutex::new(state),
+        }
+    }
+}
+
+impl Drop for SessionResource {
+    fn drop(&mut self) {
+        LIVE_SESSIONS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How many sessions the BEAM has not freed yet.
+pub fn live_sessions() -> u64 {
+    LIVE_SESSIONS.load(Ordering::Relaxed)
+}
+
+#[rustler::resource_impl]
+impl Resource for SessionResource {
+    /// A monitored process died: the owner, a managed process (killed from outside the
+    /// run, so the engine records it), or anyone at all once the state is poisoned.
+    fn down<'a>(&'a self, env: Env<'a>, pid: LocalPid, _monitor: Monitor) {
+        let poisoned = self.state.is_poisoned();
+        let mut st = lock_any(self);
+        let st = &mut *st;
+        if poisoned {
+            // A panic left the session half-updated: nobody can schedule any more. Tell
+            // the owner, which tears the run down and raises Lockstep.InternalError.
+            if !st.owner.done_sent {
+                st.owner.done_sent = true;
+                let message = "a Lockstep NIF call panicked and left the session \
+                               half-updated; the run was stopped (this is a bug in Lockstep)";
+                let done_ref = st.done_ref_term(env);
+                let _ = env.send(&st.owner.pid, (done_ref, atoms::internal_error(), message));
+            }
+            return;
+        }
+        if pid == st.owner.pid {
+            // The test process is gone: nobody will tear the run down, so tell every parked
+            // process to exit now.
+            for p in st.procs.all() {
+                let _ = env.send(p, (self.tag, atoms::exit(), atoms::kill()));
+            }
+            st.session.abort();
+            st.owner.done_sent = true;
+            return;
+        }
+        let Some(proc) = st.procs.managed(&pid) else {
+            return;
+        };
+        let alive = st.session.proc(proc).is_some_and(|p| p.is_alive());
+        if !alive || st.session.is_over() {
+            return;
+        }
+        let Some(strategy) = st.strategy.as_mut() else {
+            return;
+        };
+        let next = st.session.external_exit(proc, strategy);
+        st.owner.progress += 1;
+        let _ = after_call(env, self.tag, st, next, None);
+    }
+}
+
+/// The lock for a managed process's call: a poisoned state raises
+/// `Lockstep.InternalError`.
+#[inline]
+pub fn lock(res: &SessionResource) -> NifResult<MutexGuard<'_, SessionState>> {
+    res.state.lock().map_err(|_| {
+        internal_error("the session state is poisoned by an earlier panic; the run cannot go on")
+    })
+}
+
+/// For the owner's queries and teardown: a poisoned state is still good enough to list
+/// and kill processes, and the run is failing with an internal error anyway.
+pub fn lock_any(res: &SessionResource) -> MutexGuard<'_, SessionState> {
+    res.state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The strategy the iteration borrowed; an internal error once it was given back.
+#[inline]
+pub fn strategy_of(slot: &mut Option<RunStrategy>) -> NifResult<&mut RunStrategy> {
+    slot.as_mut()
+        .ok_or_else(|| internal_error("the session has no strategy (already finished)"))
+}
+
+/// Test hook: panics while holding the session lock, as a bug in a NIF would, so that
+/// `test/lockstep/native_error_test.exs` can check what a poisoned session does. The panic
+/// is raised with `resume_unwind`, which skips the panic hook (nothing is printed); rustler
+/// turns it into `ErlangError` `:nif_panicked`.
+#[rustler::nif]
+fn poison_for_test(res: ResourceArc<SessionResource>) -> NifResult<Atom> {
+    let _guard = lock(&res)?;
+    std::panic::resume_unwind(Box::new("Lockstep.Native.poison_for_test/1"))
+}

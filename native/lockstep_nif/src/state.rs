@@ -1,0 +1,361 @@
+//! One iteration's adapter state, kept behind the session resource's lock: the engine's
+//! `Session` and the strategy it borrows, plus what the engine cannot hold — BEAM pids,
+//! atoms and terms — each filed under the engine's ids, in a few tables by role:
+//!
+//! - [`Owner`]: the process that runs the iteration and what it is owed (its `done`
+//!   message, the progress counter it polls, the clean-up it must do);
+//! - [`ProcTable`]: engine process id ↔ BEAM pid;
+//! - [`AtomTables`]: registered names and node names ↔ engine ids;
+//! - [`Terms`]: the `OwnedEnv` arena and every term saved in it by engine id (payloads in
+//!   flight, exit reasons, monitor and timer refs, global names, ETS tables);
+//! - [`Capture`]: payloads and reasons kept for the report when the iteration captures.
+//!
+//! The engine never sees a term: a term given with an operation is *announced* (kept by the
+//! caller's id) and filed under the id of what the operation created once the engine has
+//! applied it ([`SessionState::file_announced`]).
+
+use crate::convert::atoms;
+use crate::handoff::PidHash;
+use crate::resource::{RunStrategy, StrategyCell};
+use lockstep_core::{
+    EventKind, MonitorId, MsgId, NameId, NodeId, ProcId, ProcState, Reason, Session, TimerId,
+    TimerKind,
+};
+use rustler::env::{OwnedEnv, SavedTerm};
+use rustler::{Atom, Encoder, Env, LocalPid, ResourceArc, Term};
+use std::collections::HashMap;
+
+pub struct SessionState {
+    pub session: Session,
+    /// Borrowed from `cell` for the iteration's lifetime; `None` once `session_finish` has
+    /// given it back.
+    pub strategy: Option<RunStrategy>,
+    pub cell: ResourceArc<StrategyCell>,
+    pub owner: Owner,
+    pub procs: ProcTable,
+    pub atoms: AtomTables,
+    pub terms: Terms,
+    pub capture: Capture,
+}
+
+/// The iteration's owner (the test process, a worker or the controller's owner) and what
+/// the adapter keeps for it.
+pub struct Owner {
+    pub pid: LocalPid,
+    /// The owner's reference for this iteration: its `{ref, :done, reason}` is found without
+    /// scanning the owner's mailbox (a receive on a reference made just before skips the
+    /// messages that were there already), however many unrelated messages wait in it.
+    pub done_ref: Option<SavedTerm>,
+    /// The owner has been told the iteration is over (or is tearing it down itself).
+    pub done_sent: bool,
+    /// Something stored iteration-scoped state outside the session (persistent_term keys)
+    /// that the owner must erase when the iteration ends.
+    pub needs_cleanup: bool,
+    /// Counts engine calls so the owner can tell a process that stopped reaching sync
+    /// points (`:stuck`).
+    pub progress: u64,
+}
+
+/// BEAM pid of each managed process, by engine id, and back.
+pub struct ProcTable {
+    /// `None` until registered (`session_start` for the root, `register_child` for others).
+    pids: Vec<Option<LocalPid>>,
+    /// Looked up at every send: see `PidHash`.
+    by_pid: HashMap<LocalPid, ProcId, PidHash>,
+}
+
+/// Atoms the engine knows by number.
+pub struct AtomTables {
+    /// Registered names by engine name id.
+    names: Vec<Atom>,
+    name_ids: HashMap<Atom, NameId>,
+    /// Node names by engine node id; 0 is `:nonode@nohost`.
+    nodes: Vec<Atom>,
+}
+
+/// The session's term arena and the terms saved in it, by engine id.
+pub struct Terms {
+    /// Allocated only when a first term is saved.
+    arena: Option<OwnedEnv>,
+    /// Payloads of in-flight user messages (`delivery: :delayed`).
+    pub held: HashMap<MsgId, SavedTerm>,
+    /// Terms given with an operation, kept until the engine applies it and numbers what it
+    /// created (a monitor ref, a timer's payload and ref, a payload to capture).
+    pub announced: HashMap<ProcId, SavedTerm>,
+    /// Events already looked at for announced terms.
+    pub events_scanned: usize,
+    /// Reason terms of processes that exited abnormally (`Reason::ExitOf`).
+    pub exit_reasons: HashMap<ProcId, SavedTerm>,
+    /// Reason terms given to `exit/2` (`Reason::Given`).
+    pub given_reasons: Vec<SavedTerm>,
+    pub monitor_refs: HashMap<MonitorId, SavedTerm>,
+    /// `{ref, payload}` of each `send_after` timer.
+    pub timer_data: HashMap<TimerId, SavedTerm>,
+    /// Global registry names (any term), by engine name id.
+    globals: Vec<SavedTerm>,
+    /// Real ETS tables of named simulated tables, by the engine's slot.
+    pub ets_tables: Vec<SavedTerm>,
+    /// Reports (`{:error, exception, stacktrace}`) of unmanaged processes linked to a
+    /// managed one that died of a Lockstep call made outside the run: the real link kills
+    /// the managed process, and the owner reports this as why.
+    pub outside_crashes: HashMap<ProcId, SavedTerm>,
+}
+
+/// What the report shows, kept only when the iteration captures (a failing iteration is
+/// run again with capture on).
+pub struct Capture {
+    pub on: bool,
+    pub msgs: HashMap<MsgId, SavedTerm>,
+    /// Kind terms of shared-state operations, by event index.
+    pub nifs: HashMap<usize, SavedTerm>,
+    /// Reasons (with stacktraces), per exited process.
+    pub exits: HashMap<ProcId, SavedTerm>,
+}
+
+impl SessionState {
+    pub fn new(
+        session: Session,
+        strategy: RunStrategy,
+        cell: ResourceArc<StrategyCell>,
+        owner: LocalPid,
+        capture: bool,
+    ) -> Self {
+        SessionState {
+            session,
+            strategy: Some(strategy),
+            cell,
+            owner: Owner {
+                pid: owner,
+                done_ref: None,
+                done_sent: false,
+                needs_cleanup: false,
+                progress: 0,
+            },
+            procs: ProcTable {
+                pids: vec![None],
+                by_pid: HashMap::default(),
+            },
+            atoms: AtomTables {
+                names: Vec::new(),
+                name_ids: HashMap::new(),
+                nodes: vec![atoms::nonode_at_nohost()],
+            },
+            terms: Terms {
+                arena: None,
+                held: HashMap::new(),
+                announced: HashMap::new(),
+                events_scanned: 0,
+                exit_reasons: HashMap::new(),
+                given_reasons: Vec::new(),
+                monitor_refs: HashMap::new(),
+                timer_data: HashMap::new(),
+                globals: Vec::new(),
+                ets_tables: Vec::new(),
+                outside_crashes: HashMap::new(),
+            },
+            capture: Capture {
+                on: capture,
+                msgs: HashMap::new(),
+                nifs: HashMap::new(),
+                exits: HashMap::new(),
+            },
+        }
+    }
+
+    pub fn done_ref_term<'a>(&self, env: Env<'a>) -> Term<'a> {
+        self.terms.load_or_nil(env, self.owner.done_ref.as_ref())
+    }
+
+    /// The id of a node this run started (or the home node), `None` for any other atom.
+    pub fn known_node(&self, node: Atom) -> Option<NodeId> {
+        let id = self.atoms.node_index(node)?;
+        self.session.cluster().is_known(id).then_some(id)
+    }
+
+    pub fn exited(&self, id: ProcId) -> bool {
+        self.session
+            .proc(id)
+            .is_some_and(|p| p.state == ProcState::Exited)
+    }
+
+    pub fn caller_node(&self, id: ProcId) -> NodeId {
+        self.session.proc(id).map(|p| p.node).unwrap_or(0)
+    }
+
+    pub fn reason_term<'a>(&self, env: Env<'a>, reason: Reason) -> Term<'a> {
+        self.terms.reason_term(env, reason)
+    }
+
+    /// Files terms announced with an operation under the ids the engine gave what the
+    /// operation created. Runs only while something is announced.
+    pub fn file_announced(&mut self) {
+        let events = self.session.events();
+        let terms = &mut self.terms;
+        for (index, event) in events.iter().enumerate().skip(terms.events_scanned) {
+            let slot = match event.kind {
+                EventKind::Send { .. }
+                | EventKind::Monitor { .. }
+                | EventKind::TimerStarted { .. }
+                | EventKind::Nif { .. }
+                    if terms.announced.contains_key(&event.proc) =>
+                {
+                    event.kind.clone()
+                }
+                _ => continue,
+            };
+            let Some(saved) = terms.announced.remove(&event.proc) else {
+                continue;
+            };
+            match slot {
+                EventKind::Send { msg, .. } => {
+                    self.capture.msgs.insert(msg, saved);
+                }
+                EventKind::Monitor { monitor, .. } => {
+                    terms.monitor_refs.insert(monitor, saved);
+                }
+                EventKind::TimerStarted { timer, .. } => {
+                    let is_send_after = self
+                        .session
+                        .timer(timer)
+                        .is_some_and(|t| matches!(t.kind, TimerKind::SendAfter { .. }));
+                    if is_send_after {
+                        terms.timer_data.insert(timer, saved);
+                    } else {
+                        // A receive's own timer: the announced term belongs to a later op.
+                        terms.announced.insert(event.proc, saved);
+                    }
+                }
+                EventKind::Nif { .. } => {
+                    self.capture.nifs.insert(index, saved);
+                }
+                _ => {}
+            }
+        }
+        terms.events_scanned = events.len();
+    }
+}
+
+impl ProcTable {
+    #[inline]
+    pub fn pid(&self, p: ProcId) -> Option<LocalPid> {
+        self.pids.get(p as usize).copied().flatten()
+    }
+
+    pub fn pid_term<'a>(&self, env: Env<'a>, p: ProcId) -> Term<'a> {
+        match self.pid(p) {
+            Some(pid) => pid.encode(env),
+            None => atoms::nil().encode(env),
+        }
+    }
+
+    #[inline]
+    pub fn managed(&self, pid: &LocalPid) -> Option<ProcId> {
+        self.by_pid.get(pid).copied()
+    }
+
+    pub fn register(&mut self, id: ProcId, pid: LocalPid) {
+        if self.pids.len() <= id as usize {
+            self.pids.resize(id as usize + 1, None);
+        }
+        self.pids[id as usize] = Some(pid);
+        self.by_pid.insert(pid, id);
+    }
+
+    /// The registered pids, in engine id order.
+    pub fn all(&self) -> impl Iterator<Item = &LocalPid> {
+        self.pids.iter().flatten()
+    }
+}
+
+impl AtomTables {
+    pub fn intern(&mut self, name: Atom) -> NameId {
+        if let Some(&id) = self.name_ids.get(&name) {
+            return id;
+        }
+        let id = self.names.len() as NameId;
+        self.names.push(name);
+        self.name_ids.insert(name, id);
+        id
+    }
+
+    pub fn name(&self, id: NameId) -> Atom {
+        self.names[id as usize]
+    }
+
+    /// The id of node `node`, numbering it if it is new.
+    pub fn node_id(&mut self, node: Atom) -> NodeId {
+        if let Some(id) = self.node_index(node) {
+            return id;
+        }
+        self.nodes.push(node);
+        (self.nodes.len() - 1) as NodeId
+    }
+
+    pub fn node_index(&self, node: Atom) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .position(|&n| n == node)
+            .map(|i| i as NodeId)
+    }
+
+    pub fn node_atom(&self, node: NodeId) -> Atom {
+        self.nodes
+            .get(node as usize)
+            .copied()
+            .unwrap_or_else(atoms::nonode_at_nohost)
+    }
+}
+
+impl Terms {
+    pub fn save(&mut self, term: Term) -> SavedTerm {
+        self.arena.get_or_insert_with(OwnedEnv::new).save(term)
+    }
+
+    pub fn load<'a>(&self, env: Env<'a>, saved: &SavedTerm) -> Term<'a> {
+        match &self.arena {
+            Some(arena) => arena.run(|a| saved.load(a).in_env(env)),
+            None => atoms::nil().encode(env),
+        }
+    }
+
+    /// The saved term, or `nil` when there is none.
+    pub fn load_or_nil<'a>(&self, env: Env<'a>, saved: Option<&SavedTerm>) -> Term<'a> {
+        match saved {
+            Some(saved) => self.load(env, saved),
+            None => atoms::nil().encode(env),
+        }
+    }
+
+    pub fn reason_term<'a>(&self, env: Env<'a>, reason: Reason) -> Term<'a> {
+        match reason {
+            Reason::Normal => atoms::normal().encode(env),
+            Reason::Kill => atoms::kill().encode(env),
+            Reason::Killed => atoms::killed().encode(env),
+            Reason::NoProc => atoms::noproc().encode(env),
+            Reason::NoConnection => atoms::noconnection().encode(env),
+            Reason::ExitOf(p) => match self.exit_reasons.get(&p) {
+                Some(saved) => self.load(env, saved),
+                None => atoms::killed().encode(env),
+            },
+            Reason::Given(n) => match self.given_reasons.get(n as usize) {
+                Some(saved) => self.load(env, saved),
+                None => atoms::killed().encode(env),
+            },
+        }
+    }
+
+    /// The engine id of global name `name` (any term), numbering it if it is new.
+    pub fn global_id<'a>(&mut self, env: Env<'a>, name: Term<'a>) -> u32 {
+        if let Some(i) = self.globals.iter().position(|s| self.load(env, s) == name) {
+            return i as u32;
+        }
+        let saved = self.save(name);
+        self.globals.push(saved);
+        (self.globals.len() - 1) as u32
+    }
+
+    /// Global name `id`, `None` for an id never numbered.
+    pub fn global<'a>(&self, env: Env<'a>, id: u32) -> Option<Term<'a>> {
+        self.globals.get(id as usize).map(|s| self.load(env, s))
+    }
+}

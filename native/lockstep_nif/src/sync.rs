@@ -1,0 +1,550 @@
+//! The sync points: a managed process calls one `sync_*` NIF (or `yield`, or `exit` when
+//! its code ends) with the operation it is about to perform. [`sync_pending`] is the one
+//! entry of all of them: it checks the caller, reports what the caller brings from its
+//! last call (`handoff`), has the engine record the operation and pick who goes next, and
+//! hands the turn on (`wake`).
+//!
+//! An operation on something outside the run (an unmanaged pid, an unknown node) answers a
+//! plain atom at once (`:unmanaged`, `:badnode`) without becoming a sync point; the Elixir
+//! side then does what OTP does.
+//!
+//! The hot NIFs — `sync_send`, `sync_receive`, `yield`, `exit` — borrow the resource as
+//! `&SessionResource` (no reference count taken).
+
+use crate::convert::{atoms, engine_error, not_managed_error};
+use crate::decode::{arg, ExitKind, NameOp, TimeOp};
+use crate::handoff::{Carry, Pending};
+use crate::resource::{lock, strategy_of, SessionResource};
+use crate::state::SessionState;
+use crate::wake::{after_call, after_call_carrying};
+use lockstep_core::{ExitClass, MsgId, Op, Outcome, ProcId, Reason, Target};
+use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
+
+/// The caller must be the managed process the context `id` belongs to; a context copied
+/// into another process raises `Lockstep.NotManagedError` (`:ended` once the iteration is
+/// over, so a stale context never parks its caller forever).
+#[inline]
+pub fn caller_check(env: Env, st: &SessionState, id: ProcId) -> NifResult<()> {
+    let owner = st.procs.pid(id);
+    match owner {
+        Some(pid) if pid == env.pid() => Ok(()),
+        _ => Err(not_managed_error(st.session.is_over(), env.pid(), owner)),
+    }
+}
+
+/// Announces `op` for process `id`; `announce` is a term to keep until the op is applied.
+pub fn sync_with<'a>(
+    env: Env<'a>,
+    res: &SessionResource,
+    id: ProcId,
+    announce: Option<Term<'a>>,
+    make_op: impl FnOnce(&mut SessionState) -> Result<Op, Term<'a>>,
+) -> NifResult<Term<'a>> {
+    sync_announcing(env, res, id, announce, false, make_op)
+}
+
+/// Like `sync_with`; a `capture_only` announced term (a payload for the report) is kept
+/// only when the session captures.
+fn sync_announcing<'a>(
+    env: Env<'a>,
+    res: &SessionResource,
+    id: ProcId,
+    announce: Option<Term<'a>>,
+    capture_only: bool,
+    make_op: impl FnOnce(&mut SessionState) -> Result<Op, Term<'a>>,
+) -> NifResult<Term<'a>> {
+    sync_pending(
+        env,
+        res,
+        id,
+        Pending::Nothing,
+        announce,
+        capture_only,
+        make_op,
+    )
+}
+
+/// The one entry of every sync point: reports what the caller brings from its last call
+/// (`handoff`), announces the operation and hands the turn on. `make_op` may answer a term
+/// at once instead (`Err(term)`), which is then no sync point.
+fn sync_pending<'a>(
+    env: Env<'a>,
+    res: &SessionResource,
+    id: ProcId,
+    pending: Pending<'a>,
+    announce: Option<Term<'a>>,
+    capture_only: bool,
+    make_op: impl FnOnce(&mut SessionState) -> Result<Op, Term<'a>>,
+) -> NifResult<Term<'a>> {
+    let mut guard = lock(res)?;
+    let st = &mut *guard;
+    caller_check(env, st, id)?;
+    if st.session.is_over() || st.exited(id) {
+        // Over, or killed by an exit signal while running: park and meet the exit message.
+        // A message sent before that is in its target's mailbox all the same.
+        if let Pending::Carry(carry) = pending {
+            carry.deliver(env, res.tag);
+        }
+        return Ok(atoms::wait().encode(env));
+    }
+    let carry = take_pending(st, id, pending)?;
+    let op = match make_op(st) {
+        Ok(op) => op,
+        Err(early) => {
+            if let Some(carry) = carry {
+                carry.deliver(env, res.tag);
+            }
+            return Ok(early);
+        }
+    };
+    if let Some(term) = announce.filter(|_| st.capture.on || !capture_only) {
+        let saved = st.terms.save(term);
+        st.terms.announced.insert(id, saved);
+    }
+    st.owner.progress += 1;
+    let strategy = strategy_of(&mut st.strategy)?;
+    let next = st.session.sync(id, op, strategy).map_err(engine_error)?;
+    Ok(after_call_carrying(env, res.tag, st, next, None, carry))
+}
+
+/// Reports a message the caller took since its last call; returns the one it carries.
+fn take_pending<'a>(
+    st: &mut SessionState,
+    id: ProcId,
+    pending: Pending<'a>,
+) -> NifResult<Option<Carry<'a>>> {
+    match pending {
+        Pending::Nothing => Ok(None),
+        Pending::Consumed(msg) => {
+            st.session.consumed(id, msg).map_err(engine_error)?;
+            Ok(None)
+        }
+        Pending::Carry(carry) => Ok(Some(carry)),
+    }
+}
+
+fn sync<'a>(env: Env<'a>, res: &SessionResource, id: ProcId, op: Op) -> NifResult<Term<'a>> {
+    sync_with(env, res, id, None, |_| Ok(op))
+}
+
+/// Resolves a managed pid or answers `:unmanaged` without making a sync point.
+pub fn managed_or<'a>(env: Env<'a>, st: &SessionState, pid: LocalPid) -> Result<ProcId, Term<'a>> {
+    st.procs
+        .managed(&pid)
+        .ok_or_else(|| atoms::unmanaged().encode(env))
+}
+
+/// `pid`, `name`, `{:"$lockstep_alias", pid, n}`, `{:"$lockstep_global", name}` or
+/// `{name, node}`; anything else answers `:badarg`.
+fn decode_target<'a>(
+    env: Env<'a>,
+    st: &mut SessionState,
+    dest: Term<'a>,
+) -> Result<Target, Term<'a>> {
+    if let Ok(pid) = dest.decode::<LocalPid>() {
+        return Ok(match st.procs.managed(&pid) {
+            Some(p) => Target::Proc(p),
+            None => Target::External,
+        });
+    }
+    if let Ok(name) = dest.decode::<Atom>() {
+        return Ok(Target::Name(st.atoms.intern(name)));
+    }
+    if let Ok((tag, pid, alias)) = dest.decode::<(Atom, LocalPid, u32)>() {
+        if tag == atoms::lockstep_alias() {
+            return match st.procs.managed(&pid) {
+                Some(p) => Ok(Target::Alias(p, alias)),
+                None => Ok(Target::External),
+            };
+        }
+    }
+    if let Ok((tag, name)) = dest.decode::<(Atom, Term)>() {
+        if tag == atoms::lockstep_global() {
+            return Ok(Target::Global(st.terms.global_id(env, name)));
+        }
+    }
+    if let Ok((name, node)) = dest.decode::<(Atom, Atom)>() {
+        let name = st.atoms.intern(name);
+        let node = st.atoms.node_id(node);
+        return Ok(Target::NameAt(name, node));
+    }
+    Err(atoms::badarg().encode(env))
+}
+
+// ---------------------------------------------------------------------------------------
+// The hot path: send, receive, yield, exit
+
+#[rustler::nif]
+fn sync_send<'a>(
+    env: Env<'a>,
+    res: &SessionResource,
+    id: ProcId,
+    dest: Term<'a>,
+    payload: Term<'a>,
+    pending: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let pending = Pending::decode(pending)?;
+    sync_pending(env, res, id, pending, Some(payload), true, |st| {
+        let to = decode_target(env, st, dest)?;
+        Ok(Op::Send { to })
+    })
+}
+
+#[rustler::nif]
+fn sync_receive<'a>(
+    env: Env<'a>,
+    res: &SessionResource,
+    id: ProcId,
+    retry: bool,
+    timeout: Option<u64>,
+    pending: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let pending = Pending::decode(pending)?;
+    let op = Op::Receive { retry, timeout };
+    sync_pending(env, res, id, pending, None, false, |_| Ok(op))
+}
+
+#[rustler::nif(name = "yield")]
+fn sync_yield<'a>(
+    env: Env<'a>,
+    res: &SessionResource,
+    id: ProcId,
+    pending: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let pending = Pending::decode(pending)?;
+    sync_pending(env, res, id, pending, None, false, |_| Ok(Op::Yield))
+}
+
+/// The caller's own code ended. `class` (`:normal` or `:abnormal`) decides whether it is a
+/// crash; `report` is the reason shown in the report (with its stacktrace); `reason` is the
+/// OTP exit reason linked and monitoring processes see.
+#[rustler::nif]
+fn exit<'a>(
+    env: Env<'a>,
+    res: &SessionResource,
+    id: ProcId,
+    class: Term<'a>,
+    report: Term<'a>,
+    reason: Term<'a>,
+    pending: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let class: ExitClass = arg::<ExitKind>(class)?.into();
+    let pending = Pending::decode(pending)?;
+    let mut guard = lock(res)?;
+    let st = &mut *guard;
+    if st.session.is_over() || st.exited(id) {
+        if let Pending::Carry(carry) = pending {
+            carry.deliver(env, res.tag);
+        }
+        return Ok(atoms::ok().encode(env));
+    }
+    caller_check(env, st, id)?;
+    let carry = take_pending(st, id, pending)?;
+    st.owner.progress += 1;
+    let signal_reason = if reason == atoms::normal().encode(env) {
+        Reason::Normal
+    } else {
+        let saved = st.terms.save(reason);
+        st.terms.exit_reasons.insert(id, saved);
+        Reason::ExitOf(id)
+    };
+    if st.capture.on {
+        let saved = st.terms.save(report);
+        st.capture.exits.insert(id, saved);
+    }
+    let strategy = strategy_of(&mut st.strategy)?;
+    let next = st
+        .session
+        .exit_with(id, class, signal_reason, strategy)
+        .map_err(engine_error)?;
+    // The report is this process's own reason only if its exit is what failed the run
+    // (a signal it sent may instead have killed the root).
+    let own = matches!(
+        st.session.outcome(),
+        Some(Outcome::Exception { proc } | Outcome::Crash { proc }) if *proc == id
+    );
+    after_call_carrying(env, res.tag, st, next, own.then_some(report), carry);
+    Ok(atoms::ok().encode(env))
+}
+
+/// The caller, a managed process that is not running user code (parked at a sync point or
+/// not started), got an exit signal from outside the run: `{:EXIT, from, reason}` with a
+/// `reason` other than `:normal` (managed processes trap real exit signals so that they
+/// can tell the reason; `:kill` cannot be trapped and is noticed by the resource monitor).
+/// The engine records its death with that reason, which its linked and monitoring
+/// processes then see; the caller exits for real right after.
+#[rustler::nif]
+fn external_exit<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    reason: Term<'a>,
+) -> NifResult<Atom> {
+    let mut guard = lock(&res)?;
+    let st = &mut *guard;
+    if st.session.is_over() || st.exited(id) {
+        return Ok(atoms::ok());
+    }
+    caller_check(env, st, id)?;
+    st.owner.progress += 1;
+    let saved = st.terms.save(reason);
+    st.terms.exit_reasons.insert(id, saved);
+    let strategy = strategy_of(&mut st.strategy)?;
+    let next = st
+        .session
+        .external_exit_with(id, Reason::ExitOf(id), strategy);
+    after_call(env, res.tag, st, next, None);
+    Ok(atoms::ok())
+}
+
+// ---------------------------------------------------------------------------------------
+// The other sync points
+
+#[rustler::nif]
+fn sync_random<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    n: u64,
+) -> NifResult<Term<'a>> {
+    sync(env, &res, id, Op::Random { n })
+}
+
+/// `node` is `nil` (the caller's node) or a node of the run (else `:badnode`).
+#[rustler::nif]
+fn sync_spawn<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    link: bool,
+    node: Term<'a>,
+) -> NifResult<Term<'a>> {
+    sync_with(env, &res, id, None, |st| {
+        // `Option<Atom>` would decode `nil` as the atom nil: compare explicitly.
+        if node == atoms::nil().encode(env) {
+            return Ok(Op::Spawn { link });
+        }
+        let node = node
+            .decode::<Atom>()
+            .map_err(|_| atoms::badnode().encode(env))?;
+        match st.known_node(node) {
+            Some(node) => Ok(Op::SpawnOn { link, node }),
+            None => Err(atoms::badnode().encode(env)),
+        }
+    })
+}
+
+#[rustler::nif]
+fn sync_link<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    pid: LocalPid,
+    on: bool,
+) -> NifResult<Term<'a>> {
+    sync_with(env, &res, id, None, |st| {
+        let to = managed_or(env, st, pid)?;
+        Ok(if on {
+            Op::Link { to }
+        } else {
+            Op::Unlink { to }
+        })
+    })
+}
+
+#[rustler::nif]
+fn sync_monitor<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    pid: LocalPid,
+    mref: Term<'a>,
+) -> NifResult<Term<'a>> {
+    sync_with(env, &res, id, Some(mref), |st| {
+        let target = managed_or(env, st, pid)?;
+        Ok(Op::Monitor { target })
+    })
+}
+
+#[rustler::nif]
+fn sync_demonitor<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    mref: Term<'a>,
+) -> NifResult<Term<'a>> {
+    sync_with(env, &res, id, None, |st| {
+        let monitor = st
+            .terms
+            .monitor_refs
+            .iter()
+            .find(|(_, saved)| st.terms.load(env, saved) == mref)
+            .map(|(&m, _)| m);
+        Ok(Op::Demonitor { monitor })
+    })
+}
+
+#[rustler::nif]
+fn sync_trap_exit<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    on: bool,
+) -> NifResult<Term<'a>> {
+    sync(env, &res, id, Op::TrapExit { on })
+}
+
+/// `exit(pid, reason)`: `:normal` and `:kill` are the engine's own; any other reason term
+/// is kept for the signal.
+#[rustler::nif]
+fn sync_exit_signal<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    pid: LocalPid,
+    reason: Term<'a>,
+) -> NifResult<Term<'a>> {
+    sync_with(env, &res, id, None, |st| {
+        let to = managed_or(env, st, pid)?;
+        let reason = if reason == atoms::normal().encode(env) {
+            Reason::Normal
+        } else if reason == atoms::kill().encode(env) {
+            Reason::Kill
+        } else {
+            let saved = st.terms.save(reason);
+            st.terms.given_reasons.push(saved);
+            Reason::Given((st.terms.given_reasons.len() - 1) as u32)
+        };
+        Ok(Op::ExitSignal { to, reason })
+    })
+}
+
+#[rustler::nif]
+fn sync_alive<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    pid: LocalPid,
+) -> NifResult<Term<'a>> {
+    sync_with(env, &res, id, None, |st| {
+        let of = managed_or(env, st, pid)?;
+        Ok(Op::Alive { of })
+    })
+}
+
+/// `op` is `{:register, name, pid}`, `{:unregister, name}`, `{:whereis, name}` or
+/// `:registered` (see `decode::NameOp`).
+#[rustler::nif]
+fn sync_name<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    op: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let op = arg::<NameOp>(op)?;
+    sync_with(env, &res, id, None, |st| {
+        Ok(match op {
+            NameOp::Register(name, pid) => {
+                let proc = managed_or(env, st, pid)?;
+                Op::Register {
+                    name: st.atoms.intern(name),
+                    proc,
+                }
+            }
+            NameOp::Unregister(name) => Op::Unregister {
+                name: st.atoms.intern(name),
+            },
+            NameOp::Whereis(name) => Op::Whereis {
+                name: st.atoms.intern(name),
+            },
+            NameOp::Registered => Op::Registered,
+        })
+    })
+}
+
+/// `op` is `:now` or `{:sleep, ms}` (see `decode::TimeOp`).
+#[rustler::nif]
+fn sync_time<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    op: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let op = match arg::<TimeOp>(op)? {
+        TimeOp::Now => Op::Now,
+        TimeOp::Sleep(ms) => Op::Sleep { ms },
+    };
+    sync(env, &res, id, op)
+}
+
+#[rustler::nif]
+fn sync_send_after<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    dest: Term<'a>,
+    payload: Term<'a>,
+    ms: u64,
+    tref: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let data = (tref, payload).encode(env);
+    sync_with(env, &res, id, Some(data), |st| {
+        let to = decode_target(env, st, dest)?;
+        Ok(Op::SendAfter { to, ms })
+    })
+}
+
+#[rustler::nif]
+fn sync_cancel_timer<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    tref: Term<'a>,
+) -> NifResult<Term<'a>> {
+    sync_with(env, &res, id, None, |st| {
+        let timer = st
+            .terms
+            .timer_data
+            .iter()
+            .find(|(_, saved)| {
+                st.terms
+                    .load(env, saved)
+                    .decode::<(Term, Term)>()
+                    .is_ok_and(|(r, _)| r == tref)
+            })
+            .map(|(&t, _)| t);
+        Ok(Op::CancelTimer { timer })
+    })
+}
+
+/// A shared-state sync point; `kind` is shown in the trace (captured), `object` is a hash
+/// of what it touches (`nil` when unknown).
+#[rustler::nif]
+fn sync_nif<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    kind: Term<'a>,
+    object: Option<u64>,
+) -> NifResult<Term<'a>> {
+    sync_announcing(env, &res, id, Some(kind), true, |_| Ok(Op::Nif { object }))
+}
+
+/// The caller found message `msg` matching in its mailbox. Not a sync point: what a
+/// receive on the hot path reports with its next call instead (`handoff`).
+#[rustler::nif]
+fn consumed(
+    env: Env,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    msg: MsgId,
+) -> NifResult<Atom> {
+    let mut guard = lock(&res)?;
+    let st = &mut *guard;
+    caller_check(env, st, id)?;
+    if st.session.is_over() || st.exited(id) {
+        return Ok(atoms::ok());
+    }
+    st.session.consumed(id, msg).map_err(engine_error)?;
+    Ok(atoms::ok())
+}
