@@ -7,7 +7,7 @@ defmodule Lockstep.Runner do
   # not fail the same way, the program has nondeterminism Lockstep does not control, and
   # the report says so with the first divergent step.
 
-  alias Lockstep.{BugFound, Iteration, Native, Options, Summary, TraceFile}
+  alias Lockstep.{BugFound, Iteration, Options, Session, Summary, TraceFile}
 
   def check(fun, opts) do
     if Lockstep.Runtime.context_or_nil() do
@@ -17,7 +17,7 @@ defmodule Lockstep.Runner do
     end
 
     cfg = Options.validate!(fun, opts)
-    cell = Native.strategy_new(strategy_spec(cfg))
+    cell = Session.strategy(strategy_spec(cfg))
     started = System.monotonic_time(:microsecond)
     Lockstep.Progress.start(cfg)
 
@@ -172,14 +172,14 @@ defmodule Lockstep.Runner do
   end
 
   defp recapture(fun, cfg, iter_seed, schedule) do
-    cell = Native.strategy_new({:replay, schedule})
+    cell = Session.strategy({:replay, schedule})
     Iteration.run(cell, fun, iter_seed, cfg, true)
   end
 
   defp nondeterminism_note(fast, capture) do
     diverged_at =
       case capture.outcome do
-        {:diverged, step, expected, got} ->
+        {:diverged, %Session.Divergence{step: step, expected: expected, got: got}} ->
           "; first divergent step #{step}: expected #{inspect(expected)}, got #{inspect(got)}"
 
         _ ->
@@ -270,19 +270,19 @@ defmodule Lockstep.Runner do
     check_replay_options!(opts)
     file = TraceFile.load!(path, Keyword.take(opts, [:max_trace_bytes]))
     cfg = file_config(fun, file, path, opts)
-    cell = Native.strategy_new({:replay, file.schedule})
+    cell = Session.strategy({:replay, file.schedule})
 
     result =
       Lockstep.Janitor.with_janitor(fn -> Iteration.run(cell, fun, file.iter_seed, cfg, true) end)
 
     case result.kind do
       :diverged ->
-        {:diverged, step, expected, got} = result.outcome
+        {:diverged, %Session.Divergence{} = d} = result.outcome
 
         raise Lockstep.ReplayDivergence,
-          step: step,
-          expected: expected,
-          got: got,
+          step: d.step,
+          expected: d.expected,
+          got: d.got,
           path: source_label(path)
 
       :pass ->
