@@ -160,7 +160,7 @@ defmodule Lockstep.Controller do
   end
 
   @doc """
-  The iteration's events so far as `{step, event}` (see `Lockstep.BugFound` for their
+  The iteration's events so far as `{step, event}` (see `Lockstep.Trace` for their
   shapes); payloads are included when the controller captures them.
   """
   @spec trace(t()) :: [{pos_integer(), tuple()}]

@@ -7,7 +7,7 @@ defmodule Lockstep.Runner do
   # not fail the same way, the program has nondeterminism Lockstep does not control, and
   # the report says so with the first divergent step.
 
-  alias Lockstep.{BugFound, Iteration, Options, Session, Summary, TraceFile}
+  alias Lockstep.{BugFound, Iteration, Options, Session, Summary, Trace, TraceFile}
 
   def check(fun, opts) do
     if Lockstep.Runtime.context_or_nil() do
@@ -176,11 +176,16 @@ defmodule Lockstep.Runner do
     Iteration.run(cell, fun, iter_seed, cfg, true)
   end
 
-  defp nondeterminism_note(fast, capture) do
+  @doc false
+  # The report's warning when the capturing re-run did not fail the same way.
+  def nondeterminism_note(fast, capture) do
     diverged_at =
       case capture.outcome do
         {:diverged, %Session.Divergence{step: step, expected: expected, got: got}} ->
-          "; first divergent step #{step}: expected #{inspect(expected)}, got #{inspect(got)}"
+          expected =
+            if expected, do: Trace.describe_decision(expected), else: "the end of the schedule"
+
+          "; first divergent step #{step}: expected #{expected}, got #{Trace.describe_decisions(got)}"
 
         _ ->
           ""
@@ -258,6 +263,14 @@ defmodule Lockstep.Runner do
     "#{inspect(kind)} of #{result.proc || "the run"} at step #{length(result.schedule)}#{what}"
   end
 
+  # The replay's last events before `step`, with managed pids shown by name.
+  defp events_before(result, step) do
+    (result.trace || [])
+    |> Enum.filter(fn {s, _event} -> s < step end)
+    |> Enum.take(-Lockstep.ReplayDivergence.events_kept())
+    |> Lockstep.Report.display_trace(result.pid_names)
+  end
+
   defp source_label({:schedule, _}), do: "the encoded schedule"
   defp source_label(path), do: path
 
@@ -283,7 +296,8 @@ defmodule Lockstep.Runner do
           step: d.step,
           expected: d.expected,
           got: d.got,
-          path: source_label(path)
+          path: source_label(path),
+          events: events_before(result, d.step)
 
       :pass ->
         :ok
@@ -300,7 +314,8 @@ defmodule Lockstep.Runner do
           expected: Enum.at(file.schedule, step - 1),
           got: [],
           path: source_label(path),
-          ended_by: early_failure(kind, result)
+          ended_by: early_failure(kind, result),
+          events: events_before(result, step)
 
       kind ->
         bug =
