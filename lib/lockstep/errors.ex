@@ -114,9 +114,14 @@ defmodule Lockstep.ReplayDivergence do
   defp offered(list), do: Trace.describe_decisions(list)
 
   defp events(%{events: [_ | _] = events}) do
+    rows = for {step, event} <- events, do: {to_string(step), Trace.actor(event), event}
+    step_width = rows |> Enum.map(&String.length(elem(&1, 0))) |> Enum.max()
+    actor_width = rows |> Enum.map(&String.length(elem(&1, 1))) |> Enum.max()
+
     lines =
-      Enum.map(events, fn {step, event} ->
-        "\n    #{step}  #{Trace.actor(event)}  #{Trace.describe(event)}"
+      Enum.map(rows, fn {step, actor, event} ->
+        "\n    #{String.pad_leading(step, step_width)}  #{String.pad_trailing(actor, actor_width)}" <>
+          "  #{Trace.describe(event)}"
       end)
 
     IO.iodata_to_binary(["\nThe replay's last events before it diverged:" | lines])
