@@ -425,7 +425,7 @@ defmodule Lockstep.TraceVocabularyTest do
 
   # What the NIF emits -------------------------------------------------------------------
 
-  @seeds 1..4
+  @seeds 1..12
 
   defp run(program, opts) do
     {:ok, ctl} = Controller.start_link(opts)
