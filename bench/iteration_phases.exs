@@ -13,7 +13,7 @@ end
 
 defmodule Bench.IterationPhases do
   alias Bench.Timing
-  alias Lockstep.{Iteration, Native, Options, Runner}
+  alias Lockstep.{Iteration, Options, Runner, Session}
 
   @needed [
     {Iteration, :start, 6},
@@ -21,8 +21,8 @@ defmodule Bench.IterationPhases do
     {Iteration, :finish, 5},
     {Options, :validate!, 2},
     {Runner, :strategy_spec, 1},
-    {Native, :strategy_new, 1},
-    {Native, :iteration_seed, 2}
+    {Session, :strategy, 1},
+    {Session, :iteration_seed, 2}
   ]
 
   def main do
@@ -72,11 +72,11 @@ defmodule Bench.IterationPhases do
 
   defp phases(body, n) do
     cfg = Options.validate!(body, strategy: :pct, seed: 2026, iterations: n)
-    cell = Native.strategy_new(Runner.strategy_spec(cfg))
+    cell = Session.strategy(Runner.strategy_spec(cfg))
 
     {s, r, t} =
       Enum.reduce(1..n, {0, 0, 0}, fn i, {s, r, t} ->
-        seed = Native.iteration_seed(cfg.seed, i)
+        seed = Session.iteration_seed(cfg.seed, i)
         t0 = Timing.now_ns()
         done = make_ref()
         {session, tag} = Iteration.start(cell, body, seed, cfg, false, done)

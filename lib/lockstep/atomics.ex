@@ -34,63 +34,61 @@ defmodule Lockstep.Atomics do
   *between* calls, which is exactly where a read-then-write sequence can be interrupted.
   """
 
-  alias Lockstep.Runtime
-
-  @range 4_294_967_296
+  alias Lockstep.SharedState
 
   @doc "Creates an array of `arity` atomics; mirrors `:atomics.new/2`."
   @spec new(pos_integer(), [{:signed, boolean()}]) :: :atomics.atomics_ref()
   def new(arity, opts) do
-    if Runtime.context_or_nil() != nil, do: Runtime.nif_sync({:atomics_new, arity}, nil)
+    SharedState.sync({:atomics_new, arity}, nil)
     :atomics.new(arity, opts)
   end
 
   @doc "Reads element `ix`; mirrors `:atomics.get/2`."
   @spec get(:atomics.atomics_ref(), pos_integer()) :: integer()
   def get(ref, ix) do
-    if Runtime.context_or_nil() != nil, do: sync(:atomics_get, ref, ix)
+    sync(:atomics_get, ref, ix)
     :atomics.get(ref, ix)
   end
 
   @doc "Writes `value` to element `ix`; mirrors `:atomics.put/3`."
   @spec put(:atomics.atomics_ref(), pos_integer(), integer()) :: :ok
   def put(ref, ix, value) do
-    if Runtime.context_or_nil() != nil, do: sync(:atomics_put, ref, ix)
+    sync(:atomics_put, ref, ix)
     :atomics.put(ref, ix, value)
   end
 
   @doc "Atomically adds `incr` to element `ix`; mirrors `:atomics.add/3`."
   @spec add(:atomics.atomics_ref(), pos_integer(), integer()) :: :ok
   def add(ref, ix, incr) do
-    if Runtime.context_or_nil() != nil, do: sync(:atomics_add, ref, ix)
+    sync(:atomics_add, ref, ix)
     :atomics.add(ref, ix, incr)
   end
 
   @doc "Atomically adds `incr` and returns the new value; mirrors `:atomics.add_get/3`."
   @spec add_get(:atomics.atomics_ref(), pos_integer(), integer()) :: integer()
   def add_get(ref, ix, incr) do
-    if Runtime.context_or_nil() != nil, do: sync(:atomics_add_get, ref, ix)
+    sync(:atomics_add_get, ref, ix)
     :atomics.add_get(ref, ix, incr)
   end
 
   @doc "Atomically subtracts `decr` from element `ix`; mirrors `:atomics.sub/3`."
   @spec sub(:atomics.atomics_ref(), pos_integer(), integer()) :: :ok
   def sub(ref, ix, decr) do
-    if Runtime.context_or_nil() != nil, do: sync(:atomics_sub, ref, ix)
+    sync(:atomics_sub, ref, ix)
     :atomics.sub(ref, ix, decr)
   end
 
   @doc "Atomically subtracts `decr` and returns the new value; mirrors `:atomics.sub_get/3`."
   @spec sub_get(:atomics.atomics_ref(), pos_integer(), integer()) :: integer()
   def sub_get(ref, ix, decr) do
-    if Runtime.context_or_nil() != nil, do: sync(:atomics_sub_get, ref, ix)
+    sync(:atomics_sub_get, ref, ix)
     :atomics.sub_get(ref, ix, decr)
   end
 
   @doc "Atomically writes `desired` and returns the old value; mirrors `:atomics.exchange/3`."
   @spec exchange(:atomics.atomics_ref(), pos_integer(), integer()) :: integer()
   def exchange(ref, ix, desired) do
-    if Runtime.context_or_nil() != nil, do: sync(:atomics_exchange, ref, ix)
+    sync(:atomics_exchange, ref, ix)
     :atomics.exchange(ref, ix, desired)
   end
 
@@ -101,7 +99,7 @@ defmodule Lockstep.Atomics do
   @spec compare_exchange(:atomics.atomics_ref(), pos_integer(), integer(), integer()) ::
           :ok | integer()
   def compare_exchange(ref, ix, expected, desired) do
-    if Runtime.context_or_nil() != nil, do: sync(:atomics_compare_exchange, ref, ix)
+    sync(:atomics_compare_exchange, ref, ix)
     :atomics.compare_exchange(ref, ix, expected, desired)
   end
 
@@ -113,10 +111,10 @@ defmodule Lockstep.Atomics do
           memory: non_neg_integer()
         }
   def info(ref) do
-    if Runtime.context_or_nil() != nil, do: Runtime.nif_sync({:atomics_info, ref}, nil)
+    SharedState.sync({:atomics_info, ref}, nil)
     :atomics.info(ref)
   end
 
-  defp sync(op, ref, ix),
-    do: Runtime.nif_sync({op, ref, ix}, :erlang.phash2({:atomics, ref, ix}, @range))
+  # A sync point on element `ix` of `ref` (nothing outside a run).
+  defp sync(op, ref, ix), do: SharedState.sync({op, ref, ix}, {:atomics, ref, ix})
 end

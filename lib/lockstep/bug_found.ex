@@ -13,8 +13,10 @@ defmodule Lockstep.BugFound do
     * `iteration`, `seed`, `iter_seed`, `strategy` — how to get here again;
     * `fail_step` — the step at which the failure happened;
     * `schedule` — the decisions of the failing iteration (`{:run, name}`,
-      `{:deliver, from, to}`, `{:random, value}`);
-    * `trace` — the events of the failing iteration as `{step, event}`;
+      `{:deliver, from, to}`, `{:fire, owner, ordinal}`, `{:random, value}`; see
+      `Lockstep.Trace`);
+    * `trace` — the events of the failing iteration as `{step, event}` (every kind is
+      listed in `Lockstep.Trace`);
     * `trace_path` — where the schedule and trace were saved (replay it with
       `Lockstep.replay/3`); `nil` when the file could not be written;
     * `trace_error` — why the trace file could not be written (`nil` when it was);
@@ -70,10 +72,11 @@ defmodule Lockstep.BugFound do
 
   defp fail_step(%{kind: kind, process: proc, trace: trace, steps: steps})
        when kind in [:exception, :crash] and is_list(trace) do
-    Enum.find_value(trace, steps, fn
-      {step, {:exit, ^proc, _}} -> step
-      {step, {:exit_signal, _, ^proc, _}} -> step
-      _ -> nil
+    Enum.find_value(trace, steps, fn {step, event} ->
+      case Lockstep.Trace.fields(event) do
+        {:ok, tag, %{proc: ^proc}} when tag in [:exit, :exit_signal] -> step
+        _ -> nil
+      end
     end)
   end
 

@@ -28,7 +28,7 @@ defmodule Lockstep.Controller do
 
   use GenServer
 
-  alias Lockstep.{Iteration, Native, Runtime}
+  alias Lockstep.{Iteration, Janitor, Runtime, Session, SharedState}
 
   defstruct [:session, :tag, :owner]
 
@@ -138,9 +138,7 @@ defmodule Lockstep.Controller do
   def alive?(ctl, pid) do
     %{session: session} = handle(ctl)
 
-    Enum.any?(Native.procs(session), fn {_id, _name, p, state, _pending, _node} ->
-      p == pid and state != :exited
-    end)
+    Enum.any?(Session.procs(session), &(&1.pid == pid and &1.state != :exited))
   end
 
   @doc """
@@ -151,24 +149,24 @@ defmodule Lockstep.Controller do
   @spec status(t()) :: map()
   def status(ctl) do
     %{session: session} = handle(ctl)
-    {_progress, step, _running, now} = Native.progress(session)
+    %Session.Progress{step: step, now: now} = Session.progress(session)
 
     procs =
-      for {_id, name, pid, state, pending, node} <- Native.procs(session) do
-        %{name: name, pid: pid, node: node, state: state, pending: pending}
+      for %Session.Proc{} = p <- Session.procs(session) do
+        %{name: p.name, pid: p.pid, node: p.node, state: p.state, pending: p.pending}
       end
 
-    %{step: step, now: now, outcome: Native.outcome(session), procs: procs}
+    %{step: step, now: now, outcome: Session.outcome(session), procs: procs}
   end
 
   @doc """
-  The iteration's events so far as `{step, event}` (see `Lockstep.BugFound` for their
+  The iteration's events so far as `{step, event}` (see `Lockstep.Trace` for their
   shapes); payloads are included when the controller captures them.
   """
   @spec trace(t()) :: [{pos_integer(), tuple()}]
   def trace(ctl) do
     %{session: session} = handle(ctl)
-    Native.trace(session)
+    Session.trace(session)
   end
 
   @doc """
@@ -229,8 +227,7 @@ defmodule Lockstep.Controller do
         Runtime.now()
 
       _ ->
-        {_progress, _step, _running, now} = Native.progress(session)
-        now
+        Session.now(session)
     end
   end
 
@@ -241,7 +238,7 @@ defmodule Lockstep.Controller do
   """
   @spec nif_sync(t(), pid(), term()) :: :ok
   def nif_sync(ctl, pid, kind),
-    do: as(ctl, pid, fn -> Runtime.nif_sync(kind, :erlang.phash2(kind)) end)
+    do: as(ctl, pid, fn -> SharedState.sync(kind, kind) end)
 
   # The simulated cluster ------------------------------------------------------------------
 
@@ -453,13 +450,13 @@ defmodule Lockstep.Controller do
     {capture?, opts} = Keyword.pop(opts, :capture, true)
     {iter_seed, opts} = Keyword.pop(opts, :seed, 0)
     cfg = Lockstep.Options.validate!(fn -> :ok end, Keyword.put(opts, :iterations, 1))
-    cell = Native.strategy_new(Lockstep.Runner.strategy_spec(cfg))
+    cell = Session.strategy(Lockstep.Runner.strategy_spec(cfg))
     done = make_ref()
     {session, tag} = Iteration.new_session(cell, iter_seed, cfg, capture?, done)
     # Killed without terminate/2 (a :kill, or its linked caller dying), the controller
     # leaves the janitor to tear the iteration down.
-    janitor = Lockstep.Janitor.start(self())
-    Lockstep.Janitor.watch(janitor, session, tag)
+    janitor = Janitor.start(self())
+    Janitor.watch(janitor, session, tag)
 
     {:ok,
      %{
@@ -529,13 +526,12 @@ defmodule Lockstep.Controller do
   def handle_info(_other, state), do: {:noreply, state}
 
   @impl true
-  def terminate(_reason, %{result: nil, session: session, janitor: janitor}) do
-    Native.session_abort(session)
-    Iteration.kill_all(Native.procs(session))
-    Native.session_finish(session)
-    Lockstep.Janitor.stop(janitor)
+  def terminate(_reason, %{result: nil, session: session, tag: tag, janitor: janitor}) do
+    Session.abort(session)
+    Janitor.tear_down(session, tag)
+    Janitor.stop(janitor)
     :ok
   end
 
-  def terminate(_reason, %{janitor: janitor}), do: Lockstep.Janitor.stop(janitor)
+  def terminate(_reason, %{janitor: janitor}), do: Janitor.stop(janitor)
 end

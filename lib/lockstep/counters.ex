@@ -31,42 +31,40 @@ defmodule Lockstep.Counters do
   counterpart; `add/3` and `sub/3` are single atomic operations.
   """
 
-  alias Lockstep.Runtime
-
-  @range 4_294_967_296
+  alias Lockstep.SharedState
 
   @doc "Creates an array of `size` counters; mirrors `:counters.new/2`."
   @spec new(pos_integer(), [:atomics | :write_concurrency]) :: :counters.counters_ref()
   def new(size, opts) do
-    if Runtime.context_or_nil() != nil, do: Runtime.nif_sync({:counters_new, size}, nil)
+    SharedState.sync({:counters_new, size}, nil)
     :counters.new(size, opts)
   end
 
   @doc "Reads counter `ix`; mirrors `:counters.get/2`."
   @spec get(:counters.counters_ref(), pos_integer()) :: integer()
   def get(ref, ix) do
-    if Runtime.context_or_nil() != nil, do: sync(:counters_get, ref, ix)
+    sync(:counters_get, ref, ix)
     :counters.get(ref, ix)
   end
 
   @doc "Adds `incr` to counter `ix`; mirrors `:counters.add/3`."
   @spec add(:counters.counters_ref(), pos_integer(), integer()) :: :ok
   def add(ref, ix, incr) do
-    if Runtime.context_or_nil() != nil, do: sync(:counters_add, ref, ix)
+    sync(:counters_add, ref, ix)
     :counters.add(ref, ix, incr)
   end
 
   @doc "Subtracts `decr` from counter `ix`; mirrors `:counters.sub/3`."
   @spec sub(:counters.counters_ref(), pos_integer(), integer()) :: :ok
   def sub(ref, ix, decr) do
-    if Runtime.context_or_nil() != nil, do: sync(:counters_sub, ref, ix)
+    sync(:counters_sub, ref, ix)
     :counters.sub(ref, ix, decr)
   end
 
   @doc "Sets counter `ix` to `value`; mirrors `:counters.put/3`."
   @spec put(:counters.counters_ref(), pos_integer(), integer()) :: :ok
   def put(ref, ix, value) do
-    if Runtime.context_or_nil() != nil, do: sync(:counters_put, ref, ix)
+    sync(:counters_put, ref, ix)
     :counters.put(ref, ix, value)
   end
 
@@ -77,10 +75,10 @@ defmodule Lockstep.Counters do
           optional(atom()) => term()
         }
   def info(ref) do
-    if Runtime.context_or_nil() != nil, do: Runtime.nif_sync({:counters_info, ref}, nil)
+    SharedState.sync({:counters_info, ref}, nil)
     :counters.info(ref)
   end
 
-  defp sync(op, ref, ix),
-    do: Runtime.nif_sync({op, ref, ix}, :erlang.phash2({:counters, ref, ix}, @range))
+  # A sync point on element `ix` of `ref` (nothing outside a run).
+  defp sync(op, ref, ix), do: SharedState.sync({op, ref, ix}, {:counters, ref, ix})
 end

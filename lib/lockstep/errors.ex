@@ -84,30 +84,52 @@ defmodule Lockstep.ReplayDivergence do
   at `step` the schedule said `expected` (`nil`: the schedule had run out) and the program
   offered `got` (`[]`: the program had ended). `ended_by` describes the failure that
   ended the program before the schedule did, when one did: a different failure from
-  the one the trace recorded.
+  the one the trace recorded. `events` holds the replay's last events before it diverged
+  (`{step, event}`, at most 8; see `Lockstep.Trace`), which the message lists.
   """
-  defexception [:step, :expected, :got, :path, :ended_by]
+  defexception [:step, :expected, :got, :path, :ended_by, events: []]
+
+  alias Lockstep.Trace
+
+  @doc false
+  # How many of the replay's events before the divergent step the exception keeps.
+  def events_kept, do: 8
 
   @impl true
   def message(%{step: step, expected: expected, got: got, path: path} = e) do
     what =
       case {expected, got, e.ended_by} do
-        {nil, _, _} -> "the schedule ran out while the program offered #{fmt(got)}"
-        {_, [], nil} -> "the schedule says #{fmt1(expected)} but the program had ended"
-        {_, [], by} -> "the schedule says #{fmt1(expected)} but the program had ended, by #{by}"
-        _ -> "the schedule says #{fmt1(expected)} but the program offered #{fmt(got)}"
+        {nil, _, _} -> "the schedule ran out while the program offered #{offered(got)}"
+        {_, [], nil} -> "the schedule says #{said(expected)} but the program had ended"
+        {_, [], by} -> "the schedule says #{said(expected)} but the program had ended, by #{by}"
+        _ -> "the schedule says #{said(expected)} but the program offered #{offered(got)}"
       end
 
     "replay of #{path} diverged at step #{step}: #{what}. The code changed since the trace " <>
       "was saved, or it depends on nondeterminism Lockstep does not control (time, :rand, " <>
-      "processes outside the run). Re-run the search to get a fresh trace."
+      "processes outside the run). Re-run the search to get a fresh trace." <> events(e)
   end
 
-  defp fmt(list), do: "[" <> Enum.map_join(list, ", ", &fmt1/1) <> "]"
-  defp fmt1({:run, p}), do: "run #{p}"
-  defp fmt1({:deliver, from, to}), do: "deliver #{from} -> #{to}"
-  defp fmt1({:random, n}), do: "random #{n}"
-  defp fmt1(other), do: inspect(other)
+  defp said(decision), do: Trace.describe_decision(decision)
+  defp offered(list), do: Trace.describe_decisions(list)
+
+  defp events(%{events: [_ | _] = events}) do
+    rows = for {step, event} <- events, do: {to_string(step), Trace.actor(event), event}
+    step_width = rows |> Enum.map(&String.length(elem(&1, 0))) |> Enum.max()
+    actor_width = rows |> Enum.map(&String.length(elem(&1, 1))) |> Enum.max()
+
+    lines =
+      Enum.map(rows, fn {step, actor, event} ->
+        "\n    #{String.pad_leading(step, step_width)}  #{String.pad_trailing(actor, actor_width)}" <>
+          "  #{Trace.describe(event)}"
+      end)
+
+    IO.iodata_to_binary(["\nThe replay's last events before it diverged:" | lines])
+  rescue
+    _ -> ""
+  end
+
+  defp events(_e), do: ""
 end
 
 defmodule Lockstep.InconclusiveError do

@@ -83,12 +83,10 @@ defmodule Lockstep.ETS do
   by its tid otherwise; the trace shows what the caller passed.
   """
 
-  alias Lockstep.Runtime
+  alias Lockstep.{Runtime, SharedState}
 
   @typedoc "A table: a name (for `:named_table` tables) or a tid."
   @type table :: atom() | :ets.tid()
-
-  @range 4_294_967_296
 
   @no_table "errors were found at the given arguments:\n\n" <>
               "  * 1st argument: the table identifier does not refer to an existing ETS table\n"
@@ -105,16 +103,16 @@ defmodule Lockstep.ETS do
   """
   @spec new(atom(), list()) :: table()
   def new(name, options) do
-    if Runtime.context_or_nil() == nil do
-      :ets.new(name, options)
-    else
+    if SharedState.managed?() do
       managed_new(name, options)
+    else
+      :ets.new(name, options)
     end
   end
 
   defp managed_new(name, options) do
     if is_atom(name) and is_list(options) and :named_table in options do
-      Runtime.nif_sync({:ets_new, name}, whole_object(name))
+      SharedState.sync({:ets_new, name}, whole_object(name))
 
       case Runtime.ets_lookup(name) do
         nil ->
@@ -133,7 +131,7 @@ defmodule Lockstep.ETS do
       Runtime.ets_register(name, tid)
       name
     else
-      Runtime.nif_sync({:ets_new, name}, nil)
+      SharedState.sync({:ets_new, name}, nil)
       :ets.new(name, options)
     end
   end
@@ -144,32 +142,32 @@ defmodule Lockstep.ETS do
   """
   @spec delete(table()) :: true
   def delete(table) do
-    if Runtime.context_or_nil() == nil do
-      :ets.delete(table)
-    else
+    if SharedState.managed?() do
       result = :ets.delete(whole(table, {:ets_delete, table}))
       if is_atom(table), do: Runtime.ets_unregister(table)
       result
+    else
+      :ets.delete(table)
     end
   end
 
   @doc "Deletes the objects with `key`; mirrors `:ets.delete/2`."
   @spec delete(table(), term()) :: true
   def delete(table, key) do
-    if Runtime.context_or_nil() == nil do
-      :ets.delete(table, key)
-    else
+    if SharedState.managed?() do
       :ets.delete(keyed(table, :ets_delete, key), key)
+    else
+      :ets.delete(table, key)
     end
   end
 
   @doc "Deletes every object of the table; mirrors `:ets.delete_all_objects/1`."
   @spec delete_all_objects(table()) :: true
   def delete_all_objects(table) do
-    if Runtime.context_or_nil() == nil do
-      :ets.delete_all_objects(table)
-    else
+    if SharedState.managed?() do
       :ets.delete_all_objects(whole(table, {:ets_delete_all_objects, table}))
+    else
+      :ets.delete_all_objects(table)
     end
   end
 
@@ -181,10 +179,10 @@ defmodule Lockstep.ETS do
   """
   @spec insert(table(), tuple() | [tuple()]) :: true
   def insert(table, objects) do
-    if Runtime.context_or_nil() == nil do
-      :ets.insert(table, objects)
-    else
+    if SharedState.managed?() do
       :ets.insert(insert_sync(table, :ets_insert, objects), objects)
+    else
+      :ets.insert(table, objects)
     end
   end
 
@@ -194,10 +192,10 @@ defmodule Lockstep.ETS do
   """
   @spec insert_new(table(), tuple() | [tuple()]) :: boolean()
   def insert_new(table, objects) do
-    if Runtime.context_or_nil() == nil do
-      :ets.insert_new(table, objects)
-    else
+    if SharedState.managed?() do
       :ets.insert_new(insert_sync(table, :ets_insert_new, objects), objects)
+    else
+      :ets.insert_new(table, objects)
     end
   end
 
@@ -208,10 +206,10 @@ defmodule Lockstep.ETS do
   """
   @spec update_counter(table(), term(), term()) :: integer() | [integer()]
   def update_counter(table, key, update_op) do
-    if Runtime.context_or_nil() == nil do
-      :ets.update_counter(table, key, update_op)
-    else
+    if SharedState.managed?() do
       :ets.update_counter(keyed(table, :ets_update_counter, key), key, update_op)
+    else
+      :ets.update_counter(table, key, update_op)
     end
   end
 
@@ -221,10 +219,10 @@ defmodule Lockstep.ETS do
   """
   @spec update_counter(table(), term(), term(), tuple()) :: integer() | [integer()]
   def update_counter(table, key, update_op, default) do
-    if Runtime.context_or_nil() == nil do
-      :ets.update_counter(table, key, update_op, default)
-    else
+    if SharedState.managed?() do
       :ets.update_counter(keyed(table, :ets_update_counter, key), key, update_op, default)
+    else
+      :ets.update_counter(table, key, update_op, default)
     end
   end
 
@@ -232,30 +230,30 @@ defmodule Lockstep.ETS do
   @spec update_element(table(), term(), {pos_integer(), term()} | [{pos_integer(), term()}]) ::
           boolean()
   def update_element(table, key, element_spec) do
-    if Runtime.context_or_nil() == nil do
-      :ets.update_element(table, key, element_spec)
-    else
+    if SharedState.managed?() do
       :ets.update_element(keyed(table, :ets_update_element, key), key, element_spec)
+    else
+      :ets.update_element(table, key, element_spec)
     end
   end
 
   @doc "Returns and deletes the objects with `key`; mirrors `:ets.take/2`."
   @spec take(table(), term()) :: [tuple()]
   def take(table, key) do
-    if Runtime.context_or_nil() == nil do
-      :ets.take(table, key)
-    else
+    if SharedState.managed?() do
       :ets.take(keyed(table, :ets_take, key), key)
+    else
+      :ets.take(table, key)
     end
   end
 
   @doc "Deletes the objects matching `pattern`; mirrors `:ets.match_delete/2`."
   @spec match_delete(table(), :ets.match_pattern()) :: true
   def match_delete(table, pattern) do
-    if Runtime.context_or_nil() == nil do
-      :ets.match_delete(table, pattern)
-    else
+    if SharedState.managed?() do
       :ets.match_delete(whole(table, {:ets_match_delete, table}), pattern)
+    else
+      :ets.match_delete(table, pattern)
     end
   end
 
@@ -264,10 +262,10 @@ defmodule Lockstep.ETS do
   @doc "Returns the objects with `key`; mirrors `:ets.lookup/2`."
   @spec lookup(table(), term()) :: [tuple()]
   def lookup(table, key) do
-    if Runtime.context_or_nil() == nil do
-      :ets.lookup(table, key)
-    else
+    if SharedState.managed?() do
       :ets.lookup(keyed(table, :ets_lookup, key), key)
+    else
+      :ets.lookup(table, key)
     end
   end
 
@@ -277,60 +275,60 @@ defmodule Lockstep.ETS do
   """
   @spec lookup_element(table(), term(), pos_integer()) :: term()
   def lookup_element(table, key, pos) do
-    if Runtime.context_or_nil() == nil do
-      :ets.lookup_element(table, key, pos)
-    else
+    if SharedState.managed?() do
       :ets.lookup_element(keyed(table, :ets_lookup_element, key), key, pos)
+    else
+      :ets.lookup_element(table, key, pos)
     end
   end
 
   @doc "Whether an object with `key` exists; mirrors `:ets.member/2`."
   @spec member(table(), term()) :: boolean()
   def member(table, key) do
-    if Runtime.context_or_nil() == nil do
-      :ets.member(table, key)
-    else
+    if SharedState.managed?() do
       :ets.member(keyed(table, :ets_member, key), key)
+    else
+      :ets.member(table, key)
     end
   end
 
   @doc "Runs a match specification over the table; mirrors `:ets.select/2`."
   @spec select(table(), :ets.match_spec()) :: [term()]
   def select(table, match_spec) do
-    if Runtime.context_or_nil() == nil do
-      :ets.select(table, match_spec)
-    else
+    if SharedState.managed?() do
       :ets.select(whole(table, {:ets_select, table}), match_spec)
+    else
+      :ets.select(table, match_spec)
     end
   end
 
   @doc "Returns the bindings of the objects matching `pattern`; mirrors `:ets.match/2`."
   @spec match(table(), :ets.match_pattern()) :: [[term()]]
   def match(table, pattern) do
-    if Runtime.context_or_nil() == nil do
-      :ets.match(table, pattern)
-    else
+    if SharedState.managed?() do
       :ets.match(whole(table, {:ets_match, table}), pattern)
+    else
+      :ets.match(table, pattern)
     end
   end
 
   @doc "Returns the objects matching `pattern`; mirrors `:ets.match_object/2`."
   @spec match_object(table(), :ets.match_pattern()) :: [tuple()]
   def match_object(table, pattern) do
-    if Runtime.context_or_nil() == nil do
-      :ets.match_object(table, pattern)
-    else
+    if SharedState.managed?() do
       :ets.match_object(whole(table, {:ets_match_object, table}), pattern)
+    else
+      :ets.match_object(table, pattern)
     end
   end
 
   @doc "Returns every object of the table; mirrors `:ets.tab2list/1`."
   @spec tab2list(table()) :: [tuple()]
   def tab2list(table) do
-    if Runtime.context_or_nil() == nil do
-      :ets.tab2list(table)
-    else
+    if SharedState.managed?() do
       :ets.tab2list(whole(table, {:ets_tab2list, table}))
+    else
+      :ets.tab2list(table)
     end
   end
 
@@ -341,10 +339,8 @@ defmodule Lockstep.ETS do
   """
   @spec info(table()) :: [{atom(), term()}] | :undefined
   def info(table) do
-    if Runtime.context_or_nil() == nil do
-      :ets.info(table)
-    else
-      Runtime.nif_sync({:ets_info, table}, whole_object(table))
+    if SharedState.managed?() do
+      SharedState.sync({:ets_info, table}, whole_object(table))
 
       case resolve_info(table) do
         :undefined ->
@@ -359,6 +355,8 @@ defmodule Lockstep.ETS do
               other
           end
       end
+    else
+      :ets.info(table)
     end
   end
 
@@ -368,10 +366,8 @@ defmodule Lockstep.ETS do
   """
   @spec info(table(), atom()) :: term() | :undefined
   def info(table, item) do
-    if Runtime.context_or_nil() == nil do
-      :ets.info(table, item)
-    else
-      Runtime.nif_sync({:ets_info, table, item}, whole_object(table))
+    if SharedState.managed?() do
+      SharedState.sync({:ets_info, table, item}, whole_object(table))
 
       case resolve_info(table) do
         :undefined ->
@@ -383,6 +379,8 @@ defmodule Lockstep.ETS do
             other -> other
           end
       end
+    else
+      :ets.info(table, item)
     end
   end
 
@@ -391,40 +389,40 @@ defmodule Lockstep.ETS do
   @doc "The first key (`:\"$end_of_table\"` when empty); mirrors `:ets.first/1`."
   @spec first(table()) :: term()
   def first(table) do
-    if Runtime.context_or_nil() == nil do
-      :ets.first(table)
-    else
+    if SharedState.managed?() do
       :ets.first(whole(table, {:ets_first, table}))
+    else
+      :ets.first(table)
     end
   end
 
   @doc "The key after `key`; mirrors `:ets.next/2`."
   @spec next(table(), term()) :: term()
   def next(table, key) do
-    if Runtime.context_or_nil() == nil do
-      :ets.next(table, key)
-    else
+    if SharedState.managed?() do
       :ets.next(whole(table, {:ets_next, table, key}), key)
+    else
+      :ets.next(table, key)
     end
   end
 
   @doc "The last key (the first for unordered tables); mirrors `:ets.last/1`."
   @spec last(table()) :: term()
   def last(table) do
-    if Runtime.context_or_nil() == nil do
-      :ets.last(table)
-    else
+    if SharedState.managed?() do
       :ets.last(whole(table, {:ets_last, table}))
+    else
+      :ets.last(table)
     end
   end
 
   @doc "The key before `key`; mirrors `:ets.prev/2`."
   @spec prev(table(), term()) :: term()
   def prev(table, key) do
-    if Runtime.context_or_nil() == nil do
-      :ets.prev(table, key)
-    else
+    if SharedState.managed?() do
       :ets.prev(whole(table, {:ets_prev, table, key}), key)
+    else
+      :ets.prev(table, key)
     end
   end
 
@@ -432,13 +430,13 @@ defmodule Lockstep.ETS do
 
   # A sync point on `table` + `key`, then the real table to operate on.
   defp keyed(table, op, key) do
-    Runtime.nif_sync({op, table, key}, key_object(table, key))
+    SharedState.sync({op, table, key}, key_object(table, key))
     resolve(table)
   end
 
   # A sync point on the whole table, then the real table to operate on.
   defp whole(table, kind) do
-    Runtime.nif_sync(kind, whole_object(table))
+    SharedState.sync(kind, whole_object(table))
     resolve(table)
   end
 
@@ -456,9 +454,9 @@ defmodule Lockstep.ETS do
 
   defp insert_one(table, op, object, keypos) do
     case key_of(object, keypos) do
-      {:ok, key} -> Runtime.nif_sync({op, table, key}, key_object(table, key))
+      {:ok, key} -> SharedState.sync({op, table, key}, key_object(table, key))
       # Not an object: the real call raises the real error after the sync point.
-      :error -> Runtime.nif_sync({op, table}, whole_object(table))
+      :error -> SharedState.sync({op, table}, whole_object(table))
     end
   end
 
@@ -472,8 +470,8 @@ defmodule Lockstep.ETS do
       end)
 
     case keys do
-      :error -> Runtime.nif_sync({op, table}, whole_object(table))
-      keys -> Runtime.nif_sync({op, table, {:keys, Enum.reverse(keys)}}, whole_object(table))
+      :error -> SharedState.sync({op, table}, whole_object(table))
+      keys -> SharedState.sync({op, table, {:keys, Enum.reverse(keys)}}, whole_object(table))
     end
   end
 
@@ -519,6 +517,7 @@ defmodule Lockstep.ETS do
   defp identity(name) when is_atom(name), do: {Runtime.node(), name}
   defp identity(tid), do: tid
 
-  defp key_object(table, key), do: :erlang.phash2({:ets, identity(table), key}, @range)
-  defp whole_object(table), do: :erlang.phash2({:ets, identity(table)}, @range)
+  # The terms naming the objects a sync point touches (SharedState hashes them).
+  defp key_object(table, key), do: {:ets, identity(table), key}
+  defp whole_object(table), do: {:ets, identity(table)}
 end

@@ -9,7 +9,7 @@ defmodule Lockstep.Iteration do
   # message that was in the owner's mailbox before it was made, so a test process with
   # thousands of unrelated messages waiting pays nothing for them.
 
-  alias Lockstep.Native
+  alias Lockstep.{Janitor, Session}
 
   @poll_ms 50
 
@@ -24,22 +24,15 @@ defmodule Lockstep.Iteration do
   # The calling process becomes the session's owner: it gets `{done, :done, reason}`. Its
   # janitor (see Lockstep.Janitor) learns the session before anything runs in it.
   def new_session(cell, iter_seed, cfg, capture?, done) do
-    config = %{
-      max_steps: cfg.max_steps,
-      delivery: cfg.delivery,
-      crash: cfg.crash,
-      timers: cfg.timers
-    }
-
-    {session, tag} = Native.session_new(cell, iter_seed, config, capture?, done)
-    Lockstep.Janitor.watch(session, tag)
+    {session, tag} = Session.open(cell, iter_seed, cfg, capture?, done)
+    Janitor.watch(session, tag)
     {session, tag}
   end
 
   @doc false
   def start_root(session, tag, fun) do
     root = Lockstep.Runtime.spawn_root(session, tag, fun)
-    :ok = Native.session_start(session, root)
+    :ok = Session.start(session, root)
     root
   end
 
@@ -70,7 +63,7 @@ defmodule Lockstep.Iteration do
         {:internal_error, message}
     after
       min(@poll_ms, timeout) ->
-        {progress, _step, running, _now} = Native.progress(session)
+        %Session.Progress{progress: progress, running: running} = Session.progress(session)
         t = now()
 
         cond do
@@ -92,22 +85,17 @@ defmodule Lockstep.Iteration do
           {reason, nil}
 
         {:stuck, pid} ->
-          Native.session_abort(session)
+          Session.abort(session)
           {nil, stuck_details(pid)}
 
         {:internal_error, message} ->
-          Native.session_abort(session)
+          Session.abort(session)
           {message, :internal_error}
       end
 
-    procs = Native.procs(session)
-    details = describe_waits(Native.outcome(session), procs, tag)
-    kill_all(procs)
-    {outcome, metrics} = Native.session_finish(session)
-
-    # Lockstep.PersistentTerm keys are per iteration (they carry its tag): erase them so
-    # iterations stay independent. The wrapper marks the sessions that stored any.
-    if metrics.cleanup, do: Lockstep.PersistentTerm.cleanup(tag)
+    procs = Session.procs(session)
+    details = describe_waits(Session.outcome(session), procs, tag)
+    {outcome, metrics} = Janitor.tear_down(session, tag, procs)
 
     {kind, proc} =
       if stuck == :internal_error, do: {:internal_error, nil}, else: classify(outcome, stuck)
@@ -143,7 +131,7 @@ defmodule Lockstep.Iteration do
       if kind != :pass or capture? do
         %{
           result
-          | schedule: Native.schedule(session),
+          | schedule: Session.schedule(session),
             pid_names: pid_names(procs),
             proc_nodes: proc_nodes(procs)
         }
@@ -151,27 +139,27 @@ defmodule Lockstep.Iteration do
         result
       end
 
-    if capture?, do: %{result | trace: Native.trace(session)}, else: result
+    if capture?, do: %{result | trace: Session.trace(session)}, else: result
   end
 
   # A process killed from outside the run by the real link to an unmanaged process that
   # died of a Lockstep call made outside the run: that error is why it failed.
   defp outside_reason(session, proc, reason) do
-    case List.keyfind(Native.outside_crashes(session), proc, 0) do
+    case List.keyfind(Session.outside_crashes(session), proc, 0) do
       {^proc, report} -> report
       nil -> reason
     end
   end
 
   defp pid_names(procs) do
-    for {_id, name, pid, _state, _pending, _node} <- procs,
+    for %Session.Proc{name: name, pid: pid} <- procs,
         is_pid(pid),
         into: %{},
         do: {pid, name}
   end
 
   defp proc_nodes(procs) do
-    for {_id, name, _pid, _state, _pending, node} <- procs,
+    for %Session.Proc{name: name, node: node} <- procs,
         node != :nonode@nohost,
         into: %{},
         do: {name, node}
@@ -182,7 +170,7 @@ defmodule Lockstep.Iteration do
   defp classify({:exception, name}, _), do: {:exception, name}
   defp classify({:crash, name}, _), do: {:crash, name}
   defp classify({:deadlock, _}, _), do: {:deadlock, nil}
-  defp classify({:diverged, _, _, _}, _), do: {:diverged, nil}
+  defp classify({:diverged, _divergence}, _), do: {:diverged, nil}
   defp classify({:aborted, name}, _stuck), do: {:stuck, name}
   defp classify(nil, _), do: {:stuck, nil}
 
@@ -199,7 +187,7 @@ defmodule Lockstep.Iteration do
   end
 
   defp describe_waits({:deadlock, names}, procs, tag) do
-    for {_id, name, pid, _state, _pending, _node} <- procs, name in names do
+    for %Session.Proc{name: name, pid: pid} <- procs, name in names do
       {waiting, mailbox, unmanaged} = wait_info(pid, tag)
       %{name: name, pid: pid, waiting_for: waiting, mailbox: mailbox, unmanaged: unmanaged}
     end
@@ -228,24 +216,6 @@ defmodule Lockstep.Iteration do
 
       nil ->
         {"(exited)", [], []}
-    end
-  end
-
-  @doc false
-  # No managed process outlives its iteration: kill every one and wait until it is gone.
-  def kill_all(procs) do
-    pids = for {_id, _name, pid, _state, _pending, _node} <- procs, is_pid(pid), do: pid
-    Enum.each(pids, &Process.exit(&1, :kill))
-    Enum.each(pids, &await_gone/1)
-  end
-
-  # A monitor made here and received on here: the receive skips the messages that were in
-  # the owner's mailbox before it (see the moduledoc), and a dead pid answers at once.
-  defp await_gone(pid) do
-    ref = :erlang.monitor(:process, pid)
-
-    receive do
-      {:DOWN, ^ref, :process, _, _} -> :ok
     end
   end
 end

@@ -15,8 +15,11 @@ defmodule Lockstep.Janitor do
   # message would wake the janitor each time, which costs more than the insert. The table
   # belongs to the owner with the janitor as its heir, so the owner's death hands the
   # janitor the table, with the last session in it, as an `ETS-TRANSFER` message.
+  #
+  # The teardown itself, `tear_down/3`, is the same whoever runs it: the owner at the end
+  # of every iteration (Lockstep.Iteration), a controller stopped early, or the janitor.
 
-  alias Lockstep.{Iteration, Native}
+  alias Lockstep.{Session, SharedState}
 
   @key :"$lockstep_janitor"
 
@@ -102,10 +105,41 @@ defmodule Lockstep.Janitor do
   end
 
   defp clean_up(session, tag) do
-    Native.session_abort(session)
-    Iteration.kill_all(Native.procs(session))
-    {_outcome, metrics} = Native.session_finish(session)
-    if metrics.cleanup, do: Lockstep.PersistentTerm.cleanup(tag)
+    Session.abort(session)
+    tear_down(session, tag)
     :ok
+  end
+
+  @doc """
+  Ends an iteration for good: kills every managed process of `procs` (by default all of
+  the session's) and waits until each is gone, finishes the session (its strategy goes
+  back to the run's cell), and erases the `Lockstep.PersistentTerm` keys the iteration
+  stored, so iterations stay independent. Returns the session's `{outcome, metrics}`.
+  """
+  @spec tear_down(Session.t(), term(), [Session.Proc.t()] | nil) ::
+          {Session.outcome(), Session.Metrics.t()}
+  def tear_down(session, tag, procs \\ nil) do
+    kill_all(procs || Session.procs(session))
+    {outcome, metrics} = Session.finish(session)
+    # The NIF marks the sessions whose processes stored any key (SharedState does).
+    if metrics.cleanup, do: SharedState.erase_iteration_keys(tag)
+    {outcome, metrics}
+  end
+
+  # No managed process outlives its iteration: kill every one and wait until it is gone.
+  defp kill_all(procs) do
+    pids = for %Session.Proc{pid: pid} <- procs, is_pid(pid), do: pid
+    Enum.each(pids, &Process.exit(&1, :kill))
+    Enum.each(pids, &await_gone/1)
+  end
+
+  # A monitor made here and received on here: the receive skips the messages that were in
+  # the caller's mailbox before it (see Lockstep.Iteration), and a dead pid answers at once.
+  defp await_gone(pid) do
+    ref = :erlang.monitor(:process, pid)
+
+    receive do
+      {:DOWN, ^ref, :process, _, _} -> :ok
+    end
   end
 end

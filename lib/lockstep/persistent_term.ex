@@ -36,71 +36,30 @@ defmodule Lockstep.PersistentTerm do
   timeout): the run's janitor erases them then.
   """
 
-  alias Lockstep.Runtime
-
-  @range 4_294_967_296
+  alias Lockstep.SharedState
 
   @doc "Stores `value` under `key`; mirrors `:persistent_term.put/2`."
   @spec put(term(), term()) :: :ok
-  def put(key, value) do
-    case Runtime.context_or_nil() do
-      nil ->
-        :persistent_term.put(key, value)
-
-      ctx ->
-        real_key = sync(ctx, :persistent_term_put, key)
-        Lockstep.Native.mark_cleanup(elem(ctx, 0))
-        :persistent_term.put(real_key, value)
-    end
-  end
+  def put(key, value),
+    do: :persistent_term.put(SharedState.persistent_key(:persistent_term_put, key, true), value)
 
   @doc """
   The value stored under `key`; mirrors `:persistent_term.get/1` (raises `ArgumentError` when
   there is none).
   """
   @spec get(term()) :: term()
-  def get(key) do
-    case Runtime.context_or_nil() do
-      nil -> :persistent_term.get(key)
-      ctx -> :persistent_term.get(sync(ctx, :persistent_term_get, key))
-    end
-  end
+  def get(key), do: :persistent_term.get(SharedState.persistent_key(:persistent_term_get, key))
 
   @doc "The value stored under `key`, or `default`; mirrors `:persistent_term.get/2`."
   @spec get(term(), term()) :: term()
-  def get(key, default) do
-    case Runtime.context_or_nil() do
-      nil -> :persistent_term.get(key, default)
-      ctx -> :persistent_term.get(sync(ctx, :persistent_term_get, key), default)
-    end
-  end
+  def get(key, default),
+    do: :persistent_term.get(SharedState.persistent_key(:persistent_term_get, key), default)
 
   @doc """
   Erases `key`; returns `true` if it was stored, else `false`. Mirrors
   `:persistent_term.erase/1`.
   """
   @spec erase(term()) :: boolean()
-  def erase(key) do
-    case Runtime.context_or_nil() do
-      nil -> :persistent_term.erase(key)
-      ctx -> :persistent_term.erase(sync(ctx, :persistent_term_erase, key))
-    end
-  end
-
-  @doc false
-  # Erases every key stored by the run whose context tag is `run` (meant for the end of an
-  # iteration). Returns how many were erased.
-  @spec cleanup(term()) :: non_neg_integer()
-  def cleanup(run) do
-    keys = for {{__MODULE__, ^run, _node, _key} = k, _} <- :persistent_term.get(), do: k
-    Enum.each(keys, &:persistent_term.erase/1)
-    length(keys)
-  end
-
-  # A sync point on the key for the caller's node; returns the real key to use.
-  defp sync({_session, _id, run}, op, key) do
-    node = Runtime.node()
-    Runtime.nif_sync({op, key}, :erlang.phash2({:persistent_term, node, key}, @range))
-    {__MODULE__, run, node, key}
-  end
+  def erase(key),
+    do: :persistent_term.erase(SharedState.persistent_key(:persistent_term_erase, key))
 end

@@ -2,9 +2,9 @@ defmodule Lockstep.Report do
   @moduledoc false
   # Renders a BugFound: what failed and why; seed, iteration, strategy; the trace, one line
   # per event, the failing step marked; the command that replays it. Colour only when the
-  # terminal supports it.
+  # terminal supports it. What each event and decision says comes from Lockstep.Trace.
 
-  @payload_width 72
+  alias Lockstep.Trace
 
   def format(bug, opts \\ []) do
     colour? = Keyword.get(opts, :colour, IO.ANSI.enabled?())
@@ -42,7 +42,7 @@ defmodule Lockstep.Report do
       "#{bug.process || "?"} (its full report could not be formatted: " <>
       "#{inspect(error.__struct__)}). seed: #{bug.seed}, iteration: #{bug.iteration}, " <>
       "iteration seed: #{bug.iter_seed}; #{replay}. Reason: " <>
-      safe_inspect(bug.reason, limit: 20, printable_limit: 200)
+      Trace.safe_inspect(bug.reason, limit: 20, printable_limit: 200)
   end
 
   @doc false
@@ -108,7 +108,7 @@ defmodule Lockstep.Report do
         mail =
           case mailbox do
             [] -> "empty mailbox"
-            msgs -> "mailbox: " <> Enum.map_join(msgs, ", ", &payload/1)
+            msgs -> "mailbox: " <> Enum.map_join(msgs, ", ", &Trace.payload/1)
           end
 
         stray =
@@ -119,7 +119,7 @@ defmodule Lockstep.Report do
             msgs ->
               "\n      it also holds #{length(msgs)} message(s) sent around Lockstep " <>
                 "(Kernel.send?), which Lockstep.receive never sees: " <>
-                Enum.map_join(Enum.take(msgs, 3), ", ", &payload/1) <>
+                Enum.map_join(Enum.take(msgs, 3), ", ", &Trace.payload/1) <>
                 "\n      send them with Lockstep.send/2 so they are scheduled and received"
           end
 
@@ -153,45 +153,20 @@ defmodule Lockstep.Report do
 
   @doc false
   def format_reason({kind, reason, stacktrace}) when kind in [:error, :exit, :throw] do
-    banner = banner(kind, reason, stacktrace)
+    banner = Trace.banner(kind, reason, stacktrace)
 
     case stacktrace_text(stacktrace) do
       "" -> banner
       text -> banner <> "\n" <> text
     end
-    |> cap(@reason_limit)
+    |> Trace.cap(@reason_limit)
   end
 
-  def format_reason({:"$inspected", text}) when is_binary(text), do: cap(text, @reason_limit)
+  def format_reason({:"$inspected", text}) when is_binary(text),
+    do: Trace.cap(text, @reason_limit)
+
   def format_reason(nil), do: "(no reason recorded)"
-  def format_reason(other), do: safe_inspect(other, [])
-
-  defp banner(kind, reason, stacktrace) do
-    Exception.format_banner(kind, reason, stacktrace)
-  rescue
-    _ -> fallback_banner(kind, reason)
-  catch
-    _, _ -> fallback_banner(kind, reason)
-  end
-
-  defp fallback_banner(:error, %module{__exception__: true} = exception) do
-    message =
-      try do
-        case module.message(exception) do
-          text when is_binary(text) -> text
-          other -> "(its message/1 returned #{safe_inspect(other, [])}, not a string)"
-        end
-      rescue
-        e -> "(its message/1 raised #{inspect(e.__struct__)}) " <> safe_inspect(exception, [])
-      catch
-        kind, _ -> "(its message/1 failed with #{kind}) " <> safe_inspect(exception, [])
-      end
-
-    "** (#{inspect(module)}) #{message}"
-  end
-
-  defp fallback_banner(:error, reason), do: "** (ErlangError) " <> safe_inspect(reason, [])
-  defp fallback_banner(kind, reason), do: "** (#{kind}) " <> safe_inspect(reason, [])
+  def format_reason(other), do: Trace.safe_inspect(other, [])
 
   defp stacktrace_text([]), do: ""
 
@@ -215,37 +190,6 @@ defmodule Lockstep.Report do
   end
 
   defp stacktrace_text(_other), do: ""
-
-  @doc false
-  # `inspect/2` that cannot fail: a struct whose Inspect implementation breaks is shown
-  # as a plain map, and a term that still cannot be inspected is described.
-  def safe_inspect(term, opts) do
-    inspect(term, opts)
-  rescue
-    _ -> safe_inspect_raw(term, opts)
-  catch
-    _, _ -> safe_inspect_raw(term, opts)
-  end
-
-  defp safe_inspect_raw(term, opts) do
-    inspect(term, Keyword.put(opts, :structs, false))
-  rescue
-    _ -> "#<a term that cannot be inspected>"
-  catch
-    _, _ -> "#<a term that cannot be inspected>"
-  end
-
-  defp cap(text, limit) when byte_size(text) <= limit, do: text
-
-  defp cap(text, limit) do
-    head = valid_prefix(binary_part(text, 0, limit))
-    head <> "… (#{byte_size(text) - byte_size(head)} more bytes)"
-  end
-
-  # A cut may split a UTF-8 sequence: drop its incomplete end.
-  defp valid_prefix(bin) do
-    if String.valid?(bin), do: bin, else: valid_prefix(binary_part(bin, 0, byte_size(bin) - 1))
-  end
 
   defp indent(text, n) do
     pad = String.duplicate(" ", n)
@@ -328,17 +272,14 @@ defmodule Lockstep.Report do
       {last, _} = List.last(chunk)
 
       shown =
-        case Enum.reject(chunk, &match?({_, {:start, _}}, &1)) do
+        case Enum.reject(chunk, fn {_, e} -> kind(e) == :start end) do
           [] -> chunk
           rest -> rest
         end
 
       text =
         shown
-        |> Enum.map(fn
-          {_, {:block, _}} -> "waits"
-          {_, e} -> safe_describe(e)
-        end)
+        |> Enum.map(fn {_, e} -> if kind(e) == :block, do: "waits", else: safe_describe(e) end)
         |> Enum.chunk_by(& &1)
         |> Enum.map_join(" · ", fn
           [one] -> one
@@ -378,9 +319,14 @@ defmodule Lockstep.Report do
   # "P.2@b (:server)": the node when not the home node, and the first registered name.
   defp labels(trace, nodes) do
     registered =
-      Enum.reduce(trace, %{}, fn
-        {_, {:register, _, name, target, true}}, acc -> Map.put_new(acc, target, name)
-        _, acc -> acc
+      Enum.reduce(trace, %{}, fn {_, event}, acc ->
+        case Trace.fields(event) do
+          {:ok, :register, %{name: name, target: target, ok: true}} ->
+            Map.put_new(acc, target, name)
+
+          _ ->
+            acc
+        end
       end)
 
     trace
@@ -437,182 +383,24 @@ defmodule Lockstep.Report do
 
   # An event of an unexpected shape (a trace file from elsewhere) is shown as it is.
   defp safe_actor(event) do
-    case actor(event) do
+    case Trace.actor(event) do
       name when is_binary(name) -> name
-      other -> safe_inspect(other, [])
+      other -> Trace.safe_inspect(other, [])
     end
   rescue
     _ -> "?"
   end
 
-  defp safe_describe(event) do
-    describe(event)
-  rescue
-    _ -> safe_inspect(event, limit: 8, printable_limit: 48)
-  end
-
-  @doc false
-  def actor({:start, p}), do: p
-  def actor({tag, p, _}) when tag in [:spawn, :spawn_link, :exit], do: p
-  def actor({:send, p, _, _, _}), do: p
-  def actor({:deliver, _from, to, _}), do: to
-  def actor({:drop, _from, to, _}), do: to
-  def actor({:receive, p, _, _}), do: p
-  def actor({:block, p}), do: p
-  def actor({:yield, p}), do: p
-  def actor({:random, p, _, _}), do: p
-  def actor({:exit_signal, _from, p, _}), do: p
-  def actor({tag, _from, to, _}) when tag in [:cut, :deferred], do: to
-  def actor(other) when is_tuple(other) and tuple_size(other) > 1, do: to_string(elem(other, 1))
-  def actor(_), do: "?"
-
-  @doc false
-  def describe({:start, _}), do: "starts"
-  def describe({:spawn, _, child}), do: "spawns #{child}"
-  def describe({:spawn_link, _, child}), do: "spawns and links #{child}"
-
-  def describe({:send, _, to, msg, fate}) do
-    target = if to == :external, do: "a process outside the run", else: to
-
-    "sends #{payload(msg)} to #{target}" <> fate_suffix(fate, target)
-  end
-
-  def describe({:deliver, from, _to, msg}), do: "gets #{payload(msg)} from #{from} (delivered)"
-
-  def describe({:drop, from, to, msg}),
-    do: "DROPPED #{payload(msg)} from #{from}: #{to} had exited"
-
-  def describe({:receive, _, from, msg}), do: "receives #{payload(msg)} from #{from}"
-  def describe({:block, _}), do: "waits: nothing in its mailbox matches"
-  def describe({:yield, _}), do: "yields"
-  def describe({:random, _, n, v}), do: "random(#{n}) = #{v}"
-  def describe({:exit, _, :normal}), do: "exits normally"
-  def describe({:exit, _, {:exit, reason, _}}), do: "exits: #{payload(reason)}"
-
-  def describe({:exit, _, {kind, reason, stacktrace}}) when kind in [:error, :throw] do
-    "crashes: " <> first_line(banner(kind, reason, stacktrace))
-  end
-
-  def describe({:exit, _, :killed_outside_lockstep}), do: "was killed from outside the run"
-
-  def describe({:exit, _, :global_name_conflict}),
-    do: "KILLED by :global's name conflict resolution (:killed)"
-
-  def describe({:exit, _, {:"$inspected", "** (" <> _ = text}}),
-    do: "crashes: #{first_line(text)}"
-
-  def describe({:exit, _, {:"$inspected", text}}), do: "exits: #{first_line(text)}"
-  def describe({:exit, _, reason}), do: "exits: #{payload(reason)}"
-
-  def describe({:exit_signal, from, _, reason}),
-    do: "killed by an exit signal from #{from} (#{short_reason(reason)})"
-
-  def describe({:nif, _, kind}), do: "shared state: #{payload(kind)}"
-  def describe({:link, _, to}), do: "links to #{to}"
-  def describe({:unlink, _, to}), do: "unlinks #{to}"
-  def describe({:monitor, _, target}), do: "monitors #{target}"
-  def describe({:demonitor, _, target}), do: "demonitors #{target}"
-  def describe({:trap_exit, _, on}), do: "traps exits: #{on}"
-
-  def describe({:exit_sent, _, to, reason, fate}),
-    do: "sends exit signal #{payload(reason)} to #{to}" <> fate_suffix(fate, to)
-
-  def describe({:exit_trapped, _, from, reason}),
-    do: "gets {:EXIT, #{from}, #{payload(reason)}} (trapped)"
-
-  def describe({:exit_ignored, _, from}), do: "ignores a :normal exit signal from #{from}"
-  def describe({:down, _, from, reason}), do: "gets :DOWN for #{from} (#{payload(reason)})"
-  def describe({:alive, _, of, alive?}), do: "alive?(#{of}) = #{alive?}"
-
-  def describe({:register, _, name, target, true}), do: "registers #{target} as #{inspect(name)}"
-
-  def describe({:register, _, name, target, false}),
-    do: "FAILS to register #{target} as #{inspect(name)} (taken)"
-
-  def describe({:unregister, _, name, ok}), do: "unregisters #{inspect(name)} (#{ok})"
-
-  def describe({:whereis, _, name, found}),
-    do: "whereis(#{inspect(name)}) = #{found || "nil"}"
-
-  def describe({:send_dropped, _, {name, node}, msg}),
-    do:
-      "sends #{payload(msg)} to {#{inspect(name)}, #{inspect(node)}}: nobody has that name, DROPPED"
-
-  def describe({:send_unregistered, _, name}),
-    do: "sends to #{inspect(name)}, which nobody has registered: ArgumentError"
-
-  def describe({:now, _, ms}), do: "reads the clock: #{ms} ms"
-  def describe({:sleep, _, ms}), do: "sleeps #{ms} ms"
-  def describe({:timer_started, _, ms}), do: "starts a #{ms} ms timer"
-  def describe({:timer_fired, _, now}), do: "timer fires (clock #{now} ms)"
-  def describe({:timer_cancelled, _, left}), do: "cancels a timer (#{left} ms left)"
-  def describe({:receive_timeout, _}), do: "receive times out"
-  def describe({:cut, from, _to, msg}), do: "LOST to a partition: #{payload(msg)} from #{from}"
-
-  def describe({:deferred, from, _to, msg}),
-    do: "held by a partition until heal: #{payload(msg)} from #{from}"
-
-  def describe({:node_started, _, node}), do: "starts node #{node}"
-  def describe({:node_stopped, _, node}), do: "STOPS node #{node}"
-
-  def describe({:partitioned, _, a, b, mode}),
-    do: "partitions #{inspect(a)} | #{inspect(b)} (#{mode})"
-
-  def describe({:healed, _, n}), do: "heals the partitions (#{n} deferred delivered)"
-  def describe({:tick, _, _}), do: "net_ticktime passes: connections across the cut are lost"
-  def describe({:nodedown, _, node}), do: "gets {:nodedown, #{node}}"
-  def describe({:monitor_node, _, node}), do: "monitors node #{node}"
-  def describe({:set_ticktime, _, ms}), do: "sets net_ticktime to #{ms} ms"
-
-  def describe({:global_register, _, name, target, ok}),
-    do: "global register #{payload(name)} for #{target}: #{if ok, do: ":yes", else: ":no"}"
-
-  def describe({:global_unregister, _, name}), do: "global unregister #{payload(name)}"
-
-  def describe({:global_whereis, _, name, found}),
-    do: "global whereis #{payload(name)} = #{found || ":undefined"}"
-
-  def describe({:global_wait, _, name}),
-    do:
-      "waits for :global's lock on #{payload(name)}: a node it reaches is cut off, not yet " <>
-        "declared down"
-
-  def describe({:global_conflict, _, name, kept, killed}),
-    do:
-      "heal finds global #{payload(name)} registered on both sides: keeps #{kept}, " <>
-        "kills #{killed} (as :global.random_exit_name/3)"
-
-  def describe(other), do: inspect(other)
-
-  defp fate_suffix(:in_flight, _), do: "  (in flight)"
-  defp fate_suffix(:dropped, to), do: "  (DROPPED: #{to} has exited)"
-  defp fate_suffix(:cut, _), do: "  (LOST to a partition)"
-  defp fate_suffix(:deferred, _), do: "  (held by a partition)"
-  defp fate_suffix(_, _), do: ""
-
-  defp short_reason({kind, reason, _stack}) when kind in [:error, :exit, :throw] do
-    case reason do
-      %{__exception__: true} = e -> inspect(e.__struct__)
-      other -> payload(other)
+  defp kind(event) do
+    case Trace.fields(event) do
+      {:ok, tag, _fields} -> tag
+      :error -> nil
     end
   end
 
-  defp short_reason(other), do: payload(other)
-
-  defp first_line(text) do
-    [line | _] = :binary.split(text, "\n")
-    cap(line, 240)
-  end
-
-  @doc false
-  def payload({:"$inspected", text}), do: text
-  def payload(:"$lockstep_not_captured"), do: "(not captured)"
-
-  def payload(term) do
-    text = safe_inspect(term, limit: 8, printable_limit: 48, width: :infinity)
-
-    if String.length(text) > @payload_width,
-      do: String.slice(text, 0, @payload_width - 1) <> "…",
-      else: text
+  defp safe_describe(event) do
+    Trace.describe(event)
+  rescue
+    _ -> Trace.safe_inspect(event, limit: 8, printable_limit: 48)
   end
 end

@@ -7,7 +7,7 @@ defmodule Lockstep.Runner do
   # not fail the same way, the program has nondeterminism Lockstep does not control, and
   # the report says so with the first divergent step.
 
-  alias Lockstep.{BugFound, Iteration, Native, Options, Summary, TraceFile}
+  alias Lockstep.{BugFound, Iteration, Options, Session, Summary, Trace, TraceFile}
 
   def check(fun, opts) do
     if Lockstep.Runtime.context_or_nil() do
@@ -17,7 +17,7 @@ defmodule Lockstep.Runner do
     end
 
     cfg = Options.validate!(fun, opts)
-    cell = Native.strategy_new(strategy_spec(cfg))
+    cell = Session.strategy(strategy_spec(cfg))
     started = System.monotonic_time(:microsecond)
     Lockstep.Progress.start(cfg)
 
@@ -175,15 +175,20 @@ defmodule Lockstep.Runner do
   end
 
   defp recapture(fun, cfg, iter_seed, schedule) do
-    cell = Native.strategy_new({:replay, schedule})
+    cell = Session.strategy({:replay, schedule})
     Iteration.run(cell, fun, iter_seed, cfg, true)
   end
 
-  defp nondeterminism_note(fast, capture) do
+  @doc false
+  # The report's warning when the capturing re-run did not fail the same way.
+  def nondeterminism_note(fast, capture) do
     diverged_at =
       case capture.outcome do
-        {:diverged, step, expected, got} ->
-          "; first divergent step #{step}: expected #{inspect(expected)}, got #{inspect(got)}"
+        {:diverged, %Session.Divergence{step: step, expected: expected, got: got}} ->
+          expected =
+            if expected, do: Trace.describe_decision(expected), else: "the end of the schedule"
+
+          "; first divergent step #{step}: expected #{expected}, got #{Trace.describe_decisions(got)}"
 
         _ ->
           ""
@@ -261,6 +266,14 @@ defmodule Lockstep.Runner do
     "#{inspect(kind)} of #{result.proc || "the run"} at step #{length(result.schedule)}#{what}"
   end
 
+  # The replay's last events before `step`, with managed pids shown by name.
+  defp events_before(result, step) do
+    (result.trace || [])
+    |> Enum.filter(fn {s, _event} -> s < step end)
+    |> Enum.take(-Lockstep.ReplayDivergence.events_kept())
+    |> Lockstep.Report.display_trace(result.pid_names)
+  end
+
   defp source_label({:schedule, _}), do: "the encoded schedule"
   defp source_label(path), do: path
 
@@ -273,20 +286,21 @@ defmodule Lockstep.Runner do
     check_replay_options!(opts)
     file = TraceFile.load!(path, Keyword.take(opts, [:max_trace_bytes]))
     cfg = file_config(fun, file, path, opts)
-    cell = Native.strategy_new({:replay, file.schedule})
+    cell = Session.strategy({:replay, file.schedule})
 
     result =
       Lockstep.Janitor.with_janitor(fn -> Iteration.run(cell, fun, file.iter_seed, cfg, true) end)
 
     case result.kind do
       :diverged ->
-        {:diverged, step, expected, got} = result.outcome
+        {:diverged, %Session.Divergence{} = d} = result.outcome
 
         raise Lockstep.ReplayDivergence,
-          step: step,
-          expected: expected,
-          got: got,
-          path: source_label(path)
+          step: d.step,
+          expected: d.expected,
+          got: d.got,
+          path: source_label(path),
+          events: events_before(result, d.step)
 
       :pass ->
         :ok
@@ -303,7 +317,8 @@ defmodule Lockstep.Runner do
           expected: Enum.at(file.schedule, step - 1),
           got: [],
           path: source_label(path),
-          ended_by: early_failure(kind, result)
+          ended_by: early_failure(kind, result),
+          events: events_before(result, step)
 
       kind ->
         bug =

@@ -5,8 +5,12 @@ defmodule Lockstep.Runtime do
   # returns the operation's result when the caller may go on, or `:wait`, after which the
   # caller parks here until the NIF (called by whichever process runs next) sends it
   # `{tag, :go, result}`.
+  #
+  # This module calls Lockstep.Native directly for the sync points and the calls around
+  # them (see Lockstep.Session, the gateway everything else goes through, for which);
+  # what it asks about the session as a whole goes through Lockstep.Session too.
 
-  alias Lockstep.{Native, Timeout}
+  alias Lockstep.{Native, Session, Timeout}
 
   #
   # What a process brings to its next sync point lives under `@pending` (see the NIF's
@@ -22,8 +26,11 @@ defmodule Lockstep.Runtime do
   @pending :"$lockstep_pending"
   @pure :"$lockstep_pure"
 
-  # Functions of this module that are not what the user called.
+  # Functions of this module that are not what the user called; nor is any function of
+  # Lockstep.SharedState, the wrappers' helper, which calls this module (named by its atom
+  # here: recognising its frames is no call back).
   @internal [:context, :context_or_nil, :caller_name, :impure!, :not_managed!]
+  @shared_state :"Elixir.Lockstep.SharedState"
   @renamed %{send_to: "send", link_op: "link"}
   @max_u64 18_446_744_073_709_551_615
 
@@ -91,7 +98,7 @@ defmodule Lockstep.Runtime do
         stacktrace = user_stacktrace()
 
         if linked? do
-          Native.note_outside_crash(session, id, {:error, error, stacktrace})
+          Session.note_outside_crash(session, id, {:error, error, stacktrace})
           # The real link would kill `pid` when this process dies of the error, but a managed
           # process traps exits for real (see `external_signal/1`) and, in code Lockstep does
           # not control, would never look: end it as the link would have.
@@ -157,6 +164,7 @@ defmodule Lockstep.Runtime do
   end
 
   defp frame_name({__MODULE__, fun, _arity, _}) when fun in @internal, do: nil
+  defp frame_name({@shared_state, _fun, _arity, _}), do: nil
   defp frame_name({__MODULE__, fun, _arity, _}), do: "Lockstep.#{Map.get(@renamed, fun, fun)}"
 
   defp frame_name({module, fun, arity, _}) when is_atom(module) do
@@ -292,7 +300,7 @@ defmodule Lockstep.Runtime do
         await_start(session, id, tag, fun)
     after
       @orphan_check_ms ->
-        if Native.outcome(session) == nil, do: await_start(session, id, tag, fun), else: :ok
+        if Session.outcome(session) == nil, do: await_start(session, id, tag, fun), else: :ok
     end
   end
 
@@ -713,8 +721,7 @@ defmodule Lockstep.Runtime do
 
     # The deadline bound needs the clock, read (no sync point) only for a large value.
     unless is_integer(ms) and ms >= 0 and ms <= 4_294_967_295 do
-      {_progress, _step, _running, now} = Native.progress(session)
-      Timeout.timer_time!(ms, now, [dest, msg, ms])
+      Timeout.timer_time!(ms, Session.now(session), [dest, msg, ms])
     end
 
     ref = make_ref()

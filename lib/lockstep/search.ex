@@ -16,7 +16,7 @@ defmodule Lockstep.Search do
   # workers and forwards their results; the caller relays every failure to every agent. A
   # node lost mid-run is reported in the summary and its workers' shares are re-run here.
 
-  alias Lockstep.{Iteration, Native}
+  alias Lockstep.{Iteration, Session}
 
   @doc """
   Runs the search. Returns `{outcome, stats, per_worker, lost_nodes}`, `outcome` being
@@ -118,7 +118,7 @@ defmodule Lockstep.Search do
   end
 
   defp work(fun, cfg, spec, w, total, shared, caller, reply) do
-    cell = Native.strategy_new(spec)
+    cell = Session.strategy(spec)
 
     {outcome, stats} =
       loop(
@@ -331,7 +331,7 @@ defmodule Lockstep.Search do
     if stopped?(shared, i) do
       {:ok, stats}
     else
-      iter_seed = Native.iteration_seed(cfg.seed, i)
+      iter_seed = Session.iteration_seed(cfg.seed, i)
       result = Iteration.run(cell, fun, iter_seed, cfg, false)
       stats = account(stats, result)
       count_done(shared)

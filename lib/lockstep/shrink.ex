@@ -10,7 +10,7 @@ defmodule Lockstep.Shrink do
   # of one length, the one that switches less reads better. Bounded by `:max_attempts` and
   # `:time_budget_ms`.
 
-  alias Lockstep.{BugFound, Iteration, Native, Runner, TraceFile}
+  alias Lockstep.{BugFound, Iteration, Runner, Session, TraceFile}
 
   @default_max_attempts 500
   @default_budget_ms 30_000
@@ -90,7 +90,7 @@ defmodule Lockstep.Shrink do
   defp original_events(_state, %{events: [_ | _] = events}), do: length(events)
 
   defp original_events(state, file) do
-    cell = Native.strategy_new({:replay, file.schedule})
+    cell = Session.strategy({:replay, file.schedule})
     r = Iteration.run(cell, state.fun, state.seed, state.cfg, true)
     length(r.trace || [])
   end
@@ -215,7 +215,7 @@ defmodule Lockstep.Shrink do
   defp owner(other), do: other
 
   defp run_candidate(state, spec) do
-    cell = Native.strategy_new(spec)
+    cell = Session.strategy(spec)
     result = Iteration.run(cell, state.fun, state.seed, state.cfg, false)
 
     if result.kind == state.kind,
@@ -224,7 +224,7 @@ defmodule Lockstep.Shrink do
   end
 
   defp capture(state, schedule, file) do
-    cell = Native.strategy_new({:replay, schedule})
+    cell = Session.strategy({:replay, schedule})
     r = Iteration.run(cell, state.fun, state.seed, state.cfg, true)
 
     BugFound.new(

@@ -3,10 +3,12 @@ defmodule Lockstep.TraceFile.Check do
   # Checks every field of a decoded trace file before anything uses it: a malformed file
   # (hand-edited, truncated, from another tool, hostile) raises Lockstep.TraceError saying
   # which field is wrong and what was expected — never a crash deeper in replay, shrink,
-  # the report or the NIF, and never a silent pass with defaults.
+  # the report or the NIF, and never a silent pass with defaults. Decisions and events are
+  # checked against the vocabulary of Lockstep.Trace.
+
+  alias Lockstep.Trace
 
   @u64 0..18_446_744_073_709_551_615
-  @u32 0..4_294_967_295
 
   @kinds [
     :exception,
@@ -133,25 +135,18 @@ defmodule Lockstep.TraceFile.Check do
   end
 
   # Process names as the engine spells them: "P", "P.1", "P.2.1" (ProcName::parse).
-  defp proc_name?(v) when is_binary(v) and byte_size(v) <= 4096 do
-    case String.split(v, ".") do
-      ["P" | path] -> Enum.all?(path, &path_part?/1)
-      _ -> false
-    end
-  end
-
-  defp proc_name?(_), do: false
-
-  defp path_part?(part) do
-    part =~ ~r/^[1-9][0-9]{0,9}$/ and String.to_integer(part) in @u32
-  end
-
   defp proc_name(v) do
-    if proc_name?(v), do: :ok, else: is(v, ~s(a process name like "P" or "P.2.1"))
+    if Trace.proc_name?(v), do: :ok, else: is(v, ~s(a process name like "P" or "P.2.1"))
   end
 
-  @decisions ~s(a list of decisions: {:run, "P.1"}, {:deliver, from, to}, ) <>
-               ~s({:fire, owner, n} or {:random, n}, with process names like "P" or "P.2.1")
+  shape = fn {tag, fields} ->
+    "{" <> Enum.map_join([inspect(tag) | Keyword.keys(fields)], ", ", &to_string/1) <> "}"
+  end
+
+  {last, init} = List.pop_at(Enum.map(Trace.decisions(), shape), -1)
+
+  @decisions "a list of decisions: #{Enum.join(init, ", ")} or #{last}, with process names " <>
+               ~s(like "P" or "P.2.1")
 
   defp schedule(v) do
     with :ok <- proper_list(v, @decisions) do
@@ -165,11 +160,7 @@ defmodule Lockstep.TraceFile.Check do
     end
   end
 
-  defp decision?({:run, p}), do: proc_name?(p)
-  defp decision?({:deliver, from, to}), do: proc_name?(from) and proc_name?(to)
-  defp decision?({:fire, owner, n}), do: proc_name?(owner) and is_integer(n) and n in @u32
-  defp decision?({:random, n}), do: is_integer(n) and n in @u64
-  defp decision?(_), do: false
+  defp decision?(decision), do: Trace.decision?(decision)
 
   defp options(v) when is_map(v), do: is(v, "a keyword list (a map is not accepted)")
 
@@ -215,7 +206,7 @@ defmodule Lockstep.TraceFile.Check do
   defp strategy(v), do: is(v, "a strategy name or {name, keyword list}")
 
   defp proc_nodes(v) when is_map(v) do
-    if Enum.all?(v, fn {name, node} -> proc_name?(name) and is_atom(node) end),
+    if Enum.all?(v, fn {name, node} -> Trace.proc_name?(name) and is_atom(node) end),
       do: :ok,
       else: is(v, "a map of process names to node atoms")
   end
@@ -231,8 +222,9 @@ defmodule Lockstep.TraceFile.Check do
 
   defp body(v), do: is(v, "%{module: atom, function: atom, source: path or nil}")
 
-  @event ~s({step, event} pairs: a non-negative step and a tuple whose first element is ) <>
-           ~s(an atom and whose fields are strings, atoms, integers or {:"$inspected", text})
+  @event "{step, event} pairs: a non-negative step and an event of a kind Lockstep.Trace " <>
+           "lists (its tag and its number of fields), whose fields are strings, atoms, " <>
+           ~s(integers or {:"$inspected", text})
 
   defp events(v) do
     with :ok <- proper_list(v, "a list of " <> @event) do
@@ -248,8 +240,8 @@ defmodule Lockstep.TraceFile.Check do
 
   defp event?({step, event})
        when is_integer(step) and step >= 0 and is_tuple(event) and tuple_size(event) > 0 do
-    [tag | fields] = Tuple.to_list(event)
-    is_atom(tag) and Enum.all?(fields, &field?/1)
+    [_tag | fields] = Tuple.to_list(event)
+    Trace.known?(event) and Enum.all?(fields, &field?/1)
   end
 
   defp event?(_), do: false

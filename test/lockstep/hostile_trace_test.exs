@@ -113,6 +113,10 @@ defmodule Lockstep.HostileTraceTest do
     {:events, [{1, {:start, %{a: 1}}}], "its events entry 1 is {1, {:start, %{a: 1}}}"},
     {:events, [{1, {:send, "P", "P.1", {:"$inspected", 5}, :delivered}}], "its events entry 1"},
     {:events, [{1, {:start, [1, 2]}}], "its events entry 1 is {1, {:start, [1, 2]}}"},
+    # Only the kinds Lockstep.Trace lists, each with its number of fields.
+    {:events, [{1, {:teleport, "P"}}], "its events entry 1 is {1, {:teleport, \"P\"}}"},
+    {:events, [{1, {:start, "P", "P.1"}}], "its events entry 1 is {1, {:start, \"P\", \"P.1\"}}"},
+    {:events, [{1, {:send, "P", "P.1", :delivered}}], "its events entry 1"},
     {:lockstep_version, 1, "its lockstep_version is 1, expected a string"},
     {:name, :atom_name, "its name is :atom_name, expected a string"},
     {:reason, {:error, :boom}, "its reason is {:error, :boom}, expected a string"},

@@ -158,15 +158,21 @@ defmodule Lockstep.MixTasksTest do
     end
 
     test "--run after a fix reports the divergence as a Mix error", %{path: path} do
-      capture_io(fn ->
-        error =
-          assert_raise Mix.Error, fn ->
-            Replay.run([path, "--run", "Lockstep.RaceBodies.atomic"])
-          end
+      out =
+        capture_io(fn ->
+          error =
+            assert_raise Mix.Error, fn ->
+              Replay.run([path, "--run", "Lockstep.RaceBodies.atomic"])
+            end
 
-        assert error.message =~ "diverged at step"
-        assert error.message =~ "the schedule says run"
-      end)
+          assert error.message =~ "diverged at step"
+          assert error.message =~ "the schedule says run"
+          refute error.message =~ "\n"
+        end)
+
+      # What the replay did last comes first, one event per line.
+      assert out =~ "The replay's last events before it diverged:"
+      assert out =~ ~r/^    +\d+  P\.\d  exits normally$/m
     end
 
     test "--run with an undefined function raises Mix.Error", %{path: path} do

@@ -45,16 +45,16 @@ defmodule Lockstep.OwnerDeathTest do
     assert eventually(
              fn ->
                :erlang.garbage_collect()
-               Lockstep.Native.live_sessions() <= before
+               Lockstep.Session.live_sessions() <= before
              end,
              2_000
            ),
-           "#{Lockstep.Native.live_sessions() - before} NIF session(s) still alive"
+           "#{Lockstep.Session.live_sessions() - before} NIF session(s) still alive"
   end
 
   test "a root spinning without sync points dies with its owner" do
     test_pid = self()
-    before = Lockstep.Native.live_sessions()
+    before = Lockstep.Session.live_sessions()
 
     pids =
       kill_owner_after(
@@ -71,7 +71,7 @@ defmodule Lockstep.OwnerDeathTest do
 
   test "processes in a bare receive, blocked in Lockstep.receive or parked all die" do
     test_pid = self()
-    before = Lockstep.Native.live_sessions()
+    before = Lockstep.Session.live_sessions()
 
     body = fn ->
       report(test_pid)
@@ -108,7 +108,7 @@ defmodule Lockstep.OwnerDeathTest do
   test "persistent_term keys stored through Lockstep.PersistentTerm are erased" do
     test_pid = self()
     key = {:owner_death, make_ref()}
-    before = Lockstep.Native.live_sessions()
+    before = Lockstep.Session.live_sessions()
 
     mine = fn ->
       for {{Lockstep.PersistentTerm, _run, _node, ^key} = k, _} <- :persistent_term.get(),
@@ -135,7 +135,7 @@ defmodule Lockstep.OwnerDeathTest do
 
   test "an owner killed between iterations leaves nothing either" do
     test_pid = self()
-    before = Lockstep.Native.live_sessions()
+    before = Lockstep.Session.live_sessions()
 
     owner =
       spawn(fn ->
@@ -150,7 +150,7 @@ defmodule Lockstep.OwnerDeathTest do
 
   test "a controller killed without terminate/2 takes its iteration with it" do
     test_pid = self()
-    before = Lockstep.Native.live_sessions()
+    before = Lockstep.Session.live_sessions()
     {:ok, ctl} = Lockstep.Controller.start_link(seed: 1)
     Process.unlink(ctl)
 

@@ -861,4 +861,33 @@ defmodule Lockstep.SharedStateTest do
       assert Enum.any?(bug.trace, &match?({_, {:nif, "P.1", {:persistent_term_get, :n}}}, &1))
     end
   end
+
+  describe "one helper for the four wrappers (Lockstep.SharedState)" do
+    defp calls(module) do
+      {:ok, {^module, [imports: imports]}} = :beam_lib.chunks(:code.which(module), [:imports])
+      imports
+    end
+
+    test "each wrapper reaches the scheduler through it, and none hashes objects itself" do
+      for wrapper <- [ETS, Atomics, Counters, PersistentTerm] do
+        imports = calls(wrapper)
+        assert Enum.any?(imports, &match?({Lockstep.SharedState, _, _}, &1)), inspect(wrapper)
+        refute {Lockstep.Runtime, :nif_sync, 2} in imports, inspect(wrapper)
+        refute {Lockstep.Runtime, :context_or_nil, 0} in imports, inspect(wrapper)
+        refute {:erlang, :phash2, 2} in imports, inspect(wrapper)
+      end
+
+      assert {:erlang, :phash2, 2} in calls(Lockstep.SharedState)
+    end
+
+    test "the end of an iteration erases persistent_term keys without calling the wrapper" do
+      for teardown <- [Lockstep.Iteration, Lockstep.Janitor] do
+        refute Enum.any?(calls(teardown), &match?({PersistentTerm, _, _}, &1))
+      end
+
+      for other <- [Lockstep.Iteration, Lockstep.Janitor, Lockstep.Runtime] do
+        refute Enum.any?(calls(PersistentTerm), &match?({^other, _, _}, &1))
+      end
+    end
+  end
 end

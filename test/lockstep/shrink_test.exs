@@ -151,7 +151,7 @@ defmodule Lockstep.ShrinkTest do
 
       for {_step, event} <- Lockstep.Report.display_trace(info.bug.trace, info.bug.pid_names),
           elem(event, 0) not in [:start, :block] do
-        assert text =~ Lockstep.Report.describe(event)
+        assert text =~ Lockstep.Trace.describe(event)
       end
 
       assert [failing] = Enum.filter(compact, &String.starts_with?(&1, ">>"))

@@ -3,19 +3,22 @@ defmodule Mix.Tasks.Lockstep.DumpTrace do
   @moduledoc """
   Prints a trace file saved by a failing Lockstep run.
 
-      mix lockstep.dump_trace PATH [--format pretty|compact|events|raw] [--max-trace-bytes N]
+      mix lockstep.dump_trace PATH [--format pretty|compact|events|schedule|raw]
+                                   [--max-trace-bytes N]
 
     * `pretty` (default) — the report: what failed, seed, iteration, strategy, the trace
       with the failing step marked, and the replay command;
     * `compact` — the same report with the trace in one line per run of a process's
       consecutive events (as a shrunk failure is printed);
     * `events` — one `{step, event}` term per line;
+    * `schedule` — the schedule, one decision per line, numbered from 1 as the steps are
+      (`3  deliver P.1 -> P`);
     * `raw` — the whole file as an Elixir term.
 
-  `--max-trace-bytes N` raises the size limit on the file and its decoded contents
-  (default 16 MiB). Runs in the test environment unless `MIX_ENV` says otherwise. Bad
-  input (a missing, corrupt or malformed file, a bad option) is a one-line error and a
-  non-zero exit status.
+  The events and decisions are the kinds `Lockstep.Trace` lists. `--max-trace-bytes N`
+  raises the size limit on the file and its decoded contents (default 16 MiB). Runs in
+  the test environment unless `MIX_ENV` says otherwise. Bad input (a missing, corrupt or
+  malformed file, a bad option) is a one-line error and a non-zero exit status.
   """
 
   use Mix.Task
@@ -24,8 +27,8 @@ defmodule Mix.Tasks.Lockstep.DumpTrace do
   # Lockstep.Tasks.in_test_env/3, which does the work).
   @preferred_cli_env :test
 
-  @usage "usage: mix lockstep.dump_trace PATH [--format pretty|compact|events|raw] " <>
-           "[--max-trace-bytes N]"
+  @usage "usage: mix lockstep.dump_trace PATH " <>
+           "[--format pretty|compact|events|schedule|raw] [--max-trace-bytes N]"
 
   @impl Mix.Task
   def run(args) do
@@ -38,8 +41,10 @@ defmodule Mix.Tasks.Lockstep.DumpTrace do
 
     format = opts[:format] || "pretty"
 
-    unless format in ["pretty", "compact", "events", "raw"] do
-      Mix.raise("unknown --format #{inspect(format)}; use pretty, compact, events or raw")
+    unless format in ["pretty", "compact", "events", "schedule", "raw"] do
+      Mix.raise(
+        "unknown --format #{inspect(format)}; use pretty, compact, events, schedule or raw"
+      )
     end
 
     file =
@@ -58,6 +63,13 @@ defmodule Mix.Tasks.Lockstep.DumpTrace do
 
       "events" ->
         Enum.each(file.events, &Mix.shell().info(inspect(&1, limit: :infinity)))
+
+      "schedule" ->
+        file.schedule
+        |> Enum.with_index(1)
+        |> Enum.each(fn {decision, step} ->
+          Mix.shell().info("#{step}  #{Lockstep.Trace.describe_decision(decision)}")
+        end)
 
       "raw" ->
         Mix.shell().info(inspect(file, pretty: true, limit: :infinity))

@@ -76,7 +76,12 @@ defmodule Mix.Tasks.Lockstep.Replay do
       exit({:shutdown, 1})
 
     e in Lockstep.ReplayDivergence ->
-      Mix.raise(Exception.message(e))
+      # What the replay did last, then the divergence as the one-line error.
+      with %{events: [_ | _]} <- e do
+        Mix.shell().info(e |> Exception.message() |> String.split("\n", parts: 2) |> List.last())
+      end
+
+      Mix.raise(Exception.message(%{e | events: []}))
   end
 
   defp describe(fun) do

@@ -1,0 +1,80 @@
+defmodule Lockstep.SharedState do
+  @moduledoc false
+  # What the shared-state wrappers (Lockstep.ETS, Atomics, Counters, PersistentTerm) and
+  # Controller.nif_sync/3 have in common: one sync point before the real operation, the
+  # hash that names the object it touches, and the per-iteration keys of
+  # Lockstep.PersistentTerm with their erasure when the iteration ends.
+  #
+  # A sync point announces `kind` (shown in the trace as `{:nif, process, kind}`) and the
+  # object it touches: `:erlang.phash2/2` of a term naming it (`{:atomics, ref, ix}`,
+  # `{:ets, table, key}`, …), so the `:pos` strategy sees two operations on one object as
+  # racing. `nil` touches nothing mutable (`new/2`, `info/1`). Outside a run a sync point
+  # is nothing: the wrapper's real call runs after a single process-dictionary check.
+
+  alias Lockstep.{Runtime, Session}
+
+  # The engine takes a 64-bit object id; phash2's largest range, 2^32, keeps collisions
+  # between distinct objects (a false race for :pos, nothing worse) rare.
+  @range 4_294_967_296
+
+  @doc false
+  # Whether the caller is a managed process of a running iteration.
+  @spec managed?() :: boolean()
+  def managed?, do: Runtime.context_or_nil() != nil
+
+  @doc false
+  # A sync point announcing `kind` on the object `object` names (nil: none), when the
+  # caller is managed; nothing outside a run.
+  @spec sync(term(), term()) :: :ok
+  def sync(kind, object) do
+    if managed?(), do: Runtime.nif_sync(kind, object(object))
+    :ok
+  end
+
+  @doc false
+  # The object id of the thing `term` names.
+  @spec object(term()) :: non_neg_integer() | nil
+  def object(nil), do: nil
+  def object(term), do: :erlang.phash2(term, @range)
+
+  # Lockstep.PersistentTerm's keys -------------------------------------------------------
+  #
+  # A real key is `{Lockstep.PersistentTerm, run, node, key}` (the wrapper's module
+  # documents it). The tag is spelled as a plain atom here: it is data, not a call, and
+  # the wrapper depends on this module, not the other way round.
+
+  @key_tag :"Elixir.Lockstep.PersistentTerm"
+
+  @doc false
+  # The real `:persistent_term` key for `key`: outside a run `key` itself; inside, after
+  # a sync point announcing `{op, key}` on the object *node + key*, a key private to the
+  # iteration and the caller's simulated node. `store?` marks the iteration as holding
+  # keys to erase when it ends (see `erase_iteration_keys/1`).
+  @spec persistent_key(atom(), term(), boolean()) :: term()
+  def persistent_key(op, key, store? \\ false) do
+    case Runtime.context_or_nil() do
+      nil ->
+        key
+
+      {session, _id, run} ->
+        node = Runtime.node()
+        Runtime.nif_sync({op, key}, object({:persistent_term, node, key}))
+        if store?, do: Session.mark_cleanup(session)
+        {@key_tag, run, node, key}
+    end
+  end
+
+  @doc false
+  # Erases every `:persistent_term` key the iteration whose context tag is `run` stored,
+  # so iterations stay independent. Called once per iteration that stored any, by
+  # whoever tears it down (Lockstep.Janitor.tear_down/3). Returns how many it erased.
+  @spec erase_iteration_keys(term()) :: non_neg_integer()
+  def erase_iteration_keys(run) do
+    keys =
+      for {{@key_tag, ^run, _node, _key} = k, _} <- :persistent_term.get(),
+          do: k
+
+    Enum.each(keys, &:persistent_term.erase/1)
+    length(keys)
+  end
+end
