@@ -224,7 +224,9 @@ pub enum Effect {
     /// Put the message made from signal `msg` (`{:EXIT, …}` or `{:DOWN, …}`, see
     /// [`Session::message`]) into `to`'s real mailbox.
     DeliverSignal { msg: MsgId, to: ProcId },
-    /// Timer `timer` fired: deliver its payload to `to` as message `msg`.
+    /// The message `msg` that `send_after` timer `timer` sent when it fired reached `to`
+    /// (at once on the timer's node, later from another one): deliver the timer's payload
+    /// as that message.
     DeliverTimer {
         timer: TimerId,
         msg: MsgId,
@@ -333,6 +335,9 @@ pub struct Message {
     pub kind: MsgKind,
     /// Sent to this alias of `to`: dropped if the alias is no longer active on arrival.
     pub alias: Option<u32>,
+    /// Sent by this `send_after` timer when it fired: the adapter holds the payload under
+    /// the timer, and delivers it with [`Effect::DeliverTimer`].
+    pub timer: Option<TimerId>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -925,6 +930,10 @@ impl Session {
             }
         }
         for l in links {
+            if !self.alive(l) {
+                // The half of a link whose exit signal a partition cut (`lost_in_cut`).
+                continue;
+            }
             self.procs[l as usize].links.retain(|&x| x != p);
             self.signal(p, l, MsgKind::Exit { reason, link: true });
         }
@@ -967,6 +976,7 @@ impl Session {
             state: MsgState::InFlight,
             kind,
             alias: None,
+            timer: None,
         });
         if !self.alive(to) {
             self.msgs[m as usize].state = MsgState::Dropped;
@@ -989,55 +999,79 @@ impl Session {
         self.procs[p as usize].node
     }
 
-    /// Decides how message `m` from `from` to `to` (alive) travels: `Delivered` means the
-    /// caller delivers it now; in flight, cut and deferred messages are filed here.
-    fn route(&mut self, m: MsgId, from: ProcId, to: ProcId) -> SendFate {
+    /// How a message or signal from `from` to `to` (alive) travels if sent now: to
+    /// oneself, at once under any delivery mode (SPEC §1); to another node, always in flight
+    /// unless a partition cuts it (`Cut` under `:drop`, `Deferred` under `:defer`); on the
+    /// same node, as the delivery mode says.
+    fn fate(&self, from: ProcId, to: ProcId) -> SendFate {
         if from == to {
-            // A message to oneself is in the mailbox when `send` returns, under any
-            // delivery mode (SPEC §1).
             return SendFate::Delivered;
         }
         let (nf, nt) = (self.node_of(from), self.node_of(to));
         if nf != nt {
-            match self.cluster.cut(nf, nt) {
-                Some(PartitionMode::Drop) => {
-                    self.msgs[m as usize].state = MsgState::Dropped;
-                    self.record(
-                        to,
-                        EventKind::Cut {
-                            msg: m,
-                            from,
-                            deferred: false,
-                        },
-                    );
-                    return SendFate::Cut;
-                }
-                Some(PartitionMode::Defer) => {
-                    self.msgs[m as usize].state = MsgState::InFlight;
-                    self.cluster.deferred.push(m);
-                    self.record(
-                        to,
-                        EventKind::Cut {
-                            msg: m,
-                            from,
-                            deferred: true,
-                        },
-                    );
-                    return SendFate::Deferred;
-                }
-                None => {
-                    self.msgs[m as usize].state = MsgState::InFlight;
-                    self.in_flight.push(m);
-                    return SendFate::InFlight;
-                }
-            }
+            return match self.cluster.cut(nf, nt) {
+                Some(PartitionMode::Drop) => SendFate::Cut,
+                Some(PartitionMode::Defer) => SendFate::Deferred,
+                None => SendFate::InFlight,
+            };
         }
-        if self.config.delivery == DeliveryMode::Instant {
-            SendFate::Delivered
-        } else {
-            self.msgs[m as usize].state = MsgState::InFlight;
-            self.in_flight.push(m);
-            SendFate::InFlight
+        match self.config.delivery {
+            DeliveryMode::Instant => SendFate::Delivered,
+            DeliveryMode::Delayed => SendFate::InFlight,
+        }
+    }
+
+    /// Sends message `m` from `from` to `to` (alive) the way [`Session::fate`] says:
+    /// `Delivered` means the caller delivers it now; in flight, cut and deferred messages
+    /// are filed here.
+    fn route(&mut self, m: MsgId, from: ProcId, to: ProcId) -> SendFate {
+        let fate = self.fate(from, to);
+        match fate {
+            SendFate::Cut => {
+                self.msgs[m as usize].state = MsgState::Dropped;
+                self.record(
+                    to,
+                    EventKind::Cut {
+                        msg: m,
+                        from,
+                        deferred: false,
+                    },
+                );
+                self.lost_in_cut(m);
+            }
+            SendFate::Deferred => {
+                self.msgs[m as usize].state = MsgState::InFlight;
+                self.cluster.deferred.push(m);
+                self.record(
+                    to,
+                    EventKind::Cut {
+                        msg: m,
+                        from,
+                        deferred: true,
+                    },
+                );
+            }
+            SendFate::InFlight => {
+                self.msgs[m as usize].state = MsgState::InFlight;
+                self.in_flight.push(m);
+            }
+            SendFate::Delivered | SendFate::Dropped => {}
+        }
+        fate
+    }
+
+    /// Message `m` was lost in a `:drop` cut. If it is a link's exit signal, the receiver
+    /// never learns of it, so its half of the link stays: OTP removes a link on the
+    /// receiving side only when the exit signal arrives, and when the connection is then
+    /// declared lost (the partition's tick) the link fires with `:noconnection`, as a
+    /// monitor whose `:DOWN` was cut does.
+    fn lost_in_cut(&mut self, m: MsgId) {
+        let msg = self.msgs[m as usize];
+        let (MsgKind::Exit { link: true, .. }, Some(to)) = (msg.kind, msg.to) else {
+            return;
+        };
+        if to != msg.from && self.alive(to) && !self.procs[to as usize].links.contains(&msg.from) {
+            self.procs[to as usize].links.push(msg.from);
         }
     }
 
@@ -1072,7 +1106,10 @@ impl Session {
             MsgKind::User => {
                 self.msgs[m as usize].state = MsgState::InMailbox;
                 self.add_to_mailbox(to);
-                self.effects.push(Effect::Deliver { msg: m, to });
+                self.effects.push(match msg.timer {
+                    Some(timer) => Effect::DeliverTimer { timer, msg: m, to },
+                    None => Effect::Deliver { msg: m, to },
+                });
                 self.record(
                     to,
                     EventKind::Deliver {
@@ -1227,24 +1264,18 @@ impl Session {
                     state: MsgState::Dropped,
                     kind: MsgKind::User,
                     alias: None,
+                    timer: Some(t),
                 });
                 match target {
-                    Some(to) if self.alive(to) => {
-                        self.msgs[m as usize].state = MsgState::InMailbox;
-                        self.add_to_mailbox(to);
-                        self.effects.push(Effect::DeliverTimer {
-                            timer: t,
-                            msg: m,
-                            to,
-                        });
-                        self.record(
-                            to,
-                            EventKind::Deliver {
-                                msg: m,
-                                from: owner,
-                            },
-                        );
+                    // OTP: erlang:send_after/3 sends the message when the timer expires,
+                    // from the timer's node as `erlang:send/2` would, so to a process on
+                    // another node it crosses the network like any message: in flight, and
+                    // lost or held back by a partition. On its own node it is in the
+                    // mailbox at once.
+                    Some(to) if self.alive(to) && self.node_of(to) != self.node_of(owner) => {
+                        self.route(m, owner, to);
                     }
+                    Some(to) if self.alive(to) => self.arrive(m),
                     Some(to) => self.record(
                         to,
                         EventKind::Drop {
@@ -1525,6 +1556,7 @@ impl Session {
                             state: MsgState::Dropped,
                             kind: MsgKind::User,
                             alias: None,
+                            timer: None,
                         });
                         self.record(p, EventKind::SendToNobody { name, node, msg });
                         return self.run(
@@ -1556,6 +1588,7 @@ impl Session {
                     state,
                     kind: MsgKind::User,
                     alias,
+                    timer: None,
                 });
                 let fate = match (fate, target) {
                     (SendFate::InFlight, Some(t)) => {
@@ -1693,12 +1726,12 @@ impl Session {
             }
             PendingOp::ExitSignal { to, reason } => {
                 let msg = self.msgs.len() as MsgId;
-                let fate = if !self.alive(to) {
-                    SendFate::Dropped
-                } else if self.config.delivery == DeliveryMode::Instant || to == p {
-                    SendFate::Delivered
+                // The fate routing will give it: a signal to another node is in flight (or
+                // cut, or deferred) under any delivery mode.
+                let fate = if self.alive(to) {
+                    self.fate(p, to)
                 } else {
-                    SendFate::InFlight
+                    SendFate::Dropped
                 };
                 self.record(
                     p,
@@ -1709,7 +1742,7 @@ impl Session {
                         fate,
                     },
                 );
-                self.signal(
+                let (_, routed) = self.signal(
                     p,
                     to,
                     MsgKind::Exit {
@@ -1717,6 +1750,7 @@ impl Session {
                         link: false,
                     },
                 );
+                debug_assert_eq!(routed, fate);
                 if !self.alive(p) {
                     // It killed itself: it parks and dies on the Kill effect.
                     return Applied::Skip;
@@ -1893,6 +1927,7 @@ impl Session {
                                         deferred: false,
                                     },
                                 );
+                                self.lost_in_cut(m);
                             }
                             Some(PartitionMode::Defer) => {
                                 self.cluster.deferred.push(m);
@@ -2089,15 +2124,19 @@ impl Session {
                 );
             }
         }
+        // Each link across the cut once: a pair linked both ways is taken from its lower
+        // id; a half link (the other end's exit signal was cut) from the end that holds it.
         let mut pairs = Vec::new();
         for (q, proc) in self.procs.iter().enumerate() {
+            let q = q as ProcId;
             for &l in &proc.links {
-                if (q as ProcId) < l
+                let both_ways = self.procs[l as usize].links.contains(&q);
+                if (q < l || !both_ways)
                     && self
                         .cluster
                         .partition_cuts(i, proc.node, self.procs[l as usize].node)
                 {
-                    pairs.push((q as ProcId, l));
+                    pairs.push((q, l));
                 }
             }
         }
@@ -2108,8 +2147,11 @@ impl Session {
                 reason: Reason::NoConnection,
                 link: true,
             };
-            self.signal_via(b, a, lost, true);
-            self.signal_via(a, b, lost, true);
+            for (from, to) in [(b, a), (a, b)] {
+                if self.alive(to) {
+                    self.signal_via(from, to, lost, true);
+                }
+            }
         }
         let cluster = self.cluster.clone();
         self.node_down_for(|watcher_node, node| cluster.partition_cuts(i, watcher_node, node));
@@ -2120,6 +2162,13 @@ impl Session {
             // It died applying its own operation (an exit signal it could not trap): it
             // parks and meets its Kill effect.
             return Applied::Skip;
+        }
+        if self.outcome.is_some() {
+            // Its operation ended the iteration (its exit signal killed the root, say). A
+            // failure ends the iteration when it happens (SPEC §1): the caller does not go
+            // on with a result, it stays parked until the teardown kills it, so no process
+            // is Running once the iteration has ended.
+            return Applied::Ended;
         }
         self.set_state(p, ProcState::Running);
         self.running = Some(p);

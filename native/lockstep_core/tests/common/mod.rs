@@ -1046,14 +1046,12 @@ fn wakes(kind: &EventKind) -> bool {
 }
 
 /// Checks made after every engine call.
-/// `past_end`: see [`run`].
 fn check_after_call(
     session: &Session,
     driver: &Driver<'_>,
     before: &[ProcState],
     events: &[Event],
     next: Next,
-    past_end: Option<ProcId>,
 ) {
     let now = states(session);
     let running: Vec<usize> = (0..now.len())
@@ -1062,6 +1060,7 @@ fn check_after_call(
     assert!(running.len() <= 1, "several processes running: {running:?}");
     match next {
         Next::Continue(_) | Next::Wake(..) => {
+            assert!(!session.is_over(), "a result handed out after the end");
             let woken = match next {
                 Next::Wake(p, _) => p,
                 _ => session.running().expect("a continuing process runs"),
@@ -1085,10 +1084,8 @@ fn check_after_call(
         }
         Next::Ended => {
             assert!(session.is_over(), "Ended but no outcome");
-            assert!(
-                running.is_empty() || running == [past_end.map_or(usize::MAX, |p| p as usize)],
-                "{running:?} still running at the end"
-            );
+            assert!(running.is_empty(), "{running:?} still running at the end");
+            assert_eq!(session.running(), None, "a running process at the end");
         }
     }
     for (i, proc) in session.procs().iter().enumerate() {
@@ -1127,14 +1124,13 @@ fn check_kills(session: &Session, driver: &Driver<'_>) {
     }
 }
 
-/// Checks on the final state of an iteration. `past_end`: see [`run`].
-pub fn check_final(session: &Session, past_end: Option<ProcId>) {
+/// Checks on the final state of an iteration.
+pub fn check_final(session: &Session) {
     let outcome = session.outcome().expect("the iteration ended");
     let procs = session.procs();
     for (i, p) in procs.iter().enumerate() {
         match p.state {
             ProcState::Exited | ProcState::Blocked => {}
-            ProcState::Running if past_end == Some(i as ProcId) => {}
             ProcState::Ready => assert!(
                 !matches!(outcome, Outcome::Pass | Outcome::Deadlock { .. }),
                 "process {i} still ready after {outcome:?}"
@@ -1277,12 +1273,6 @@ pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed:
     let mut next = session.start(&mut strategy);
     // Every call but `consumed` is a step or ends a process; `consumed` needs a message.
     let mut budget = 4 * config.max_steps + 1_000;
-    // KNOWN ENGINE BUG (issue 9 report): when applying a process's own operation ends the
-    // iteration (its exit signal kills the root at once), the session still hands that
-    // process its result as `Continue`/`Wake` and leaves it `Running` after the outcome is
-    // set, although "when an iteration ends no process is Running". The checks tolerate
-    // exactly that process; drop `past_end` once the engine answers `Ended` there.
-    let mut past_end = None;
     loop {
         // Deliveries decided during the call come before the operation it applied.
         driver.apply_effects(&mut session);
@@ -1293,12 +1283,9 @@ pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed:
         };
         if let Some((p, result)) = woken {
             driver.absorb(&session, p, result);
-            if session.is_over() {
-                past_end = Some(p);
-            }
         }
         let events = &session.events()[events_before..];
-        check_after_call(&session, &driver, &before, events, next, past_end);
+        check_after_call(&session, &driver, &before, events, next);
         let Some((p, result)) = woken else { break };
         budget = budget
             .checked_sub(1)
@@ -1314,7 +1301,7 @@ pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed:
         .expect("the driver only calls for the running process");
     }
     session.finish(&mut strategy);
-    check_final(&session, past_end);
+    check_final(&session);
     check_kills(&session, &driver);
     RunResult {
         outcome: session.outcome().cloned().unwrap(),
