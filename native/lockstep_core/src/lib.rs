@@ -3,6 +3,10 @@
 //! `lockstep_nif` adapts it to Erlang terms and processes.
 
 pub mod cluster;
+pub mod config;
+pub mod ids;
+pub mod message;
+pub mod op;
 pub mod process;
 pub mod schedule;
 pub mod session;
@@ -10,15 +14,14 @@ pub mod strategy;
 pub mod timer;
 pub mod trace;
 
-pub use cluster::{ClusterOp, PartitionMode, HOME_NODE};
-pub use process::{
-    ExitCause, ExitClass, MonitorId, MsgId, NameId, NodeId, PendingOp, ProcId, ProcName, ProcState,
-    Reason, Target, TimerId,
-};
+pub use cluster::{PartitionMode, HOME_NODE};
+pub use config::{Config, CrashMode, DeliveryMode};
+pub use ids::{MonitorId, MsgId, NameId, NodeId, ProcId, ProcName, TimerId};
+pub use message::{Message, MsgKind, MsgState, Reason, Target};
+pub use op::{ClusterOp, Op, OpResult, PendingOp};
+pub use process::{ExitCause, ExitClass, ProcState};
 pub use schedule::Decision;
-pub use session::{
-    Config, CrashMode, DeliveryMode, Effect, EngineError, Next, Op, OpResult, Outcome, Session,
-};
+pub use session::{Effect, EngineError, MonitorRec, Next, Outcome, Session};
 pub use strategy::{iteration_seed, Choice, Divergence, Strategy, View};
 pub use timer::{TimerKind, TimerMode};
 pub use trace::{Event, EventKind, SendFate};

@@ -1,7 +1,9 @@
 //! Compact trace events: recorded on every iteration (a few words each), turned into
 //! readable terms by the adapter only when a failing iteration is reported.
 
-use crate::process::{ExitCause, MonitorId, MsgId, NameId, NodeId, ProcId, Reason, TimerId};
+use crate::ids::{MonitorId, MsgId, NameId, NodeId, ProcId, TimerId};
+use crate::message::Reason;
+use crate::process::ExitCause;
 
 /// One thing that happened, at a given step, to or by `proc`.
 #[derive(Clone, Debug, PartialEq, Eq)]

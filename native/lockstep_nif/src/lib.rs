@@ -18,9 +18,8 @@ use convert::{
     atoms, decision_term, decode_schedule, internal_error, name_term, not_managed_error,
 };
 use handoff::{Carry, Pending};
-use lockstep_core::session::MsgKind;
 use lockstep_core::strategy::{FairPct, IdPct, Metered, Pct, Pos, RandomWalk, Replay};
-use lockstep_core::{ClusterOp, PartitionMode};
+use lockstep_core::{ClusterOp, MsgKind, PartitionMode};
 use lockstep_core::{
     Config, CrashMode, DeliveryMode, Effect, EventKind, ExitCause, ExitClass, MonitorId, MsgId,
     NameId, Next, NodeId, Op, OpResult, Outcome, ProcId, ProcState, Reason, SendFate, Session,

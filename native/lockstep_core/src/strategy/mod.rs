@@ -20,9 +20,11 @@ pub use pos::Pos;
 pub use random::RandomWalk;
 pub use replay::Replay;
 
-use crate::process::{MsgId, PendingOp, ProcId, ProcName, Process, Target, TimerId};
+use crate::ids::{MsgId, ProcId, ProcName, TimerId};
+use crate::message::{Message, Target};
+use crate::op::PendingOp;
+use crate::process::Process;
 use crate::schedule::Decision;
-use crate::session::Message;
 use crate::timer::{Timer, TimerKind};
 use std::fmt;
 

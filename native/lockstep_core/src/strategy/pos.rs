@@ -97,7 +97,10 @@ impl Strategy for Pos {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::{PendingOp, ProcName, Process, Target};
+    use crate::ids::ProcName;
+    use crate::message::Target;
+    use crate::op::PendingOp;
+    use crate::process::Process;
 
     fn parked(pending: PendingOp) -> Process {
         Process {

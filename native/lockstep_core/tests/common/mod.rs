@@ -24,7 +24,8 @@
 //! it, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
-use lockstep_core::session::{Metrics, MsgKind};
+use lockstep_core::session::Metrics;
+use lockstep_core::MsgKind;
 use lockstep_core::{
     Choice, ClusterOp, Config, CrashMode, Decision, DeliveryMode, Divergence, Effect, Event,
     EventKind, ExitCause, ExitClass, MonitorId, MsgId, NameId, Next, NodeId, Op, OpResult, Outcome,

@@ -1,0 +1,433 @@
+//! The adapter's calls.
+
+use super::{Metrics, MonitorRec, RawDecision, Session};
+use crate::config::Config;
+use crate::ids::{MonitorId, MsgId, ProcId, TimerId};
+use crate::message::{Message, MsgState, Reason, Target};
+use crate::op::{Op, OpResult, PendingOp};
+use crate::process::{ExitCause, ExitClass, ProcState, Process};
+use crate::schedule::Decision;
+use crate::strategy::{Choice, Divergence, Strategy};
+use crate::timer::{Timer, TimerKind, TimerState};
+use crate::trace::{Event, EventKind};
+use std::fmt;
+
+/// What the adapter must do after an engine call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// The caller was picked again: it goes on with this result.
+    Continue(OpResult),
+    /// Another process was picked: wake it with this result; the caller parks.
+    Wake(ProcId, OpResult),
+    /// The iteration is over ([`Session::outcome`] says how); the caller parks.
+    Ended,
+}
+
+/// Side effects the adapter performs, in order, before acting on [`Next`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Put in-flight user message `msg` (its payload is held by the adapter) into `to`'s
+    /// real mailbox.
+    Deliver { msg: MsgId, to: ProcId },
+    /// Put the message made from signal `msg` (`{:EXIT, …}` or `{:DOWN, …}`, see
+    /// [`Session::message`]) into `to`'s real mailbox.
+    DeliverSignal { msg: MsgId, to: ProcId },
+    /// The message `msg` that `send_after` timer `timer` sent when it fired reached `to`
+    /// (at once on the timer's node, later from another one): deliver the timer's payload
+    /// as that message.
+    DeliverTimer {
+        timer: TimerId,
+        msg: MsgId,
+        to: ProcId,
+    },
+    /// `proc` died of an exit signal while parked: make its BEAM process exit.
+    Kill { proc: ProcId, reason: Reason },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The root returned and nothing more could happen.
+    Pass,
+    /// The root raised, threw or exited abnormally, or was killed by an exit signal.
+    Exception {
+        proc: ProcId,
+    },
+    /// A non-root process crashed (with `CrashMode::Fail`).
+    Crash {
+        proc: ProcId,
+    },
+    /// The root had not returned and nothing could happen.
+    Deadlock {
+        blocked: Vec<ProcId>,
+    },
+    MaxSteps,
+    /// A replayed schedule was not followed.
+    Diverged(Divergence),
+    /// Stopped from outside (the owner saw `running` go past its timeout without reaching a
+    /// sync point).
+    Aborted {
+        running: Option<ProcId>,
+    },
+}
+
+impl Outcome {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Exception { .. } => "exception",
+            Outcome::Crash { .. } => "crash",
+            Outcome::Deadlock { .. } => "deadlock",
+            Outcome::MaxSteps => "max_steps",
+            Outcome::Diverged(_) => "diverged",
+            Outcome::Aborted { .. } => "aborted",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineError {
+    UnknownProcess(ProcId),
+    UnknownMessage(MsgId),
+    /// A process made a call while it was not the one allowed to run.
+    NotRunning {
+        proc: ProcId,
+        state: ProcState,
+    },
+    /// A message was reported consumed by a process that is not its recipient or twice.
+    NotInMailbox {
+        proc: ProcId,
+        msg: MsgId,
+    },
+    BadRandomBound,
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::UnknownProcess(p) => write!(f, "unknown process id {p}"),
+            EngineError::UnknownMessage(m) => write!(f, "unknown message id {m}"),
+            EngineError::NotRunning { proc, state } => write!(
+                f,
+                "process {proc} made a Lockstep call while {state:?}: only the running process may"
+            ),
+            EngineError::NotInMailbox { proc, msg } => {
+                write!(f, "message {msg} is not in the mailbox of process {proc}")
+            }
+            EngineError::BadRandomBound => write!(f, "random/1 needs a positive bound"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+impl Session {
+    /// Makes the first decision (normally: start the root).
+    pub fn start(&mut self, strategy: &mut dyn Strategy) -> Next {
+        self.decide(None, strategy)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    pub fn running(&self) -> Option<ProcId> {
+        self.running
+    }
+
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.outcome.as_ref()
+    }
+
+    pub fn is_over(&self) -> bool {
+        self.outcome.is_some()
+    }
+
+    pub fn procs(&self) -> &[Process] {
+        &self.procs
+    }
+
+    pub fn proc(&self, id: ProcId) -> Option<&Process> {
+        self.procs.get(id as usize)
+    }
+
+    pub fn message(&self, id: MsgId) -> Option<&Message> {
+        self.msgs.get(id as usize)
+    }
+
+    pub fn monitor(&self, id: MonitorId) -> Option<&MonitorRec> {
+        self.monitors.get(id as usize)
+    }
+
+    pub fn timer(&self, id: TimerId) -> Option<&Timer> {
+        self.timers.get(id as usize)
+    }
+
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        self.metrics
+    }
+
+    pub fn take_effects(&mut self) -> std::vec::Drain<'_, Effect> {
+        self.effects.drain(..)
+    }
+
+    pub fn has_effects(&self) -> bool {
+        !self.effects.is_empty()
+    }
+
+    /// The decisions made so far, by symbolic name.
+    pub fn schedule(&self) -> Vec<Decision> {
+        let view = self.view();
+        self.decisions
+            .iter()
+            .map(|d| match *d {
+                RawDecision::Run(p) => view.decision_for(Choice::Run(p)),
+                RawDecision::Deliver(m) => view.decision_for(Choice::Deliver(m)),
+                RawDecision::Fire(t) => view.decision_for(Choice::Fire(t)),
+                RawDecision::Random(v) => Decision::Random(v),
+            })
+            .collect()
+    }
+
+    /// A fingerprint of the decisions made, for counting distinct schedules.
+    pub fn schedule_fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.decisions.hash(&mut h);
+        h.finish()
+    }
+
+    /// The running process reached a sync point and announces `op`.
+    pub fn sync(
+        &mut self,
+        caller: ProcId,
+        op: Op,
+        strategy: &mut dyn Strategy,
+    ) -> Result<Next, EngineError> {
+        if self.is_over() {
+            return Ok(Next::Ended);
+        }
+        self.check_running(caller)?;
+        self.note_timeout(caller);
+        match op {
+            Op::Send {
+                to: Target::Proc(p),
+            }
+            | Op::SendAfter {
+                to: Target::Proc(p),
+                ..
+            }
+            | Op::Link { to: p }
+            | Op::Unlink { to: p }
+            | Op::Monitor { target: p }
+            | Op::ExitSignal { to: p, .. }
+            | Op::Alive { of: p }
+            | Op::Register { proc: p, .. } => self.check_proc(p)?,
+            Op::Random { n: 0 } => return Err(EngineError::BadRandomBound),
+            _ => {}
+        }
+        self.running = None;
+        let mut blocked = false;
+        let pending = match op {
+            Op::Send { to } => PendingOp::Send { to },
+            Op::Yield => PendingOp::Yield,
+            Op::Random { n } => PendingOp::Random { n },
+            Op::Spawn { link } => PendingOp::Spawn { link, node: None },
+            Op::SpawnOn { link, node } => PendingOp::Spawn {
+                link,
+                node: Some(node),
+            },
+            Op::Link { to } => PendingOp::Link { to },
+            Op::Unlink { to } => PendingOp::Unlink { to },
+            Op::Monitor { target } => PendingOp::Monitor { target },
+            Op::Demonitor { monitor } => PendingOp::Demonitor { monitor },
+            Op::TrapExit { on } => PendingOp::TrapExit { on },
+            Op::ExitSignal { to, reason } => PendingOp::ExitSignal { to, reason },
+            Op::Alive { of } => PendingOp::Alive { of },
+            Op::Register { name, proc } => PendingOp::Register { name, proc },
+            Op::Unregister { name } => PendingOp::Unregister { name },
+            Op::Whereis { name } => PendingOp::Whereis { name },
+            Op::Registered => PendingOp::Registered,
+            Op::Now => PendingOp::Now,
+            Op::SendAfter { to, ms } => PendingOp::SendAfter { to, ms },
+            Op::CancelTimer { timer } => PendingOp::CancelTimer { timer },
+            Op::Nif { object } => PendingOp::Nif { object },
+            Op::Cluster(c) => PendingOp::Cluster(c),
+            Op::Sleep { ms } => {
+                if ms == 0 {
+                    PendingOp::Yield
+                } else {
+                    let t = self.add_timer(caller, ms, TimerKind::Sleep);
+                    self.procs[caller as usize].sleep_timer = Some(t);
+                    self.record(caller, EventKind::Sleep { timer: t, ms });
+                    blocked = true;
+                    PendingOp::Sleep
+                }
+            }
+            Op::Receive { retry, timeout } => {
+                if retry {
+                    let proc = &mut self.procs[caller as usize];
+                    proc.fresh = false;
+                    proc.untested = 0;
+                } else {
+                    if let Some(old) = self.procs[caller as usize].receive_timer.take() {
+                        self.timers[old as usize].state = TimerState::Cancelled;
+                    }
+                    let proc = &mut self.procs[caller as usize];
+                    proc.timed_out = false;
+                    proc.fresh = proc.mailbox > 0;
+                    proc.untested = proc.mailbox;
+                    match timeout {
+                        Some(0) => self.procs[caller as usize].timed_out = true,
+                        Some(ms) => {
+                            let t = self.add_timer(caller, ms, TimerKind::ReceiveAfter);
+                            self.procs[caller as usize].receive_timer = Some(t);
+                            self.record(caller, EventKind::TimerStarted { timer: t, ms });
+                        }
+                        None => {}
+                    }
+                }
+                let proc = &self.procs[caller as usize];
+                blocked = !proc.fresh && !proc.timed_out;
+                PendingOp::Receive
+            }
+        };
+        self.procs[caller as usize].pending = pending;
+        if blocked {
+            self.set_state(caller, ProcState::Blocked);
+            if pending == PendingOp::Receive {
+                self.record(caller, EventKind::Block);
+            }
+        } else {
+            self.set_state(caller, ProcState::Ready);
+        }
+        Ok(self.decide(Some(caller), strategy))
+    }
+
+    /// The running process matched message `msg` in its mailbox. Not a sync point: it
+    /// goes on running.
+    pub fn consumed(&mut self, caller: ProcId, msg: MsgId) -> Result<(), EngineError> {
+        if self.is_over() {
+            return Ok(());
+        }
+        self.check_running(caller)?;
+        let m = self
+            .msgs
+            .get_mut(msg as usize)
+            .ok_or(EngineError::UnknownMessage(msg))?;
+        if m.to != Some(caller) || m.state != MsgState::InMailbox {
+            return Err(EngineError::NotInMailbox { proc: caller, msg });
+        }
+        m.state = MsgState::Consumed;
+        let from = m.from;
+        let proc = &mut self.procs[caller as usize];
+        debug_assert!(proc.mailbox > 0);
+        proc.mailbox -= 1;
+        proc.timed_out = false;
+        proc.last_attempt = false;
+        if let Some(t) = proc.receive_timer.take() {
+            self.timers[t as usize].state = TimerState::Cancelled;
+        }
+        self.record(caller, EventKind::Receive { msg, from });
+        Ok(())
+    }
+
+    /// The running process's own code ended. `reason` is what linked and monitoring
+    /// processes see (`Reason::Normal` or `Reason::ExitOf(caller)`); `class` decides
+    /// whether it counts as a crash.
+    pub fn exit_with(
+        &mut self,
+        caller: ProcId,
+        class: ExitClass,
+        reason: Reason,
+        strategy: &mut dyn Strategy,
+    ) -> Result<Next, EngineError> {
+        if self.is_over() {
+            return Ok(Next::Ended);
+        }
+        self.check_running(caller)?;
+        self.note_timeout(caller);
+        self.running = None;
+        self.die(caller, ExitCause::Own(class), reason, false);
+        Ok(self.decide(None, strategy))
+    }
+
+    /// [`Session::exit_with`] with the reason implied by the class.
+    pub fn exit(
+        &mut self,
+        caller: ProcId,
+        class: ExitClass,
+        strategy: &mut dyn Strategy,
+    ) -> Result<Next, EngineError> {
+        let reason = match class {
+            ExitClass::Normal => Reason::Normal,
+            ExitClass::Abnormal => Reason::ExitOf(caller),
+        };
+        self.exit_with(caller, class, reason, strategy)
+    }
+
+    /// A managed process died without telling us (killed from outside the run; the reason
+    /// is unknown, so `:killed`).
+    pub fn external_exit(&mut self, proc: ProcId, strategy: &mut dyn Strategy) -> Next {
+        self.external_exit_with(proc, Reason::Killed, strategy)
+    }
+
+    /// A managed process is dying of an exit signal from outside the run, with `reason`
+    /// (what its linked and monitoring processes see).
+    pub fn external_exit_with(
+        &mut self,
+        proc: ProcId,
+        reason: Reason,
+        strategy: &mut dyn Strategy,
+    ) -> Next {
+        let Some(p) = self.procs.get(proc as usize) else {
+            return Next::Ended;
+        };
+        if self.is_over() || !p.is_alive() {
+            return Next::Ended;
+        }
+        let had_runner = self.running.is_some();
+        self.die(proc, ExitCause::External, reason, false);
+        if had_runner && self.running.is_none() {
+            // The running process was the one killed, or died of its exit signal.
+            self.decide(None, strategy)
+        } else {
+            // Someone else is running and will make the next decision.
+            Next::Ended
+        }
+    }
+
+    /// Stops the iteration from outside; later calls from its processes see it is over.
+    pub fn abort(&mut self) {
+        if self.outcome.is_none() {
+            self.outcome = Some(Outcome::Aborted {
+                running: self.running,
+            });
+        }
+    }
+
+    /// Ends the iteration for the strategy (once). A clean finish with a replayed schedule
+    /// not used up becomes a divergence.
+    pub fn finish(&mut self, strategy: &mut dyn Strategy) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let completed = matches!(self.outcome, Some(Outcome::Pass));
+        let view = self.view();
+        if let Err(d) = strategy.end_iteration(&view, completed) {
+            self.outcome = Some(Outcome::Diverged(d));
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! One step.
+
+use super::{Applied, Next, Outcome, RawDecision, Session};
+use crate::ids::ProcId;
+use crate::op::OpResult;
+use crate::process::ProcState;
+use crate::strategy::{Choice, Strategy, View};
+use crate::timer::TimerMode;
+
+impl Session {
+    pub(super) fn collect_choices(&mut self) {
+        self.choices.clear();
+        debug_assert!(self
+            .procs
+            .iter()
+            .enumerate()
+            .all(|(i, p)| (p.state == ProcState::Ready) == self.ready.contains(&(i as ProcId))));
+        self.choices
+            .extend(self.ready.iter().map(|&p| Choice::Run(p)));
+        // The oldest in-flight message of each sender→receiver pair.
+        self.pairs_seen.clear();
+        for &m in &self.in_flight {
+            let msg = &self.msgs[m as usize];
+            if self.pairs_seen.insert((msg.from, msg.to)) {
+                self.choices.push(Choice::Deliver(m));
+            }
+        }
+        if self.config.timers == TimerMode::Anytime && !self.root_exited {
+            if let Some(t) = self.earliest_timer() {
+                self.choices.push(Choice::Fire(t));
+            }
+        }
+    }
+
+    pub(super) fn decide(&mut self, caller: Option<ProcId>, strategy: &mut dyn Strategy) -> Next {
+        debug_assert!(self.running.is_none());
+        loop {
+            if self.outcome.is_some() {
+                return Next::Ended;
+            }
+            self.collect_choices();
+            if self.choices.is_empty() && !self.root_exited {
+                // Idle: the earliest timer fires (pending timers are not fired once the
+                // root has returned: draining only runs what can still run).
+                if let Some(t) = self.earliest_timer() {
+                    self.choices.push(Choice::Fire(t));
+                }
+            }
+            if self.choices.is_empty() {
+                self.outcome = Some(if self.root_exited {
+                    Outcome::Pass
+                } else {
+                    let blocked = (0..self.procs.len() as ProcId)
+                        .filter(|&p| self.procs[p as usize].state == ProcState::Blocked)
+                        .collect();
+                    Outcome::Deadlock { blocked }
+                });
+                return Next::Ended;
+            }
+            if self.step >= self.config.max_steps {
+                self.outcome = Some(Outcome::MaxSteps);
+                return Next::Ended;
+            }
+            self.step += 1;
+            self.metrics.steps += 1;
+            if self.choices.len() > 1 {
+                self.metrics.contested_steps += 1;
+            }
+            let view = View {
+                step: self.step,
+                procs: &self.procs,
+                msgs: &self.msgs,
+                timers: &self.timers,
+            };
+            let index = match strategy.pick(&view, &self.choices) {
+                Ok(i) if i < self.choices.len() => i,
+                Ok(i) => {
+                    debug_assert!(false, "strategy picked {i} of {}", self.choices.len());
+                    0
+                }
+                Err(d) => {
+                    self.outcome = Some(Outcome::Diverged(d));
+                    return Next::Ended;
+                }
+            };
+            match self.choices[index] {
+                Choice::Deliver(m) => {
+                    self.decisions.push(RawDecision::Deliver(m));
+                    self.in_flight.retain(|&x| x != m);
+                    self.arrive(m);
+                }
+                Choice::Fire(t) => {
+                    self.decisions.push(RawDecision::Fire(t));
+                    self.fire(t);
+                }
+                Choice::Run(p) => {
+                    debug_assert_eq!(self.procs[p as usize].state, ProcState::Ready);
+                    self.decisions.push(RawDecision::Run(p));
+                    if self.last_run.is_some_and(|last| last != p) {
+                        self.metrics.context_switches += 1;
+                    }
+                    self.last_run = Some(p);
+                    match self.apply(p, strategy) {
+                        Applied::Run(result) if Some(p) == caller => return Next::Continue(result),
+                        Applied::Run(result) => return Next::Wake(p, result),
+                        Applied::Skip => {}
+                        Applied::Ended => return Next::Ended,
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn run(&mut self, p: ProcId, result: OpResult) -> Applied {
+        if !self.alive(p) {
+            // It died applying its own operation (an exit signal it could not trap): it
+            // parks and meets its Kill effect.
+            return Applied::Skip;
+        }
+        if self.outcome.is_some() {
+            // Its operation ended the iteration (its exit signal killed the root, say). A
+            // failure ends the iteration when it happens (SPEC §1): the caller does not go
+            // on with a result, it stays parked until the teardown kills it, so no process
+            // is Running once the iteration has ended.
+            return Applied::Ended;
+        }
+        self.set_state(p, ProcState::Running);
+        self.running = Some(p);
+        debug_assert_eq!(
+            self.procs
+                .iter()
+                .filter(|x| x.state == ProcState::Running)
+                .count(),
+            1
+        );
+        Applied::Run(result)
+    }
+}
