@@ -1,6 +1,6 @@
 //! The adapter's calls.
 
-use super::{Metrics, MonitorRec, RawDecision, Session};
+use super::{MonitorRec, RawDecision, Session};
 use crate::config::Config;
 use crate::ids::{MonitorId, MsgId, ProcId, TimerId};
 use crate::message::{Message, MsgState, Reason, Target};
@@ -174,10 +174,6 @@ impl Session {
         &self.events
     }
 
-    pub fn metrics(&self) -> Metrics {
-        self.metrics
-    }
-
     pub fn take_effects(&mut self) -> std::vec::Drain<'_, Effect> {
         self.effects.drain(..)
     }
@@ -198,14 +194,6 @@ impl Session {
                 RawDecision::Random(v) => Decision::Random(v),
             })
             .collect()
-    }
-
-    /// A fingerprint of the decisions made, for counting distinct schedules.
-    pub fn schedule_fingerprint(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.decisions.hash(&mut h);
-        h.finish()
     }
 
     /// The running process reached a sync point and announces `op`.

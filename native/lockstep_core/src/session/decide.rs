@@ -62,10 +62,6 @@ impl Session {
                 return Next::Ended;
             }
             self.step += 1;
-            self.metrics.steps += 1;
-            if self.choices.len() > 1 {
-                self.metrics.contested_steps += 1;
-            }
             let view = View {
                 step: self.step,
                 procs: &self.procs,
@@ -96,10 +92,6 @@ impl Session {
                 Choice::Run(p) => {
                     debug_assert_eq!(self.procs[p as usize].state, ProcState::Ready);
                     self.decisions.push(RawDecision::Run(p));
-                    if self.last_run.is_some_and(|last| last != p) {
-                        self.metrics.context_switches += 1;
-                    }
-                    self.last_run = Some(p);
                     match self.apply(p, strategy) {
                         Applied::Run(result) if Some(p) == caller => return Next::Continue(result),
                         Applied::Run(result) => return Next::Wake(p, result),

@@ -57,16 +57,8 @@ use crate::trace::{Event, EventKind};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 
-/// Counters for the run summary.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Metrics {
-    pub steps: u64,
-    pub context_switches: u64,
-    pub contested_steps: u64,
-}
-
 /// A decision in session-local ids; turned into names for export.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RawDecision {
     Run(ProcId),
     Deliver(MsgId),
@@ -106,7 +98,6 @@ pub struct Session {
     /// Virtual time in ms.
     now: u64,
     running: Option<ProcId>,
-    last_run: Option<ProcId>,
     step: u64,
     decisions: Vec<RawDecision>,
     events: Vec<Event>,
@@ -114,7 +105,6 @@ pub struct Session {
     outcome: Option<Outcome>,
     root_exited: bool,
     finished: bool,
-    metrics: Metrics,
     choices: Vec<Choice>,
 }
 
@@ -137,7 +127,6 @@ impl Session {
             ets_names: HashMap::new(),
             now: 0,
             running: None,
-            last_run: None,
             step: 0,
             decisions: Vec::with_capacity(64),
             events: Vec::with_capacity(64),
@@ -145,7 +134,6 @@ impl Session {
             outcome: None,
             root_exited: false,
             finished: false,
-            metrics: Metrics::default(),
             choices: Vec::new(),
         }
     }

@@ -24,7 +24,7 @@
 //! it, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
-use lockstep_core::session::Metrics;
+use lockstep_core::strategy::{IterationMetrics, Metered};
 use lockstep_core::MsgKind;
 use lockstep_core::{
     Choice, ClusterOp, Config, CrashMode, Decision, DeliveryMode, Divergence, Effect, Event,
@@ -259,7 +259,8 @@ pub struct RunResult {
     pub outcome: Outcome,
     pub schedule: Vec<Decision>,
     pub events: Vec<Event>,
-    pub metrics: Metrics,
+    /// Counted by the [`Metered`] wrapper around the strategy, as the adapter counts them.
+    pub metrics: IterationMetrics,
     /// Per process (by id): the user payloads it consumed, in order.
     pub received: Vec<Vec<u32>>,
     /// Per process (by id): the values `Random` returned to it.
@@ -1263,10 +1264,10 @@ fn check_trace_facts(events: &[Event]) {
 /// Runs one iteration of `program` to its end and returns what it produced. Panics if the
 /// session breaks one of its invariants along the way.
 pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed: u64) -> RunResult {
-    let mut strategy = Checked {
+    let mut strategy = Metered::new(Checked {
         inner: strategy,
         timers: config.timers,
-    };
+    });
     let mut session = Session::new(config, &mut strategy, seed);
     let mut driver = Driver::new(program);
     let mut before = states(&session);
@@ -1308,7 +1309,7 @@ pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed:
         outcome: session.outcome().cloned().unwrap(),
         schedule: session.schedule(),
         events: session.events().to_vec(),
-        metrics: session.metrics(),
+        metrics: strategy.metrics(),
         received: driver.received,
         randoms: driver.randoms,
         seen: driver.seen,
