@@ -18,7 +18,7 @@ pub use cluster::{PartitionMode, HOME_NODE};
 pub use config::{Config, CrashMode, DeliveryMode};
 pub use ids::{MonitorId, MsgId, NameId, NodeId, ProcId, ProcName, TimerId};
 pub use message::{Message, MsgKind, MsgState, Reason, Target};
-pub use op::{ClusterOp, Op, OpResult, PendingOp};
+pub use op::{ClusterOp, Op, OpResult};
 pub use process::{ExitCause, ExitClass, ProcState};
 pub use schedule::Decision;
 pub use session::{Effect, EngineError, MonitorRec, Next, Outcome, Session};

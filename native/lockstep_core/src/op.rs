@@ -4,26 +4,39 @@ use crate::ids::{MonitorId, MsgId, NameId, NodeId, ProcId, TimerId};
 use crate::message::{Reason, Target};
 use crate::trace::SendFate;
 
-/// The operation a process announces at a sync point.
+/// An operation: what a process announces at a sync point, and what it then holds as its
+/// *pending* operation until the strategy picks it and the session applies it. One enum for
+/// both: the pending operation is the announced one as is (`sleep(0)`, a yield, is stored
+/// as [`Op::Yield`]), plus [`Op::Start`], which a spawned process holds until it first runs
+/// and which no process announces. The arguments of `Receive` and `Sleep` take effect when
+/// announced (they set up the wait and its timer); applying those ignores them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
+    /// Freshly spawned, not yet started. Never announced ([`crate::Session::sync`] refuses
+    /// it).
+    Start,
     Send {
         to: Target,
     },
-    /// `retry` is true after a match attempt found nothing: the process then waits for a
-    /// new message (or its timeout) instead of being offered again at once. `timeout` is
-    /// the `after` in virtual ms, given on the first attempt.
+    /// Try to match a message in its own mailbox. `retry` is true after a match attempt
+    /// found nothing: the process then waits for a new message (or its timeout) instead of
+    /// being offered again at once. `timeout` is the `after` in virtual ms, given on the
+    /// first attempt.
     Receive {
         retry: bool,
         timeout: Option<u64>,
     },
+    /// An explicit sync point with no effect.
     Yield,
+    /// `Lockstep.random(n)`.
     Random {
         n: u64,
     },
+    /// Spawn a child (linked or not) on the caller's node.
     Spawn {
         link: bool,
     },
+    /// Spawn a child (linked or not) on `node`.
     SpawnOn {
         link: bool,
         node: NodeId,
@@ -44,6 +57,7 @@ pub enum Op {
     TrapExit {
         on: bool,
     },
+    /// `exit(pid, reason)`.
     ExitSignal {
         to: ProcId,
         reason: Reason,
@@ -63,6 +77,7 @@ pub enum Op {
     },
     Registered,
     Now,
+    /// Parked until its sleep timer fires.
     Sleep {
         ms: u64,
     },
@@ -73,6 +88,7 @@ pub enum Op {
     CancelTimer {
         timer: Option<TimerId>,
     },
+    /// A shared-state operation (ETS, atomics, …) on `object` (a hash of table and key).
     Nif {
         object: Option<u64>,
     },
@@ -110,7 +126,7 @@ pub enum OpResult {
     /// `register/2` / `unregister/1` succeeded (`false`: `ArgumentError`, like OTP).
     NameOk(bool),
     Found(Option<ProcId>),
-    /// The adapter reads the names with [`Session::registered_names`].
+    /// The adapter reads the names with [`crate::Session::registered_names`].
     Names,
     /// Like `Names`, for the given node.
     NamesOn(NodeId),
@@ -120,85 +136,13 @@ pub enum OpResult {
     },
     /// Milliseconds left, or `None` when the timer had fired or was cancelled.
     Cancelled(Option<u64>),
-    /// The adapter reads the nodes with [`Session::nodes`].
+    /// The adapter reads the nodes with [`crate::Session::nodes`].
     NodeList {
         up_only: bool,
     },
     NodeIs(NodeId),
-    /// The adapter reads the names `node` sees with [`Session::global_names`].
+    /// The adapter reads the names `node` sees with [`crate::Session::global_names`].
     GlobalList(NodeId),
-}
-
-/// The operation a parked process will perform when the strategy picks it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PendingOp {
-    /// Freshly spawned, not yet started.
-    Start,
-    Send {
-        to: Target,
-    },
-    /// Try to match a message in its own mailbox.
-    Receive,
-    /// An explicit sync point with no effect.
-    Yield,
-    /// `Lockstep.random(n)`.
-    Random {
-        n: u64,
-    },
-    /// Spawn a child (linked or not) on a node (`None`: the parent's).
-    Spawn {
-        link: bool,
-        node: Option<NodeId>,
-    },
-    Link {
-        to: ProcId,
-    },
-    Unlink {
-        to: ProcId,
-    },
-    Monitor {
-        target: ProcId,
-    },
-    Demonitor {
-        monitor: Option<MonitorId>,
-    },
-    TrapExit {
-        on: bool,
-    },
-    /// `exit(pid, reason)`.
-    ExitSignal {
-        to: ProcId,
-        reason: Reason,
-    },
-    Alive {
-        of: ProcId,
-    },
-    Register {
-        name: NameId,
-        proc: ProcId,
-    },
-    Unregister {
-        name: NameId,
-    },
-    Whereis {
-        name: NameId,
-    },
-    Registered,
-    Now,
-    /// Parked until its sleep timer fires.
-    Sleep,
-    SendAfter {
-        to: Target,
-        ms: u64,
-    },
-    CancelTimer {
-        timer: Option<TimerId>,
-    },
-    /// A shared-state operation (ETS, atomics, …) on `object` (a hash of table and key).
-    Nif {
-        object: Option<u64>,
-    },
-    Cluster(ClusterOp),
 }
 
 /// A cluster operation, performed at the step the strategy picks it like any other.
@@ -206,7 +150,7 @@ pub enum PendingOp {
 pub enum ClusterOp {
     StartNode(NodeId),
     StopNode(NodeId),
-    /// Activates a partition defined with `Session::define_partition`.
+    /// Activates a partition defined with [`crate::Session::define_partition`].
     Partition(u32),
     Heal,
     MonitorNode(NodeId),

@@ -2,7 +2,7 @@
 
 use crate::ids::{NameId, NodeId, ProcId, ProcName, TimerId};
 use crate::message::Reason;
-use crate::op::PendingOp;
+use crate::op::Op;
 
 /// Where a process stands with respect to the scheduler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub struct Process {
     pub children: u32,
     pub state: ProcState,
     /// Meaningful while `state` is `Ready` or `Blocked`.
-    pub pending: PendingOp,
+    pub pending: Op,
     /// Messages delivered to its mailbox and not yet consumed.
     pub mailbox: u32,
     /// Whether something arrived since its last failed match: a receiving process with no
@@ -92,7 +92,7 @@ impl Process {
             parent,
             children: 0,
             state: ProcState::Ready,
-            pending: PendingOp::Start,
+            pending: Op::Start,
             mailbox: 0,
             fresh: false,
             untested: 0,

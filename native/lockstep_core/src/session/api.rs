@@ -4,11 +4,11 @@ use super::{MonitorRec, RawDecision, Session};
 use crate::config::Config;
 use crate::ids::{MonitorId, MsgId, ProcId, TimerId};
 use crate::message::{Message, MsgState, Reason, Target};
-use crate::op::{Op, OpResult, PendingOp};
+use crate::op::{Op, OpResult};
 use crate::process::{ExitCause, ExitClass, ProcState, Process};
 use crate::schedule::Decision;
 use crate::strategy::{Choice, Divergence, Strategy};
-use crate::timer::{Timer, TimerKind, TimerState};
+use crate::timer::{Timer, TimerState};
 use crate::trace::{Event, EventKind};
 use std::fmt;
 
@@ -99,6 +99,8 @@ pub enum EngineError {
         msg: MsgId,
     },
     BadRandomBound,
+    /// A process announced [`Op::Start`], which only a spawned process holds.
+    StartAnnounced(ProcId),
 }
 
 impl fmt::Display for EngineError {
@@ -114,6 +116,9 @@ impl fmt::Display for EngineError {
                 write!(f, "message {msg} is not in the mailbox of process {proc}")
             }
             EngineError::BadRandomBound => write!(f, "random/1 needs a positive bound"),
+            EngineError::StartAnnounced(p) => {
+                write!(f, "process {p} announced Start, which no process announces")
+            }
         }
     }
 }
@@ -226,75 +231,18 @@ impl Session {
             _ => {}
         }
         self.running = None;
-        let mut blocked = false;
-        let pending = match op {
-            Op::Send { to } => PendingOp::Send { to },
-            Op::Yield => PendingOp::Yield,
-            Op::Random { n } => PendingOp::Random { n },
-            Op::Spawn { link } => PendingOp::Spawn { link, node: None },
-            Op::SpawnOn { link, node } => PendingOp::Spawn {
-                link,
-                node: Some(node),
-            },
-            Op::Link { to } => PendingOp::Link { to },
-            Op::Unlink { to } => PendingOp::Unlink { to },
-            Op::Monitor { target } => PendingOp::Monitor { target },
-            Op::Demonitor { monitor } => PendingOp::Demonitor { monitor },
-            Op::TrapExit { on } => PendingOp::TrapExit { on },
-            Op::ExitSignal { to, reason } => PendingOp::ExitSignal { to, reason },
-            Op::Alive { of } => PendingOp::Alive { of },
-            Op::Register { name, proc } => PendingOp::Register { name, proc },
-            Op::Unregister { name } => PendingOp::Unregister { name },
-            Op::Whereis { name } => PendingOp::Whereis { name },
-            Op::Registered => PendingOp::Registered,
-            Op::Now => PendingOp::Now,
-            Op::SendAfter { to, ms } => PendingOp::SendAfter { to, ms },
-            Op::CancelTimer { timer } => PendingOp::CancelTimer { timer },
-            Op::Nif { object } => PendingOp::Nif { object },
-            Op::Cluster(c) => PendingOp::Cluster(c),
-            Op::Sleep { ms } => {
-                if ms == 0 {
-                    PendingOp::Yield
-                } else {
-                    let t = self.add_timer(caller, ms, TimerKind::Sleep);
-                    self.procs[caller as usize].sleep_timer = Some(t);
-                    self.record(caller, EventKind::Sleep { timer: t, ms });
-                    blocked = true;
-                    PendingOp::Sleep
-                }
-            }
-            Op::Receive { retry, timeout } => {
-                if retry {
-                    let proc = &mut self.procs[caller as usize];
-                    proc.fresh = false;
-                    proc.untested = 0;
-                } else {
-                    if let Some(old) = self.procs[caller as usize].receive_timer.take() {
-                        self.timers[old as usize].state = TimerState::Cancelled;
-                    }
-                    let proc = &mut self.procs[caller as usize];
-                    proc.timed_out = false;
-                    proc.fresh = proc.mailbox > 0;
-                    proc.untested = proc.mailbox;
-                    match timeout {
-                        Some(0) => self.procs[caller as usize].timed_out = true,
-                        Some(ms) => {
-                            let t = self.add_timer(caller, ms, TimerKind::ReceiveAfter);
-                            self.procs[caller as usize].receive_timer = Some(t);
-                            self.record(caller, EventKind::TimerStarted { timer: t, ms });
-                        }
-                        None => {}
-                    }
-                }
-                let proc = &self.procs[caller as usize];
-                blocked = !proc.fresh && !proc.timed_out;
-                PendingOp::Receive
-            }
+        let (pending, blocked) = match op {
+            Op::Start => return Err(EngineError::StartAnnounced(caller)),
+            // `sleep(0)` is a yield.
+            Op::Sleep { ms: 0 } => (Op::Yield, false),
+            Op::Sleep { ms } => (op, self.start_sleep(caller, ms)),
+            Op::Receive { retry, timeout } => (op, self.start_receive(caller, retry, timeout)),
+            _ => (op, false),
         };
         self.procs[caller as usize].pending = pending;
         if blocked {
             self.set_state(caller, ProcState::Blocked);
-            if pending == PendingOp::Receive {
+            if matches!(pending, Op::Receive { .. }) {
                 self.record(caller, EventKind::Block);
             }
         } else {

@@ -3,7 +3,7 @@
 use super::{Applied, MonitorRec, Outcome, RawDecision, Session};
 use crate::ids::{MonitorId, MsgId, ProcId};
 use crate::message::{Message, MsgKind, MsgState, Reason, Target};
-use crate::op::{ClusterOp, OpResult, PendingOp};
+use crate::op::{ClusterOp, Op, OpResult};
 use crate::process::{ExitCause, ProcState, Process};
 use crate::strategy::Strategy;
 use crate::timer::{TimerKind, TimerState};
@@ -14,22 +14,22 @@ impl Session {
     pub(super) fn apply(&mut self, p: ProcId, strategy: &mut dyn Strategy) -> Applied {
         let pending = self.procs[p as usize].pending;
         let result = match pending {
-            PendingOp::Start => {
+            Op::Start => {
                 self.record(p, EventKind::Start);
                 OpResult::Started
             }
-            PendingOp::Yield => {
+            Op::Yield => {
                 self.record(p, EventKind::Yield);
                 OpResult::Yielded
             }
-            PendingOp::Receive => {
+            Op::Receive { .. } => {
                 let proc = &mut self.procs[p as usize];
                 let last = proc.timed_out;
                 proc.timed_out = false;
                 proc.last_attempt = last;
                 OpResult::ReceiveAttempt { last }
             }
-            PendingOp::Random { n } => {
+            Op::Random { n } => {
                 let view = self.view();
                 match strategy.random(&view, n) {
                     Ok(value) => {
@@ -43,7 +43,11 @@ impl Session {
                     }
                 }
             }
-            PendingOp::Spawn { link, node } => {
+            Op::Spawn { link } | Op::SpawnOn { link, .. } => {
+                let node = match pending {
+                    Op::SpawnOn { node, .. } => Some(node),
+                    _ => None,
+                };
                 let child = self.procs.len() as ProcId;
                 let parent = &mut self.procs[p as usize];
                 parent.children += 1;
@@ -78,7 +82,7 @@ impl Session {
                 self.record(p, EventKind::Spawn { child, link });
                 OpResult::Spawned { child }
             }
-            PendingOp::Send { to } => {
+            Op::Send { to } => {
                 if let Target::Name(name) | Target::Global(name) = to {
                     if self.resolve(p, to).is_none() {
                         let global = matches!(to, Target::Global(_));
@@ -151,7 +155,7 @@ impl Session {
                 );
                 OpResult::Sent { msg, fate }
             }
-            PendingOp::Link { to } => {
+            Op::Link { to } => {
                 self.record(p, EventKind::Link { to });
                 let noproc = MsgKind::Exit {
                     reason: Reason::NoProc,
@@ -199,14 +203,14 @@ impl Session {
                 }
                 OpResult::Done
             }
-            PendingOp::Unlink { to } => {
+            Op::Unlink { to } => {
                 self.procs[p as usize].links.retain(|&x| x != to);
                 self.procs[to as usize].links.retain(|&x| x != p);
                 self.drop_link_exits(to, p);
                 self.record(p, EventKind::Unlink { to });
                 OpResult::Done
             }
-            PendingOp::Monitor { target } => {
+            Op::Monitor { target } => {
                 let lost = target != p
                     && self
                         .cluster
@@ -246,7 +250,7 @@ impl Session {
                 }
                 OpResult::MonitorSet { monitor }
             }
-            PendingOp::Demonitor { monitor } => {
+            Op::Demonitor { monitor } => {
                 if let Some(m) = monitor {
                     if let Some(rec) = self.monitors.get_mut(m as usize) {
                         if rec.owner == p {
@@ -257,14 +261,14 @@ impl Session {
                 }
                 OpResult::Done
             }
-            PendingOp::TrapExit { on } => {
+            Op::TrapExit { on } => {
                 let proc = &mut self.procs[p as usize];
                 let was = proc.trap_exit;
                 proc.trap_exit = on;
                 self.record(p, EventKind::TrapExit { on });
                 OpResult::WasTrapping(was)
             }
-            PendingOp::ExitSignal { to, reason } => {
+            Op::ExitSignal { to, reason } => {
                 let msg = self.msgs.len() as MsgId;
                 // The fate routing will give it: a signal to another node is in flight (or
                 // cut, or deferred) under any delivery mode.
@@ -297,7 +301,7 @@ impl Session {
                 }
                 OpResult::Done
             }
-            PendingOp::Alive { of } => {
+            Op::Alive { of } => {
                 // OTP: is_process_alive/1 answers after the caller's earlier signals to
                 // `of` have reached it (so `exit(pid, :kill)` then `alive?(pid)` is false).
                 if of != p && self.alive(of) {
@@ -307,7 +311,7 @@ impl Session {
                 self.record(p, EventKind::Alive { of, alive });
                 OpResult::Alive(alive)
             }
-            PendingOp::Register { name, proc } => {
+            Op::Register { name, proc } => {
                 // A name lives in the registry of the registered process's node.
                 let node = self.procs[proc as usize].node;
                 let ok = self.alive(proc)
@@ -327,7 +331,7 @@ impl Session {
                 );
                 OpResult::NameOk(ok)
             }
-            PendingOp::Unregister { name } => {
+            Op::Unregister { name } => {
                 let node = self.procs[p as usize].node;
                 let ok = match self.names.remove(&(node, name)) {
                     Some(holder) => {
@@ -339,23 +343,23 @@ impl Session {
                 self.record(p, EventKind::Unregister { name, ok });
                 OpResult::NameOk(ok)
             }
-            PendingOp::Whereis { name } => {
+            Op::Whereis { name } => {
                 let found = self.resolve(p, Target::Name(name));
                 self.record(p, EventKind::Whereis { name, found });
                 OpResult::Found(found)
             }
-            PendingOp::Registered => OpResult::Names,
-            PendingOp::Now => {
+            Op::Registered => OpResult::Names,
+            Op::Now => {
                 self.record(p, EventKind::Now { ms: self.now });
                 OpResult::Now(self.now)
             }
-            PendingOp::Sleep => OpResult::Done,
-            PendingOp::SendAfter { to, ms } => {
+            Op::Sleep { .. } => OpResult::Done,
+            Op::SendAfter { to, ms } => {
                 let timer = self.add_timer(p, ms, TimerKind::SendAfter { to });
                 self.record(p, EventKind::TimerStarted { timer, ms });
                 OpResult::TimerSet { timer }
             }
-            PendingOp::CancelTimer { timer } => {
+            Op::CancelTimer { timer } => {
                 let left = match timer.and_then(|t| self.timers.get(t as usize).map(|x| (t, *x))) {
                     Some((t, x)) if x.state == TimerState::Pending => {
                         self.timers[t as usize].state = TimerState::Cancelled;
@@ -373,11 +377,11 @@ impl Session {
                 };
                 OpResult::Cancelled(left)
             }
-            PendingOp::Nif { object } => {
+            Op::Nif { object } => {
                 self.record(p, EventKind::Nif { object });
                 OpResult::Done
             }
-            PendingOp::Cluster(
+            Op::Cluster(
                 op @ (ClusterOp::GlobalRegister { .. } | ClusterOp::GlobalUnregister(_)),
             ) if self.cluster.global_lock_stalled(self.node_of(p)) => {
                 // OTP 25 takes `global`'s lock on every known node first
@@ -393,7 +397,7 @@ impl Session {
                 self.record(p, EventKind::GlobalLockWait { name });
                 return Applied::Skip;
             }
-            PendingOp::Cluster(op) => {
+            Op::Cluster(op) => {
                 let result = self.apply_cluster(p, op, strategy);
                 if matches!(self.outcome, Some(Outcome::Diverged(_))) {
                     return Applied::Ended;

@@ -3,7 +3,7 @@
 use super::{Outcome, RawDecision, Session};
 use crate::ids::{NodeId, ProcId};
 use crate::message::Reason;
-use crate::op::{ClusterOp, PendingOp};
+use crate::op::{ClusterOp, Op};
 use crate::process::{ExitCause, ProcState};
 use crate::strategy::Strategy;
 use crate::trace::EventKind;
@@ -62,7 +62,7 @@ impl Session {
                 proc.state == ProcState::Blocked
                     && matches!(
                         proc.pending,
-                        PendingOp::Cluster(
+                        Op::Cluster(
                             ClusterOp::GlobalRegister { .. } | ClusterOp::GlobalUnregister(_)
                         )
                     )

@@ -5,8 +5,9 @@ use crate::cluster::PartitionMode;
 use crate::config::DeliveryMode;
 use crate::ids::{MsgId, ProcId};
 use crate::message::{MsgKind, MsgState, Reason, Target};
-use crate::op::PendingOp;
+use crate::op::Op;
 use crate::process::{ExitCause, ProcState};
+use crate::timer::{TimerKind, TimerState};
 use crate::trace::{EventKind, SendFate};
 
 impl Session {
@@ -190,7 +191,7 @@ impl Session {
         target.mailbox += 1;
         target.fresh = true;
         target.untested += 1;
-        if target.state == ProcState::Blocked && target.pending == PendingOp::Receive {
+        if target.state == ProcState::Blocked && matches!(target.pending, Op::Receive { .. }) {
             self.set_state(to, ProcState::Ready);
         }
     }
@@ -263,5 +264,40 @@ impl Session {
             proc.last_attempt = false;
             self.record(caller, EventKind::ReceiveTimeout);
         }
+    }
+
+    /// `caller` announces a receive: a first attempt looks at the whole mailbox and starts
+    /// its `after` timer; a retry (the last attempt matched nothing) waits for something
+    /// new. Returns whether it is blocked.
+    pub(super) fn start_receive(
+        &mut self,
+        caller: ProcId,
+        retry: bool,
+        timeout: Option<u64>,
+    ) -> bool {
+        if retry {
+            let proc = &mut self.procs[caller as usize];
+            proc.fresh = false;
+            proc.untested = 0;
+        } else {
+            if let Some(old) = self.procs[caller as usize].receive_timer.take() {
+                self.timers[old as usize].state = TimerState::Cancelled;
+            }
+            let proc = &mut self.procs[caller as usize];
+            proc.timed_out = false;
+            proc.fresh = proc.mailbox > 0;
+            proc.untested = proc.mailbox;
+            match timeout {
+                Some(0) => self.procs[caller as usize].timed_out = true,
+                Some(ms) => {
+                    let t = self.add_timer(caller, ms, TimerKind::ReceiveAfter);
+                    self.procs[caller as usize].receive_timer = Some(t);
+                    self.record(caller, EventKind::TimerStarted { timer: t, ms });
+                }
+                None => {}
+            }
+        }
+        let proc = &self.procs[caller as usize];
+        !proc.fresh && !proc.timed_out
     }
 }

@@ -3,7 +3,7 @@
 use super::Session;
 use crate::ids::{MsgId, ProcId, TimerId};
 use crate::message::{Message, MsgKind, MsgState};
-use crate::op::PendingOp;
+use crate::op::Op;
 use crate::process::ProcState;
 use crate::timer::{Timer, TimerKind, TimerState};
 use crate::trace::EventKind;
@@ -53,7 +53,7 @@ impl Session {
             TimerKind::Sleep => {
                 let proc = &mut self.procs[owner as usize];
                 proc.sleep_timer = None;
-                if proc.state == ProcState::Blocked && proc.pending == PendingOp::Sleep {
+                if proc.state == ProcState::Blocked && matches!(proc.pending, Op::Sleep { .. }) {
                     self.set_state(owner, ProcState::Ready);
                 }
             }
@@ -61,7 +61,7 @@ impl Session {
                 let proc = &mut self.procs[owner as usize];
                 proc.receive_timer = None;
                 proc.timed_out = true;
-                if proc.state == ProcState::Blocked && proc.pending == PendingOp::Receive {
+                if proc.state == ProcState::Blocked && matches!(proc.pending, Op::Receive { .. }) {
                     self.set_state(owner, ProcState::Ready);
                 }
             }
@@ -98,5 +98,13 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// `caller` announces `sleep(ms)`, `ms > 0`: it is blocked until its sleep timer fires.
+    pub(super) fn start_sleep(&mut self, caller: ProcId, ms: u64) -> bool {
+        let t = self.add_timer(caller, ms, TimerKind::Sleep);
+        self.procs[caller as usize].sleep_timer = Some(t);
+        self.record(caller, EventKind::Sleep { timer: t, ms });
+        true
     }
 }
