@@ -1047,6 +1047,16 @@ fn wakes(kind: &EventKind) -> bool {
     )
 }
 
+/// Whether `kind` may free `global`'s lock, which a process blocked in a global
+/// register or unregister waits for: a partition declared lost (its tick), a heal, a
+/// stopped node. The waiter gets no event of its own when it is let go.
+fn frees_global_lock(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Tick { .. } | EventKind::Healed { .. } | EventKind::NodeStopped { .. }
+    )
+}
+
 /// Checks made after every engine call.
 fn check_after_call(
     session: &Session,
@@ -1077,8 +1087,15 @@ fn check_after_call(
                 // A process blocked before the call may only run if, during the call, a
                 // message or signal reached it or its timer fired (decided just before).
                 if before.get(p as usize) == Some(&ProcState::Blocked) {
+                    let lock_waiter = matches!(
+                        session.proc(p).expect("a known process").pending,
+                        Op::Cluster(
+                            ClusterOp::GlobalRegister { .. } | ClusterOp::GlobalUnregister(_)
+                        )
+                    );
                     assert!(
-                        events.iter().any(|e| e.proc == p && wakes(&e.kind)),
+                        events.iter().any(|e| e.proc == p && wakes(&e.kind))
+                            || lock_waiter && events.iter().any(|e| frees_global_lock(&e.kind)),
                         "woke {p}, which was blocked and nothing reached it: {events:?}"
                     );
                 }
