@@ -54,7 +54,7 @@ pub struct Partition {
 }
 
 impl Partition {
-    fn cuts(&self, x: NodeId, y: NodeId) -> bool {
+    pub fn cuts(&self, x: NodeId, y: NodeId) -> bool {
         self.active
             && ((self.a.contains(&x) && self.b.contains(&y))
                 || (self.b.contains(&x) && self.a.contains(&y)))

@@ -1,14 +1,23 @@
-//! The adapter's calls.
+//! The adapter's side of the engine: the calls a managed process makes at a sync point
+//! (announce an operation, end), the calls made from outside it (a process killed from
+//! outside the run, an abort), and what each answers ([`Next`], with the [`Effect`]s to
+//! perform first), plus read access to the run's tables for reports.
+//!
+//! Only the running process may call (`check_running`); once the iteration is over every
+//! call answers `Ended` and changes nothing. Calls about one concern that are not sync
+//! points live in that concern's file: `consumed` (receive.rs), `alias`/`unalias`
+//! (messages.rs), `registered_names` and the ETS table names (names.rs), `nodes` and
+//! `define_partition` (cluster.rs), `global_names` (globals.rs).
 
 use super::{MonitorRec, RawDecision, Session};
 use crate::config::Config;
 use crate::ids::{MonitorId, MsgId, ProcId, TimerId};
-use crate::message::{Message, MsgState, Reason, Target};
+use crate::message::{Message, Reason, Target};
 use crate::op::{Op, OpResult};
 use crate::process::{ExitCause, ExitClass, ProcState, Process};
 use crate::schedule::Decision;
 use crate::strategy::{Choice, Divergence, Strategy};
-use crate::timer::{Timer, TimerState};
+use crate::timer::Timer;
 use crate::trace::{Event, EventKind};
 use std::fmt;
 
@@ -249,34 +258,6 @@ impl Session {
             self.set_state(caller, ProcState::Ready);
         }
         Ok(self.decide(Some(caller), strategy))
-    }
-
-    /// The running process matched message `msg` in its mailbox. Not a sync point: it
-    /// goes on running.
-    pub fn consumed(&mut self, caller: ProcId, msg: MsgId) -> Result<(), EngineError> {
-        if self.is_over() {
-            return Ok(());
-        }
-        self.check_running(caller)?;
-        let m = self
-            .msgs
-            .get_mut(msg as usize)
-            .ok_or(EngineError::UnknownMessage(msg))?;
-        if m.to != Some(caller) || m.state != MsgState::InMailbox {
-            return Err(EngineError::NotInMailbox { proc: caller, msg });
-        }
-        m.state = MsgState::Consumed;
-        let from = m.from;
-        let proc = &mut self.procs[caller as usize];
-        debug_assert!(proc.mailbox > 0);
-        proc.mailbox -= 1;
-        proc.timed_out = false;
-        proc.last_attempt = false;
-        if let Some(t) = proc.receive_timer.take() {
-            self.timers[t as usize].state = TimerState::Cancelled;
-        }
-        self.record(caller, EventKind::Receive { msg, from });
-        Ok(())
     }
 
     /// The running process's own code ended. `reason` is what linked and monitoring

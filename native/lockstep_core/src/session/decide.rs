@@ -1,10 +1,18 @@
-//! One step.
+//! One step: the choices offered, the strategy's pick, taking it.
+//!
+//! The choices are, in this order: every `Ready` process (in id order), the oldest
+//! in-flight message or signal of each sender→receiver pair (so order per pair is kept),
+//! and, under `timers: :anytime`, the earliest pending timer. When nothing else can happen
+//! the earliest timer fires (`:on_idle`), unless the root has returned: then the
+//! iteration drains what can still run and ends. With no choice left the iteration ends:
+//! a pass if the root returned, else a deadlock listing the blocked processes. Reaching
+//! `max_steps` ends it too. Each decision is recorded, so the schedule can be exported by
+//! name and replayed.
 
 use super::{Applied, Next, Outcome, RawDecision, Session};
 use crate::ids::ProcId;
-use crate::op::OpResult;
 use crate::process::ProcState;
-use crate::strategy::{Choice, Strategy, View};
+use crate::strategy::{Choice, Strategy};
 use crate::timer::TimerMode;
 
 impl Session {
@@ -62,13 +70,7 @@ impl Session {
                 return Next::Ended;
             }
             self.step += 1;
-            let view = View {
-                step: self.step,
-                procs: &self.procs,
-                msgs: &self.msgs,
-                timers: &self.timers,
-            };
-            let index = match strategy.pick(&view, &self.choices) {
+            let index = match strategy.pick(&self.view(), &self.choices) {
                 Ok(i) if i < self.choices.len() => i,
                 Ok(i) => {
                     debug_assert!(false, "strategy picked {i} of {}", self.choices.len());
@@ -101,30 +103,5 @@ impl Session {
                 }
             }
         }
-    }
-
-    pub(super) fn run(&mut self, p: ProcId, result: OpResult) -> Applied {
-        if !self.alive(p) {
-            // It died applying its own operation (an exit signal it could not trap): it
-            // parks and meets its Kill effect.
-            return Applied::Skip;
-        }
-        if self.outcome.is_some() {
-            // Its operation ended the iteration (its exit signal killed the root, say). A
-            // failure ends the iteration when it happens (SPEC §1): the caller does not go
-            // on with a result, it stays parked until the teardown kills it, so no process
-            // is Running once the iteration has ended.
-            return Applied::Ended;
-        }
-        self.set_state(p, ProcState::Running);
-        self.running = Some(p);
-        debug_assert_eq!(
-            self.procs
-                .iter()
-                .filter(|x| x.state == ProcState::Running)
-                .count(),
-            1
-        );
-        Applied::Run(result)
     }
 }

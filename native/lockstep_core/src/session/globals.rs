@@ -1,14 +1,75 @@
-//! The global registry.
+//! The global registry (`:global`), as the session applies it (the per-node views are
+//! `crate::cluster`).
+//!
+//! As OTP 25's `global`: one view of the names per node, kept equal between connected
+//! nodes. `register_name/2` first takes `global`'s lock on every known node
+//! (`trans_all_known/1`), so while a node it reaches is cut off but not yet declared down
+//! the caller waits (`Blocked`, trace event `global_wait`), until the heal, the tick or
+//! the node stopping lets it try again (`retry_global_locks`). With the lock it checks the
+//! name against, and writes it to, the views of every node it reaches; a pid gets one
+//! global name (`check_dupname/2`); a dead pid cannot register. `unregister_name/1` takes
+//! the lock too. A holder's death removes its names from every view (a simplification:
+//! OTP's views learn it as the `DOWN`s arrive). Once a partition is declared lost each
+//! side forgets the names held across it, so both sides may register a name (split
+//! brain); on heal the views merge and a clash is resolved as `global:random_exit_name/3`
+//! does: one registration kept, the other holder killed.
 
 use super::{Outcome, RawDecision, Session};
 use crate::ids::{NodeId, ProcId};
 use crate::message::Reason;
-use crate::op::{ClusterOp, Op};
+use crate::op::{ClusterOp, Op, OpResult};
 use crate::process::{ExitCause, ProcState};
 use crate::strategy::Strategy;
 use crate::trace::EventKind;
 
 impl Session {
+    /// `register_name(name, proc)` by `p`, holding the lock.
+    pub(super) fn global_register(&mut self, p: ProcId, name: u32, proc: ProcId) -> OpResult {
+        let node = self.node_of(p);
+        let ok = self.alive(proc) && self.cluster.global_register(node, name, proc);
+        self.record(
+            p,
+            EventKind::GlobalRegister {
+                name,
+                target: proc,
+                ok,
+            },
+        );
+        OpResult::NameOk(ok)
+    }
+
+    /// `unregister_name(name)` by `p`, holding the lock.
+    pub(super) fn global_unregister(&mut self, p: ProcId, name: u32) -> OpResult {
+        self.cluster.global_unregister(self.node_of(p), name);
+        self.record(p, EventKind::GlobalUnregister { name });
+        OpResult::Done
+    }
+
+    /// `whereis_name(name)` by `p`: its node's view.
+    pub(super) fn global_whereis(&mut self, p: ProcId, name: u32) -> OpResult {
+        let found = self.cluster.global_whereis(self.node_of(p), name);
+        self.record(p, EventKind::GlobalWhereis { name, found });
+        OpResult::Found(found)
+    }
+
+    /// Whether `p`'s cluster operation `op` must wait for `global`'s lock; if so `p` is
+    /// blocked (it tries again when the lock may have been freed).
+    pub(super) fn waits_for_global_lock(&mut self, p: ProcId, op: ClusterOp) -> bool {
+        let (ClusterOp::GlobalRegister { name, .. } | ClusterOp::GlobalUnregister(name)) = op
+        else {
+            return false;
+        };
+        if !self.cluster.global_lock_stalled(self.node_of(p)) {
+            return false;
+        }
+        // OTP 25 takes `global`'s lock on every known node first
+        // (`trans_all_known/1`): with one of them cut off and not yet declared down
+        // the lock request waits, until the heal or the tick.
+        self.set_state(p, ProcState::Blocked);
+        self.record(p, EventKind::GlobalLockWait { name });
+        true
+    }
+
     /// The global names `node` sees, sorted.
     pub fn global_names(&self, node: NodeId) -> Vec<u32> {
         self.cluster.global_names(node)

@@ -1,16 +1,106 @@
-//! Messages: routing, arrival, mailboxes, aliases.
+//! Messages: sending, routing, arrival, aliases.
+//!
+//! A send is resolved when it is performed, not when announced (a name registered in
+//! between is found). Then, as in OTP: a send to a dead pid is silently dropped; a send to
+//! a registered name nobody holds raises (`ArgumentError`), to `{name, node}` it is
+//! silently lost; a message to an alias no longer active is dropped on arrival (how a late
+//! `call` reply is discarded).
+//!
+//! Routing (`fate`, `route`) is the same for messages and signals. Under `delivery:
+//! :instant` a message lands in the mailbox at once; under `:delayed` it is in flight until
+//! the strategy delivers it, in order per sender→receiver pair. A message to oneself is in
+//! the mailbox when `send` returns under any mode (SPEC §1). Between nodes everything is in
+//! flight, and a partition cuts it: lost under `:drop`, held until the heal under
+//! `:defer`.
+//!
+//! `arrive` is where anything in flight lands, whatever its kind: a user message goes into
+//! the mailbox here; exit signals, `:DOWN`s and `{:nodedown, n}` are handed to their files.
+//! `flush_pair` is the signal-order rule: OTP orders `link`, `monitor` and `alive?` after
+//! the caller's earlier signals to the same process, so those deliver what the caller has
+//! in flight to it first.
 
 use super::{Effect, EngineError, Session};
 use crate::cluster::PartitionMode;
 use crate::config::DeliveryMode;
 use crate::ids::{MsgId, ProcId};
-use crate::message::{MsgKind, MsgState, Reason, Target};
-use crate::op::Op;
-use crate::process::{ExitCause, ProcState};
-use crate::timer::{TimerKind, TimerState};
+use crate::message::{Message, MsgKind, MsgState, Target};
+use crate::op::OpResult;
 use crate::trace::{EventKind, SendFate};
 
 impl Session {
+    /// `p` sends a user message to `to` (the adapter holds the payload).
+    pub(super) fn send(&mut self, p: ProcId, to: Target) -> OpResult {
+        if let Target::Name(name) | Target::Global(name) = to {
+            if self.resolve(p, to).is_none() {
+                let global = matches!(to, Target::Global(_));
+                self.record(p, EventKind::SendToUnregistered { name, global });
+                return OpResult::Unregistered;
+            }
+        }
+        if let Target::NameAt(name, node) = to {
+            if self.resolve(p, to).is_none() {
+                // `{name, node} ! msg` never fails in OTP: the message is lost.
+                let msg = self.msgs.len() as MsgId;
+                self.msgs.push(Message {
+                    from: p,
+                    to: None,
+                    state: MsgState::Dropped,
+                    kind: MsgKind::User,
+                    alias: None,
+                    timer: None,
+                });
+                self.record(p, EventKind::SendToNobody { name, node, msg });
+                return OpResult::Sent {
+                    msg,
+                    fate: SendFate::Dropped,
+                };
+            }
+        }
+        let target = self.resolve(p, to);
+        let alias = match to {
+            Target::Alias(_, a) => Some(a),
+            _ => None,
+        };
+        let msg = self.msgs.len() as MsgId;
+        let (fate, state) = match target {
+            None => (SendFate::Delivered, MsgState::External),
+            Some(t) if !self.alive(t) => (SendFate::Dropped, MsgState::Dropped),
+            Some(t) if alias.is_some_and(|a| !self.has_alias(t, a)) => {
+                (SendFate::Dropped, MsgState::Dropped)
+            }
+            Some(_) => (SendFate::InFlight, MsgState::InFlight),
+        };
+        self.msgs.push(Message {
+            from: p,
+            to: target,
+            state,
+            kind: MsgKind::User,
+            alias,
+            timer: None,
+        });
+        let fate = match (fate, target) {
+            (SendFate::InFlight, Some(t)) => {
+                let fate = self.route(msg, p, t);
+                if fate == SendFate::Delivered {
+                    // The sender's own adapter call puts it in the real mailbox: no effect.
+                    self.msgs[msg as usize].state = MsgState::InMailbox;
+                    self.add_to_mailbox(t);
+                }
+                fate
+            }
+            (fate, _) => fate,
+        };
+        self.record(
+            p,
+            EventKind::Send {
+                to: target,
+                msg,
+                fate,
+            },
+        );
+        OpResult::Sent { msg, fate }
+    }
+
     /// How a message or signal from `from` to `to` (alive) travels if sent now: to
     /// oneself, at once under any delivery mode (SPEC §1); to another node, always in flight
     /// unless a partition cuts it (`Cut` under `:drop`, `Deferred` under `:defer`); on the
@@ -39,30 +129,8 @@ impl Session {
     pub(super) fn route(&mut self, m: MsgId, from: ProcId, to: ProcId) -> SendFate {
         let fate = self.fate(from, to);
         match fate {
-            SendFate::Cut => {
-                self.msgs[m as usize].state = MsgState::Dropped;
-                self.record(
-                    to,
-                    EventKind::Cut {
-                        msg: m,
-                        from,
-                        deferred: false,
-                    },
-                );
-                self.lost_in_cut(m);
-            }
-            SendFate::Deferred => {
-                self.msgs[m as usize].state = MsgState::InFlight;
-                self.cluster.deferred.push(m);
-                self.record(
-                    to,
-                    EventKind::Cut {
-                        msg: m,
-                        from,
-                        deferred: true,
-                    },
-                );
-            }
+            SendFate::Cut => self.cut_off(m, from, to, PartitionMode::Drop),
+            SendFate::Deferred => self.cut_off(m, from, to, PartitionMode::Defer),
             SendFate::InFlight => {
                 self.msgs[m as usize].state = MsgState::InFlight;
                 self.in_flight.push(m);
@@ -70,6 +138,29 @@ impl Session {
             SendFate::Delivered | SendFate::Dropped => {}
         }
         fate
+    }
+
+    /// Message or signal `m` from `from` to `to` meets a partition in `mode`, when sent or
+    /// while in flight: lost under `:drop`, held for the heal under `:defer`.
+    pub(super) fn cut_off(&mut self, m: MsgId, from: ProcId, to: ProcId, mode: PartitionMode) {
+        let deferred = mode == PartitionMode::Defer;
+        if deferred {
+            self.msgs[m as usize].state = MsgState::InFlight;
+            self.cluster.deferred.push(m);
+        } else {
+            self.msgs[m as usize].state = MsgState::Dropped;
+        }
+        self.record(
+            to,
+            EventKind::Cut {
+                msg: m,
+                from,
+                deferred,
+            },
+        );
+        if !deferred {
+            self.lost_in_cut(m);
+        }
     }
 
     /// Message or signal `m` reaches its target now.
@@ -115,84 +206,9 @@ impl Session {
                     },
                 );
             }
-            MsgKind::Down { monitor, reason } => {
-                if !self.monitors[monitor as usize].active {
-                    // Demonitored while the notification was in flight: OTP guarantees
-                    // no :DOWN is placed in the mailbox after demonitor returns.
-                    self.msgs[m as usize].state = MsgState::Dropped;
-                    return;
-                }
-                self.monitors[monitor as usize].active = false;
-                self.msgs[m as usize].state = MsgState::InMailbox;
-                self.add_to_mailbox(to);
-                self.effects.push(Effect::DeliverSignal { msg: m, to });
-                self.record(
-                    to,
-                    EventKind::Down {
-                        msg: m,
-                        monitor,
-                        from: msg.from,
-                        reason,
-                    },
-                );
-            }
-            MsgKind::NodeDown { node } => {
-                self.msgs[m as usize].state = MsgState::InMailbox;
-                self.add_to_mailbox(to);
-                self.effects.push(Effect::DeliverSignal { msg: m, to });
-                self.record(to, EventKind::NodeDownMsg { msg: m, node });
-            }
-            MsgKind::Exit { reason, link } => {
-                let target = &self.procs[to as usize];
-                if reason == Reason::Kill && !link {
-                    self.msgs[m as usize].state = MsgState::Acted;
-                    self.die(
-                        to,
-                        ExitCause::Signal {
-                            from: msg.from,
-                            reason,
-                        },
-                        Reason::Killed,
-                        true,
-                    );
-                } else if target.trap_exit {
-                    self.msgs[m as usize].state = MsgState::InMailbox;
-                    self.add_to_mailbox(to);
-                    self.effects.push(Effect::DeliverSignal { msg: m, to });
-                    self.record(
-                        to,
-                        EventKind::ExitTrapped {
-                            msg: m,
-                            from: msg.from,
-                            reason,
-                        },
-                    );
-                } else if reason == Reason::Normal && msg.from != to {
-                    self.msgs[m as usize].state = MsgState::Acted;
-                    self.record(to, EventKind::ExitIgnored { from: msg.from });
-                } else {
-                    self.msgs[m as usize].state = MsgState::Acted;
-                    self.die(
-                        to,
-                        ExitCause::Signal {
-                            from: msg.from,
-                            reason,
-                        },
-                        reason,
-                        true,
-                    );
-                }
-            }
-        }
-    }
-
-    pub(super) fn add_to_mailbox(&mut self, to: ProcId) {
-        let target = &mut self.procs[to as usize];
-        target.mailbox += 1;
-        target.fresh = true;
-        target.untested += 1;
-        if target.state == ProcState::Blocked && matches!(target.pending, Op::Receive { .. }) {
-            self.set_state(to, ProcState::Ready);
+            MsgKind::Down { monitor, reason } => self.down_arrives(m, monitor, reason),
+            MsgKind::NodeDown { node } => self.nodedown_arrives(m, node),
+            MsgKind::Exit { reason, link } => self.exit_arrives(m, reason, link),
         }
     }
 
@@ -254,50 +270,5 @@ impl Session {
         self.check_running(caller)?;
         self.procs[caller as usize].aliases.retain(|&a| a != alias);
         Ok(())
-    }
-
-    /// A process that made its last receive attempt and did not report a match ran its
-    /// `after` clause: record that now, at the step it happened in.
-    pub(super) fn note_timeout(&mut self, caller: ProcId) {
-        let proc = &mut self.procs[caller as usize];
-        if proc.last_attempt {
-            proc.last_attempt = false;
-            self.record(caller, EventKind::ReceiveTimeout);
-        }
-    }
-
-    /// `caller` announces a receive: a first attempt looks at the whole mailbox and starts
-    /// its `after` timer; a retry (the last attempt matched nothing) waits for something
-    /// new. Returns whether it is blocked.
-    pub(super) fn start_receive(
-        &mut self,
-        caller: ProcId,
-        retry: bool,
-        timeout: Option<u64>,
-    ) -> bool {
-        if retry {
-            let proc = &mut self.procs[caller as usize];
-            proc.fresh = false;
-            proc.untested = 0;
-        } else {
-            if let Some(old) = self.procs[caller as usize].receive_timer.take() {
-                self.timers[old as usize].state = TimerState::Cancelled;
-            }
-            let proc = &mut self.procs[caller as usize];
-            proc.timed_out = false;
-            proc.fresh = proc.mailbox > 0;
-            proc.untested = proc.mailbox;
-            match timeout {
-                Some(0) => self.procs[caller as usize].timed_out = true,
-                Some(ms) => {
-                    let t = self.add_timer(caller, ms, TimerKind::ReceiveAfter);
-                    self.procs[caller as usize].receive_timer = Some(t);
-                    self.record(caller, EventKind::TimerStarted { timer: t, ms });
-                }
-                None => {}
-            }
-        }
-        let proc = &self.procs[caller as usize];
-        !proc.fresh && !proc.timed_out
     }
 }

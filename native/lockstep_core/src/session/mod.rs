@@ -1,15 +1,16 @@
-//! One iteration's scheduler state.
+//! One iteration's run state, and the control flow around it.
 //!
 //! Control flow. Every managed process runs only between sync points. At a sync point it
 //! calls [`Session::sync`] with the operation it is about to perform; the session records
-//! it as the process's *pending* operation and asks the strategy which choice goes next.
-//! Taking `Run(p)` applies `p`'s pending operation (a send is numbered and delivered or put
-//! in flight, a spawn creates the child, a monitor is set, …) and lets `p` run to its next
-//! sync point; taking `Deliver(m)` moves an in-flight message or signal to its target, and
-//! `Fire(t)` fires a timer (the virtual clock jumps to its deadline); after those the
-//! strategy is asked again. So each step is one decision, and the operation a process
-//! announces is performed at the step the strategy picks it — which is what lets a
-//! strategy see what each choice will touch.
+//! it as the process's *pending* operation and asks the strategy which choice goes next
+//! (`decide.rs`). Taking `Run(p)` applies `p`'s pending operation (`apply.rs` hands it to
+//! the file of its concern: a send is numbered and delivered or put in flight, a spawn
+//! creates the child, a monitor is set, …) and lets `p` run to its next sync point; taking
+//! `Deliver(m)` moves an in-flight message or signal to its target, and `Fire(t)` fires a
+//! timer (the virtual clock jumps to its deadline); after those the strategy is asked
+//! again. So each step is one decision, and the operation a process announces is performed
+//! at the step the strategy picks it — which is what lets a strategy see what each choice
+//! will touch.
 //!
 //! Exit signals and `:DOWN` notifications travel like messages: under `delivery: :delayed`
 //! they are in flight, ordered per sender→receiver pair together with messages, so
@@ -26,6 +27,22 @@
 //! (deliveries the adapter must make, exit signals that kill parked processes) before it
 //! wakes the next process.
 //!
+//! Where each rule lives (one file per concern, each opening with the OTP facts it follows):
+//!
+//! * `api.rs` — the adapter's calls around a sync point (`start`, `sync`, `exit`,
+//!   `external_exit`, `abort`, `finish`), what they answer, and read access to the tables;
+//! * `decide.rs` — one step: the choices offered, the strategy's pick, taking it;
+//! * `apply.rs` — a picked process's pending operation, dispatched to its concern;
+//! * `processes.rs` — spawning, exiting (the fan-out of a death), `alive?`;
+//! * `messages.rs` — sends, routing (delivery modes, nodes, partitions), arrival, aliases;
+//! * `receive.rs` — mailboxes and receives: attempts, blocking, `after`, consumption;
+//! * `signals.rs` — exit signals, links and `trap_exit`;
+//! * `monitors.rs` — monitors and `:DOWN`;
+//! * `names.rs` — per-node registered names and ETS table names;
+//! * `timers.rs` — virtual time: sleeps, `receive … after`, `send_after`, firing;
+//! * `cluster.rs` — nodes, partitions and their ticks, node monitors;
+//! * `globals.rs` — the global registry: its lock, per-node views, clashes on heal.
+//!
 //! Invariants (checked with `debug_assert!` and by the property tests): at most one process
 //! is `Running`; a `Blocked` process is never offered as a choice; when an iteration ends
 //! no process is `Running`.
@@ -39,6 +56,7 @@ mod messages;
 mod monitors;
 mod names;
 mod processes;
+mod receive;
 mod signals;
 mod timers;
 
@@ -66,18 +84,25 @@ enum RawDecision {
     Random(u64),
 }
 
+/// What applying a picked process's operation came to.
 enum Applied {
+    /// It runs on with this result.
     Run(OpResult),
-    /// The picked process did not get to run (it died applying its own operation).
+    /// It did not get to run: it died applying its own operation, or waits (for `global`'s
+    /// lock). The strategy is asked again.
     Skip,
+    /// The iteration is over.
     Ended,
 }
 
+/// The root process `P`, the iteration's body.
 pub const ROOT: ProcId = 0;
 
 pub struct Session {
     config: Config,
+    /// Indexed by [`ProcId`], in spawn order; entries are never removed.
     procs: Vec<Process>,
+    /// Indexed by [`MsgId`]: every message and signal sent, in send order.
     msgs: Vec<Message>,
     /// Messages and signals in flight, in send order.
     in_flight: Vec<MsgId>,
@@ -91,20 +116,28 @@ pub struct Session {
     ready: BTreeSet<ProcId>,
     /// Scratch for `collect_choices`: the sender→receiver pairs already seen.
     pairs_seen: HashSet<(ProcId, Option<ProcId>)>,
+    /// Registered names, per node (a name lives on its holder's node).
     names: HashMap<(NodeId, NameId), ProcId>,
     cluster: Cluster,
     /// Named ETS tables per node: name → the adapter's slot for the real table.
     ets_names: HashMap<(NodeId, NameId), u32>,
     /// Virtual time in ms.
     now: u64,
+    /// The one process executing code now, if any (invariant: it is the only `Running`
+    /// process, and there is none while a decision is made or once the iteration ended).
     running: Option<ProcId>,
+    /// Decisions made so far (1-based step count).
     step: u64,
     decisions: Vec<RawDecision>,
     events: Vec<Event>,
+    /// Queued for the adapter, taken with [`Session::take_effects`].
     effects: Vec<Effect>,
+    /// Set once: the iteration is over.
     outcome: Option<Outcome>,
     root_exited: bool,
+    /// The strategy has been told the iteration ended.
     finished: bool,
+    /// Scratch for `collect_choices`: the choices offered at this step.
     choices: Vec<Choice>,
 }
 
@@ -120,7 +153,7 @@ impl Session {
             monitors: Vec::new(),
             timers: Vec::new(),
             timer_queue: BinaryHeap::new(),
-            ready: BTreeSet::from([0]),
+            ready: BTreeSet::from([ROOT]),
             pairs_seen: HashSet::new(),
             names: HashMap::new(),
             cluster: Cluster::default(),
