@@ -1,4 +1,5 @@
-//! An iteration's knobs.
+//! An iteration's knobs, as the engine sees them (SPEC §1 `:max_steps`, `:delivery`,
+//! `:crash`, `:timers`).
 
 use crate::timer::TimerMode;
 

@@ -1,5 +1,7 @@
 //! What travels between processes: messages and signals, their bookkeeping (never their
-//! payload), where a send goes, and the exit reasons signals carry.
+//! payload: the adapter holds it), where a send goes, the exit reasons signals carry, and
+//! what became of a send. Shared by the session, the strategies (which look at messages
+//! through `View`) and the trace.
 
 use crate::ids::{MonitorId, NameId, NodeId, ProcId, TimerId};
 
@@ -61,7 +63,7 @@ pub struct Message {
     /// Sent to this alias of `to`: dropped if the alias is no longer active on arrival.
     pub alias: Option<u32>,
     /// Sent by this `send_after` timer when it fired: the adapter holds the payload under
-    /// the timer, and delivers it with [`Effect::DeliverTimer`].
+    /// the timer, and delivers it with [`crate::Effect::DeliverTimer`].
     pub timer: Option<TimerId>,
 }
 
@@ -75,4 +77,19 @@ pub enum MsgState {
     Acted,
     /// Sent to a pid outside the run.
     External,
+}
+
+/// What became of a sent message at the moment it was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendFate {
+    /// Put in the target's mailbox at once (`delivery: :instant`, or an unmanaged target).
+    Delivered,
+    /// In flight until the strategy delivers it.
+    InFlight,
+    /// The target had exited: silently dropped, like `send/2` to a dead pid.
+    Dropped,
+    /// Lost to a partition (`:drop`).
+    Cut,
+    /// Held back by a partition (`:defer`) until it heals.
+    Deferred,
 }

@@ -1,8 +1,7 @@
 //! The operations a process announces at a sync point, and what applying one hands back.
 
 use crate::ids::{MonitorId, MsgId, NameId, NodeId, ProcId, TimerId};
-use crate::message::{Reason, Target};
-use crate::trace::SendFate;
+use crate::message::{Reason, SendFate, Target};
 
 /// An operation: what a process announces at a sync point, and what it then holds as its
 /// *pending* operation until the strategy picks it and the session applies it. One enum for

@@ -23,9 +23,10 @@ use super::{Effect, EngineError, Session};
 use crate::cluster::PartitionMode;
 use crate::config::DeliveryMode;
 use crate::ids::{MsgId, ProcId};
+use crate::message::SendFate;
 use crate::message::{Message, MsgKind, MsgState, Target};
 use crate::op::OpResult;
-use crate::trace::{EventKind, SendFate};
+use crate::trace::EventKind;
 
 impl Session {
     /// `p` sends a user message to `to` (the adapter holds the payload).

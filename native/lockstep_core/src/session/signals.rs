@@ -23,10 +23,11 @@
 use super::Effect;
 use super::Session;
 use crate::ids::{MsgId, ProcId};
+use crate::message::SendFate;
 use crate::message::{Message, MsgKind, MsgState, Reason};
 use crate::op::OpResult;
 use crate::process::ExitCause;
-use crate::trace::{EventKind, SendFate};
+use crate::trace::EventKind;
 
 impl Session {
     /// `link(to)` by `p`.
