@@ -237,11 +237,11 @@ impl Session {
             | Op::Alive { of: p }
             | Op::Register { proc: p, .. } => self.check_proc(p)?,
             Op::Random { n: 0 } => return Err(EngineError::BadRandomBound),
+            Op::Start => return Err(EngineError::StartAnnounced(caller)),
             _ => {}
         }
         self.running = None;
         let (pending, blocked) = match op {
-            Op::Start => return Err(EngineError::StartAnnounced(caller)),
             // `sleep(0)` is a yield.
             Op::Sleep { ms: 0 } => (Op::Yield, false),
             Op::Sleep { ms } => (op, self.start_sleep(caller, ms)),
