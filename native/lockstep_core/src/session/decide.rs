@@ -98,7 +98,10 @@ impl Session {
                         Applied::Run(result) if Some(p) == caller => return Next::Continue(result),
                         Applied::Run(result) => return Next::Wake(p, result),
                         Applied::Skip => {}
-                        Applied::Ended => return Next::Ended,
+                        Applied::Ended => {
+                            debug_assert!(self.running.is_none(), "running at the end");
+                            return Next::Ended;
+                        }
                     }
                 }
             }
