@@ -22,7 +22,7 @@
 //! clash as `global:random_exit_name/3` does (one registration kept, the other holder
 //! killed). A node that is down has no view.
 
-use crate::process::{MsgId, NodeId, ProcId, TimerId};
+use crate::ids::{MsgId, NodeId, ProcId, TimerId};
 use std::collections::BTreeMap;
 
 /// One node's view of the global registry: name id → holder.
@@ -54,7 +54,7 @@ pub struct Partition {
 }
 
 impl Partition {
-    fn cuts(&self, x: NodeId, y: NodeId) -> bool {
+    pub fn cuts(&self, x: NodeId, y: NodeId) -> bool {
         self.active
             && ((self.a.contains(&x) && self.b.contains(&y))
                 || (self.b.contains(&x) && self.a.contains(&y)))
@@ -260,33 +260,4 @@ impl Cluster {
             None => GlobalView::new(),
         };
     }
-}
-
-/// A cluster operation, performed at the step the strategy picks it like any other.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClusterOp {
-    StartNode(NodeId),
-    StopNode(NodeId),
-    /// Activates a partition defined with `Session::define_partition`.
-    Partition(u32),
-    Heal,
-    MonitorNode(NodeId),
-    SetTicktime(u64),
-    Nodes,
-    NodesUp,
-    NodeOf(ProcId),
-    GlobalRegister {
-        name: u32,
-        proc: ProcId,
-    },
-    GlobalUnregister(u32),
-    GlobalWhereis(u32),
-    GlobalNames,
-    /// `whereis` on a given node's registry.
-    WhereisOn {
-        name: u32,
-        node: NodeId,
-    },
-    /// The names registered on a given node.
-    NamesOn(NodeId),
 }

@@ -1,7 +1,7 @@
 //! Schedules: the list of decisions one iteration made, named by symbolic process names so
 //! a schedule replays on any run of the same program. Encoded compactly with a version byte.
 
-use crate::process::ProcName;
+use crate::ids::ProcName;
 use std::fmt;
 
 /// One scheduling decision.

@@ -4,7 +4,8 @@
 //! pending timer is always one of the choices). Firing jumps the clock to the deadline, so
 //! a one-hour sleep costs no wall time.
 
-use crate::process::{ProcId, Target};
+use crate::ids::ProcId;
+use crate::message::Target;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimerMode {

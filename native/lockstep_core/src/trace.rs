@@ -1,7 +1,9 @@
 //! Compact trace events: recorded on every iteration (a few words each), turned into
 //! readable terms by the adapter only when a failing iteration is reported.
 
-use crate::process::{ExitCause, MonitorId, MsgId, NameId, NodeId, ProcId, Reason, TimerId};
+use crate::ids::{MonitorId, MsgId, NameId, NodeId, ProcId, TimerId};
+use crate::message::{Reason, SendFate};
+use crate::process::ExitCause;
 
 /// One thing that happened, at a given step, to or by `proc`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -208,19 +210,4 @@ pub enum EventKind {
     Exit {
         cause: ExitCause,
     },
-}
-
-/// What became of a sent message at the moment it was sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SendFate {
-    /// Put in the target's mailbox at once (`delivery: :instant`, or an unmanaged target).
-    Delivered,
-    /// In flight until the strategy delivers it.
-    InFlight,
-    /// The target had exited: silently dropped, like `send/2` to a dead pid.
-    Dropped,
-    /// Lost to a partition (`:drop`).
-    Cut,
-    /// Held back by a partition (`:defer`) until it heals.
-    Deferred,
 }

@@ -1036,47 +1036,91 @@ fn ets_table_names_are_per_node() {
         .contains(&EventKind::Nif { object: Some(3) }));
 }
 
-// KNOWN ENGINE BUGS (issue 9 report). These tests fail against the engine as it is, so they
-// are kept out of the suite; uncomment each once the engine is fixed.
-//
-// 4. The trace's `ExitSent.fate` for an exit signal to another node says `Delivered` under
-//    instant delivery, although the signal is in flight (and says `Delivered` when a
-//    `:drop` partition cuts it, next to the `Cut` event). The fate is computed from the
-//    delivery mode alone, before the signal is routed.
-//
-// #[test]
-// fn the_trace_gives_an_exit_signal_to_another_node_the_fate_it_had() {
-//     for (partition, fate) in [(false, SendFate::InFlight), (true, SendFate::Cut)] {
-//         let mut root = vec![Action::StartNode(1), spawn_on(1, 1)];
-//         if partition {
-//             root.push(cut(PartitionMode::Drop));
-//         }
-//         root.push(Action::Exit { to: CHILD, reason: Reason::Given(1) });
-//         let program = Program::new(vec![root, vec![Action::Receive(Match::Any)]]);
-//         let r = run_with(&program, instant(), Prefer::runs());
-//         assert!(r.has_event(|e| matches!(
-//             e.kind,
-//             EventKind::ExitSent { fate: f, .. } if f == fate
-//         ))); // today: fate Delivered in both cases
-//     }
-// }
-//
-// 5. A `send_after` message to a process on another node bypasses the network: it is put
-//    in the mailbox when the timer fires, even across a `:drop` partition (and never in
-//    flight, though "messages between simulated nodes are always delayed").
-//
-// #[test]
-// fn a_send_after_message_across_a_drop_partition_is_lost() {
-//     let program = Program::new(vec![
-//         vec![
-//             Action::StartNode(1),
-//             spawn_on(1, 1),
-//             cut(PartitionMode::Drop),
-//             Action::SendAfter { dest: Dest::Proc(CHILD), payload: 1, ms: 10 },
-//             Action::Sleep(20),
-//         ],
-//         vec![Action::Receive(Match::Any)],
-//     ]);
-//     let r = run_with(&program, instant(), Prefer::runs());
-//     assert_eq!(r.received_by(&[1]), [0u32; 0]); // today: [1]
-// }
+/// The trace's `ExitSent.fate` is the fate the signal had: to another node it is in flight
+/// even under instant delivery, and cut by a `:drop` partition.
+#[test]
+fn the_trace_gives_an_exit_signal_to_another_node_the_fate_it_had() {
+    for (partition, fate) in [
+        (None, SendFate::InFlight),
+        (Some(PartitionMode::Drop), SendFate::Cut),
+        (Some(PartitionMode::Defer), SendFate::Deferred),
+    ] {
+        let mut root = vec![Action::StartNode(1), spawn_on(1, 1)];
+        if let Some(mode) = partition {
+            root.push(cut(mode));
+        }
+        root.push(Action::Exit {
+            to: CHILD,
+            reason: Reason::Given(1),
+        });
+        let program = Program::new(vec![root, vec![Action::Receive(Match::Any)]]);
+        let r = run_with(&program, instant(), Prefer::runs());
+        let fates: Vec<SendFate> = r
+            .events
+            .iter()
+            .filter_map(|e| match e.kind {
+                EventKind::ExitSent { fate, .. } => Some(fate),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(fates, [fate], "{partition:?}");
+    }
+}
+
+/// OTP: erlang:send_after/3 sends its message when the timer expires, as erlang:send/2
+/// would from the timer's node, so to a process on another node it crosses the network
+/// like any message between nodes: in flight, lost across a `:drop` partition, held back
+/// by a `:defer` one until the heal.
+#[test]
+fn a_send_after_message_to_another_node_travels_like_any_message_between_nodes() {
+    let program = |partition: Option<PartitionMode>| {
+        let mut root = vec![Action::StartNode(1), spawn_on(1, 1)];
+        if let Some(mode) = partition {
+            root.push(cut(mode));
+        }
+        root.push(Action::SendAfter {
+            dest: Dest::Proc(CHILD),
+            payload: 1,
+            ms: 10,
+        });
+        root.push(Action::Sleep(20));
+        if partition.is_some() {
+            root.push(Action::Heal);
+        }
+        Program::new(vec![root, vec![Action::ReceiveAfter(Match::Any, 100)]])
+    };
+    // No partition: in flight after the timer fires, delivered by a decision of its own.
+    let r = run_with(&program(None), instant(), Prefer::runs());
+    assert_eq!(r.received_by(&[1]), [1]);
+    assert!(r.schedule.contains(&Decision::Deliver {
+        from: ProcName::root(),
+        to: ProcName::root().child(1)
+    }));
+    // `:drop`: lost.
+    let r = run_with(
+        &program(Some(PartitionMode::Drop)),
+        instant(),
+        Prefer::runs(),
+    );
+    assert_eq!(r.received_by(&[1]), [0u32; 0]);
+    assert!(r.has_event(|e| matches!(
+        e.kind,
+        EventKind::Cut {
+            from: 0,
+            deferred: false,
+            ..
+        }
+    )));
+    // `:defer`: delivered at the heal.
+    let r = run_with(
+        &program(Some(PartitionMode::Defer)),
+        instant(),
+        Prefer::runs(),
+    );
+    assert_eq!(r.received_by(&[1]), [1]);
+    let heal = step_of(&r, |k| matches!(k, EventKind::Healed { delivered: 1 }));
+    assert_eq!(
+        step_of(&r, |k| matches!(k, EventKind::Deliver { from: 0, .. })),
+        heal
+    );
+}

@@ -6,12 +6,10 @@
 //! nothing else can happen. So a message stays in flight until the test lets it arrive,
 //! and what the engine delivers on its own (to keep OTP's signal order) is visible.
 
-use lockstep_core::cluster::ClusterOp;
-use lockstep_core::session::{MsgKind, MsgState};
 use lockstep_core::{
-    Choice, Config, CrashMode, Decision, DeliveryMode, Divergence, Effect, EventKind, ExitCause,
-    MsgId, Next, Op, OpResult, Outcome, PartitionMode, ProcId, Reason, Session, Strategy, Target,
-    View,
+    Choice, ClusterOp, Config, CrashMode, Decision, DeliveryMode, Divergence, Effect, EventKind,
+    ExitCause, MsgId, MsgKind, MsgState, Next, Op, OpResult, Outcome, PartitionMode, ProcId,
+    Reason, Session, Strategy, Target, View,
 };
 use std::collections::VecDeque;
 

@@ -838,90 +838,125 @@ fn a_shutdown_exit_is_not_a_crash_but_kills_a_non_trapping_linked_partner() {
     }
 }
 
-// KNOWN ENGINE BUGS (issue 9 report). These tests fail against the engine as it is, so they
-// are kept out of the suite; uncomment each once the engine is fixed.
-//
-// 1. An operation whose application ends the iteration (here P.1's exit signal kills the
-//    root at once) still hands the caller its result (`Continue(Done)`) and leaves it
-//    `Running` after the outcome is set, against the invariant "when an iteration ends no
-//    process is Running" (the driver's `past_end` tolerates exactly this today).
-//
-// #[test]
-// fn an_operation_that_ends_the_iteration_hands_out_no_result_and_leaves_nothing_running() {
-//     use lockstep_core::{Config, Next, Op, Session};
-//     let mut strategy = Prefer::runs();
-//     let mut session = Session::new(Config::default(), &mut strategy, 0);
-//     session.start(&mut strategy);
-//     session.sync(0, Op::Spawn { link: false }, &mut strategy).unwrap();
-//     let wait = Op::Receive { retry: false, timeout: None };
-//     session.sync(0, wait, &mut strategy).unwrap(); // P blocks, P.1 starts
-//     let exit = Op::ExitSignal { to: 0, reason: Reason::Given(0) };
-//     let next = session.sync(1, exit, &mut strategy).unwrap();
-//     assert_eq!(session.outcome(), Some(&Outcome::Exception { proc: 0 }));
-//     assert_eq!(session.running(), None); // today: Some(1)
-//     assert_eq!(next, Next::Ended); // today: Continue(Done)
-// }
-//
-// 2. Under delayed delivery, a link's exit signal still in flight when the receiver calls
-//    `unlink/1` kills it afterwards. OTP (erlang:unlink/1): "Once unlink(Id) has returned,
-//    it is guaranteed that the link between the caller and the entity referred to by Id
-//    has no effect on the caller in the future". Today P dies with ExitOf(P.1) after its
-//    unlink.
-//
-// #[test]
-// fn an_exit_signal_in_flight_from_a_link_has_no_effect_once_unlink_has_returned() {
-//     // P.2 tells P when P.1 (linked to P) has crashed; P unlinks, then waits.
-//     let program = Program::new(vec![
-//         vec![
-//             spawn_link(1),
-//             spawn(2),
-//             Action::Send { to: CHILD, payload: 1 },
-//             Action::Receive(Match::Payload(2)),
-//             Action::Unlink(CHILD),
-//             Action::ReceiveAfter(Match::Any, 5),
-//         ],
-//         vec![Action::Receive(Match::Any), Action::Crash],
-//         vec![
-//             Action::Monitor(Target::Path(&[1])),
-//             Action::Receive(Match::Down),
-//             Action::Send { to: Target::Parent, payload: 2 },
-//         ],
-//     ]);
-//     // P.1's exit signal to P is delivered only when nothing else can happen.
-//     let held = |d: &Decision| {
-//         matches!(d, Decision::Deliver { from, to } if from.path() == [1] && to.path().is_empty())
-//     };
-//     let cfg = config(DeliveryMode::Delayed, CrashMode::Ignore);
-//     let r = run_with(&program, cfg, Prefer::runs().postponing(held));
-//     assert_eq!(r.outcome, Outcome::Pass); // today: Exception { proc: 0 }
-//     assert_eq!(r.seen_by(&[])[5], Seen::TimedOut);
-// }
-//
-// 3. A trapping process linked across a `:drop` partition to a process that exits never
-//    hears of it: the exit signal is cut, and the link is already gone when the tick
-//    declares the connection lost, so no `{:EXIT, pid, :noconnection}` comes (a monitor
-//    of the same process does get `:DOWN … :noconnection` at the tick). OTP delivers
-//    `{:EXIT, pid, :noconnection}` when the connection is lost.
-//
-// #[test]
-// fn a_trapping_process_linked_across_a_drop_partition_gets_noconnection_at_the_tick() {
-//     use lockstep_core::PartitionMode;
-//     let program = Program::new(vec![
-//         vec![
-//             Action::StartNode(1),
-//             Action::TrapExit(true),
-//             Action::SpawnOn { script: 1, link: true, node: 1 },
-//             Action::SetTicktime(100),
-//             Action::Partition { a: &[0], b: &[1], mode: PartitionMode::Drop },
-//             Action::Send { to: CHILD, payload: 1 },
-//             Action::ReceiveAfter(Match::Exit, 1_000),
-//         ],
-//         vec![Action::Yield, Action::Crash],
-//     ]);
-//     let cfg = config(DeliveryMode::Instant, CrashMode::Ignore);
-//     let r = run_with(&program, cfg, Prefer::runs().newest_first());
-//     assert_eq!(
-//         r.seen_by(&[])[6],
-//         Seen::Got(Msg::Exit { from: 1, reason: Reason::NoConnection })
-//     ); // today: TimedOut
-// }
+/// SPEC §1: a failure ends the iteration when it happens. An operation whose application
+/// ends it (here P.1's exit signal kills the root at once) hands its caller no result and
+/// leaves nothing running (the driver checks the same after every call of every test).
+#[test]
+fn an_operation_that_ends_the_iteration_hands_out_no_result_and_leaves_nothing_running() {
+    use lockstep_core::{Config, Next, Op, Session};
+    let mut strategy = Prefer::runs();
+    let mut session = Session::new(Config::default(), &mut strategy, 0);
+    session.start(&mut strategy);
+    session
+        .sync(0, Op::Spawn { link: false }, &mut strategy)
+        .unwrap();
+    let wait = Op::Receive {
+        retry: false,
+        timeout: None,
+    };
+    session.sync(0, wait, &mut strategy).unwrap(); // P blocks, P.1 starts
+    let exit = Op::ExitSignal {
+        to: 0,
+        reason: Reason::Given(0),
+    };
+    let next = session.sync(1, exit, &mut strategy).unwrap();
+    assert_eq!(session.outcome(), Some(&Outcome::Exception { proc: 0 }));
+    assert_eq!(next, Next::Ended);
+    assert_eq!(session.running(), None);
+    assert!(session
+        .procs()
+        .iter()
+        .all(|p| p.state != lockstep_core::ProcState::Running));
+}
+
+/// OTP (erlang:unlink/1): "Once unlink(Id) has returned, it is guaranteed that the link
+/// between the caller and the entity referred to by Id has no effect on the caller in the
+/// future". So under delayed delivery a link's exit signal still in flight when the
+/// receiver unlinks is dropped.
+#[test]
+fn an_exit_signal_in_flight_from_a_link_has_no_effect_once_unlink_has_returned() {
+    // P.2 tells P when P.1 (linked to P) has crashed; P unlinks, then waits.
+    let program = Program::new(vec![
+        vec![
+            spawn_link(1),
+            spawn(2),
+            Action::Send {
+                to: CHILD,
+                payload: 1,
+            },
+            Action::Receive(Match::Payload(2)),
+            Action::Unlink(CHILD),
+            Action::ReceiveAfter(Match::Any, 5),
+        ],
+        vec![Action::Receive(Match::Any), Action::Crash],
+        vec![
+            Action::Monitor(Target::Path(&[1])),
+            Action::Receive(Match::Down),
+            Action::Send {
+                to: Target::Parent,
+                payload: 2,
+            },
+        ],
+    ]);
+    // P.1's exit signal to P is delivered only when nothing else can happen.
+    let held = |d: &Decision| matches!(d, Decision::Deliver { from, to } if from.path() == [1] && to.path().is_empty());
+    let cfg = config(DeliveryMode::Delayed, CrashMode::Ignore);
+    let r = run_with(&program, cfg, Prefer::runs().postponing(held));
+    assert_eq!(r.outcome, Outcome::Pass);
+    assert_eq!(r.seen_by(&[])[5], Seen::TimedOut);
+}
+
+/// OTP removes a link on the receiving side only when the exit signal arrives; one lost
+/// with the connection leaves the link in place until the connection is declared down,
+/// and then it fires with `:noconnection`. So a trapping process linked across a `:drop`
+/// partition to a process that exits gets `{:EXIT, pid, :noconnection}` at the tick,
+/// whether the exit signal was in flight when the partition came (P.1 exits first) or was
+/// sent across it (P.1 exits after), as a monitor of the same process gets its `:DOWN`.
+#[test]
+fn a_trapping_process_linked_across_a_drop_partition_gets_noconnection_at_the_tick() {
+    use lockstep_core::PartitionMode;
+    let partner_scripts: [Vec<Action>; 2] = [
+        vec![Action::Yield, Action::Crash],
+        vec![Action::Sleep(10), Action::Crash],
+    ];
+    for partner in partner_scripts {
+        let program = Program::new(vec![
+            vec![
+                Action::StartNode(1),
+                Action::TrapExit(true),
+                Action::SpawnOn {
+                    script: 1,
+                    link: true,
+                    node: 1,
+                },
+                Action::SetTicktime(100),
+                Action::Partition {
+                    a: &[0],
+                    b: &[1],
+                    mode: PartitionMode::Drop,
+                },
+                Action::Send {
+                    to: CHILD,
+                    payload: 1,
+                },
+                Action::ReceiveAfter(Match::Exit, 1_000),
+                Action::Now,
+            ],
+            partner.clone(),
+        ]);
+        let cfg = config(DeliveryMode::Instant, CrashMode::Ignore);
+        let r = run_with(&program, cfg, Prefer::runs().newest_first());
+        assert_eq!(
+            r.seen_by(&[])[6],
+            Seen::Got(Msg::Exit {
+                from: 1,
+                reason: Reason::NoConnection
+            }),
+            "{partner:?}"
+        );
+        assert_eq!(r.seen_by(&[])[7], Seen::Result(OpResult::Now(100)));
+        // The real exit signal was cut, and the link is gone after the tick.
+        assert!(r.has_event(|e| matches!(e.kind, EventKind::Cut { from: 1, .. })));
+        assert_eq!(r.outcome, Outcome::Pass);
+    }
+}

@@ -414,6 +414,19 @@ fn operations_on_unknown_processes_and_a_zero_random_bound_are_refused() {
     assert_eq!(session.step(), 1);
 }
 
+/// `Op::Start` is a spawned process's first pending operation; no process announces it.
+#[test]
+fn announcing_start_is_refused_and_changes_nothing() {
+    let mut strategy = Prefer::runs();
+    let mut session = started_session(&mut strategy);
+    assert_eq!(
+        session.sync(0, Op::Start, &mut strategy),
+        Err(EngineError::StartAnnounced(0))
+    );
+    assert_eq!(session.running(), Some(0));
+    assert_eq!(session.step(), 1);
+}
+
 #[test]
 fn consuming_a_message_not_in_ones_mailbox_is_refused() {
     let mut strategy = Prefer::runs();

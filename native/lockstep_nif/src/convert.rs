@@ -5,8 +5,8 @@
 use crate::state::SessionState;
 use lockstep_core::process::Process;
 use lockstep_core::{
-    Decision, Event, EventKind, ExitCause, MsgId, NameId, NodeId, PendingOp, ProcId, ProcName,
-    Reason, SendFate,
+    Decision, Event, EventKind, ExitCause, MsgId, NameId, NodeId, Op, ProcId, ProcName, Reason,
+    SendFate,
 };
 use rustler::{Atom, Encoder, Env, Error, LocalPid, NifException, Term};
 
@@ -96,29 +96,29 @@ pub fn decision_term<'a>(env: Env<'a>, d: &Decision) -> Term<'a> {
 
 pub fn pending_term<'a>(env: Env<'a>, p: &Process) -> Term<'a> {
     let atom = match p.pending {
-        PendingOp::Start => atoms::start(),
-        PendingOp::Receive => atoms::receive(),
-        PendingOp::Yield => atoms::r#yield(),
-        PendingOp::Random { n } => return (atoms::random(), n).encode(env),
-        PendingOp::Spawn { .. } => atoms::spawn(),
-        PendingOp::Send { .. } => atoms::send(),
-        PendingOp::Link { .. } => atoms::link(),
-        PendingOp::Unlink { .. } => atoms::unlink(),
-        PendingOp::Monitor { .. } => atoms::monitor(),
-        PendingOp::Demonitor { .. } => atoms::demonitor(),
-        PendingOp::TrapExit { .. } => atoms::trap_exit(),
-        PendingOp::ExitSignal { .. } => atoms::exit(),
-        PendingOp::Alive { .. } => atoms::alive(),
-        PendingOp::Register { .. } => atoms::register(),
-        PendingOp::Unregister { .. } => atoms::unregister(),
-        PendingOp::Whereis { .. } => atoms::whereis(),
-        PendingOp::Registered => atoms::registered(),
-        PendingOp::Now => atoms::now(),
-        PendingOp::Sleep => atoms::sleep(),
-        PendingOp::SendAfter { .. } => atoms::timer_started(),
-        PendingOp::CancelTimer { .. } => atoms::timer_cancelled(),
-        PendingOp::Nif { .. } => atoms::nif(),
-        PendingOp::Cluster(_) => atoms::cluster(),
+        Op::Start => atoms::start(),
+        Op::Receive { .. } => atoms::receive(),
+        Op::Yield => atoms::r#yield(),
+        Op::Random { n } => return (atoms::random(), n).encode(env),
+        Op::Spawn { .. } | Op::SpawnOn { .. } => atoms::spawn(),
+        Op::Send { .. } => atoms::send(),
+        Op::Link { .. } => atoms::link(),
+        Op::Unlink { .. } => atoms::unlink(),
+        Op::Monitor { .. } => atoms::monitor(),
+        Op::Demonitor { .. } => atoms::demonitor(),
+        Op::TrapExit { .. } => atoms::trap_exit(),
+        Op::ExitSignal { .. } => atoms::exit(),
+        Op::Alive { .. } => atoms::alive(),
+        Op::Register { .. } => atoms::register(),
+        Op::Unregister { .. } => atoms::unregister(),
+        Op::Whereis { .. } => atoms::whereis(),
+        Op::Registered => atoms::registered(),
+        Op::Now => atoms::now(),
+        Op::Sleep { .. } => atoms::sleep(),
+        Op::SendAfter { .. } => atoms::timer_started(),
+        Op::CancelTimer { .. } => atoms::timer_cancelled(),
+        Op::Nif { .. } => atoms::nif(),
+        Op::Cluster(_) => atoms::cluster(),
     };
     atom.encode(env)
 }

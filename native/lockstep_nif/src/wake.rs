@@ -9,7 +9,7 @@
 use crate::convert::atoms;
 use crate::handoff::Carry;
 use crate::state::SessionState;
-use lockstep_core::session::MsgKind;
+use lockstep_core::MsgKind;
 use lockstep_core::{Effect, Next, OpResult, Outcome, SendFate};
 use rustler::{Atom, Encoder, Env, Term};
 

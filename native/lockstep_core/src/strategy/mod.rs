@@ -20,9 +20,11 @@ pub use pos::Pos;
 pub use random::RandomWalk;
 pub use replay::Replay;
 
-use crate::process::{MsgId, PendingOp, ProcId, ProcName, Process, Target, TimerId};
+use crate::ids::{MsgId, ProcId, ProcName, TimerId};
+use crate::message::{Message, Target};
+use crate::op::Op;
+use crate::process::Process;
 use crate::schedule::Decision;
-use crate::session::Message;
 use crate::timer::{Timer, TimerKind};
 use std::fmt;
 
@@ -67,7 +69,7 @@ impl<'a> View<'a> {
         &self.procs[id as usize].name
     }
 
-    pub fn pending(&self, id: ProcId) -> PendingOp {
+    pub fn pending(&self, id: ProcId) -> Op {
         self.procs[id as usize].pending
     }
 
@@ -106,22 +108,22 @@ impl<'a> View<'a> {
     pub fn race_object(&self, choice: Choice) -> Option<RaceObject> {
         match choice {
             Choice::Run(p) => match self.pending(p) {
-                PendingOp::Send {
+                Op::Send {
                     to: Target::Proc(to),
                 } => Some(RaceObject::Mailbox(to)),
-                PendingOp::Send {
+                Op::Send {
                     to: Target::Name(n) | Target::NameAt(n, _),
                 } => Some(RaceObject::Name(n)),
-                PendingOp::Receive => Some(RaceObject::Mailbox(p)),
+                Op::Receive { .. } => Some(RaceObject::Mailbox(p)),
                 // alive?/monitor/link first deliver the caller's in-flight signals to `to`.
-                PendingOp::ExitSignal { to, .. }
-                | PendingOp::Link { to }
-                | PendingOp::Monitor { target: to }
-                | PendingOp::Alive { of: to } => Some(RaceObject::Mailbox(to)),
-                PendingOp::Register { name, .. }
-                | PendingOp::Unregister { name }
-                | PendingOp::Whereis { name } => Some(RaceObject::Name(name)),
-                PendingOp::Nif { object: Some(o) } => Some(RaceObject::Shared(o)),
+                Op::ExitSignal { to, .. }
+                | Op::Link { to }
+                | Op::Monitor { target: to }
+                | Op::Alive { of: to } => Some(RaceObject::Mailbox(to)),
+                Op::Register { name, .. } | Op::Unregister { name } | Op::Whereis { name } => {
+                    Some(RaceObject::Name(name))
+                }
+                Op::Nif { object: Some(o) } => Some(RaceObject::Shared(o)),
                 _ => None,
             },
             Choice::Deliver(m) => self.message(m).to.map(RaceObject::Mailbox),

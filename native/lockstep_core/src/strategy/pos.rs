@@ -97,9 +97,12 @@ impl Strategy for Pos {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::{PendingOp, ProcName, Process, Target};
+    use crate::ids::ProcName;
+    use crate::message::Target;
+    use crate::op::Op;
+    use crate::process::Process;
 
-    fn parked(pending: PendingOp) -> Process {
+    fn parked(pending: Op) -> Process {
         Process {
             pending,
             ..Process::new(ProcName::root(), None)
@@ -111,14 +114,17 @@ mod tests {
     #[test]
     fn after_a_step_only_the_choices_racing_with_it_are_redrawn() {
         let procs = vec![
-            parked(PendingOp::Send {
+            parked(Op::Send {
                 to: Target::Proc(3),
             }),
-            parked(PendingOp::Send {
+            parked(Op::Send {
                 to: Target::Proc(3),
             }),
-            parked(PendingOp::Yield),
-            parked(PendingOp::Receive),
+            parked(Op::Yield),
+            parked(Op::Receive {
+                retry: false,
+                timeout: None,
+            }),
         ];
         let view = View {
             step: 1,
@@ -158,7 +164,7 @@ mod tests {
 
     #[test]
     fn the_highest_priority_choice_is_taken() {
-        let procs = vec![parked(PendingOp::Yield), parked(PendingOp::Yield)];
+        let procs = vec![parked(Op::Yield), parked(Op::Yield)];
         let view = View {
             step: 1,
             procs: &procs,

@@ -24,7 +24,8 @@
 //! it, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
-use lockstep_core::session::{Metrics, MsgKind};
+use lockstep_core::strategy::{IterationMetrics, Metered};
+use lockstep_core::MsgKind;
 use lockstep_core::{
     Choice, ClusterOp, Config, CrashMode, Decision, DeliveryMode, Divergence, Effect, Event,
     EventKind, ExitCause, ExitClass, MonitorId, MsgId, NameId, Next, NodeId, Op, OpResult, Outcome,
@@ -258,7 +259,8 @@ pub struct RunResult {
     pub outcome: Outcome,
     pub schedule: Vec<Decision>,
     pub events: Vec<Event>,
-    pub metrics: Metrics,
+    /// Counted by the [`Metered`] wrapper around the strategy, as the adapter counts them.
+    pub metrics: IterationMetrics,
     /// Per process (by id): the user payloads it consumed, in order.
     pub received: Vec<Vec<u32>>,
     /// Per process (by id): the values `Random` returned to it.
@@ -1045,15 +1047,23 @@ fn wakes(kind: &EventKind) -> bool {
     )
 }
 
+/// Whether `kind` may free `global`'s lock, which a process blocked in a global
+/// register or unregister waits for: a partition declared lost (its tick), a heal, a
+/// stopped node. The waiter gets no event of its own when it is let go.
+fn frees_global_lock(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Tick { .. } | EventKind::Healed { .. } | EventKind::NodeStopped { .. }
+    )
+}
+
 /// Checks made after every engine call.
-/// `past_end`: see [`run`].
 fn check_after_call(
     session: &Session,
     driver: &Driver<'_>,
     before: &[ProcState],
     events: &[Event],
     next: Next,
-    past_end: Option<ProcId>,
 ) {
     let now = states(session);
     let running: Vec<usize> = (0..now.len())
@@ -1062,6 +1072,7 @@ fn check_after_call(
     assert!(running.len() <= 1, "several processes running: {running:?}");
     match next {
         Next::Continue(_) | Next::Wake(..) => {
+            assert!(!session.is_over(), "a result handed out after the end");
             let woken = match next {
                 Next::Wake(p, _) => p,
                 _ => session.running().expect("a continuing process runs"),
@@ -1076,8 +1087,15 @@ fn check_after_call(
                 // A process blocked before the call may only run if, during the call, a
                 // message or signal reached it or its timer fired (decided just before).
                 if before.get(p as usize) == Some(&ProcState::Blocked) {
+                    let lock_waiter = matches!(
+                        session.proc(p).expect("a known process").pending,
+                        Op::Cluster(
+                            ClusterOp::GlobalRegister { .. } | ClusterOp::GlobalUnregister(_)
+                        )
+                    );
                     assert!(
-                        events.iter().any(|e| e.proc == p && wakes(&e.kind)),
+                        events.iter().any(|e| e.proc == p && wakes(&e.kind))
+                            || lock_waiter && events.iter().any(|e| frees_global_lock(&e.kind)),
                         "woke {p}, which was blocked and nothing reached it: {events:?}"
                     );
                 }
@@ -1085,10 +1103,8 @@ fn check_after_call(
         }
         Next::Ended => {
             assert!(session.is_over(), "Ended but no outcome");
-            assert!(
-                running.is_empty() || running == [past_end.map_or(usize::MAX, |p| p as usize)],
-                "{running:?} still running at the end"
-            );
+            assert!(running.is_empty(), "{running:?} still running at the end");
+            assert_eq!(session.running(), None, "a running process at the end");
         }
     }
     for (i, proc) in session.procs().iter().enumerate() {
@@ -1127,14 +1143,13 @@ fn check_kills(session: &Session, driver: &Driver<'_>) {
     }
 }
 
-/// Checks on the final state of an iteration. `past_end`: see [`run`].
-pub fn check_final(session: &Session, past_end: Option<ProcId>) {
+/// Checks on the final state of an iteration.
+pub fn check_final(session: &Session) {
     let outcome = session.outcome().expect("the iteration ended");
     let procs = session.procs();
     for (i, p) in procs.iter().enumerate() {
         match p.state {
             ProcState::Exited | ProcState::Blocked => {}
-            ProcState::Running if past_end == Some(i as ProcId) => {}
             ProcState::Ready => assert!(
                 !matches!(outcome, Outcome::Pass | Outcome::Deadlock { .. }),
                 "process {i} still ready after {outcome:?}"
@@ -1266,10 +1281,10 @@ fn check_trace_facts(events: &[Event]) {
 /// Runs one iteration of `program` to its end and returns what it produced. Panics if the
 /// session breaks one of its invariants along the way.
 pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed: u64) -> RunResult {
-    let mut strategy = Checked {
+    let mut strategy = Metered::new(Checked {
         inner: strategy,
         timers: config.timers,
-    };
+    });
     let mut session = Session::new(config, &mut strategy, seed);
     let mut driver = Driver::new(program);
     let mut before = states(&session);
@@ -1277,12 +1292,6 @@ pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed:
     let mut next = session.start(&mut strategy);
     // Every call but `consumed` is a step or ends a process; `consumed` needs a message.
     let mut budget = 4 * config.max_steps + 1_000;
-    // KNOWN ENGINE BUG (issue 9 report): when applying a process's own operation ends the
-    // iteration (its exit signal kills the root at once), the session still hands that
-    // process its result as `Continue`/`Wake` and leaves it `Running` after the outcome is
-    // set, although "when an iteration ends no process is Running". The checks tolerate
-    // exactly that process; drop `past_end` once the engine answers `Ended` there.
-    let mut past_end = None;
     loop {
         // Deliveries decided during the call come before the operation it applied.
         driver.apply_effects(&mut session);
@@ -1293,12 +1302,9 @@ pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed:
         };
         if let Some((p, result)) = woken {
             driver.absorb(&session, p, result);
-            if session.is_over() {
-                past_end = Some(p);
-            }
         }
         let events = &session.events()[events_before..];
-        check_after_call(&session, &driver, &before, events, next, past_end);
+        check_after_call(&session, &driver, &before, events, next);
         let Some((p, result)) = woken else { break };
         budget = budget
             .checked_sub(1)
@@ -1314,13 +1320,13 @@ pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed:
         .expect("the driver only calls for the running process");
     }
     session.finish(&mut strategy);
-    check_final(&session, past_end);
+    check_final(&session);
     check_kills(&session, &driver);
     RunResult {
         outcome: session.outcome().cloned().unwrap(),
         schedule: session.schedule(),
         events: session.events().to_vec(),
-        metrics: session.metrics(),
+        metrics: strategy.metrics(),
         received: driver.received,
         randoms: driver.randoms,
         seen: driver.seen,

@@ -1,0 +1,174 @@
+//! The operations a process announces at a sync point, and what applying one hands back.
+
+use crate::ids::{MonitorId, MsgId, NameId, NodeId, ProcId, TimerId};
+use crate::message::{Reason, SendFate, Target};
+
+/// An operation: what a process announces at a sync point, and what it then holds as its
+/// *pending* operation until the strategy picks it and the session applies it. One enum for
+/// both: the pending operation is the announced one as is (`sleep(0)`, a yield, is stored
+/// as [`Op::Yield`]), plus [`Op::Start`], which a spawned process holds until it first runs
+/// and which no process announces. The arguments of `Receive` and `Sleep` take effect when
+/// announced (they set up the wait and its timer); applying those ignores them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Freshly spawned, not yet started. Never announced ([`crate::Session::sync`] refuses
+    /// it).
+    Start,
+    Send {
+        to: Target,
+    },
+    /// Try to match a message in its own mailbox. `retry` is true after a match attempt
+    /// found nothing: the process then waits for a new message (or its timeout) instead of
+    /// being offered again at once. `timeout` is the `after` in virtual ms, given on the
+    /// first attempt.
+    Receive {
+        retry: bool,
+        timeout: Option<u64>,
+    },
+    /// An explicit sync point with no effect.
+    Yield,
+    /// `Lockstep.random(n)`.
+    Random {
+        n: u64,
+    },
+    /// Spawn a child (linked or not) on the caller's node.
+    Spawn {
+        link: bool,
+    },
+    /// Spawn a child (linked or not) on `node`.
+    SpawnOn {
+        link: bool,
+        node: NodeId,
+    },
+    Link {
+        to: ProcId,
+    },
+    Unlink {
+        to: ProcId,
+    },
+    Monitor {
+        target: ProcId,
+    },
+    /// `None`: a ref this run never handed out (OTP's `demonitor/1` returns true anyway).
+    Demonitor {
+        monitor: Option<MonitorId>,
+    },
+    TrapExit {
+        on: bool,
+    },
+    /// `exit(pid, reason)`.
+    ExitSignal {
+        to: ProcId,
+        reason: Reason,
+    },
+    Alive {
+        of: ProcId,
+    },
+    Register {
+        name: NameId,
+        proc: ProcId,
+    },
+    Unregister {
+        name: NameId,
+    },
+    Whereis {
+        name: NameId,
+    },
+    Registered,
+    Now,
+    /// Parked until its sleep timer fires.
+    Sleep {
+        ms: u64,
+    },
+    SendAfter {
+        to: Target,
+        ms: u64,
+    },
+    CancelTimer {
+        timer: Option<TimerId>,
+    },
+    /// A shared-state operation (ETS, atomics, …) on `object` (a hash of table and key).
+    Nif {
+        object: Option<u64>,
+    },
+    Cluster(ClusterOp),
+}
+
+/// What applying a pending operation produced; handed to the process that performed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpResult {
+    Started,
+    Sent {
+        msg: MsgId,
+        fate: SendFate,
+    },
+    /// A send to a name nobody has registered: the sender raises `ArgumentError`.
+    Unregistered,
+    /// `link/1` to a process that no longer exists: the caller raises `noproc`.
+    NoProc,
+    /// Go and try to match against the mailbox; `last` means the receive's timeout has
+    /// passed: if nothing matches now, run the `after` clause.
+    ReceiveAttempt {
+        last: bool,
+    },
+    Yielded,
+    Random(u64),
+    Spawned {
+        child: ProcId,
+    },
+    Done,
+    MonitorSet {
+        monitor: MonitorId,
+    },
+    WasTrapping(bool),
+    Alive(bool),
+    /// `register/2` / `unregister/1` succeeded (`false`: `ArgumentError`, like OTP).
+    NameOk(bool),
+    Found(Option<ProcId>),
+    /// The adapter reads the names with [`crate::Session::registered_names`].
+    Names,
+    /// Like `Names`, for the given node.
+    NamesOn(NodeId),
+    Now(u64),
+    TimerSet {
+        timer: TimerId,
+    },
+    /// Milliseconds left, or `None` when the timer had fired or was cancelled.
+    Cancelled(Option<u64>),
+    /// The adapter reads the nodes with [`crate::Session::nodes`].
+    NodeList {
+        up_only: bool,
+    },
+    NodeIs(NodeId),
+    /// The adapter reads the names `node` sees with [`crate::Session::global_names`].
+    GlobalList(NodeId),
+}
+
+/// A cluster operation, performed at the step the strategy picks it like any other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterOp {
+    StartNode(NodeId),
+    StopNode(NodeId),
+    /// Activates a partition defined with [`crate::Session::define_partition`].
+    Partition(u32),
+    Heal,
+    MonitorNode(NodeId),
+    SetTicktime(u64),
+    Nodes,
+    NodesUp,
+    NodeOf(ProcId),
+    GlobalRegister {
+        name: u32,
+        proc: ProcId,
+    },
+    GlobalUnregister(u32),
+    GlobalWhereis(u32),
+    GlobalNames,
+    /// `whereis` on a given node's registry.
+    WhereisOn {
+        name: u32,
+        node: NodeId,
+    },
+    /// The names registered on a given node.
+    NamesOn(NodeId),
+}

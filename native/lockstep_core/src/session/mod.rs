@@ -1,0 +1,231 @@
+//! One iteration's run state, and the control flow around it.
+//!
+//! Control flow. Every managed process runs only between sync points. At a sync point it
+//! calls [`Session::sync`] with the operation it is about to perform; the session records
+//! it as the process's *pending* operation and asks the strategy which choice goes next
+//! (`decide.rs`). Taking `Run(p)` applies `p`'s pending operation (`apply.rs` hands it to
+//! the file of its concern: a send is numbered and delivered or put in flight, a spawn
+//! creates the child, a monitor is set, …) and lets `p` run to its next sync point; taking
+//! `Deliver(m)` moves an in-flight message or signal to its target, and `Fire(t)` fires a
+//! timer (the virtual clock jumps to its deadline); after those the strategy is asked
+//! again. So each step is one decision, and the operation a process announces is performed
+//! at the step the strategy picks it — which is what lets a strategy see what each choice
+//! will touch.
+//!
+//! Exit signals and `:DOWN` notifications travel like messages: under `delivery: :delayed`
+//! they are in flight, ordered per sender→receiver pair together with messages, so
+//! "exit signal versus message" races are reachable. Links, monitors, trap flags, names and
+//! timers are simulated here, never real BEAM links, so their timing is scheduled too.
+//! `link`, `unlink`, `monitor`, `demonitor` and `alive?` take effect at the step they are
+//! applied; since OTP orders them after the caller's earlier signals to the same process,
+//! `alive?`, `monitor` and `link` first deliver what the caller has in flight to the target
+//! (`flush_pair`), and `unlink` / `demonitor` drop the signals of the link or
+//! monitor still travelling.
+//!
+//! The session never holds BEAM terms: the adapter keeps payloads, pids, refs and reason
+//! terms, keyed by the small ids used here, and performs the [`Effect`]s the session queues
+//! (deliveries the adapter must make, exit signals that kill parked processes) before it
+//! wakes the next process.
+//!
+//! Where each rule lives (one file per concern, each opening with the OTP facts it follows):
+//!
+//! * `api.rs` — the adapter's calls around a sync point (`start`, `sync`, `exit`,
+//!   `external_exit`, `abort`, `finish`), what they answer, and read access to the tables;
+//! * `decide.rs` — one step: the choices offered, the strategy's pick, taking it;
+//! * `apply.rs` — a picked process's pending operation, dispatched to its concern;
+//! * `processes.rs` — spawning, exiting (the fan-out of a death), `alive?`;
+//! * `messages.rs` — sends, routing (delivery modes, nodes, partitions), arrival, aliases;
+//! * `receive.rs` — mailboxes and receives: attempts, blocking, `after`, consumption;
+//! * `signals.rs` — exit signals, links and `trap_exit`;
+//! * `monitors.rs` — monitors and `:DOWN`;
+//! * `names.rs` — per-node registered names and ETS table names;
+//! * `timers.rs` — virtual time: sleeps, `receive … after`, `send_after`, firing;
+//! * `cluster.rs` — nodes, partitions and their ticks, node monitors;
+//! * `globals.rs` — the global registry: its lock, per-node views, clashes on heal.
+//!
+//! Invariants (checked with `debug_assert!` and by the property tests): at most one process
+//! is `Running`; a `Blocked` process is never offered as a choice; when an iteration ends
+//! no process is `Running`.
+
+mod api;
+mod apply;
+mod cluster;
+mod decide;
+mod globals;
+mod messages;
+mod monitors;
+mod names;
+mod processes;
+mod receive;
+mod signals;
+mod timers;
+
+pub use api::{Effect, EngineError, Next, Outcome};
+pub use monitors::MonitorRec;
+
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::ids::{MsgId, NameId, NodeId, ProcId, ProcName, TimerId};
+use crate::message::Message;
+use crate::op::OpResult;
+use crate::process::{ProcState, Process};
+use crate::strategy::{Choice, Strategy, View};
+use crate::timer::Timer;
+use crate::trace::{Event, EventKind};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
+
+/// A decision in session-local ids; turned into names for export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RawDecision {
+    Run(ProcId),
+    Deliver(MsgId),
+    Fire(TimerId),
+    Random(u64),
+}
+
+/// What applying a picked process's operation came to.
+enum Applied {
+    /// It runs on with this result.
+    Run(OpResult),
+    /// It did not get to run: it died applying its own operation, or waits (for `global`'s
+    /// lock). The strategy is asked again.
+    Skip,
+    /// The iteration is over.
+    Ended,
+}
+
+/// The root process `P`, the iteration's body.
+pub const ROOT: ProcId = 0;
+
+pub struct Session {
+    config: Config,
+    /// Indexed by [`ProcId`], in spawn order; entries are never removed.
+    procs: Vec<Process>,
+    /// Indexed by [`MsgId`]: every message and signal sent, in send order.
+    msgs: Vec<Message>,
+    /// Messages and signals in flight, in send order.
+    in_flight: Vec<MsgId>,
+    monitors: Vec<MonitorRec>,
+    timers: Vec<Timer>,
+    /// Timers by (deadline, id), earliest first; entries of timers no longer pending are
+    /// dropped when they reach the top. Ties go to the older timer.
+    timer_queue: BinaryHeap<Reverse<(u64, TimerId)>>,
+    /// The `Ready` processes (invariant kept by `set_state`), in id order: the order in
+    /// which they are offered.
+    ready: BTreeSet<ProcId>,
+    /// Scratch for `collect_choices`: the sender→receiver pairs already seen.
+    pairs_seen: HashSet<(ProcId, Option<ProcId>)>,
+    /// Registered names, per node (a name lives on its holder's node).
+    names: HashMap<(NodeId, NameId), ProcId>,
+    cluster: Cluster,
+    /// Named ETS tables per node: name → the adapter's slot for the real table.
+    ets_names: HashMap<(NodeId, NameId), u32>,
+    /// Virtual time in ms.
+    now: u64,
+    /// The one process executing code now, if any (invariant: it is the only `Running`
+    /// process, and there is none while a decision is made or once the iteration ended).
+    running: Option<ProcId>,
+    /// Decisions made so far (1-based step count).
+    step: u64,
+    decisions: Vec<RawDecision>,
+    events: Vec<Event>,
+    /// Queued for the adapter, taken with [`Session::take_effects`].
+    effects: Vec<Effect>,
+    /// Set once: the iteration is over.
+    outcome: Option<Outcome>,
+    root_exited: bool,
+    /// The strategy has been told the iteration ended.
+    finished: bool,
+    /// Scratch for `collect_choices`: the choices offered at this step.
+    choices: Vec<Choice>,
+}
+
+impl Session {
+    /// Starts an iteration: tells the strategy, creates the root `P` (not yet started).
+    pub fn new(config: Config, strategy: &mut dyn Strategy, seed: u64) -> Self {
+        strategy.begin_iteration(seed);
+        Session {
+            config,
+            procs: vec![Process::new(ProcName::root(), None)],
+            msgs: Vec::new(),
+            in_flight: Vec::new(),
+            monitors: Vec::new(),
+            timers: Vec::new(),
+            timer_queue: BinaryHeap::new(),
+            ready: BTreeSet::from([ROOT]),
+            pairs_seen: HashSet::new(),
+            names: HashMap::new(),
+            cluster: Cluster::default(),
+            ets_names: HashMap::new(),
+            now: 0,
+            running: None,
+            step: 0,
+            decisions: Vec::with_capacity(64),
+            events: Vec::with_capacity(64),
+            effects: Vec::new(),
+            outcome: None,
+            root_exited: false,
+            finished: false,
+            choices: Vec::new(),
+        }
+    }
+
+    /// Every change of a process's state goes through here, so `ready` stays the set of
+    /// `Ready` processes and offering them costs nothing for the processes that are not.
+    fn set_state(&mut self, p: ProcId, state: ProcState) {
+        self.procs[p as usize].state = state;
+        if state == ProcState::Ready {
+            self.ready.insert(p);
+        } else {
+            self.ready.remove(&p);
+        }
+    }
+
+    fn view(&self) -> View<'_> {
+        View {
+            step: self.step,
+            procs: &self.procs,
+            msgs: &self.msgs,
+            timers: &self.timers,
+        }
+    }
+
+    fn check_running(&self, caller: ProcId) -> Result<(), EngineError> {
+        let proc = self
+            .procs
+            .get(caller as usize)
+            .ok_or(EngineError::UnknownProcess(caller))?;
+        if self.running != Some(caller) {
+            return Err(EngineError::NotRunning {
+                proc: caller,
+                state: proc.state,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_proc(&self, p: ProcId) -> Result<(), EngineError> {
+        if (p as usize) < self.procs.len() {
+            Ok(())
+        } else {
+            Err(EngineError::UnknownProcess(p))
+        }
+    }
+
+    fn record(&mut self, proc: ProcId, kind: EventKind) {
+        self.events.push(Event {
+            step: self.step,
+            proc,
+            kind,
+        });
+    }
+
+    fn alive(&self, p: ProcId) -> bool {
+        self.procs[p as usize].is_alive()
+    }
+
+    fn node_of(&self, p: ProcId) -> NodeId {
+        self.procs[p as usize].node
+    }
+}

@@ -1,0 +1,154 @@
+//! Monitors and `:DOWN`.
+//!
+//! OTP's rules (erlang(3) monitor/2, demonitor/1,2): a monitor fires once, with
+//! `{:DOWN, ref, :process, pid, reason}`, when its target exits; monitoring oneself sets
+//! nothing up; a monitor of a process already gone gives `:noproc` — and in OTP 25 that
+//! `:DOWN` is sent as a signal, not yet in the mailbox when monitor/2 returns (`receive
+//! … after 0` misses it), so it travels. `monitor/2` is ordered after the caller's earlier
+//! signals to the target (`flush_pair`): an exit signal that kills it first gives
+//! `:noproc`. A monitor across a connection already declared lost fires `:noconnection`
+//! at once (generated locally, it crosses no partition); one across a partition fires
+//! `:noconnection` at the partition's tick. `demonitor/1` guarantees no `:DOWN` of that
+//! monitor reaches the mailbox afterwards, so one still in flight is dropped on arrival
+//! (`[:flush]` is the adapter's: it takes those already in the mailbox). A process that
+//! exits loses the monitors it made.
+
+use super::{Effect, Session};
+use crate::ids::{MonitorId, MsgId, ProcId};
+use crate::message::{MsgKind, MsgState, Reason};
+use crate::op::OpResult;
+use crate::trace::EventKind;
+
+/// One monitor: `owner` watches `target` until it fires, is demonitored or its owner
+/// exits (then `active` is false).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MonitorRec {
+    pub owner: ProcId,
+    pub target: ProcId,
+    pub active: bool,
+}
+
+impl Session {
+    /// `monitor(:process, target)` by `p`.
+    pub(super) fn add_monitor(&mut self, p: ProcId, target: ProcId) -> OpResult {
+        let lost = target != p
+            && self
+                .cluster
+                .connection_lost(self.node_of(p), self.node_of(target));
+        if target != p && !lost && self.alive(target) {
+            // The monitor signal reaches `target` after the caller's earlier
+            // signals (an exit signal that kills it gives :noproc below).
+            self.flush_pair(p, target);
+        }
+        let monitor = self.monitors.len() as MonitorId;
+        self.monitors.push(MonitorRec {
+            owner: p,
+            target,
+            active: true,
+        });
+        self.record(p, EventKind::Monitor { target, monitor });
+        if target == p {
+            // OTP: monitoring oneself sets nothing up; no :DOWN ever comes.
+            self.monitors[monitor as usize].active = false;
+        } else if lost {
+            // OTP 25 monitor/2 of a pid of a node that is not connected: the
+            // `{:DOWN, ref, :process, pid, :noconnection}` is in the mailbox when it
+            // returns (generated locally, it crosses no partition).
+            let down = MsgKind::Down {
+                monitor,
+                reason: Reason::NoConnection,
+            };
+            self.signal_via(target, p, down, true);
+        } else if !self.alive(target) {
+            // OTP 25: the :noproc :DOWN is not yet in the mailbox when monitor/2
+            // returns (`receive … after 0` misses it): it travels.
+            let down = MsgKind::Down {
+                monitor,
+                reason: Reason::NoProc,
+            };
+            self.signal(target, p, down);
+        }
+        OpResult::MonitorSet { monitor }
+    }
+
+    /// `demonitor(ref)` by `p` (a ref it does not own, or none, does nothing).
+    pub(super) fn demonitor(&mut self, p: ProcId, monitor: Option<MonitorId>) -> OpResult {
+        if let Some(m) = monitor {
+            if let Some(rec) = self.monitors.get_mut(m as usize) {
+                if rec.owner == p {
+                    rec.active = false;
+                    self.record(p, EventKind::Demonitor { monitor: m });
+                }
+            }
+        }
+        OpResult::Done
+    }
+
+    /// `:DOWN` `m` of `monitor` reaches its live owner.
+    pub(super) fn down_arrives(&mut self, m: MsgId, monitor: MonitorId, reason: Reason) {
+        let msg = self.msgs[m as usize];
+        let to = msg.to.expect(":DOWNs have a managed target");
+        if !self.monitors[monitor as usize].active {
+            // Demonitored while the notification was in flight: OTP guarantees
+            // no :DOWN is placed in the mailbox after demonitor returns.
+            self.msgs[m as usize].state = MsgState::Dropped;
+            return;
+        }
+        self.monitors[monitor as usize].active = false;
+        self.msgs[m as usize].state = MsgState::InMailbox;
+        self.add_to_mailbox(to);
+        self.effects.push(Effect::DeliverSignal { msg: m, to });
+        self.record(
+            to,
+            EventKind::Down {
+                msg: m,
+                monitor,
+                from: msg.from,
+                reason,
+            },
+        );
+    }
+
+    /// `p` exited with `reason`: its own monitors end, and those watching it fire.
+    pub(super) fn exit_monitors(&mut self, p: ProcId, reason: Reason) {
+        for m in 0..self.monitors.len() {
+            let rec = self.monitors[m];
+            if rec.active && rec.owner == p {
+                self.monitors[m].active = false;
+            } else if rec.active && rec.target == p {
+                self.signal(
+                    p,
+                    rec.owner,
+                    MsgKind::Down {
+                        monitor: m as MonitorId,
+                        reason,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Partition `i` was declared lost: every active monitor across it fires
+    /// `:noconnection` (a `:DOWN` cut by the partition left its monitor active).
+    pub(super) fn monitors_lost(&mut self, i: usize) {
+        for m in 0..self.monitors.len() {
+            let rec = self.monitors[m];
+            if rec.active
+                && self.alive(rec.owner)
+                && self
+                    .cluster
+                    .partition_cuts(i, self.node_of(rec.owner), self.node_of(rec.target))
+            {
+                self.signal_via(
+                    rec.target,
+                    rec.owner,
+                    MsgKind::Down {
+                        monitor: m as MonitorId,
+                        reason: Reason::NoConnection,
+                    },
+                    true,
+                );
+            }
+        }
+    }
+}

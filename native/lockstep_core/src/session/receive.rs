@@ -1,0 +1,118 @@
+//! Mailboxes and receives.
+//!
+//! A mailbox here is a count: the adapter holds the messages themselves, in the real BEAM
+//! mailbox (or in hand, see `handoff.rs` in the adapter). A receive is announced
+//! (`start_receive`), then applied as one *attempt*: the process looks at its mailbox and
+//! either reports what it matched (`consumed`, not a sync point) or announces a retry. A
+//! process whose attempt matched nothing is `Blocked` until something new reaches its
+//! mailbox (`add_to_mailbox`) or its `after` timer fires, so a blocked process is never
+//! offered and deadlock detection is exact.
+//!
+//! `after` follows OTP's `receive … after`: the timeout counts from the first attempt,
+//! `after 0` has always expired, and when the timer fires the process gets one last
+//! attempt (`ReceiveAttempt { last: true }`) before its `after` clause runs — which the
+//! trace records as `receive_timeout` at its next call. A match cancels the timer.
+
+use super::{EngineError, Session};
+use crate::ids::{MsgId, ProcId};
+use crate::message::MsgState;
+use crate::op::{Op, OpResult};
+use crate::process::ProcState;
+use crate::timer::{TimerKind, TimerState};
+use crate::trace::EventKind;
+
+impl Session {
+    /// `caller` announces a receive: a first attempt looks at the whole mailbox and starts
+    /// its `after` timer; a retry (the last attempt matched nothing) waits for something
+    /// new. Returns whether it is blocked.
+    pub(super) fn start_receive(
+        &mut self,
+        caller: ProcId,
+        retry: bool,
+        timeout: Option<u64>,
+    ) -> bool {
+        if retry {
+            let proc = &mut self.procs[caller as usize];
+            proc.fresh = false;
+            proc.untested = 0;
+        } else {
+            if let Some(old) = self.procs[caller as usize].receive_timer.take() {
+                self.timers[old as usize].state = TimerState::Cancelled;
+            }
+            let proc = &mut self.procs[caller as usize];
+            proc.timed_out = false;
+            proc.fresh = proc.mailbox > 0;
+            proc.untested = proc.mailbox;
+            match timeout {
+                Some(0) => self.procs[caller as usize].timed_out = true,
+                Some(ms) => {
+                    let t = self.add_timer(caller, ms, TimerKind::ReceiveAfter);
+                    self.procs[caller as usize].receive_timer = Some(t);
+                    self.record(caller, EventKind::TimerStarted { timer: t, ms });
+                }
+                None => {}
+            }
+        }
+        let proc = &self.procs[caller as usize];
+        !proc.fresh && !proc.timed_out
+    }
+
+    /// `p`'s receive was picked: it goes and tries to match; `last` when its timeout has
+    /// passed.
+    pub(super) fn receive_attempt(&mut self, p: ProcId) -> OpResult {
+        let proc = &mut self.procs[p as usize];
+        let last = proc.timed_out;
+        proc.timed_out = false;
+        proc.last_attempt = last;
+        OpResult::ReceiveAttempt { last }
+    }
+
+    /// The running process matched message `msg` in its mailbox. Not a sync point: it
+    /// goes on running.
+    pub fn consumed(&mut self, caller: ProcId, msg: MsgId) -> Result<(), EngineError> {
+        if self.is_over() {
+            return Ok(());
+        }
+        self.check_running(caller)?;
+        let m = self
+            .msgs
+            .get_mut(msg as usize)
+            .ok_or(EngineError::UnknownMessage(msg))?;
+        if m.to != Some(caller) || m.state != MsgState::InMailbox {
+            return Err(EngineError::NotInMailbox { proc: caller, msg });
+        }
+        m.state = MsgState::Consumed;
+        let from = m.from;
+        let proc = &mut self.procs[caller as usize];
+        debug_assert!(proc.mailbox > 0);
+        proc.mailbox -= 1;
+        proc.timed_out = false;
+        proc.last_attempt = false;
+        if let Some(t) = proc.receive_timer.take() {
+            self.timers[t as usize].state = TimerState::Cancelled;
+        }
+        self.record(caller, EventKind::Receive { msg, from });
+        Ok(())
+    }
+
+    /// A process that made its last receive attempt and did not report a match ran its
+    /// `after` clause: record that now, at the step it happened in.
+    pub(super) fn note_timeout(&mut self, caller: ProcId) {
+        let proc = &mut self.procs[caller as usize];
+        if proc.last_attempt {
+            proc.last_attempt = false;
+            self.record(caller, EventKind::ReceiveTimeout);
+        }
+    }
+
+    /// Something reached `to`'s mailbox: it is fresh, and a receive blocked on it may run.
+    pub(super) fn add_to_mailbox(&mut self, to: ProcId) {
+        let target = &mut self.procs[to as usize];
+        target.mailbox += 1;
+        target.fresh = true;
+        target.untested += 1;
+        if target.state == ProcState::Blocked && matches!(target.pending, Op::Receive { .. }) {
+            self.set_state(to, ProcState::Ready);
+        }
+    }
+}

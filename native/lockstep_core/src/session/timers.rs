@@ -1,0 +1,162 @@
+//! Virtual time: sleeps, `receive … after`, `send_after`, partition ticks.
+//!
+//! A timer is a deadline on the session's clock (`now`, virtual ms from 0), never a wait.
+//! Firing one is a decision like any other (`Choice::Fire`): under `timers: :on_idle` only
+//! when nothing else can happen, under `:anytime` the earliest pending timer is always one
+//! of the choices; firing jumps the clock to its deadline, so a one-hour sleep costs no
+//! wall time. Ties go to the older timer. Once the root has returned no timer fires.
+//!
+//! As in OTP: `sleep(ms)` blocks until its timer fires (`sleep(0)` is a yield);
+//! `send_after(dest, msg, ms)` resolves `dest` when it fires and sends from the timer's
+//! node as `send/2` would — to a dead or unregistered target the message is lost, to
+//! another node it travels like any message between nodes; `cancel_timer/1` answers the ms
+//! left, or `false` for a timer that fired or was cancelled. A partition's tick is a timer
+//! too (`cluster.rs`).
+
+use super::Session;
+use crate::ids::{MsgId, ProcId, TimerId};
+use crate::message::{Message, MsgKind, MsgState, Target};
+use crate::op::{Op, OpResult};
+use crate::process::ProcState;
+use crate::timer::{Timer, TimerKind, TimerState};
+use crate::trace::EventKind;
+use std::cmp::Reverse;
+
+impl Session {
+    pub(super) fn add_timer(&mut self, owner: ProcId, ms: u64, kind: TimerKind) -> TimerId {
+        let proc = &mut self.procs[owner as usize];
+        proc.timers_created += 1;
+        let t = self.timers.len() as TimerId;
+        let deadline = self.now.saturating_add(ms);
+        self.timers.push(Timer {
+            owner,
+            ordinal: proc.timers_created,
+            deadline,
+            kind,
+            state: TimerState::Pending,
+        });
+        self.timer_queue.push(Reverse((deadline, t)));
+        t
+    }
+
+    /// The pending timer with the earliest deadline (the older on a tie).
+    pub(super) fn earliest_timer(&mut self) -> Option<TimerId> {
+        while let Some(&Reverse((_, t))) = self.timer_queue.peek() {
+            if self.timers[t as usize].state == TimerState::Pending {
+                return Some(t);
+            }
+            self.timer_queue.pop();
+        }
+        None
+    }
+
+    /// `caller` announces `sleep(ms)`, `ms > 0`: it is blocked until its sleep timer fires.
+    pub(super) fn start_sleep(&mut self, caller: ProcId, ms: u64) -> bool {
+        let t = self.add_timer(caller, ms, TimerKind::Sleep);
+        self.procs[caller as usize].sleep_timer = Some(t);
+        self.record(caller, EventKind::Sleep { timer: t, ms });
+        true
+    }
+
+    /// `now()` by `p`.
+    pub(super) fn clock(&mut self, p: ProcId) -> OpResult {
+        self.record(p, EventKind::Now { ms: self.now });
+        OpResult::Now(self.now)
+    }
+
+    /// `send_after(to, msg, ms)` by `p`: the adapter keeps the payload under the timer.
+    pub(super) fn send_after(&mut self, p: ProcId, to: Target, ms: u64) -> OpResult {
+        let timer = self.add_timer(p, ms, TimerKind::SendAfter { to });
+        self.record(p, EventKind::TimerStarted { timer, ms });
+        OpResult::TimerSet { timer }
+    }
+
+    /// `cancel_timer(ref)` by `p` (`None`: a ref this run never handed out).
+    pub(super) fn cancel_timer(&mut self, p: ProcId, timer: Option<TimerId>) -> OpResult {
+        let left = match timer.and_then(|t| self.timers.get(t as usize).map(|x| (t, *x))) {
+            Some((t, x)) if x.state == TimerState::Pending => {
+                self.timers[t as usize].state = TimerState::Cancelled;
+                let left = x.deadline.saturating_sub(self.now);
+                self.record(
+                    p,
+                    EventKind::TimerCancelled {
+                        timer: t,
+                        left: Some(left),
+                    },
+                );
+                Some(left)
+            }
+            _ => None,
+        };
+        OpResult::Cancelled(left)
+    }
+
+    /// Fires pending timer `t`: the clock jumps to its deadline and its owner is woken, or
+    /// its message sent, or its partition declared lost.
+    pub(super) fn fire(&mut self, t: TimerId) {
+        let timer = self.timers[t as usize];
+        debug_assert_eq!(timer.state, TimerState::Pending);
+        self.timers[t as usize].state = TimerState::Fired;
+        self.now = self.now.max(timer.deadline);
+        let owner = timer.owner;
+        self.record(
+            owner,
+            EventKind::TimerFired {
+                timer: t,
+                now: self.now,
+            },
+        );
+        match timer.kind {
+            TimerKind::Sleep => {
+                let proc = &mut self.procs[owner as usize];
+                proc.sleep_timer = None;
+                if proc.state == ProcState::Blocked && matches!(proc.pending, Op::Sleep { .. }) {
+                    self.set_state(owner, ProcState::Ready);
+                }
+            }
+            TimerKind::ReceiveAfter => {
+                let proc = &mut self.procs[owner as usize];
+                proc.receive_timer = None;
+                proc.timed_out = true;
+                if proc.state == ProcState::Blocked && matches!(proc.pending, Op::Receive { .. }) {
+                    self.set_state(owner, ProcState::Ready);
+                }
+            }
+            TimerKind::Tick { partition } => self.tick(partition),
+            TimerKind::SendAfter { to } => self.send_after_fired(t, owner, to),
+        }
+    }
+
+    /// `send_after` timer `t` of `owner` fired: it sends its message to `to`.
+    fn send_after_fired(&mut self, t: TimerId, owner: ProcId, to: Target) {
+        let m = self.msgs.len() as MsgId;
+        let target = self.resolve(owner, to);
+        self.msgs.push(Message {
+            from: owner,
+            to: target,
+            state: MsgState::Dropped,
+            kind: MsgKind::User,
+            alias: None,
+            timer: Some(t),
+        });
+        match target {
+            // OTP: erlang:send_after/3 sends the message when the timer expires,
+            // from the timer's node as `erlang:send/2` would, so to a process on
+            // another node it crosses the network like any message: in flight, and
+            // lost or held back by a partition. On its own node it is in the
+            // mailbox at once.
+            Some(to) if self.alive(to) && self.node_of(to) != self.node_of(owner) => {
+                self.route(m, owner, to);
+            }
+            Some(to) if self.alive(to) => self.arrive(m),
+            Some(to) => self.record(
+                to,
+                EventKind::Drop {
+                    msg: m,
+                    from: owner,
+                },
+            ),
+            None => {}
+        }
+    }
+}
