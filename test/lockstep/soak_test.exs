@@ -706,10 +706,10 @@ defmodule Lockstep.SoakTest.Regressions do
     # Soak cases 1341, 3064 and 2722 (cluster), and the nondeterminism of case 463 (its
     # two runs differ about one time in ten: the dead process's real death reaches the
     # engine through the resource `down` callback, whenever the VM delivers it):
-    # session.rs applies PendingOp::Link to a dead process by sending the caller a :noproc
-    # exit signal, which kills it (die), and then `self.run(p, result)` makes it Running
-    # again (ExitSignal and Cluster ops check `!self.alive(p)` and return Applied::Skip;
-    # Link does not). The dead process keeps running user code and sync points.
+    # the engine applied Op::Link to a dead process by sending the caller a :noproc exit
+    # signal, which killed it (die), and then `run(p, result)` made it Running again
+    # (ExitSignal and Cluster ops checked that the caller was still alive; Link did not).
+    # The dead process went on running user code and sync points.
     test "runs no more code (a non-root process)" do
       dir = tmp_dir!()
       test = self()
