@@ -168,3 +168,86 @@ defmodule Lockstep.InconclusiveError do
   defp all(1), do: "its only iteration"
   defp all(n), do: "all #{n} iterations"
 end
+
+defmodule Lockstep.InstrumentError do
+  @moduledoc """
+  Raised when a module given to `:instrument` (or `Lockstep.Instrument.instrument!/1`)
+  cannot be instrumented. `module` names it; `reason` is one of `:not_found`,
+  `{:no_debug_info, :disk | :in_memory}`, `:in_memory`, `:nif`, `:lockstep`,
+  `:runtime_system`, `:old_code_in_use`, `{:app, reason}`, `{:compile, errors}` or
+  `{:load, reason}`. The message says what to do.
+  """
+  defexception [:module, :reason]
+
+  @type t :: %__MODULE__{module: module(), reason: term()}
+
+  @impl true
+  def message(%{module: module, reason: reason}) do
+    "cannot instrument #{inspect(module)}: " <> explain(module, reason)
+  end
+
+  defp explain(module, :not_found) do
+    "no such module is available. Check the spelling and that it is compiled (for a " <>
+      "module of a dependency, that the dependency is in your deps); " <>
+      "Code.ensure_loaded(#{inspect(module)}) must return {:module, _}."
+  end
+
+  defp explain(module, {:no_debug_info, :disk}) do
+    "it was compiled without debug info, which Lockstep reads to rewrite its code. Mix " <>
+      "compiles with debug info unless told not to: remove `debug_info: false` from " <>
+      "elixirc_options (or erlc_options) and `@compile {:debug_info, false}` from the " <>
+      "module, or add `use Lockstep.Instrumented` to #{inspect(module)}."
+  end
+
+  defp explain(module, {:no_debug_info, :in_memory}) do
+    "its bytecode carries no debug info (test files are compiled without it). Add " <>
+      "`use Lockstep.Instrumented` to #{inspect(module)} (a `use Lockstep.Test` module is " <>
+      "instrumented without being told), or define it in a file under lib/ or " <>
+      "test/support/ that Mix compiles to a .beam."
+  end
+
+  defp explain(module, :in_memory) do
+    "it was compiled in memory (a test file or an `.exs`), so there is no .beam to read " <>
+      "its code from. Add `use Lockstep.Instrumented` to #{inspect(module)} (it is then " <>
+      "instrumented as it is compiled), or move it to a file Mix compiles (lib/, " <>
+      "test/support/ with elixirc_paths)."
+  end
+
+  defp explain(_module, :nif) do
+    "it loads a NIF (native code Lockstep cannot see into). Instrument the Elixir or " <>
+      "Erlang modules that call it instead; its functions then run as they are."
+  end
+
+  defp explain(_module, :lockstep) do
+    "it is one of Lockstep's own modules, which already run under control. Remove it " <>
+      "from :instrument."
+  end
+
+  defp explain(_module, :runtime_system) do
+    "it belongs to the runtime system (:erts or :kernel), which Lockstep's own machinery " <>
+      "runs on. Its process operations (send, spawn, :ets, timers…) are already sync " <>
+      "points when called from instrumented code; remove it from :instrument."
+  end
+
+  defp explain(module, :old_code_in_use) do
+    "an older version of it is still being run by some process, and loading another " <>
+      "version would kill that process. Wait for it to leave the old code (or restart " <>
+      "the VM), then retry; :code.soft_purge(#{inspect(module)}) returns true once it is free."
+  end
+
+  defp explain(_module, {:app, reason}) do
+    "the application could not be loaded (#{inspect(reason)}). Check the application " <>
+      "name given as {:app, name}."
+  end
+
+  defp explain(_module, {:compile, errors}) do
+    "the rewritten code did not compile (a bug in Lockstep; please report it with the " <>
+      "module): #{inspect(errors, limit: 20)}"
+  end
+
+  defp explain(_module, {:load, reason}) do
+    "loading the instrumented code failed: #{inspect(reason)}."
+  end
+
+  defp explain(_module, reason), do: inspect(reason)
+end

@@ -509,6 +509,44 @@ defmodule Lockstep.Runtime do
     end
   end
 
+  @doc false
+  # The receive of instrumented code (Lockstep.Instrument.Rewrite), on the entries of the
+  # macro: `scan.(tag)` is a selective receive `after 0` over this run's tagged messages
+  # returning `{seq, message}` or `@nomatch`; `test.(message)` says whether a message handed
+  # over with the wake-up matches a clause. Returns `{:"$lockstep_msg", message}`, which the
+  # generated code matches against the original clauses, or `:"$lockstep_timeout"`.
+  def instrumented_receive(scan, test, timeout, description) do
+    ctx = receive_context(description)
+    instrumented_attempt(ctx, scan, test, receive_start(ctx, timeout))
+  end
+
+  defp instrumented_attempt(ctx, scan, test, {:in_hand, seq, msg, attempt}) do
+    if test.(msg) do
+      consumed(ctx, seq)
+      {:"$lockstep_msg", msg}
+    else
+      unhand(ctx, seq, msg)
+      instrumented_scan(ctx, scan, test, attempt)
+    end
+  end
+
+  defp instrumented_attempt(ctx, scan, test, attempt),
+    do: instrumented_scan(ctx, scan, test, attempt)
+
+  defp instrumented_scan({_session, _id, tag} = ctx, scan, test, attempt) do
+    case scan.(tag) do
+      {seq, msg} ->
+        consumed(ctx, seq)
+        {:"$lockstep_msg", msg}
+
+      @nomatch when attempt == :attempt_last ->
+        :"$lockstep_timeout"
+
+      @nomatch ->
+        instrumented_attempt(ctx, scan, test, receive_retry(ctx, attempt))
+    end
+  end
+
   # Links, monitors, exit signals ----------------------------------------------------------
 
   def link(pid), do: link_op(pid, true, "link/1")

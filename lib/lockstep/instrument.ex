@@ -1,0 +1,301 @@
+defmodule Lockstep.Instrument do
+  @moduledoc """
+  Runs unmodified modules under Lockstep's control (SPEC §9).
+
+  `instrument!/1` reads a module's debug info (its Erlang abstract code: Elixir and Erlang
+  modules alike), rewrites the operations whose outcome depends on the interleaving —
+  `send`, `receive`, `spawn*`, links, monitors, exit signals, registered names, timers,
+  virtual time, `:ets`, `:atomics`, `:counters`, `:persistent_term`, `:rand.uniform/1` —
+  into sync points, and loads the result in place of the original. You rarely call it
+  yourself: the `:instrument` option of `Lockstep.run/2`, `Lockstep.check/2`,
+  `Lockstep.replay/3`, `Lockstep.shrink/3` and `use Lockstep.Test` does.
+
+      Lockstep.run(fn -> MyApp.RateLimiter.hit("k") end, instrument: [MyApp.RateLimiter])
+
+  Rules the rewritten code keeps:
+
+    * In a process that is not managed by a run, it does exactly what the original does
+      (same results, same exceptions, same messages) at the cost of one process-dictionary
+      look-up per operation: ExUnit, Logger and your application's processes keep working.
+    * Each module is instrumented at most once per VM: a second run pays one
+      `module_info(:md5)` check. A module recompiled since is instrumented again.
+    * Nothing is ever purged while a process may run it: no process outside a run is
+      killed by instrumentation. Concurrent instrumentation of the same module (two async
+      test modules) is serialised.
+    * Line numbers survive: stack traces point at your file and line.
+
+  Modules that cannot be instrumented raise `Lockstep.InstrumentError` naming the module
+  and the fix: one that does not exist, one compiled without debug info, a NIF module,
+  Lockstep's own modules and the runtime system's (`:erlang`, `:kernel`'s modules).
+
+  Test modules are compiled in memory and `mix test` strips their debug info:
+  `use Lockstep.Test` (always) and `use Lockstep.Instrumented` (any module) turn debug info
+  on and instrument the module from its bytecode as soon as it is compiled.
+  """
+
+  alias Lockstep.Instrument.Rewrite
+  alias Lockstep.InstrumentError
+
+  @ops_modules [
+    Lockstep.Instrument.Ops.Processes,
+    Lockstep.Instrument.Ops.Time,
+    Lockstep.Instrument.Ops.State
+  ]
+
+  @marker :lockstep_instrumented
+
+  @typedoc "What `:instrument` accepts: module atoms and `{:app, app}` (every module of `app`)."
+  @type spec :: module() | {:app, atom()}
+
+  @doc """
+  Instruments every module `specs` names and returns the modules, in order.
+
+  Raises `Lockstep.InstrumentError` for a module that cannot be instrumented, and
+  `ArgumentError` for something that is not a module or `{:app, app}`.
+  """
+  @spec instrument!(spec() | [spec()]) :: [module()]
+  def instrument!(specs) do
+    modules = modules!(specs)
+    Enum.each(modules, &instrument_module!/1)
+    modules
+  end
+
+  @doc """
+  Whether the loaded code of `module` is Lockstep's instrumented version.
+  """
+  @spec instrumented?(module()) :: boolean()
+  def instrumented?(module) when is_atom(module) do
+    :erlang.module_loaded(module) and
+      Keyword.has_key?(module.module_info(:attributes), @marker)
+  end
+
+  def instrumented?(_other), do: false
+
+  @doc """
+  Expands `specs` (module atoms and `{:app, app}`) into the list of modules, validating
+  the shape but not instrumenting.
+  """
+  @spec modules!(spec() | [spec()]) :: [module()]
+  def modules!(specs) do
+    specs
+    |> List.wrap()
+    |> Enum.flat_map(fn
+      {:app, app} when is_atom(app) ->
+        app_modules!(app)
+
+      module when is_atom(module) and module not in [nil, true, false] ->
+        [module]
+
+      other ->
+        raise ArgumentError,
+              "invalid :instrument entry #{inspect(other)}: expected a module (MyApp.Server, " <>
+                ":my_erlang_module) or {:app, app} for every module of an application"
+    end)
+    |> Enum.uniq()
+  end
+
+  defp app_modules!(app) do
+    case Application.load(app) do
+      :ok -> :ok
+      {:error, {:already_loaded, ^app}} -> :ok
+      {:error, reason} -> raise InstrumentError, module: app, reason: {:app, reason}
+    end
+
+    Application.spec(app, :modules) || []
+  end
+
+  @doc false
+  # From `use Lockstep.Test` and `use Lockstep.Instrumented`: the module was just compiled
+  # (in memory, perhaps), and `binary` is its bytecode.
+  def after_compile!(module, binary) do
+    with_lock(module, fn -> load_instrumented!(module, binary, :in_memory) end)
+  end
+
+  @doc false
+  # The ops table: `{module, function, arity}` => `{ops_module, target}`.
+  def table do
+    case :persistent_term.get({__MODULE__, :table}, nil) do
+      nil ->
+        table =
+          for ops <- @ops_modules,
+              Code.ensure_loaded?(ops),
+              {mfa, target} <- ops.__ops__(),
+              into: %{},
+              do: {mfa, {ops, target}}
+
+        :persistent_term.put({__MODULE__, :table}, table)
+        table
+
+      table ->
+        table
+    end
+  end
+
+  # Instrumenting one module --------------------------------------------------------------
+
+  defp instrument_module!(module) do
+    refuse_ours!(module)
+
+    unless current?(module) do
+      with_lock(module, fn ->
+        unless current?(module), do: load_instrumented!(module, object_code!(module), :disk)
+      end)
+    end
+  end
+
+  # Already instrumented, from the code loaded now.
+  defp current?(module) do
+    case :persistent_term.get({__MODULE__, module}, nil) do
+      nil -> false
+      md5 -> :erlang.module_loaded(module) and module.module_info(:md5) == md5
+    end
+  end
+
+  # Lockstep's own modules are those compiled from its lib/ (its test support and examples
+  # are user code like any other).
+  defp refuse_ours!(module) do
+    if :erlang.module_loaded(module) or Code.ensure_loaded?(module) do
+      if String.starts_with?(source_dir(module) <> "/", lockstep_lib()) do
+        raise InstrumentError, module: module, reason: :lockstep
+      end
+    end
+  end
+
+  defp lockstep_lib, do: source_dir(Lockstep) <> "/"
+
+  defp source_dir(module) do
+    case module.module_info(:compile)[:source] do
+      source when is_list(source) -> source |> List.to_string() |> Path.dirname()
+      _ -> ""
+    end
+  end
+
+  defp object_code!(module) do
+    case Code.ensure_loaded(module) do
+      {:module, ^module} -> :ok
+      {:error, _} -> raise InstrumentError, module: module, reason: :not_found
+    end
+
+    if runtime_system?(module) do
+      raise InstrumentError, module: module, reason: :runtime_system
+    end
+
+    case :code.get_object_code(module) do
+      {^module, binary, _file} -> binary
+      :error -> raise InstrumentError, module: module, reason: :in_memory
+    end
+  end
+
+  defp runtime_system?(module) do
+    case :code.which(module) do
+      :preloaded ->
+        true
+
+      path when is_list(path) ->
+        path = List.to_string(path)
+
+        Enum.any?([:erts, :kernel], fn app ->
+          case :code.lib_dir(app) do
+            {:error, _} -> false
+            dir -> String.starts_with?(path, List.to_string(dir) <> "/")
+          end
+        end)
+
+      _ ->
+        false
+    end
+  end
+
+  defp load_instrumented!(module, binary, origin) do
+    forms = abstract_code!(module, binary, origin)
+
+    if nif?(forms), do: raise(InstrumentError, module: module, reason: :nif)
+
+    {forms, _operations} = Rewrite.forms(forms, table())
+    {:ok, original_md5} = :beam_lib.md5(binary)
+    forms = mark(forms, original_md5)
+
+    instrumented =
+      case :compile.forms(forms, [:binary, :return_errors, :no_spawn_compiler_process]) do
+        {:ok, ^module, instrumented} ->
+          instrumented
+
+        {:ok, ^module, instrumented, _warnings} ->
+          instrumented
+
+        {:error, errors, _warnings} ->
+          raise InstrumentError, module: module, reason: {:compile, errors}
+      end
+
+    # The original stays loaded as old code for processes still in it; an older version
+    # still in use by some process cannot be replaced without killing it.
+    unless :code.soft_purge(module) do
+      raise InstrumentError, module: module, reason: :old_code_in_use
+    end
+
+    file =
+      case :code.which(module) do
+        path when is_list(path) -> path
+        _ -> ~c"#{module}.beam"
+      end
+
+    # stdlib's modules are sticky (protected from accidental replacement): unstick for the
+    # load only.
+    sticky? = :code.is_sticky(module)
+    if sticky?, do: :code.unstick_mod(module)
+
+    try do
+      case :code.load_binary(module, file, instrumented) do
+        {:module, ^module} -> :ok
+        {:error, reason} -> raise InstrumentError, module: module, reason: {:load, reason}
+      end
+    after
+      if sticky?, do: :code.stick_mod(module)
+    end
+
+    :persistent_term.put({__MODULE__, module}, module.module_info(:md5))
+    :ok
+  end
+
+  defp abstract_code!(module, binary, origin) do
+    case :beam_lib.chunks(binary, [:debug_info]) do
+      {:ok, {^module, [debug_info: {:debug_info_v1, _backend, :none}]}} ->
+        raise InstrumentError, module: module, reason: {:no_debug_info, origin}
+
+      {:ok, {^module, [debug_info: {:debug_info_v1, backend, data}]}} ->
+        case backend.debug_info(:erlang_v1, module, data, []) do
+          {:ok, forms} -> forms
+          {:error, _} -> raise InstrumentError, module: module, reason: {:no_debug_info, origin}
+        end
+
+      _ ->
+        raise InstrumentError, module: module, reason: {:no_debug_info, origin}
+    end
+  end
+
+  defp nif?(forms) do
+    Enum.any?(forms, &match?({:attribute, _, :on_load, _}, &1)) and
+      calls_load_nif?(forms)
+  end
+
+  defp calls_load_nif?(term) when is_tuple(term) do
+    match?({:call, _, {:remote, _, {:atom, _, :erlang}, {:atom, _, :load_nif}}, _}, term) or
+      term |> Tuple.to_list() |> calls_load_nif?()
+  end
+
+  defp calls_load_nif?(list) when is_list(list), do: Enum.any?(list, &calls_load_nif?/1)
+  defp calls_load_nif?(_), do: false
+
+  # `-lockstep_instrumented(OriginalMd5).`, after `-module`.
+  defp mark(forms, md5) do
+    Enum.flat_map(forms, fn
+      {:attribute, anno, :module, _} = form -> [form, {:attribute, anno, @marker, md5}]
+      form -> [form]
+    end)
+  end
+
+  # Two test modules may instrument the same module at once: one does, the other waits.
+  defp with_lock(module, fun) do
+    :global.trans({{__MODULE__, module}, self()}, fun, [node()], :infinity)
+  end
+end
