@@ -82,6 +82,9 @@ defmodule Lockstep.MixProject do
       start_permanent: Mix.env() == :prod,
       compilers: [:lockstep_nif | Mix.compilers()],
       elixirc_paths: elixirc_paths(Mix.env()),
+      # Erlang programs the instrumentation tests run unmodified (compiled with debug_info,
+      # as erlc_options always are under Mix)
+      erlc_paths: erlc_paths(Mix.env()),
       deps: [],
       test_coverage: [ignore_modules: []],
       docs: [main: "readme"]
@@ -94,4 +97,7 @@ defmodule Lockstep.MixProject do
 
   defp elixirc_paths(:test), do: ["lib", "examples", "test/support"]
   defp elixirc_paths(_), do: ["lib", "examples"]
+
+  defp erlc_paths(:test), do: ["src", "test/support/erlang"]
+  defp erlc_paths(_), do: ["src"]
 end

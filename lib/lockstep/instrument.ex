@@ -212,7 +212,7 @@ defmodule Lockstep.Instrument do
     if nif?(forms), do: raise(InstrumentError, module: module, reason: :nif)
 
     {forms, _operations} = Rewrite.forms(forms, table())
-    {:ok, original_md5} = :beam_lib.md5(binary)
+    {:ok, {^module, original_md5}} = :beam_lib.md5(binary)
     forms = mark(forms, original_md5)
 
     instrumented =

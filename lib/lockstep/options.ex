@@ -20,7 +20,8 @@ defmodule Lockstep.Options do
     timers: :on_idle,
     trace_dir: "_build/lockstep/traces",
     workers: 1,
-    nodes: []
+    nodes: [],
+    instrument: []
   ]
 
   @known Keyword.keys(@defaults) ++ [:seed, :name, :location]
@@ -57,8 +58,21 @@ defmodule Lockstep.Options do
       location: opts[:location],
       trace_dir: System.get_env("LOCKSTEP_TRACE_DIR") || opts[:trace_dir],
       workers: workers(opts[:workers]),
-      nodes: opts[:nodes]
+      nodes: opts[:nodes],
+      instrument: Lockstep.Instrument.modules!(opts[:instrument])
     }
+  end
+
+  defp check_key!(:instrument, value) do
+    entries = List.wrap(value)
+
+    if :otp in entries do
+      raise ArgumentError,
+            "instrument: :otp (OTP's process behaviours under control) is not supported " <>
+              "yet; list your own modules (instrument: [MyApp.Server]) or {:app, :my_app}"
+    end
+
+    Lockstep.Instrument.modules!(entries)
   end
 
   defp check_key!(:timers, value) do

@@ -17,6 +17,7 @@ defmodule Lockstep.Runner do
     end
 
     cfg = Options.validate!(fun, opts)
+    Lockstep.Instrument.instrument!(cfg.instrument)
     cell = Session.strategy(strategy_spec(cfg))
     started = System.monotonic_time(:microsecond)
     Lockstep.Progress.start(cfg)
@@ -230,6 +231,7 @@ defmodule Lockstep.Runner do
       delivery: saved[:delivery] || :instant,
       crash: saved[:crash] || :fail,
       timers: saved[:timers] || :on_idle,
+      instrument: saved[:instrument] || [],
       timeout: Keyword.get(opts, :timeout, saved[:timeout] || 5_000),
       name: Keyword.get(opts, :name, file.name),
       trace_dir: Keyword.get_lazy(opts, :trace_dir, fn -> source_dir(path) end)
@@ -286,6 +288,7 @@ defmodule Lockstep.Runner do
     check_replay_options!(opts)
     file = TraceFile.load!(path, Keyword.take(opts, [:max_trace_bytes]))
     cfg = file_config(fun, file, path, opts)
+    Lockstep.Instrument.instrument!(cfg.instrument)
     cell = Session.strategy({:replay, file.schedule})
 
     result =

@@ -155,6 +155,8 @@ defmodule Lockstep.Search do
   # Runs on the remote node: starts that node's workers, keeps its `stop`, forwards.
   def agent(caller, reply, fun, cfg, spec, ws, total) do
     Process.flag(:trap_exit, true)
+    # this node runs the same instrumented code as the caller's
+    Lockstep.Instrument.instrument!(cfg.instrument)
     shared = new_shared(cfg)
     local_reply = make_ref()
     me = self()

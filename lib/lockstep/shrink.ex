@@ -26,6 +26,7 @@ defmodule Lockstep.Shrink do
     validate!(opts)
     file = TraceFile.load!(path, Keyword.take(opts, [:max_trace_bytes]))
     cfg = Runner.file_config(fun, file, path, opts)
+    Lockstep.Instrument.instrument!(cfg.instrument)
     max_attempts = Keyword.get(opts, :max_attempts, @default_max_attempts)
     budget = Keyword.get(opts, :time_budget_ms, @default_budget_ms)
 

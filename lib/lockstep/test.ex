@@ -19,14 +19,19 @@ defmodule Lockstep.Test do
   report (trace and replay command) as the failure message.
   """
 
-  use ExUnit.CaseTemplate
-
   @exunit_options [:async, :register, :parameterize]
 
-  using opts do
+  @doc false
+  defmacro __using__(opts) do
     defaults = Keyword.drop(opts, @exunit_options)
+    exunit = Keyword.take(opts, @exunit_options)
 
     quote do
+      # The test module runs under control too, so a ctest body may use plain spawn, send
+      # and receive (SPEC §9). First, so that the module is instrumented before ExUnit's
+      # own compile hook hands an async module to the runner.
+      use Lockstep.Instrumented
+      use ExUnit.Case, unquote(exunit)
       import Lockstep.Test, only: [ctest: 2, ctest: 3]
       require Lockstep
       @lockstep_defaults unquote(defaults)

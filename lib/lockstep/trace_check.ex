@@ -28,7 +28,8 @@ defmodule Lockstep.TraceFile.Check do
     timeout: {:pos_integer, "a positive integer"},
     delivery: {[:instant, :delayed], ":instant or :delayed"},
     crash: {[:fail, :ignore, :strict], ":fail, :ignore or :strict"},
-    timers: {[:on_idle, :anytime], ":on_idle or :anytime"}
+    timers: {[:on_idle, :anytime], ":on_idle or :anytime"},
+    instrument: {:modules, "a list of module atoms"}
   ]
 
   def saved_options, do: @saved_options
@@ -176,6 +177,7 @@ defmodule Lockstep.TraceFile.Check do
         ok? =
           case check do
             :pos_integer -> is_integer(value) and value > 0
+            :modules -> is_list(value) and Enum.all?(value, &is_atom/1)
             allowed when is_list(allowed) -> value in allowed
           end
 
