@@ -27,6 +27,15 @@ defmodule Lockstep.TestSupport.PlainCounter do
     end
   end
 
+  # Reads the value, then fails: its stack trace must point at this file.
+  def crash_after_reply(counter) do
+    send(counter, {:get, self()})
+
+    receive do
+      {:value, value} -> raise "crashed after reading #{value}"
+    end
+  end
+
   def value(counter) do
     send(counter, {:stop, self()})
 
