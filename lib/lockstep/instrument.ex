@@ -215,8 +215,18 @@ defmodule Lockstep.Instrument do
     {:ok, {^module, original_md5}} = :beam_lib.md5(binary)
     forms = mark(forms, original_md5)
 
+    # The compile info keeps naming the user's source file (trace files, mix tasks and
+    # stack traces read it).
+    source =
+      case :beam_lib.chunks(binary, [:compile_info]) do
+        {:ok, {^module, [compile_info: info]}} -> List.wrap(Keyword.take(info, [:source]))
+        _ -> []
+      end
+
+    options = [:binary, :return_errors, :no_spawn_compiler_process | source]
+
     instrumented =
-      case :compile.forms(forms, [:binary, :return_errors, :no_spawn_compiler_process]) do
+      case :compile.forms(forms, options) do
         {:ok, ^module, instrumented} ->
           instrumented
 
