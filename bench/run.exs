@@ -17,7 +17,7 @@
 # Knobs (environment): BENCH_HOPS (200000), BENCH_ITERATIONS (5000), BENCH_ROUNDS (5),
 # BENCH_GROWTH_MAX (100000: the largest size of the growth table).
 
-for file <- ~w(timing baseline ping_pong iterations micro growth) do
+for file <- ~w(timing baseline ping_pong iterations micro growth instrumented) do
   Code.require_file("support/#{file}.exs", __DIR__)
 end
 
@@ -183,6 +183,7 @@ defmodule Bench.Run do
     )
 
     growth_table(env_int("BENCH_GROWTH_MAX", 100_000))
+    instrumented_table(hops, rounds)
 
     # targets -----------------------------------------------------------------------------
     section("Targets")
@@ -211,6 +212,44 @@ defmodule Bench.Run do
     )
 
     IO.puts("")
+  end
+
+  # 7: instrumented code ------------------------------------------------------------------
+
+  defp instrumented_table(hops, rounds) do
+    alias Bench.Instrumented
+    alias Bench.Instrumented.{Plain, Rewritten}
+
+    section("7. Instrumented code: the same ping-pong compiled plain and instrumented")
+
+    [plain, rewritten, raw, inside, api] =
+      interleaved(rounds, [
+        fn -> Instrumented.outside(Plain, hops) end,
+        fn -> Instrumented.outside(Rewritten, hops) end,
+        fn -> PingPong.raw(hops) end,
+        fn -> Instrumented.inside(Rewritten, hops) end,
+        fn -> PingPong.lockstep(hops, :random) end
+      ])
+      |> Enum.map(&hop_stats/1)
+
+    table(
+      ["variant", "µs/hop best", "median", "x raw"],
+      for {name, r} <- [
+            {"plain module, outside a run", plain},
+            {"instrumented module, outside a run", rewritten},
+            {"raw BEAM hop (PingPong.raw)", raw},
+            {"instrumented module, inside a run (:random)", inside},
+            {"Lockstep API hop, inside a run (:random)", api}
+          ] do
+        [name, fmt(r.best, 3), fmt(r.median, 3), fmt(r.best / raw.best, 2)]
+      end
+    )
+
+    IO.puts(
+      "  instrumented outside a run / plain: #{fmt(rewritten.best / plain.best, 3)} " <>
+        "(target <= 1.10); instrumented hop in a run / API hop: " <>
+        "#{fmt(inside.best / api.best, 2)}"
+    )
   end
 
   # 6: growth ------------------------------------------------------------------------------
