@@ -86,7 +86,7 @@ pub struct Terms {
     pub events_scanned: usize,
     /// Reason terms of processes that exited abnormally (`Reason::ExitOf`).
     pub exit_reasons: HashMap<ProcId, SavedTerm>,
-    /// Reason terms given to `exit/2` (`Reason::Given`).
+    /// Reason terms given to `exit/2` (`Reason::Given` and `Reason::Shutdown`).
     pub given_reasons: Vec<SavedTerm>,
     pub monitor_refs: HashMap<MonitorId, SavedTerm>,
     /// `{ref, payload}` of each `send_after` timer.
@@ -337,7 +337,7 @@ impl Terms {
                 Some(saved) => self.load(env, saved),
                 None => atoms::killed().encode(env),
             },
-            Reason::Given(n) => match self.given_reasons.get(n as usize) {
+            Reason::Given(n) | Reason::Shutdown(n) => match self.given_reasons.get(n as usize) {
                 Some(saved) => self.load(env, saved),
                 None => atoms::killed().encode(env),
             },
