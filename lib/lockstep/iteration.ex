@@ -169,7 +169,9 @@ defmodule Lockstep.Iteration do
   defp classify(:max_steps, _), do: {:max_steps, nil}
   defp classify({:exception, name}, _), do: {:exception, name}
   defp classify({:crash, name}, _), do: {:crash, name}
+  defp classify({:killed, name, _from, _signal}, _), do: {:crash, name}
   defp classify({:deadlock, _}, _), do: {:deadlock, nil}
+  defp classify({:blocked_at_end, _}, _), do: {:deadlock, nil}
   defp classify({:diverged, _divergence}, _), do: {:diverged, nil}
   defp classify({:aborted, name}, _stuck), do: {:stuck, name}
   defp classify(nil, _), do: {:stuck, nil}
@@ -185,6 +187,13 @@ defmodule Lockstep.Iteration do
 
     %{pid: pid, stacktrace: stacktrace}
   end
+
+  # Under `crash: :strict`: who sent the exit signal that killed the process, and its reason.
+  defp describe_waits({:killed, _name, from, signal}, _procs, _tag),
+    do: %{killed_by: from, signal: signal}
+
+  defp describe_waits({:blocked_at_end, names}, procs, tag),
+    do: describe_waits({:deadlock, names}, procs, tag)
 
   defp describe_waits({:deadlock, names}, procs, tag) do
     for %Session.Proc{name: name, pid: pid} <- procs, name in names do

@@ -230,6 +230,8 @@ defmodule Lockstep.Runner do
       delivery: saved[:delivery] || :instant,
       crash: saved[:crash] || :fail,
       timers: saved[:timers] || :on_idle,
+      blocked_at_end: saved[:blocked_at_end] || :kill,
+      strict_control: saved[:strict_control] || false,
       timeout: Keyword.get(opts, :timeout, saved[:timeout] || 5_000),
       name: Keyword.get(opts, :name, file.name),
       trace_dir: Keyword.get_lazy(opts, :trace_dir, fn -> source_dir(path) end)

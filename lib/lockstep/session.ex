@@ -97,6 +97,10 @@ defmodule Lockstep.Session do
 
   @typedoc """
   How an iteration ended (nil: it has not). Process names are spawn-tree names.
+  `{:killed, name, from, signal}`: under `crash: :strict`, `name` was killed by an exit
+  signal from `from` whose reason `signal` is abnormal (a crash); `{:blocked_at_end,
+  names}`: under `blocked_at_end: :fail`, processes left blocked after the root returned
+  (a deadlock).
   """
   @type outcome ::
           nil
@@ -104,7 +108,9 @@ defmodule Lockstep.Session do
           | :max_steps
           | {:exception, String.t()}
           | {:crash, String.t()}
+          | {:killed, String.t(), String.t(), term()}
           | {:deadlock, [String.t()]}
+          | {:blocked_at_end, [String.t()]}
           | {:aborted, String.t() | nil}
           | {:diverged, Divergence.t()}
 
@@ -139,7 +145,8 @@ defmodule Lockstep.Session do
       max_steps: cfg.max_steps,
       delivery: cfg.delivery,
       crash: cfg.crash,
-      timers: cfg.timers
+      timers: cfg.timers,
+      blocked_at_end: cfg.blocked_at_end
     }
 
     nif(:session_new, fn -> Native.session_new(cell, iter_seed, config, capture?, done) end)

@@ -28,7 +28,9 @@ defmodule Lockstep.TraceFile.Check do
     timeout: {:pos_integer, "a positive integer"},
     delivery: {[:instant, :delayed], ":instant or :delayed"},
     crash: {[:fail, :ignore, :strict], ":fail, :ignore or :strict"},
-    timers: {[:on_idle, :anytime], ":on_idle or :anytime"}
+    timers: {[:on_idle, :anytime], ":on_idle or :anytime"},
+    blocked_at_end: {[:kill, :fail], ":kill or :fail"},
+    strict_control: {[true, false], "true or false"}
   ]
 
   def saved_options, do: @saved_options

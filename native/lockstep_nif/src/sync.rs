@@ -427,7 +427,7 @@ fn sync_exit_signal<'a>(
 }
 
 /// `:shutdown` or `{:shutdown, _}`.
-fn is_shutdown(env: Env, reason: Term) -> bool {
+fn is_shutdown<'a>(env: Env<'a>, reason: Term<'a>) -> bool {
     let shutdown = atoms::shutdown().encode(env);
     reason == shutdown || matches!(reason.decode::<(Term, Term)>(), Ok((tag, _)) if tag == shutdown)
 }
