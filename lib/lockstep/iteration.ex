@@ -40,8 +40,16 @@ defmodule Lockstep.Iteration do
   def run(cell, fun, iter_seed, cfg, capture?) do
     done = make_ref()
     {session, tag} = start(cell, fun, iter_seed, cfg, capture?, done)
-    finish(session, tag, await(session, done, cfg.timeout), capture?, done)
+    result = finish(session, tag, await(session, done, cfg.timeout), capture?, done)
+    strict_control(result, Map.get(cfg, :strict_control, false))
   end
+
+  # SPEC §9: with `strict_control: true`, an iteration that would pass while concurrency
+  # escaped control fails as `:uncontrolled` (any other failure is reported as it is).
+  defp strict_control(%{kind: :pass, uncontrolled: [{name, _} | _]} = result, true),
+    do: %{result | kind: :uncontrolled, proc: name, details: result.uncontrolled}
+
+  defp strict_control(result, _strict?), do: result
 
   @doc false
   # Waits for the end of the iteration. Returns `{:done, reason}` or `{:stuck, pid}`.
@@ -95,6 +103,9 @@ defmodule Lockstep.Iteration do
 
     procs = Session.procs(session)
     details = describe_waits(Session.outcome(session), procs, tag)
+    # A stuck process is still running user code: only parked processes are looked at.
+    if stuck == nil, do: Lockstep.Uncontrolled.check_left(session, procs, tag)
+    uncontrolled = Session.uncontrolled(session)
     {outcome, metrics} = Janitor.tear_down(session, tag, procs)
 
     {kind, proc} =
@@ -114,6 +125,7 @@ defmodule Lockstep.Iteration do
       trace: nil,
       pid_names: %{},
       proc_nodes: %{},
+      uncontrolled: uncontrolled,
       session: session
     }
 
@@ -128,7 +140,7 @@ defmodule Lockstep.Iteration do
     end
 
     result =
-      if kind != :pass or capture? do
+      if kind != :pass or capture? or uncontrolled != [] do
         %{
           result
           | schedule: Session.schedule(session),

@@ -107,6 +107,11 @@ defmodule Lockstep.Report do
   defp headline(%{kind: :max_steps, name: name, steps: steps}),
     do: "Lockstep found a bug in #{name}: the iteration reached max_steps (#{steps} steps)"
 
+  defp headline(%{kind: :uncontrolled, name: name}),
+    do:
+      "Lockstep found a bug in #{name}: concurrency escaped Lockstep's control " <>
+        "(strict_control: true)"
+
   defp headline(%{kind: kind, name: name}), do: "Lockstep found a bug in #{name}: #{kind}"
 
   defp why(%{kind: :crash, details: %{killed_by: from, signal: signal}, reason: reason}) do
@@ -159,6 +164,10 @@ defmodule Lockstep.Report do
     "    fail_on_max_steps: true made this a failure. A run this long is often a livelock or " <>
       "an unfair schedule (a spin loop starving the process it waits for); raise :max_steps " <>
       "if the test is just long.\n"
+  end
+
+  defp why(%{kind: :uncontrolled, details: found}) when is_list(found) and found != [] do
+    indent(Lockstep.Uncontrolled.describe(found), 4) <> "\n"
   end
 
   defp why(_), do: ""

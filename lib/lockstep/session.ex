@@ -222,6 +222,18 @@ defmodule Lockstep.Session do
     do: nif(:outside_crashes, fn -> Native.outside_crashes(session) end)
 
   @doc false
+  # Concurrency that escaped the run's control, found by or about managed process `id`
+  # (see Lockstep.Uncontrolled): `report` describes it.
+  @spec note_uncontrolled(t(), non_neg_integer(), map()) :: :ok
+  def note_uncontrolled(session, id, report),
+    do: ok!(:note_uncontrolled, fn -> Native.note_uncontrolled(session, id, report) end)
+
+  @doc false
+  # What `note_uncontrolled/3` noted, in order, by process name.
+  @spec uncontrolled(t()) :: [{String.t(), map()}]
+  def uncontrolled(session), do: nif(:uncontrolled, fn -> Native.uncontrolled(session) end)
+
+  @doc false
   # The iteration stored Lockstep.PersistentTerm keys: `finish/1`'s metrics say so.
   @spec mark_cleanup(t()) :: :ok
   def mark_cleanup(session), do: ok!(:mark_cleanup, fn -> Native.mark_cleanup(session) end)

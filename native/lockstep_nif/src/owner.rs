@@ -237,6 +237,22 @@ fn outside_crashes<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifRe
     Ok(list.encode(env))
 }
 
+/// `[{name, report}]`: what `note_uncontrolled` noted, in order.
+#[rustler::nif]
+fn uncontrolled<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
+    let st = lock_any(&res);
+    let list: Vec<Term> = st
+        .terms
+        .uncontrolled
+        .iter()
+        .filter_map(|(id, saved)| {
+            let p = st.session.proc(*id)?;
+            Some((name_term(env, &p.name), st.terms.load(env, saved)).encode(env))
+        })
+        .collect();
+    Ok(list.encode(env))
+}
+
 /// Ends the iteration for the strategy and hands the strategy back to the run.
 /// Returns `{outcome, %{steps:, context_switches:, contested_steps:, fingerprint:, cleanup:}}`.
 #[rustler::nif]

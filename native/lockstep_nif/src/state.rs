@@ -99,6 +99,9 @@ pub struct Terms {
     /// managed one that died of a Lockstep call made outside the run: the real link kills
     /// the managed process, and the owner reports this as why.
     pub outside_crashes: HashMap<ProcId, SavedTerm>,
+    /// What managed processes found that escaped the run's control (SPEC §9 "No silent
+    /// pass"), in the order they noted it: `(process, description)`.
+    pub uncontrolled: Vec<(ProcId, SavedTerm)>,
 }
 
 /// What the report shows, kept only when the iteration captures (a failing iteration is
@@ -152,6 +155,7 @@ impl SessionState {
                 globals: Vec::new(),
                 ets_tables: Vec::new(),
                 outside_crashes: HashMap::new(),
+                uncontrolled: Vec::new(),
             },
             capture: Capture {
                 on: capture,
