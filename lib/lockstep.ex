@@ -70,7 +70,9 @@ defmodule Lockstep do
           | {:fail_on_max_steps, boolean()}
           | {:timeout, pos_integer()}
           | {:delivery, :instant | :delayed}
-          | {:crash, :fail | :ignore}
+          | {:crash, :fail | :ignore | :strict}
+          | {:blocked_at_end, :kill | :fail}
+          | {:strict_control, boolean()}
           | {:name, String.t() | atom()}
           | {:trace_dir, Path.t()}
           | {:workers, pos_integer() | :auto}
@@ -105,7 +107,19 @@ defmodule Lockstep do
     * `:delivery` (`:instant`) — `:delayed` keeps each message in flight until the strategy
       delivers it (order kept per sender→receiver pair), so reorderings across senders are
       explored.
-    * `:crash` (`:fail`) — `:ignore` makes crashes of non-root processes normal.
+    * `:crash` (`:fail`) — `:ignore` makes crashes of non-root processes normal;
+      `:strict` is `:fail` plus Concuerror's rule: a process killed by an exit signal whose
+      reason is not `:normal`, `:shutdown` or `{:shutdown, _}` fails the iteration too, as
+      a `:crash` whose report names the sender of the signal and its reason.
+    * `:blocked_at_end` (`:kill`) — what becomes of processes still blocked when the root
+      has returned and nothing more can happen: `:kill` kills them quietly; `:fail` makes
+      them a `:deadlock` listing them (Concuerror's rule). Under `:fail` pending timers
+      keep firing while the iteration drains, so a process in `receive … after` is not
+      blocked (a process that re-arms a timer forever then runs until `:max_steps`).
+    * `:strict_control` (`false`) — concurrency that escaped Lockstep's control (messages
+      that reached managed processes around it, processes they started outside it; see
+      `Lockstep.Summary`'s `uncontrolled`) is a warning by default; `true` makes it a
+      failure of kind `:uncontrolled`.
     * `:name` — label used in reports and trace file names.
     * `:trace_dir` (`"_build/lockstep/traces"`; env `LOCKSTEP_TRACE_DIR` overrides).
     * `:workers` (1) — independent searches run at once on this VM's schedulers (`:auto`:
@@ -120,11 +134,17 @@ defmodule Lockstep do
 
     * `:exception` — the root raised, threw or exited abnormally (or was killed by an exit
       signal);
-    * `:crash` — another managed process raised, threw or exited abnormally;
-    * `:deadlock` — the root has not returned and nothing can happen; the report lists
-      every blocked process and what it waits for;
+    * `:crash` — another managed process raised, threw or exited abnormally (under
+      `crash: :strict`, or was killed by an exit signal with an abnormal reason);
+    * `:deadlock` — the root has not returned and nothing can happen (under
+      `blocked_at_end: :fail`, also: it has returned and processes are left blocked); the
+      report lists every blocked process and what it waits for;
     * `:stuck` — a managed process ran `:timeout` ms without reaching a sync point;
-    * `:max_steps` — only with `fail_on_max_steps: true`.
+    * `:max_steps` — only with `fail_on_max_steps: true`;
+    * `:uncontrolled` — only with `strict_control: true`: a managed process received a
+      message that did not come through Lockstep, or started a process Lockstep does not
+      manage; the report names the processes, where it happened when known, and the
+      module to add to `:instrument`.
   """
   @spec run(body(), [option()]) :: Lockstep.Summary.t()
   def run(fun, opts \\ []) do

@@ -40,8 +40,16 @@ defmodule Lockstep.Iteration do
   def run(cell, fun, iter_seed, cfg, capture?) do
     done = make_ref()
     {session, tag} = start(cell, fun, iter_seed, cfg, capture?, done)
-    finish(session, tag, await(session, done, cfg.timeout), capture?, done)
+    result = finish(session, tag, await(session, done, cfg.timeout), capture?, done)
+    strict_control(result, Map.get(cfg, :strict_control, false))
   end
+
+  # SPEC §9: with `strict_control: true`, an iteration that would pass while concurrency
+  # escaped control fails as `:uncontrolled` (any other failure is reported as it is).
+  defp strict_control(%{kind: :pass, uncontrolled: [{name, _} | _]} = result, true),
+    do: %{result | kind: :uncontrolled, proc: name, details: result.uncontrolled}
+
+  defp strict_control(result, _strict?), do: result
 
   @doc false
   # Waits for the end of the iteration. Returns `{:done, reason}` or `{:stuck, pid}`.
@@ -95,6 +103,9 @@ defmodule Lockstep.Iteration do
 
     procs = Session.procs(session)
     details = describe_waits(Session.outcome(session), procs, tag)
+    # A stuck process is still running user code: only parked processes are looked at.
+    if stuck == nil, do: Lockstep.Uncontrolled.check_left(session, procs, tag)
+    uncontrolled = Session.uncontrolled(session)
     {outcome, metrics} = Janitor.tear_down(session, tag, procs)
 
     {kind, proc} =
@@ -114,6 +125,7 @@ defmodule Lockstep.Iteration do
       trace: nil,
       pid_names: %{},
       proc_nodes: %{},
+      uncontrolled: uncontrolled,
       session: session
     }
 
@@ -128,7 +140,7 @@ defmodule Lockstep.Iteration do
     end
 
     result =
-      if kind != :pass or capture? do
+      if kind != :pass or capture? or uncontrolled != [] do
         %{
           result
           | schedule: Session.schedule(session),
@@ -169,7 +181,9 @@ defmodule Lockstep.Iteration do
   defp classify(:max_steps, _), do: {:max_steps, nil}
   defp classify({:exception, name}, _), do: {:exception, name}
   defp classify({:crash, name}, _), do: {:crash, name}
+  defp classify({:killed, name, _from, _signal}, _), do: {:crash, name}
   defp classify({:deadlock, _}, _), do: {:deadlock, nil}
+  defp classify({:blocked_at_end, _}, _), do: {:deadlock, nil}
   defp classify({:diverged, _divergence}, _), do: {:diverged, nil}
   defp classify({:aborted, name}, _stuck), do: {:stuck, name}
   defp classify(nil, _), do: {:stuck, nil}
@@ -185,6 +199,13 @@ defmodule Lockstep.Iteration do
 
     %{pid: pid, stacktrace: stacktrace}
   end
+
+  # Under `crash: :strict`: who sent the exit signal that killed the process, and its reason.
+  defp describe_waits({:killed, _name, from, signal}, _procs, _tag),
+    do: %{killed_by: from, signal: signal}
+
+  defp describe_waits({:blocked_at_end, names}, procs, tag),
+    do: describe_waits({:deadlock, names}, procs, tag)
 
   defp describe_waits({:deadlock, names}, procs, tag) do
     for %Session.Proc{name: name, pid: pid} <- procs, name in names do

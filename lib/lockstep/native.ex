@@ -55,6 +55,8 @@ defmodule Lockstep.Native do
   def mark_cleanup(_session), do: nif_error()
   def note_outside_crash(_session, _id, _report), do: nif_error()
   def outside_crashes(_session), do: nif_error()
+  def note_uncontrolled(_session, _id, _report), do: nif_error()
+  def uncontrolled(_session), do: nif_error()
   def hold(_session, _id, _msg, _payload), do: nif_error()
   def alias(_session, _id, _alias, _on), do: nif_error()
   def exit(_session, _id, _class, _report, _reason, _pending), do: nif_error()

@@ -17,6 +17,8 @@ defmodule Lockstep.Options do
     timeout: 5_000,
     delivery: :instant,
     crash: :fail,
+    blocked_at_end: :kill,
+    strict_control: false,
     timers: :on_idle,
     trace_dir: "_build/lockstep/traces",
     workers: 1,
@@ -53,6 +55,8 @@ defmodule Lockstep.Options do
       timeout: opts[:timeout],
       delivery: opts[:delivery],
       crash: opts[:crash],
+      blocked_at_end: opts[:blocked_at_end],
+      strict_control: opts[:strict_control],
       timers: opts[:timers],
       name: name(opts[:name], fun),
       location: opts[:location],
@@ -104,7 +108,16 @@ defmodule Lockstep.Options do
   end
 
   defp check_key!(:crash, value) do
-    unless value in [:fail, :ignore], do: bad!(:crash, value, ":fail or :ignore")
+    unless value in [:fail, :ignore, :strict],
+      do: bad!(:crash, value, ":fail, :ignore or :strict")
+  end
+
+  defp check_key!(:blocked_at_end, value) do
+    unless value in [:kill, :fail], do: bad!(:blocked_at_end, value, ":kill or :fail")
+  end
+
+  defp check_key!(:strict_control, value) do
+    unless is_boolean(value), do: bad!(:strict_control, value, "true or false")
   end
 
   defp check_key!(:name, value) do

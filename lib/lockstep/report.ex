@@ -81,12 +81,24 @@ defmodule Lockstep.Report do
   defp headline(%{kind: :exception, process: p, name: name}),
     do: "Lockstep found a bug in #{name}: the root process #{p} failed"
 
+  defp headline(%{kind: :crash, process: p, name: name, details: %{killed_by: from}}),
+    do:
+      "Lockstep found a bug in #{name}: process #{p} was killed by an exit signal from " <>
+        "#{from} (crash: :strict)"
+
   defp headline(%{kind: :crash, process: p, name: name}),
     do: "Lockstep found a bug in #{name}: process #{p} crashed"
 
-  defp headline(%{kind: :deadlock, name: name}),
-    do:
+  defp headline(%{kind: :deadlock, name: name, details: details}) do
+    # A deadlock before the root returned always blocks the root (it is alive, and neither
+    # running nor able to run); without it in the list, the root had returned.
+    if is_list(details) and not Enum.any?(details, &(&1.name == "P")) do
+      "Lockstep found a bug in #{name}: deadlock — the root returned, and processes are " <>
+        "still blocked with nothing left to happen (blocked_at_end: :fail)"
+    else
       "Lockstep found a bug in #{name}: deadlock — the root has not returned and no process can run"
+    end
+  end
 
   defp headline(%{kind: :stuck, process: p, name: name}),
     do:
@@ -95,7 +107,18 @@ defmodule Lockstep.Report do
   defp headline(%{kind: :max_steps, name: name, steps: steps}),
     do: "Lockstep found a bug in #{name}: the iteration reached max_steps (#{steps} steps)"
 
+  defp headline(%{kind: :uncontrolled, name: name}),
+    do:
+      "Lockstep found a bug in #{name}: concurrency escaped Lockstep's control " <>
+        "(strict_control: true)"
+
   defp headline(%{kind: kind, name: name}), do: "Lockstep found a bug in #{name}: #{kind}"
+
+  defp why(%{kind: :crash, details: %{killed_by: from, signal: signal}, reason: reason}) do
+    "    exit signal from #{from} with reason #{Trace.payload(signal)}; under crash: :strict " <>
+      "(Concuerror's rule) a process killed by a reason other than :normal, :shutdown or " <>
+      "{:shutdown, _} fails the iteration\n" <> indent(format_reason(reason), 4) <> "\n"
+  end
 
   defp why(%{kind: kind, reason: reason}) when kind in [:exception, :crash] do
     indent(format_reason(reason), 4) <> "\n"
@@ -141,6 +164,10 @@ defmodule Lockstep.Report do
     "    fail_on_max_steps: true made this a failure. A run this long is often a livelock or " <>
       "an unfair schedule (a spin loop starving the process it waits for); raise :max_steps " <>
       "if the test is just long.\n"
+  end
+
+  defp why(%{kind: :uncontrolled, details: found}) when is_list(found) and found != [] do
+    indent(Lockstep.Uncontrolled.describe(found), 4) <> "\n"
   end
 
   defp why(_), do: ""

@@ -39,7 +39,13 @@ defmodule Lockstep.Runner do
 
       :ok ->
         summary = summary(cfg, stats, elapsed)
-        {:ok, warn(cfg, %{summary | per_worker: per_worker, lost_nodes: lost_nodes})}
+
+        summary =
+          cfg
+          |> warn(%{summary | per_worker: per_worker, lost_nodes: lost_nodes})
+          |> warn_uncontrolled(cfg)
+
+        {:ok, summary}
 
       {:failed, i, iter_seed, result} ->
         {:error, report(fun, cfg, i, iter_seed, result)}
@@ -79,6 +85,22 @@ defmodule Lockstep.Runner do
 
   defp warn(_cfg, summary), do: summary
 
+  # SPEC §9 "No silent pass": once per run, naming the processes, where, and the fix.
+  defp warn_uncontrolled(%Summary{uncontrolled: []} = summary, _cfg), do: summary
+
+  defp warn_uncontrolled(%Summary{uncontrolled: found} = summary, cfg) do
+    first = hd(found).iteration
+
+    warning =
+      "from iteration #{first}, " <>
+        Lockstep.Uncontrolled.describe(Enum.map(found, &{&1.process, &1})) <>
+        " (strict_control: true makes this a failure)"
+
+    where = if cfg[:location], do: " (#{cfg.location})", else: ""
+    IO.puts(:stderr, "warning: Lockstep run #{inspect(cfg.name)}#{where}: #{warning}")
+    %{summary | warnings: summary.warnings ++ [warning]}
+  end
+
   defp summary(cfg, stats, elapsed) do
     %Summary{
       iterations: stats.iterations,
@@ -89,7 +111,8 @@ defmodule Lockstep.Runner do
       outcomes: %{pass: stats.iterations - stats.max_steps_hit, max_steps: stats.max_steps_hit},
       seed: cfg.seed,
       strategy: cfg.user_strategy,
-      elapsed_us: elapsed
+      elapsed_us: elapsed,
+      uncontrolled: stats.uncontrolled
     }
   end
 
@@ -231,6 +254,8 @@ defmodule Lockstep.Runner do
       delivery: saved[:delivery] || :instant,
       crash: saved[:crash] || :fail,
       timers: saved[:timers] || :on_idle,
+      blocked_at_end: saved[:blocked_at_end] || :kill,
+      strict_control: saved[:strict_control] || false,
       instrument: saved[:instrument] || [],
       timeout: Keyword.get(opts, :timeout, saved[:timeout] || 5_000),
       name: Keyword.get(opts, :name, file.name),

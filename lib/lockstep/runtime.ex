@@ -188,7 +188,10 @@ defmodule Lockstep.Runtime do
 
       {^tag, :exit, _reason} ->
         # The engine already recorded this process as killed by an exit signal (or the run
-        # was torn down): die at once, without running any more user code.
+        # was torn down): die at once, without running any more user code — after one
+        # look for what escaped the run's control, as at any end of a managed process.
+        {session, id, ^tag} = Process.get(@key)
+        Lockstep.Uncontrolled.check_self(session, id, tag)
         Process.exit(self(), :kill)
 
       {:EXIT, _from, reason} ->
@@ -328,10 +331,16 @@ defmodule Lockstep.Runtime do
   end
 
   # An exit signal from outside that arrived while the body ran took effect first.
+  # Its end is also where a process looks, once, for what escaped the run's control.
   defp finish(session, id, class, report, reason) do
     case pending_external_signal() do
-      nil -> Native.exit(session, id, class, report, reason, take_pending())
-      signal -> external_signal(signal)
+      nil ->
+        {^session, ^id, tag} = Process.get(@key)
+        Lockstep.Uncontrolled.check_self(session, id, tag)
+        Native.exit(session, id, class, report, reason, take_pending())
+
+      signal ->
+        external_signal(signal)
     end
   end
 

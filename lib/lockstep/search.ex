@@ -315,7 +315,37 @@ defmodule Lockstep.Search do
   # The iteration loop ----------------------------------------------------------------------
 
   defp new_stats do
-    %{iterations: 0, steps: 0, max_steps_hit: 0, fingerprints: MapSet.new(), switches: 0}
+    %{
+      iterations: 0,
+      steps: 0,
+      max_steps_hit: 0,
+      fingerprints: MapSet.new(),
+      switches: 0,
+      uncontrolled: []
+    }
+  end
+
+  # What escaped control (SPEC §9): the first iteration each distinct finding was seen in,
+  # at most @uncontrolled_kept of them, so a run that meets it every iteration pays nothing
+  # more.
+  @uncontrolled_kept 10
+
+  defp note_uncontrolled(stats, _i, []), do: stats
+
+  defp note_uncontrolled(%{uncontrolled: kept} = stats, i, found) do
+    new =
+      for {name, report} <- found,
+          not Enum.any?(kept, &(&1.process == name and same_report?(&1, report))),
+          do: Map.merge(report, %{iteration: i, process: name})
+
+    %{stats | uncontrolled: Enum.take(kept ++ Enum.uniq(new), @uncontrolled_kept)}
+  end
+
+  # Pids differ from one iteration to the next; what was found and where does not.
+  defp same_report?(kept, report) do
+    kept.messages == report.messages and
+      Enum.map(kept.started, &{&1.call, &1.location}) ==
+        Enum.map(report.started, &{&1.call, &1.location})
   end
 
   defp new_shared(cfg) do
@@ -335,7 +365,7 @@ defmodule Lockstep.Search do
     else
       iter_seed = Session.iteration_seed(cfg.seed, i)
       result = Iteration.run(cell, fun, iter_seed, cfg, false)
-      stats = account(stats, result)
+      stats = stats |> account(result) |> note_uncontrolled(i, result.uncontrolled)
       count_done(shared)
       Lockstep.Progress.tick(i, stats)
 
@@ -374,7 +404,11 @@ defmodule Lockstep.Search do
       steps: a.steps + b.steps,
       max_steps_hit: a.max_steps_hit + b.max_steps_hit,
       fingerprints: MapSet.union(a.fingerprints, b.fingerprints),
-      switches: a.switches + b.switches
+      switches: a.switches + b.switches,
+      uncontrolled:
+        (a.uncontrolled ++ b.uncontrolled)
+        |> Enum.sort_by(& &1.iteration)
+        |> Enum.take(@uncontrolled_kept)
     }
   end
 

@@ -97,6 +97,10 @@ defmodule Lockstep.Session do
 
   @typedoc """
   How an iteration ended (nil: it has not). Process names are spawn-tree names.
+  `{:killed, name, from, signal}`: under `crash: :strict`, `name` was killed by an exit
+  signal from `from` whose reason `signal` is abnormal (a crash); `{:blocked_at_end,
+  names}`: under `blocked_at_end: :fail`, processes left blocked after the root returned
+  (a deadlock).
   """
   @type outcome ::
           nil
@@ -104,7 +108,9 @@ defmodule Lockstep.Session do
           | :max_steps
           | {:exception, String.t()}
           | {:crash, String.t()}
+          | {:killed, String.t(), String.t(), term()}
           | {:deadlock, [String.t()]}
+          | {:blocked_at_end, [String.t()]}
           | {:aborted, String.t() | nil}
           | {:diverged, Divergence.t()}
 
@@ -139,7 +145,8 @@ defmodule Lockstep.Session do
       max_steps: cfg.max_steps,
       delivery: cfg.delivery,
       crash: cfg.crash,
-      timers: cfg.timers
+      timers: cfg.timers,
+      blocked_at_end: cfg.blocked_at_end
     }
 
     nif(:session_new, fn -> Native.session_new(cell, iter_seed, config, capture?, done) end)
@@ -213,6 +220,18 @@ defmodule Lockstep.Session do
   @spec outside_crashes(t()) :: [{String.t(), term()}]
   def outside_crashes(session),
     do: nif(:outside_crashes, fn -> Native.outside_crashes(session) end)
+
+  @doc false
+  # Concurrency that escaped the run's control, found by or about managed process `id`
+  # (see Lockstep.Uncontrolled): `report` describes it.
+  @spec note_uncontrolled(t(), non_neg_integer(), map()) :: :ok
+  def note_uncontrolled(session, id, report),
+    do: ok!(:note_uncontrolled, fn -> Native.note_uncontrolled(session, id, report) end)
+
+  @doc false
+  # What `note_uncontrolled/3` noted, in order, by process name.
+  @spec uncontrolled(t()) :: [{String.t(), map()}]
+  def uncontrolled(session), do: nif(:uncontrolled, fn -> Native.uncontrolled(session) end)
 
   @doc false
   # The iteration stored Lockstep.PersistentTerm keys: `finish/1`'s metrics say so.

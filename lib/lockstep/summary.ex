@@ -15,7 +15,17 @@ defmodule Lockstep.Summary do
     * `elapsed_us` — wall-clock time of the whole run;
     * `per_worker` — with `workers: n > 1`, each worker's `%{worker:, iterations:, steps:}`
       (empty for a sequential run);
-    * `lost_nodes` — nodes of `nodes:` lost during the run (their share was re-run here).
+    * `lost_nodes` — nodes of `nodes:` lost during the run (their share was re-run here);
+    * `uncontrolled` — concurrency that escaped Lockstep's control (SPEC §9 "No silent
+      pass"): each entry is `%{iteration:, process:, messages:, started:}`, the first
+      iteration a managed process (`process`, its symbolic name) was found holding
+      `messages` that did not come through Lockstep (inspected), or having `started`
+      processes Lockstep does not manage (`%{pid:, call:, location:, module:}`: their
+      initial call, the first frame of user code in their stacktrace, and the module to
+      add to `:instrument`); at most 10 distinct findings. Empty for a run Lockstep fully
+      controlled. When it is not, the run prints one warning naming them and the module
+      to instrument (also in `warnings`); `strict_control: true` fails the iteration as
+      `:uncontrolled` instead.
   """
 
   defstruct iterations: 0,
@@ -29,7 +39,8 @@ defmodule Lockstep.Summary do
             strategy: nil,
             elapsed_us: 0,
             per_worker: [],
-            lost_nodes: []
+            lost_nodes: [],
+            uncontrolled: []
 
   @type t :: %__MODULE__{
           iterations: non_neg_integer(),
@@ -45,6 +56,21 @@ defmodule Lockstep.Summary do
           per_worker: [
             %{worker: pos_integer(), iterations: non_neg_integer(), steps: non_neg_integer()}
           ],
-          lost_nodes: [node()]
+          lost_nodes: [node()],
+          uncontrolled: [
+            %{
+              iteration: pos_integer(),
+              process: String.t(),
+              messages: [String.t()],
+              started: [
+                %{
+                  pid: String.t(),
+                  call: String.t(),
+                  location: String.t() | nil,
+                  module: module() | nil
+                }
+              ]
+            }
+          ]
         }
 end

@@ -29,6 +29,8 @@ defmodule Lockstep.TraceFile.Check do
     delivery: {[:instant, :delayed], ":instant or :delayed"},
     crash: {[:fail, :ignore, :strict], ":fail, :ignore or :strict"},
     timers: {[:on_idle, :anytime], ":on_idle or :anytime"},
+    blocked_at_end: {[:kill, :fail], ":kill or :fail"},
+    strict_control: {[true, false], "true or false"},
     instrument: {:modules, "a list of module atoms"}
   ]
 

@@ -22,7 +22,7 @@ defmodule Lockstep.TraceFile do
         iteration: 17, seed: 1234, iter_seed: 987_654_321,
         strategy: :pct,
         options: [max_steps: …, fail_on_max_steps: …, timeout: …, delivery: …, crash: …,
-                  timers: …],
+                  timers: …, blocked_at_end: …, strict_control: …],
         fail_step: 23, steps: 41,
         proc_nodes: %{"P.2" => :b@host},
         schedule: [{:run, "P"}, {:deliver, "P.1", "P"}, {:random, 2}, …],
@@ -89,6 +89,9 @@ defmodule Lockstep.TraceFile do
                    :timers,
                    :on_idle,
                    :anytime,
+                   :blocked_at_end,
+                   :kill,
+                   :strict_control,
                    # the body
                    :module,
                    :function,

@@ -11,7 +11,13 @@ defmodule Lockstep.NativeErrorTest do
 
   alias Lockstep.{InternalError, Native, NotManagedError}
 
-  @config %{max_steps: 100, delivery: :instant, crash: :fail, timers: :on_idle}
+  @config %{
+    max_steps: 100,
+    delivery: :instant,
+    crash: :fail,
+    timers: :on_idle,
+    blocked_at_end: :kill
+  }
 
   defp new_session(cell \\ Native.strategy_new(:random)),
     do: Native.session_new(cell, 1, @config, false, make_ref())
@@ -122,8 +128,10 @@ defmodule Lockstep.NativeErrorTest do
             {%{@config | delivery: :sometimes}, "delivery=>sometimes"},
             {%{@config | crash: :maybe}, "crash=>maybe"},
             {%{@config | timers: :never}, "timers=>never"},
+            {%{@config | blocked_at_end: :wait}, "blocked_at_end=>wait"},
             {%{@config | max_steps: -1}, "max_steps=>-1"},
-            {Map.delete(@config, :timers), "\#{crash=>fail,delivery=>instant,max_steps=>100}"},
+            {Map.delete(@config, :timers),
+             "\#{blocked_at_end=>kill,crash=>fail,delivery=>instant,max_steps=>100}"},
             # The positional tuple it replaced.
             {{100, :instant, :fail, :on_idle}, "{100,instant,fail,on_idle}"}
           ] do
@@ -137,7 +145,8 @@ defmodule Lockstep.NativeErrorTest do
 
         assert message =~
                  "(expected %{max_steps: non-negative integer, delivery: :instant | " <>
-                   ":delayed, crash: :fail | :ignore, timers: :on_idle | :anytime})"
+                   ":delayed, crash: :fail | :ignore | :strict, timers: :on_idle | :anytime, " <>
+                   "blocked_at_end: :kill | :fail})"
       end
     end
 
@@ -149,9 +158,17 @@ defmodule Lockstep.NativeErrorTest do
       end)
 
       for delivery <- [:instant, :delayed],
-          crash <- [:fail, :ignore],
-          timers <- [:on_idle, :anytime] do
-        config = %{@config | delivery: delivery, crash: crash, timers: timers}
+          crash <- [:fail, :ignore, :strict],
+          timers <- [:on_idle, :anytime],
+          blocked <- [:kill, :fail] do
+        config = %{
+          @config
+          | delivery: delivery,
+            crash: crash,
+            timers: timers,
+            blocked_at_end: blocked
+        }
+
         {session, tag} = Native.session_new(cell, 1, config, false, make_ref())
         assert is_integer(tag)
         assert {nil, %{steps: 0}} = Native.session_finish(session)

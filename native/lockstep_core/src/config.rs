@@ -1,5 +1,5 @@
 //! An iteration's knobs, as the engine sees them (SPEC §1 `:max_steps`, `:delivery`,
-//! `:crash`, `:timers`).
+//! `:crash`, `:timers`, `:blocked_at_end`).
 
 use crate::timer::TimerMode;
 
@@ -18,6 +18,21 @@ pub enum CrashMode {
     Fail,
     /// Crashes are normal behaviour.
     Ignore,
+    /// As `Fail`, and a non-root process killed by an exit signal whose reason is abnormal
+    /// (not `:normal`, `:shutdown` or `{:shutdown, _}`) fails it too: Concuerror's rule,
+    /// so a run can be held against Concuerror's verdict on the same program.
+    Strict,
+}
+
+/// What becomes of processes still blocked when the root has returned and nothing more
+/// can happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockedAtEnd {
+    /// They are killed quietly: the iteration passes.
+    Kill,
+    /// They are a deadlock (Concuerror's rule). Pending timers keep firing while the
+    /// iteration drains, so a process waiting in `receive … after` is not blocked.
+    Fail,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +41,7 @@ pub struct Config {
     pub delivery: DeliveryMode,
     pub crash: CrashMode,
     pub timers: TimerMode,
+    pub blocked_at_end: BlockedAtEnd,
 }
 
 impl Default for Config {
@@ -35,6 +51,7 @@ impl Default for Config {
             delivery: DeliveryMode::Instant,
             crash: CrashMode::Fail,
             timers: TimerMode::OnIdle,
+            blocked_at_end: BlockedAtEnd::Kill,
         }
     }
 }

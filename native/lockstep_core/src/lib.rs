@@ -24,7 +24,7 @@ pub mod timer;
 pub mod trace;
 
 pub use cluster::{PartitionMode, HOME_NODE};
-pub use config::{Config, CrashMode, DeliveryMode};
+pub use config::{BlockedAtEnd, Config, CrashMode, DeliveryMode};
 pub use ids::{MonitorId, MsgId, NameId, NodeId, ProcId, ProcName, TimerId};
 pub use message::{Message, MsgKind, MsgState, Reason, SendFate, Target};
 pub use op::{ClusterOp, Op, OpResult};

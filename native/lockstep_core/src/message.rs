@@ -19,6 +19,9 @@ pub enum Reason {
     ExitOf(ProcId),
     /// The reason given to the n-th `exit/2` call of the session.
     Given(u32),
+    /// As `Given`, a reason that is `:shutdown` or `{:shutdown, _}`: it kills like any
+    /// reason but `:normal`, yet it is no crash, even under `crash: :strict`.
+    Shutdown(u32),
 }
 
 /// Where a send goes, resolved when the send is performed (not when announced), so a name

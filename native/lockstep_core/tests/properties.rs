@@ -14,7 +14,9 @@ mod common;
 
 use common::{run, Action, Dest, Match, Program, RunResult, StrategyKind, Target};
 use lockstep_core::strategy::Replay;
-use lockstep_core::{Config, CrashMode, DeliveryMode, PartitionMode, Reason, TimerMode};
+use lockstep_core::{
+    BlockedAtEnd, Config, CrashMode, DeliveryMode, PartitionMode, Reason, TimerMode,
+};
 use proptest::prelude::*;
 
 const MAX_SCRIPTS: usize = 4;
@@ -56,15 +58,23 @@ fn config() -> impl Strategy<Value = Config> {
     (
         1u64..300,
         prop_oneof![Just(DeliveryMode::Instant), Just(DeliveryMode::Delayed)],
-        prop_oneof![Just(CrashMode::Fail), Just(CrashMode::Ignore)],
+        prop_oneof![
+            Just(CrashMode::Fail),
+            Just(CrashMode::Ignore),
+            Just(CrashMode::Strict)
+        ],
         prop_oneof![Just(TimerMode::OnIdle), Just(TimerMode::Anytime)],
+        prop_oneof![Just(BlockedAtEnd::Kill), Just(BlockedAtEnd::Fail)],
     )
-        .prop_map(|(max_steps, delivery, crash, timers)| Config {
-            max_steps,
-            delivery,
-            crash,
-            timers,
-        })
+        .prop_map(
+            |(max_steps, delivery, crash, timers, blocked_at_end)| Config {
+                max_steps,
+                delivery,
+                crash,
+                timers,
+                blocked_at_end,
+            },
+        )
 }
 
 fn strategy_kind() -> impl Strategy<Value = StrategyKind> {
@@ -161,6 +171,7 @@ fn reason() -> impl Strategy<Value = Reason> {
         Just(Reason::Normal),
         Just(Reason::Kill),
         (0u32..2).prop_map(Reason::Given),
+        (2u32..3).prop_map(Reason::Shutdown),
     ]
 }
 

@@ -14,7 +14,9 @@
 
 use crate::convert::internal_error;
 use lockstep_core::strategy::{FairPct, IdPct, Pct, Pos, RandomWalk, Replay};
-use lockstep_core::{Config, CrashMode, Decision, DeliveryMode, ExitClass, ProcName, Strategy};
+use lockstep_core::{
+    BlockedAtEnd, Config, CrashMode, Decision, DeliveryMode, ExitClass, ProcName, Strategy,
+};
 use lockstep_core::{PartitionMode, TimerMode};
 use rustler::{Atom, Decoder, LocalPid, NifMap, NifResult, NifTaggedEnum, NifUnitEnum, Term};
 
@@ -113,6 +115,13 @@ pub enum Delivery {
 pub enum Crash {
     Fail,
     Ignore,
+    Strict,
+}
+
+#[derive(NifUnitEnum, Clone, Copy)]
+pub enum BlockedAtEndMode {
+    Kill,
+    Fail,
 }
 
 #[derive(NifUnitEnum, Clone, Copy)]
@@ -121,8 +130,8 @@ pub enum Timers {
     Anytime,
 }
 
-/// `session_new/5`'s config: `%{max_steps:, delivery:, crash:, timers:}` (other keys are
-/// ignored).
+/// `session_new/5`'s config: `%{max_steps:, delivery:, crash:, timers:, blocked_at_end:}`
+/// (other keys are ignored).
 #[derive(NifMap)]
 #[rustler(decode)]
 pub struct SessionConfig {
@@ -130,12 +139,14 @@ pub struct SessionConfig {
     pub delivery: Delivery,
     pub crash: Crash,
     pub timers: Timers,
+    pub blocked_at_end: BlockedAtEndMode,
 }
 
 impl Arg<'_> for SessionConfig {
     const WHAT: &'static str = "session config";
     const EXPECTED: &'static str = "%{max_steps: non-negative integer, delivery: :instant | \
-        :delayed, crash: :fail | :ignore, timers: :on_idle | :anytime}";
+        :delayed, crash: :fail | :ignore | :strict, timers: :on_idle | :anytime, blocked_at_end: :kill | \
+        :fail}";
 }
 
 impl From<SessionConfig> for Config {
@@ -149,10 +160,15 @@ impl From<SessionConfig> for Config {
             crash: match c.crash {
                 Crash::Fail => CrashMode::Fail,
                 Crash::Ignore => CrashMode::Ignore,
+                Crash::Strict => CrashMode::Strict,
             },
             timers: match c.timers {
                 Timers::OnIdle => TimerMode::OnIdle,
                 Timers::Anytime => TimerMode::Anytime,
+            },
+            blocked_at_end: match c.blocked_at_end {
+                BlockedAtEndMode::Kill => BlockedAtEnd::Kill,
+                BlockedAtEndMode::Fail => BlockedAtEnd::Fail,
             },
         }
     }

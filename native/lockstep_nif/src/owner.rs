@@ -36,7 +36,7 @@ fn strategy_new(spec: Term) -> NifResult<ResourceArc<StrategyCell>> {
 }
 
 /// A new iteration owned by the caller, which borrows the run's strategy until
-/// `session_finish`. `config` is `%{max_steps:, delivery:, crash:, timers:}`; `done_ref` is
+/// `session_finish`. `config` is `%{max_steps:, delivery:, crash:, timers:, blocked_at_end:}`; `done_ref` is
 /// the reference of the `{done_ref, :done, reason}` the owner waits for. Returns
 /// `{session, tag}`.
 #[rustler::nif]
@@ -129,9 +129,20 @@ fn outcome_term<'a>(env: Env<'a>, st: &SessionState) -> Term<'a> {
         Some(Outcome::MaxSteps) => atoms::max_steps().encode(env),
         Some(Outcome::Exception { proc }) => (atoms::exception(), names(*proc)).encode(env),
         Some(Outcome::Crash { proc }) => (atoms::crash(), names(*proc)).encode(env),
+        Some(Outcome::Killed { proc, from }) => {
+            let signal = match st.session.procs()[*proc as usize].exit {
+                Some(ExitCause::Signal { reason, .. }) => st.reason_term(env, reason),
+                _ => atoms::killed().encode(env),
+            };
+            (atoms::killed(), names(*proc), names(*from), signal).encode(env)
+        }
         Some(Outcome::Deadlock { blocked }) => {
             let blocked: Vec<Term> = blocked.iter().map(|&p| names(p)).collect();
             (atoms::deadlock(), blocked).encode(env)
+        }
+        Some(Outcome::BlockedAtEnd { blocked }) => {
+            let blocked: Vec<Term> = blocked.iter().map(|&p| names(p)).collect();
+            (atoms::blocked_at_end(), blocked).encode(env)
         }
         Some(Outcome::Aborted { running }) => {
             let running = match running {
@@ -221,6 +232,22 @@ fn outside_crashes<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifRe
             let p = st.session.proc(id)?;
             matches!(p.exit, Some(ExitCause::External))
                 .then(|| (name_term(env, &p.name), st.terms.load(env, saved)).encode(env))
+        })
+        .collect();
+    Ok(list.encode(env))
+}
+
+/// `[{name, report}]`: what `note_uncontrolled` noted, in order.
+#[rustler::nif]
+fn uncontrolled<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
+    let st = lock_any(&res);
+    let list: Vec<Term> = st
+        .terms
+        .uncontrolled
+        .iter()
+        .filter_map(|(id, saved)| {
+            let p = st.session.proc(*id)?;
+            Some((name_term(env, &p.name), st.terms.load(env, saved)).encode(env))
         })
         .collect();
     Ok(list.encode(env))

@@ -83,6 +83,25 @@ fn mark_cleanup(res: ResourceArc<SessionResource>) -> NifResult<Atom> {
     Ok(atoms::ok())
 }
 
+/// Managed process `id` (or the owner, about it) found concurrency that escaped the
+/// run's control: messages that reached it around Lockstep, processes it started outside
+/// it. `report` describes them; kept for `uncontrolled/1`, also once the iteration is over
+/// (the owner checks the processes left when it ends). Any process may call it.
+#[rustler::nif]
+fn note_uncontrolled(
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    report: Term,
+) -> NifResult<Atom> {
+    let mut guard = lock(&res)?;
+    let st = &mut *guard;
+    if st.session.proc(id).is_some() {
+        let saved = st.terms.save(report);
+        st.terms.uncontrolled.push((id, saved));
+    }
+    Ok(atoms::ok())
+}
+
 /// An unmanaged process linked to managed process `id` is about to raise `report` (a
 /// Lockstep call made outside the run), which will kill `id` through the real link. Kept
 /// for `outside_crashes/1`. Any process may call it.

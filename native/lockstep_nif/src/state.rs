@@ -86,7 +86,7 @@ pub struct Terms {
     pub events_scanned: usize,
     /// Reason terms of processes that exited abnormally (`Reason::ExitOf`).
     pub exit_reasons: HashMap<ProcId, SavedTerm>,
-    /// Reason terms given to `exit/2` (`Reason::Given`).
+    /// Reason terms given to `exit/2` (`Reason::Given` and `Reason::Shutdown`).
     pub given_reasons: Vec<SavedTerm>,
     pub monitor_refs: HashMap<MonitorId, SavedTerm>,
     /// `{ref, payload}` of each `send_after` timer.
@@ -99,6 +99,9 @@ pub struct Terms {
     /// managed one that died of a Lockstep call made outside the run: the real link kills
     /// the managed process, and the owner reports this as why.
     pub outside_crashes: HashMap<ProcId, SavedTerm>,
+    /// What managed processes found that escaped the run's control (SPEC §9 "No silent
+    /// pass"), in the order they noted it: `(process, description)`.
+    pub uncontrolled: Vec<(ProcId, SavedTerm)>,
 }
 
 /// What the report shows, kept only when the iteration captures (a failing iteration is
@@ -152,6 +155,7 @@ impl SessionState {
                 globals: Vec::new(),
                 ets_tables: Vec::new(),
                 outside_crashes: HashMap::new(),
+                uncontrolled: Vec::new(),
             },
             capture: Capture {
                 on: capture,
@@ -337,7 +341,7 @@ impl Terms {
                 Some(saved) => self.load(env, saved),
                 None => atoms::killed().encode(env),
             },
-            Reason::Given(n) => match self.given_reasons.get(n as usize) {
+            Reason::Given(n) | Reason::Shutdown(n) => match self.given_reasons.get(n as usize) {
                 Some(saved) => self.load(env, saved),
                 None => atoms::killed().encode(env),
             },

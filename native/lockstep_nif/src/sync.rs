@@ -395,7 +395,8 @@ fn sync_trap_exit<'a>(
 }
 
 /// `exit(pid, reason)`: `:normal` and `:kill` are the engine's own; any other reason term
-/// is kept for the signal.
+/// is kept for the signal, `:shutdown` and `{:shutdown, _}` numbered as `Reason::Shutdown`
+/// (no crash even under `crash: :strict`).
 #[rustler::nif]
 fn sync_exit_signal<'a>(
     env: Env<'a>,
@@ -411,12 +412,24 @@ fn sync_exit_signal<'a>(
         } else if reason == atoms::kill().encode(env) {
             Reason::Kill
         } else {
+            let shutdown = is_shutdown(env, reason);
             let saved = st.terms.save(reason);
             st.terms.given_reasons.push(saved);
-            Reason::Given((st.terms.given_reasons.len() - 1) as u32)
+            let n = (st.terms.given_reasons.len() - 1) as u32;
+            if shutdown {
+                Reason::Shutdown(n)
+            } else {
+                Reason::Given(n)
+            }
         };
         Ok(Op::ExitSignal { to, reason })
     })
+}
+
+/// `:shutdown` or `{:shutdown, _}`.
+fn is_shutdown<'a>(env: Env<'a>, reason: Term<'a>) -> bool {
+    let shutdown = atoms::shutdown().encode(env);
+    reason == shutdown || matches!(reason.decode::<(Term, Term)>(), Ok((tag, _)) if tag == shutdown)
 }
 
 #[rustler::nif]

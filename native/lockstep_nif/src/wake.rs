@@ -91,7 +91,9 @@ pub fn after_call_carrying<'a>(
 /// exit: the signal that killed the root or a process killed from outside.
 fn done_reason<'a>(env: Env<'a>, st: &SessionState) -> Term<'a> {
     let proc = match st.session.outcome() {
-        Some(Outcome::Exception { proc }) | Some(Outcome::Crash { proc }) => *proc,
+        Some(Outcome::Exception { proc })
+        | Some(Outcome::Crash { proc })
+        | Some(Outcome::Killed { proc, .. }) => *proc,
         _ => return atoms::nil().encode(env),
     };
     let p = &st.session.procs()[proc as usize];

@@ -61,12 +61,23 @@ pub enum Outcome {
     Exception {
         proc: ProcId,
     },
-    /// A non-root process crashed (with `CrashMode::Fail`).
+    /// A non-root process crashed (with `CrashMode::Fail` or `Strict`).
     Crash {
         proc: ProcId,
     },
+    /// A non-root process was killed by an exit signal from `from` with an abnormal
+    /// reason (with `CrashMode::Strict`); its kind is a crash.
+    Killed {
+        proc: ProcId,
+        from: ProcId,
+    },
     /// The root had not returned and nothing could happen.
     Deadlock {
+        blocked: Vec<ProcId>,
+    },
+    /// The root had returned, nothing more could happen (no timer left to fire), and these
+    /// processes were still blocked (with `BlockedAtEnd::Fail`); its kind is a deadlock.
+    BlockedAtEnd {
         blocked: Vec<ProcId>,
     },
     MaxSteps,
@@ -84,8 +95,8 @@ impl Outcome {
         match self {
             Outcome::Pass => "pass",
             Outcome::Exception { .. } => "exception",
-            Outcome::Crash { .. } => "crash",
-            Outcome::Deadlock { .. } => "deadlock",
+            Outcome::Crash { .. } | Outcome::Killed { .. } => "crash",
+            Outcome::Deadlock { .. } | Outcome::BlockedAtEnd { .. } => "deadlock",
             Outcome::MaxSteps => "max_steps",
             Outcome::Diverged(_) => "diverged",
             Outcome::Aborted { .. } => "aborted",

@@ -4,12 +4,15 @@
 //! in-flight message or signal of each sender→receiver pair (so order per pair is kept),
 //! and, under `timers: :anytime`, the earliest pending timer. When nothing else can happen
 //! the earliest timer fires (`:on_idle`), unless the root has returned: then the
-//! iteration drains what can still run and ends. With no choice left the iteration ends:
-//! a pass if the root returned, else a deadlock listing the blocked processes. Reaching
+//! iteration drains what can still run and ends (under `blocked_at_end: :fail` timers
+//! still fire during that drain). With no choice left the iteration ends: a pass if the
+//! root returned (or, under `blocked_at_end: :fail`, a deadlock of the processes still
+//! blocked, if any), else a deadlock listing the blocked processes. Reaching
 //! `max_steps` ends it too. Each decision is recorded, so the schedule can be exported by
 //! name and replayed.
 
 use super::{Applied, Next, Outcome, RawDecision, Session};
+use crate::config::BlockedAtEnd;
 use crate::ids::ProcId;
 use crate::process::ProcState;
 use crate::strategy::{Choice, Strategy};
@@ -47,21 +50,25 @@ impl Session {
                 return Next::Ended;
             }
             self.collect_choices();
-            if self.choices.is_empty() && !self.root_exited {
-                // Idle: the earliest timer fires (pending timers are not fired once the
-                // root has returned: draining only runs what can still run).
+            let blocked_fail = self.config.blocked_at_end == BlockedAtEnd::Fail;
+            if self.choices.is_empty() && (!self.root_exited || blocked_fail) {
+                // Idle: the earliest timer fires. Once the root has returned, draining
+                // only runs what can still run (`blocked_at_end: :kill`), or (`:fail`)
+                // fires timers too, so that only a process no timer can wake is blocked.
                 if let Some(t) = self.earliest_timer() {
                     self.choices.push(Choice::Fire(t));
                 }
             }
             if self.choices.is_empty() {
-                self.outcome = Some(if self.root_exited {
-                    Outcome::Pass
-                } else {
-                    let blocked = (0..self.procs.len() as ProcId)
-                        .filter(|&p| self.procs[p as usize].state == ProcState::Blocked)
-                        .collect();
+                let blocked: Vec<ProcId> = (0..self.procs.len() as ProcId)
+                    .filter(|&p| self.procs[p as usize].state == ProcState::Blocked)
+                    .collect();
+                self.outcome = Some(if !self.root_exited {
                     Outcome::Deadlock { blocked }
+                } else if blocked_fail && !blocked.is_empty() {
+                    Outcome::BlockedAtEnd { blocked }
+                } else {
+                    Outcome::Pass
                 });
                 return Next::Ended;
             }

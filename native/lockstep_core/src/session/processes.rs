@@ -111,15 +111,38 @@ impl Session {
                     self.outcome = Some(Outcome::Exception { proc: p });
                 }
                 ExitCause::Own(ExitClass::Abnormal) | ExitCause::External
-                    if self.config.crash == CrashMode::Fail =>
+                    if self.config.crash != CrashMode::Ignore =>
                 {
                     self.outcome = Some(Outcome::Crash { proc: p });
+                }
+                ExitCause::Signal { from, reason }
+                    if self.config.crash == CrashMode::Strict && self.abnormal(reason) =>
+                {
+                    self.outcome = Some(Outcome::Killed { proc: p, from });
                 }
                 _ => {}
             }
         }
         self.exit_links(p, links, reason);
         self.exit_monitors(p, reason);
+    }
+
+    /// Concuerror's "abnormal exit": a reason other than `:normal`, `:shutdown` or
+    /// `{:shutdown, _}`. A process's own exit reason is one of those exactly when its own
+    /// code ended normally (`ExitClass::Normal`, which the adapter gives those three);
+    /// the adapter numbers the shutdown reasons given to `exit/2` apart (`Shutdown`).
+    pub(super) fn abnormal(&self, reason: Reason) -> bool {
+        match reason {
+            Reason::Normal | Reason::Shutdown(_) => false,
+            Reason::ExitOf(q) => {
+                self.procs[q as usize].exit != Some(ExitCause::Own(ExitClass::Normal))
+            }
+            Reason::Kill
+            | Reason::Killed
+            | Reason::NoProc
+            | Reason::NoConnection
+            | Reason::Given(_) => true,
+        }
     }
 
     /// `alive?(of)` by `p`.

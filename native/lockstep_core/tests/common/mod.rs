@@ -27,9 +27,10 @@
 use lockstep_core::strategy::{IterationMetrics, Metered};
 use lockstep_core::MsgKind;
 use lockstep_core::{
-    Choice, ClusterOp, Config, CrashMode, Decision, DeliveryMode, Divergence, Effect, Event,
-    EventKind, ExitCause, ExitClass, MonitorId, MsgId, NameId, Next, NodeId, Op, OpResult, Outcome,
-    PartitionMode, ProcId, ProcName, ProcState, Reason, SendFate, Session, Strategy, TimerId, View,
+    BlockedAtEnd, Choice, ClusterOp, Config, CrashMode, Decision, DeliveryMode, Divergence, Effect,
+    Event, EventKind, ExitCause, ExitClass, MonitorId, MsgId, NameId, Next, NodeId, Op, OpResult,
+    Outcome, PartitionMode, ProcId, ProcName, ProcState, Reason, SendFate, Session, Strategy,
+    TimerId, View,
 };
 use std::collections::HashMap;
 
@@ -952,6 +953,7 @@ impl Strategy for Prefer {
 struct Checked<'s> {
     inner: &'s mut dyn Strategy,
     timers: lockstep_core::TimerMode,
+    blocked_at_end: BlockedAtEnd,
 }
 
 impl Checked<'_> {
@@ -969,8 +971,12 @@ impl Checked<'_> {
                 view.step
             );
         }
+        // Once the root has returned, timers fire only under `blocked_at_end: :fail`, and
+        // then only when nothing else can happen.
         assert!(
-            fires == 0 || view.procs()[0].state != ProcState::Exited,
+            fires == 0
+                || view.procs()[0].state != ProcState::Exited
+                || (self.blocked_at_end == BlockedAtEnd::Fail && choices.len() == 1),
             "step {}: a timer offered after the root returned",
             view.step
         );
@@ -1151,7 +1157,10 @@ pub fn check_final(session: &Session) {
         match p.state {
             ProcState::Exited | ProcState::Blocked => {}
             ProcState::Ready => assert!(
-                !matches!(outcome, Outcome::Pass | Outcome::Deadlock { .. }),
+                !matches!(
+                    outcome,
+                    Outcome::Pass | Outcome::Deadlock { .. } | Outcome::BlockedAtEnd { .. }
+                ),
                 "process {i} still ready after {outcome:?}"
             ),
             ProcState::Running => panic!("process {i} still running after {outcome:?}"),
@@ -1213,6 +1222,26 @@ pub fn check_final(session: &Session) {
                 procs[*proc as usize].exit,
                 Some(ExitCause::Own(ExitClass::Abnormal))
             );
+        }
+        Outcome::Killed { proc, from } => {
+            assert_ne!(*proc, 0);
+            assert_eq!(session.config().crash, CrashMode::Strict);
+            assert!(matches!(
+                procs[*proc as usize].exit,
+                Some(ExitCause::Signal { from: f, .. }) if f == *from
+            ));
+        }
+        Outcome::BlockedAtEnd { blocked } => {
+            assert_eq!(session.config().blocked_at_end, BlockedAtEnd::Fail);
+            assert!(!blocked.is_empty());
+            assert!(procs[0].exit.is_some(), "the root has returned");
+            for &p in blocked {
+                assert_eq!(procs[p as usize].state, ProcState::Blocked);
+                assert_eq!(
+                    procs[p as usize].receive_timer, None,
+                    "a timer could wake {p}"
+                );
+            }
         }
         Outcome::MaxSteps => assert_eq!(session.step(), session.config().max_steps),
         Outcome::Diverged(_) => {}
@@ -1284,6 +1313,7 @@ pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed:
     let mut strategy = Metered::new(Checked {
         inner: strategy,
         timers: config.timers,
+        blocked_at_end: config.blocked_at_end,
     });
     let mut session = Session::new(config, &mut strategy, seed);
     let mut driver = Driver::new(program);
