@@ -31,13 +31,16 @@ pub enum Op {
     Random {
         n: u64,
     },
-    /// Spawn a child (linked or not) on the caller's node.
+    /// Spawn a child (linked or not) on the caller's node; `monitor`: and monitor it in the
+    /// same step (`spawn_monitor`, `spawn_opt` with `:monitor`).
     Spawn {
         link: bool,
+        monitor: bool,
     },
-    /// Spawn a child (linked or not) on `node`.
+    /// Spawn a child (linked or not, monitored or not) on `node`.
     SpawnOn {
         link: bool,
+        monitor: bool,
         node: NodeId,
     },
     Link {
@@ -48,6 +51,12 @@ pub enum Op {
     },
     Monitor {
         target: ProcId,
+    },
+    /// `monitor(:process, name)` (`node`: `None`) or `monitor(:process, {name, node})`: the
+    /// name is looked up when the monitor is applied.
+    MonitorName {
+        name: NameId,
+        node: Option<NodeId>,
     },
     /// `None`: a ref this run never handed out (OTP's `demonitor/1` returns true anyway).
     Demonitor {
@@ -120,6 +129,9 @@ pub enum OpResult {
     MonitorSet {
         monitor: MonitorId,
     },
+    /// `demonitor/2`'s `:info`: the monitor was active and is now removed (`false`: not
+    /// found, already fired or delivered, or not the caller's).
+    Demonitored(bool),
     WasTrapping(bool),
     Alive(bool),
     /// `register/2` / `unregister/1` succeeded (`false`: `ArgumentError`, like OTP).
