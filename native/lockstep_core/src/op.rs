@@ -151,6 +151,8 @@ pub enum OpResult {
     NodeList {
         up_only: bool,
     },
+    /// The adapter reads the nodes with [`crate::Session::visible_nodes`].
+    VisibleFrom(NodeId),
     NodeIs(NodeId),
     /// The adapter reads the names `node` sees with [`crate::Session::global_names`].
     GlobalList(NodeId),
@@ -168,6 +170,9 @@ pub enum ClusterOp {
     SetTicktime(u64),
     Nodes,
     NodesUp,
+    /// `nodes()` as the caller's node sees them: the other nodes that are up and whose
+    /// connection it has not declared lost.
+    Visible,
     NodeOf(ProcId),
     GlobalRegister {
         name: u32,
