@@ -621,15 +621,15 @@ defmodule Lockstep.Runtime do
     end
   end
 
+  def exit(other, _reason),
+    do: raise(ArgumentError, "Lockstep.exit/2 expects a pid, got: #{inspect(other)}")
+
   @doc false
   # exit/2: `:ok`, or `:unmanaged` (a pid outside the run: no sync point).
   def exit_result(pid, reason) do
     {session, id, tag} = context()
     resume(Native.sync_exit_signal(session, id, pid, reason), tag)
   end
-
-  def exit(other, _reason),
-    do: raise(ArgumentError, "Lockstep.exit/2 expects a pid, got: #{inspect(other)}")
 
   def alive?(pid) when is_pid(pid) do
     {session, id, tag} = context()
@@ -834,14 +834,19 @@ defmodule Lockstep.Runtime do
 
   @doc false
   def cluster(op) do
-    {session, id, tag} = context()
-
-    case resume(Native.sync_cluster(session, id, op), tag) do
+    case cluster_result(op) do
       :badnode -> raise ArgumentError, bad_node(op)
       :unmanaged -> raise ArgumentError, unmanaged("Cluster", elem(op, 1))
       :badarg -> raise ArgumentError, "invalid cluster operation: #{inspect(op)}"
       result -> result
     end
+  end
+
+  @doc false
+  # A cluster operation's plain answer, `:badnode`, `:unmanaged` and `:badarg` included.
+  def cluster_result(op) do
+    {session, id, tag} = context()
+    resume(Native.sync_cluster(session, id, op), tag)
   end
 
   defp bad_node(what) do
