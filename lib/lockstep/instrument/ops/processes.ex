@@ -30,8 +30,8 @@ defmodule Lockstep.Instrument.Ops.Processes do
     * The node forms (`spawn/2,4`, `monitor(:process, {name, node})`, …) use the run's
       simulated nodes (`Lockstep.Cluster`); spawning on a node the run has not started
       raises `ArgumentError` naming it, where OTP would return the pid of a process that
-      never ran. Monitoring `{name, node}` on such a node is the real BIF, whose
-      `:noconnection` `:DOWN` arrives untagged.
+      never ran. Monitoring `{name, node}` on such a node is the real BIF (`badarg` in a
+      VM that is not distributed, an untagged `:noconnection` `:DOWN` in one that is).
     * `alias/0,1` make a real alias as well as the run's, so a process outside the run can
       reply through it; a `reply` alias spent by a message from inside the run stays
       active for outside senders.
