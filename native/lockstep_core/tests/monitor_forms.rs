@@ -1,7 +1,8 @@
 //! The monitor forms behind the instrumented process operations (SPEC §9): spawn_monitor
 //! (the monitor set in the spawn's step), monitors by registered name and `{name, node}`,
 //! `demonitor/2`'s `:info`, and aliases with a deactivation rule (alias/1's `reply`,
-//! monitor/3's `{:alias, :demonitor | :reply_demonitor}`), through the engine's public API.
+//! monitor/3's `{:alias, :demonitor | :reply_demonitor}`), and `nodes()` as a node sees
+//! them, through the engine's public API.
 //! The OTP 25 facts they state were measured on the real BIFs.
 
 mod common;
@@ -403,4 +404,41 @@ fn a_demonitor_alias_goes_when_its_down_arrives() {
     assert_eq!(r.outcome, Outcome::Pass);
     assert_eq!(r.seen_by(&[])[5], Seen::TimedOut);
     assert_eq!(r.received_by(&[]), Vec::<u32>::new());
+}
+
+#[test]
+fn nodes_seen_from_a_node_drop_a_partitioned_one_only_at_its_tick() {
+    use lockstep_core::PartitionMode;
+    let program = Program::new(vec![
+        vec![
+            Action::StartNode(1),
+            Action::StartNode(2),
+            Action::Visible,
+            Action::Partition {
+                a: &[0],
+                b: &[1],
+                mode: PartitionMode::Drop,
+            },
+            Action::Visible,
+            Action::Sleep(20_000),
+            Action::Visible,
+            Action::SpawnOn {
+                script: 1,
+                link: false,
+                node: 1,
+            },
+        ],
+        vec![Action::Visible],
+    ]);
+    let r = run_with(
+        &program,
+        config(DeliveryMode::Instant, CrashMode::Fail),
+        Prefer::runs(),
+    );
+    assert_eq!(r.outcome, Outcome::Pass);
+    let seen = r.seen_by(&[]);
+    assert_eq!(seen[2], Seen::Nodes(vec![1, 2]));
+    assert_eq!(seen[4], Seen::Nodes(vec![1, 2]), "the tick has not passed");
+    assert_eq!(seen[6], Seen::Nodes(vec![2]));
+    assert_eq!(r.seen_by(&[1]), [Seen::Nodes(vec![2])]);
 }

@@ -679,6 +679,19 @@ defmodule Lockstep.Instrument.ProcessesOpsTest do
           end
 
           refute Ops.is_process_alive(outside)
+
+          # alias/0 is a real alias too: an outside process can reply through it.
+          a = Ops.make_alias()
+          Kernel.spawn(fn -> Kernel.send(a, :from_outside) end)
+
+          receive do
+            :from_outside -> :ok
+          after
+            2_000 -> flunk("no reply through the alias")
+          end
+
+          assert Ops.unalias(a)
+          refute Ops.unalias(a)
           ref2 = Ops.monitor(:process, outside, alias: :demonitor)
           assert Ops.demonitor(ref2, [:flush, :info]) in [true, false]
           assert Ops.node(outside) == :nonode@nohost
@@ -687,6 +700,15 @@ defmodule Lockstep.Instrument.ProcessesOpsTest do
       )
 
       refute Process.alive?(outside)
+    end
+
+    test "a send to a process outside the run is a real send" do
+      test = self()
+      collector = Kernel.spawn(fn -> receive do: (m -> Kernel.send(test, {:got, m})) end)
+
+      Lockstep.run(fn -> assert Ops.send(collector, :hello) == :hello end, iterations: 1)
+
+      assert_receive {:got, :hello}, 2_000
     end
   end
 

@@ -221,6 +221,8 @@ pub enum Action {
     SetTicktime(u64),
     Nodes,
     NodesUp,
+    /// `nodes()` from the performer's node (`Seen::Nodes`).
+    Visible,
     NodeOf(Target),
     GlobalRegister {
         name: u32,
@@ -689,6 +691,10 @@ impl<'p> Driver<'p> {
                 let up_only = action == Some(Action::NodesUp);
                 self.complete(p, Seen::Nodes(session.nodes(up_only)));
             }
+            (Some(Action::Visible), OpResult::VisibleFrom(node)) => {
+                assert_eq!(node, session.proc(p).expect("a known process").node);
+                self.complete(p, Seen::Nodes(session.visible_nodes(node)));
+            }
             (Some(Action::GlobalNames), OpResult::GlobalList(node)) => {
                 self.complete(p, Seen::GlobalNames(session.global_names(node)));
             }
@@ -883,6 +889,7 @@ impl<'p> Driver<'p> {
                 Action::SetTicktime(ms) => Op::Cluster(ClusterOp::SetTicktime(ms)),
                 Action::Nodes => Op::Cluster(ClusterOp::Nodes),
                 Action::NodesUp => Op::Cluster(ClusterOp::NodesUp),
+                Action::Visible => Op::Cluster(ClusterOp::Visible),
                 Action::NodeOf(t) => Op::Cluster(ClusterOp::NodeOf(self.pid(p, t))),
                 Action::GlobalRegister { name, who } => Op::Cluster(ClusterOp::GlobalRegister {
                     name,
