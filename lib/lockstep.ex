@@ -292,9 +292,11 @@ defmodule Lockstep do
 
   @doc """
   Turns a monitor off; mirrors `Process.demonitor/2`. No `:DOWN` for it reaches the
-  mailbox afterwards; with `[:flush]` one already there is removed too. Returns `true`.
+  mailbox afterwards; with `[:flush]` one already there is removed too. Returns `true`;
+  with `:info` in `opts`, whether the monitor was still active (`false` once its `:DOWN`
+  has reached the mailbox), as OTP's `demonitor/2`.
   """
-  @spec demonitor(reference(), [:flush | :info]) :: true
+  @spec demonitor(reference(), [:flush | :info]) :: boolean()
   def demonitor(ref, opts \\ []), do: Runtime.demonitor(ref, opts)
 
   @doc """

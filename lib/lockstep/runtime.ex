@@ -351,13 +351,15 @@ defmodule Lockstep.Runtime do
 
   # Operations ----------------------------------------------------------------------------
 
-  def spawn(fun, link?, node \\ nil)
+  # `monitor` is nil, or the ref of a monitor of the child set in the spawn's own step
+  # (spawn_monitor: the child cannot exit before it is watched).
+  def spawn(fun, link?, node \\ nil, monitor \\ nil)
 
-  def spawn(fun, link?, node) when is_function(fun, 0) do
+  def spawn(fun, link?, node, monitor) when is_function(fun, 0) do
     {session, id, tag} = context()
 
     child =
-      case resume(Native.sync_spawn(session, id, link?, node), tag) do
+      case resume(Native.sync_spawn(session, id, link?, node, monitor), tag) do
         :badnode -> raise ArgumentError, bad_node(node)
         child -> child
       end
@@ -369,7 +371,7 @@ defmodule Lockstep.Runtime do
     pid
   end
 
-  def spawn(other, _link?, _node) do
+  def spawn(other, _link?, _node, _monitor) do
     raise ArgumentError,
           "Lockstep.spawn expects a zero-arity function, got: #{inspect(other)}"
   end
@@ -383,7 +385,15 @@ defmodule Lockstep.Runtime do
 
   @doc false
   # Sends and returns the managed pid the message went to (nil: outside the run, or lost).
-  def send_to(dest, msg) do
+  def send_to(dest, msg), do: send_or(dest, msg, &send_error!/2)
+
+  defp send_error!(:unregistered, dest), do: raise(ArgumentError, unregistered_message(dest))
+  defp send_error!(:badarg, dest), do: raise(ArgumentError, bad_destination(dest))
+
+  @doc false
+  # `send_to/2` that calls `on_error.(:unregistered | :badarg, dest)` for a name nobody
+  # holds or a destination that is none (the instrumented `send` raises OTP's badarg).
+  def send_or(dest, msg, on_error) do
     {session, id, tag} = hot_context("Lockstep.send")
 
     case resume(Native.sync_send(session, id, dest, msg, take_pending()), tag) do
@@ -404,10 +414,10 @@ defmodule Lockstep.Runtime do
         nil
 
       :unregistered ->
-        raise ArgumentError, unregistered_message(dest)
+        on_error.(:unregistered, dest)
 
       :badarg ->
-        raise ArgumentError, bad_destination(dest)
+        on_error.(:badarg, dest)
     end
   end
 
@@ -562,9 +572,7 @@ defmodule Lockstep.Runtime do
   def unlink(pid), do: link_op(pid, false, "unlink/1")
 
   defp link_op(pid, on?, what) when is_pid(pid) do
-    {session, id, tag} = context()
-
-    case resume(Native.sync_link(session, id, pid, on?), tag) do
+    case link_result(pid, on?) do
       :ok -> true
       # OTP 25: linking to a process that no longer exists raises in a non-trapping caller.
       :noproc -> :erlang.error(:noproc)
@@ -575,6 +583,14 @@ defmodule Lockstep.Runtime do
   defp link_op(other, _on?, what),
     do: raise(ArgumentError, "Lockstep.#{what} expects a pid, got: #{inspect(other)}")
 
+  @doc false
+  # link (`on?`) or unlink: `:ok`, `:noproc` (link/1 to a dead process from a caller that
+  # does not trap exits) or `:unmanaged` (a pid outside the run: no sync point).
+  def link_result(pid, on?) do
+    {session, id, tag} = context()
+    resume(Native.sync_link(session, id, pid, on?), tag)
+  end
+
   defp unmanaged(what, pid) do
     "Lockstep.#{what}: #{inspect(pid)} is not a process of this run. Links, monitors and " <>
       "exit signals are simulated between managed processes only (spawn it with " <>
@@ -582,11 +598,8 @@ defmodule Lockstep.Runtime do
   end
 
   def monitor(pid) when is_pid(pid) do
-    {session, id, tag} = context()
-    ref = make_ref()
-
-    case resume(Native.sync_monitor(session, id, pid, ref), tag) do
-      :ok -> ref
+    case monitor_target(pid) do
+      ref when is_reference(ref) -> ref
       :unmanaged -> raise ArgumentError, unmanaged("monitor/1", pid)
     end
   end
@@ -594,15 +607,31 @@ defmodule Lockstep.Runtime do
   def monitor(other),
     do: raise(ArgumentError, "Lockstep.monitor/1 expects a pid, got: #{inspect(other)}")
 
+  @doc false
+  # monitor(:process, target) for a pid, a registered name or `{name, node}`: the ref, or
+  # `:unmanaged` (a pid outside the run) or `:badnode` (a node this run has not started),
+  # both without a sync point.
+  def monitor_target(target) do
+    {session, id, tag} = context()
+    ref = make_ref()
+
+    case resume(Native.sync_monitor(session, id, target, ref), tag) do
+      :ok -> ref
+      other -> other
+    end
+  end
+
+  # With `:info` in `opts` the answer is whether the monitor was still active (OTP's
+  # demonitor/2), else `true`.
   def demonitor(ref, opts) when is_reference(ref) and is_list(opts) do
     {session, id, tag} = context()
-    resume(Native.sync_demonitor(session, id, ref), tag)
+    active? = resume(Native.sync_demonitor(session, id, ref), tag)
 
     if :flush in opts do
       flush_down(session, id, tag, ref)
     end
 
-    true
+    if :info in opts, do: active?, else: true
   end
 
   def demonitor(ref, opts) do
@@ -633,9 +662,7 @@ defmodule Lockstep.Runtime do
   end
 
   def exit(pid, reason) when is_pid(pid) do
-    {session, id, tag} = context()
-
-    case resume(Native.sync_exit_signal(session, id, pid, reason), tag) do
+    case exit_result(pid, reason) do
       :ok -> true
       :unmanaged -> raise ArgumentError, unmanaged("exit/2", pid)
     end
@@ -643,6 +670,13 @@ defmodule Lockstep.Runtime do
 
   def exit(other, _reason),
     do: raise(ArgumentError, "Lockstep.exit/2 expects a pid, got: #{inspect(other)}")
+
+  @doc false
+  # exit/2: `:ok`, or `:unmanaged` (a pid outside the run: no sync point).
+  def exit_result(pid, reason) do
+    {session, id, tag} = context()
+    resume(Native.sync_exit_signal(session, id, pid, reason), tag)
+  end
 
   def alive?(pid) when is_pid(pid) do
     {session, id, tag} = context()
@@ -659,9 +693,7 @@ defmodule Lockstep.Runtime do
   # Registered names ----------------------------------------------------------------------
 
   def register(name, pid) when is_atom(name) and name not in [nil, :undefined] and is_pid(pid) do
-    {session, id, tag} = context()
-
-    case resume(Native.sync_name(session, id, {:register, name, pid}), tag) do
+    case register_result(name, pid) do
       true ->
         true
 
@@ -682,14 +714,26 @@ defmodule Lockstep.Runtime do
             "#{inspect(name)}, #{inspect(pid)}"
   end
 
-  def unregister(name) when is_atom(name) do
+  @doc false
+  # register/2: `true`, `false` (refused, as :erlang.register/2 refuses) or `:unmanaged`.
+  def register_result(name, pid) do
     {session, id, tag} = context()
+    resume(Native.sync_name(session, id, {:register, name, pid}), tag)
+  end
 
-    if resume(Native.sync_name(session, id, {:unregister, name}), tag) do
+  def unregister(name) when is_atom(name) do
+    if unregister_result(name) do
       true
     else
       raise ArgumentError, "Lockstep.unregister/1: #{inspect(name)} is not registered"
     end
+  end
+
+  @doc false
+  # unregister/1: whether the name was registered (on the caller's node).
+  def unregister_result(name) do
+    {session, id, tag} = context()
+    resume(Native.sync_name(session, id, {:unregister, name}), tag)
   end
 
   def whereis(name) when is_atom(name) do
@@ -709,17 +753,48 @@ defmodule Lockstep.Runtime do
   # a late reply is dropped instead of reaching the mailbox. Not a sync point.
   def alias do
     {session, id, _tag} = context()
-    n = Process.get(:"$lockstep_alias_count", 0) + 1
-    Process.put(:"$lockstep_alias_count", n)
-    Native.alias(session, id, n, true)
+    n = next_alias()
+    Native.alias(session, id, n, :on)
     {:"$lockstep_alias", self(), n}
   end
 
   @doc false
   def unalias({:"$lockstep_alias", pid, n}) when pid == self() do
     {session, id, _tag} = context()
-    Native.alias(session, id, n, false)
+    Native.alias(session, id, n, :off)
     true
+  end
+
+  # Reference aliases (the instrumented alias/0,1 and monitor/3's `alias` option): sends to
+  # `ref` reach the caller while the alias is active. `reply?`: spent by its first message;
+  # `mref`: the caller's monitor it lives and dies with (nil: none). The number the engine
+  # knows it by is kept under `{@alias_ref, ref}` for unalias/1, which only the owner calls.
+  @alias_ref :"$lockstep_alias_ref"
+
+  @doc false
+  def alias_ref(ref, reply?, mref) when is_reference(ref) and is_boolean(reply?) do
+    {session, id, _tag} = context()
+    n = next_alias()
+    Native.alias(session, id, n, {:ref, ref, reply?, mref})
+    Process.put({@alias_ref, ref}, n)
+    ref
+  end
+
+  @doc false
+  # `{:ok, was_active?}` for a reference alias the caller made in this run, else `:unknown`.
+  def unalias_ref(ref) do
+    {session, id, _tag} = context()
+
+    case Process.delete({@alias_ref, ref}) do
+      nil -> :unknown
+      n -> {:ok, Native.alias(session, id, n, :off)}
+    end
+  end
+
+  defp next_alias do
+    n = Process.get(:"$lockstep_alias_count", 0) + 1
+    Process.put(:"$lockstep_alias_count", n)
+    n
   end
 
   # Virtual time --------------------------------------------------------------------------
@@ -806,14 +881,19 @@ defmodule Lockstep.Runtime do
 
   @doc false
   def cluster(op) do
-    {session, id, tag} = context()
-
-    case resume(Native.sync_cluster(session, id, op), tag) do
+    case cluster_result(op) do
       :badnode -> raise ArgumentError, bad_node(op)
       :unmanaged -> raise ArgumentError, unmanaged("Cluster", elem(op, 1))
       :badarg -> raise ArgumentError, "invalid cluster operation: #{inspect(op)}"
       result -> result
     end
+  end
+
+  @doc false
+  # A cluster operation's plain answer, `:badnode`, `:unmanaged` and `:badarg` included.
+  def cluster_result(op) do
+    {session, id, tag} = context()
+    resume(Native.sync_cluster(session, id, op), tag)
   end
 
   defp bad_node(what) do

@@ -278,6 +278,22 @@ defmodule Lockstep.NativeErrorTest do
       end
     end
 
+    test "a bad alias operation raises InternalError naming it (true/false are no longer accepted)" do
+      for op <- [true, :bogus, {:ref, :not_a_ref, false, nil}, {:ref, make_ref(), :yes, nil}] do
+        result = from_managed(fn {s, id, _} -> Native.alias(s, id, 1, op) end)
+
+        case op do
+          {:ref, :not_a_ref, _, _} ->
+            assert {:raised, %ArgumentError{}} = result
+
+          _ ->
+            assert {:raised,
+                    %InternalError{message: "Lockstep internal error: bad alias operation " <> _}} =
+                     result
+        end
+      end
+    end
+
     test "a bad ets_names operation raises InternalError naming it" do
       assert {:raised, %InternalError{message: message}} =
                from_managed(fn {s, id, _} -> Native.ets_names(s, id, {:lookup, :table}) end)

@@ -28,7 +28,7 @@ pub use config::{BlockedAtEnd, Config, CrashMode, DeliveryMode};
 pub use ids::{MonitorId, MsgId, NameId, NodeId, ProcId, ProcName, TimerId};
 pub use message::{Message, MsgKind, MsgState, Reason, SendFate, Target};
 pub use op::{ClusterOp, Op, OpResult};
-pub use process::{ExitCause, ExitClass, ProcState};
+pub use process::{Alias, ExitCause, ExitClass, ProcState};
 pub use schedule::Decision;
 pub use session::{Effect, EngineError, MonitorRec, Next, Outcome, Session};
 pub use strategy::{iteration_seed, Choice, Divergence, Strategy, View};

@@ -31,13 +31,16 @@ pub enum Op {
     Random {
         n: u64,
     },
-    /// Spawn a child (linked or not) on the caller's node.
+    /// Spawn a child (linked or not) on the caller's node; `monitor`: and monitor it in the
+    /// same step (`spawn_monitor`, `spawn_opt` with `:monitor`).
     Spawn {
         link: bool,
+        monitor: bool,
     },
-    /// Spawn a child (linked or not) on `node`.
+    /// Spawn a child (linked or not, monitored or not) on `node`.
     SpawnOn {
         link: bool,
+        monitor: bool,
         node: NodeId,
     },
     Link {
@@ -48,6 +51,12 @@ pub enum Op {
     },
     Monitor {
         target: ProcId,
+    },
+    /// `monitor(:process, name)` (`node`: `None`) or `monitor(:process, {name, node})`: the
+    /// name is looked up when the monitor is applied.
+    MonitorName {
+        name: NameId,
+        node: Option<NodeId>,
     },
     /// `None`: a ref this run never handed out (OTP's `demonitor/1` returns true anyway).
     Demonitor {
@@ -120,6 +129,9 @@ pub enum OpResult {
     MonitorSet {
         monitor: MonitorId,
     },
+    /// `demonitor/2`'s `:info`: the monitor was active and is now removed (`false`: not
+    /// found, already fired or delivered, or not the caller's).
+    Demonitored(bool),
     WasTrapping(bool),
     Alive(bool),
     /// `register/2` / `unregister/1` succeeded (`false`: `ArgumentError`, like OTP).
@@ -139,6 +151,8 @@ pub enum OpResult {
     NodeList {
         up_only: bool,
     },
+    /// The adapter reads the nodes with [`crate::Session::visible_nodes`].
+    VisibleFrom(NodeId),
     NodeIs(NodeId),
     /// The adapter reads the names `node` sees with [`crate::Session::global_names`].
     GlobalList(NodeId),
@@ -156,6 +170,9 @@ pub enum ClusterOp {
     SetTicktime(u64),
     Nodes,
     NodesUp,
+    /// `nodes()` as the caller's node sees them: the other nodes that are up and whose
+    /// connection it has not declared lost.
+    Visible,
     NodeOf(ProcId),
     GlobalRegister {
         name: u32,

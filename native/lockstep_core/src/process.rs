@@ -1,6 +1,6 @@
 //! The process table's entries: states, pending operations, how a process ended.
 
-use crate::ids::{NameId, NodeId, ProcId, ProcName, TimerId};
+use crate::ids::{MonitorId, NameId, NodeId, ProcId, ProcName, TimerId};
 use crate::message::Reason;
 use crate::op::Op;
 
@@ -82,7 +82,21 @@ pub struct Process {
     pub timers_created: u32,
     pub registered: Option<NameId>,
     /// Its active aliases.
-    pub aliases: Vec<u32>,
+    pub aliases: Vec<Alias>,
+}
+
+/// An active alias of a process (erlang(3) alias/1, monitor/3's `alias` option).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Alias {
+    /// Its number, chosen by the process that owns it.
+    pub id: u32,
+    /// `reply` / `reply_demonitor`: deactivated by the first message that reaches the
+    /// mailbox through it (OTP does it when the message arrives, not when it is received).
+    pub reply: bool,
+    /// `demonitor` / `reply_demonitor`: the monitor it belongs to; removing the monitor
+    /// (demonitor, or its `:DOWN` reaching the mailbox) deactivates it, and a reply through
+    /// a `reply_demonitor` alias removes the monitor.
+    pub monitor: Option<MonitorId>,
 }
 
 impl Process {

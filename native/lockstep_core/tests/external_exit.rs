@@ -34,13 +34,27 @@ fn killing_the_linked_partner_of_the_running_process_ends_it_too() {
         Next::Wake(0, OpResult::Started)
     );
     let next = session
-        .sync(0, Op::Spawn { link: false }, &mut strategy)
+        .sync(
+            0,
+            Op::Spawn {
+                link: false,
+                monitor: false,
+            },
+            &mut strategy,
+        )
         .unwrap();
     assert_eq!(next, Next::Continue(OpResult::Spawned { child: 1 }));
     let next = session.sync(0, Op::Yield, &mut strategy).unwrap();
     assert_eq!(next, Next::Wake(1, OpResult::Started));
     let next = session
-        .sync(1, Op::Spawn { link: true }, &mut strategy)
+        .sync(
+            1,
+            Op::Spawn {
+                link: true,
+                monitor: false,
+            },
+            &mut strategy,
+        )
         .unwrap();
     assert_eq!(next, Next::Continue(OpResult::Spawned { child: 2 }));
     assert_eq!(session.running(), Some(1));
@@ -88,11 +102,25 @@ fn killing_the_linked_partner_of_the_running_process_with_crash_fail() {
     let mut session = Session::new(Config::default(), &mut strategy, 0);
     session.start(&mut strategy);
     session
-        .sync(0, Op::Spawn { link: false }, &mut strategy)
+        .sync(
+            0,
+            Op::Spawn {
+                link: false,
+                monitor: false,
+            },
+            &mut strategy,
+        )
         .unwrap();
     session.sync(0, Op::Yield, &mut strategy).unwrap();
     session
-        .sync(1, Op::Spawn { link: true }, &mut strategy)
+        .sync(
+            1,
+            Op::Spawn {
+                link: true,
+                monitor: false,
+            },
+            &mut strategy,
+        )
         .unwrap();
 
     assert_eq!(session.external_exit(2, &mut strategy), Next::Ended);
@@ -121,7 +149,14 @@ fn killing_the_running_process_picks_the_next_one() {
     let mut session = Session::new(config, &mut strategy, 0);
     session.start(&mut strategy);
     session
-        .sync(0, Op::Spawn { link: false }, &mut strategy)
+        .sync(
+            0,
+            Op::Spawn {
+                link: false,
+                monitor: false,
+            },
+            &mut strategy,
+        )
         .unwrap();
     assert_eq!(
         session.sync(0, Op::Yield, &mut strategy).unwrap(),

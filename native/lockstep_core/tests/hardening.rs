@@ -115,7 +115,15 @@ fn effects(s: &mut Session) -> Vec<Effect> {
 fn p_and_q(config: Config, st: &mut Lazy) -> Session {
     let mut s = started(config, st);
     assert_eq!(
-        call(&mut s, st, P, Op::Spawn { link: false }),
+        call(
+            &mut s,
+            st,
+            P,
+            Op::Spawn {
+                link: false,
+                monitor: false
+            }
+        ),
         OpResult::Spawned { child: Q }
     );
     s
@@ -162,7 +170,15 @@ fn alive_after_kill_is_false_although_the_kill_was_in_flight() {
 fn alive_after_a_trapped_exit_signal_is_true() {
     let st = &mut Lazy::new();
     let mut s = started(delayed(), st);
-    call(&mut s, st, P, Op::Spawn { link: false });
+    call(
+        &mut s,
+        st,
+        P,
+        Op::Spawn {
+            link: false,
+            monitor: false,
+        },
+    );
     // Q starts, traps exits and blocks in a receive.
     assert_eq!(
         sync(&mut s, st, P, Op::Sleep { ms: 5 }),
@@ -226,7 +242,15 @@ fn link_after_kill_returns_and_the_caller_gets_a_noproc_exit_signal() {
         if trapping {
             call(&mut s, st, P, Op::TrapExit { on: true });
         }
-        call(&mut s, st, P, Op::Spawn { link: false });
+        call(
+            &mut s,
+            st,
+            P,
+            Op::Spawn {
+                link: false,
+                monitor: false,
+            },
+        );
         call(&mut s, st, P, exit_signal(Q, Reason::Kill));
         assert_eq!(call(&mut s, st, P, Op::Link { to: Q }), OpResult::Done);
         assert!(
@@ -279,7 +303,15 @@ fn unlink_drops_the_exit_signals_of_the_link_still_in_flight() {
     let st = &mut Lazy::new();
     let mut s = started(delayed(), st);
     call(&mut s, st, P, Op::TrapExit { on: true });
-    call(&mut s, st, P, Op::Spawn { link: true });
+    call(
+        &mut s,
+        st,
+        P,
+        Op::Spawn {
+            link: true,
+            monitor: false,
+        },
+    );
     call(&mut s, st, P, exit_signal(Q, Reason::Given(0)));
     // alive?/1 delivers the signal first: Q dies, its link's exit signal travels to P.
     assert_eq!(
@@ -415,7 +447,15 @@ fn link_to_a_dead_process_from_a_trapping_caller_leaves_the_exit_in_the_mailbox_
     let st = &mut Lazy::new();
     let mut s = started(delayed(), st);
     call(&mut s, st, P, Op::TrapExit { on: true });
-    call(&mut s, st, P, Op::Spawn { link: false });
+    call(
+        &mut s,
+        st,
+        P,
+        Op::Spawn {
+            link: false,
+            monitor: false,
+        },
+    );
     call(&mut s, st, P, exit_signal(Q, Reason::Kill));
     assert_eq!(
         call(&mut s, st, P, Op::Alive { of: Q }),
@@ -462,7 +502,15 @@ fn an_external_exit_signal_reaches_links_and_monitors_with_its_reason() {
     let st = &mut Lazy::new();
     let mut s = started(instant(), st);
     call(&mut s, st, P, Op::TrapExit { on: true });
-    call(&mut s, st, P, Op::Spawn { link: true });
+    call(
+        &mut s,
+        st,
+        P,
+        Op::Spawn {
+            link: true,
+            monitor: false,
+        },
+    );
     call(&mut s, st, P, Op::Monitor { target: Q });
     // The adapter saved the reason term (say :shutdown) as Q's own.
     let reason = Reason::ExitOf(Q);
@@ -481,7 +529,15 @@ fn an_external_exit_signal_reaches_links_and_monitors_with_its_reason() {
     let st = &mut Lazy::new();
     let mut s = started(instant(), st);
     call(&mut s, st, P, Op::TrapExit { on: true });
-    call(&mut s, st, P, Op::Spawn { link: true });
+    call(
+        &mut s,
+        st,
+        P,
+        Op::Spawn {
+            link: true,
+            monitor: false,
+        },
+    );
     s.external_exit(Q, st);
     assert!(matches!(
         messages(&s, Q, P).as_slice(),
@@ -513,6 +569,7 @@ fn across_a_lost_connection(trapping: bool, st: &mut Lazy) -> Session {
             P,
             Op::SpawnOn {
                 link: false,
+                monitor: false,
                 node: 1
             }
         ),
@@ -605,6 +662,7 @@ fn a_monitor_across_a_partition_before_its_tick_fires_at_the_tick() {
         P,
         Op::SpawnOn {
             link: false,
+            monitor: false,
             node: 1,
         },
     );
@@ -655,6 +713,7 @@ fn two_sides(st: &mut Lazy) -> Session {
         P,
         Op::SpawnOn {
             link: false,
+            monitor: false,
             node: 1,
         },
     );
@@ -664,6 +723,7 @@ fn two_sides(st: &mut Lazy) -> Session {
         P,
         Op::SpawnOn {
             link: false,
+            monitor: false,
             node: 2,
         },
     );
@@ -801,6 +861,7 @@ fn a_side_forgets_the_other_sides_names_when_the_connection_is_lost() {
         P,
         Op::SpawnOn {
             link: false,
+            monitor: false,
             node: 1,
         },
     );
@@ -810,6 +871,7 @@ fn a_side_forgets_the_other_sides_names_when_the_connection_is_lost() {
         P,
         Op::SpawnOn {
             link: false,
+            monitor: false,
             node: 2,
         },
     );
@@ -901,6 +963,7 @@ fn stopping_and_starting_a_node_and_the_global_names() {
         P,
         Op::SpawnOn {
             link: false,
+            monitor: false,
             node: 1,
         },
     );
@@ -910,6 +973,7 @@ fn stopping_and_starting_a_node_and_the_global_names() {
         P,
         Op::SpawnOn {
             link: false,
+            monitor: false,
             node: 2,
         },
     );

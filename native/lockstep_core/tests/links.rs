@@ -848,7 +848,14 @@ fn an_operation_that_ends_the_iteration_hands_out_no_result_and_leaves_nothing_r
     let mut session = Session::new(Config::default(), &mut strategy, 0);
     session.start(&mut strategy);
     session
-        .sync(0, Op::Spawn { link: false }, &mut strategy)
+        .sync(
+            0,
+            Op::Spawn {
+                link: false,
+                monitor: false,
+            },
+            &mut strategy,
+        )
         .unwrap();
     let wait = Op::Receive {
         retry: false,

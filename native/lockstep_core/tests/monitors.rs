@@ -175,7 +175,7 @@ fn a_demonitor_before_the_target_exits_means_no_down_ever() {
     ]);
     for delivery in DELIVERIES {
         let r = run_with(&program, config(delivery, CrashMode::Fail), Prefer::runs());
-        assert_eq!(r.seen_by(&[])[2], Seen::Result(OpResult::Done));
+        assert_eq!(r.seen_by(&[])[2], Seen::Result(OpResult::Demonitored(true)));
         assert_eq!(r.seen_by(&[])[4], Seen::TimedOut, "{delivery:?}");
         assert!(r.has_event(|e| e.proc == 0 && e.kind == EventKind::Demonitor { monitor: 0 }));
         assert!(!r.has_event(|e| matches!(e.kind, EventKind::Down { .. })));
@@ -303,7 +303,7 @@ fn demonitor_of_a_ref_never_handed_out_is_a_no_op() {
         Prefer::runs(),
     );
     assert_eq!(r.outcome, Outcome::Pass);
-    assert_eq!(r.seen_by(&[]), [Seen::Result(OpResult::Done)]);
+    assert_eq!(r.seen_by(&[]), [Seen::Result(OpResult::Demonitored(false))]);
     assert!(!r.has_event(|e| matches!(e.kind, EventKind::Demonitor { .. })));
 }
 

@@ -350,7 +350,14 @@ fn only_the_running_process_may_call_the_engine() {
     let mut strategy = Prefer::runs();
     let mut session = started_session(&mut strategy);
     assert_eq!(
-        session.sync(0, Op::Spawn { link: false }, &mut strategy),
+        session.sync(
+            0,
+            Op::Spawn {
+                link: false,
+                monitor: false
+            },
+            &mut strategy
+        ),
         Ok(Next::Continue(OpResult::Spawned { child: 1 }))
     );
     assert_eq!(
@@ -433,7 +440,14 @@ fn consuming_a_message_not_in_ones_mailbox_is_refused() {
     let mut session = started_session(&mut strategy);
     assert_eq!(session.consumed(0, 0), Err(EngineError::UnknownMessage(0)));
     session
-        .sync(0, Op::Spawn { link: false }, &mut strategy)
+        .sync(
+            0,
+            Op::Spawn {
+                link: false,
+                monitor: false,
+            },
+            &mut strategy,
+        )
         .unwrap();
     let Ok(Next::Continue(OpResult::Sent { msg, .. })) = session.sync(
         0,

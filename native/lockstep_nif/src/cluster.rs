@@ -11,7 +11,7 @@ use rustler::{Atom, Encoder, Env, NifResult, ResourceArc, Term};
 
 /// A cluster operation (a sync point): `{:start_node, n}`, `{:stop_node, n}`,
 /// `{:partition, group_a, group_b, :drop | :defer}`, `:heal`, `{:monitor_node, n}`,
-/// `{:set_ticktime, ms}`, `:nodes`, `:nodes_up`, `{:node_of, pid}`, `{:whereis, name, n}`,
+/// `{:set_ticktime, ms}`, `:nodes`, `:nodes_up`, `:visible` (nodes/0), `{:node_of, pid}`, `{:whereis, name, n}`,
 /// `{:registered, n}`, `{:global_register, name, pid}`, `{:global_unregister, name}`,
 /// `{:global_whereis, name}`, `:global_names` (see `decode::ClusterArg`). Answers `:badarg`
 /// (anything else, e.g. an unknown partition mode), `:badnode` (a node the run has not
@@ -42,6 +42,7 @@ fn cluster_op<'a>(
         ClusterArg::Heal => ClusterOp::Heal,
         ClusterArg::Nodes => ClusterOp::Nodes,
         ClusterArg::NodesUp => ClusterOp::NodesUp,
+        ClusterArg::Visible => ClusterOp::Visible,
         ClusterArg::GlobalNames => ClusterOp::GlobalNames,
         ClusterArg::Partition(ProperList(a), ProperList(b), mode) => {
             let group = |g: Vec<Atom>| -> Result<Vec<NodeId>, Term<'a>> {

@@ -105,7 +105,7 @@ pub fn pending_term<'a>(env: Env<'a>, p: &Process) -> Term<'a> {
         Op::Send { .. } => atoms::send(),
         Op::Link { .. } => atoms::link(),
         Op::Unlink { .. } => atoms::unlink(),
-        Op::Monitor { .. } => atoms::monitor(),
+        Op::Monitor { .. } | Op::MonitorName { .. } => atoms::monitor(),
         Op::Demonitor { .. } => atoms::demonitor(),
         Op::TrapExit { .. } => atoms::trap_exit(),
         Op::ExitSignal { .. } => atoms::exit(),

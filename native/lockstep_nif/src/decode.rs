@@ -214,6 +214,21 @@ impl Arg<'_> for NameOp {
         "{:register, name, pid}, {:unregister, name}, {:whereis, name} or :registered";
 }
 
+/// `alias/4`'s operation: `:on`, `:off`, or `{:ref, ref, reply, mref}` (a reference alias,
+/// spent by its first message when `reply`, tied to monitor `mref` unless it is `nil`).
+#[derive(NifTaggedEnum)]
+#[rustler(decode)]
+pub enum AliasOp<'a> {
+    On,
+    Off,
+    Ref(Term<'a>, bool, Term<'a>),
+}
+
+impl<'a> Arg<'a> for AliasOp<'a> {
+    const WHAT: &'static str = "alias operation";
+    const EXPECTED: &'static str = ":on, :off or {:ref, ref, reply :: boolean, mref | nil}";
+}
+
 /// `sync_time/3`'s operation.
 #[derive(NifTaggedEnum)]
 #[rustler(decode)]
@@ -250,6 +265,7 @@ pub enum ClusterArg<'a> {
     Heal,
     Nodes,
     NodesUp,
+    Visible,
     GlobalNames,
     /// `{:partition, group_a, group_b, :drop | :defer}`
     Partition(ProperList<Atom>, ProperList<Atom>, Partition),

@@ -5,10 +5,11 @@
 //! None of these hands the turn on.
 
 use crate::convert::{atoms, engine_error, internal_error};
+use crate::decode::{arg, AliasOp};
 use crate::resource::{lock, SessionResource};
 use crate::sync::caller_check;
-use lockstep_core::{MsgId, ProcId};
-use rustler::{Atom, Env, LocalPid, NifResult, ResourceArc, Term};
+use lockstep_core::{Alias, MsgId, ProcId};
+use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term, TermType};
 
 /// Called by a parent right after it spawned the BEAM process for engine id `child`.
 #[rustler::nif]
@@ -52,28 +53,52 @@ fn hold(
     Ok(atoms::ok())
 }
 
-/// Activates (`on`) or deactivates an alias of the caller.
+/// Activates or deactivates alias `number` of the caller; `op` is `:on`, `:off`
+/// (answers whether it was active, unalias/1), or `{:ref, ref, reply, mref}`: activate it as the reference alias `ref` (sends to `ref` then reach it), spent
+/// by its first message when `reply`, and tied to the caller's monitor `mref` unless that
+/// is `nil` (monitor/3's `{:alias, _}`). Not a sync point.
 #[rustler::nif]
-fn alias(
-    env: Env,
+fn alias<'a>(
+    env: Env<'a>,
     res: ResourceArc<SessionResource>,
     id: ProcId,
     number: u32,
-    on: bool,
-) -> NifResult<Atom> {
+    op: Term<'a>,
+) -> NifResult<bool> {
+    let op = arg::<AliasOp>(op)?;
     let mut guard = lock(&res)?;
     let st = &mut *guard;
     caller_check(env, st, id)?;
     if st.session.is_over() || st.exited(id) {
-        return Ok(atoms::ok());
+        return Ok(false);
     }
-    let result = if on {
-        st.session.alias(id, number)
-    } else {
-        st.session.unalias(id, number)
-    };
-    result.map_err(engine_error)?;
-    Ok(atoms::ok())
+    match op {
+        AliasOp::On => st.session.alias(id, number).map_err(engine_error)?,
+        AliasOp::Off => return st.session.unalias(id, number).map_err(engine_error),
+        AliasOp::Ref(aref, reply, mref) => {
+            if aref.get_type() != TermType::Ref {
+                return Err(rustler::Error::BadArg);
+            }
+            let monitor = if mref == atoms::nil().encode(env) {
+                None
+            } else {
+                Some(
+                    st.terms
+                        .monitor_of(env, mref)
+                        .ok_or(rustler::Error::BadArg)?,
+                )
+            };
+            let alias = Alias {
+                id: number,
+                reply,
+                monitor,
+            };
+            st.session.alias_with(id, alias).map_err(engine_error)?;
+            let saved = st.terms.save(aref);
+            st.terms.alias_refs.push((saved, id, number));
+        }
+    }
+    Ok(true)
 }
 
 /// Marks the session as having stored state the owner must clean up when it ends.

@@ -89,6 +89,9 @@ pub struct Terms {
     /// Reason terms given to `exit/2` (`Reason::Given` and `Reason::Shutdown`).
     pub given_reasons: Vec<SavedTerm>,
     pub monitor_refs: HashMap<MonitorId, SavedTerm>,
+    /// Reference aliases (alias/0,1, monitor/3's `alias` option): the ref, its owner and
+    /// the alias number the engine knows it by. A send to a ref looks it up here.
+    pub alias_refs: Vec<(SavedTerm, ProcId, u32)>,
     /// `{ref, payload}` of each `send_after` timer.
     pub timer_data: HashMap<TimerId, SavedTerm>,
     /// Global registry names (any term), by engine name id.
@@ -151,6 +154,7 @@ impl SessionState {
                 exit_reasons: HashMap::new(),
                 given_reasons: Vec::new(),
                 monitor_refs: HashMap::new(),
+                alias_refs: Vec::new(),
                 timer_data: HashMap::new(),
                 globals: Vec::new(),
                 ets_tables: Vec::new(),
@@ -323,6 +327,22 @@ impl Terms {
     }
 
     /// The saved term, or `nil` when there is none.
+    /// The monitor whose ref is `mref`, if this run handed it out.
+    pub fn monitor_of<'a>(&self, env: Env<'a>, mref: Term<'a>) -> Option<MonitorId> {
+        self.monitor_refs
+            .iter()
+            .find(|(_, saved)| self.load(env, saved) == mref)
+            .map(|(&m, _)| m)
+    }
+
+    /// The owner and number of the alias `aref`, if a managed process made it.
+    pub fn alias_of<'a>(&self, env: Env<'a>, aref: Term<'a>) -> Option<(ProcId, u32)> {
+        self.alias_refs
+            .iter()
+            .find(|(saved, _, _)| self.load(env, saved) == aref)
+            .map(|&(_, p, n)| (p, n))
+    }
+
     pub fn load_or_nil<'a>(&self, env: Env<'a>, saved: Option<&SavedTerm>) -> Term<'a> {
         match saved {
             Some(saved) => self.load(env, saved),

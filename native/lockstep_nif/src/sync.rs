@@ -18,7 +18,7 @@ use crate::resource::{lock, strategy_of, SessionResource};
 use crate::state::SessionState;
 use crate::wake::{after_call, after_call_carrying};
 use lockstep_core::{ExitClass, MsgId, Op, Outcome, ProcId, Reason, Target};
-use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
+use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term, TermType};
 
 /// The caller must be the managed process the context `id` belongs to; a context copied
 /// into another process raises `Lockstep.NotManagedError` (`:ended` once the iteration is
@@ -134,8 +134,9 @@ pub fn managed_or<'a>(env: Env<'a>, st: &SessionState, pid: LocalPid) -> Result<
         .ok_or_else(|| atoms::unmanaged().encode(env))
 }
 
-/// `pid`, `name`, `{:"$lockstep_alias", pid, n}`, `{:"$lockstep_global", name}` or
-/// `{name, node}`; anything else answers `:badarg`.
+/// `pid`, `name`, `{:"$lockstep_alias", pid, n}`, a reference (an alias a managed process
+/// made; any other ref is outside the run), `{:"$lockstep_global", name}` or `{name,
+/// node}`; anything else answers `:badarg`.
 fn decode_target<'a>(
     env: Env<'a>,
     st: &mut SessionState,
@@ -149,6 +150,12 @@ fn decode_target<'a>(
     }
     if let Ok(name) = dest.decode::<Atom>() {
         return Ok(Target::Name(st.atoms.intern(name)));
+    }
+    if dest.get_type() == TermType::Ref {
+        return Ok(match st.terms.alias_of(env, dest) {
+            Some((p, alias)) => Target::Alias(p, alias),
+            None => Target::External,
+        });
     }
     if let Ok((tag, pid, alias)) = dest.decode::<(Atom, LocalPid, u32)>() {
         if tag == atoms::lockstep_alias() {
@@ -310,7 +317,8 @@ fn sync_random<'a>(
     sync(env, &res, id, Op::Random { n })
 }
 
-/// `node` is `nil` (the caller's node) or a node of the run (else `:badnode`).
+/// `node` is `nil` (the caller's node) or a node of the run (else `:badnode`); `mref` is
+/// `nil`, or the ref of a monitor of the child set in the same step (spawn_monitor).
 #[rustler::nif]
 fn sync_spawn<'a>(
     env: Env<'a>,
@@ -318,17 +326,27 @@ fn sync_spawn<'a>(
     id: ProcId,
     link: bool,
     node: Term<'a>,
+    mref: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    sync_with(env, &res, id, None, |st| {
+    let nil = atoms::nil().encode(env);
+    let monitor = mref != nil;
+    if monitor && mref.get_type() != TermType::Ref {
+        return Err(rustler::Error::BadArg);
+    }
+    sync_with(env, &res, id, monitor.then_some(mref), |st| {
         // `Option<Atom>` would decode `nil` as the atom nil: compare explicitly.
-        if node == atoms::nil().encode(env) {
-            return Ok(Op::Spawn { link });
+        if node == nil {
+            return Ok(Op::Spawn { link, monitor });
         }
         let node = node
             .decode::<Atom>()
             .map_err(|_| atoms::badnode().encode(env))?;
         match st.known_node(node) {
-            Some(node) => Ok(Op::SpawnOn { link, node }),
+            Some(node) => Ok(Op::SpawnOn {
+                link,
+                monitor,
+                node,
+            }),
             None => Err(atoms::badnode().encode(env)),
         }
     })
@@ -352,17 +370,36 @@ fn sync_link<'a>(
     })
 }
 
+/// `target` is a pid (`:unmanaged` if outside the run), a registered name, or `{name,
+/// node}` (`:badnode` for a node this run has not started).
 #[rustler::nif]
 fn sync_monitor<'a>(
     env: Env<'a>,
     res: ResourceArc<SessionResource>,
     id: ProcId,
-    pid: LocalPid,
+    target: Term<'a>,
     mref: Term<'a>,
 ) -> NifResult<Term<'a>> {
     sync_with(env, &res, id, Some(mref), |st| {
-        let target = managed_or(env, st, pid)?;
-        Ok(Op::Monitor { target })
+        if let Ok(pid) = target.decode::<LocalPid>() {
+            let target = managed_or(env, st, pid)?;
+            return Ok(Op::Monitor { target });
+        }
+        if let Ok(name) = target.decode::<Atom>() {
+            let name = st.atoms.intern(name);
+            return Ok(Op::MonitorName { name, node: None });
+        }
+        let (name, node) = target
+            .decode::<(Atom, Atom)>()
+            .map_err(|_| atoms::badarg().encode(env))?;
+        let node = st
+            .known_node(node)
+            .ok_or_else(|| atoms::badnode().encode(env))?;
+        let name = st.atoms.intern(name);
+        Ok(Op::MonitorName {
+            name,
+            node: Some(node),
+        })
     })
 }
 
@@ -374,12 +411,7 @@ fn sync_demonitor<'a>(
     mref: Term<'a>,
 ) -> NifResult<Term<'a>> {
     sync_with(env, &res, id, None, |st| {
-        let monitor = st
-            .terms
-            .monitor_refs
-            .iter()
-            .find(|(_, saved)| st.terms.load(env, saved) == mref)
-            .map(|(&m, _)| m);
+        let monitor = st.terms.monitor_of(env, mref);
         Ok(Op::Demonitor { monitor })
     })
 }

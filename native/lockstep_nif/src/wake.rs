@@ -147,11 +147,18 @@ fn perform(env: Env, tag: u64, st: &mut SessionState, effect: Effect) {
                     let mref = st
                         .terms
                         .load_or_nil(env, st.terms.monitor_refs.get(&monitor));
+                    // A monitor set by name names `{name, node}`, as OTP's does.
+                    let object = match st.session.monitor(monitor).and_then(|r| r.by_name) {
+                        Some((name, node)) => {
+                            (st.atoms.name(name), st.atoms.node_atom(node)).encode(env)
+                        }
+                        None => st.procs.pid_term(env, m.from),
+                    };
                     (
                         atoms::down_tuple_tag(),
                         mref,
                         atoms::process(),
-                        st.procs.pid_term(env, m.from),
+                        object,
                         st.reason_term(env, reason),
                     )
                         .encode(env)
@@ -205,7 +212,10 @@ pub fn result_term<'a>(env: Env<'a>, st: &SessionState, result: OpResult) -> Ter
             }
         }
         OpResult::MonitorSet { .. } | OpResult::TimerSet { .. } => atoms::ok().encode(env),
-        OpResult::WasTrapping(b) | OpResult::Alive(b) | OpResult::NameOk(b) => b.encode(env),
+        OpResult::WasTrapping(b)
+        | OpResult::Alive(b)
+        | OpResult::NameOk(b)
+        | OpResult::Demonitored(b) => b.encode(env),
         OpResult::Found(Some(p)) => st.procs.pid_term(env, p),
         OpResult::Found(None) => atoms::nil().encode(env),
         OpResult::Names | OpResult::NamesOn(_) => {
@@ -233,6 +243,15 @@ pub fn result_term<'a>(env: Env<'a>, st: &SessionState, result: OpResult) -> Ter
             let nodes: Vec<Atom> = st
                 .session
                 .nodes(up_only)
+                .into_iter()
+                .map(|n| st.atoms.node_atom(n))
+                .collect();
+            nodes.encode(env)
+        }
+        OpResult::VisibleFrom(from) => {
+            let nodes: Vec<Atom> = st
+                .session
+                .visible_nodes(from)
                 .into_iter()
                 .map(|n| st.atoms.node_atom(n))
                 .collect();

@@ -121,6 +121,11 @@ pub enum EngineError {
     BadRandomBound,
     /// A process announced [`Op::Start`], which only a spawned process holds.
     StartAnnounced(ProcId),
+    /// An alias was tied to a monitor the caller does not own.
+    ForeignMonitor {
+        proc: ProcId,
+        monitor: MonitorId,
+    },
 }
 
 impl fmt::Display for EngineError {
@@ -139,6 +144,10 @@ impl fmt::Display for EngineError {
             EngineError::StartAnnounced(p) => {
                 write!(f, "process {p} announced Start, which no process announces")
             }
+            EngineError::ForeignMonitor { proc, monitor } => write!(
+                f,
+                "process {proc} tied an alias to monitor {monitor}, which it does not own"
+            ),
         }
     }
 }

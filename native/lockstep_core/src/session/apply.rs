@@ -43,8 +43,12 @@ impl Session {
                 OpResult::Done
             }
             // processes.rs
-            Op::Spawn { link } => self.spawn(p, link, None),
-            Op::SpawnOn { link, node } => self.spawn(p, link, Some(node)),
+            Op::Spawn { link, monitor } => self.spawn(p, link, monitor, None),
+            Op::SpawnOn {
+                link,
+                monitor,
+                node,
+            } => self.spawn(p, link, monitor, Some(node)),
             Op::Alive { of } => self.alive_after_signals(p, of),
             // messages.rs, receive.rs
             Op::Send { to } => self.send(p, to),
@@ -56,6 +60,7 @@ impl Session {
             Op::ExitSignal { to, reason } => self.exit_signal(p, to, reason),
             // monitors.rs
             Op::Monitor { target } => self.add_monitor(p, target),
+            Op::MonitorName { name, node } => self.add_monitor_by_name(p, name, node),
             Op::Demonitor { monitor } => self.demonitor(p, monitor),
             // names.rs
             Op::Register { name, proc } => self.register(p, name, proc),

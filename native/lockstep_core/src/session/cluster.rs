@@ -37,6 +37,15 @@ impl Session {
             .collect()
     }
 
+    /// The nodes `from` sees (erlang:nodes/0): up, not `from`, and not declared lost from it
+    /// (a partition whose tick is pending is not known yet, as in OTP).
+    pub fn visible_nodes(&self, from: NodeId) -> Vec<NodeId> {
+        self.nodes(false)
+            .into_iter()
+            .filter(|&n| n != from && !self.cluster.connection_lost(from, n))
+            .collect()
+    }
+
     /// Defines a partition to be activated by `ClusterOp::Partition` (not a sync point).
     pub fn define_partition(&mut self, a: Vec<NodeId>, b: Vec<NodeId>, mode: PartitionMode) -> u32 {
         self.cluster.partitions.push(Partition {
@@ -71,6 +80,7 @@ impl Session {
             }
             ClusterOp::Nodes => OpResult::NodeList { up_only: false },
             ClusterOp::NodesUp => OpResult::NodeList { up_only: true },
+            ClusterOp::Visible => OpResult::VisibleFrom(self.node_of(p)),
             ClusterOp::NodeOf(q) => OpResult::NodeIs(self.node_of(q)),
             ClusterOp::GlobalRegister { name, proc } => self.global_register(p, name, proc),
             ClusterOp::GlobalUnregister(name) => self.global_unregister(p, name),

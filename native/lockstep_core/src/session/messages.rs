@@ -22,10 +22,11 @@
 use super::{Effect, EngineError, Session};
 use crate::cluster::PartitionMode;
 use crate::config::DeliveryMode;
-use crate::ids::{MsgId, ProcId};
+use crate::ids::{MonitorId, MsgId, ProcId};
 use crate::message::SendFate;
 use crate::message::{Message, MsgKind, MsgState, Target};
 use crate::op::OpResult;
+use crate::process::Alias;
 use crate::trace::EventKind;
 
 impl Session {
@@ -86,6 +87,9 @@ impl Session {
                     // The sender's own adapter call puts it in the real mailbox: no effect.
                     self.msgs[msg as usize].state = MsgState::InMailbox;
                     self.add_to_mailbox(t);
+                    if let Some(a) = alias {
+                        self.alias_used(t, a);
+                    }
                 }
                 fate
             }
@@ -195,6 +199,9 @@ impl Session {
             MsgKind::User => {
                 self.msgs[m as usize].state = MsgState::InMailbox;
                 self.add_to_mailbox(to);
+                if let Some(a) = msg.alias {
+                    self.alias_used(to, a);
+                }
                 self.effects.push(match msg.timer {
                     Some(timer) => Effect::DeliverTimer { timer, msg: m, to },
                     None => Effect::Deliver { msg: m, to },
@@ -250,26 +257,79 @@ impl Session {
     }
 
     pub(super) fn has_alias(&self, p: ProcId, alias: u32) -> bool {
-        self.procs[p as usize].aliases.contains(&alias)
+        self.procs[p as usize].aliases.iter().any(|a| a.id == alias)
     }
 
-    /// Activates alias `alias` of the running process. Not a sync point.
+    /// A message reached `to`'s mailbox through alias `alias`: a `reply` alias is now
+    /// spent, and a `reply_demonitor` one takes its monitor with it (OTP does this when the
+    /// message arrives).
+    pub(super) fn alias_used(&mut self, to: ProcId, alias: u32) {
+        let aliases = &mut self.procs[to as usize].aliases;
+        let Some(i) = aliases.iter().position(|a| a.id == alias && a.reply) else {
+            return;
+        };
+        let spent = aliases.remove(i);
+        if let Some(m) = spent.monitor {
+            self.monitors[m as usize].active = false;
+        }
+    }
+
+    /// Monitor `monitor` of `owner` was removed: an alias that lives as long as it goes too.
+    pub(super) fn monitor_removed(&mut self, owner: ProcId, monitor: MonitorId) {
+        self.procs[owner as usize]
+            .aliases
+            .retain(|a| a.monitor != Some(monitor));
+    }
+
+    /// Activates alias `alias` of the running process (`explicit_unalias`: active until
+    /// `unalias`). Not a sync point.
     pub fn alias(&mut self, caller: ProcId, alias: u32) -> Result<(), EngineError> {
+        self.alias_with(
+            caller,
+            Alias {
+                id: alias,
+                reply: false,
+                monitor: None,
+            },
+        )
+    }
+
+    /// Activates an alias of the running process with its deactivation rule (alias/1's
+    /// `reply`, monitor/3's `{:alias, _}`). The monitor, if any, must be the caller's.
+    pub fn alias_with(&mut self, caller: ProcId, alias: Alias) -> Result<(), EngineError> {
         if self.is_over() {
             return Ok(());
         }
         self.check_running(caller)?;
-        self.procs[caller as usize].aliases.push(alias);
+        if let Some(m) = alias.monitor {
+            if self.monitors.get(m as usize).map(|r| r.owner) != Some(caller) {
+                return Err(EngineError::ForeignMonitor {
+                    proc: caller,
+                    monitor: m,
+                });
+            }
+            if !self.monitors[m as usize].active {
+                // Its monitor is gone already (monitoring oneself sets none up): an alias
+                // tied to it would be removed at once.
+                return Ok(());
+            }
+        }
+        let aliases = &mut self.procs[caller as usize].aliases;
+        aliases.retain(|a| a.id != alias.id);
+        aliases.push(alias);
         Ok(())
     }
 
     /// Deactivates an alias of the running process: later messages to it are dropped.
-    pub fn unalias(&mut self, caller: ProcId, alias: u32) -> Result<(), EngineError> {
+    /// Answers whether it was active (unalias/1).
+    pub fn unalias(&mut self, caller: ProcId, alias: u32) -> Result<bool, EngineError> {
         if self.is_over() {
-            return Ok(());
+            return Ok(false);
         }
         self.check_running(caller)?;
-        self.procs[caller as usize].aliases.retain(|&a| a != alias);
-        Ok(())
+        let aliases = &mut self.procs[caller as usize].aliases;
+        let before = aliases.len();
+        aliases.retain(|a| a.id != alias);
+        Ok(aliases.len() != before)
     }
 }

@@ -12,9 +12,20 @@
 //! monitor reaches the mailbox afterwards, so one still in flight is dropped on arrival
 //! (`[:flush]` is the adapter's: it takes those already in the mailbox). A process that
 //! exits loses the monitors it made.
+//!
+//! By name (`monitor(:process, name)` or `{name, node}`): the name is looked up when the
+//! monitor is applied and the monitor watches the process that holds it then, its `:DOWN`
+//! naming `{name, node}` instead of the pid (`by_name`); a name nobody holds gives an
+//! immediate `{:DOWN, ref, :process, {name, node}, :noproc}`, and a node that is down or
+//! cut off one with `:noconnection` — both in the mailbox when monitor/2 returns (OTP 25,
+//! measured), unlike a dead pid's. Monitoring one's own name sets nothing up, as by pid.
+//! `demonitor/2`'s `:info` answers whether the monitor was still active, which it is
+//! until its `:DOWN` reaches the mailbox (OTP removes it on the owner's side then). An
+//! alias tied to a monitor (monitor/3's `{:alias, :demonitor | :reply_demonitor}`) goes
+//! when the monitor does (`monitor_removed`, see `messages.rs`).
 
 use super::{Effect, Session};
-use crate::ids::{MonitorId, MsgId, ProcId};
+use crate::ids::{MonitorId, MsgId, NameId, NodeId, ProcId};
 use crate::message::{MsgKind, MsgState, Reason};
 use crate::op::OpResult;
 use crate::trace::EventKind;
@@ -26,11 +37,51 @@ pub struct MonitorRec {
     pub owner: ProcId,
     pub target: ProcId,
     pub active: bool,
+    /// Set up by name: its `:DOWN` names `{name, node}`, not the pid.
+    pub by_name: Option<(NameId, NodeId)>,
 }
 
 impl Session {
     /// `monitor(:process, target)` by `p`.
     pub(super) fn add_monitor(&mut self, p: ProcId, target: ProcId) -> OpResult {
+        self.add_monitor_as(p, target, None)
+    }
+
+    /// `monitor(:process, name)` (`node` `None`: the caller's) or `{name, node}` by `p`.
+    pub(super) fn add_monitor_by_name(
+        &mut self,
+        p: ProcId,
+        name: NameId,
+        node: Option<NodeId>,
+    ) -> OpResult {
+        let node = node.unwrap_or_else(|| self.node_of(p));
+        let holder = self.names.get(&(node, name)).copied();
+        let reason = if self.cluster.connection_lost(self.node_of(p), node) {
+            Reason::NoConnection
+        } else if let Some(target) = holder {
+            return self.add_monitor_as(p, target, Some((name, node)));
+        } else {
+            Reason::NoProc
+        };
+        // Nobody to watch: the `:DOWN` is the caller's own, in its mailbox at once.
+        let monitor = self.monitors.len() as MonitorId;
+        self.monitors.push(MonitorRec {
+            owner: p,
+            target: p,
+            active: true,
+            by_name: Some((name, node)),
+        });
+        self.record(p, EventKind::Monitor { target: p, monitor });
+        self.signal_via(p, p, MsgKind::Down { monitor, reason }, true);
+        OpResult::MonitorSet { monitor }
+    }
+
+    fn add_monitor_as(
+        &mut self,
+        p: ProcId,
+        target: ProcId,
+        by_name: Option<(NameId, NodeId)>,
+    ) -> OpResult {
         let lost = target != p
             && self
                 .cluster
@@ -45,6 +96,7 @@ impl Session {
             owner: p,
             target,
             active: true,
+            by_name,
         });
         self.record(p, EventKind::Monitor { target, monitor });
         if target == p {
@@ -71,17 +123,21 @@ impl Session {
         OpResult::MonitorSet { monitor }
     }
 
-    /// `demonitor(ref)` by `p` (a ref it does not own, or none, does nothing).
+    /// `demonitor(ref)` by `p` (a ref it does not own, or none, does nothing); answers
+    /// whether the monitor was active (`:info`).
     pub(super) fn demonitor(&mut self, p: ProcId, monitor: Option<MonitorId>) -> OpResult {
+        let mut was_active = false;
         if let Some(m) = monitor {
             if let Some(rec) = self.monitors.get_mut(m as usize) {
                 if rec.owner == p {
+                    was_active = rec.active;
                     rec.active = false;
+                    self.monitor_removed(p, m);
                     self.record(p, EventKind::Demonitor { monitor: m });
                 }
             }
         }
-        OpResult::Done
+        OpResult::Demonitored(was_active)
     }
 
     /// `:DOWN` `m` of `monitor` reaches its live owner.
@@ -95,6 +151,7 @@ impl Session {
             return;
         }
         self.monitors[monitor as usize].active = false;
+        self.monitor_removed(to, monitor);
         self.msgs[m as usize].state = MsgState::InMailbox;
         self.add_to_mailbox(to);
         self.effects.push(Effect::DeliverSignal { msg: m, to });

@@ -26,8 +26,15 @@ use crate::timer::TimerState;
 use crate::trace::EventKind;
 
 impl Session {
-    /// `p` spawns a child, linked or not, on `node` (`None`: its own).
-    pub(super) fn spawn(&mut self, p: ProcId, link: bool, node: Option<NodeId>) -> OpResult {
+    /// `p` spawns a child, linked or not, on `node` (`None`: its own); `monitor`: and
+    /// monitors it in the same step (spawn_monitor is atomic: the child cannot exit first).
+    pub(super) fn spawn(
+        &mut self,
+        p: ProcId,
+        link: bool,
+        monitor: bool,
+        node: Option<NodeId>,
+    ) -> OpResult {
         let child = self.procs.len() as ProcId;
         let parent = &mut self.procs[p as usize];
         parent.children += 1;
@@ -51,6 +58,10 @@ impl Session {
                     },
                 );
             }
+            if monitor {
+                // Its node is down: the monitor fires `:noconnection` at once.
+                self.add_monitor(p, child);
+            }
             return OpResult::Spawned { child };
         }
         if link {
@@ -60,6 +71,9 @@ impl Session {
         self.procs.push(proc);
         self.ready.insert(child);
         self.record(p, EventKind::Spawn { child, link });
+        if monitor {
+            self.add_monitor(p, child);
+        }
         OpResult::Spawned { child }
     }
 

@@ -120,9 +120,10 @@ impl<'a> View<'a> {
                 | Op::Link { to }
                 | Op::Monitor { target: to }
                 | Op::Alive { of: to } => Some(RaceObject::Mailbox(to)),
-                Op::Register { name, .. } | Op::Unregister { name } | Op::Whereis { name } => {
-                    Some(RaceObject::Name(name))
-                }
+                Op::Register { name, .. }
+                | Op::Unregister { name }
+                | Op::Whereis { name }
+                | Op::MonitorName { name, .. } => Some(RaceObject::Name(name)),
                 Op::Nif { object: Some(o) } => Some(RaceObject::Shared(o)),
                 _ => None,
             },

@@ -27,10 +27,10 @@
 use lockstep_core::strategy::{IterationMetrics, Metered};
 use lockstep_core::MsgKind;
 use lockstep_core::{
-    BlockedAtEnd, Choice, ClusterOp, Config, CrashMode, Decision, DeliveryMode, Divergence, Effect,
-    Event, EventKind, ExitCause, ExitClass, MonitorId, MsgId, NameId, Next, NodeId, Op, OpResult,
-    Outcome, PartitionMode, ProcId, ProcName, ProcState, Reason, SendFate, Session, Strategy,
-    TimerId, View,
+    Alias, BlockedAtEnd, Choice, ClusterOp, Config, CrashMode, Decision, DeliveryMode, Divergence,
+    Effect, Event, EventKind, ExitCause, ExitClass, MonitorId, MsgId, NameId, Next, NodeId, Op,
+    OpResult, Outcome, PartitionMode, ProcId, ProcName, ProcState, Reason, SendFate, Session,
+    Strategy, TimerId, View,
 };
 use std::collections::HashMap;
 
@@ -150,6 +150,24 @@ pub enum Action {
     Link(Target),
     Unlink(Target),
     Monitor(Target),
+    /// `spawn_monitor` (`spawn_opt` with `:monitor`, and `:link` with `link`): the child
+    /// is monitored in the same step.
+    SpawnMonitor {
+        script: usize,
+        link: bool,
+    },
+    /// `monitor(:process, name)` (`node: None`) or `{name, node}`.
+    MonitorName {
+        name: NameId,
+        node: Option<NodeId>,
+    },
+    /// Activates alias `id` with `reply` and tied to the performer's `nth` monitor
+    /// (1-based; `None`: to none). Not a sync point.
+    AliasWith {
+        id: u32,
+        reply: bool,
+        monitor: Option<u32>,
+    },
     /// `demonitor` of the performer's `nth` monitor (1-based; one it never made is a ref
     /// the run never handed out), with or without `[:flush]`.
     Demonitor {
@@ -204,6 +222,8 @@ pub enum Action {
     SetTicktime(u64),
     Nodes,
     NodesUp,
+    /// `nodes()` from the performer's node (`Seen::Nodes`).
+    Visible,
     NodeOf(Target),
     GlobalRegister {
         name: u32,
@@ -522,9 +542,27 @@ impl<'p> Driver<'p> {
     fn absorb(&mut self, session: &Session, p: ProcId, result: OpResult) {
         match (self.action(p), result) {
             (
-                Some(Action::Spawn { script, .. } | Action::SpawnOn { script, .. }),
+                Some(
+                    Action::Spawn { script, .. }
+                    | Action::SpawnOn { script, .. }
+                    | Action::SpawnMonitor { script, .. },
+                ),
                 OpResult::Spawned { child },
             ) => {
+                if let Some(Action::SpawnMonitor { .. }) = self.action(p) {
+                    let monitor = session
+                        .events()
+                        .iter()
+                        .rev()
+                        .find_map(|e| match e.kind {
+                            EventKind::Monitor { target, monitor } if target == child => {
+                                Some(monitor)
+                            }
+                            _ => None,
+                        })
+                        .expect("spawn_monitor records the child's monitor");
+                    self.procs[p as usize].monitors.push(monitor);
+                }
                 assert_eq!(child as usize, self.procs.len(), "process ids are dense");
                 let mut path = self.procs[p as usize].path.clone();
                 path.push(self.procs[p as usize].children.len() as u32 + 1);
@@ -554,7 +592,10 @@ impl<'p> Driver<'p> {
                 self.timer_payloads.insert(timer, payload);
                 self.procs[p as usize].timers.push(timer);
             }
-            (Some(Action::Monitor(_)), OpResult::MonitorSet { monitor }) => {
+            (
+                Some(Action::Monitor(_) | Action::MonitorName { .. }),
+                OpResult::MonitorSet { monitor },
+            ) => {
                 self.procs[p as usize].monitors.push(monitor);
             }
             _ => {}
@@ -628,7 +669,7 @@ impl<'p> Driver<'p> {
             (Some(Action::Register { .. } | Action::Unregister(_)), OpResult::NameOk(false)) => {
                 return self.raise(p, done)
             }
-            (Some(Action::Demonitor { nth, flush }), OpResult::Done) => {
+            (Some(Action::Demonitor { nth, flush }), OpResult::Demonitored(_)) => {
                 let monitor = self.procs[p as usize]
                     .monitors
                     .get((nth as usize).wrapping_sub(1))
@@ -650,6 +691,10 @@ impl<'p> Driver<'p> {
             | (Some(Action::NodesUp), OpResult::NodeList { up_only: true }) => {
                 let up_only = action == Some(Action::NodesUp);
                 self.complete(p, Seen::Nodes(session.nodes(up_only)));
+            }
+            (Some(Action::Visible), OpResult::VisibleFrom(node)) => {
+                assert_eq!(node, session.proc(p).expect("a known process").node);
+                self.complete(p, Seen::Nodes(session.visible_nodes(node)));
             }
             (Some(Action::GlobalNames), OpResult::GlobalList(node)) => {
                 self.complete(p, Seen::GlobalNames(session.global_names(node)));
@@ -682,7 +727,9 @@ impl<'p> Driver<'p> {
     fn answers(action: Action, result: OpResult) -> bool {
         use OpResult as R;
         match action {
-            Action::Spawn { .. } | Action::SpawnOn { .. } => matches!(result, R::Spawned { .. }),
+            Action::Spawn { .. } | Action::SpawnOn { .. } | Action::SpawnMonitor { .. } => {
+                matches!(result, R::Spawned { .. })
+            }
             Action::Send { .. } | Action::SendTo { .. } => matches!(result, R::Sent { .. }),
             Action::Yield => result == R::Yielded,
             // `sleep(0)` is a yield.
@@ -699,7 +746,9 @@ impl<'p> Driver<'p> {
             | Action::MonitorNode(_)
             | Action::SetTicktime(_)
             | Action::GlobalUnregister(_) => result == R::Done,
-            Action::Monitor(_) => matches!(result, R::MonitorSet { .. }),
+            Action::Monitor(_) | Action::MonitorName { .. } => {
+                matches!(result, R::MonitorSet { .. })
+            }
             Action::TrapExit(_) => matches!(result, R::WasTrapping(_)),
             Action::Alive(_) => matches!(result, R::Alive(_)),
             Action::Register { .. } | Action::Unregister(_) | Action::GlobalRegister { .. } => {
@@ -748,8 +797,28 @@ impl<'p> Driver<'p> {
                     self.complete(p, Seen::Local);
                     continue;
                 }
-                Action::Spawn { link, .. } => Op::Spawn { link },
-                Action::SpawnOn { link, node, .. } => Op::SpawnOn { link, node },
+                Action::AliasWith { id, reply, monitor } => {
+                    let monitor = monitor
+                        .map(|nth| self.procs[p as usize].monitors[(nth as usize).wrapping_sub(1)]);
+                    let alias = Alias { id, reply, monitor };
+                    session.alias_with(p, alias).expect("the running process");
+                    self.complete(p, Seen::Local);
+                    continue;
+                }
+                Action::Spawn { link, .. } => Op::Spawn {
+                    link,
+                    monitor: false,
+                },
+                Action::SpawnMonitor { link, .. } => Op::Spawn {
+                    link,
+                    monitor: true,
+                },
+                Action::MonitorName { name, node } => Op::MonitorName { name, node },
+                Action::SpawnOn { link, node, .. } => Op::SpawnOn {
+                    link,
+                    monitor: false,
+                    node,
+                },
                 Action::Send { to, .. } => Op::Send {
                     to: self.engine_target(p, Dest::Proc(to)),
                 },
@@ -821,6 +890,7 @@ impl<'p> Driver<'p> {
                 Action::SetTicktime(ms) => Op::Cluster(ClusterOp::SetTicktime(ms)),
                 Action::Nodes => Op::Cluster(ClusterOp::Nodes),
                 Action::NodesUp => Op::Cluster(ClusterOp::NodesUp),
+                Action::Visible => Op::Cluster(ClusterOp::Visible),
                 Action::NodeOf(t) => Op::Cluster(ClusterOp::NodeOf(self.pid(p, t))),
                 Action::GlobalRegister { name, who } => Op::Cluster(ClusterOp::GlobalRegister {
                     name,
