@@ -191,13 +191,18 @@ defmodule Lockstep.Iteration do
   defp stuck_details(nil), do: %{pid: nil, stacktrace: []}
 
   defp stuck_details(pid) do
-    stacktrace =
-      case Process.info(pid, :current_stacktrace) do
-        {:current_stacktrace, st} -> st
-        nil -> []
+    {stacktrace, dictionary} =
+      case Process.info(pid, [:current_stacktrace, :dictionary]) do
+        [current_stacktrace: st, dictionary: dict] -> {st, dict}
+        nil -> {[], []}
       end
 
-    %{pid: pid, stacktrace: stacktrace}
+    # Picked to wait for the outside (SPEC §9): the process outside the run it sent to.
+    awaiting =
+      if Keyword.get(dictionary, :"$lockstep_awaiting_outside"),
+        do: {:outside, Keyword.get(dictionary, :"$lockstep_sent_outside")}
+
+    %{pid: pid, stacktrace: stacktrace, awaiting: awaiting}
   end
 
   # Under `crash: :strict`: who sent the exit signal that killed the process, and its reason.

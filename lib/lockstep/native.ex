@@ -52,6 +52,7 @@ defmodule Lockstep.Native do
   def node_name(_session, _id), do: nif_error()
   def ets_names(_session, _id, _op), do: nif_error()
   def consumed(_session, _id, _msg), do: nif_error()
+  def external_received(_session, _id), do: nif_error()
   def mark_cleanup(_session), do: nif_error()
   def note_outside_crash(_session, _id, _report), do: nif_error()
   def outside_crashes(_session), do: nif_error()

@@ -152,10 +152,26 @@ defmodule Lockstep.Report do
     ["  Blocked processes:\n" | lines] |> IO.iodata_to_binary()
   end
 
+  defp why(%{
+         kind: :stuck,
+         details: %{pid: pid, stacktrace: stacktrace, awaiting: {:outside, dest}}
+       }) do
+    "    #{inspect(pid)} is awaiting the outside: it sent to #{inspect(dest)}, a process " <>
+      "outside the run, and waits in a receive that nothing of the run can satisfy. " <>
+      "Nothing from outside that it would take came within :timeout. If that process " <>
+      "should be part of the test, start it inside the run (from instrumented code, or " <>
+      "with Lockstep.spawn/1); if it is just slow, raise :timeout. Only an instrumented " <>
+      "receive takes messages from outside the run (instrument: [TheModule]).\n" <>
+      "    Its stacktrace when it was stopped:\n" <>
+      indent(stacktrace_text(stacktrace), 6) <> "\n"
+  end
+
   defp why(%{kind: :stuck, details: %{pid: pid, stacktrace: stacktrace}}) do
     "    #{inspect(pid)} is looping, or blocked in code Lockstep does not control (a bare " <>
-      "`receive`, GenServer.call, Process.sleep). Use Lockstep.receive/recv, the Lockstep " <>
-      "mirrors, or add Lockstep.yield() to spin loops; raise :timeout if it is just slow.\n" <>
+      "`receive`, GenServer.call, Process.sleep in a module that is not instrumented). " <>
+      instrument_hint(stacktrace) <>
+      "Or use Lockstep.receive/recv and the Lockstep mirrors, add Lockstep.yield() to spin " <>
+      "loops, or raise :timeout if it is just slow.\n" <>
       "    Its stacktrace when it was stopped:\n" <>
       indent(stacktrace_text(stacktrace), 6) <> "\n"
   end
@@ -171,6 +187,42 @@ defmodule Lockstep.Report do
   end
 
   defp why(_), do: ""
+
+  # The user module the stuck process was in, if it is not instrumented: the one to add.
+  @runtime_apps [:erts, :kernel, :stdlib, :elixir, :logger, :ex_unit, :mix, :iex, :lockstep]
+
+  defp instrument_hint(stacktrace) do
+    module =
+      Enum.find_value(stacktrace, fn
+        {module, _fun, _arity, _location} when is_atom(module) ->
+          if user_module?(module) and not Lockstep.Instrument.instrumented?(module),
+            do: module
+
+        _ ->
+          nil
+      end)
+
+    if module,
+      do: "To run its code under control, instrument it: instrument: [#{inspect(module)}]. ",
+      else: ""
+  end
+
+  defp user_module?(module) do
+    case :application.get_application(module) do
+      {:ok, app} when app in @runtime_apps -> lockstep_support?(module)
+      _ -> true
+    end
+  end
+
+  # Lockstep's own test support and examples are user code, like a user's.
+  defp lockstep_support?(module) do
+    case module.module_info(:compile)[:source] do
+      source when is_list(source) -> not String.contains?(List.to_string(source), "/lib/lockstep")
+      _ -> false
+    end
+  rescue
+    _ -> false
+  end
 
   # Formatting what the program under test raised, threw or exited with must never fail
   # nor run away: an exception whose message/1 raises, a struct whose Inspect

@@ -25,6 +25,8 @@ defmodule Lockstep.Runtime do
   @nomatch :"$lockstep_nomatch"
   @pending :"$lockstep_pending"
   @pure :"$lockstep_pure"
+  @awaiting_outside :"$lockstep_awaiting_outside"
+  @sent_outside :"$lockstep_sent_outside"
 
   # Functions of this module that are not what the user called; nor is any function of
   # Lockstep.SharedState, the wrappers' helper, which calls this module (named by its atom
@@ -407,6 +409,8 @@ defmodule Lockstep.Runtime do
         pid
 
       :external ->
+        # whom a receive that finds nothing may be waiting on (for the :stuck report)
+        Process.put(@sent_outside, dest)
         :erlang.send(dest, msg)
         nil
 
@@ -483,6 +487,18 @@ defmodule Lockstep.Runtime do
   end
 
   def receive_retry(_ctx, {:bad_timeout, value}), do: Timeout.bad_after!(value)
+
+  # Picked to wait for the outside, in a receive that only takes this run's messages
+  # (`Lockstep.receive`, `recv/0`, `recv_first/1`): nothing it can take will come. It holds
+  # the turn until the owner reports it `:stuck`, saying whom it waits on.
+  def receive_retry({_session, _id, tag}, :await_outside) do
+    Process.put(@awaiting_outside, true)
+
+    receive do
+      {^tag, :exit, _reason} -> Process.exit(self(), :kill)
+    end
+  end
+
   def receive_retry(ctx, _attempt), do: receive_retry(ctx)
 
   def receive_retry({session, id, tag}) do
@@ -530,8 +546,9 @@ defmodule Lockstep.Runtime do
 
   @doc false
   # The receive of instrumented code (Lockstep.Instrument.Rewrite), on the entries of the
-  # macro: `scan.(tag)` is a selective receive `after 0` over this run's tagged messages
-  # returning `{seq, message}` or `@nomatch`; `test.(message)` says whether a message handed
+  # macro: `scan.(tag, wait)` is a selective receive `after wait` over this run's tagged
+  # messages and messages from outside the run, returning `{seq, message}`,
+  # `{:external, message}` or `@nomatch`; `test.(message)` says whether a message handed
   # over with the wake-up matches a clause. Returns `{:"$lockstep_msg", message}`, which the
   # generated code matches against the original clauses, or `:"$lockstep_timeout"`.
   def instrumented_receive(scan, test, timeout, description) do
@@ -549,11 +566,24 @@ defmodule Lockstep.Runtime do
     end
   end
 
+  # Nothing else of the run can happen, and this process sent to a process outside the run:
+  # it holds the turn and waits, in wall time, for a message from outside that a clause
+  # takes. If none comes within the run's `:timeout`, the owner reports it `:stuck`.
+  defp instrumented_attempt({_session, _id, tag} = ctx, scan, _test, :await_outside) do
+    Process.put(@awaiting_outside, true)
+    {:external, msg} = scan.(tag, :infinity)
+    Process.delete(@awaiting_outside)
+    external(ctx, msg)
+  end
+
   defp instrumented_attempt(ctx, scan, test, attempt),
     do: instrumented_scan(ctx, scan, test, attempt)
 
   defp instrumented_scan({_session, _id, tag} = ctx, scan, test, attempt) do
-    case scan.(tag) do
+    case scan.(tag, 0) do
+      {:external, msg} ->
+        external(ctx, msg)
+
       {seq, msg} ->
         consumed(ctx, seq)
         {:"$lockstep_msg", msg}
@@ -564,6 +594,14 @@ defmodule Lockstep.Runtime do
       @nomatch ->
         instrumented_attempt(ctx, scan, test, receive_retry(ctx, attempt))
     end
+  end
+
+  # A message from outside the run was taken: what was carried or taken before is settled
+  # first, then the engine records it (not a sync point).
+  defp external({session, id, _tag} = ctx, msg) do
+    settle_pending(ctx)
+    Native.external_received(session, id)
+    {:"$lockstep_msg", msg}
   end
 
   # Links, monitors, exit signals ----------------------------------------------------------

@@ -42,6 +42,8 @@ defmodule Lockstep.Trace do
      "a timer of `proc` fires; the clock jumps to `now`"},
     {:timer_cancelled, [proc: :proc, left: :integer], "cancels a timer with `left` ms to go"},
     {:receive_timeout, [proc: :proc], "a receive's `after` fires"},
+    {:receive_external, [proc: :proc],
+     "takes a message sent by a process outside the run (instrumented receive)"},
     {:nif, [proc: :proc, kind: :term],
      "a shared-state operation (`Lockstep.ETS`, `Atomics`, …); `kind` names it"},
     {:exit, [proc: :proc, reason: :reason], "the process exits, or is killed"},
@@ -345,6 +347,7 @@ defmodule Lockstep.Trace do
   defp text(:timer_fired, f), do: "timer fires (clock #{f.now} ms)"
   defp text(:timer_cancelled, f), do: "cancels a timer (#{f.left} ms left)"
   defp text(:receive_timeout, _), do: "receive times out"
+  defp text(:receive_external, _), do: "receives a message from outside the run (external)"
   defp text(:nif, f), do: "shared state: #{payload(f.kind)}"
   defp text(:exit, f), do: exit_text(f.reason)
 

@@ -10,6 +10,7 @@ defmodule Lockstep.SessionTest do
   @hot_path [
     :sync_send,
     :sync_receive,
+    :external_received,
     :yield,
     :sync_random,
     :sync_spawn,

@@ -4,8 +4,31 @@ defmodule Lockstep.TraceVocabularyTest.Programs do
   # lists. Each runs under a controller with capture on, over a few fixed seeds (the
   # union of what they emit is the same on every run: same code, options and seeds give
   # the same trace).
+  # its plain send and receive (the program `outside`) are instrumented
+  use Lockstep.Instrumented
   require Lockstep
   alias Lockstep.{Cluster, Global}
+
+  # A message from a process outside the run, taken by an instrumented receive.
+  def outside do
+    fn ->
+      # a dynamic call is not rewritten: a real process, outside the run
+      outside =
+        :erlang.apply(Kernel, :spawn, [
+          fn ->
+            receive do
+              {:ping, from} -> :erlang.send(from, :pong)
+            end
+          end
+        ])
+
+      send(outside, {:ping, self()})
+
+      receive do
+        :pong -> :ok
+      end
+    end
+  end
 
   # Processes, messages, links, monitors, signals, names, time, shared state.
   def processes do
@@ -441,11 +464,15 @@ defmodule Lockstep.TraceVocabularyTest do
           {Programs.processes(), []},
           {Programs.cluster(), []},
           {Programs.global(), []},
-          {Programs.split_brain(), []}
+          {Programs.split_brain(), []},
+          {Programs.outside(), []}
         ],
         seed <- @seeds do
       result = run(program, [strategy: :random, seed: seed] ++ opts)
-      assert result.kind in [:pass, :exception], inspect(result.reason)
+
+      assert result.kind in [:pass, :exception],
+             inspect({result.kind, result.reason, opts, Enum.take(result.trace || [], -5)})
+
       {result.trace, result.schedule}
     end
   end

@@ -145,11 +145,26 @@ defmodule Lockstep.Instrument.Rewrite do
        when is_atom(m) and is_atom(f) and is_integer(n),
        do: fun_reference(e, anno, m, f, n, state)
 
-  defp expr({:receive, anno, clauses} = original, state),
-    do: receive_(original, anno, clauses, nil, state)
+  # The receive `Lockstep.receive` expands to is already the run's protocol: only the user
+  # code in its bodies is rewritten.
+  defp expr({:receive, anno, clauses}, state) when is_list(clauses) do
+    if lockstep_receive?(clauses) do
+      {clauses, state} = Enum.map_reduce(clauses, state, &clause/2)
+      {{:receive, anno, clauses}, state}
+    else
+      receive_({:receive, anno, clauses}, anno, clauses, nil, state)
+    end
+  end
 
-  defp expr({:receive, anno, clauses, timeout, after_body} = original, state),
-    do: receive_(original, anno, clauses, {timeout, after_body}, state)
+  defp expr({:receive, anno, clauses, timeout, after_body} = original, state) do
+    if lockstep_receive?(clauses) do
+      {clauses, state} = Enum.map_reduce(clauses, state, &clause/2)
+      {after_body, state} = exprs(after_body, state)
+      {{:receive, anno, clauses, timeout, after_body}, state}
+    else
+      receive_(original, anno, clauses, {timeout, after_body}, state)
+    end
+  end
 
   # Forms that hold patterns: only their expressions are rewritten.
   defp expr({:clause, _, _, _, _} = c, state), do: clause(c, state)
@@ -184,6 +199,20 @@ defmodule Lockstep.Instrument.Rewrite do
 
   defp expr(list, state) when is_list(list), do: exprs(list, state)
   defp expr(other, state), do: {other, state}
+
+  # Every clause of the macro's receive starts by reporting the message it took.
+  defp lockstep_receive?([_ | _] = clauses) do
+    Enum.all?(clauses, fn
+      {:clause, _, _, _,
+       [{:call, _, {:remote, _, {:atom, _, @runtime}, {:atom, _, :consumed}}, _} | _]} ->
+        true
+
+      _ ->
+        false
+    end)
+  end
+
+  defp lockstep_receive?(_), do: false
 
   defp auto_imported?(f, arity, state) do
     not MapSet.member?(state.locals, {f, arity}) and
@@ -221,15 +250,27 @@ defmodule Lockstep.Instrument.Rewrite do
     {seq, state} = fresh_var(anno, state)
     {msg, state} = fresh_var(anno, state)
 
+    {wait, state} = fresh_var(anno, state)
+
+    # This run's messages, `{Tag, msg, Seq, Payload}`, and messages from outside the run
+    # (neither tagged with this run's tag nor a real exit signal, which the runtime
+    # handles), in one selective receive: the first in mailbox order that a clause takes.
     scan_clauses =
       for {:clause, canno, [pattern], guards, _body} <- clauses do
         tagged = {:tuple, canno, [tag, {:atom, canno, :msg}, seq, {:match, canno, pattern, msg}]}
         {:clause, canno, [tagged], guards, [{:tuple, canno, [seq, msg]}]}
-      end
+      end ++
+        for {:clause, canno, [pattern], guards, _body} <- clauses do
+          outside = outside_guard(canno, msg, tag)
+          guards = if guards == [], do: [[outside]], else: Enum.map(guards, &(&1 ++ [outside]))
+
+          {:clause, canno, [{:match, canno, pattern, msg}], guards,
+           [{:tuple, canno, [{:atom, canno, :external}, msg]}]}
+        end
 
     nomatch = [{:atom, anno, @nomatch}]
-    scan_body = {:receive, anno, scan_clauses, {:integer, anno, 0}, nomatch}
-    scan = {:fun, anno, {:clauses, [{:clause, anno, [tag], [], [scan_body]}]}}
+    scan_body = {:receive, anno, scan_clauses, wait, nomatch}
+    scan = {:fun, anno, {:clauses, [{:clause, anno, [tag, wait], [], [scan_body]}]}}
 
     test_clauses =
       for(
@@ -266,6 +307,28 @@ defmodule Lockstep.Instrument.Rewrite do
 
     controlled = {:case, anno, call, [matched | on_timeout]}
     {if_managed(anno, controlled, original), state}
+  end
+
+  # Not one of this run's messages or wake-ups (tuples whose first element is the run's
+  # tag), nor a real `{'EXIT', _, _}`:
+  #   not is_tuple(M) orelse (tuple_size(M) < 1 orelse element(1, M) =/= Tag)
+  #     andalso (tuple_size(M) =/= 3 orelse element(1, M) =/= 'EXIT')
+  defp outside_guard(anno, msg, tag) do
+    op = fn name, a, b -> {:op, anno, name, a, b} end
+    call = fn name, args -> {:call, anno, remote(anno, :erlang, name), args} end
+    first = call.(:element, [{:integer, anno, 1}, msg])
+    size = call.(:tuple_size, [msg])
+
+    untagged = op.(:orelse, op.(:<, size, {:integer, anno, 1}), op.(:"=/=", first, tag))
+
+    not_exit =
+      op.(
+        :orelse,
+        op.(:"=/=", size, {:integer, anno, 3}),
+        op.(:"=/=", first, {:atom, anno, :EXIT})
+      )
+
+    op.(:orelse, {:op, anno, :not, call.(:is_tuple, [msg])}, op.(:andalso, untagged, not_exit))
   end
 
   # "receive at lib/my_app/server.ex:12 matching {:get, _} | :stop", for deadlock reports.

@@ -120,6 +120,10 @@ pub enum OpResult {
     ReceiveAttempt {
         last: bool,
     },
+    /// Nothing else of the run can happen and this process, blocked in a receive, sent to
+    /// a process outside the run: wait (in wall time, up to the run's `:timeout`) for a
+    /// message from outside.
+    AwaitOutside,
     Yielded,
     Random(u64),
     Spawned {

@@ -83,6 +83,11 @@ pub struct Process {
     pub registered: Option<NameId>,
     /// Its active aliases.
     pub aliases: Vec<Alias>,
+    /// It sent to a process outside the run since it last took a message from outside:
+    /// a receive of it that finds nothing may be waiting for the outside (SPEC §9).
+    pub awaits_outside: bool,
+    /// Picked to wait for the outside: its next receive attempt does, in wall time.
+    pub outside_turn: bool,
 }
 
 /// An active alias of a process (erlang(3) alias/1, monitor/3's `alias` option).
@@ -122,6 +127,8 @@ impl Process {
             timers_created: 0,
             registered: None,
             aliases: Vec::new(),
+            awaits_outside: false,
+            outside_turn: false,
         }
     }
 

@@ -122,6 +122,8 @@ pub enum EventKind {
     },
     /// `proc`'s receive timed out.
     ReceiveTimeout,
+    /// `proc` took a message sent by a process outside the run.
+    ReceiveExternal,
     /// A shared-state operation on `object`.
     Nif {
         object: Option<u64>,

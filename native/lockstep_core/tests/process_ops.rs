@@ -519,3 +519,35 @@ fn every_strategy_replays_its_own_runs_of_a_program_using_every_basic_operation(
         }
     }
 }
+
+#[test]
+fn a_process_that_sent_outside_the_run_waits_for_the_outside_before_a_timer_fires() {
+    // The root sends to a process outside the run (a child it never spawned resolves to
+    // none) and waits in a receive with a timeout. Nothing else can happen, so it is
+    // picked to wait for the outside (the driver's outside answers at once) instead of
+    // letting its timer fire over it.
+    let program = Program::new(vec![vec![
+        send(Target::Child(5), 1),
+        Action::ReceiveAfter(Match::Any, 100),
+    ]]);
+    let r = run_with(&program, instant(), Prefer::runs());
+    assert_eq!(r.outcome, Outcome::Pass);
+    assert_eq!(r.seen_by(&[])[1], Seen::Result(OpResult::AwaitOutside));
+    let events = r.events_of(&[]);
+    assert!(events.contains(&EventKind::ReceiveExternal));
+    assert!(!events.contains(&EventKind::ReceiveTimeout));
+}
+
+#[test]
+fn a_blocked_process_that_sent_nothing_outside_is_a_deadlock_at_once() {
+    let program = Program::new(vec![
+        vec![spawn(1), send(CHILD, 1), Action::Receive(Match::Any)],
+        vec![Action::Receive(Match::Payload(7))],
+    ]);
+    let r = run_with(&program, instant(), Prefer::runs());
+    assert!(
+        matches!(r.outcome, Outcome::Deadlock { .. }),
+        "{:?}",
+        r.outcome
+    );
+}

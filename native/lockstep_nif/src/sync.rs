@@ -575,6 +575,19 @@ fn sync_nif<'a>(
     sync_announcing(env, &res, id, Some(kind), true, |_| Ok(Op::Nif { object }))
 }
 
+/// The caller took a message sent from outside the run. Not a sync point.
+#[rustler::nif]
+fn external_received(env: Env, res: ResourceArc<SessionResource>, id: ProcId) -> NifResult<Atom> {
+    let mut guard = lock(&res)?;
+    let st = &mut *guard;
+    caller_check(env, st, id)?;
+    if st.session.is_over() || st.exited(id) {
+        return Ok(atoms::ok());
+    }
+    st.session.external_received(id).map_err(engine_error)?;
+    Ok(atoms::ok())
+}
+
 /// The caller found message `msg` matching in its mailbox. Not a sync point: what a
 /// receive on the hot path reports with its next call instead (`handoff`).
 #[rustler::nif]

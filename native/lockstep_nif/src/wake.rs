@@ -189,6 +189,7 @@ pub fn result_term<'a>(env: Env<'a>, st: &SessionState, result: OpResult) -> Ter
         OpResult::Started => atoms::start().encode(env),
         OpResult::ReceiveAttempt { last: false } => atoms::attempt().encode(env),
         OpResult::ReceiveAttempt { last: true } => atoms::attempt_last().encode(env),
+        OpResult::AwaitOutside => atoms::await_outside().encode(env),
         OpResult::Yielded | OpResult::Done => atoms::ok().encode(env),
         OpResult::Random(v) => v.encode(env),
         OpResult::Spawned { child } => child.encode(env),

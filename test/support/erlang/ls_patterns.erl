@@ -77,7 +77,7 @@ two_increments(Inc) ->
     [spawn(fun() -> Inc(C), Me ! done end) || _ <- [1, 2]],
     wait_done(2),
     C ! {get, self()},
-    receive {value, 2} -> ok end.
+    receive {value, V} -> 2 = V, ok end.
 
 %% 3. ETS lookup-then-insert.
 ets_lost_update() -> ets_increments(fun(T) -> [{k, N}] = ets:lookup(T, k), ets:insert(T, {k, N + 1}) end).

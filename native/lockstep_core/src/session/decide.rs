@@ -2,8 +2,9 @@
 //!
 //! The choices are, in this order: every `Ready` process (in id order), the oldest
 //! in-flight message or signal of each sender→receiver pair (so order per pair is kept),
-//! and, under `timers: :anytime`, the earliest pending timer. When nothing else can happen
-//! the earliest timer fires (`:on_idle`), unless the root has returned: then the
+//! and, under `timers: :anytime`, the earliest pending timer. When nothing else can happen,
+//! a process that sent outside the run and is blocked in a receive is picked to wait for
+//! the outside (in wall time, SPEC §9); failing that the earliest timer fires (`:on_idle`), unless the root has returned: then the
 //! iteration drains what can still run and ends (under `blocked_at_end: :fail` timers
 //! still fire during that drain). With no choice left the iteration ends: a pass if the
 //! root returned (or, under `blocked_at_end: :fail`, a deadlock of the processes still
@@ -51,6 +52,15 @@ impl Session {
             }
             self.collect_choices();
             let blocked_fail = self.config.blocked_at_end == BlockedAtEnd::Fail;
+            if self.choices.is_empty() && !self.root_exited {
+                // A process that sent outside the run and waits in a receive is not idle:
+                // before any timer fires over it, it waits for the outside (SPEC §9).
+                if let Some(p) = self.awaiting_outside() {
+                    self.procs[p as usize].outside_turn = true;
+                    self.set_state(p, ProcState::Ready);
+                    self.choices.push(Choice::Run(p));
+                }
+            }
             if self.choices.is_empty() && (!self.root_exited || blocked_fail) {
                 // Idle: the earliest timer fires. Once the root has returned, draining
                 // only runs what can still run (`blocked_at_end: :kill`), or (`:fail`)

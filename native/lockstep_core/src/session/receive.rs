@@ -61,6 +61,10 @@ impl Session {
     /// passed.
     pub(super) fn receive_attempt(&mut self, p: ProcId) -> OpResult {
         let proc = &mut self.procs[p as usize];
+        if proc.outside_turn {
+            proc.outside_turn = false;
+            return OpResult::AwaitOutside;
+        }
         let last = proc.timed_out;
         proc.timed_out = false;
         proc.last_attempt = last;
@@ -93,6 +97,36 @@ impl Session {
         }
         self.record(caller, EventKind::Receive { msg, from });
         Ok(())
+    }
+
+    /// The running process took a message sent from outside the run (its real mailbox
+    /// holds it; the engine never saw it). Not a sync point.
+    pub fn external_received(&mut self, caller: ProcId) -> Result<(), EngineError> {
+        if self.is_over() {
+            return Ok(());
+        }
+        self.check_running(caller)?;
+        let proc = &mut self.procs[caller as usize];
+        proc.awaits_outside = false;
+        proc.timed_out = false;
+        proc.last_attempt = false;
+        if let Some(t) = proc.receive_timer.take() {
+            self.timers[t as usize].state = TimerState::Cancelled;
+        }
+        self.record(caller, EventKind::ReceiveExternal);
+        Ok(())
+    }
+
+    /// The lowest blocked process whose receive may be waiting for the outside.
+    pub(super) fn awaiting_outside(&self) -> Option<ProcId> {
+        self.procs
+            .iter()
+            .position(|p| {
+                p.awaits_outside
+                    && p.state == ProcState::Blocked
+                    && matches!(p.pending, Op::Receive { .. })
+            })
+            .map(|p| p as ProcId)
     }
 
     /// A process that made its last receive attempt and did not report a match ran its

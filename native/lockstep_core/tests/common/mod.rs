@@ -656,6 +656,17 @@ impl<'p> Driver<'p> {
                 }
                 self.complete(p, Seen::Got(got));
             }
+            (
+                Some(Action::Receive(_) | Action::SpinReceive(_) | Action::ReceiveAfter(..)),
+                OpResult::AwaitOutside,
+            ) => {
+                // The driver's outside world answers at once: the receive takes a message
+                // from outside the run.
+                session
+                    .external_received(p)
+                    .expect("the process waiting for the outside is running");
+                self.complete(p, done);
+            }
             (Some(Action::SpinReceive(_)), OpResult::Yielded) => {}
             (Some(Action::Random(n)), OpResult::Random(v)) => {
                 assert!(v < n, "random({n}) returned {v}");
@@ -1159,10 +1170,13 @@ fn check_after_call(
                 !driver.procs[woken as usize].killed,
                 "woke {woken}, which was killed"
             );
-            if let Next::Wake(p, _) = next {
+            if let Next::Wake(p, result) = next {
                 // A process blocked before the call may only run if, during the call, a
-                // message or signal reached it or its timer fired (decided just before).
-                if before.get(p as usize) == Some(&ProcState::Blocked) {
+                // message or signal reached it or its timer fired (decided just before),
+                // or, nothing else being possible, it waits for the outside.
+                if before.get(p as usize) == Some(&ProcState::Blocked)
+                    && result != OpResult::AwaitOutside
+                {
                     let lock_waiter = matches!(
                         session.proc(p).expect("a known process").pending,
                         Op::Cluster(
