@@ -717,18 +717,16 @@ defmodule Lockstep.Runtime do
   end
 
   def send_after(dest, msg, ms) when is_pid(dest) or is_atom(dest) do
-    {session, id, tag} = context()
+    context()
 
     # The deadline bound needs the clock, read (no sync point) only for a large value.
     unless is_integer(ms) and ms >= 0 and ms <= 4_294_967_295 do
-      Timeout.timer_time!(ms, Session.now(session), [dest, msg, ms])
+      Timeout.timer_time!(ms, clock(), [dest, msg, ms])
     end
 
-    ref = make_ref()
-
-    case resume(Native.sync_send_after(session, id, dest, msg, ms, ref), tag) do
-      :ok -> ref
+    case timer(:send_after, dest, msg, ms) do
       :badarg -> raise ArgumentError, bad_destination(dest)
+      ref -> ref
     end
   end
 
@@ -738,10 +736,32 @@ defmodule Lockstep.Runtime do
             inspect(dest)
   end
 
-  def cancel_timer(ref) when is_reference(ref) do
+  @doc false
+  # The one entry behind every timer that sends a message: `erlang:send_after/3`
+  # (`kind` `:send_after`: the message is `msg`) and `erlang:start_timer/3`
+  # (`:start_timer`: the message is `{:timeout, ref, msg}`, built here, so the engine
+  # never tells the two apart). `ms` is the delay from now, already checked by the caller.
+  # Returns the timer ref, or `:badarg` when `dest` is no destination at all.
+  def timer(kind, dest, msg, ms) do
     {session, id, tag} = context()
-    resume(Native.sync_cancel_timer(session, id, ref), tag)
+    ref = make_ref()
+    payload = if kind == :start_timer, do: {:timeout, ref, msg}, else: msg
+
+    case resume(Native.sync_send_after(session, id, dest, payload, ms, ref), tag) do
+      :ok -> ref
+      :badarg -> :badarg
+    end
   end
+
+  @doc false
+  # The virtual clock in ms without a sync point: to check a timer's deadline, which OTP
+  # does before anything happens.
+  def clock do
+    {session, _id, _tag} = context()
+    Session.now(session)
+  end
+
+  def cancel_timer(ref) when is_reference(ref), do: cancel_timer(ref, false, true)
 
   def cancel_timer(other),
     do:
@@ -749,6 +769,51 @@ defmodule Lockstep.Runtime do
         ArgumentError,
         "Lockstep.cancel_timer/1 expects a timer reference, got: #{inspect(other)}"
       )
+
+  @doc false
+  # `erlang:cancel_timer(ref, [{:async, async?}, {:info, info?}])`, arguments checked by
+  # the caller: the ms left or `false` (`info?` and not `async?`), else `:ok`; with both,
+  # the answer comes as the message `{:cancel_timer, ref, result}`, which the engine
+  # counts in the mailbox when the call returns and which this process puts there.
+  def cancel_timer(ref, async?, info?) do
+    {session, id, tag} = context()
+
+    case resume(Native.sync_cancel_timer(session, id, ref, async? and info?), tag) do
+      {:notice, seq, result} -> notice(tag, seq, {:cancel_timer, ref, result})
+      result when info? and not async? -> result
+      _result -> :ok
+    end
+  end
+
+  @doc false
+  # `erlang:read_timer(ref, [{:async, async?}])`: the ms left or `false`; with `async?`,
+  # `:ok` and the message `{:read_timer, ref, result}`.
+  def read_timer(ref, async? \\ false) do
+    {session, id, tag} = context()
+
+    case resume(Native.sync_read_timer(session, id, ref, async?), tag) do
+      {:notice, seq, result} -> notice(tag, seq, {:read_timer, ref, result})
+      result -> result
+    end
+  end
+
+  defp notice(tag, seq, msg) do
+    :erlang.send(self(), {tag, :msg, seq, msg})
+    :ok
+  end
+
+  # Randomness ----------------------------------------------------------------------------
+
+  @doc false
+  # Seeds the caller's `:rand` state (the default algorithm, exsss) from the iteration
+  # seed and its spawn-tree name (SPEC §9), so its draws replay exactly. Done on the first
+  # `:rand` operation of instrumented code (Lockstep.Instrument.Ops.Time), not at spawn:
+  # seeding costs about 2 µs, more than the rest of a spawn's own work, and most processes
+  # never draw.
+  def seed_rand do
+    {session, id, _tag} = context()
+    :rand.seed(:exsss, Native.rand_seed(session, id))
+  end
 
   # Cluster -------------------------------------------------------------------------------
 

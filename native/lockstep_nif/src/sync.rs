@@ -17,7 +17,7 @@ use crate::handoff::{Carry, Pending};
 use crate::resource::{lock, strategy_of, SessionResource};
 use crate::state::SessionState;
 use crate::wake::{after_call, after_call_carrying};
-use lockstep_core::{ExitClass, MsgId, Op, Outcome, ProcId, Reason, Target};
+use lockstep_core::{ExitClass, MsgId, Op, Outcome, ProcId, Reason, Target, TimerId};
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
 /// The caller must be the managed process the context `id` belongs to; a context copied
@@ -494,27 +494,50 @@ fn sync_send_after<'a>(
     })
 }
 
+/// `cancel_timer(ref)`; `notify`: the result travels as a `{:cancel_timer, ref, result}`
+/// message to the caller, whose adapter call puts it in the mailbox (see
+/// `OpResult::Cancelled`).
 #[rustler::nif]
 fn sync_cancel_timer<'a>(
     env: Env<'a>,
     res: ResourceArc<SessionResource>,
     id: ProcId,
     tref: Term<'a>,
+    notify: bool,
 ) -> NifResult<Term<'a>> {
     sync_with(env, &res, id, None, |st| {
-        let timer = st
-            .terms
-            .timer_data
-            .iter()
-            .find(|(_, saved)| {
-                st.terms
-                    .load(env, saved)
-                    .decode::<(Term, Term)>()
-                    .is_ok_and(|(r, _)| r == tref)
-            })
-            .map(|(&t, _)| t);
-        Ok(Op::CancelTimer { timer })
+        let timer = timer_of(env, st, tref);
+        Ok(Op::CancelTimer { timer, notify })
     })
+}
+
+/// `read_timer(ref)`: the ms left, or `false`; `notify` as for `sync_cancel_timer`.
+#[rustler::nif]
+fn sync_read_timer<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    tref: Term<'a>,
+    notify: bool,
+) -> NifResult<Term<'a>> {
+    sync_with(env, &res, id, None, |st| {
+        let timer = timer_of(env, st, tref);
+        Ok(Op::ReadTimer { timer, notify })
+    })
+}
+
+/// The timer `tref` names (`None`: a ref this run never handed out for a timer).
+fn timer_of<'a>(env: Env<'a>, st: &SessionState, tref: Term<'a>) -> Option<TimerId> {
+    st.terms
+        .timer_data
+        .iter()
+        .find(|(_, saved)| {
+            st.terms
+                .load(env, saved)
+                .decode::<(Term, Term)>()
+                .is_ok_and(|(r, _)| r == tref)
+        })
+        .map(|(&t, _)| t)
 }
 
 /// A shared-state sync point; `kind` is shown in the trace (captured), `object` is a hash

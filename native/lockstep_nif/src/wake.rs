@@ -225,8 +225,16 @@ pub fn result_term<'a>(env: Env<'a>, st: &SessionState, result: OpResult) -> Ter
             names.encode(env)
         }
         OpResult::Now(ms) => ms.encode(env),
-        OpResult::Cancelled(Some(ms)) => ms.encode(env),
-        OpResult::Cancelled(None) => false.encode(env),
+        OpResult::Cancelled { left, notice } | OpResult::TimerLeft { left, notice } => {
+            let left = match left {
+                Some(ms) => ms.encode(env),
+                None => false.encode(env),
+            };
+            match notice {
+                Some(m) => (atoms::notice(), m, left).encode(env),
+                None => left,
+            }
+        }
         OpResult::NodeList { up_only } => {
             let nodes: Vec<Atom> = st
                 .session

@@ -74,6 +74,10 @@ pub enum Match {
     NodeDown,
 }
 
+/// The payload the driver gives a `cancel_timer` notice (`{:cancel_timer, ref, result}`
+/// in the adapter).
+pub const NOTICE: u32 = 999_999;
+
 /// A message in a mailbox, as the process sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Msg {
@@ -178,6 +182,14 @@ pub enum Action {
     /// Cancels the performer's `nth` timer (1-based, `send_after` order; one it never
     /// started is a ref the run never handed out).
     CancelTimer(u32),
+    /// `cancel_timer(ref, async: true, info: true)` of the performer's `nth` timer: the
+    /// result arrives as a message to itself, with payload [`NOTICE`].
+    CancelTimerNotify(u32),
+    /// `read_timer(ref)` of the performer's `nth` timer.
+    ReadTimer(u32),
+    /// `read_timer(ref, async: true)`: the result arrives as a message with payload
+    /// [`NOTICE`].
+    ReadTimerNotify(u32),
     /// A shared-state operation on `object`.
     Nif(Option<u64>),
     /// Activates alias `n` (not a sync point).
@@ -452,6 +464,14 @@ impl<'p> Driver<'p> {
             .position(|&(_, msg)| m.accepts(msg))
     }
 
+    /// The performer's `nth` timer (1-based; `None`: a ref it never had).
+    fn nth_timer(&self, p: ProcId, nth: u32) -> Option<TimerId> {
+        self.procs[p as usize]
+            .timers
+            .get((nth as usize).wrapping_sub(1))
+            .copied()
+    }
+
     fn record_payload(&mut self, msg: MsgId, payload: u32) {
         let earlier = self.payloads.insert(msg, payload);
         assert_eq!(earlier, None, "message {msg} sent twice");
@@ -552,6 +572,23 @@ impl<'p> Driver<'p> {
             (Some(Action::SendAfter { payload, .. }), OpResult::TimerSet { timer }) => {
                 self.timer_payloads.insert(timer, payload);
                 self.procs[p as usize].timers.push(timer);
+            }
+            (
+                Some(Action::CancelTimerNotify(_)),
+                OpResult::Cancelled {
+                    notice: Some(msg), ..
+                },
+            )
+            | (
+                Some(Action::ReadTimerNotify(_)),
+                OpResult::TimerLeft {
+                    notice: Some(msg), ..
+                },
+            ) => {
+                self.record_payload(msg, NOTICE);
+                self.procs[p as usize]
+                    .mailbox
+                    .push((msg, Msg::User(NOTICE)));
             }
             (Some(Action::Monitor(_)), OpResult::MonitorSet { monitor }) => {
                 self.procs[p as usize].monitors.push(monitor);
@@ -709,7 +746,10 @@ impl<'p> Driver<'p> {
             }
             Action::Now => matches!(result, R::Now(_)),
             Action::SendAfter { .. } => matches!(result, R::TimerSet { .. }),
-            Action::CancelTimer(_) => matches!(result, R::Cancelled(_)),
+            Action::CancelTimer(_) => matches!(result, R::Cancelled { notice: None, .. }),
+            Action::CancelTimerNotify(_) => matches!(result, R::Cancelled { notice: Some(_), .. }),
+            Action::ReadTimer(_) => matches!(result, R::TimerLeft { notice: None, .. }),
+            Action::ReadTimerNotify(_) => matches!(result, R::TimerLeft { notice: Some(_), .. }),
             Action::NodeOf(_) => matches!(result, R::NodeIs(_)),
             _ => false,
         }
@@ -797,10 +837,20 @@ impl<'p> Driver<'p> {
                     ms,
                 },
                 Action::CancelTimer(nth) => Op::CancelTimer {
-                    timer: self.procs[p as usize]
-                        .timers
-                        .get((nth as usize).wrapping_sub(1))
-                        .copied(),
+                    timer: self.nth_timer(p, nth),
+                    notify: false,
+                },
+                Action::CancelTimerNotify(nth) => Op::CancelTimer {
+                    timer: self.nth_timer(p, nth),
+                    notify: true,
+                },
+                Action::ReadTimer(nth) => Op::ReadTimer {
+                    timer: self.nth_timer(p, nth),
+                    notify: false,
+                },
+                Action::ReadTimerNotify(nth) => Op::ReadTimer {
+                    timer: self.nth_timer(p, nth),
+                    notify: true,
                 },
                 Action::Nif(object) => Op::Nif { object },
                 Action::EtsNew(name) | Action::EtsWhereis(name) | Action::EtsDelete(name) => {
