@@ -62,4 +62,33 @@ defmodule Lockstep.PersistentTerm do
   @spec erase(term()) :: boolean()
   def erase(key),
     do: :persistent_term.erase(SharedState.persistent_key(:persistent_term_erase, key))
+
+  @doc """
+  Every `{key, value}` stored; mirrors `:persistent_term.get/0`. Inside a run: the keys the
+  iteration stored on the caller's simulated node (the only ones `get/1` sees there).
+  """
+  @spec get() :: [{term(), term()}]
+  def get do
+    case SharedState.persistent_terms(:persistent_term_get_all) do
+      nil -> :persistent_term.get()
+      terms -> terms
+    end
+  end
+
+  @doc """
+  `%{count: n, memory: bytes}`; mirrors `:persistent_term.info/0`. Inside a run it counts
+  the keys `get/0` lists, and `memory` is the size of their keys and values in bytes (the
+  flat size OTP copies into the persistent area, without its table overhead).
+  """
+  @spec info() :: %{count: non_neg_integer(), memory: non_neg_integer()}
+  def info do
+    case SharedState.persistent_terms(:persistent_term_info) do
+      nil ->
+        :persistent_term.info()
+
+      terms ->
+        words = Enum.reduce(terms, 0, fn {k, v}, acc -> acc + :erts_debug.flat_size({k, v}) end)
+        %{count: length(terms), memory: words * :erlang.system_info(:wordsize)}
+    end
+  end
 end

@@ -25,6 +25,7 @@ defmodule Lockstep.Runtime do
   @nomatch :"$lockstep_nomatch"
   @pending :"$lockstep_pending"
   @pure :"$lockstep_pure"
+  @owned_tables :"$lockstep_ets_owned"
 
   # Functions of this module that are not what the user called; nor is any function of
   # Lockstep.SharedState, the wrappers' helper, which calls this module (named by its atom
@@ -189,6 +190,7 @@ defmodule Lockstep.Runtime do
       {^tag, :exit, _reason} ->
         # The engine already recorded this process as killed by an exit signal (or the run
         # was torn down): die at once, without running any more user code.
+        drop_owned_tables()
         Process.exit(self(), :kill)
 
       {:EXIT, _from, reason} ->
@@ -212,6 +214,7 @@ defmodule Lockstep.Runtime do
   defp external_signal(reason) do
     # what it sent or took before is settled first: it happened before the signal
     {session, id, _tag} = settle_pending(Process.get(@key))
+    drop_owned_tables()
     Native.external_exit(session, id, reason)
     Process.flag(:trap_exit, false)
     :erlang.exit(self(), reason)
@@ -330,8 +333,42 @@ defmodule Lockstep.Runtime do
   # An exit signal from outside that arrived while the body ran took effect first.
   defp finish(session, id, class, report, reason) do
     case pending_external_signal() do
-      nil -> Native.exit(session, id, class, report, reason, take_pending())
-      signal -> external_signal(signal)
+      nil ->
+        drop_owned_tables()
+        Native.exit(session, id, class, report, reason, take_pending())
+
+      signal ->
+        external_signal(signal)
+    end
+  end
+
+  @doc false
+  # `tid`, created by the caller through Lockstep.ETS, dies with it (see below).
+  def own_table(tid) do
+    Process.put(@owned_tables, [tid | Process.get(@owned_tables, [])])
+    :ok
+  end
+
+  # OTP deletes a process's ETS tables when it dies. The BEAM does that only once this
+  # process has really ended, after the NIF has already let the next process run, so the
+  # others could still see the table for a while: the tables it created are deleted here,
+  # at its exit in the schedule (a table it gave away, or one with an heir, is left to the
+  # BEAM, which gives it to the heir with a real 'ETS-TRANSFER' message). A process killed
+  # by an exit signal deletes them when it gets the order to die, which another process of
+  # the run may overtake.
+  defp drop_owned_tables do
+    case :erlang.erase(@owned_tables) do
+      :undefined ->
+        :ok
+
+      tids ->
+        me = self()
+
+        for tid <- tids, :ets.info(tid, :owner) == me, :ets.info(tid, :heir) == :none do
+          :ets.delete(tid)
+        end
+
+        :ok
     end
   end
 
