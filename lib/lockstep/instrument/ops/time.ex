@@ -15,7 +15,8 @@ defmodule Lockstep.Instrument.Ops.Time do
       `erlang:read_timer/1,2` (async: `{:read_timer, ref, result}`), and Elixir's
       `Process.send_after/3,4`, `Process.cancel_timer/1,2`, `Process.read_timer/1`, which
       call those. A timer's time is virtual ms; `[abs: true]` counts from the virtual
-      monotonic clock. A destination that is a name is looked up when the timer fires (a
+      monotonic clock (one before 0, when the iteration
+      started, is a `badarg`, as one before the VM started is in OTP). A destination that is a name is looked up when the timer fires (a
       name nobody holds then: the message is lost, as in OTP).
     * **Sleeping** — `Process.sleep/1` and `:timer.sleep/1`, with their own guards.
     * **Time** — `erlang:monotonic_time/0,1` starts at 0 when the iteration starts, like
@@ -127,17 +128,18 @@ defmodule Lockstep.Instrument.Ops.Time do
   def start_timer(time, dest, msg, options),
     do: timer(:start_timer, time, dest, msg, options, [time, dest, msg, options])
 
-  # OTP checks the destination, the options and the time before it starts anything;
-  # `args` are the caller's, for the error's stack frame.
+  # OTP checks the options, then the time, then the destination, before it starts
+  # anything; the error's cause says which was wrong. `args` are the caller's, for the
+  # error's stack frame.
   defp timer(kind, time, dest, msg, options, args) do
-    with {:ok, abs?} <- abs_option(options, false),
-         true <- is_pid(dest) or is_atom(dest),
-         {:ok, ms} <- delay(time, abs?) do
-      case Runtime.timer(kind, dest, msg, ms) do
-        :badarg -> badarg!(:erlang, kind, args)
-        ref -> ref
-      end
+    with {:options, {:ok, abs?}} <- {:options, abs_option(options, false)},
+         {:time, {:ok, ms}} <- {:time, delay(time, abs?)},
+         {:dest, true} <- {:dest, is_pid(dest) or is_atom(dest)},
+         ref when is_reference(ref) <- Runtime.timer(kind, dest, msg, ms) do
+      ref
     else
+      {:options, _} -> badarg!(:erlang, kind, args, cause: :badopt)
+      {:time, _} -> badarg!(:erlang, kind, args, cause: :time)
       _ -> badarg!(:erlang, kind, args)
     end
   end
@@ -155,7 +157,8 @@ defmodule Lockstep.Instrument.Ops.Time do
     if Runtime.clock() + time <= Timeout.max_deadline(), do: {:ok, time}, else: :error
   end
 
-  defp delay(time, true) when is_integer(time) do
+  # OTP refuses an absolute time before the VM started (virtual: before 0).
+  defp delay(time, true) when is_integer(time) and time >= 0 do
     if time <= Timeout.max_deadline(), do: {:ok, max(time - Runtime.clock(), 0)}, else: :error
   end
 
@@ -281,7 +284,7 @@ defmodule Lockstep.Instrument.Ops.Time do
   def os_system_time, do: system_time(:native)
 
   def os_system_time(unit) when erlang_unit?(unit), do: system_time(unit)
-  def os_system_time(unit), do: badarg!(:os, :system_time, [unit])
+  def os_system_time(unit), do: badarg!(:os, :system_time, [unit], module: :erl_kernel_errors)
 
   @doc "`erlang:timestamp/0`: the virtual system time as `{mega_secs, secs, micro_secs}`."
   @spec timestamp() :: :erlang.timestamp()
@@ -402,13 +405,14 @@ defmodule Lockstep.Instrument.Ops.Time do
 
   # Errors --------------------------------------------------------------------------------
 
-  # The `badarg` the BIF `mod:fun(args)` raises, with its stack frame and error_info, so
-  # the class, the reason and the message Elixir prints are OTP's.
-  defp badarg!(mod, fun, args) do
+  # The `badarg` the BIF `mod:fun(args)` raises, with its stack frame and error_info
+  # (`cause:` as the BIF gives it, `module:` the one that formats it), so the class, the
+  # reason and the message Elixir prints are OTP's.
+  defp badarg!(mod, fun, args, info \\ []) do
     {:current_stacktrace, [_info, _self | stacktrace]} =
       Process.info(self(), :current_stacktrace)
 
-    frame = {mod, fun, args, [error_info: %{module: :erl_erts_errors}]}
-    :erlang.raise(:error, :badarg, [frame | stacktrace])
+    error_info = Map.new([{:module, :erl_erts_errors} | info])
+    :erlang.raise(:error, :badarg, [{mod, fun, args, [error_info: error_info]} | stacktrace])
   end
 end
