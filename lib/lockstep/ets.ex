@@ -88,11 +88,12 @@ defmodule Lockstep.ETS do
   @typedoc "A table: a name (for `:named_table` tables) or a tid."
   @type table :: atom() | :ets.tid()
 
-  # What `:ets` says about a bad first argument (OTP's erl_stdlib_errors): Lockstep's own
-  # badargs carry the same text through `format_error/2`.
+  # What `:ets` says about a bad argument, by position (OTP's erl_stdlib_errors):
+  # Lockstep's own badargs carry the same text through `format_error/2`.
   @causes %{
-    no_table: "the table identifier does not refer to an existing ETS table",
-    name_exists: "table name already exists"
+    no_table: {1, "the table identifier does not refer to an existing ETS table"},
+    name_exists: {1, "table name already exists"},
+    new_name_exists: {2, "table name already exists"}
   }
 
   # Creation and deletion ------------------------------------------------------------------
@@ -649,7 +650,7 @@ defmodule Lockstep.ETS do
 
       other ->
         if other != tid and alive_table?(other),
-          do: badarg!(:rename, [table, name], :name_exists),
+          do: badarg!(:rename, [table, name], :new_name_exists),
           else: Runtime.ets_unregister(name)
     end
 
@@ -819,7 +820,7 @@ defmodule Lockstep.ETS do
   # OTP's error_info callback for the badargs above.
   def format_error(:badarg, [{_m, _f, _args, info} | _]) do
     case info[:error_info] do
-      %{cause: cause} when is_map_key(@causes, cause) -> %{1 => Map.fetch!(@causes, cause)}
+      %{cause: cause} when is_map_key(@causes, cause) -> Map.new([Map.fetch!(@causes, cause)])
       _ -> %{}
     end
   end
