@@ -68,11 +68,26 @@ defmodule Lockstep.ETS do
 
     * key-based operations (`insert/2` of one object, `insert_new/2`, `lookup/2`,
       `lookup_element/3`, `member/2`, `update_counter/3,4`, `update_element/3`, `delete/2`,
-      `take/2`) touch *table + key*;
-    * whole-table operations (`new/2`, `delete/1`, `delete_all_objects/1`, `select/2`,
-      `match/2`, `match_object/2`, `match_delete/2`, `tab2list/1`, `info/1,2`, `first/1`,
-      `next/2`, `last/1`, `prev/2`, and `insert/2`/`insert_new/2` of several objects) touch
-      one object standing for *the whole table*.
+      `delete_object/2`, `take/2`) touch *table + key*;
+    * whole-table operations (`new/2`, `delete/1`, `delete_all_objects/1`, `select/2,3`,
+      `select_count/2`, `select_delete/2`, `select_replace/2`, `select_reverse/2,3`,
+      `match/2,3`, `match_object/2,3`, `match_delete/2`, `tab2list/1`, `info/1,2`,
+      `first/1`, `next/2`, `last/1`, `prev/2`, `foldl/3`, `foldr/3`, `slot/2`,
+      `safe_fixtable/2`, `setopts/2`, `give_away/3`, `rename/2`, `whereis/1`, and
+      `insert/2`/`insert_new/2` of several objects) touch one object standing for *the
+      whole table*; `select/1`, `select_reverse/1`, `match/1` and `match_object/1` touch
+      the table their continuation carries (as a tid), and `all/0` nothing.
+
+  ## Owners and errors
+
+  A table dies with the process that created it, as in OTP: when a managed process exits,
+  the tables it created are deleted at that point of the schedule (one it gave away with
+  `give_away/3`, or one with an heir, is left to the BEAM, which hands it to the heir with
+  a real `{:"ETS-TRANSFER", …}` message outside the schedule). A table's access rights are
+  the real ones: another process reading a `:private` table or writing a `:protected` one
+  gets `badarg`. Every error is `:ets`'s: class `:error`, reason `:badarg` (an
+  `ArgumentError` to Elixir code, with `:ets`'s message), also for a per-node name this
+  module resolves itself.
 
   Limitation: an object is a single identity, so a whole-table operation is seen as racing
   only with other whole-table operations on that table, not with key-based operations on it,
@@ -809,8 +824,7 @@ defmodule Lockstep.ETS do
   # with a stack frame of `:ets` and error_info naming the cause, so Elixir prints the
   # message `:ets` would.
   defp badarg!(fun, args, cause) do
-    {:current_stacktrace, [_info, _self | stacktrace]} =
-      Process.info(self(), :current_stacktrace)
+    {:current_stacktrace, [_info, _self | stacktrace]} = Process.info(self(), :current_stacktrace)
 
     frame = {:ets, fun, args, [error_info: %{module: __MODULE__, cause: cause}]}
     :erlang.raise(:error, :badarg, [frame | stacktrace])

@@ -23,6 +23,7 @@ defmodule Lockstep.SessionTest do
     :sync_time,
     :sync_send_after,
     :sync_cancel_timer,
+    :sync_read_timer,
     :sync_nif,
     :sync_cluster,
     :exit,
@@ -32,7 +33,8 @@ defmodule Lockstep.SessionTest do
     :register_child,
     :alias,
     :node_name,
-    :ets_names
+    :ets_names,
+    :rand_seed
   ]
 
   defp native_calls(module) do

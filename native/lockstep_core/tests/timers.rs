@@ -462,20 +462,29 @@ fn read_timer_returns_the_ms_left_without_cancelling_then_false_once_fired() {
     ]]);
     let r = run_with(&program, on_idle(), Prefer::runs());
     let seen = r.seen_by(&[]);
-    assert_eq!(seen[2], Seen::Result(OpResult::TimerLeft {
+    assert_eq!(
+        seen[2],
+        Seen::Result(OpResult::TimerLeft {
             left: Some(60),
             notice: None
-        }));
+        })
+    );
     // Reading did not cancel: the message came at the deadline.
     assert_eq!(seen[3], Seen::Got(Msg::User(1)));
-    assert_eq!(seen[4], Seen::Result(OpResult::TimerLeft {
+    assert_eq!(
+        seen[4],
+        Seen::Result(OpResult::TimerLeft {
             left: None,
             notice: None
-        }));
-    assert_eq!(seen[5], Seen::Result(OpResult::TimerLeft {
+        })
+    );
+    assert_eq!(
+        seen[5],
+        Seen::Result(OpResult::TimerLeft {
             left: None,
             notice: None
-        }));
+        })
+    );
     assert_eq!(seen[6], now(100));
     let reads: Vec<EventKind> = r
         .events_of(&[])
@@ -515,7 +524,11 @@ fn an_async_cancel_or_read_puts_its_result_in_the_callers_mailbox_at_once() {
             Action::Receive(Match::Payload(common::NOTICE)),
             Action::ReceiveAfter(Match::Payload(1), 500),
         ]]);
-        let r = run_with(&program, timers(TimerMode::OnIdle, delivery), Prefer::runs());
+        let r = run_with(
+            &program,
+            timers(TimerMode::OnIdle, delivery),
+            Prefer::runs(),
+        );
         let seen = r.seen_by(&[]);
         assert!(
             matches!(

@@ -53,7 +53,10 @@ defmodule Lockstep.Instrument.StateOpsTest do
   # Real tids and refs differ between the two runs.
   defp normalize(term) when is_reference(term), do: :ref
   defp normalize(term) when is_list(term), do: Enum.map(term, &normalize/1)
-  defp normalize(term) when is_tuple(term), do: term |> Tuple.to_list() |> normalize() |> List.to_tuple()
+
+  defp normalize(term) when is_tuple(term),
+    do: term |> Tuple.to_list() |> normalize() |> List.to_tuple()
+
   defp normalize(term) when is_map(term), do: Map.new(term, fn {k, v} -> {k, normalize(v)} end)
   defp normalize(term), do: term
 
@@ -468,7 +471,8 @@ defmodule Lockstep.Instrument.StateOpsTest do
     assert {:error, %BugFound{kind: :exception}} =
              Lockstep.check(counter_body(false), iterations: 300, seed: 2)
 
-    assert {:ok, %{iterations: 300}} = Lockstep.check(counter_body(true), iterations: 300, seed: 2)
+    assert {:ok, %{iterations: 300}} =
+             Lockstep.check(counter_body(true), iterations: 300, seed: 2)
   end
 
   # Two workers each create the shared table if it does not exist yet: both may see no

@@ -269,7 +269,10 @@ defmodule Lockstep.Instrument.TimeOpsTest do
     for {fun, args} <- @bad_calls do
       real = plain(fn -> call(Real, fun, args) end)
       virtual = managed(fn -> call(Ops, fun, args) end)
-      assert {_class, _reason, _message} = real, "#{fun}#{inspect(args)} did not raise: #{inspect(real)}"
+
+      assert {_class, _reason, _message} = real,
+             "#{fun}#{inspect(args)} did not raise: #{inspect(real)}"
+
       assert virtual == real, "#{fun}#{inspect(args)}: #{inspect({real, virtual})}"
     end
   end
@@ -362,8 +365,10 @@ defmodule Lockstep.Instrument.TimeOpsTest do
     assert :erlang.convert_time_unit(native, :native, :millisecond) == 1_500
     assert :erlang.convert_time_unit(sys, :native, :millisecond) == 1_767_225_601_500
     assert os == sys
+
     assert DateTime.to_unix(DateTime.from_unix!(sys, :native), :millisecond) ==
              DateTime.to_unix(@epoch, :millisecond) + 1_500
+
     assert :calendar.now_to_universal_time(stamp) == {{2026, 1, 1}, {0, 0, 1}}
     assert {_, _, 500_000} = stamp
   end
@@ -375,7 +380,8 @@ defmodule Lockstep.Instrument.TimeOpsTest do
     {:ok, real} =
       plain(fn ->
         for u <- units,
-            do: {Real.system_monotonic_time(u), Real.system_system_time(u), Real.system_os_time(u)}
+            do:
+              {Real.system_monotonic_time(u), Real.system_system_time(u), Real.system_os_time(u)}
       end)
 
     assert length(real) == length(units)
@@ -403,7 +409,8 @@ defmodule Lockstep.Instrument.TimeOpsTest do
     end
 
     for {plural, unit} <- plurals do
-      real_warning = capture_io(:stderr, fn -> plain(fn -> Real.system_system_time(plural) end) end)
+      real_warning =
+        capture_io(:stderr, fn -> plain(fn -> Real.system_system_time(plural) end) end)
 
       warning =
         capture_io(:stderr, fn ->

@@ -409,8 +409,7 @@ defmodule Lockstep.Instrument.Ops.Time do
   # (`cause:` as the BIF gives it, `module:` the one that formats it), so the class, the
   # reason and the message Elixir prints are OTP's.
   defp badarg!(mod, fun, args, info \\ []) do
-    {:current_stacktrace, [_info, _self | stacktrace]} =
-      Process.info(self(), :current_stacktrace)
+    {:current_stacktrace, [_info, _self | stacktrace]} = Process.info(self(), :current_stacktrace)
 
     error_info = Map.new([{:module, :erl_erts_errors} | info])
     :erlang.raise(:error, :badarg, [{mod, fun, args, [error_info: error_info]} | stacktrace])

@@ -747,9 +747,21 @@ impl<'p> Driver<'p> {
             Action::Now => matches!(result, R::Now(_)),
             Action::SendAfter { .. } => matches!(result, R::TimerSet { .. }),
             Action::CancelTimer(_) => matches!(result, R::Cancelled { notice: None, .. }),
-            Action::CancelTimerNotify(_) => matches!(result, R::Cancelled { notice: Some(_), .. }),
+            Action::CancelTimerNotify(_) => matches!(
+                result,
+                R::Cancelled {
+                    notice: Some(_),
+                    ..
+                }
+            ),
             Action::ReadTimer(_) => matches!(result, R::TimerLeft { notice: None, .. }),
-            Action::ReadTimerNotify(_) => matches!(result, R::TimerLeft { notice: Some(_), .. }),
+            Action::ReadTimerNotify(_) => matches!(
+                result,
+                R::TimerLeft {
+                    notice: Some(_),
+                    ..
+                }
+            ),
             Action::NodeOf(_) => matches!(result, R::NodeIs(_)),
             _ => false,
         }
