@@ -844,9 +844,8 @@ defmodule Lockstep.Runtime do
   @doc false
   # Seeds the caller's `:rand` state (the default algorithm, exsss) from the iteration
   # seed and its spawn-tree name (SPEC §9), so its draws replay exactly. Done on the first
-  # `:rand` operation of instrumented code (Lockstep.Instrument.Ops.Time), not at spawn:
-  # seeding costs about 2 µs, more than the rest of a spawn's own work, and most processes
-  # never draw.
+  # `:rand` draw of instrumented code (Lockstep.Instrument.Ops.Time), not at spawn: seeding
+  # costs about 2 µs (measured: `:rand.seed(:exsss, n)`), and most processes never draw.
   def seed_rand do
     {session, id, _tag} = context()
     :rand.seed(:exsss, Native.rand_seed(session, id))

@@ -373,6 +373,35 @@ defmodule Lockstep.Instrument.TimeOpsTest do
     assert {_, _, 500_000} = stamp
   end
 
+  test "time_offset is the constant system time minus monotonic time" do
+    {:ok, {offsets, sums}} =
+      managed(fn ->
+        Ops.process_sleep(1_234)
+
+        offsets =
+          {Ops.time_offset(), Ops.time_offset(:second), Ops.system_time_offset(),
+           Ops.system_time_offset(:millisecond)}
+
+        sums =
+          for u <- @units do
+            {Ops.monotonic_time(u) + Ops.time_offset(u), Ops.system_time(u)}
+          end
+
+        {offsets, sums}
+      end)
+
+    epoch_ms = DateTime.to_unix(@epoch, :millisecond)
+    native = :erlang.convert_time_unit(epoch_ms, :millisecond, :native)
+    assert offsets == {native, div(epoch_ms, 1000), native, epoch_ms}
+    # exact in every unit that divides a millisecond's worth evenly
+    for {{sum, system}, u} <- Enum.zip(sums, @units), u not in [:second, :seconds, 1, 7] do
+      assert sum == system, inspect(u)
+    end
+
+    assert {:error, :badarg, _} = plain(fn -> Real.time_offset(:hour) end)
+    assert managed(fn -> Ops.time_offset(:hour) end) == plain(fn -> Real.time_offset(:hour) end)
+  end
+
   test "System.* with Elixir's units, plurals (and their warnings) included" do
     units = [:second, :millisecond, :microsecond, :nanosecond, :native, 1000]
     plurals = [seconds: :second, milliseconds: :millisecond, micro_seconds: :microsecond]
@@ -463,15 +492,16 @@ defmodule Lockstep.Instrument.TimeOpsTest do
     assert big in 1..(2 ** 70)
   end
 
-  test "rand: :rand.seed/1,2 in the program sets the state, as in OTP" do
+  test "rand: a seed the program sets with :rand.seed/1,2 stands, as in OTP" do
     program = fn m ->
-      m.rand_seed(:exsss, 42)
-      first = {m.rand_uniform(), m.rand_bytes(4)}
-      state = m.rand_seed({:exsss, 7})
-      {first, m.rand_uniform_real(), is_tuple(state), m.rand_jump() |> is_tuple()}
+      :rand.seed(:exsss, 42)
+      first = {m.rand_uniform(), m.rand_bytes(4), m.rand_normal()}
+      :rand.seed(:exrop, {1, 2, 3})
+      {first, m.rand_uniform_real(), m.rand_normal(5, 2), is_tuple(m.rand_jump())}
     end
 
-    assert managed(fn -> program.(Ops) end) == plain(fn -> program.(Real) end)
+    assert {:ok, _} = real = plain(fn -> program.(Real) end)
+    assert managed(fn -> program.(Ops) end) == real
   end
 
   test "rand: uniform(n) is a controlled choice in 1..n, recorded, found and replayed" do

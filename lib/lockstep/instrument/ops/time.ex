@@ -24,7 +24,8 @@ defmodule Lockstep.Instrument.Ops.Time do
       2026-01-01T00:00:00Z and move with the virtual clock; `erlang:timestamp/0` and
       `os:timestamp/0` are the same system time as `{mega, secs, micro}`; `System.monotonic_time/0,1`,
       `System.system_time/0,1` and `System.os_time/0,1` on top, with Elixir's unit names
-      (its deprecated plurals included). Every unit OTP accepts works (`:second`,
+      (its deprecated plurals included); `erlang:time_offset/0,1` and
+      `System.time_offset/0,1` are the constant difference. Every unit OTP accepts works (`:second`,
       `:millisecond`, `:microsecond`, `:nanosecond`, `:native`, `:perf_counter`, parts per
       second as an integer, the deprecated `:seconds`…), converted with
       `erlang:convert_time_unit/3`, so `convert_time_unit(monotonic_time(:native), :native,
@@ -35,8 +36,14 @@ defmodule Lockstep.Instrument.Ops.Time do
       2^64; a larger `n` draws from the process's seeded state). The other draws
       (`uniform/0`, `uniform_real/0`, `normal/0,2`, `bytes/1`, `jump/0`) use the process's
       own `:rand` state, seeded on its first draw from the iteration seed and its
-      spawn-tree name, so they replay exactly and do not depend on the interleaving;
-      `:rand.seed/1,2` replace that seed as usual.
+      spawn-tree name, so they replay exactly and do not depend on the interleaving; a
+      seed the program set with `:rand.seed/1,2` stands, as in OTP. (Seeding costs about
+      2 µs, so it is done on the first draw rather than at every spawn.)
+
+  Elixir's compiler turns `Process.send_after/3,4`, `Process.cancel_timer/1`,
+  `Process.read_timer/1` and `System.monotonic_time/0`, `System.system_time/0`,
+  `System.os_time/0`, `System.time_offset/0` into the `:erlang`/`:os` calls they wrap;
+  their entries here serve the calls that stay remote (`apply/3`, `&Process.send_after/3`).
 
   Every function here expects to be called from a managed process (the instrumenter only
   calls it from one); anywhere else it raises `Lockstep.NotManagedError`.
@@ -47,7 +54,6 @@ defmodule Lockstep.Instrument.Ops.Time do
   @epoch_ms 1_767_225_600_000
   @max_after Timeout.max_receive()
   @max_u64 18_446_744_073_709_551_615
-  @seeded :"$lockstep_rand_seeded"
 
   @erlang_units [:second, :millisecond, :microsecond, :nanosecond, :native, :perf_counter] ++
                   [:seconds, :milli_seconds, :micro_seconds, :nano_seconds]
@@ -103,8 +109,10 @@ defmodule Lockstep.Instrument.Ops.Time do
       {{:rand, :normal, 2}, :rand_normal},
       {{:rand, :bytes, 1}, :rand_bytes},
       {{:rand, :jump, 0}, :rand_jump},
-      {{:rand, :seed, 1}, :rand_seed},
-      {{:rand, :seed, 2}, :rand_seed}
+      {{:erlang, :time_offset, 0}, :time_offset},
+      {{:erlang, :time_offset, 1}, :time_offset},
+      {{System, :time_offset, 0}, :system_time_offset},
+      {{System, :time_offset, 1}, :system_time_offset}
     ]
   end
 
@@ -286,6 +294,19 @@ defmodule Lockstep.Instrument.Ops.Time do
   def os_system_time(unit) when erlang_unit?(unit), do: system_time(unit)
   def os_system_time(unit), do: badarg!(:os, :system_time, [unit], module: :erl_kernel_errors)
 
+  @doc """
+  `erlang:time_offset/0,1`: system time minus monotonic time, a constant under Lockstep
+  (2026-01-01T00:00:00Z since the iteration started), in `unit`.
+  """
+  @spec time_offset() :: integer()
+  @spec time_offset(:erlang.time_unit()) :: integer()
+  def time_offset, do: time_offset(:native)
+
+  def time_offset(unit) when erlang_unit?(unit),
+    do: :erlang.convert_time_unit(@epoch_ms, :millisecond, unit)
+
+  def time_offset(unit), do: badarg!(:erlang, :time_offset, [unit])
+
   @doc "`erlang:timestamp/0`: the virtual system time as `{mega_secs, secs, micro_secs}`."
   @spec timestamp() :: :erlang.timestamp()
   def timestamp do
@@ -308,6 +329,12 @@ defmodule Lockstep.Instrument.Ops.Time do
   @spec system_system_time(System.time_unit()) :: integer()
   def system_system_time, do: system_time(:native)
   def system_system_time(unit), do: system_time(elixir_unit(unit))
+
+  @doc "`System.time_offset/0,1`, with Elixir's unit names."
+  @spec system_time_offset() :: integer()
+  @spec system_time_offset(System.time_unit()) :: integer()
+  def system_time_offset, do: time_offset(:native)
+  def system_time_offset(unit), do: time_offset(elixir_unit(unit))
 
   @doc "`System.os_time/0,1`, with Elixir's unit names."
   @spec system_os_time() :: integer()
@@ -381,26 +408,13 @@ defmodule Lockstep.Instrument.Ops.Time do
     :rand.jump()
   end
 
-  @doc "`:rand.seed/1,2`: the process's state is the one given from now on."
-  @spec rand_seed(term()) :: :rand.state()
-  def rand_seed(alg_or_state) do
-    state = :rand.seed(alg_or_state)
-    Process.put(@seeded, true)
-    state
-  end
-
-  @spec rand_seed(atom(), term()) :: :rand.state()
-  def rand_seed(alg, seed) do
-    state = :rand.seed(alg, seed)
-    Process.put(@seeded, true)
-    state
-  end
-
+  # The process's own `:rand` state (under `rand`'s process-dictionary key) is seeded on
+  # its first draw through these functions, unless something seeded it already: the
+  # program's own `:rand.seed/1,2` (which then stands, as in OTP), or a draw in code that
+  # is not instrumented (OTP's own random seed then stands: that code is not controlled).
   defp seed!() do
-    unless Process.get(@seeded) do
-      Runtime.seed_rand()
-      Process.put(@seeded, true)
-    end
+    unless Process.get(:rand_seed), do: Runtime.seed_rand()
+    :ok
   end
 
   # Errors --------------------------------------------------------------------------------
