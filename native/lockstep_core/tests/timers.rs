@@ -585,3 +585,23 @@ fn under_anytime_timers_read_timer_races_the_timer_firing() {
         "a read before the timer fires sees it pending, one after sees it gone"
     );
 }
+
+/// SPEC §9: a managed process may send to processes outside the run; a timer's message to
+/// one is a real send when the timer fires.
+#[test]
+fn a_send_after_to_a_pid_outside_the_run_is_sent_for_real_when_it_fires() {
+    let program = Program::new(vec![vec![
+        send_after(Target::Outside, 3, 25),
+        Action::Sleep(50),
+    ]]);
+    let r = run_with(&program, on_idle(), Prefer::runs());
+    assert_eq!(r.outcome, Outcome::Pass);
+    assert_eq!(
+        r.effects
+            .iter()
+            .filter(|e| matches!(e, Effect::SendTimerOutside { timer: 0 }))
+            .count(),
+        1
+    );
+    assert!(r.has_event(|e| matches!(e.kind, EventKind::TimerFired { timer: 0, now: 25 })));
+}

@@ -89,7 +89,7 @@ pub struct Terms {
     /// Reason terms given to `exit/2` (`Reason::Given`).
     pub given_reasons: Vec<SavedTerm>,
     pub monitor_refs: HashMap<MonitorId, SavedTerm>,
-    /// `{ref, payload}` of each `send_after` timer.
+    /// `{ref, payload, dest}` of each `send_after` timer.
     pub timer_data: HashMap<TimerId, SavedTerm>,
     /// Global registry names (any term), by engine name id.
     globals: Vec<SavedTerm>,

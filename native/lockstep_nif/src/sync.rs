@@ -487,7 +487,8 @@ fn sync_send_after<'a>(
     ms: u64,
     tref: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let data = (tref, payload).encode(env);
+    // `dest` too: a timer to a pid outside the run sends to it for real when it fires.
+    let data = (tref, payload, dest).encode(env);
     sync_with(env, &res, id, Some(data), |st| {
         let to = decode_target(env, st, dest)?;
         Ok(Op::SendAfter { to, ms })
@@ -534,8 +535,8 @@ fn timer_of<'a>(env: Env<'a>, st: &SessionState, tref: Term<'a>) -> Option<Timer
         .find(|(_, saved)| {
             st.terms
                 .load(env, saved)
-                .decode::<(Term, Term)>()
-                .is_ok_and(|(r, _)| r == tref)
+                .decode::<(Term, Term, Term)>()
+                .is_ok_and(|(r, _, _)| r == tref)
         })
         .map(|(&t, _)| t)
 }

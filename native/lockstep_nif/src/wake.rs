@@ -11,7 +11,7 @@ use crate::handoff::Carry;
 use crate::state::SessionState;
 use lockstep_core::MsgKind;
 use lockstep_core::{Effect, Next, OpResult, Outcome, SendFate};
-use rustler::{Atom, Encoder, Env, Term};
+use rustler::{Atom, Encoder, Env, LocalPid, Term};
 
 /// Performs the engine's effects, tells the owner when the iteration is over, and wakes the
 /// next process. Returns the value the calling NIF should return.
@@ -118,7 +118,7 @@ fn perform(env: Env, tag: u64, st: &mut SessionState, effect: Effect) {
                 return;
             };
             let data = st.terms.load(env, saved);
-            let Ok((_ref, payload)) = data.decode::<(Term, Term)>() else {
+            let Ok((_ref, payload, _dest)) = data.decode::<(Term, Term, Term)>() else {
                 return;
             };
             if st.capture.on {
@@ -126,6 +126,15 @@ fn perform(env: Env, tag: u64, st: &mut SessionState, effect: Effect) {
                 st.capture.msgs.insert(msg, copy);
             }
             let _ = env.send(&pid, (tag, atoms::msg(), msg, payload));
+        }
+        Effect::SendTimerOutside { timer } => {
+            let Some(saved) = st.terms.timer_data.get(&timer) else {
+                return;
+            };
+            let data = st.terms.load(env, saved);
+            if let Ok((_ref, payload, dest)) = data.decode::<(Term, Term, LocalPid)>() {
+                let _ = env.send(&dest, payload);
+            }
         }
         Effect::DeliverSignal { msg, to } => {
             let Some(pid) = st.procs.pid(to) else {

@@ -191,6 +191,21 @@ defmodule Lockstep.Instrument.TimeOpsTest do
              end)
   end
 
+  test "a timer to a process outside the run is a real send when it fires" do
+    test = self()
+
+    assert {:ok, {:ok, 30}} =
+             managed(fn ->
+               Ops.send_after(30, test, :from_a_timer)
+               ref = Ops.start_timer(30, test, :started)
+               Ops.process_sleep(100)
+               {Ops.cancel_timer(ref, info: false), Ops.monotonic_time(:millisecond) - 70}
+             end)
+
+    assert_received :from_a_timer
+    assert_received {:timeout, ref, :started} when is_reference(ref)
+  end
+
   # OTP's exceptions ----------------------------------------------------------------------
 
   @bad_calls [

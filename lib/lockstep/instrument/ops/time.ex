@@ -17,7 +17,8 @@ defmodule Lockstep.Instrument.Ops.Time do
       call those. A timer's time is virtual ms; `[abs: true]` counts from the virtual
       monotonic clock (one before 0, when the iteration
       started, is a `badarg`, as one before the VM started is in OTP). A destination that is a name is looked up when the timer fires (a
-      name nobody holds then: the message is lost, as in OTP).
+      name nobody holds then: the message is lost, as in OTP); to a pid outside the run
+      the message is a real send when the timer fires.
     * **Sleeping** — `Process.sleep/1` and `:timer.sleep/1`, with their own guards.
     * **Time** — `erlang:monotonic_time/0,1` starts at 0 when the iteration starts, like
       `Lockstep.now/0`; `erlang:system_time/0,1` and `os:system_time/0,1` start at

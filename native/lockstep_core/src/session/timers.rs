@@ -9,7 +9,8 @@
 //! As in OTP: `sleep(ms)` blocks until its timer fires (`sleep(0)` is a yield);
 //! `send_after(dest, msg, ms)` resolves `dest` when it fires and sends from the timer's
 //! node as `send/2` would — to a dead or unregistered target the message is lost, to
-//! another node it travels like any message between nodes; `cancel_timer/1` answers the ms
+//! another node it travels like any message between nodes, to a pid outside the run it is
+//! a real send; `cancel_timer/1` answers the ms
 //! left, or `false` for a timer that fired or was cancelled, and `read_timer/1` the same
 //! without cancelling. `erlang:start_timer/3` is a `send_after` whose payload the adapter
 //! wraps as `{timeout, Ref, Msg}`: the engine never sees payloads. `cancel_timer/2`'s
@@ -17,7 +18,7 @@
 //! `read_timer/2`'s `{async, true}`) makes the result a message to the caller (`notify`). A partition's tick is a timer too
 //! (`cluster.rs`).
 
-use super::Session;
+use super::{Effect, Session};
 use crate::ids::{MsgId, ProcId, TimerId};
 use crate::message::{Message, MsgKind, MsgState, SendFate, Target};
 use crate::op::{Op, OpResult};
@@ -216,6 +217,12 @@ impl Session {
                     from: owner,
                 },
             ),
+            // To a pid outside the run: a real send, as `send/2` to it is.
+            None if to == Target::External => {
+                self.msgs[m as usize].state = MsgState::External;
+                self.effects.push(Effect::SendTimerOutside { timer: t });
+            }
+            // To a name nobody holds when it fires: lost, as in OTP.
             None => {}
         }
     }

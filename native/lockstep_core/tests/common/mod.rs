@@ -501,6 +501,12 @@ impl<'p> Driver<'p> {
                         .mailbox
                         .push((msg, Msg::User(payload)));
                 }
+                Effect::SendTimerOutside { timer } => {
+                    assert!(
+                        self.timer_payloads.contains_key(&timer),
+                        "timer {timer} was never started"
+                    );
+                }
                 Effect::DeliverSignal { msg, to } => {
                     let m = *session.message(msg).expect("a signal the session knows");
                     assert_eq!(
