@@ -245,6 +245,7 @@ defmodule Lockstep.Instrument.TimeOpsTest do
     {:process_sleep, [-1]},
     {:process_sleep, [1.5]},
     {:process_sleep, [:forever]},
+    {:process_sleep, [4_294_967_296]},
     {:timer_sleep, [-1]},
     {:timer_sleep, [1.5]},
     {:timer_sleep, [:forever]},

@@ -243,6 +243,12 @@ defmodule Lockstep.Instrument.Ops.Time do
   alone; its guard's `FunctionClauseError` for anything else.
   """
   @spec process_sleep(timeout()) :: :ok
+  if Version.compare(System.version(), "1.18.0-dev") == :lt do
+    # Before 1.18 `Process.sleep/1` waits in one receive, which refuses a time above the
+    # largest `after` at once: the real call raises its own `timeout_value`.
+    def process_sleep(ms) when is_integer(ms) and ms > @max_after, do: Process.sleep(ms)
+  end
+
   def process_sleep(ms) when (is_integer(ms) and ms >= 0) or ms == :infinity,
     do: Runtime.sleep(ms)
 
