@@ -68,11 +68,26 @@ defmodule Lockstep.ETS do
 
     * key-based operations (`insert/2` of one object, `insert_new/2`, `lookup/2`,
       `lookup_element/3`, `member/2`, `update_counter/3,4`, `update_element/3`, `delete/2`,
-      `take/2`) touch *table + key*;
-    * whole-table operations (`new/2`, `delete/1`, `delete_all_objects/1`, `select/2`,
-      `match/2`, `match_object/2`, `match_delete/2`, `tab2list/1`, `info/1,2`, `first/1`,
-      `next/2`, `last/1`, `prev/2`, and `insert/2`/`insert_new/2` of several objects) touch
-      one object standing for *the whole table*.
+      `delete_object/2`, `take/2`) touch *table + key*;
+    * whole-table operations (`new/2`, `delete/1`, `delete_all_objects/1`, `select/2,3`,
+      `select_count/2`, `select_delete/2`, `select_replace/2`, `select_reverse/2,3`,
+      `match/2,3`, `match_object/2,3`, `match_delete/2`, `tab2list/1`, `info/1,2`,
+      `first/1`, `next/2`, `last/1`, `prev/2`, `foldl/3`, `foldr/3`, `slot/2`,
+      `safe_fixtable/2`, `setopts/2`, `give_away/3`, `rename/2`, `whereis/1`, and
+      `insert/2`/`insert_new/2` of several objects) touch one object standing for *the
+      whole table*; `select/1`, `select_reverse/1`, `match/1` and `match_object/1` touch
+      the table their continuation carries (as a tid), and `all/0` nothing.
+
+  ## Owners and errors
+
+  A table dies with the process that created it, as in OTP: when a managed process exits,
+  the tables it created are deleted at that point of the schedule (one it gave away with
+  `give_away/3`, or one with an heir, is left to the BEAM, which hands it to the heir with
+  a real `{:"ETS-TRANSFER", …}` message outside the schedule). A table's access rights are
+  the real ones: another process reading a `:private` table or writing a `:protected` one
+  gets `badarg`. Every error is `:ets`'s: class `:error`, reason `:badarg` (an
+  `ArgumentError` to Elixir code, with `:ets`'s message), also for a per-node name this
+  module resolves itself.
 
   Limitation: an object is a single identity, so a whole-table operation is seen as racing
   only with other whole-table operations on that table, not with key-based operations on it,
@@ -88,11 +103,13 @@ defmodule Lockstep.ETS do
   @typedoc "A table: a name (for `:named_table` tables) or a tid."
   @type table :: atom() | :ets.tid()
 
-  @no_table "errors were found at the given arguments:\n\n" <>
-              "  * 1st argument: the table identifier does not refer to an existing ETS table\n"
-
-  @name_exists "errors were found at the given arguments:\n\n" <>
-                 "  * 1st argument: table name already exists\n"
+  # What `:ets` says about a bad argument, by position (OTP's erl_stdlib_errors):
+  # Lockstep's own badargs carry the same text through `format_error/2`.
+  @causes %{
+    no_table: {1, "the table identifier does not refer to an existing ETS table"},
+    name_exists: {1, "table name already exists"},
+    new_name_exists: {2, "table name already exists"}
+  }
 
   # Creation and deletion ------------------------------------------------------------------
 
@@ -120,7 +137,7 @@ defmodule Lockstep.ETS do
 
         tid ->
           if alive_table?(tid) do
-            raise ArgumentError, @name_exists
+            badarg!(:new, [name, options], :name_exists)
           else
             # Its owner exited and took the table with it: the name is free, as in OTP.
             Runtime.ets_unregister(name)
@@ -128,11 +145,14 @@ defmodule Lockstep.ETS do
       end
 
       tid = :ets.new(name, Enum.reject(options, &(&1 == :named_table)))
+      Runtime.own_table(tid)
       Runtime.ets_register(name, tid)
       name
     else
       SharedState.sync({:ets_new, name}, nil)
-      :ets.new(name, options)
+      tid = :ets.new(name, options)
+      Runtime.own_table(tid)
+      tid
     end
   end
 
@@ -426,18 +446,279 @@ defmodule Lockstep.ETS do
     end
   end
 
+  # More of `:ets` ---------------------------------------------------------------------------
+
+  @doc "Deletes exactly `object`; mirrors `:ets.delete_object/2`."
+  @spec delete_object(table(), tuple()) :: true
+  def delete_object(table, object) do
+    if SharedState.managed?() do
+      :ets.delete_object(object_sync(table, :ets_delete_object, object), object)
+    else
+      :ets.delete_object(table, object)
+    end
+  end
+
+  @doc "Counts the objects `match_spec` returns `true` for; mirrors `:ets.select_count/2`."
+  @spec select_count(table(), :ets.match_spec()) :: non_neg_integer()
+  def select_count(table, match_spec) do
+    if SharedState.managed?() do
+      :ets.select_count(whole(table, {:ets_select_count, table}), match_spec)
+    else
+      :ets.select_count(table, match_spec)
+    end
+  end
+
+  @doc "Deletes the objects `match_spec` returns `true` for; mirrors `:ets.select_delete/2`."
+  @spec select_delete(table(), :ets.match_spec()) :: non_neg_integer()
+  def select_delete(table, match_spec) do
+    if SharedState.managed?() do
+      :ets.select_delete(whole(table, {:ets_select_delete, table}), match_spec)
+    else
+      :ets.select_delete(table, match_spec)
+    end
+  end
+
+  @doc "Replaces the objects `match_spec` selects; mirrors `:ets.select_replace/2`."
+  @spec select_replace(table(), :ets.match_spec()) :: non_neg_integer()
+  def select_replace(table, match_spec) do
+    if SharedState.managed?() do
+      :ets.select_replace(whole(table, {:ets_select_replace, table}), match_spec)
+    else
+      :ets.select_replace(table, match_spec)
+    end
+  end
+
+  @doc """
+  `:ets.select/3`: at most `limit` results and a continuation for `select/1`, or
+  `:"$end_of_table"`.
+  """
+  @spec select(table(), :ets.match_spec(), pos_integer()) ::
+          {[term()], :ets.continuation()} | :"$end_of_table"
+  def select(table, match_spec, limit) do
+    if SharedState.managed?() do
+      :ets.select(whole(table, {:ets_select, table}), match_spec, limit)
+    else
+      :ets.select(table, match_spec, limit)
+    end
+  end
+
+  @doc "`:ets.select/1`: the next chunk of a `select/3` or `select_reverse/3`."
+  @spec select(:ets.continuation()) :: {[term()], :ets.continuation()} | :"$end_of_table"
+  def select(continuation) do
+    continued(:ets_select, continuation)
+    :ets.select(continuation)
+  end
+
+  @doc "`:ets.select_reverse/2`: `select/2` in reverse order for `ordered_set` tables."
+  @spec select_reverse(table(), :ets.match_spec()) :: [term()]
+  def select_reverse(table, match_spec) do
+    if SharedState.managed?() do
+      :ets.select_reverse(whole(table, {:ets_select_reverse, table}), match_spec)
+    else
+      :ets.select_reverse(table, match_spec)
+    end
+  end
+
+  @doc "`:ets.select_reverse/3`: the chunked form."
+  @spec select_reverse(table(), :ets.match_spec(), pos_integer()) ::
+          {[term()], :ets.continuation()} | :"$end_of_table"
+  def select_reverse(table, match_spec, limit) do
+    if SharedState.managed?() do
+      :ets.select_reverse(whole(table, {:ets_select_reverse, table}), match_spec, limit)
+    else
+      :ets.select_reverse(table, match_spec, limit)
+    end
+  end
+
+  @doc "`:ets.select_reverse/1`: the next chunk of a `select_reverse/3`."
+  @spec select_reverse(:ets.continuation()) ::
+          {[term()], :ets.continuation()} | :"$end_of_table"
+  def select_reverse(continuation) do
+    continued(:ets_select_reverse, continuation)
+    :ets.select_reverse(continuation)
+  end
+
+  @doc "`:ets.match/3`: at most `limit` results and a continuation for `match/1`."
+  @spec match(table(), :ets.match_pattern(), pos_integer()) ::
+          {[[term()]], :ets.continuation()} | :"$end_of_table"
+  def match(table, pattern, limit) do
+    if SharedState.managed?() do
+      :ets.match(whole(table, {:ets_match, table}), pattern, limit)
+    else
+      :ets.match(table, pattern, limit)
+    end
+  end
+
+  @doc "`:ets.match/1`: the next chunk of a `match/3`."
+  @spec match(:ets.continuation()) :: {[[term()]], :ets.continuation()} | :"$end_of_table"
+  def match(continuation) do
+    continued(:ets_match, continuation)
+    :ets.match(continuation)
+  end
+
+  @doc "`:ets.match_object/3`: at most `limit` objects and a continuation."
+  @spec match_object(table(), :ets.match_pattern(), pos_integer()) ::
+          {[tuple()], :ets.continuation()} | :"$end_of_table"
+  def match_object(table, pattern, limit) do
+    if SharedState.managed?() do
+      :ets.match_object(whole(table, {:ets_match_object, table}), pattern, limit)
+    else
+      :ets.match_object(table, pattern, limit)
+    end
+  end
+
+  @doc "`:ets.match_object/1`: the next chunk of a `match_object/3`."
+  @spec match_object(:ets.continuation()) :: {[tuple()], :ets.continuation()} | :"$end_of_table"
+  def match_object(continuation) do
+    continued(:ets_match_object, continuation)
+    :ets.match_object(continuation)
+  end
+
+  @doc """
+  `:ets.foldl/3`. One sync point, then the real fold: like OTP's, it is not atomic, and
+  `fun` may itself reach sync points (a `Lockstep.ETS` call on another table).
+  """
+  @spec foldl((tuple(), acc -> acc), acc, table()) :: acc when acc: term()
+  def foldl(fun, acc, table) do
+    if SharedState.managed?() do
+      :ets.foldl(fun, acc, whole(table, {:ets_foldl, table}))
+    else
+      :ets.foldl(fun, acc, table)
+    end
+  end
+
+  @doc "`:ets.foldr/3`, as `foldl/3`."
+  @spec foldr((tuple(), acc -> acc), acc, table()) :: acc when acc: term()
+  def foldr(fun, acc, table) do
+    if SharedState.managed?() do
+      :ets.foldr(fun, acc, whole(table, {:ets_foldr, table}))
+    else
+      :ets.foldr(fun, acc, table)
+    end
+  end
+
+  @doc "The objects in slot `i` of the table; mirrors `:ets.slot/2`."
+  @spec slot(table(), non_neg_integer()) :: [tuple()] | :"$end_of_table"
+  def slot(table, i) do
+    if SharedState.managed?() do
+      :ets.slot(whole(table, {:ets_slot, table, i}), i)
+    else
+      :ets.slot(table, i)
+    end
+  end
+
+  @doc "Fixes the table for safe traversal; mirrors `:ets.safe_fixtable/2`."
+  @spec safe_fixtable(table(), boolean()) :: true
+  def safe_fixtable(table, fix) do
+    if SharedState.managed?() do
+      :ets.safe_fixtable(whole(table, {:ets_safe_fixtable, table}), fix)
+    else
+      :ets.safe_fixtable(table, fix)
+    end
+  end
+
+  @doc "Sets the table's `heir` (or `{:heir, :none}`); mirrors `:ets.setopts/2`."
+  @spec setopts(table(), tuple() | [tuple()]) :: true
+  def setopts(table, opts) do
+    if SharedState.managed?() do
+      :ets.setopts(whole(table, {:ets_setopts, table}), opts)
+    else
+      :ets.setopts(table, opts)
+    end
+  end
+
+  @doc """
+  Makes `pid` the table's owner; mirrors `:ets.give_away/3`. The new owner gets OTP's
+  `{:"ETS-TRANSFER", table, from, data}` as a real message, which Lockstep does not
+  schedule (as a message from outside the run), and from then on the table is the BEAM's
+  to delete when its new owner dies.
+  """
+  @spec give_away(table(), pid(), term()) :: true
+  def give_away(table, pid, data) do
+    if SharedState.managed?() do
+      :ets.give_away(whole(table, {:ets_give_away, table}), pid, data)
+    else
+      :ets.give_away(table, pid, data)
+    end
+  end
+
+  @doc """
+  Renames a named table; mirrors `:ets.rename/2` (returns `name`). Inside a run the name
+  moves on the caller's node; a name in use there raises `ArgumentError`, as in OTP.
+  """
+  @spec rename(table(), atom()) :: atom()
+  def rename(table, name) do
+    if SharedState.managed?() do
+      managed_rename(table, name)
+    else
+      :ets.rename(table, name)
+    end
+  end
+
+  defp managed_rename(table, name) when is_atom(table) and is_atom(name) do
+    SharedState.sync({:ets_rename, table, name}, whole_object(table))
+    tid = resolve(table, :ets_rename)
+
+    case Runtime.ets_lookup(name) do
+      nil ->
+        :ok
+
+      other ->
+        if other != tid and alive_table?(other),
+          do: badarg!(:rename, [table, name], :new_name_exists),
+          else: Runtime.ets_unregister(name)
+    end
+
+    Runtime.ets_unregister(table)
+    Runtime.ets_register(name, tid)
+    name
+  end
+
+  # A tid: not a name this run knows, so the real call says what OTP says.
+  defp managed_rename(table, name) do
+    :ets.rename(whole(table, {:ets_rename, table, name}), name)
+  end
+
+  @doc """
+  The tid of the named table, or `:undefined`; mirrors `:ets.whereis/1`. Inside a run it
+  looks the name up on the caller's node.
+  """
+  @spec whereis(atom()) :: :ets.tid() | :undefined
+  def whereis(name) do
+    if SharedState.managed?() and is_atom(name) do
+      SharedState.sync({:ets_whereis, name}, whole_object(name))
+
+      case Runtime.ets_lookup(name) do
+        nil -> :undefined
+        tid -> if alive_table?(tid), do: tid, else: :undefined
+      end
+    else
+      :ets.whereis(name)
+    end
+  end
+
+  @doc """
+  The tables of the VM; mirrors `:ets.all/0`. Inside a run, a named table of the caller's
+  node is listed as a tid (its name is not a real ETS name).
+  """
+  @spec all() :: [table()]
+  def all do
+    SharedState.sync(:ets_all, nil)
+    :ets.all()
+  end
+
   # Helpers (only reached inside a run) ----------------------------------------------------
 
   # A sync point on `table` + `key`, then the real table to operate on.
   defp keyed(table, op, key) do
     SharedState.sync({op, table, key}, key_object(table, key))
-    resolve(table)
+    resolve(table, op)
   end
 
   # A sync point on the whole table, then the real table to operate on.
   defp whole(table, kind) do
     SharedState.sync(kind, whole_object(table))
-    resolve(table)
+    resolve(table, elem(kind, 0))
   end
 
   defp insert_sync(table, op, objects) do
@@ -449,7 +730,24 @@ defmodule Lockstep.ETS do
       object -> insert_one(table, op, object, keypos)
     end
 
-    resolve(table)
+    resolve(table, op)
+  end
+
+  # A sync point on the key of one object.
+  defp object_sync(table, op, object) do
+    insert_one(table, op, object, keypos(table))
+    resolve(table, op)
+  end
+
+  # A sync point for a continuation, on the table it carries (nothing outside a run).
+  defp continued(op, continuation) do
+    object =
+      case continuation do
+        c when is_tuple(c) and tuple_size(c) > 0 -> {:ets, elem(c, 0)}
+        _ -> nil
+      end
+
+    SharedState.sync({op, :continuation}, object)
   end
 
   defp insert_one(table, op, object, keypos) do
@@ -492,14 +790,23 @@ defmodule Lockstep.ETS do
     end
   end
 
-  defp resolve(name) when is_atom(name) do
+  # The real table behind `name` on the caller's node; `op` (`:ets_lookup`…) names the
+  # `:ets` function in the error's stack frame.
+  defp resolve(name, op) when is_atom(name) do
     case Runtime.ets_lookup(name) do
-      nil -> raise ArgumentError, @no_table
+      nil -> badarg!(ets_function(op), [name], :no_table)
       tid -> tid
     end
   end
 
-  defp resolve(tid), do: tid
+  defp resolve(tid, _op), do: tid
+
+  defp ets_function(op) do
+    case Atom.to_string(op) do
+      "ets_" <> fun -> String.to_existing_atom(fun)
+      _ -> op
+    end
+  end
 
   defp resolve_info(name) when is_atom(name) do
     case Runtime.ets_lookup(name) do
@@ -511,6 +818,28 @@ defmodule Lockstep.ETS do
   defp resolve_info(tid), do: tid
 
   defp alive_table?(tid), do: :ets.info(tid, :owner) != :undefined
+
+  # `:ets`'s `badarg` for a per-node name it cannot know about, raised as `:ets` raises
+  # it (class `:error`, reason `:badarg`: Erlang code catching `error:badarg` sees it),
+  # with a stack frame of `:ets` and error_info naming the cause, so Elixir prints the
+  # message `:ets` would.
+  defp badarg!(fun, args, cause) do
+    {:current_stacktrace, [_info, _self | stacktrace]} = Process.info(self(), :current_stacktrace)
+
+    frame = {:ets, fun, args, [error_info: %{module: __MODULE__, cause: cause}]}
+    :erlang.raise(:error, :badarg, [frame | stacktrace])
+  end
+
+  @doc false
+  # OTP's error_info callback for the badargs above.
+  def format_error(:badarg, [{_m, _f, _args, info} | _]) do
+    case info[:error_info] do
+      %{cause: cause} when is_map_key(@causes, cause) -> Map.new([Map.fetch!(@causes, cause)])
+      _ -> %{}
+    end
+  end
+
+  def format_error(_reason, _stacktrace), do: %{}
 
   # A name stands for the table of that name on the caller's node, whichever table that is
   # at the time (so creating, deleting and using a name all touch the same object).

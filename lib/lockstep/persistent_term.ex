@@ -38,6 +38,8 @@ defmodule Lockstep.PersistentTerm do
 
   alias Lockstep.SharedState
 
+  @missing :"$lockstep_no_persistent_term"
+
   @doc "Stores `value` under `key`; mirrors `:persistent_term.put/2`."
   @spec put(term(), term()) :: :ok
   def put(key, value),
@@ -48,12 +50,37 @@ defmodule Lockstep.PersistentTerm do
   there is none).
   """
   @spec get(term()) :: term()
-  def get(key), do: :persistent_term.get(SharedState.persistent_key(:persistent_term_get, key))
+  def get(key) do
+    case lookup(key) do
+      {:ok, value} -> value
+      :error -> :persistent_term.get(key)
+    end
+  end
 
   @doc "The value stored under `key`, or `default`; mirrors `:persistent_term.get/2`."
   @spec get(term(), term()) :: term()
-  def get(key, default),
-    do: :persistent_term.get(SharedState.persistent_key(:persistent_term_get, key), default)
+  def get(key, default) do
+    case lookup(key) do
+      {:ok, value} -> value
+      :error -> :persistent_term.get(key, default)
+    end
+  end
+
+  # Inside a run, what the iteration stored under `key`; a term stored before the run (the
+  # application's configuration, put at boot) shows through until the iteration stores
+  # its own. Outside a run, the plain term.
+  defp lookup(key) do
+    case SharedState.persistent_key(:persistent_term_get, key) do
+      ^key ->
+        :error
+
+      run_key ->
+        case :persistent_term.get(run_key, @missing) do
+          @missing -> :error
+          value -> {:ok, value}
+        end
+    end
+  end
 
   @doc """
   Erases `key`; returns `true` if it was stored, else `false`. Mirrors
@@ -62,4 +89,33 @@ defmodule Lockstep.PersistentTerm do
   @spec erase(term()) :: boolean()
   def erase(key),
     do: :persistent_term.erase(SharedState.persistent_key(:persistent_term_erase, key))
+
+  @doc """
+  Every `{key, value}` stored; mirrors `:persistent_term.get/0`. Inside a run: the keys the
+  iteration stored on the caller's simulated node (the only ones `get/1` sees there).
+  """
+  @spec get() :: [{term(), term()}]
+  def get do
+    case SharedState.persistent_terms(:persistent_term_get_all) do
+      nil -> :persistent_term.get()
+      terms -> terms
+    end
+  end
+
+  @doc """
+  `%{count: n, memory: bytes}`; mirrors `:persistent_term.info/0`. Inside a run it counts
+  the keys `get/0` lists, and `memory` is the size of their keys and values in bytes (the
+  flat size OTP copies into the persistent area, without its table overhead).
+  """
+  @spec info() :: %{count: non_neg_integer(), memory: non_neg_integer()}
+  def info do
+    case SharedState.persistent_terms(:persistent_term_info) do
+      nil ->
+        :persistent_term.info()
+
+      terms ->
+        words = Enum.reduce(terms, 0, fn {k, v}, acc -> acc + :erts_debug.flat_size({k, v}) end)
+        %{count: length(terms), memory: words * :erlang.system_info(:wordsize)}
+    end
+  end
 end

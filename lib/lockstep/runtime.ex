@@ -27,6 +27,7 @@ defmodule Lockstep.Runtime do
   @pure :"$lockstep_pure"
   @awaiting_outside :"$lockstep_awaiting_outside"
   @sent_outside :"$lockstep_sent_outside"
+  @owned_tables :"$lockstep_ets_owned"
 
   # Functions of this module that are not what the user called; nor is any function of
   # Lockstep.SharedState, the wrappers' helper, which calls this module (named by its atom
@@ -194,6 +195,7 @@ defmodule Lockstep.Runtime do
         # look for what escaped the run's control, as at any end of a managed process.
         {session, id, ^tag} = Process.get(@key)
         Lockstep.Uncontrolled.check_self(session, id, tag)
+        drop_owned_tables()
         Process.exit(self(), :kill)
 
       {:EXIT, _from, reason} ->
@@ -217,6 +219,7 @@ defmodule Lockstep.Runtime do
   defp external_signal(reason) do
     # what it sent or took before is settled first: it happened before the signal
     {session, id, _tag} = settle_pending(Process.get(@key))
+    drop_owned_tables()
     Native.external_exit(session, id, reason)
     Process.flag(:trap_exit, false)
     :erlang.exit(self(), reason)
@@ -339,10 +342,41 @@ defmodule Lockstep.Runtime do
       nil ->
         {^session, ^id, tag} = Process.get(@key)
         Lockstep.Uncontrolled.check_self(session, id, tag)
+        drop_owned_tables()
         Native.exit(session, id, class, report, reason, take_pending())
 
       signal ->
         external_signal(signal)
+    end
+  end
+
+  @doc false
+  # `tid`, created by the caller through Lockstep.ETS, dies with it (see below).
+  def own_table(tid) do
+    Process.put(@owned_tables, [tid | Process.get(@owned_tables, [])])
+    :ok
+  end
+
+  # OTP deletes a process's ETS tables when it dies. The BEAM does that only once this
+  # process has really ended, after the NIF has already let the next process run, so the
+  # others could still see the table for a while: the tables it created are deleted here,
+  # at its exit in the schedule (a table it gave away, or one with an heir, is left to the
+  # BEAM, which gives it to the heir with a real 'ETS-TRANSFER' message). A process killed
+  # by an exit signal deletes them when it gets the order to die, which another process of
+  # the run may overtake.
+  defp drop_owned_tables do
+    case :erlang.erase(@owned_tables) do
+      :undefined ->
+        :ok
+
+      tids ->
+        me = self()
+
+        for tid <- tids, :ets.info(tid, :owner) == me, :ets.info(tid, :heir) == :none do
+          :ets.delete(tid)
+        end
+
+        :ok
     end
   end
 
@@ -553,6 +587,13 @@ defmodule Lockstep.Runtime do
   # generated code matches against the original clauses, or `:"$lockstep_timeout"`.
   def instrumented_receive(scan, test, timeout, description) do
     ctx = receive_context(description)
+
+    # It sent outside the run: this receive may be waiting for the reply.
+    if Process.get(@sent_outside) != nil do
+      {session, id, _tag} = ctx
+      Native.await_outside(session, id)
+    end
+
     instrumented_attempt(ctx, scan, test, receive_start(ctx, timeout))
   end
 
@@ -600,6 +641,7 @@ defmodule Lockstep.Runtime do
   # first, then the engine records it (not a sync point).
   defp external({session, id, _tag} = ctx, msg) do
     settle_pending(ctx)
+    Process.delete(@sent_outside)
     Native.external_received(session, id)
     {:"$lockstep_msg", msg}
   end
@@ -877,18 +919,16 @@ defmodule Lockstep.Runtime do
   end
 
   def send_after(dest, msg, ms) when is_pid(dest) or is_atom(dest) do
-    {session, id, tag} = context()
+    context()
 
     # The deadline bound needs the clock, read (no sync point) only for a large value.
     unless is_integer(ms) and ms >= 0 and ms <= 4_294_967_295 do
-      Timeout.timer_time!(ms, Session.now(session), [dest, msg, ms])
+      Timeout.timer_time!(ms, clock(), [dest, msg, ms])
     end
 
-    ref = make_ref()
-
-    case resume(Native.sync_send_after(session, id, dest, msg, ms, ref), tag) do
-      :ok -> ref
+    case timer(:send_after, dest, msg, ms) do
       :badarg -> raise ArgumentError, bad_destination(dest)
+      ref -> ref
     end
   end
 
@@ -898,10 +938,32 @@ defmodule Lockstep.Runtime do
             inspect(dest)
   end
 
-  def cancel_timer(ref) when is_reference(ref) do
+  @doc false
+  # The one entry behind every timer that sends a message: `erlang:send_after/3`
+  # (`kind` `:send_after`: the message is `msg`) and `erlang:start_timer/3`
+  # (`:start_timer`: the message is `{:timeout, ref, msg}`, built here, so the engine
+  # never tells the two apart). `ms` is the delay from now, already checked by the caller.
+  # Returns the timer ref, or `:badarg` when `dest` is no destination at all.
+  def timer(kind, dest, msg, ms) do
     {session, id, tag} = context()
-    resume(Native.sync_cancel_timer(session, id, ref), tag)
+    ref = make_ref()
+    payload = if kind == :start_timer, do: {:timeout, ref, msg}, else: msg
+
+    case resume(Native.sync_send_after(session, id, dest, payload, ms, ref), tag) do
+      :ok -> ref
+      :badarg -> :badarg
+    end
   end
+
+  @doc false
+  # The virtual clock in ms without a sync point: to check a timer's deadline, which OTP
+  # does before anything happens.
+  def clock do
+    {session, _id, _tag} = context()
+    Session.now(session)
+  end
+
+  def cancel_timer(ref) when is_reference(ref), do: cancel_timer(ref, false, true)
 
   def cancel_timer(other),
     do:
@@ -909,6 +971,50 @@ defmodule Lockstep.Runtime do
         ArgumentError,
         "Lockstep.cancel_timer/1 expects a timer reference, got: #{inspect(other)}"
       )
+
+  @doc false
+  # `erlang:cancel_timer(ref, [{:async, async?}, {:info, info?}])`, arguments checked by
+  # the caller: the ms left or `false` (`info?` and not `async?`), else `:ok`; with both,
+  # the answer comes as the message `{:cancel_timer, ref, result}`, which the engine
+  # counts in the mailbox when the call returns and which this process puts there.
+  def cancel_timer(ref, async?, info?) do
+    {session, id, tag} = context()
+
+    case resume(Native.sync_cancel_timer(session, id, ref, async? and info?), tag) do
+      {:notice, seq, result} -> notice(tag, seq, {:cancel_timer, ref, result})
+      result when info? and not async? -> result
+      _result -> :ok
+    end
+  end
+
+  @doc false
+  # `erlang:read_timer(ref, [{:async, async?}])`: the ms left or `false`; with `async?`,
+  # `:ok` and the message `{:read_timer, ref, result}`.
+  def read_timer(ref, async? \\ false) do
+    {session, id, tag} = context()
+
+    case resume(Native.sync_read_timer(session, id, ref, async?), tag) do
+      {:notice, seq, result} -> notice(tag, seq, {:read_timer, ref, result})
+      result -> result
+    end
+  end
+
+  defp notice(tag, seq, msg) do
+    :erlang.send(self(), {tag, :msg, seq, msg})
+    :ok
+  end
+
+  # Randomness ----------------------------------------------------------------------------
+
+  @doc false
+  # Seeds the caller's `:rand` state (the default algorithm, exsss) from the iteration
+  # seed and its spawn-tree name (SPEC §9), so its draws replay exactly. Done on the first
+  # `:rand` draw of instrumented code (Lockstep.Instrument.Ops.Time), not at spawn: seeding
+  # costs about 2 µs (measured: `:rand.seed(:exsss, n)`), and most processes never draw.
+  def seed_rand do
+    {session, id, _tag} = context()
+    :rand.seed(:exsss, Native.rand_seed(session, id))
+  end
 
   # Cluster -------------------------------------------------------------------------------
 

@@ -65,6 +65,23 @@ defmodule Lockstep.SharedState do
   end
 
   @doc false
+  # Every `{key, value}` the iteration holds on the caller's simulated node, after a sync
+  # point announcing `op` on the object *node* (what `:persistent_term.get/0` sees inside
+  # a run); outside a run, nil.
+  @spec persistent_terms(atom()) :: [{term(), term()}] | nil
+  def persistent_terms(op) do
+    case Runtime.context_or_nil() do
+      nil ->
+        nil
+
+      {_session, _id, run} ->
+        node = Runtime.node()
+        Runtime.nif_sync(op, object({:persistent_term, node}))
+        for {{@key_tag, ^run, ^node, key}, value} <- :persistent_term.get(), do: {key, value}
+    end
+  end
+
+  @doc false
   # Erases every `:persistent_term` key the iteration whose context tag is `run` stored,
   # so iterations stay independent. Called once per iteration that stored any, by
   # whoever tears it down (Lockstep.Janitor.tear_down/3). Returns how many it erased.

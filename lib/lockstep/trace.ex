@@ -41,6 +41,8 @@ defmodule Lockstep.Trace do
     {:timer_fired, [proc: :proc, now: :integer],
      "a timer of `proc` fires; the clock jumps to `now`"},
     {:timer_cancelled, [proc: :proc, left: :integer], "cancels a timer with `left` ms to go"},
+    {:timer_read, [proc: :proc, left: :integer_or_nil],
+     "reads a timer (`read_timer`): `left` ms to go, `nil` when it had fired or was cancelled"},
     {:receive_timeout, [proc: :proc], "a receive's `after` fires"},
     {:receive_external, [proc: :proc],
      "takes a message sent by a process outside the run (instrumented receive)"},
@@ -105,6 +107,7 @@ defmodule Lockstep.Trace do
        ]},
     fate: {"where a sent message is", [:delivered, :in_flight, :dropped, :cut, :deferred]},
     integer: {"a non-negative integer (ms for times)", []},
+    integer_or_nil: {"a non-negative integer, or `nil`", [nil]},
     boolean: {"`true` or `false`", [true, false]},
     name: {"a registered name (an atom)", []},
     name_at: {"`{name, node}`", []},
@@ -346,6 +349,8 @@ defmodule Lockstep.Trace do
   defp text(:timer_started, f), do: "starts a #{f.ms} ms timer"
   defp text(:timer_fired, f), do: "timer fires (clock #{f.now} ms)"
   defp text(:timer_cancelled, f), do: "cancels a timer (#{f.left} ms left)"
+  defp text(:timer_read, %{left: nil}), do: "reads a timer: fired or cancelled"
+  defp text(:timer_read, f), do: "reads a timer (#{f.left} ms left)"
   defp text(:receive_timeout, _), do: "receive times out"
   defp text(:receive_external, _), do: "receives a message from outside the run (external)"
   defp text(:nif, f), do: "shared state: #{payload(f.kind)}"

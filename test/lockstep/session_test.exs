@@ -11,6 +11,7 @@ defmodule Lockstep.SessionTest do
     :sync_send,
     :sync_receive,
     :external_received,
+    :await_outside,
     :yield,
     :sync_random,
     :sync_spawn,
@@ -24,6 +25,7 @@ defmodule Lockstep.SessionTest do
     :sync_time,
     :sync_send_after,
     :sync_cancel_timer,
+    :sync_read_timer,
     :sync_nif,
     :sync_cluster,
     :exit,
@@ -33,7 +35,8 @@ defmodule Lockstep.SessionTest do
     :register_child,
     :alias,
     :node_name,
-    :ets_names
+    :ets_names,
+    :rand_seed
   ]
 
   defp native_calls(module) do

@@ -92,7 +92,9 @@ defmodule Lockstep.TraceVocabularyTest.Programs do
       Lockstep.send_after(root, :tick, 10)
       :tick = Lockstep.recv()
       t = Lockstep.send_after(root, :never, 1_000)
+      _ = Lockstep.Instrument.Ops.Time.read_timer(t)
       Lockstep.cancel_timer(t)
+      false = Lockstep.Instrument.Ops.Time.read_timer(t)
       Lockstep.receive(do: (:nothing -> :ok), after: (5 -> :ok))
 
       # Shared state.
@@ -218,6 +220,7 @@ defmodule Lockstep.TraceVocabularyTest do
   end
 
   defp values(:integer), do: [42, 0]
+  defp values(:integer_or_nil), do: [42]
   defp values(:boolean), do: []
   defp values(:name), do: [:echo]
   defp values(:name_at), do: [{:echo, :a@host}]
@@ -483,6 +486,7 @@ defmodule Lockstep.TraceVocabularyTest do
   defp conforms?(:dest, v), do: v == :external or Trace.proc_name?(v)
   defp conforms?(type, _v) when type in [:term, :reason, :global_name], do: true
   defp conforms?(:integer, v), do: is_integer(v) and v >= 0
+  defp conforms?(:integer_or_nil, v), do: v == nil or (is_integer(v) and v >= 0)
   defp conforms?(:boolean, v), do: is_boolean(v)
   defp conforms?(:name, v), do: is_atom(v)
   defp conforms?(:name_at, v), do: match?({n, node} when is_atom(n) and is_atom(node), v)

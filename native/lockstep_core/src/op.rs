@@ -93,8 +93,17 @@ pub enum Op {
         to: Target,
         ms: u64,
     },
+    /// `notify`: `cancel_timer(ref, [{:async, true}, {:info, true}])`, whose result
+    /// arrives as a message to the caller instead of being returned.
     CancelTimer {
         timer: Option<TimerId>,
+        notify: bool,
+    },
+    /// `read_timer(ref)`: the ms left, without touching the timer; `notify` as for
+    /// `CancelTimer` (`read_timer(ref, [{:async, true}])`).
+    ReadTimer {
+        timer: Option<TimerId>,
+        notify: bool,
     },
     /// A shared-state operation (ETS, atomics, …) on `object` (a hash of table and key).
     Nif {
@@ -149,8 +158,19 @@ pub enum OpResult {
     TimerSet {
         timer: TimerId,
     },
-    /// Milliseconds left, or `None` when the timer had fired or was cancelled.
-    Cancelled(Option<u64>),
+    /// Milliseconds left, or `None` when the timer had fired or was cancelled. `notice`:
+    /// the message to the caller that carries this result (`notify`), already in its
+    /// mailbox; the adapter's caller puts the real `{:cancel_timer, ref, result}` there.
+    Cancelled {
+        left: Option<u64>,
+        notice: Option<MsgId>,
+    },
+    /// `read_timer`: milliseconds left, or `None` when the timer had fired or was
+    /// cancelled; `notice` as for `Cancelled`.
+    TimerLeft {
+        left: Option<u64>,
+        notice: Option<MsgId>,
+    },
     /// The adapter reads the nodes with [`crate::Session::nodes`].
     NodeList {
         up_only: bool,

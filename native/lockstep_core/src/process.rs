@@ -83,8 +83,8 @@ pub struct Process {
     pub registered: Option<NameId>,
     /// Its active aliases.
     pub aliases: Vec<Alias>,
-    /// It sent to a process outside the run since it last took a message from outside:
-    /// a receive of it that finds nothing may be waiting for the outside (SPEC §9).
+    /// It sent to a process outside the run and receives in code that can take a message
+    /// from outside (`Session::await_outside`), until it takes one (SPEC §9).
     pub awaits_outside: bool,
     /// Picked to wait for the outside: its next receive attempt does, in wall time.
     pub outside_turn: bool,

@@ -120,6 +120,12 @@ pub enum EventKind {
         timer: TimerId,
         left: Option<u64>,
     },
+    /// `proc` read `timer` (`read_timer`): `left` ms to go, `None` when it had fired or
+    /// was cancelled (or was never handed out: then `timer` is `None`).
+    TimerRead {
+        timer: Option<TimerId>,
+        left: Option<u64>,
+    },
     /// `proc`'s receive timed out.
     ReceiveTimeout,
     /// `proc` took a message sent by a process outside the run.

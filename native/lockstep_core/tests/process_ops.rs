@@ -551,3 +551,41 @@ fn a_blocked_process_that_sent_nothing_outside_is_a_deadlock_at_once() {
         r.outcome
     );
 }
+
+/// SPEC §9: every managed process starts with `:rand` seeded from the iteration seed and
+/// its spawn-tree name, so its draws replay exactly and do not depend on the interleaving.
+#[test]
+fn a_process_seed_depends_on_the_iteration_seed_and_the_spawn_tree_name_only() {
+    let seeds = |iter_seed: u64| {
+        let mut strategy = Prefer::runs();
+        let mut session = Session::new(Config::default(), &mut strategy, iter_seed);
+        assert_eq!(
+            session.start(&mut strategy),
+            Next::Wake(0, OpResult::Started)
+        );
+        for child in 1..=2 {
+            assert_eq!(
+                session.sync(
+                    0,
+                    Op::Spawn {
+                        link: false,
+                        monitor: false
+                    },
+                    &mut strategy
+                ),
+                Ok(Next::Continue(OpResult::Spawned { child }))
+            );
+        }
+        assert_eq!(session.process_seed(3), None);
+        [0, 1, 2].map(|p| session.process_seed(p).expect("the process exists"))
+    };
+    let [root, first, second] = seeds(7);
+    assert_eq!(
+        seeds(7),
+        [root, first, second],
+        "the same seed gives the same seeds"
+    );
+    assert!(root != first && first != second && root != second);
+    let other = seeds(8);
+    assert!(other.iter().all(|s| ![root, first, second].contains(s)));
+}

@@ -220,6 +220,9 @@ fn any_action(scripts: usize) -> impl Strategy<Value = Action> {
         2 => (dest(), 0u32..3, 0u64..30)
             .prop_map(|(dest, payload, ms)| Action::SendAfter { dest, payload, ms }),
         2 => (1u32..3).prop_map(Action::CancelTimer),
+        1 => (1u32..3).prop_map(Action::CancelTimerNotify),
+        1 => (1u32..3).prop_map(Action::ReadTimer),
+        1 => (1u32..3).prop_map(Action::ReadTimerNotify),
         // Shared state.
         1 => proptest::option::of(0u64..3).prop_map(Action::Nif),
         1 => name.clone().prop_map(Action::EtsNew),

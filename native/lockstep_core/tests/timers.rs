@@ -209,8 +209,14 @@ fn cancel_timer_returns_the_ms_left_then_false() {
     assert_eq!(
         r.seen_by(&[])[2..],
         [
-            Seen::Result(OpResult::Cancelled(Some(70))),
-            Seen::Result(OpResult::Cancelled(None)),
+            Seen::Result(OpResult::Cancelled {
+                left: Some(70),
+                notice: None
+            }),
+            Seen::Result(OpResult::Cancelled {
+                left: None,
+                notice: None
+            }),
             Seen::TimedOut
         ]
     );
@@ -242,8 +248,14 @@ fn cancel_timer_of_a_fired_timer_or_a_ref_never_handed_out_returns_false() {
     assert_eq!(
         r.seen_by(&[])[2..],
         [
-            Seen::Result(OpResult::Cancelled(None)),
-            Seen::Result(OpResult::Cancelled(None))
+            Seen::Result(OpResult::Cancelled {
+                left: None,
+                notice: None
+            }),
+            Seen::Result(OpResult::Cancelled {
+                left: None,
+                notice: None
+            })
         ]
     );
     assert!(!r.has_event(|e| matches!(e.kind, EventKind::TimerCancelled { .. })));
@@ -435,4 +447,161 @@ fn a_killed_processs_sleep_timer_never_fires() {
         })
         .collect();
     assert_eq!(fired, [(0, 50)]);
+}
+
+#[test]
+fn read_timer_returns_the_ms_left_without_cancelling_then_false_once_fired() {
+    let program = Program::new(vec![vec![
+        send_after(Target::Myself, 1, 100),
+        Action::Sleep(40),
+        Action::ReadTimer(1),
+        Action::Receive(Match::Payload(1)),
+        Action::ReadTimer(1),
+        Action::ReadTimer(9),
+        Action::Now,
+    ]]);
+    let r = run_with(&program, on_idle(), Prefer::runs());
+    let seen = r.seen_by(&[]);
+    assert_eq!(
+        seen[2],
+        Seen::Result(OpResult::TimerLeft {
+            left: Some(60),
+            notice: None
+        })
+    );
+    // Reading did not cancel: the message came at the deadline.
+    assert_eq!(seen[3], Seen::Got(Msg::User(1)));
+    assert_eq!(
+        seen[4],
+        Seen::Result(OpResult::TimerLeft {
+            left: None,
+            notice: None
+        })
+    );
+    assert_eq!(
+        seen[5],
+        Seen::Result(OpResult::TimerLeft {
+            left: None,
+            notice: None
+        })
+    );
+    assert_eq!(seen[6], now(100));
+    let reads: Vec<EventKind> = r
+        .events_of(&[])
+        .into_iter()
+        .filter(|k| matches!(k, EventKind::TimerRead { .. }))
+        .collect();
+    assert_eq!(
+        reads,
+        [
+            EventKind::TimerRead {
+                timer: Some(0),
+                left: Some(60)
+            },
+            EventKind::TimerRead {
+                timer: Some(0),
+                left: None
+            },
+            EventKind::TimerRead {
+                timer: None,
+                left: None
+            },
+        ]
+    );
+}
+
+#[test]
+fn an_async_cancel_or_read_puts_its_result_in_the_callers_mailbox_at_once() {
+    for delivery in DELIVERIES {
+        let program = Program::new(vec![vec![
+            send_after(Target::Myself, 1, 100),
+            Action::Sleep(25),
+            Action::CancelTimerNotify(1),
+            Action::Receive(Match::Payload(common::NOTICE)),
+            Action::CancelTimerNotify(1),
+            Action::Receive(Match::Payload(common::NOTICE)),
+            Action::ReadTimerNotify(1),
+            Action::Receive(Match::Payload(common::NOTICE)),
+            Action::ReceiveAfter(Match::Payload(1), 500),
+        ]]);
+        let r = run_with(
+            &program,
+            timers(TimerMode::OnIdle, delivery),
+            Prefer::runs(),
+        );
+        let seen = r.seen_by(&[]);
+        assert!(
+            matches!(
+                seen[2],
+                Seen::Result(OpResult::Cancelled {
+                    left: Some(75),
+                    notice: Some(_)
+                })
+            ),
+            "{delivery:?}: {seen:?}"
+        );
+        assert_eq!(seen[3], Seen::Got(Msg::User(common::NOTICE)));
+        assert!(matches!(
+            seen[4],
+            Seen::Result(OpResult::Cancelled {
+                left: None,
+                notice: Some(_)
+            })
+        ));
+        assert_eq!(seen[5], Seen::Got(Msg::User(common::NOTICE)));
+        assert!(matches!(
+            seen[6],
+            Seen::Result(OpResult::TimerLeft {
+                left: None,
+                notice: Some(_)
+            })
+        ));
+        assert_eq!(seen[7], Seen::Got(Msg::User(common::NOTICE)));
+        // The cancelled timer's own message never comes.
+        assert_eq!(seen[8], Seen::TimedOut);
+    }
+}
+
+#[test]
+fn under_anytime_timers_read_timer_races_the_timer_firing() {
+    let program = Program::new(vec![vec![
+        send_after(Target::Myself, 1, 10),
+        Action::ReadTimer(1),
+    ]]);
+    let mut lefts = std::collections::BTreeSet::new();
+    for_many_interleavings(
+        &program,
+        timers(TimerMode::Anytime, DeliveryMode::Instant),
+        40,
+        |r| {
+            if let Seen::Result(OpResult::TimerLeft { left, .. }) = r.seen_by(&[])[1] {
+                lefts.insert(left);
+            }
+        },
+    );
+    assert_eq!(
+        lefts.into_iter().collect::<Vec<_>>(),
+        [None, Some(10)],
+        "a read before the timer fires sees it pending, one after sees it gone"
+    );
+}
+
+/// SPEC §9: a managed process may send to processes outside the run; a timer's message to
+/// one is a real send when the timer fires.
+#[test]
+fn a_send_after_to_a_pid_outside_the_run_is_sent_for_real_when_it_fires() {
+    let program = Program::new(vec![vec![
+        send_after(Target::Outside, 3, 25),
+        Action::Sleep(50),
+    ]]);
+    let r = run_with(&program, on_idle(), Prefer::runs());
+    assert_eq!(r.outcome, Outcome::Pass);
+    assert_eq!(
+        r.effects
+            .iter()
+            .filter(|e| matches!(e, Effect::SendTimerOutside { timer: 0 }))
+            .count(),
+        1
+    );
+    assert!(r.has_event(|e| matches!(e.kind, EventKind::TimerFired { timer: 0, now: 25 })));
 }

@@ -20,8 +20,8 @@ pub mod atoms {
         dropped, killed_outside_lockstep, noproc, noconnection, unregistered, unmanaged,
         badarg, process, register, unregister, whereis, registered, link, unlink, monitor,
         demonitor, trap_exit, exit_sent, exit_trapped, exit_ignored, down, alive, now, sleep,
-        timer_started, timer_fired, timer_cancelled, receive_timeout, receive_external,
-        await_outside, nif, send_unregistered,
+        timer_started, timer_fired, timer_cancelled, timer_read, notice, receive_timeout,
+        receive_external, await_outside, nif, send_unregistered,
         exit_tuple_tag = "EXIT", down_tuple_tag = "DOWN",
         nonode_at_nohost = "nonode@nohost",
         lockstep_alias = "$lockstep_alias",
@@ -119,6 +119,7 @@ pub fn pending_term<'a>(env: Env<'a>, p: &Process) -> Term<'a> {
         Op::Sleep { .. } => atoms::sleep(),
         Op::SendAfter { .. } => atoms::timer_started(),
         Op::CancelTimer { .. } => atoms::timer_cancelled(),
+        Op::ReadTimer { .. } => atoms::timer_read(),
         Op::Nif { .. } => atoms::nif(),
         Op::Cluster(_) => atoms::cluster(),
     };
@@ -247,6 +248,7 @@ pub(crate) fn event_term<'a>(env: Env<'a>, st: &SessionState, index: usize, e: &
         EventKind::TimerStarted { ms, .. } => (atoms::timer_started(), who, ms).encode(env),
         EventKind::TimerFired { now, .. } => (atoms::timer_fired(), who, now).encode(env),
         EventKind::TimerCancelled { left, .. } => (atoms::timer_cancelled(), who, left).encode(env),
+        EventKind::TimerRead { left, .. } => (atoms::timer_read(), who, left).encode(env),
         EventKind::ReceiveTimeout => (atoms::receive_timeout(), who).encode(env),
         EventKind::ReceiveExternal => (atoms::receive_external(), who).encode(env),
         EventKind::Nif { .. } => {

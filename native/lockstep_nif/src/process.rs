@@ -1,7 +1,8 @@
 //! What processes tell the adapter outside the sync points: a parent registers the pid of
 //! the child it spawned, a sender hands over the payload of a message kept in flight, a
 //! process turns an alias on or off, a wrapper marks state the owner must clean up, and an
-//! unmanaged process notes the crash that will kill the managed one it is linked to.
+//! unmanaged process notes the crash that will kill the managed one it is linked to, and a
+//! process asks for the seed of its `:rand` state.
 //! None of these hands the turn on.
 
 use crate::convert::{atoms, engine_error, internal_error};
@@ -143,4 +144,15 @@ fn note_outside_crash(
         st.terms.outside_crashes.insert(id, saved);
     }
     Ok(atoms::ok())
+}
+
+/// The seed of the caller's `:rand` state: from the iteration seed and its spawn-tree name
+/// (`Session::process_seed`).
+#[rustler::nif]
+fn rand_seed(env: Env, res: ResourceArc<SessionResource>, id: ProcId) -> NifResult<u64> {
+    let st = lock(&res)?;
+    caller_check(env, &st, id)?;
+    st.session
+        .process_seed(id)
+        .ok_or_else(|| internal_error("rand_seed: no such process"))
 }

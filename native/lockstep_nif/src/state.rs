@@ -92,7 +92,7 @@ pub struct Terms {
     /// Reference aliases (alias/0,1, monitor/3's `alias` option): the ref, its owner and
     /// the alias number the engine knows it by. A send to a ref looks it up here.
     pub alias_refs: Vec<(SavedTerm, ProcId, u32)>,
-    /// `{ref, payload}` of each `send_after` timer.
+    /// `{ref, payload, dest}` of each `send_after` timer.
     pub timer_data: HashMap<TimerId, SavedTerm>,
     /// Global registry names (any term), by engine name id.
     globals: Vec<SavedTerm>,

@@ -17,7 +17,7 @@ use crate::handoff::{Carry, Pending};
 use crate::resource::{lock, strategy_of, SessionResource};
 use crate::state::SessionState;
 use crate::wake::{after_call, after_call_carrying};
-use lockstep_core::{ExitClass, MsgId, Op, Outcome, ProcId, Reason, Target};
+use lockstep_core::{ExitClass, MsgId, Op, Outcome, ProcId, Reason, Target, TimerId};
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term, TermType};
 
 /// The caller must be the managed process the context `id` belongs to; a context copied
@@ -532,34 +532,58 @@ fn sync_send_after<'a>(
     ms: u64,
     tref: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let data = (tref, payload).encode(env);
+    // `dest` too: a timer to a pid outside the run sends to it for real when it fires.
+    let data = (tref, payload, dest).encode(env);
     sync_with(env, &res, id, Some(data), |st| {
         let to = decode_target(env, st, dest)?;
         Ok(Op::SendAfter { to, ms })
     })
 }
 
+/// `cancel_timer(ref)`; `notify`: the result travels as a `{:cancel_timer, ref, result}`
+/// message to the caller, whose adapter call puts it in the mailbox (see
+/// `OpResult::Cancelled`).
 #[rustler::nif]
 fn sync_cancel_timer<'a>(
     env: Env<'a>,
     res: ResourceArc<SessionResource>,
     id: ProcId,
     tref: Term<'a>,
+    notify: bool,
 ) -> NifResult<Term<'a>> {
     sync_with(env, &res, id, None, |st| {
-        let timer = st
-            .terms
-            .timer_data
-            .iter()
-            .find(|(_, saved)| {
-                st.terms
-                    .load(env, saved)
-                    .decode::<(Term, Term)>()
-                    .is_ok_and(|(r, _)| r == tref)
-            })
-            .map(|(&t, _)| t);
-        Ok(Op::CancelTimer { timer })
+        let timer = timer_of(env, st, tref);
+        Ok(Op::CancelTimer { timer, notify })
     })
+}
+
+/// `read_timer(ref)`: the ms left, or `false`; `notify` as for `sync_cancel_timer`.
+#[rustler::nif]
+fn sync_read_timer<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    tref: Term<'a>,
+    notify: bool,
+) -> NifResult<Term<'a>> {
+    sync_with(env, &res, id, None, |st| {
+        let timer = timer_of(env, st, tref);
+        Ok(Op::ReadTimer { timer, notify })
+    })
+}
+
+/// The timer `tref` names (`None`: a ref this run never handed out for a timer).
+fn timer_of<'a>(env: Env<'a>, st: &SessionState, tref: Term<'a>) -> Option<TimerId> {
+    st.terms
+        .timer_data
+        .iter()
+        .find(|(_, saved)| {
+            st.terms
+                .load(env, saved)
+                .decode::<(Term, Term, Term)>()
+                .is_ok_and(|(r, _, _)| r == tref)
+        })
+        .map(|(&t, _)| t)
 }
 
 /// A shared-state sync point; `kind` is shown in the trace (captured), `object` is a hash
@@ -573,6 +597,20 @@ fn sync_nif<'a>(
     object: Option<u64>,
 ) -> NifResult<Term<'a>> {
     sync_announcing(env, &res, id, Some(kind), true, |_| Ok(Op::Nif { object }))
+}
+
+/// The caller, which sent outside the run, receives in instrumented code: it may wait for
+/// the outside. Not a sync point.
+#[rustler::nif]
+fn await_outside(env: Env, res: ResourceArc<SessionResource>, id: ProcId) -> NifResult<Atom> {
+    let mut guard = lock(&res)?;
+    let st = &mut *guard;
+    caller_check(env, st, id)?;
+    if st.session.is_over() || st.exited(id) {
+        return Ok(atoms::ok());
+    }
+    st.session.await_outside(id).map_err(engine_error)?;
+    Ok(atoms::ok())
 }
 
 /// The caller took a message sent from outside the run. Not a sync point.

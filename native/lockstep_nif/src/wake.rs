@@ -11,7 +11,7 @@ use crate::handoff::Carry;
 use crate::state::SessionState;
 use lockstep_core::MsgKind;
 use lockstep_core::{Effect, Next, OpResult, Outcome, SendFate};
-use rustler::{Atom, Encoder, Env, Term};
+use rustler::{Atom, Encoder, Env, LocalPid, Term};
 
 /// Performs the engine's effects, tells the owner when the iteration is over, and wakes the
 /// next process. Returns the value the calling NIF should return.
@@ -120,7 +120,7 @@ fn perform(env: Env, tag: u64, st: &mut SessionState, effect: Effect) {
                 return;
             };
             let data = st.terms.load(env, saved);
-            let Ok((_ref, payload)) = data.decode::<(Term, Term)>() else {
+            let Ok((_ref, payload, _dest)) = data.decode::<(Term, Term, Term)>() else {
                 return;
             };
             if st.capture.on {
@@ -128,6 +128,15 @@ fn perform(env: Env, tag: u64, st: &mut SessionState, effect: Effect) {
                 st.capture.msgs.insert(msg, copy);
             }
             let _ = env.send(&pid, (tag, atoms::msg(), msg, payload));
+        }
+        Effect::SendTimerOutside { timer } => {
+            let Some(saved) = st.terms.timer_data.get(&timer) else {
+                return;
+            };
+            let data = st.terms.load(env, saved);
+            if let Ok((_ref, payload, dest)) = data.decode::<(Term, Term, LocalPid)>() {
+                let _ = env.send(&dest, payload);
+            }
         }
         Effect::DeliverSignal { msg, to } => {
             let Some(pid) = st.procs.pid(to) else {
@@ -238,8 +247,16 @@ pub fn result_term<'a>(env: Env<'a>, st: &SessionState, result: OpResult) -> Ter
             names.encode(env)
         }
         OpResult::Now(ms) => ms.encode(env),
-        OpResult::Cancelled(Some(ms)) => ms.encode(env),
-        OpResult::Cancelled(None) => false.encode(env),
+        OpResult::Cancelled { left, notice } | OpResult::TimerLeft { left, notice } => {
+            let left = match left {
+                Some(ms) => ms.encode(env),
+                None => false.encode(env),
+            };
+            match notice {
+                Some(m) => (atoms::notice(), m, left).encode(env),
+                None => left,
+            }
+        }
         OpResult::NodeList { up_only } => {
             let nodes: Vec<Atom> = st
                 .session

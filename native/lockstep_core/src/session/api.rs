@@ -49,6 +49,9 @@ pub enum Effect {
         msg: MsgId,
         to: ProcId,
     },
+    /// `send_after` timer `timer`, started to a pid outside the run, fired: send the
+    /// timer's payload to that pid for real (`send/2` to a process the run does not manage).
+    SendTimerOutside { timer: TimerId },
     /// `proc` died of an exit signal while parked: make its BEAM process exit.
     Kill { proc: ProcId, reason: Reason },
 }

@@ -71,7 +71,8 @@ impl Session {
             Op::Now => self.clock(p),
             Op::Sleep { .. } => OpResult::Done,
             Op::SendAfter { to, ms } => self.send_after(p, to, ms),
-            Op::CancelTimer { timer } => self.cancel_timer(p, timer),
+            Op::CancelTimer { timer, notify } => self.cancel_timer(p, timer, notify),
+            Op::ReadTimer { timer, notify } => self.read_timer(p, timer, notify),
             // cluster.rs, globals.rs
             Op::Cluster(op) => {
                 if self.waits_for_global_lock(p, op) {

@@ -64,9 +64,6 @@ impl Session {
             _ => None,
         };
         let msg = self.msgs.len() as MsgId;
-        if target.is_none() {
-            self.procs[p as usize].awaits_outside = true;
-        }
         let (fate, state) = match target {
             None => (SendFate::Delivered, MsgState::External),
             Some(t) if !self.alive(t) => (SendFate::Dropped, MsgState::Dropped),

@@ -139,6 +139,9 @@ pub struct Session {
     finished: bool,
     /// Scratch for `collect_choices`: the choices offered at this step.
     choices: Vec<Choice>,
+    /// The iteration's seed, from which each process's `:rand` seed derives
+    /// ([`Session::process_seed`]).
+    seed: u64,
 }
 
 impl Session {
@@ -168,6 +171,7 @@ impl Session {
             root_exited: false,
             finished: false,
             choices: Vec::new(),
+            seed,
         }
     }
 

@@ -26,6 +26,25 @@ use crate::timer::TimerState;
 use crate::trace::EventKind;
 
 impl Session {
+    /// The seed of `p`'s `:rand` state: a function of the iteration's seed and `p`'s
+    /// spawn-tree name alone, so a process draws the same numbers in every interleaving
+    /// and in a replay, and two processes of one iteration draw different ones (SPEC §9).
+    /// `None` for a process that does not exist.
+    pub fn process_seed(&self, p: ProcId) -> Option<u64> {
+        let name = self.procs.get(p as usize)?.name.path();
+        // SplitMix64's finaliser over the seed and each ordinal of the name in turn.
+        let mix = |z: u64| {
+            let z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let mut z = mix(self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15));
+        for &ordinal in name {
+            z = mix(z ^ u64::from(ordinal).wrapping_add(0x9E37_79B9_7F4A_7C15));
+        }
+        Some(z)
+    }
+
     /// `p` spawns a child, linked or not, on `node` (`None`: its own); `monitor`: and
     /// monitors it in the same step (spawn_monitor is atomic: the child cannot exit first).
     pub(super) fn spawn(

@@ -117,6 +117,18 @@ impl Session {
         Ok(())
     }
 
+    /// The running process, which sent to a process outside the run, is about to receive
+    /// in code that can take a message from outside (an instrumented receive): when it
+    /// blocks and nothing else can happen, it waits for the outside. Not a sync point.
+    pub fn await_outside(&mut self, caller: ProcId) -> Result<(), EngineError> {
+        if self.is_over() {
+            return Ok(());
+        }
+        self.check_running(caller)?;
+        self.procs[caller as usize].awaits_outside = true;
+        Ok(())
+    }
+
     /// The lowest blocked process whose receive may be waiting for the outside.
     pub(super) fn awaiting_outside(&self) -> Option<ProcId> {
         self.procs

@@ -9,13 +9,18 @@
 //! As in OTP: `sleep(ms)` blocks until its timer fires (`sleep(0)` is a yield);
 //! `send_after(dest, msg, ms)` resolves `dest` when it fires and sends from the timer's
 //! node as `send/2` would — to a dead or unregistered target the message is lost, to
-//! another node it travels like any message between nodes; `cancel_timer/1` answers the ms
-//! left, or `false` for a timer that fired or was cancelled. A partition's tick is a timer
-//! too (`cluster.rs`).
+//! another node it travels like any message between nodes, to a pid outside the run it is
+//! a real send; `cancel_timer/1` answers the ms
+//! left, or `false` for a timer that fired or was cancelled, and `read_timer/1` the same
+//! without cancelling. `erlang:start_timer/3` is a `send_after` whose payload the adapter
+//! wraps as `{timeout, Ref, Msg}`: the engine never sees payloads. `cancel_timer/2`'s
+//! `{info, false}` only changes what the adapter returns; `{async, true}` with info (and
+//! `read_timer/2`'s `{async, true}`) makes the result a message to the caller (`notify`). A partition's tick is a timer too
+//! (`cluster.rs`).
 
-use super::Session;
+use super::{Effect, Session};
 use crate::ids::{MsgId, ProcId, TimerId};
-use crate::message::{Message, MsgKind, MsgState, Target};
+use crate::message::{Message, MsgKind, MsgState, SendFate, Target};
 use crate::op::{Op, OpResult};
 use crate::process::ProcState;
 use crate::timer::{Timer, TimerKind, TimerState};
@@ -71,12 +76,20 @@ impl Session {
         OpResult::TimerSet { timer }
     }
 
-    /// `cancel_timer(ref)` by `p` (`None`: a ref this run never handed out).
-    pub(super) fn cancel_timer(&mut self, p: ProcId, timer: Option<TimerId>) -> OpResult {
-        let left = match timer.and_then(|t| self.timers.get(t as usize).map(|x| (t, *x))) {
-            Some((t, x)) if x.state == TimerState::Pending => {
+    /// `cancel_timer(ref)` by `p` (`None`: a ref this run never handed out). With
+    /// `notify` (OTP's `[{async, true}, {info, true}]`) the result travels as a message
+    /// from the timer service to `p`: one to oneself, in the mailbox when the call returns
+    /// (OTP sends it asynchronously; at once is one of the orders it allows).
+    pub(super) fn cancel_timer(
+        &mut self,
+        p: ProcId,
+        timer: Option<TimerId>,
+        notify: bool,
+    ) -> OpResult {
+        let left = match self.pending_timer(timer) {
+            Some((t, deadline)) => {
                 self.timers[t as usize].state = TimerState::Cancelled;
-                let left = x.deadline.saturating_sub(self.now);
+                let left = deadline.saturating_sub(self.now);
                 self.record(
                     p,
                     EventKind::TimerCancelled {
@@ -86,9 +99,57 @@ impl Session {
                 );
                 Some(left)
             }
-            _ => None,
+            None => None,
         };
-        OpResult::Cancelled(left)
+        let notice = notify.then(|| self.notice(p));
+        OpResult::Cancelled { left, notice }
+    }
+
+    /// `read_timer(ref)` by `p`: the ms left of a pending timer, else `None`. Nothing
+    /// changes, but it is a sync point: whether the timer fired first is a race.
+    pub(super) fn read_timer(
+        &mut self,
+        p: ProcId,
+        timer: Option<TimerId>,
+        notify: bool,
+    ) -> OpResult {
+        let left = self
+            .pending_timer(timer)
+            .map(|(_, deadline)| deadline.saturating_sub(self.now));
+        self.record(p, EventKind::TimerRead { timer, left });
+        let notice = notify.then(|| self.notice(p));
+        OpResult::TimerLeft { left, notice }
+    }
+
+    /// The message that carries an asynchronous timer answer to `p` (the adapter holds
+    /// its payload): from `p` to itself, so in the mailbox at once under any delivery.
+    fn notice(&mut self, p: ProcId) -> MsgId {
+        let m = self.msgs.len() as MsgId;
+        self.msgs.push(Message {
+            from: p,
+            to: Some(p),
+            state: MsgState::InMailbox,
+            kind: MsgKind::User,
+            alias: None,
+            timer: None,
+        });
+        self.add_to_mailbox(p);
+        self.record(
+            p,
+            EventKind::Send {
+                to: Some(p),
+                msg: m,
+                fate: SendFate::Delivered,
+            },
+        );
+        m
+    }
+
+    /// `timer` and its deadline, if it is a timer of this run still pending.
+    fn pending_timer(&self, timer: Option<TimerId>) -> Option<(TimerId, u64)> {
+        let t = timer?;
+        let x = self.timers.get(t as usize)?;
+        (x.state == TimerState::Pending).then_some((t, x.deadline))
     }
 
     /// Fires pending timer `t`: the clock jumps to its deadline and its owner is woken, or
@@ -156,6 +217,12 @@ impl Session {
                     from: owner,
                 },
             ),
+            // To a pid outside the run: a real send, as `send/2` to it is.
+            None if to == Target::External => {
+                self.msgs[m as usize].state = MsgState::External;
+                self.effects.push(Effect::SendTimerOutside { timer: t });
+            }
+            // To a name nobody holds when it fires: lost, as in OTP.
             None => {}
         }
     }

@@ -75,6 +75,10 @@ pub enum Match {
     NodeDown,
 }
 
+/// The payload the driver gives a `cancel_timer` notice (`{:cancel_timer, ref, result}`
+/// in the adapter).
+pub const NOTICE: u32 = 999_999;
+
 /// A message in a mailbox, as the process sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Msg {
@@ -197,6 +201,14 @@ pub enum Action {
     /// Cancels the performer's `nth` timer (1-based, `send_after` order; one it never
     /// started is a ref the run never handed out).
     CancelTimer(u32),
+    /// `cancel_timer(ref, async: true, info: true)` of the performer's `nth` timer: the
+    /// result arrives as a message to itself, with payload [`NOTICE`].
+    CancelTimerNotify(u32),
+    /// `read_timer(ref)` of the performer's `nth` timer.
+    ReadTimer(u32),
+    /// `read_timer(ref, async: true)`: the result arrives as a message with payload
+    /// [`NOTICE`].
+    ReadTimerNotify(u32),
     /// A shared-state operation on `object`.
     Nif(Option<u64>),
     /// Activates alias `n` (not a sync point).
@@ -361,6 +373,9 @@ struct Proc {
     timers: Vec<TimerId>,
     /// Killed by an exit signal (or its node stopping) while parked.
     killed: bool,
+    /// It sent to a process outside the run: its receives may wait for the outside, as an
+    /// instrumented receive does (it tells the engine before it announces one).
+    sent_outside: bool,
 }
 
 /// A receive without `after`: it waits as long as it takes.
@@ -423,6 +438,7 @@ impl<'p> Driver<'p> {
             monitors: Vec::new(),
             timers: Vec::new(),
             killed: false,
+            sent_outside: false,
         });
         self.received.push(Vec::new());
         self.randoms.push(Vec::new());
@@ -455,6 +471,14 @@ impl<'p> Driver<'p> {
         self.resolve(p, target).unwrap_or(p)
     }
 
+    fn send_op(&mut self, p: ProcId, dest: Dest) -> Op {
+        let to = self.engine_target(p, dest);
+        if to == lockstep_core::Target::External {
+            self.procs[p as usize].sent_outside = true;
+        }
+        Op::Send { to }
+    }
+
     fn engine_target(&self, p: ProcId, dest: Dest) -> lockstep_core::Target {
         use lockstep_core::Target as T;
         match dest {
@@ -471,6 +495,14 @@ impl<'p> Driver<'p> {
             .mailbox
             .iter()
             .position(|&(_, msg)| m.accepts(msg))
+    }
+
+    /// The performer's `nth` timer (1-based; `None`: a ref it never had).
+    fn nth_timer(&self, p: ProcId, nth: u32) -> Option<TimerId> {
+        self.procs[p as usize]
+            .timers
+            .get((nth as usize).wrapping_sub(1))
+            .copied()
     }
 
     fn record_payload(&mut self, msg: MsgId, payload: u32) {
@@ -501,6 +533,12 @@ impl<'p> Driver<'p> {
                     self.procs[to as usize]
                         .mailbox
                         .push((msg, Msg::User(payload)));
+                }
+                Effect::SendTimerOutside { timer } => {
+                    assert!(
+                        self.timer_payloads.contains_key(&timer),
+                        "timer {timer} was never started"
+                    );
                 }
                 Effect::DeliverSignal { msg, to } => {
                     let m = *session.message(msg).expect("a signal the session knows");
@@ -591,6 +629,23 @@ impl<'p> Driver<'p> {
             (Some(Action::SendAfter { payload, .. }), OpResult::TimerSet { timer }) => {
                 self.timer_payloads.insert(timer, payload);
                 self.procs[p as usize].timers.push(timer);
+            }
+            (
+                Some(Action::CancelTimerNotify(_)),
+                OpResult::Cancelled {
+                    notice: Some(msg), ..
+                },
+            )
+            | (
+                Some(Action::ReadTimerNotify(_)),
+                OpResult::TimerLeft {
+                    notice: Some(msg), ..
+                },
+            ) => {
+                self.record_payload(msg, NOTICE);
+                self.procs[p as usize]
+                    .mailbox
+                    .push((msg, Msg::User(NOTICE)));
             }
             (
                 Some(Action::Monitor(_) | Action::MonitorName { .. }),
@@ -770,7 +825,22 @@ impl<'p> Driver<'p> {
             }
             Action::Now => matches!(result, R::Now(_)),
             Action::SendAfter { .. } => matches!(result, R::TimerSet { .. }),
-            Action::CancelTimer(_) => matches!(result, R::Cancelled(_)),
+            Action::CancelTimer(_) => matches!(result, R::Cancelled { notice: None, .. }),
+            Action::CancelTimerNotify(_) => matches!(
+                result,
+                R::Cancelled {
+                    notice: Some(_),
+                    ..
+                }
+            ),
+            Action::ReadTimer(_) => matches!(result, R::TimerLeft { notice: None, .. }),
+            Action::ReadTimerNotify(_) => matches!(
+                result,
+                R::TimerLeft {
+                    notice: Some(_),
+                    ..
+                }
+            ),
             Action::NodeOf(_) => matches!(result, R::NodeIs(_)),
             _ => false,
         }
@@ -830,12 +900,15 @@ impl<'p> Driver<'p> {
                     monitor: false,
                     node,
                 },
-                Action::Send { to, .. } => Op::Send {
-                    to: self.engine_target(p, Dest::Proc(to)),
-                },
-                Action::SendTo { dest, .. } => Op::Send {
-                    to: self.engine_target(p, dest),
-                },
+                Action::Send { to, .. } => self.send_op(p, Dest::Proc(to)),
+                Action::SendTo { dest, .. } => self.send_op(p, dest),
+                Action::Receive(_) | Action::ReceiveAfter(..) | Action::SpinReceive(_)
+                    if self.procs[p as usize].sent_outside =>
+                {
+                    session.await_outside(p).expect("the running process");
+                    self.procs[p as usize].sent_outside = false;
+                    continue;
+                }
                 Action::Receive(_) => FIRST_RECEIVE,
                 Action::ReceiveAfter(_, ms) => Op::Receive {
                     retry: false,
@@ -878,10 +951,20 @@ impl<'p> Driver<'p> {
                     ms,
                 },
                 Action::CancelTimer(nth) => Op::CancelTimer {
-                    timer: self.procs[p as usize]
-                        .timers
-                        .get((nth as usize).wrapping_sub(1))
-                        .copied(),
+                    timer: self.nth_timer(p, nth),
+                    notify: false,
+                },
+                Action::CancelTimerNotify(nth) => Op::CancelTimer {
+                    timer: self.nth_timer(p, nth),
+                    notify: true,
+                },
+                Action::ReadTimer(nth) => Op::ReadTimer {
+                    timer: self.nth_timer(p, nth),
+                    notify: false,
+                },
+                Action::ReadTimerNotify(nth) => Op::ReadTimer {
+                    timer: self.nth_timer(p, nth),
+                    notify: true,
                 },
                 Action::Nif(object) => Op::Nif { object },
                 Action::EtsNew(name) | Action::EtsWhereis(name) | Action::EtsDelete(name) => {
