@@ -29,7 +29,7 @@ pub mod atoms {
         badnode, nodedown, cut, deferred, node_started, node_stopped, partitioned, healed,
         tick, monitor_node, set_ticktime, global_register, global_unregister, global_whereis,
         cluster, cleanup, send_dropped, internal_error, global, global_conflict,
-        global_name_conflict, global_wait, ended, copied, undefined,
+        global_name_conflict, global_wait, ended, copied, undefined, wait_marked, woken,
     }
 }
 

@@ -99,6 +99,11 @@ pub struct Terms {
     /// managed one that died of a Lockstep call made outside the run: the real link kills
     /// the managed process, and the owner reports this as why.
     pub outside_crashes: HashMap<ProcId, SavedTerm>,
+    /// Wake-up references of processes that park on one (see `wake::MARK_THRESHOLD`):
+    /// `None` from the call that answered `:wait_marked` until the process hands its
+    /// reference over (`mark_park`), then the reference. Removed when the process is woken
+    /// or killed; empty on the hot path (one `is_empty` test per wake-up).
+    pub wake_refs: HashMap<ProcId, Option<SavedTerm>>,
 }
 
 /// What the report shows, kept only when the iteration captures (a failing iteration is
@@ -152,6 +157,7 @@ impl SessionState {
                 globals: Vec::new(),
                 ets_tables: Vec::new(),
                 outside_crashes: HashMap::new(),
+                wake_refs: HashMap::new(),
             },
             capture: Capture {
                 on: capture,
@@ -261,9 +267,12 @@ impl ProcTable {
         self.by_pid.insert(pid, id);
     }
 
-    /// The registered pids, in engine id order.
-    pub fn all(&self) -> impl Iterator<Item = &LocalPid> {
-        self.pids.iter().flatten()
+    /// The registered processes and their pids, in engine id order.
+    pub fn all(&self) -> impl Iterator<Item = (ProcId, LocalPid)> + '_ {
+        self.pids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, pid)| pid.map(|pid| (i as ProcId, pid)))
     }
 }
 
