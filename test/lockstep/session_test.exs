@@ -29,6 +29,7 @@ defmodule Lockstep.SessionTest do
     :external_exit,
     :consumed,
     :hold,
+    :mark_park,
     :register_child,
     :alias,
     :node_name,
