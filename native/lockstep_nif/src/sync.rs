@@ -104,7 +104,15 @@ fn sync_pending<'a>(
     st.owner.progress += 1;
     let strategy = strategy_of(&mut st.strategy)?;
     let next = st.session.sync(id, op, strategy).map_err(engine_error)?;
-    Ok(after_call_carrying(env, res.tag, st, next, None, carry, Some(id)))
+    Ok(after_call_carrying(
+        env,
+        res.tag,
+        st,
+        next,
+        None,
+        carry,
+        Some(id),
+    ))
 }
 
 /// Reports a message the caller took since its last call; returns the one it carries.

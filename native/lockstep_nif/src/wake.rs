@@ -9,8 +9,8 @@
 use crate::convert::atoms;
 use crate::handoff::Carry;
 use crate::state::SessionState;
-use lockstep_core::{MsgKind, ProcId};
 use lockstep_core::{Effect, Next, OpResult, Outcome, SendFate};
+use lockstep_core::{MsgKind, ProcId};
 use rustler::{Atom, Encoder, Env, Term};
 
 /// Performs the engine's effects, tells the owner when the iteration is over, and wakes the

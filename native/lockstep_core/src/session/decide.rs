@@ -8,6 +8,9 @@
 //! a pass if the root returned, else a deadlock listing the blocked processes. Reaching
 //! `max_steps` ends it too. Each decision is recorded, so the schedule can be exported by
 //! name and replayed.
+//!
+//! The processes and messages offered are kept in `choices` as they change (`set_state`,
+//! `in_flight`); a step only settles the timer offered, so it costs O(log n), not O(n).
 
 use super::{Applied, Next, Outcome, RawDecision, Session};
 use crate::ids::ProcId;
@@ -16,28 +19,19 @@ use crate::strategy::{Choice, Strategy};
 use crate::timer::TimerMode;
 
 impl Session {
-    pub(super) fn collect_choices(&mut self) {
-        self.choices.clear();
+    /// Settles the timer offered at this step: the earliest pending one under `:anytime`,
+    /// or when nothing else can happen; none once the root has returned (draining only runs
+    /// what can still run).
+    fn offer_timer(&mut self) {
         debug_assert!(self
             .procs
             .iter()
             .enumerate()
-            .all(|(i, p)| (p.state == ProcState::Ready) == self.ready.contains(&(i as ProcId))));
-        self.choices
-            .extend(self.ready.iter().map(|&p| Choice::Run(p)));
-        // The oldest in-flight message of each sender→receiver pair.
-        self.pairs_seen.clear();
-        for &m in &self.in_flight {
-            let msg = &self.msgs[m as usize];
-            if self.pairs_seen.insert((msg.from, msg.to)) {
-                self.choices.push(Choice::Deliver(m));
-            }
-        }
-        if self.config.timers == TimerMode::Anytime && !self.root_exited {
-            if let Some(t) = self.earliest_timer() {
-                self.choices.push(Choice::Fire(t));
-            }
-        }
+            .all(|(i, p)| (p.state == ProcState::Ready) == self.choices.has_run(i as ProcId)));
+        let wanted = !self.root_exited
+            && (self.config.timers == TimerMode::Anytime || !self.choices.has_work());
+        let fire = if wanted { self.earliest_timer() } else { None };
+        self.choices.set_fire(fire);
     }
 
     pub(super) fn decide(&mut self, caller: Option<ProcId>, strategy: &mut dyn Strategy) -> Next {
@@ -46,14 +40,7 @@ impl Session {
             if self.outcome.is_some() {
                 return Next::Ended;
             }
-            self.collect_choices();
-            if self.choices.is_empty() && !self.root_exited {
-                // Idle: the earliest timer fires (pending timers are not fired once the
-                // root has returned: draining only runs what can still run).
-                if let Some(t) = self.earliest_timer() {
-                    self.choices.push(Choice::Fire(t));
-                }
-            }
+            self.offer_timer();
             if self.choices.is_empty() {
                 self.outcome = Some(if self.root_exited {
                     Outcome::Pass
@@ -70,25 +57,29 @@ impl Session {
                 return Next::Ended;
             }
             self.step += 1;
-            let index = match strategy.pick(&self.view(), &self.choices) {
-                Ok(i) if i < self.choices.len() => i,
-                Ok(i) => {
-                    debug_assert!(false, "strategy picked {i} of {}", self.choices.len());
-                    0
+            let picked = strategy.pick(&self.view(), &self.choices);
+            self.choices.picked();
+            let choice = match picked {
+                Ok(c) if self.choices.contains(c) => c,
+                Ok(c) => {
+                    debug_assert!(false, "strategy picked {c:?}, which is not offered");
+                    self.choices.get(0)
                 }
                 Err(d) => {
                     self.outcome = Some(Outcome::Diverged(d));
                     return Next::Ended;
                 }
             };
-            match self.choices[index] {
+            match choice {
                 Choice::Deliver(m) => {
                     self.decisions.push(RawDecision::Deliver(m));
-                    self.in_flight.retain(|&x| x != m);
+                    let pair = self.pair_of(m);
+                    self.in_flight.remove(m, pair, &mut self.choices);
                     self.arrive(m);
                 }
                 Choice::Fire(t) => {
                     self.decisions.push(RawDecision::Fire(t));
+                    self.choices.set_fire(None);
                     self.fire(t);
                 }
                 Choice::Run(p) => {
