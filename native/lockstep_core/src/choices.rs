@@ -190,18 +190,21 @@ impl ChoiceSet {
         &self.added
     }
 
-    /// The choices added since the last pick that are still offered and that `unseen`
-    /// says the strategy has no state for, in the order they are offered, each once.
-    pub fn fresh(&self, mut unseen: impl FnMut(Choice) -> bool) -> Vec<Choice> {
-        let mut fresh: Vec<Choice> = self
-            .added
-            .iter()
-            .copied()
-            .filter(|&c| self.contains(c) && unseen(c))
-            .collect();
-        fresh.sort_unstable();
-        fresh.dedup();
-        fresh
+    /// Puts in `fresh` (emptied first) the choices added since the last pick that are
+    /// still offered and that `unseen` says the strategy has no state for, in the order
+    /// they are offered, each once.
+    pub fn fresh_into(&self, fresh: &mut Vec<Choice>, mut unseen: impl FnMut(Choice) -> bool) {
+        fresh.clear();
+        fresh.extend(
+            self.added
+                .iter()
+                .copied()
+                .filter(|&c| self.contains(c) && unseen(c)),
+        );
+        if fresh.len() > 1 {
+            fresh.sort_unstable();
+            fresh.dedup();
+        }
     }
 
     pub(crate) fn picked(&mut self) {

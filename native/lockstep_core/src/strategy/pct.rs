@@ -34,6 +34,8 @@ pub struct Pct {
     /// The offered choices by priority (invariant: every offered choice has an entry with
     /// its current priority).
     highest: Highest,
+    /// Scratch for `learn` (kept to spare an allocation per step).
+    fresh: Vec<Choice>,
     /// Sorted multi-choice step numbers (1-based) at which to demote; invariant: strictly
     /// increasing, at most d−1 of them.
     change_points: Vec<u64>,
@@ -52,6 +54,7 @@ impl Pct {
             rng: ChaCha8Rng::seed_from_u64(0),
             priorities: Priorities::default(),
             highest: Highest::default(),
+            fresh: Vec::new(),
             change_points: Vec::new(),
             demotions: 0,
             contested_steps: 0,
@@ -82,10 +85,13 @@ impl Pct {
     /// paper's priorities are assigned when a thread appears); a choice offered again
     /// keeps the one it had.
     fn learn(&mut self, choices: &ChoiceSet) {
-        for c in choices.fresh(|c| self.priorities.get(c).is_none()) {
+        let mut fresh = std::mem::take(&mut self.fresh);
+        choices.fresh_into(&mut fresh, |c| self.priorities.get(c).is_none());
+        for &c in &fresh {
             let priority = self.rng.random_range(FRESH_PRIORITY_FLOOR..u64::MAX);
             self.priorities.set(c, priority);
         }
+        self.fresh = fresh;
         for &c in choices.added() {
             if let (true, Some(priority)) = (choices.contains(c), self.priorities.get(c)) {
                 self.highest.push(c, priority);
