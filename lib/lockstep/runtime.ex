@@ -4,7 +4,8 @@ defmodule Lockstep.Runtime do
   # `{session, id, tag}` in its process dictionary. Each sync point is one NIF call that
   # returns the operation's result when the caller may go on, or `:wait`, after which the
   # caller parks here until the NIF (called by whichever process runs next) sends it
-  # `{tag, :go, result}`.
+  # `{tag, :go, result}` (or `:wait_marked`: the same on a fresh reference, see
+  # `park_marked/1`).
   #
   # This module calls Lockstep.Native directly for the sync points and the calls around
   # them (see Lockstep.Session, the gateway everything else goes through, for which);
