@@ -283,6 +283,16 @@ defmodule Bench.Run do
           "µs per process"
         ]
       end) ++
+        Enum.map(sizes.(100, max), fn n ->
+          r = best.(fn -> Growth.processes(n, :pct, Growth.pct_ready_seed()) end)
+
+          [
+            "processes per iteration (:pct, most ready at once)",
+            fmt_int(n),
+            fmt((r.ns - fixed) / 1000 / n, 2),
+            "µs per process"
+          ]
+        end) ++
         Enum.map(sizes.(100, max * 10), fn n ->
           r = best.(fn -> Growth.steps(n) end)
 

@@ -5,7 +5,8 @@ defmodule Bench.Growth do
   # cost per spawn, per step and per message does not depend on how many there are.
   #
   #   processes:   the root spawns N children, each sends the root one message; the root
-  #                takes them all (time per process, spawn to exit)
+  #                takes them all (time per process, spawn to exit); under :random, and
+  #                under :pct with a seed that leaves most children ready at once
   #   steps:       two processes ping-pong for S steps (time per step)
   #   in flight:   under `delivery: :delayed`, K children each send the root one message
   #                before any is delivered, so up to K are in flight at once (time per message)
@@ -18,16 +19,22 @@ defmodule Bench.Growth do
   @doc "One empty iteration through `Lockstep.run/2`: the fixed cost the rows are net of."
   def fixed_cost, do: one_iteration(fn -> :ok end, strategy: :random)
 
-  def processes(n, strategy \\ :random) do
+  def processes(n, strategy \\ :random, seed \\ 11) do
     one_iteration(
       fn ->
         root = self()
         for _ <- 1..n//1, do: Lockstep.spawn(fn -> Lockstep.send(root, :hi) end)
         for _ <- 1..n//1, do: Lockstep.receive(do: (:hi -> :ok))
       end,
-      strategy: strategy
+      strategy: strategy,
+      seed: seed
     )
   end
+
+  # Under :pct with this seed the root ranks above most of its children, so they pile up
+  # ready while it spawns: the strategy chooses among up to N ready processes at each step.
+  @doc false
+  def pct_ready_seed, do: 2
 
   def steps(s, strategy \\ :random) do
     rounds = max(div(s, 4), 1)

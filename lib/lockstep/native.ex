@@ -62,6 +62,7 @@ defmodule Lockstep.Native do
   def note_uncontrolled(_session, _id, _report), do: nif_error()
   def uncontrolled(_session), do: nif_error()
   def hold(_session, _id, _msg, _payload), do: nif_error()
+  def mark_park(_session, _id, _ref), do: nif_error()
   def alias(_session, _id, _alias, _op), do: nif_error()
   def exit(_session, _id, _class, _report, _reason, _pending), do: nif_error()
   def external_exit(_session, _id, _reason), do: nif_error()

@@ -4,7 +4,8 @@ defmodule Lockstep.Runtime do
   # `{session, id, tag}` in its process dictionary. Each sync point is one NIF call that
   # returns the operation's result when the caller may go on, or `:wait`, after which the
   # caller parks here until the NIF (called by whichever process runs next) sends it
-  # `{tag, :go, result}`.
+  # `{tag, :go, result}` (or `:wait_marked`: the same on a fresh reference, see
+  # `park_marked/1`).
   #
   # This module calls Lockstep.Native directly for the sync points and the calls around
   # them (see Lockstep.Session, the gateway everything else goes through, for which);
@@ -181,6 +182,7 @@ defmodule Lockstep.Runtime do
 
   @compile {:inline, resume: 2}
   defp resume(:wait, tag), do: park(tag)
+  defp resume(:wait_marked, tag), do: park_marked(tag)
   defp resume(result, _tag), do: result
 
   @doc false
@@ -201,6 +203,52 @@ defmodule Lockstep.Runtime do
       {:EXIT, _from, reason} ->
         external_signal(reason)
         park(tag)
+    end
+  end
+
+  # A process with a backlog of the run's messages in its mailbox (the NIF counts them and
+  # answers `:wait_marked` instead of `:wait`) parks on a reference made here, which the NIF
+  # puts in its wake-up in place of the tag: OTP 25 starts a receive whose every clause
+  # matches a reference made just before it after the messages already queued, so each
+  # wake-up costs the same however long the backlog (a plain park scans it all, every
+  # time). Only such a receive is optimised, so an exit signal from outside is looked for
+  # after `@marked_poll_ms` of waiting, with the scan of the plain park.
+  @marked_poll_ms 100
+
+  defp park_marked(tag) do
+    {session, id, _tag} = Process.get(@key)
+    wake_ref = make_ref()
+
+    case Native.mark_park(session, id, wake_ref) do
+      :ok -> await_marked(wake_ref, tag)
+      # woken before the reference reached the NIF: the wake-up carries the tag
+      :woken -> park(tag)
+    end
+  end
+
+  defp await_marked(wake_ref, tag) do
+    receive do
+      {^wake_ref, :go, result} -> result
+      {^wake_ref, :exit, _reason} -> Process.exit(self(), :kill)
+    after
+      @marked_poll_ms -> await_marked_slowly(wake_ref, tag)
+    end
+  end
+
+  defp await_marked_slowly(wake_ref, tag) do
+    receive do
+      {^wake_ref, :go, result} ->
+        result
+
+      {^wake_ref, :exit, _reason} ->
+        Process.exit(self(), :kill)
+
+      {^tag, :exit, _reason} ->
+        Process.exit(self(), :kill)
+
+      {:EXIT, _from, reason} ->
+        external_signal(reason)
+        await_marked_slowly(wake_ref, tag)
     end
   end
 

@@ -32,6 +32,7 @@ defmodule Lockstep.SessionTest do
     :external_exit,
     :consumed,
     :hold,
+    :mark_park,
     :register_child,
     :alias,
     :node_name,

@@ -8,9 +8,11 @@
 //! list: [`ids`] (table indices, spawn-tree names), [`message`] (messages, signals,
 //! reasons, targets), [`op`] (operations and their results), [`process`] (table entries),
 //! [`cluster`] (nodes, partitions, per-node global views), [`timer`], [`config`],
-//! [`trace`], [`schedule`] (decisions by name, their encoding). [`strategy`] is policy:
-//! it sees a read-only [`View`] and never the session.
+//! [`trace`], [`schedule`] (decisions by name, their encoding), [`choices`] (the choices
+//! offered at a step, kept up to date). [`strategy`] is policy: it sees a read-only
+//! [`View`] and the [`ChoiceSet`], never the session.
 
+pub mod choices;
 pub mod cluster;
 pub mod config;
 pub mod ids;
@@ -23,6 +25,7 @@ pub mod strategy;
 pub mod timer;
 pub mod trace;
 
+pub use choices::ChoiceSet;
 pub use cluster::{PartitionMode, HOME_NODE};
 pub use config::{BlockedAtEnd, Config, CrashMode, DeliveryMode};
 pub use ids::{MonitorId, MsgId, NameId, NodeId, ProcId, ProcName, TimerId};

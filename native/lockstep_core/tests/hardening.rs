@@ -7,9 +7,9 @@
 //! and what the engine delivers on its own (to keep OTP's signal order) is visible.
 
 use lockstep_core::{
-    Choice, ClusterOp, Config, CrashMode, Decision, DeliveryMode, Divergence, Effect, EventKind,
-    ExitCause, MsgId, MsgKind, MsgState, Next, Op, OpResult, Outcome, PartitionMode, ProcId,
-    Reason, Session, Strategy, Target, View,
+    Choice, ChoiceSet, ClusterOp, Config, CrashMode, Decision, DeliveryMode, Divergence, Effect,
+    EventKind, ExitCause, MsgId, MsgKind, MsgState, Next, Op, OpResult, Outcome, PartitionMode,
+    ProcId, Reason, Session, Strategy, Target, View,
 };
 use std::collections::VecDeque;
 
@@ -40,7 +40,8 @@ impl Strategy for Lazy {
 
     fn begin_iteration(&mut self, _seed: u64) {}
 
-    fn pick(&mut self, _view: &View<'_>, choices: &[Choice]) -> Result<usize, Divergence> {
+    fn pick(&mut self, _view: &View<'_>, offered: &ChoiceSet) -> Result<Choice, Divergence> {
+        let choices: Vec<Choice> = offered.iter().collect();
         let rank = |c: &Choice| match c {
             Choice::Run(p) => (0, *p),
             Choice::Deliver(m) => (1, *m),
@@ -49,7 +50,7 @@ impl Strategy for Lazy {
         let best = (0..choices.len())
             .min_by_key(|&i| rank(&choices[i]))
             .expect("never asked without choices");
-        Ok(best)
+        Ok(choices[best])
     }
 
     fn random(&mut self, _view: &View<'_>, n: u64) -> Result<u64, Divergence> {

@@ -31,7 +31,7 @@ pub mod atoms {
         tick, monitor_node, set_ticktime, global_register, global_unregister, global_whereis,
         cluster, cleanup, send_dropped, internal_error, global, global_conflict,
         global_name_conflict, global_wait, ended, copied, undefined, shutdown,
-        blocked_at_end,
+        blocked_at_end, wait_marked, woken,
     }
 }
 

@@ -4,7 +4,9 @@
 //! Hot path: a managed process calls one `sync_*` NIF with the operation it is about to
 //! perform (`sync`). The engine decides who goes next; if that is another process the NIF
 //! sends it `{tag, :go, result}` itself, from the caller's env, and returns `:wait`, and the
-//! caller parks in a plain `receive` on the run-unique integer `tag` (`wake`). If the caller
+//! caller parks in a plain `receive` on the run-unique integer `tag` (`wake`; a caller
+//! with a backlog in its mailbox gets `:wait_marked` and parks on a fresh reference it hands
+//! over with `mark_park`, so that OTP skips the backlog when it looks). If the caller
 //! is picked again the NIF returns the operation's result at once. A message sent travels
 //! with the sender to its next sync point and, when it can, inside the receiver's wake-up
 //! (`handoff`): one BEAM message per hop. No controller process is involved.

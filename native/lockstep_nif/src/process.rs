@@ -156,3 +156,22 @@ fn rand_seed(env: Env, res: ResourceArc<SessionResource>, id: ProcId) -> NifResu
         .process_seed(id)
         .ok_or_else(|| internal_error("rand_seed: no such process"))
 }
+
+/// A caller told `:wait_marked` hands over the reference it is about to park on: its
+/// wake-up (or exit message) will carry it instead of the tag, so its receive skips the
+/// backlog queued before the reference was made. `:woken` when the wake-up (or exit) was
+/// sent before the reference came, with the tag: the caller then parks on the tag.
+#[rustler::nif]
+fn mark_park(env: Env, res: &SessionResource, id: ProcId, wake_ref: Term) -> NifResult<Atom> {
+    let mut guard = lock(res)?;
+    let st = &mut *guard;
+    caller_check(env, st, id)?;
+    match st.terms.wake_refs.get(&id) {
+        Some(None) => {
+            let saved = st.terms.save(wake_ref);
+            st.terms.wake_refs.insert(id, Some(saved));
+            Ok(atoms::ok())
+        }
+        _ => Ok(atoms::woken()),
+    }
+}

@@ -9,7 +9,7 @@
 
 use crate::convert::{atoms, internal_error};
 use crate::state::SessionState;
-use crate::wake::after_call;
+use crate::wake::{after_call, wake_key};
 use lockstep_core::strategy::Metered;
 use lockstep_core::Strategy;
 use rustler::{Atom, Env, LocalPid, Monitor, NifResult, Resource, ResourceArc};
@@ -86,8 +86,10 @@ impl Resource for SessionResource {
         if pid == st.owner.pid {
             // The test process is gone: nobody will tear the run down, so tell every parked
             // process to exit now.
-            for p in st.procs.all() {
-                let _ = env.send(p, (self.tag, atoms::exit(), atoms::kill()));
+            let procs: Vec<_> = st.procs.all().collect();
+            for (id, pid) in procs {
+                let key = wake_key(env, self.tag, st, id);
+                let _ = env.send(&pid, (key, atoms::exit(), atoms::kill()));
             }
             st.session.abort();
             st.owner.done_sent = true;

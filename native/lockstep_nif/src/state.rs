@@ -105,6 +105,11 @@ pub struct Terms {
     /// What managed processes found that escaped the run's control (SPEC §9 "No silent
     /// pass"), in the order they noted it: `(process, description)`.
     pub uncontrolled: Vec<(ProcId, SavedTerm)>,
+    /// Wake-up references of processes that park on one (see `wake::MARK_THRESHOLD`):
+    /// `None` from the call that answered `:wait_marked` until the process hands its
+    /// reference over (`mark_park`), then the reference. Removed when the process is woken
+    /// or killed; empty on the hot path (one `is_empty` test per wake-up).
+    pub wake_refs: HashMap<ProcId, Option<SavedTerm>>,
 }
 
 /// What the report shows, kept only when the iteration captures (a failing iteration is
@@ -160,6 +165,7 @@ impl SessionState {
                 ets_tables: Vec::new(),
                 outside_crashes: HashMap::new(),
                 uncontrolled: Vec::new(),
+                wake_refs: HashMap::new(),
             },
             capture: Capture {
                 on: capture,
@@ -269,9 +275,12 @@ impl ProcTable {
         self.by_pid.insert(pid, id);
     }
 
-    /// The registered pids, in engine id order.
-    pub fn all(&self) -> impl Iterator<Item = &LocalPid> {
-        self.pids.iter().flatten()
+    /// The registered processes and their pids, in engine id order.
+    pub fn all(&self) -> impl Iterator<Item = (ProcId, LocalPid)> + '_ {
+        self.pids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, pid)| pid.map(|pid| (i as ProcId, pid)))
     }
 }
 

@@ -104,7 +104,15 @@ fn sync_pending<'a>(
     st.owner.progress += 1;
     let strategy = strategy_of(&mut st.strategy)?;
     let next = st.session.sync(id, op, strategy).map_err(engine_error)?;
-    Ok(after_call_carrying(env, res.tag, st, next, None, carry))
+    Ok(after_call_carrying(
+        env,
+        res.tag,
+        st,
+        next,
+        None,
+        carry,
+        Some(id),
+    ))
 }
 
 /// Reports a message the caller took since its last call; returns the one it carries.
@@ -270,7 +278,7 @@ fn exit<'a>(
         st.session.outcome(),
         Some(Outcome::Exception { proc } | Outcome::Crash { proc }) if *proc == id
     );
-    after_call_carrying(env, res.tag, st, next, own.then_some(report), carry);
+    after_call_carrying(env, res.tag, st, next, own.then_some(report), carry, None);
     Ok(atoms::ok().encode(env))
 }
 

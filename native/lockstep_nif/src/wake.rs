@@ -9,8 +9,8 @@
 use crate::convert::atoms;
 use crate::handoff::Carry;
 use crate::state::SessionState;
-use lockstep_core::MsgKind;
 use lockstep_core::{Effect, Next, OpResult, Outcome, SendFate};
+use lockstep_core::{MsgKind, ProcId};
 use rustler::{Atom, Encoder, Env, LocalPid, Term};
 
 /// Performs the engine's effects, tells the owner when the iteration is over, and wakes the
@@ -22,7 +22,43 @@ pub fn after_call<'a>(
     next: Next,
     own_exit: Option<Term<'a>>,
 ) -> Term<'a> {
-    after_call_carrying(env, tag, st, next, own_exit, None)
+    after_call_carrying(env, tag, st, next, own_exit, None, None)
+}
+
+/// A caller that parks with at least this many of the run's messages waiting in its
+/// mailbox parks on a fresh reference instead of the tag (`:wait_marked`): OTP 25 starts a
+/// receive on a reference made just before it after the messages already queued (the
+/// compiler's receive markers), so the wake-up is found without scanning the backlog. Below
+/// it the plain park is cheaper than the extra `mark_park` call, reference and timer.
+pub const MARK_THRESHOLD: u32 = 64;
+
+/// The first element of a wake-up or exit message to `proc`: the reference it parks on,
+/// if it handed one over (`mark_park`), else the run's tag. Either way the mark is used up.
+pub fn wake_key<'a>(env: Env<'a>, tag: u64, st: &mut SessionState, proc: ProcId) -> Term<'a> {
+    if st.terms.wake_refs.is_empty() {
+        return tag.encode(env);
+    }
+    match st.terms.wake_refs.remove(&proc) {
+        Some(Some(saved)) => st.terms.load(env, &saved),
+        _ => tag.encode(env),
+    }
+}
+
+/// What a caller that must park is told: `:wait`, or `:wait_marked` when its mailbox holds
+/// a backlog (see [`MARK_THRESHOLD`]); the mark then waits for its reference.
+fn park_term<'a>(env: Env<'a>, st: &mut SessionState, caller: Option<ProcId>) -> Term<'a> {
+    let backlog = caller.filter(|&c| {
+        st.session
+            .proc(c)
+            .is_some_and(|p| p.mailbox >= MARK_THRESHOLD && p.is_alive())
+    });
+    match backlog {
+        Some(c) => {
+            st.terms.wake_refs.insert(c, None);
+            atoms::wait_marked().encode(env)
+        }
+        None => atoms::wait().encode(env),
+    }
 }
 
 /// [`after_call`] for a caller that carries a message it sent (see `handoff`): handed over
@@ -35,6 +71,7 @@ pub fn after_call_carrying<'a>(
     next: Next,
     own_exit: Option<Term<'a>>,
     carry: Option<Carry<'a>>,
+    caller: Option<ProcId>,
 ) -> Term<'a> {
     if !st.terms.announced.is_empty() {
         st.file_announced();
@@ -79,9 +116,10 @@ pub fn after_call_carrying<'a>(
                 .and_then(|c| c.in_hand(env, result))
                 .unwrap_or_else(|| result_term(env, st, result));
             if let Some(pid) = st.procs.pid(proc) {
-                let _ = env.send(&pid, (tag, atoms::go(), term));
+                let key = wake_key(env, tag, st, proc);
+                let _ = env.send(&pid, (key, atoms::go(), term));
             }
-            atoms::wait().encode(env)
+            park_term(env, st, caller)
         }
         Next::Ended => atoms::wait().encode(env),
     }
@@ -186,7 +224,8 @@ fn perform(env: Env, tag: u64, st: &mut SessionState, effect: Effect) {
         Effect::Kill { proc, reason } => {
             if let Some(pid) = st.procs.pid(proc) {
                 let reason = st.reason_term(env, reason);
-                let _ = env.send(&pid, (tag, atoms::exit(), reason));
+                let key = wake_key(env, tag, st, proc);
+                let _ = env.send(&pid, (key, atoms::exit(), reason));
             }
         }
     }

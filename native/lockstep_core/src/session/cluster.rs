@@ -135,12 +135,14 @@ impl Session {
             self.cluster.partitions[i].tick = Some(tick);
             self.record(p, EventKind::Partitioned { partition: index });
             // What is already in flight across the new cut is cut too.
-            let in_flight = std::mem::take(&mut self.in_flight);
+            let in_flight = self.in_flight.take_all(&mut self.choices);
             for m in in_flight {
                 let msg = self.msgs[m as usize];
                 let to = msg.to.unwrap_or(msg.from);
                 match self.cluster.cut(self.node_of(msg.from), self.node_of(to)) {
-                    None => self.in_flight.push(m),
+                    None => self
+                        .in_flight
+                        .push(m, (msg.from, msg.to), &mut self.choices),
                     Some(mode) => self.cut_off(m, msg.from, to, mode),
                 }
             }

@@ -138,7 +138,8 @@ impl Session {
             SendFate::Deferred => self.cut_off(m, from, to, PartitionMode::Defer),
             SendFate::InFlight => {
                 self.msgs[m as usize].state = MsgState::InFlight;
-                self.in_flight.push(m);
+                let pair = self.pair_of(m);
+                self.in_flight.push(m, pair, &mut self.choices);
             }
             SendFate::Delivered | SendFate::Dropped => {}
         }
@@ -241,16 +242,11 @@ impl Session {
     /// Delivers, in order, what `from` has in flight to `to` (not what a partition holds):
     /// for operations OTP orders after the caller's earlier signals to their target.
     pub(super) fn flush_pair(&mut self, from: ProcId, to: ProcId) {
-        let pair: Vec<MsgId> = self
-            .in_flight
-            .iter()
-            .copied()
-            .filter(|&m| self.msgs[m as usize].from == from && self.msgs[m as usize].to == Some(to))
-            .collect();
-        if pair.is_empty() {
-            return;
+        let pair = self.in_flight.pair((from, Some(to)));
+        for &m in &pair {
+            self.in_flight
+                .remove(m, (from, Some(to)), &mut self.choices);
         }
-        self.in_flight.retain(|m| !pair.contains(m));
         for m in pair {
             self.arrive(m);
         }

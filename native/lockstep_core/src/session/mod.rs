@@ -63,17 +63,18 @@ mod timers;
 pub use api::{Effect, EngineError, Next, Outcome};
 pub use monitors::MonitorRec;
 
+use crate::choices::{ChoiceSet, InFlight};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::ids::{MsgId, NameId, NodeId, ProcId, ProcName, TimerId};
 use crate::message::Message;
 use crate::op::OpResult;
 use crate::process::{ProcState, Process};
-use crate::strategy::{Choice, Strategy, View};
+use crate::strategy::{Strategy, View};
 use crate::timer::Timer;
 use crate::trace::{Event, EventKind};
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap};
 
 /// A decision in session-local ids; turned into names for export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,18 +105,14 @@ pub struct Session {
     procs: Vec<Process>,
     /// Indexed by [`MsgId`]: every message and signal sent, in send order.
     msgs: Vec<Message>,
-    /// Messages and signals in flight, in send order.
-    in_flight: Vec<MsgId>,
+    /// Messages and signals in flight, per sender→receiver pair in send order; each pair's
+    /// oldest is in `choices`.
+    in_flight: InFlight,
     monitors: Vec<MonitorRec>,
     timers: Vec<Timer>,
     /// Timers by (deadline, id), earliest first; entries of timers no longer pending are
     /// dropped when they reach the top. Ties go to the older timer.
     timer_queue: BinaryHeap<Reverse<(u64, TimerId)>>,
-    /// The `Ready` processes (invariant kept by `set_state`), in id order: the order in
-    /// which they are offered.
-    ready: BTreeSet<ProcId>,
-    /// Scratch for `collect_choices`: the sender→receiver pairs already seen.
-    pairs_seen: HashSet<(ProcId, Option<ProcId>)>,
     /// Registered names, per node (a name lives on its holder's node).
     names: HashMap<(NodeId, NameId), ProcId>,
     cluster: Cluster,
@@ -137,8 +134,9 @@ pub struct Session {
     root_exited: bool,
     /// The strategy has been told the iteration ended.
     finished: bool,
-    /// Scratch for `collect_choices`: the choices offered at this step.
-    choices: Vec<Choice>,
+    /// The choices offered: the `Ready` processes (invariant kept by `set_state`), the
+    /// heads of `in_flight` (kept by `in_flight`), the timer (set by `decide`).
+    choices: ChoiceSet,
     /// The iteration's seed, from which each process's `:rand` seed derives
     /// ([`Session::process_seed`]).
     seed: u64,
@@ -152,12 +150,10 @@ impl Session {
             config,
             procs: vec![Process::new(ProcName::root(), None)],
             msgs: Vec::new(),
-            in_flight: Vec::new(),
+            in_flight: InFlight::default(),
             monitors: Vec::new(),
             timers: Vec::new(),
             timer_queue: BinaryHeap::new(),
-            ready: BTreeSet::from([ROOT]),
-            pairs_seen: HashSet::new(),
             names: HashMap::new(),
             cluster: Cluster::default(),
             ets_names: HashMap::new(),
@@ -170,20 +166,30 @@ impl Session {
             outcome: None,
             root_exited: false,
             finished: false,
-            choices: Vec::new(),
+            choices: {
+                let mut choices = ChoiceSet::default();
+                choices.insert_run(ROOT);
+                choices
+            },
             seed,
         }
     }
 
-    /// Every change of a process's state goes through here, so `ready` stays the set of
-    /// `Ready` processes and offering them costs nothing for the processes that are not.
+    /// Every change of a process's state goes through here, so `choices` offers exactly
+    /// the `Ready` processes and offering them costs nothing for the processes that are not.
     fn set_state(&mut self, p: ProcId, state: ProcState) {
         self.procs[p as usize].state = state;
         if state == ProcState::Ready {
-            self.ready.insert(p);
+            self.choices.insert_run(p);
         } else {
-            self.ready.remove(&p);
+            self.choices.remove_run(p);
         }
+    }
+
+    /// The sender→receiver pair of message `m`.
+    fn pair_of(&self, m: MsgId) -> crate::choices::Pair {
+        let msg = &self.msgs[m as usize];
+        (msg.from, msg.to)
     }
 
     fn view(&self) -> View<'_> {

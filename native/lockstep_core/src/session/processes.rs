@@ -88,7 +88,7 @@ impl Session {
             self.procs[p as usize].links.push(child);
         }
         self.procs.push(proc);
-        self.ready.insert(child);
+        self.choices.insert_run(child);
         self.record(p, EventKind::Spawn { child, link });
         if monitor {
             self.add_monitor(p, child);

@@ -200,7 +200,7 @@ impl Session {
             }
             !stale
         };
-        self.in_flight.retain(&mut keep);
+        self.in_flight.retain(|m| keep(&m), &mut self.choices);
         self.cluster.deferred.retain(&mut keep);
     }
 

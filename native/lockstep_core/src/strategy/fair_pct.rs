@@ -11,7 +11,7 @@
 //! The PCT phase sees exactly the steps it would see alone, so its change points are drawn
 //! over the prefix only: k never grows past `switch_after`.
 
-use super::{Choice, Divergence, Pct, Strategy, View};
+use super::{Choice, ChoiceSet, Divergence, Pct, Strategy, View};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -55,11 +55,11 @@ impl Strategy for FairPct {
         self.rng.set_stream(RANDOM_PHASE_STREAM);
     }
 
-    fn pick(&mut self, view: &View<'_>, choices: &[Choice]) -> Result<usize, Divergence> {
+    fn pick(&mut self, view: &View<'_>, choices: &ChoiceSet) -> Result<Choice, Divergence> {
         if view.step <= self.switch_after {
             self.pct.pick(view, choices)
         } else {
-            Ok(self.rng.random_range(0..choices.len()))
+            Ok(choices.get(self.rng.random_range(0..choices.len())))
         }
     }
 

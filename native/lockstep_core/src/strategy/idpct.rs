@@ -12,7 +12,7 @@
 //! re-running one iteration on its own reproduces it. One PCT state is kept across
 //! iterations, so k (the longest contested run seen) is learned once for all depths.
 
-use super::{Choice, Divergence, Pct, Strategy, View};
+use super::{Choice, ChoiceSet, Divergence, Pct, Strategy, View};
 
 pub const DEFAULT_MIN_DEPTH: u32 = 2;
 pub const DEFAULT_MAX_DEPTH: u32 = 6;
@@ -69,7 +69,7 @@ impl Strategy for IdPct {
         self.pct.begin_iteration(seed);
     }
 
-    fn pick(&mut self, view: &View<'_>, choices: &[Choice]) -> Result<usize, Divergence> {
+    fn pick(&mut self, view: &View<'_>, choices: &ChoiceSet) -> Result<Choice, Divergence> {
         self.pct.pick(view, choices)
     }
 

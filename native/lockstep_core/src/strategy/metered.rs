@@ -3,7 +3,7 @@
 //! context switches (a process picked right after another one ran), and fingerprints the
 //! decisions so a run can count the distinct schedules it explored.
 
-use super::{Choice, Divergence, Strategy, View};
+use super::{Choice, ChoiceSet, Divergence, Strategy, View};
 
 /// A cheap running hash (FxHash's multiply-rotate step): this runs at every step, and a
 /// fingerprint only needs to tell schedules apart, not resist an adversary.
@@ -75,22 +75,20 @@ impl<S: Strategy> Strategy for Metered<S> {
         self.inner.begin_iteration(seed);
     }
 
-    fn pick(&mut self, view: &View<'_>, choices: &[Choice]) -> Result<usize, Divergence> {
-        let index = self.inner.pick(view, choices)?;
+    fn pick(&mut self, view: &View<'_>, choices: &ChoiceSet) -> Result<Choice, Divergence> {
+        let choice = self.inner.pick(view, choices)?;
         self.current.steps += 1;
         if choices.len() > 1 {
             self.current.contested_steps += 1;
         }
-        if let Some(&choice) = choices.get(index) {
-            self.hasher.add(choice_word(choice));
-            if let Choice::Run(p) = choice {
-                if self.last_run.is_some_and(|last| last != p) {
-                    self.current.context_switches += 1;
-                }
-                self.last_run = Some(p);
+        self.hasher.add(choice_word(choice));
+        if let Choice::Run(p) = choice {
+            if self.last_run.is_some_and(|last| last != p) {
+                self.current.context_switches += 1;
             }
+            self.last_run = Some(p);
         }
-        Ok(index)
+        Ok(choice)
     }
 
     fn random(&mut self, view: &View<'_>, n: u64) -> Result<u64, Divergence> {
@@ -114,7 +112,7 @@ impl Strategy for Box<dyn Strategy> {
         self.as_mut().begin_iteration(seed)
     }
 
-    fn pick(&mut self, view: &View<'_>, choices: &[Choice]) -> Result<usize, Divergence> {
+    fn pick(&mut self, view: &View<'_>, choices: &ChoiceSet) -> Result<Choice, Divergence> {
         self.as_mut().pick(view, choices)
     }
 
@@ -140,19 +138,19 @@ mod tests {
             msgs: &[],
             timers: &[],
         };
-        let three = [Choice::Run(0), Choice::Run(1), Choice::Run(2)];
-        let one = [Choice::Run(1)];
+        let three = ChoiceSet::from_choices(&[Choice::Run(0), Choice::Run(1), Choice::Run(2)]);
+        let one = ChoiceSet::from_choices(&[Choice::Run(1)]);
         let mut plain = RandomWalk::new();
         let mut metered = Metered::new(RandomWalk::new());
         plain.begin_iteration(9);
         metered.begin_iteration(9);
         let mut picks = Vec::new();
         for i in 0..50 {
-            let choices: &[Choice] = if i % 5 == 0 { &one } else { &three };
+            let choices = if i % 5 == 0 { &one } else { &three };
             let a = plain.pick(&view, choices).unwrap();
             let b = metered.pick(&view, choices).unwrap();
             assert_eq!(a, b);
-            picks.push(choices[a]);
+            picks.push(a);
         }
         let m = metered.metrics();
         assert_eq!(m.steps, 50);

@@ -1,6 +1,9 @@
 //! Strategies decide, at every step, which choice happens next. Mechanism (the session) is
-//! kept apart from policy (this module): a strategy sees the pending choices and a read-only
-//! view of the session and returns an index, nothing more.
+//! kept apart from policy (this module): a strategy sees the pending choices (a
+//! [`ChoiceSet`], kept up to date by the session, with the choices added since the last
+//! pick) and a read-only view of the session, and returns one of the choices, nothing more.
+//! Every strategy here costs O(log n) per step in the number of choices, or O(1), plus
+//! what the step added (a new process, a new message): none scans all the choices.
 //!
 //! Each strategy lives in its own file and cites the paper it implements.
 
@@ -9,7 +12,10 @@ mod idpct;
 mod metered;
 mod pct;
 mod pos;
+mod priorities;
 mod random;
+#[cfg(test)]
+mod reference;
 mod replay;
 
 pub use fair_pct::FairPct;
@@ -20,6 +26,7 @@ pub use pos::Pos;
 pub use random::RandomWalk;
 pub use replay::Replay;
 
+pub use crate::choices::{Choice, ChoiceSet};
 use crate::ids::{MsgId, ProcId, ProcName, TimerId};
 use crate::message::{Message, Target};
 use crate::op::Op;
@@ -27,18 +34,6 @@ use crate::process::Process;
 use crate::schedule::Decision;
 use crate::timer::{Timer, TimerKind};
 use std::fmt;
-
-/// One thing the strategy may let happen next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Choice {
-    /// Let the process perform its pending operation and run to its next sync point.
-    Run(ProcId),
-    /// Deliver an in-flight message or signal (always the oldest of its sender→receiver
-    /// pair).
-    Deliver(MsgId),
-    /// Fire a pending timer (the virtual clock jumps to its deadline).
-    Fire(TimerId),
-}
 
 /// The shared object a choice touches; two choices on the same object race (POS).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -184,8 +179,9 @@ pub trait Strategy: Send {
 
     fn begin_iteration(&mut self, seed: u64);
 
-    /// Returns an index into `choices` (never empty).
-    fn pick(&mut self, view: &View<'_>, choices: &[Choice]) -> Result<usize, Divergence>;
+    /// Returns one of `choices` (never empty). `choices.added()` lists what was added since
+    /// the previous pick of this iteration (everything, at the first).
+    fn pick(&mut self, view: &View<'_>, choices: &ChoiceSet) -> Result<Choice, Divergence>;
 
     /// Returns a value in `0..n` (`n > 0`).
     fn random(&mut self, view: &View<'_>, n: u64) -> Result<u64, Divergence>;

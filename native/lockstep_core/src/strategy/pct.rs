@@ -10,14 +10,18 @@
 //! taken is demoted to priority i, below every undemoted choice (a later change point ranks
 //! above an earlier one, as in the paper).
 //!
+//! Each choice's priority is drawn when it is first offered (in the order choices are
+//! offered), and the highest is kept in a lazily pruned heap (`priorities.rs`), so a step
+//! costs O(log n) plus what it offered anew.
+//!
 //! k is the number of steps actually seen — the longest iteration so far, counting only
 //! steps that had more than one choice — as Coyote and Shuttle do. Drawing over `max_steps`
 //! instead would put nearly every change point past the end of a short test.
 
-use super::{Choice, Divergence, Strategy, View};
+use super::priorities::{Highest, Priorities};
+use super::{Choice, ChoiceSet, Divergence, Strategy, View};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashMap;
 
 /// Undemoted priorities are drawn above this; demoted ones are `1..d`, so always below.
 const FRESH_PRIORITY_FLOOR: u64 = 1 << 32;
@@ -26,7 +30,12 @@ pub struct Pct {
     /// The bug depth d (≥ 1): d−1 change points per iteration.
     depth: u32,
     rng: ChaCha8Rng,
-    priorities: HashMap<Choice, u64>,
+    priorities: Priorities,
+    /// The offered choices by priority (invariant: every offered choice has an entry with
+    /// its current priority).
+    highest: Highest,
+    /// Scratch for `learn` (kept to spare an allocation per step).
+    fresh: Vec<Choice>,
     /// Sorted multi-choice step numbers (1-based) at which to demote; invariant: strictly
     /// increasing, at most d−1 of them.
     change_points: Vec<u64>,
@@ -43,7 +52,9 @@ impl Pct {
         Pct {
             depth: depth.max(1),
             rng: ChaCha8Rng::seed_from_u64(0),
-            priorities: HashMap::new(),
+            priorities: Priorities::default(),
+            highest: Highest::default(),
+            fresh: Vec::new(),
             change_points: Vec::new(),
             demotions: 0,
             contested_steps: 0,
@@ -69,25 +80,29 @@ impl Pct {
         self.longest_run
     }
 
-    fn priority_of(&mut self, choice: Choice) -> u64 {
-        let rng = &mut self.rng;
-        *self
-            .priorities
-            .entry(choice)
-            .or_insert_with(|| rng.random_range(FRESH_PRIORITY_FLOOR..u64::MAX))
-    }
-
-    fn highest(&mut self, choices: &[Choice]) -> usize {
-        let mut best = 0;
-        let mut best_priority = 0;
-        for (i, &c) in choices.iter().enumerate() {
-            let p = self.priority_of(c);
-            if i == 0 || p > best_priority {
-                best = i;
-                best_priority = p;
+    /// Takes in what was offered since the last pick: a choice offered for the first time
+    /// in this iteration draws its priority (in the order choices are offered, as the
+    /// paper's priorities are assigned when a thread appears); a choice offered again
+    /// keeps the one it had.
+    fn learn(&mut self, choices: &ChoiceSet) {
+        let mut fresh = std::mem::take(&mut self.fresh);
+        choices.fresh_into(&mut fresh, |c| self.priorities.get(c).is_none());
+        for &c in &fresh {
+            let priority = self.rng.random_range(FRESH_PRIORITY_FLOOR..u64::MAX);
+            self.priorities.set(c, priority);
+        }
+        self.fresh = fresh;
+        for &c in choices.added() {
+            if let (true, Some(priority)) = (choices.contains(c), self.priorities.get(c)) {
+                self.highest.push(c, priority);
             }
         }
-        best
+    }
+
+    fn highest(&mut self, choices: &ChoiceSet) -> Choice {
+        self.highest
+            .top(choices, &self.priorities)
+            .expect("every offered choice has a priority")
     }
 }
 
@@ -99,6 +114,7 @@ impl Strategy for Pct {
     fn begin_iteration(&mut self, seed: u64) {
         self.rng = ChaCha8Rng::seed_from_u64(seed);
         self.priorities.clear();
+        self.highest.clear();
         self.demotions = 0;
         self.contested_steps = 0;
         // Distinct steps, as in the paper: drawing with replacement and deduplicating would
@@ -113,10 +129,10 @@ impl Strategy for Pct {
         self.change_points = points;
     }
 
-    fn pick(&mut self, _view: &View<'_>, choices: &[Choice]) -> Result<usize, Divergence> {
+    fn pick(&mut self, _view: &View<'_>, choices: &ChoiceSet) -> Result<Choice, Divergence> {
+        self.learn(choices);
         if choices.len() == 1 {
-            self.priority_of(choices[0]);
-            return Ok(0);
+            return Ok(choices.get(0));
         }
         self.contested_steps += 1;
         let mut chosen = self.highest(choices);
@@ -127,7 +143,8 @@ impl Strategy for Pct {
         {
             self.demotions += 1;
             debug_assert!(self.demotions < u64::from(self.depth));
-            self.priorities.insert(choices[chosen], self.demotions);
+            self.priorities.set(chosen, self.demotions);
+            self.highest.push(chosen, self.demotions);
             chosen = self.highest(choices);
         }
         Ok(chosen)

@@ -17,7 +17,8 @@
 //! happens at the next `pick` because the trait has no after-step hook; nothing can change
 //! a pending choice's race object in between.
 
-use super::{Choice, Divergence, RaceObject, Strategy, View};
+use super::priorities::{Highest, Priorities};
+use super::{Choice, ChoiceSet, Divergence, RaceObject, Strategy, View};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
@@ -25,30 +26,48 @@ use std::collections::HashMap;
 pub struct Pos {
     rng: ChaCha8Rng,
     /// Priorities of events seen and not yet executed or re-drawn.
-    priorities: HashMap<Choice, u64>,
+    priorities: Priorities,
+    /// The offered choices by priority (invariant: every offered choice has an entry with
+    /// its current priority).
+    highest: Highest,
+    /// Choices by the object they touched when they were offered: every offered choice is
+    /// in the list of its object (a choice's object cannot change while it stays offered);
+    /// entries no longer offered are pruned when their object is next raced on.
+    racers: HashMap<RaceObject, Vec<Choice>>,
     /// The choice taken at the previous step and what it touched.
     last: Option<(Choice, Option<RaceObject>)>,
+    /// Scratch: choices whose priority `settle_last_step` forgot.
+    redrawn: Vec<Choice>,
 }
 
 impl Pos {
     pub fn new() -> Self {
         Pos {
             rng: ChaCha8Rng::seed_from_u64(0),
-            priorities: HashMap::new(),
+            priorities: Priorities::default(),
+            highest: Highest::default(),
+            racers: HashMap::new(),
             last: None,
+            redrawn: Vec::new(),
         }
     }
 
-    /// Forgets the priorities the previous step invalidated.
-    fn settle_last_step(&mut self, view: &View<'_>, choices: &[Choice]) {
+    /// Forgets the priorities the previous step invalidated: the executed event's, and
+    /// those of the offered choices on the object it touched (O(those choices)).
+    fn settle_last_step(&mut self, view: &View<'_>, choices: &ChoiceSet) {
         let Some((executed, object)) = self.last.take() else {
             return;
         };
-        self.priorities.remove(&executed);
+        self.priorities.forget(executed);
+        self.redrawn.push(executed);
         if let Some(object) = object {
-            for &c in choices {
-                if view.race_object(c) == Some(object) {
-                    self.priorities.remove(&c);
+            if let Some(list) = self.racers.get_mut(&object) {
+                list.retain(|&c| choices.contains(c) && view.race_object(c) == Some(object));
+                list.sort_unstable();
+                list.dedup();
+                for &c in list.iter() {
+                    self.priorities.forget(c);
+                    self.redrawn.push(c);
                 }
             }
         }
@@ -69,24 +88,46 @@ impl Strategy for Pos {
     fn begin_iteration(&mut self, seed: u64) {
         self.rng = ChaCha8Rng::seed_from_u64(seed);
         self.priorities.clear();
+        self.highest.clear();
+        self.racers.clear();
         self.last = None;
     }
 
-    fn pick(&mut self, view: &View<'_>, choices: &[Choice]) -> Result<usize, Divergence> {
-        self.settle_last_step(view, choices);
-        let mut best = 0;
-        let mut best_priority = 0;
-        for (i, &c) in choices.iter().enumerate() {
-            let rng = &mut self.rng;
-            let p = *self.priorities.entry(c).or_insert_with(|| rng.random());
-            if i == 0 || p > best_priority {
-                best = i;
-                best_priority = p;
+    fn pick(&mut self, view: &View<'_>, choices: &ChoiceSet) -> Result<Choice, Divergence> {
+        for &c in choices.added() {
+            if choices.contains(c) {
+                if let Some(object) = view.race_object(c) {
+                    self.racers.entry(object).or_default().push(c);
+                }
             }
         }
-        let chosen = choices[best];
+        self.settle_last_step(view, choices);
+        // What changed since the last pick, offered: new events and re-drawn ones draw a
+        // priority, in the order choices are offered; all get a current heap entry.
+        let mut changed = std::mem::take(&mut self.redrawn);
+        changed.extend_from_slice(choices.added());
+        changed.retain(|&c| choices.contains(c));
+        changed.sort_unstable();
+        changed.dedup();
+        for &c in &changed {
+            let priority = match self.priorities.get(c) {
+                Some(p) => p,
+                None => {
+                    let p = self.rng.random();
+                    self.priorities.set(c, p);
+                    p
+                }
+            };
+            self.highest.push(c, priority);
+        }
+        changed.clear();
+        self.redrawn = changed;
+        let chosen = self
+            .highest
+            .top(choices, &self.priorities)
+            .expect("every offered choice has a priority");
         self.last = Some((chosen, view.race_object(chosen)));
-        Ok(best)
+        Ok(chosen)
     }
 
     fn random(&mut self, _view: &View<'_>, n: u64) -> Result<u64, Divergence> {
@@ -137,18 +178,24 @@ mod tests {
         for seed in 0..50 {
             let mut pos = Pos::new();
             pos.begin_iteration(seed);
-            let first = choices[pos.pick(&view, &choices).unwrap()];
+            let mut set = ChoiceSet::from_choices(&choices);
+            let first = pos.pick(&view, &set).unwrap();
             let before = pos.priorities.clone();
-            // The same choices are pending at the next step (the executed one announced the
-            // same kind of operation again).
-            pos.pick(&view, &choices).unwrap();
+            // The same choices are pending at the next step (the executed one ran and
+            // announced the same kind of operation again).
+            set.picked();
+            if let Choice::Run(p) = first {
+                set.remove_run(p);
+                set.insert_run(p);
+            }
+            pos.pick(&view, &set).unwrap();
             if let Choice::Run(p) = first {
                 executed[p as usize] = true;
             }
             let executed_races = view.race_object(first).is_some();
             for &c in &choices {
                 let races = executed_races && view.race_object(c) == view.race_object(first);
-                let redrawn = pos.priorities[&c] != before[&c];
+                let redrawn = pos.priorities.get(c) != before.get(c);
                 assert_eq!(
                     redrawn,
                     c == first || races,
@@ -172,16 +219,17 @@ mod tests {
             timers: &[],
         };
         let choices = [Choice::Run(0), Choice::Run(1)];
+        let set = ChoiceSet::from_choices(&choices);
         for seed in 0..20 {
             let mut pos = Pos::new();
             pos.begin_iteration(seed);
-            let picked = pos.pick(&view, &choices).unwrap();
-            let best = if pos.priorities[&choices[0]] > pos.priorities[&choices[1]] {
+            let picked = pos.pick(&view, &set).unwrap();
+            let best = if pos.priorities.get(choices[0]) > pos.priorities.get(choices[1]) {
                 0
             } else {
                 1
             };
-            assert_eq!(picked, best);
+            assert_eq!(picked, choices[best]);
         }
     }
 }

@@ -2,7 +2,7 @@
 //! every systematic-testing tool ships (e.g. Shuttle's `RandomScheduler`); good at shallow
 //! bugs, poor at bugs that need one process to win many consecutive races.
 
-use super::{Choice, Divergence, Strategy, View};
+use super::{Choice, ChoiceSet, Divergence, Strategy, View};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -33,8 +33,8 @@ impl Strategy for RandomWalk {
         self.rng = ChaCha8Rng::seed_from_u64(seed);
     }
 
-    fn pick(&mut self, _view: &View<'_>, choices: &[Choice]) -> Result<usize, Divergence> {
-        Ok(self.rng.random_range(0..choices.len()))
+    fn pick(&mut self, _view: &View<'_>, choices: &ChoiceSet) -> Result<Choice, Divergence> {
+        Ok(choices.get(self.rng.random_range(0..choices.len())))
     }
 
     fn random(&mut self, _view: &View<'_>, n: u64) -> Result<u64, Divergence> {

@@ -3,10 +3,11 @@
 //! fallback seed it continues at random once the schedule is used up (shrinking needs that:
 //! a truncated schedule is a prefix, and the rest of the run is explored freely).
 
-use super::{Choice, Divergence, Strategy, View};
+use super::{Choice, ChoiceSet, Divergence, Strategy, View};
 use crate::schedule::Decision;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
 
 pub struct Replay {
     schedule: Vec<Decision>,
@@ -17,6 +18,9 @@ pub struct Replay {
     /// Skip scheduled decisions the program does not offer instead of diverging: how a
     /// shrinker tests a schedule with decisions removed.
     lenient: bool,
+    /// The choice offered for each decision, learned from what the session adds (an entry
+    /// may be stale: checked at use).
+    offered: HashMap<Decision, Choice>,
 }
 
 impl Replay {
@@ -27,6 +31,7 @@ impl Replay {
             fallback: None,
             fallback_seed: None,
             lenient: false,
+            offered: HashMap::new(),
         }
     }
 
@@ -68,38 +73,46 @@ impl Strategy for Replay {
 
     fn begin_iteration(&mut self, seed: u64) {
         self.position = 0;
+        self.offered.clear();
         self.fallback = self
             .fallback_seed
             .map(|s| ChaCha8Rng::seed_from_u64(s ^ seed));
     }
 
-    fn pick(&mut self, view: &View<'_>, choices: &[Choice]) -> Result<usize, Divergence> {
-        let offered = || choices.iter().map(|&c| view.decision_for(c)).collect();
+    fn pick(&mut self, view: &View<'_>, choices: &ChoiceSet) -> Result<Choice, Divergence> {
+        // The decision each choice offered since the last pick stands for: a scheduled
+        // decision is then found by a look-up, not by naming every offered choice.
+        for &c in choices.added() {
+            if choices.contains(c) {
+                self.offered.insert(view.decision_for(c), c);
+            }
+        }
+        let find = |offered: &HashMap<Decision, Choice>, expected: &Decision| {
+            offered
+                .get(expected)
+                .copied()
+                .filter(|&c| choices.contains(c) && view.decision_for(c) == *expected)
+        };
+        let got = || choices.iter().map(|c| view.decision_for(c)).collect();
         if self.lenient {
             while let Some(expected) = self.next_expected() {
-                if let Some(i) = choices
-                    .iter()
-                    .position(|&c| view.decision_for(c) == expected)
-                {
-                    return Ok(i);
+                if let Some(c) = find(&self.offered, &expected) {
+                    return Ok(c);
                 }
             }
         }
         match self.next_expected() {
-            Some(expected) => choices
-                .iter()
-                .position(|&c| view.decision_for(c) == expected)
-                .ok_or_else(|| Divergence {
-                    step: view.step,
-                    expected: Some(expected),
-                    got: offered(),
-                }),
+            Some(expected) => find(&self.offered, &expected).ok_or_else(|| Divergence {
+                step: view.step,
+                expected: Some(expected),
+                got: got(),
+            }),
             None => match &mut self.fallback {
-                Some(rng) => Ok(rng.random_range(0..choices.len())),
+                Some(rng) => Ok(choices.get(rng.random_range(0..choices.len()))),
                 None => Err(Divergence {
                     step: view.step,
                     expected: None,
-                    got: offered(),
+                    got: got(),
                 }),
             },
         }

@@ -25,13 +25,13 @@
 #![allow(dead_code)]
 
 use lockstep_core::strategy::{IterationMetrics, Metered};
-use lockstep_core::MsgKind;
 use lockstep_core::{
     Alias, BlockedAtEnd, Choice, ClusterOp, Config, CrashMode, Decision, DeliveryMode, Divergence,
     Effect, Event, EventKind, ExitCause, ExitClass, MonitorId, MsgId, NameId, Next, NodeId, Op,
     OpResult, Outcome, PartitionMode, ProcId, ProcName, ProcState, Reason, SendFate, Session,
     Strategy, TimerId, View,
 };
+use lockstep_core::{ChoiceSet, MsgKind};
 use std::collections::HashMap;
 
 /// Who an action is about, relative to the process performing it (the way a process names
@@ -1081,7 +1081,8 @@ impl Strategy for Prefer {
 
     fn begin_iteration(&mut self, _seed: u64) {}
 
-    fn pick(&mut self, view: &View<'_>, choices: &[Choice]) -> Result<usize, Divergence> {
+    fn pick(&mut self, view: &View<'_>, offered: &ChoiceSet) -> Result<Choice, Divergence> {
+        let choices: Vec<Choice> = offered.iter().collect();
         let kind = |c: &Choice| match c {
             Choice::Run(_) => Kind::Run,
             Choice::Deliver(_) => Kind::Deliver,
@@ -1101,7 +1102,7 @@ impl Strategy for Prefer {
                 of_kind.next()
             };
             if let Some(i) = pick {
-                return Ok(i);
+                return Ok(choices[i]);
             }
         }
         unreachable!("choices are never empty and some kind is not postponed")
@@ -1180,14 +1181,25 @@ impl Strategy for Checked<'_> {
         self.inner.begin_iteration(seed);
     }
 
-    fn pick(&mut self, view: &View<'_>, choices: &[Choice]) -> Result<usize, Divergence> {
-        self.check_offer(view, choices);
-        let picked = self.inner.pick(view, choices)?;
-        assert!(
-            picked < choices.len(),
-            "picked {picked} of {}",
-            choices.len()
-        );
+    fn pick(&mut self, view: &View<'_>, offered: &ChoiceSet) -> Result<Choice, Divergence> {
+        let choices: Vec<Choice> = offered.iter().collect();
+        self.check_offer(view, &choices);
+        // Every ready process is offered (the set is kept up to date, never collected).
+        for (p, proc) in view.procs().iter().enumerate() {
+            if proc.state == ProcState::Ready {
+                assert!(
+                    choices.contains(&Choice::Run(p as ProcId)),
+                    "step {}: P{p} is ready but not offered",
+                    view.step
+                );
+            }
+        }
+        assert_eq!(offered.len(), choices.len());
+        for (i, &c) in choices.iter().enumerate() {
+            assert_eq!(offered.get(i), c, "step {}: choice {i}", view.step);
+        }
+        let picked = self.inner.pick(view, offered)?;
+        assert!(choices.contains(&picked), "picked {picked:?}, not offered");
         Ok(picked)
     }
 
