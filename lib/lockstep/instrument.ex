@@ -44,6 +44,31 @@ defmodule Lockstep.Instrument do
 
   @marker :lockstep_instrumented
 
+  # OTP's process machinery (SPEC §9 "OTP comes along"): instrumented whenever `:instrument`
+  # is non-empty, and alone with `instrument: [:otp]`. In place: a managed process's
+  # GenServer.call, Task.async or Supervisor restart are then sync points, wherever the
+  # call comes from; every other process runs them exactly as before.
+  @otp_modules [
+    :proc_lib,
+    :gen,
+    :gen_server,
+    :gen_statem,
+    :gen_event,
+    :supervisor,
+    :supervisor_bridge,
+    :sys,
+    GenServer,
+    Agent,
+    Agent.Server,
+    Task,
+    Task.Supervised,
+    Task.Supervisor,
+    Supervisor,
+    DynamicSupervisor,
+    Registry,
+    Registry.Partition
+  ]
+
   @typedoc "What `:instrument` accepts: module atoms and `{:app, app}` (every module of `app`)."
   @type spec :: module() | {:app, atom()}
 
@@ -72,14 +97,29 @@ defmodule Lockstep.Instrument do
   def instrumented?(_other), do: false
 
   @doc """
-  Expands `specs` (module atoms and `{:app, app}`) into the list of modules, validating
-  the shape but not instrumenting.
+  OTP's process machinery, instrumented along with any module (`instrument: [:otp]` alone).
   """
-  @spec modules!(spec() | [spec()]) :: [module()]
+  @spec otp_modules() :: [module()]
+  def otp_modules, do: @otp_modules
+
+  @doc """
+  Expands `specs` (module atoms, `{:app, app}` and `:otp`) into the list of modules,
+  validating the shape but not instrumenting. A non-empty list includes OTP's process
+  machinery (`otp_modules/0`), last.
+  """
+  @spec modules!(spec() | :otp | [spec() | :otp]) :: [module()]
   def modules!(specs) do
-    specs
-    |> List.wrap()
-    |> Enum.flat_map(fn
+    case specs |> List.wrap() |> Enum.flat_map(&entry!/1) |> Enum.uniq() do
+      [] -> []
+      modules -> Enum.uniq((modules -- @otp_modules) ++ @otp_modules)
+    end
+  end
+
+  defp entry!(spec) do
+    case spec do
+      :otp ->
+        @otp_modules
+
       {:app, app} when is_atom(app) ->
         app_modules!(app)
 
@@ -89,9 +129,8 @@ defmodule Lockstep.Instrument do
       other ->
         raise ArgumentError,
               "invalid :instrument entry #{inspect(other)}: expected a module (MyApp.Server, " <>
-                ":my_erlang_module) or {:app, app} for every module of an application"
-    end)
-    |> Enum.uniq()
+                ":my_erlang_module), {:app, app} for every module of an application, or :otp"
+    end
   end
 
   defp app_modules!(app) do

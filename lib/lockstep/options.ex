@@ -67,17 +67,7 @@ defmodule Lockstep.Options do
     }
   end
 
-  defp check_key!(:instrument, value) do
-    entries = List.wrap(value)
-
-    if :otp in entries do
-      raise ArgumentError,
-            "instrument: :otp (OTP's process behaviours under control) is not supported " <>
-              "yet; list your own modules (instrument: [MyApp.Server]) or {:app, :my_app}"
-    end
-
-    Lockstep.Instrument.modules!(entries)
-  end
+  defp check_key!(:instrument, value), do: Lockstep.Instrument.modules!(value)
 
   defp check_key!(:timers, value) do
     unless value in [:on_idle, :anytime], do: bad!(:timers, value, ":on_idle or :anytime")

@@ -42,7 +42,7 @@ defmodule Lockstep.UncontrolledTest do
     assert Enum.any?(summary.warnings, &(&1 =~ "{:bye, 21}"))
   end
 
-  test "a Task started and awaited by uninstrumented code leaves its link behind" do
+  test "a worker started and awaited by uninstrumented code leaves its link behind" do
     body = fn ->
       4 = Uninstrumented.double(2)
       :ok
@@ -56,7 +56,7 @@ defmodule Lockstep.UncontrolledTest do
     assert warning =~ "P started #PID<"
   end
 
-  test "a Task still running is named with its code location and module" do
+  test "a worker still running is named with its code location and module" do
     body = fn ->
       Uninstrumented.start_task()
       :ok

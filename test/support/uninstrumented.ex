@@ -18,15 +18,24 @@ defmodule UninstrumentedHelpers do
     end
   end
 
-  # A Task started outside Lockstep (linked and monitored by the caller).
-  def double(n), do: n |> then(&Task.async(fn -> &1 * 2 end)) |> Task.await()
+  # A linked worker started outside Lockstep (Kernel.spawn_link in code that is not
+  # instrumented), answering with a plain send taken by a bare receive. (OTP's Task is
+  # instrumented along with any :instrument list, so a Task would be managed.)
+  def double(n) do
+    me = self()
+    spawn_link(fn -> send(me, {:double, n * 2}) end)
 
-  # A Task that says it started (plain send, bare receive), then waits for ever.
+    receive do
+      {:double, x} -> x
+    end
+  end
+
+  # A linked worker that says it started (plain send, bare receive), then waits for ever.
   def start_task do
     me = self()
 
-    task =
-      Task.async(fn ->
+    worker =
+      spawn_link(fn ->
         send(me, :started)
 
         receive do
@@ -35,7 +44,7 @@ defmodule UninstrumentedHelpers do
       end)
 
     receive do
-      :started -> task
+      :started -> worker
     end
   end
 

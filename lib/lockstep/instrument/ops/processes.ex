@@ -470,9 +470,13 @@ defmodule Lockstep.Instrument.Ops.Processes do
 
   def unregister(_), do: :erlang.error(:badarg)
 
-  @doc "`whereis/1`: the pid, or `:undefined` (the BIF's answer, not `nil`)."
+  @doc """
+  `whereis/1`: the pid, or `:undefined` (the BIF's answer, not `nil`). A name the run has
+  not registered may be a process of the VM outside the run (Logger's, the file server,
+  an application's): its real pid, which a send then reaches for real.
+  """
   @spec whereis(atom()) :: pid() | :undefined
-  def whereis(name) when is_atom(name), do: Runtime.whereis(name) || :undefined
+  def whereis(name) when is_atom(name), do: Runtime.whereis(name) || :erlang.whereis(name)
   def whereis(_), do: :erlang.error(:badarg)
 
   @doc "`Process.whereis/1`: the pid, or `nil`."
