@@ -141,9 +141,11 @@ defmodule Lockstep.Report do
 
             msgs ->
               "\n      it also holds #{length(msgs)} message(s) sent around Lockstep " <>
-                "(Kernel.send?), which Lockstep.receive never sees: " <>
+                "(a plain send in code that is not instrumented), which this receive never " <>
+                "sees: " <>
                 Enum.map_join(Enum.take(msgs, 3), ", ", &Trace.payload/1) <>
-                "\n      send them with Lockstep.send/2 so they are scheduled and received"
+                "\n      instrument the module that sends them (instrument: [TheModule]), " <>
+                "or send them with Lockstep.send/2, so they are scheduled and received"
           end
 
         "    #{name} #{inspect(pid)} waits in #{waiting} (#{mail})#{stray}\n"
