@@ -11,7 +11,7 @@ deps:
 
 demo: deps
 	@mix compile --no-deps-check >/dev/null
-	@mix run --no-compile -e 'Lockstep.Examples.CounterRace.demo()'
+	@mix run --no-compile -e 'Lockstep.Examples.BankAccount.Test.demo()'
 
 rust-checks: deps
 	cargo fmt --all -- --check
