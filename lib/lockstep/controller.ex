@@ -38,7 +38,9 @@ defmodule Lockstep.Controller do
   @doc """
   Starts a controller owning one fresh session. Options: `:strategy` (`:random`, `:pct` or
   `{:pct, bug_depth: d}`), `:seed` (the iteration seed), `:max_steps`, `:delivery`,
-  `:crash`, `:timeout`, and `:capture` (record payloads in the trace; default `true`).
+  `:crash`, `:timeout`, `:instrument` (modules whose unmodified code runs under control,
+  instrumented before the controller starts; see `Lockstep.Instrument`), and `:capture`
+  (record payloads in the trace; default `true`).
   Returns `{:ok, pid}`; the pid is the controller handle.
   """
   @spec start_link(keyword()) :: GenServer.on_start()
@@ -68,7 +70,9 @@ defmodule Lockstep.Controller do
               "integer in 0..18446744073709551615 (it must fit in 64 bits; the iteration seed)"
     end
 
-    Lockstep.Options.validate!(fn -> :ok end, Keyword.put(opts, :iterations, 1))
+    cfg = Lockstep.Options.validate!(fn -> :ok end, Keyword.put(opts, :iterations, 1))
+    # in the caller too, so that an InstrumentError names the module here
+    Lockstep.Instrument.instrument!(cfg.instrument)
   end
 
   @doc "A child spec so a controller can live under a supervisor."

@@ -103,6 +103,26 @@ defmodule Lockstep.Instrument.InstrumentTest do
     end
   end
 
+  test "the controller instruments what it is given, and names a bad module at once" do
+    e =
+      assert_raise InstrumentError, fn ->
+        Lockstep.Controller.start_link(instrument: [:ls_no_such_module_either])
+      end
+
+    assert e.module == :ls_no_such_module_either
+    {:ok, ctl} = Lockstep.Controller.start_link(instrument: [:ls_loop])
+    assert Instrument.instrumented?(:ls_loop)
+    GenServer.stop(ctl)
+  end
+
+  test ":otp and a non-empty list bring OTP's process machinery along" do
+    assert Instrument.modules!([:otp]) == Instrument.otp_modules()
+    assert [:ls_loop | otp] = Instrument.modules!([:ls_loop])
+    assert otp == Instrument.otp_modules()
+    assert Instrument.modules!([]) == []
+    assert Enum.all?(Instrument.otp_modules(), &Instrument.instrumented?/1)
+  end
+
   test "{:app, app} lists the application's modules" do
     assert PlainCounter in Instrument.modules!({:app, :lockstep})
   end
