@@ -73,6 +73,7 @@ defmodule Lockstep do
           | {:crash, :fail | :ignore | :strict}
           | {:blocked_at_end, :kill | :fail}
           | {:strict_control, boolean()}
+          | {:instrument, [module() | {:app, atom()} | :otp]}
           | {:name, String.t() | atom()}
           | {:trace_dir, Path.t()}
           | {:workers, pos_integer() | :auto}
@@ -120,6 +121,11 @@ defmodule Lockstep do
       that reached managed processes around it, processes they started outside it; see
       `Lockstep.Summary`'s `uncontrolled`) is a warning by default; `true` makes it a
       failure of kind `:uncontrolled`.
+    * `:instrument` (`[]`) — modules whose unmodified code runs under control: module
+      atoms, `{:app, app}` (every module of an application) and `:otp` (OTP's process
+      machinery alone, which any non-empty list brings along). They are instrumented
+      before the first iteration (`Lockstep.Instrument`) and recorded in the trace file,
+      so replay and shrink instrument them again. See `docs/guide-instrumentation.md`.
     * `:name` — label used in reports and trace file names.
     * `:trace_dir` (`"_build/lockstep/traces"`; env `LOCKSTEP_TRACE_DIR` overrides).
     * `:workers` (1) — independent searches run at once on this VM's schedulers (`:auto`:
@@ -139,7 +145,8 @@ defmodule Lockstep do
     * `:deadlock` — the root has not returned and nothing can happen (under
       `blocked_at_end: :fail`, also: it has returned and processes are left blocked); the
       report lists every blocked process and what it waits for;
-    * `:stuck` — a managed process ran `:timeout` ms without reaching a sync point;
+    * `:stuck` — a managed process ran `:timeout` ms without reaching a sync point (or,
+      awaiting a reply from a process outside the run, got none in that time);
     * `:max_steps` — only with `fail_on_max_steps: true`;
     * `:uncontrolled` — only with `strict_control: true`: a managed process received a
       message that did not come through Lockstep, or started a process Lockstep does not
