@@ -19,6 +19,7 @@ defmodule Lockstep.Report do
       "  seed: #{bug.seed}   iteration: #{bug.iteration}   strategy: #{strategy(bug.strategy)}" <>
         "   iteration seed: #{bug.iter_seed}\n",
       nondeterminism(bug),
+      outside(bug),
       "\n",
       trace_section(bug, colour?),
       "\n",
@@ -286,6 +287,27 @@ defmodule Lockstep.Report do
 
   defp strategy({name, _}), do: inspect(name)
   defp strategy(name), do: inspect(name)
+
+  # SPEC §9: a failure that involved processes outside the run says so — they are not
+  # scheduled, so what they did may not happen the same way again.
+  defp outside(%{trace: trace}) when is_list(trace) do
+    {sends, receives} =
+      Enum.reduce(trace, {0, 0}, fn
+        {_step, {:send, _, :external, _, _}}, {s, r} -> {s + 1, r}
+        {_step, {:receive_external, _}}, {s, r} -> {s, r + 1}
+        _, acc -> acc
+      end)
+
+    if sends + receives > 0 do
+      "  NOTE: this run involved processes outside it (#{sends} send(s) to them, " <>
+        "#{receives} message(s) from them, marked in the trace below). Lockstep does not " <>
+        "schedule them: what they did may not happen the same way in a replay.\n"
+    else
+      ""
+    end
+  end
+
+  defp outside(_bug), do: ""
 
   defp nondeterminism(%{nondeterminism: nil}), do: ""
   defp nondeterminism(%{nondeterminism: note}), do: "  WARNING: #{note}\n"

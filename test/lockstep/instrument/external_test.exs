@@ -69,6 +69,7 @@ defmodule Lockstep.Instrument.ExternalTest do
     assert bug.details.awaiting == {:outside, silent}
     message = Exception.message(bug)
     assert message =~ "awaiting the outside"
+    assert message =~ "NOTE: this run involved processes outside it (1 send(s) to them"
     assert message =~ inspect(silent)
     Process.exit(silent, :kill)
   end
