@@ -88,29 +88,15 @@ defmodule Lockstep.Examples.BankAccount.Test do
 
   @doc "What `make demo` runs."
   def demo do
-    IO.puts(
+    Lockstep.Examples.demo(
       "Two clients withdraw 60 at once from a plain `use GenServer` account holding 100,\n" <>
-        "tested unmodified under Lockstep (instrument: [Lockstep.Examples.BankAccount])…\n"
+        "tested unmodified under Lockstep (instrument: [Lockstep.Examples.BankAccount])…\n",
+      {&__MODULE__.racy/0, "The one-call version (withdraw_atomic/2) passes the same search:",
+       &__MODULE__.atomic/0},
+      iterations: 500,
+      name: "bank_account_demo",
+      seed: 2026,
+      instrument: @instrument
     )
-
-    opts = [iterations: 500, name: "bank_account_demo", seed: 2026, instrument: @instrument]
-
-    case Lockstep.check(&__MODULE__.racy/0, opts) do
-      {:error, bug} ->
-        IO.puts(Exception.message(bug))
-        IO.puts("\nThe one-call version (withdraw_atomic/2) passes the same search:")
-        summary = Lockstep.run(&__MODULE__.atomic/0, Keyword.put(opts, :name, "atomic"))
-
-        IO.puts(
-          "  #{summary.iterations} iterations, #{summary.distinct_schedules} distinct schedules, " <>
-            "no bug (#{div(summary.elapsed_us, 1000)} ms)"
-        )
-
-        :ok
-
-      {:ok, summary} ->
-        IO.puts("No bug found in #{summary.iterations} iterations — the demo expected one.")
-        System.halt(1)
-    end
   end
 end

@@ -86,31 +86,15 @@ defmodule Lockstep.Examples.CounterRace do
   @doc "The fixed test body."
   def atomic, do: test_body(:atomic).()
 
-  @doc "Runs the racy example under Lockstep and prints the report (`make demo`)."
+  @doc "Runs the racy example under Lockstep and prints the report."
   def demo do
-    IO.puts(
-      "Running two get-then-put clients against a counter under Lockstep (strategy :pct)…\n"
+    Lockstep.Examples.demo(
+      "Running two get-then-put clients against a counter under Lockstep (strategy :pct)…\n",
+      {&__MODULE__.racy/0, "The atomic version ({:incr, from}) passes the same search:",
+       &__MODULE__.atomic/0},
+      iterations: 500,
+      name: "counter_race_demo",
+      seed: 2026
     )
-
-    opts = [iterations: 500, name: "counter_race_demo", seed: 2026]
-
-    case Lockstep.check(&__MODULE__.racy/0, opts) do
-      {:error, bug} ->
-        IO.puts(Exception.message(bug))
-
-        IO.puts("\nThe atomic version ({:incr, from}) passes the same search:")
-        summary = Lockstep.run(&__MODULE__.atomic/0, iterations: 500, seed: 2026)
-
-        IO.puts(
-          "  #{summary.iterations} iterations, #{summary.distinct_schedules} distinct schedules, " <>
-            "no bug (#{div(summary.elapsed_us, 1000)} ms)"
-        )
-
-        :ok
-
-      {:ok, summary} ->
-        IO.puts("No bug found in #{summary.iterations} iterations — the demo expected one.")
-        System.halt(1)
-    end
   end
 end

@@ -611,27 +611,13 @@ fn sync_nif<'a>(
 /// the outside. Not a sync point.
 #[rustler::nif]
 fn await_outside(env: Env, res: ResourceArc<SessionResource>, id: ProcId) -> NifResult<Atom> {
-    let mut guard = lock(&res)?;
-    let st = &mut *guard;
-    caller_check(env, st, id)?;
-    if st.session.is_over() || st.exited(id) {
-        return Ok(atoms::ok());
-    }
-    st.session.await_outside(id).map_err(engine_error)?;
-    Ok(atoms::ok())
+    running_note(env, &res, id, |session| session.await_outside(id))
 }
 
 /// The caller took a message sent from outside the run. Not a sync point.
 #[rustler::nif]
 fn external_received(env: Env, res: ResourceArc<SessionResource>, id: ProcId) -> NifResult<Atom> {
-    let mut guard = lock(&res)?;
-    let st = &mut *guard;
-    caller_check(env, st, id)?;
-    if st.session.is_over() || st.exited(id) {
-        return Ok(atoms::ok());
-    }
-    st.session.external_received(id).map_err(engine_error)?;
-    Ok(atoms::ok())
+    running_note(env, &res, id, |session| session.external_received(id))
 }
 
 /// The caller found message `msg` matching in its mailbox. Not a sync point: what a
@@ -643,12 +629,23 @@ fn consumed(
     id: ProcId,
     msg: MsgId,
 ) -> NifResult<Atom> {
-    let mut guard = lock(&res)?;
+    running_note(env, &res, id, |session| session.consumed(id, msg))
+}
+
+/// What the running process tells the engine between sync points: nothing once the
+/// iteration is over or the caller has exited (its news no longer matters).
+fn running_note(
+    env: Env,
+    res: &SessionResource,
+    id: ProcId,
+    note: impl FnOnce(&mut lockstep_core::Session) -> Result<(), lockstep_core::EngineError>,
+) -> NifResult<Atom> {
+    let mut guard = lock(res)?;
     let st = &mut *guard;
     caller_check(env, st, id)?;
     if st.session.is_over() || st.exited(id) {
         return Ok(atoms::ok());
     }
-    st.session.consumed(id, msg).map_err(engine_error)?;
+    note(&mut st.session).map_err(engine_error)?;
     Ok(atoms::ok())
 }
