@@ -71,4 +71,256 @@ defmodule Lockstep.Otp.SupervisorTest do
                agree(fn -> crash_and_compare(:rest_for_one) end)
     end
   end
+
+  # Kills the child `kills` times, `gap` ms apart (the supervisor counts whole seconds of
+  # monotonic time and keeps a restart exactly `max_seconds` old in the window), and says whether the supervisor outlived
+  # it (`{:alive, restarts}`) or gave up (`{:down, reason}`).
+  defp crash_loop(kills, gap, sup_opts) do
+    {:ok, sup} = Supervisor.start_link(children([:sx]), [strategy: :one_for_one] ++ sup_opts)
+    Process.unlink(sup)
+    ref = Process.monitor(sup)
+    [pid] = started([:sx])
+
+    Enum.reduce_while(1..kills, pid, fn n, pid ->
+      if n > 1, do: Process.sleep(gap)
+      Process.exit(pid, :kill)
+
+      receive do
+        {:started, :sx, new} ->
+          {:cont, new}
+
+        {:DOWN, ^ref, :process, ^sup, reason} ->
+          {:halt, {:down, reason}}
+      end
+    end)
+    |> case do
+      {:down, reason} ->
+        {:down, reason}
+
+      pid when is_pid(pid) ->
+        receive do
+          {:DOWN, ^ref, :process, ^sup, reason} -> {:down, reason}
+        after
+          0 ->
+            Supervisor.stop(sup)
+            :alive
+        end
+    end
+  end
+
+  describe "restart intensity" do
+    test "more restarts than max_restarts within max_seconds shut the supervisor down" do
+      assert {:ok, {:down, :shutdown}} =
+               agree(fn -> crash_loop(3, 0, max_restarts: 2, max_seconds: 5) end)
+    end
+
+    test "restarts spread wider than max_seconds are tolerated" do
+      assert {:ok, :alive} =
+               agree(fn -> crash_loop(2, 2_100, max_restarts: 1, max_seconds: 1) end)
+    end
+
+    test "the window is virtual time: an hour between crashes takes no wall time" do
+      # An hour and a second apart, each restart is alone in a one-hour window; exactly an
+      # hour apart, the previous one still counts (OTP's inclusive bound).
+      assert {_, [{:ok, {:down, :shutdown}}]} =
+               OtpCompare.controlled(
+                 fn -> crash_loop(2, 3_600_000, max_restarts: 1, max_seconds: 3_600) end,
+                 iterations: 10,
+                 instrument: @app
+               )
+
+      body = fn ->
+        t0 = System.monotonic_time(:millisecond)
+        result = crash_loop(4, 3_601_000, max_restarts: 1, max_seconds: 3_600)
+        {result, System.monotonic_time(:millisecond) - t0}
+      end
+
+      {time, {_summary, outcomes}} =
+        :timer.tc(fn -> OtpCompare.controlled(body, iterations: 20, instrument: @app) end)
+
+      assert outcomes == [{:ok, {:alive, 3 * 3_601_000}}]
+      assert time < 30_000_000
+    end
+  end
+
+  # Stops child :sy (which traps exits and spends `stop_ms` in terminate/2) with the given
+  # `shutdown`; says whether terminate/2 finished and how long the stop took.
+  defp stop_child(shutdown, stop_ms) do
+    extra = [trap: true, stop_ms: stop_ms, shutdown: shutdown]
+    {:ok, sup} = Supervisor.start_link(children([:sy], extra), strategy: :one_for_one)
+    [_] = started([:sy])
+    t0 = System.monotonic_time(:millisecond)
+    :ok = Supervisor.terminate_child(sup, :sy)
+    took = System.monotonic_time(:millisecond) - t0
+
+    finished =
+      receive do
+        {:terminated, :sy, reason} -> {:terminate_ran, reason}
+      after
+        200 -> :killed_first
+      end
+
+    [{:sy, :undefined, :worker, [Stash]}] = Supervisor.which_children(sup)
+    Supervisor.stop(sup)
+    {finished, took >= min(shutdown_ms(shutdown), stop_ms), took < 1_000}
+  end
+
+  defp shutdown_ms(:brutal_kill), do: 0
+  defp shutdown_ms(ms), do: ms
+
+  describe "shutdown" do
+    test "a child that stops within its shutdown time runs terminate/2 with :shutdown" do
+      assert {:ok, {{:terminate_ran, :shutdown}, true, true}} =
+               agree(fn -> stop_child(500, 50) end)
+    end
+
+    test "a child slower than its shutdown time is killed when the time is up" do
+      assert {:ok, {:killed_first, true, true}} = agree(fn -> stop_child(50, 600) end)
+    end
+
+    test ":brutal_kill kills at once, terminate/2 never runs" do
+      assert {:ok, {:killed_first, true, true}} = agree(fn -> stop_child(:brutal_kill, 50) end)
+    end
+
+    test "the shutdown timeout is counted in virtual time" do
+      body = fn ->
+        extra = [trap: true, stop_ms: 90_000, shutdown: 30_000]
+        {:ok, sup} = Supervisor.start_link(children([:sz], extra), strategy: :one_for_one)
+        [_] = started([:sz])
+        t0 = System.monotonic_time(:millisecond)
+        :ok = Supervisor.terminate_child(sup, :sz)
+        System.monotonic_time(:millisecond) - t0
+      end
+
+      assert {_, [{:ok, 30_000}]} = OtpCompare.controlled(body, iterations: 10, instrument: @app)
+    end
+  end
+
+  describe "managing children" do
+    test "start_child, terminate_child, restart_child, delete_child, which_children, count_children" do
+      body = fn ->
+        {:ok, sup} = Supervisor.start_link(children([:c1]), strategy: :one_for_one)
+        [_] = started([:c1])
+        {:ok, c2} = Supervisor.start_child(sup, {Stash, id: :c2, name: :c2, notify: self()})
+        [^c2] = started([:c2])
+        dup = Supervisor.start_child(sup, {Stash, id: :c2, name: :c2, notify: self()})
+        before = Supervisor.which_children(sup) |> Enum.sort()
+        counts = Supervisor.count_children(sup)
+        term = Supervisor.terminate_child(sup, :c2)
+        missing = Supervisor.terminate_child(sup, :nope)
+        after_term = Supervisor.which_children(sup) |> Enum.sort()
+        {:ok, c2b} = Supervisor.restart_child(sup, :c2)
+        [^c2b] = started([:c2])
+        running = Supervisor.restart_child(sup, :c2)
+        :ok = Supervisor.terminate_child(sup, :c2)
+        deleted = Supervisor.delete_child(sup, :c2)
+        final = Supervisor.which_children(sup)
+        Supervisor.stop(sup)
+        {dup, before, counts, term, missing, after_term, c2b != c2, running, deleted, final}
+      end
+
+      assert {:ok,
+              {{:error, {:already_started, {:pid, _}}}, [_, _],
+               %{active: 2, specs: 2, supervisors: 0, workers: 2}, :ok, {:error, :not_found},
+               [{:c1, {:pid, _}, :worker, [Stash]}, {:c2, :undefined, :worker, [Stash]}], true,
+               {:error, :running}, :ok, [{:c1, {:pid, _}, :worker, [Stash]}]}} = agree(body)
+    end
+  end
+
+  describe "DynamicSupervisor" do
+    test "start_child, max_children, terminate_child, restarts and which_children" do
+      body = fn ->
+        {:ok, sup} = DynamicSupervisor.start_link(strategy: :one_for_one, max_children: 2)
+        {:ok, d1} = DynamicSupervisor.start_child(sup, {Stash, id: :d1, notify: self()})
+        {:ok, d2} = DynamicSupervisor.start_child(sup, {Stash, id: :d2, notify: self()})
+        [^d1, ^d2] = started([:d1, :d2])
+        full = DynamicSupervisor.start_child(sup, {Stash, id: :d3, notify: self()})
+        Process.exit(d1, :kill)
+        [d1b] = started([:d1])
+        kids = DynamicSupervisor.which_children(sup) |> Enum.map(&elem(&1, 1)) |> Enum.sort()
+        term = DynamicSupervisor.terminate_child(sup, d2)
+        again = DynamicSupervisor.terminate_child(sup, d2)
+        counts = DynamicSupervisor.count_children(sup)
+        DynamicSupervisor.stop(sup)
+        {full, d1b != d1, kids == Enum.sort([d1b, d2]), term, again, counts}
+      end
+
+      assert {:ok,
+              {{:error, :max_children}, true, true, :ok, {:error, :not_found},
+               %{active: 1, specs: 1, supervisors: 0, workers: 1}}} = agree(body)
+    end
+
+    test "a :temporary child is not restarted, a :transient one only after an abnormal exit" do
+      body = fn ->
+        {:ok, sup} = DynamicSupervisor.start_link(strategy: :one_for_one)
+
+        {:ok, t} =
+          DynamicSupervisor.start_child(sup, {Stash, id: :t, restart: :temporary, notify: self()})
+
+        {:ok, n} =
+          DynamicSupervisor.start_child(sup, {Stash, id: :n, restart: :transient, notify: self()})
+
+        [^t, ^n] = started([:t, :n])
+        Process.exit(t, :kill)
+        Process.exit(n, :kill)
+        [_] = started([:n])
+        GenServer.stop(DynamicSupervisor.which_children(sup) |> hd() |> elem(1))
+        Process.sleep(50)
+        counts = DynamicSupervisor.count_children(sup)
+        DynamicSupervisor.stop(sup)
+        counts
+      end
+
+      assert {:ok, %{active: 0, specs: 0}} = agree(body)
+    end
+  end
+
+  describe "the restart window (SPEC §9's test from the issue)" do
+    defp restart_window(read) do
+      fn ->
+        {:ok, _sup} = Supervisor.start_link([{Stash, name: :stash}], strategy: :one_for_one)
+        victim = Process.whereis(:stash)
+        spawn(fn -> Process.exit(victim, :kill) end)
+        assert is_integer(read.(:stash))
+      end
+    end
+
+    test "whereis-then-call across a restart fails: :noproc, the kill, or no pid (found)" do
+      bug =
+        OtpCompare.assert_deterministic_bug(restart_window(&Client.read/1),
+          iterations: 1_000,
+          instrument: @app
+        )
+
+      assert bug.kind == :exception
+      assert window_failure(bug) in [:noproc, :killed, :not_running]
+    end
+
+    test "every way the window fails is reachable, :noproc included" do
+      body = restart_window(&Client.read/1)
+
+      found =
+        for seed <- 1..40, into: MapSet.new() do
+          {:error, bug} = Lockstep.check(body, iterations: 1_000, seed: seed, instrument: @app)
+          window_failure(bug)
+        end
+
+      assert found == MapSet.new([:noproc, :killed, :not_running])
+    end
+
+    defp window_failure(%Lockstep.BugFound{reason: reason}) do
+      case reason do
+        {:error, %ExUnit.AssertionError{args: [{:error, :not_running}]}, _} -> :not_running
+        {:exit, {why, {GenServer, :call, _}}, _} when why in [:noproc, :killed] -> why
+      end
+    end
+
+    test "calling the name and retrying after an exit passes 1,000 iterations" do
+      assert %Lockstep.Summary{iterations: 1_000} =
+               Lockstep.run(restart_window(&Client.read_by_name/1),
+                 iterations: 1_000,
+                 instrument: @app
+               )
+    end
+  end
 end

@@ -58,4 +58,67 @@ defmodule Lockstep.OtpCompare do
   catch
     kind, reason -> {kind, reason}
   end
+
+  @doc """
+  Asserts that `body` fails under `opts` the same way twice with one seed (same iteration,
+  schedule, failing step and trace, pids and references renamed) and that replaying the
+  saved trace file reproduces it; returns the first `Lockstep.BugFound`.
+  """
+  def assert_deterministic_bug(body, opts) do
+    import ExUnit.Assertions
+
+    opts = Keyword.put_new(opts, :seed, 20_261_201)
+    assert {:error, %Lockstep.BugFound{} = a} = Lockstep.check(body, opts)
+    assert {:error, %Lockstep.BugFound{} = b} = Lockstep.check(body, opts)
+
+    assert {a.kind, a.iteration, a.iter_seed, a.fail_step} ==
+             {b.kind, b.iteration, b.iter_seed, b.fail_step}
+
+    assert a.schedule == b.schedule
+    assert rename(a.trace) == rename(b.trace)
+
+    replayed = assert_raise Lockstep.BugFound, fn -> Lockstep.replay(body, a.trace_path) end
+
+    assert replayed.kind == a.kind
+    assert replayed.fail_step == a.fail_step
+    assert rename(replayed.trace) == rename(a.trace)
+    a
+  end
+
+  @doc "Renames pids and references in `term` by first appearance."
+  def rename(term), do: term |> rename(%{}) |> elem(0)
+
+  defp rename(x, seen) when is_pid(x) or is_reference(x) or is_port(x) do
+    case seen do
+      %{^x => n} -> {n, seen}
+      _ -> {{:id, map_size(seen)}, Map.put(seen, x, {:id, map_size(seen)})}
+    end
+  end
+
+  defp rename(list, seen) when is_list(list), do: rename_list(list, seen, [])
+
+  defp rename(tuple, seen) when is_tuple(tuple) do
+    {items, seen} = tuple |> Tuple.to_list() |> rename(seen)
+    {List.to_tuple(items), seen}
+  end
+
+  defp rename(map, seen) when is_map(map) do
+    {pairs, seen} = map |> Map.to_list() |> Enum.sort() |> rename(seen)
+    {Map.new(pairs), seen}
+  end
+
+  defp rename(other, seen), do: {other, seen}
+
+  # Improper lists (aliases travel as `[:alias | ref]`) are walked to their tail.
+  defp rename_list([h | t], seen, acc) do
+    {h, seen} = rename(h, seen)
+    rename_list(t, seen, [h | acc])
+  end
+
+  defp rename_list([], seen, acc), do: {:lists.reverse(acc), seen}
+
+  defp rename_list(tail, seen, acc) do
+    {tail, seen} = rename(tail, seen)
+    {:lists.reverse(acc, tail), seen}
+  end
 end

@@ -41,7 +41,10 @@ defmodule Lockstep.OtpSup.Stash do
   @impl true
   def terminate(reason, state) do
     if ms = state[:stop_ms], do: Process.sleep(ms)
-    if notify = state[:notify], do: send(notify, {:terminated, state[:id] || state[:name], reason})
+
+    if notify = state[:notify],
+      do: send(notify, {:terminated, state[:id] || state[:name], reason})
+
     :ok
   end
 end
@@ -58,12 +61,13 @@ defmodule Lockstep.OtpSup.Client do
     end
   end
 
-  # The fix: call the name, and retry once while the supervisor restarts the server.
-  def read_by_name(name) do
+  # The fix: call the name, and on an exit (the server died under the call, or was not
+  # running yet) back off and call it again: the supervisor restarts it meanwhile.
+  def read_by_name(name, attempts \\ 3) do
     GenServer.call(name, :get)
   catch
-    :exit, {reason, _} when reason in [:noproc, :normal, :shutdown] ->
+    :exit, _reason when attempts > 1 ->
       Process.sleep(10)
-      GenServer.call(name, :get)
+      read_by_name(name, attempts - 1)
   end
 end
