@@ -66,7 +66,11 @@ defmodule Lockstep.Instrument do
     Supervisor,
     DynamicSupervisor,
     Registry,
-    Registry.Partition
+    # Registry.Supervisor creates the registry's named ETS table, which the partitions
+    # (and every lookup) then resolve per simulated node: it must create it the same way.
+    Registry.Supervisor,
+    Registry.Partition,
+    PartitionSupervisor
   ]
 
   @typedoc "What `:instrument` accepts: module atoms and `{:app, app}` (every module of `app`)."

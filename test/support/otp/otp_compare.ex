@@ -7,15 +7,30 @@ defmodule Lockstep.OtpCompare do
 
   alias Lockstep.TestSupport
 
-  @doc "The outcome of `fun` in a fresh unmanaged process: `{:ok, value}` or `{kind, reason}`."
+  @doc """
+  The outcome of `fun` in a fresh unmanaged process: `{:ok, value}` or `{kind, reason}`.
+  That process is then killed and the processes linked to it (a supervisor it started)
+  awaited, so no name it registered is still held when the controlled run starts.
+  """
   def plain(fun, wait \\ 30_000) do
     me = self()
     tag = make_ref()
-    {pid, ref} = spawn_monitor(fn -> send(me, {tag, outcome(fun)}) end)
+
+    {pid, ref} =
+      spawn_monitor(fn ->
+        send(me, {tag, outcome(fun)})
+        receive(do: (:never -> :ok))
+      end)
 
     receive do
       {^tag, result} ->
-        Process.demonitor(ref, [:flush])
+        {:links, links} = Process.info(pid, :links)
+        refs = for linked <- links, is_pid(linked), do: Process.monitor(linked)
+        Process.exit(pid, :kill)
+
+        for r <- [ref | refs],
+            do: receive(do: ({:DOWN, ^r, _, _, _} -> :ok), after: (wait -> :ok))
+
         TestSupport.normalize_pids(result)
 
       {:DOWN, ^ref, :process, ^pid, reason} ->
