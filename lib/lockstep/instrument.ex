@@ -66,10 +66,8 @@ defmodule Lockstep.Instrument do
     Supervisor,
     DynamicSupervisor,
     Registry,
-    # Registry.Supervisor creates the registry's named ETS table, which the partitions
-    # (and every lookup) then resolve per simulated node: it must create it the same way.
-    Registry.Supervisor,
     Registry.Partition,
+    Registry.Supervisor,
     PartitionSupervisor
   ]
 

@@ -295,7 +295,7 @@ defmodule Lockstep.Report do
     rows =
       case bug.trace_style do
         :compact -> compact_rows(trace, label, bug.fail_step)
-        _ -> Enum.map(trace, &row(&1, label, bug.fail_step))
+        _ -> full_rows(trace, label, bug.fail_step)
       end
 
     step_width = rows |> Enum.map(&String.length(&1.steps)) |> Enum.max(fn -> 1 end) |> max(5)
@@ -332,13 +332,20 @@ defmodule Lockstep.Report do
 
   defp trace_section(_, _), do: "Trace: (not captured)\n"
 
-  defp row({step, event}, label, fail_step) do
-    %{
-      steps: Integer.to_string(step),
-      actor: label.(event),
-      text: safe_describe(event),
-      failing?: step == fail_step
-    }
+  # One row per event; a supervisor's restart says so (Lockstep.Trace.Supervision).
+  defp full_rows(trace, label, fail_step) do
+    notes = Lockstep.Trace.Supervision.notes(trace)
+
+    trace
+    |> Enum.with_index()
+    |> Enum.map(fn {{step, event}, index} ->
+      %{
+        steps: Integer.to_string(step),
+        actor: label.(event),
+        text: Map.get_lazy(notes, index, fn -> safe_describe(event) end),
+        failing?: step == fail_step
+      }
+    end)
   end
 
   # The compact trace (a shrunk failure's): consecutive events of one process share a

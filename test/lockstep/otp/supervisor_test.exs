@@ -323,4 +323,44 @@ defmodule Lockstep.Otp.SupervisorTest do
                )
     end
   end
+
+  describe "restarts in reports" do
+    defp restart_report(strategy) do
+      body = fn ->
+        ids = [:ra, :rb, :rc]
+        {:ok, _sup} = Supervisor.start_link(children(ids), strategy: strategy)
+        [_, b, _] = started(ids)
+        Process.exit(b, :kill)
+
+        again = %{one_for_one: 1, rest_for_one: 2, one_for_all: 3}[strategy]
+        _ = for _ <- 1..again, do: receive(do: ({:started, _, _} -> :ok))
+
+        raise "look at the restarts"
+      end
+
+      {:error, bug} = Lockstep.check(body, iterations: 1, instrument: @app)
+      {bug, bug.trace |> Lockstep.Trace.Supervision.notes() |> Map.values() |> Enum.sort()}
+    end
+
+    test "a one_for_one restart is shown as the supervisor restarting the dead child" do
+      {bug, notes} = restart_report(:one_for_one)
+      assert notes == ["restarts P.1.2 as P.1.4"]
+      assert Exception.message(bug) =~ ~r/P\.1 +restarts P\.1\.2 as P\.1\.4/
+    end
+
+    test "a one_for_all restart pairs each child shut down with its replacement, in order" do
+      {_bug, notes} = restart_report(:one_for_all)
+
+      assert notes == [
+               "restarts P.1.1 as P.1.4",
+               "restarts P.1.2 as P.1.5",
+               "restarts P.1.3 as P.1.6"
+             ]
+    end
+
+    test "a rest_for_one restart replaces the dead child and those after it" do
+      {_bug, notes} = restart_report(:rest_for_one)
+      assert notes == ["restarts P.1.2 as P.1.4", "restarts P.1.3 as P.1.5"]
+    end
+  end
 end
