@@ -4,10 +4,10 @@ defmodule Lockstep.Otp.SupervisorTest do
   use Lockstep.Test, async: true
 
   alias Lockstep.OtpCompare
-  alias Lockstep.OtpSup.{Client, Stash}
+  alias Lockstep.OtpSup.{Client, Stash, Tree}
 
   @moduletag :capture_log
-  @app [Stash, Client]
+  @app [Stash, Client, Tree]
 
   defp agree(fun, opts \\ []) do
     opts = Keyword.merge([iterations: 30, instrument: @app], opts)
@@ -363,4 +363,100 @@ defmodule Lockstep.Otp.SupervisorTest do
       assert notes == ["restarts P.1.2 as P.1.4", "restarts P.1.3 as P.1.5"]
     end
   end
+
+  describe "starting trees" do
+    # The refusing child exits with its reason: a crash, as Lockstep rightly reports it
+    # unless told crash: :ignore.
+    test "a child whose init/1 stops fails the supervisor's start; :ignore leaves it undefined" do
+      body = fn ->
+        Process.flag(:trap_exit, true)
+        failed = Supervisor.start_link([{Stash, id: :bad, refuse: :nope}], strategy: :one_for_one)
+
+        {:ok, sup} =
+          Supervisor.start_link([{Stash, id: :skip, refuse: :ignore}], strategy: :one_for_one)
+
+        ignored = Supervisor.which_children(sup)
+        Supervisor.stop(sup)
+        {failed, ignored, Tree.start_link([])}
+      end
+
+      assert {:ok,
+              {{:error, {:shutdown, {:failed_to_start_child, :bad, :nope}}},
+               [{:skip, :undefined, :worker, [Stash]}], :ignore}} = agree(body, crash: :ignore)
+    end
+
+    test "a nested tree stops bottom up; a significant child's exit shuts an auto_shutdown tree" do
+      body = fn ->
+        me = self()
+
+        inner = %{
+          id: :inner,
+          type: :supervisor,
+          shutdown: :infinity,
+          start:
+            {Tree, :start_link,
+             [[children: [{Stash, id: :leaf, name: :leaf, notify: me, trap: true}]]]}
+        }
+
+        {:ok, outer} =
+          Tree.start_link(
+            children: [inner, {Stash, id: :top, name: :top, notify: me, trap: true}]
+          )
+
+        [_, _] = started([:leaf, :top])
+
+        kids =
+          outer |> Supervisor.which_children() |> Enum.map(fn {id, _, type, _} -> {id, type} end)
+
+        counts = Supervisor.count_children(outer)
+        :ok = Supervisor.stop(outer)
+        order = for _ <- 1..2, do: receive(do: ({:terminated, id, :shutdown} -> id))
+
+        significant = %{
+          id: :job,
+          start: {Stash, :start_link, [[id: :job, notify: me]]},
+          restart: :transient,
+          significant: true
+        }
+
+        Process.flag(:trap_exit, true)
+
+        {:ok, auto} =
+          Tree.start_link(
+            children: [significant],
+            flags: %{strategy: :one_for_one, auto_shutdown: :any_significant}
+          )
+
+        [job] = started([:job])
+        :ok = GenServer.stop(job)
+        down = receive(do: ({:EXIT, ^auto, reason} -> reason))
+        {Enum.sort(kids), counts, order, down}
+      end
+
+      assert {:ok,
+              {[inner: :supervisor, top: :worker],
+               %{active: 2, specs: 2, supervisors: 1, workers: 1}, [:top, :leaf],
+               :shutdown}} = agree(body)
+    end
+
+    test "DynamicSupervisor passes :extra_arguments first and stops its children on exit" do
+      body = fn ->
+        {:ok, sup} =
+          DynamicSupervisor.start_link(
+            strategy: :one_for_one,
+            extra_arguments: [[notify: self()]]
+          )
+
+        spec = %{id: :x, start: {__MODULE__, :start_stash, [[id: :dyn]]}}
+        {:ok, _} = DynamicSupervisor.start_child(sup, spec)
+        [_] = started([:dyn])
+        :ok = DynamicSupervisor.stop(sup)
+        receive(do: ({:terminated, :dyn, reason} -> reason), after: (200 -> :not_trapping))
+      end
+
+      assert {:ok, :not_trapping} = agree(body)
+    end
+  end
+
+  def start_stash(extra, opts), do: Stash.start_link(Keyword.merge(extra, opts))
 end

@@ -2,7 +2,8 @@ defmodule Lockstep.OtpSup.Stash do
   @moduledoc false
   # Plain application code: a named GenServer holding a number, run under a real
   # Supervisor. `:crash` makes it raise (a restart), `{:sleep_init, ms}` options make init/1
-  # sleep (a slow restart), `trap: true` makes it trap exits and sleep `:stop_ms` in
+  # sleep (a slow restart), `refuse: reason` makes init/1 return `{:stop, reason}` (or
+  # `:ignore`), `trap: true` makes it trap exits and sleep `:stop_ms` in
   # terminate/2 (shutdown timeouts).
   use GenServer
 
@@ -24,10 +25,14 @@ defmodule Lockstep.OtpSup.Stash do
 
   @impl true
   def init(opts) do
+    if reason = opts[:refuse], do: throw({:refused, reason})
     if opts[:trap], do: Process.flag(:trap_exit, true)
     if ms = opts[:init_ms], do: Process.sleep(ms)
     if notify = opts[:notify], do: send(notify, {:started, opts[:id] || opts[:name], self()})
     {:ok, Keyword.merge([value: 0], opts)}
+  catch
+    {:refused, :ignore} -> :ignore
+    {:refused, reason} -> {:stop, reason}
   end
 
   @impl true
@@ -69,5 +74,24 @@ defmodule Lockstep.OtpSup.Client do
     :exit, _reason when attempts > 1 ->
       Process.sleep(10)
       read_by_name(name, attempts - 1)
+  end
+end
+
+defmodule Lockstep.OtpSup.Tree do
+  @moduledoc false
+  # Plain application code: a module-based supervisor whose init/1 picks its children and
+  # flags from the argument (nested trees, :ignore, significant children).
+  use Supervisor
+
+  def start_link(arg), do: Supervisor.start_link(__MODULE__, arg, Keyword.take(arg, [:name]))
+
+  @impl true
+  def init(arg) do
+    case {Keyword.fetch(arg, :children), Keyword.get(arg, :flags, strategy: :one_for_one)} do
+      {:error, _} -> :ignore
+      # :supervisor's own flags map (auto_shutdown, which Elixir 1.14's init/2 lacks)
+      {{:ok, children}, %{} = flags} -> {:ok, {flags, children}}
+      {{:ok, children}, flags} -> Supervisor.init(children, flags)
+    end
   end
 end
