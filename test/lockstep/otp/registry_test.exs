@@ -126,6 +126,63 @@ defmodule Lockstep.Otp.RegistryTest do
              agree(body)
   end
 
+  test "meta, update_value, select, unregister_match, and listeners told of (un)registrations" do
+    body = fn ->
+      Process.register(self(), :reg_listener)
+
+      {:ok, _} =
+        Registry.start_link(
+          keys: :unique,
+          name: :reg_m,
+          meta: [role: :test],
+          listeners: [:reg_listener]
+        )
+
+      meta =
+        {Registry.meta(:reg_m, :role), Registry.put_meta(:reg_m, :role, :other),
+         Registry.meta(:reg_m, :role)}
+
+      {:ok, _} = Registry.register(:reg_m, :a, 1)
+      {:ok, _} = Registry.register(:reg_m, :b, 2)
+      updated = Registry.update_value(:reg_m, :a, &(&1 + 10))
+      missing = Registry.update_value(:reg_m, :zzz, & &1)
+
+      selected =
+        Registry.select(:reg_m, [{{:"$1", :_, :"$2"}, [{:>, :"$2", 5}], [{{:"$1", :"$2"}}]}])
+
+      :ok = Registry.unregister_match(:reg_m, :b, 2)
+      left = Registry.keys(:reg_m, self()) |> Enum.sort()
+
+      told =
+        for _ <- 1..3 do
+          receive do
+            {:register, :reg_m, key, _pid, _value} -> {:register, key}
+            {:unregister, :reg_m, key, _pid} -> {:unregister, key}
+          end
+        end
+
+      {meta, updated, missing, selected, left, told}
+    end
+
+    assert {:ok,
+            {{{:ok, :test}, :ok, {:ok, :other}}, {11, 1}, :error, [a: 11], [:a],
+             [register: :a, register: :b, unregister: :b]}} = agree(body)
+  end
+
+  test "a dead owner's entry stays visible until its partition handles the exit: both windows reached" do
+    body = fn ->
+      {:ok, _} = Registry.start_link(keys: :unique, name: :reg_w)
+      {owner, {:ok, _}} = owner(:reg_w, :k, :v)
+      ref = Process.monitor(owner)
+      Process.exit(owner, :kill)
+      receive(do: ({:DOWN, ^ref, _, _, _} -> :ok))
+      if Registry.lookup(:reg_w, :k) == [], do: :cleaned, else: :stale
+    end
+
+    {_summary, outcomes} = OtpCompare.controlled(body, iterations: 300, instrument: @app)
+    assert Enum.sort(outcomes) == [{:ok, :cleaned}, {:ok, :stale}]
+  end
+
   describe "find-or-start through Registry and DynamicSupervisor (the issue's test)" do
     defp find_or_start(find) do
       fn ->
