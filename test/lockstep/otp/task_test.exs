@@ -122,6 +122,43 @@ defmodule Lockstep.Otp.TaskTest do
     assert {:ok, {:linked, true, true, [ok: 1, ok: 4, ok: 9], 2}} = agree(body, crash: :ignore)
   end
 
+  test "a crashing async task: a trapping caller's await exits with the crash, the :EXIT arrives" do
+    body = fn ->
+      Process.flag(:trap_exit, true)
+      task = Task.async(fn -> raise "task failed" end)
+      reason = catch_exit(Task.await(task))
+      got = receive(do: ({:EXIT, pid, {%RuntimeError{}, _}} -> pid == task.pid))
+
+      {match?(
+         {{%RuntimeError{message: "task failed"}, [_ | _]}, {Task, :await, [^task, 5000]}},
+         reason
+       ), got}
+    end
+
+    assert {:ok, {true, true}} = agree(body, crash: :ignore)
+  end
+
+  test "a crashing async task is a :crash under the default options, its exception reported" do
+    body = fn -> Task.await(Task.async(fn -> raise "task failed" end)) end
+    assert {:died, {%RuntimeError{message: "task failed"}, _}} = OtpCompare.plain(body)
+    assert {:error, bug} = Lockstep.check(body, iterations: 5, instrument: @app)
+    assert bug.kind == :crash
+    # Task.Supervised catches the exception and exits with it, as in OTP.
+    assert {:exit, {%RuntimeError{message: "task failed"}, [_ | _]}, _} = bug.reason
+  end
+
+  test "Task.start, Task.start_link and Task.completed" do
+    body = fn ->
+      me = self()
+      {:ok, a} = Task.start(fn -> send(me, {:ran, :start}) end)
+      {:ok, b} = Task.start_link(fn -> send(me, {:ran, :start_link}) end)
+      ran = for _ <- 1..2, do: receive(do: ({:ran, how} -> how))
+      {Enum.sort(ran), a != b, Task.await(Task.completed(:already))}
+    end
+
+    assert {:ok, {[:start, :start_link], true, :already}} = agree(body)
+  end
+
   test "async_stream's ordered results hold in every schedule (the issue's test)" do
     body = fn ->
       tab = Fanout.new_table()
