@@ -275,6 +275,26 @@ defmodule Lockstep.Otp.SupervisorTest do
     end
   end
 
+  test "PartitionSupervisor: children per partition, routed by key through its named table" do
+    body = fn ->
+      {:ok, _} =
+        PartitionSupervisor.start_link(child_spec: DynamicSupervisor, name: :parts, partitions: 3)
+
+      route = fn key -> {:via, PartitionSupervisor, {:parts, key}} end
+      {:ok, one} = DynamicSupervisor.start_child(route.(1), {Stash, id: :p1})
+      {:ok, four} = DynamicSupervisor.start_child(route.(4), {Stash, id: :p4})
+      {:ok, two} = DynamicSupervisor.start_child(route.(2), {Stash, id: :p2})
+      same = DynamicSupervisor.which_children(route.(1)) |> Enum.map(&elem(&1, 1)) |> Enum.sort()
+
+      {PartitionSupervisor.partitions(:parts), PartitionSupervisor.count_children(:parts),
+       same == Enum.sort([one, four]),
+       DynamicSupervisor.which_children(route.(2)) == [{:undefined, two, :worker, [Stash]}]}
+    end
+
+    assert {:ok, {3, %{active: 3, specs: 3, supervisors: 3, workers: 0}, true, true}} =
+             agree(body)
+  end
+
   describe "the restart window (SPEC §9's test from the issue)" do
     defp restart_window(read) do
       fn ->
