@@ -46,6 +46,19 @@ defmodule Lockstep.Otp.EtsLimiterTest do
     assert {:error, %ExUnit.AssertionError{}, _} = bug.reason
   end
 
+  test "every strategy finds the lost hit" do
+    for strategy <- [:pct, :random, :pos, :fair_pct, :idpct] do
+      assert {:error, %Lockstep.BugFound{}} =
+               Lockstep.check(burst(&Limiter.hit/3),
+                 strategy: strategy,
+                 iterations: 200,
+                 seed: 7,
+                 instrument: @app
+               ),
+             "#{strategy} missed it"
+    end
+  end
+
   test "update_counter/4 holds the limit in 1,000 iterations" do
     assert %Lockstep.Summary{iterations: 1_000} =
              Lockstep.run(burst(&Limiter.hit_atomic/3), iterations: 1_000, instrument: @app)

@@ -213,6 +213,19 @@ defmodule Lockstep.Otp.RegistryTest do
       assert is_pid(pid)
     end
 
+    test "every strategy finds it" do
+      for strategy <- [:pct, :random, :pos, :fair_pct, :idpct] do
+        assert {:error, %Lockstep.BugFound{}} =
+                 Lockstep.check(find_or_start(&Sessions.find_or_start/2),
+                   strategy: strategy,
+                   iterations: 200,
+                   seed: 7,
+                   instrument: @app
+                 ),
+               "#{strategy} missed it"
+      end
+    end
+
     test "taking the winner's pid from {:error, {:already_started, pid}} passes 1,000 iterations" do
       assert %Lockstep.Summary{iterations: 1_000} =
                Lockstep.run(find_or_start(&Sessions.find_or_start_fixed/2),

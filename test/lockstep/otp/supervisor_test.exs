@@ -335,6 +335,19 @@ defmodule Lockstep.Otp.SupervisorTest do
       end
     end
 
+    test "every strategy finds it" do
+      for strategy <- [:pct, :random, :pos, :fair_pct, :idpct] do
+        assert {:error, %Lockstep.BugFound{}} =
+                 Lockstep.check(restart_window(&Client.read/1),
+                   strategy: strategy,
+                   iterations: 200,
+                   seed: 7,
+                   instrument: @app
+                 ),
+               "#{strategy} missed it"
+      end
+    end
+
     test "calling the name and retrying after an exit passes 1,000 iterations" do
       assert %Lockstep.Summary{iterations: 1_000} =
                Lockstep.run(restart_window(&Client.read_by_name/1),
