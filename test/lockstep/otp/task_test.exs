@@ -83,7 +83,10 @@ defmodule Lockstep.Otp.TaskTest do
   test "async_stream ordered: false yields results as the jobs finish" do
     body = fn ->
       tab = Fanout.new_table()
-      results = Fanout.squares(Enum.to_list(1..5), tab, ordered: false, max_concurrency: 5)
+
+      results =
+        Fanout.squares(Enum.to_list(1..5), tab, ordered: false, max_concurrency: 5, unit: 50)
+
       {results, Fanout.max_running(tab)}
     end
 
