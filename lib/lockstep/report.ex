@@ -352,20 +352,26 @@ defmodule Lockstep.Report do
   # line, a repeated event is counted rather than repeated, and "starts" is left out when
   # the process does something else on that line (acting implies it started).
   defp compact_rows(trace, label, fail_step) do
+    notes = Lockstep.Trace.Supervision.notes(trace)
+    describe = fn {{_, e}, index} -> Map.get_lazy(notes, index, fn -> safe_describe(e) end) end
+
     trace
-    |> Enum.chunk_by(fn {_, event} -> label.(event) end)
-    |> Enum.map(fn [{first, event} | _] = chunk ->
-      {last, _} = List.last(chunk)
+    |> Enum.with_index()
+    |> Enum.chunk_by(fn {{_, event}, _} -> label.(event) end)
+    |> Enum.map(fn [{{first, event}, _} | _] = chunk ->
+      {{last, _}, _} = List.last(chunk)
 
       shown =
-        case Enum.reject(chunk, fn {_, e} -> kind(e) == :start end) do
+        case Enum.reject(chunk, fn {{_, e}, _} -> kind(e) == :start end) do
           [] -> chunk
           rest -> rest
         end
 
       text =
         shown
-        |> Enum.map(fn {_, e} -> if kind(e) == :block, do: "waits", else: safe_describe(e) end)
+        |> Enum.map(fn {{_, e}, _} = at ->
+          if kind(e) == :block, do: "waits", else: describe.(at)
+        end)
         |> Enum.chunk_by(& &1)
         |> Enum.map_join(" · ", fn
           [one] -> one
@@ -376,7 +382,7 @@ defmodule Lockstep.Report do
         steps: if(first == last, do: "#{first}", else: "#{first}–#{last}"),
         actor: label.(event),
         text: text,
-        failing?: Enum.any?(chunk, fn {step, _} -> step == fail_step end)
+        failing?: Enum.any?(chunk, fn {{step, _}, _} -> step == fail_step end)
       }
     end)
   end

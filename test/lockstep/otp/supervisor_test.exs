@@ -379,6 +379,8 @@ defmodule Lockstep.Otp.SupervisorTest do
       {bug, notes} = restart_report(:one_for_one)
       assert notes == ["restarts P.1.2 as P.1.4"]
       assert Exception.message(bug) =~ ~r/P\.1 +restarts P\.1\.2 as P\.1\.4/
+      compact = Lockstep.Report.format(bug, style: :compact)
+      assert compact =~ ~r/P\.1 .*restarts P\.1\.2 as P\.1\.4/
     end
 
     test "a one_for_all restart pairs each child shut down with its replacement, in order" do
