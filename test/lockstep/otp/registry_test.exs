@@ -213,6 +213,18 @@ defmodule Lockstep.Otp.RegistryTest do
       assert is_pid(pid)
     end
 
+    test "the found schedule shrinks, and the shrunk file replays the same crash" do
+      body = find_or_start(&Sessions.find_or_start/2)
+      {:error, bug} = Lockstep.check(body, seed: 3, iterations: 1_000, instrument: @app)
+      assert {:ok, info} = Lockstep.shrink(body, bug.trace_path, [])
+      assert info.kind == :crash
+      assert info.new_length <= info.original_length
+      assert info.new_switches <= info.original_switches
+
+      replayed = assert_raise Lockstep.BugFound, fn -> Lockstep.replay(body, info.trace_path) end
+      assert {:error, %MatchError{term: {:error, {:already_started, _}}}, _} = replayed.reason
+    end
+
     test "every strategy finds it" do
       for strategy <- [:pct, :random, :pos, :fair_pct, :idpct] do
         assert {:error, %Lockstep.BugFound{}} =
