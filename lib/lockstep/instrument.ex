@@ -66,7 +66,9 @@ defmodule Lockstep.Instrument do
     Supervisor,
     DynamicSupervisor,
     Registry,
-    Registry.Partition
+    Registry.Partition,
+    Registry.Supervisor,
+    PartitionSupervisor
   ]
 
   @typedoc "What `:instrument` accepts: module atoms and `{:app, app}` (every module of `app`)."

@@ -319,7 +319,7 @@ defmodule Lockstep.Report do
     rows =
       case bug.trace_style do
         :compact -> compact_rows(trace, label, bug.fail_step)
-        _ -> Enum.map(trace, &row(&1, label, bug.fail_step))
+        _ -> full_rows(trace, label, bug.fail_step)
       end
 
     step_width = rows |> Enum.map(&String.length(&1.steps)) |> Enum.max(fn -> 1 end) |> max(5)
@@ -356,33 +356,46 @@ defmodule Lockstep.Report do
 
   defp trace_section(_, _), do: "Trace: (not captured)\n"
 
-  defp row({step, event}, label, fail_step) do
-    %{
-      steps: Integer.to_string(step),
-      actor: label.(event),
-      text: safe_describe(event),
-      failing?: step == fail_step
-    }
+  # One row per event; a supervisor's restart says so (Lockstep.Trace.Supervision).
+  defp full_rows(trace, label, fail_step) do
+    notes = Lockstep.Trace.Supervision.notes(trace)
+
+    trace
+    |> Enum.with_index()
+    |> Enum.map(fn {{step, event}, index} ->
+      %{
+        steps: Integer.to_string(step),
+        actor: label.(event),
+        text: Map.get_lazy(notes, index, fn -> safe_describe(event) end),
+        failing?: step == fail_step
+      }
+    end)
   end
 
   # The compact trace (a shrunk failure's): consecutive events of one process share a
   # line, a repeated event is counted rather than repeated, and "starts" is left out when
   # the process does something else on that line (acting implies it started).
   defp compact_rows(trace, label, fail_step) do
+    notes = Lockstep.Trace.Supervision.notes(trace)
+    describe = fn {{_, e}, index} -> Map.get_lazy(notes, index, fn -> safe_describe(e) end) end
+
     trace
-    |> Enum.chunk_by(fn {_, event} -> label.(event) end)
-    |> Enum.map(fn [{first, event} | _] = chunk ->
-      {last, _} = List.last(chunk)
+    |> Enum.with_index()
+    |> Enum.chunk_by(fn {{_, event}, _} -> label.(event) end)
+    |> Enum.map(fn [{{first, event}, _} | _] = chunk ->
+      {{last, _}, _} = List.last(chunk)
 
       shown =
-        case Enum.reject(chunk, fn {_, e} -> kind(e) == :start end) do
+        case Enum.reject(chunk, fn {{_, e}, _} -> kind(e) == :start end) do
           [] -> chunk
           rest -> rest
         end
 
       text =
         shown
-        |> Enum.map(fn {_, e} -> if kind(e) == :block, do: "waits", else: safe_describe(e) end)
+        |> Enum.map(fn {{_, e}, _} = at ->
+          if kind(e) == :block, do: "waits", else: describe.(at)
+        end)
         |> Enum.chunk_by(& &1)
         |> Enum.map_join(" · ", fn
           [one] -> one
@@ -393,7 +406,7 @@ defmodule Lockstep.Report do
         steps: if(first == last, do: "#{first}", else: "#{first}–#{last}"),
         actor: label.(event),
         text: text,
-        failing?: Enum.any?(chunk, fn {step, _} -> step == fail_step end)
+        failing?: Enum.any?(chunk, fn {{step, _}, _} -> step == fail_step end)
       }
     end)
   end
