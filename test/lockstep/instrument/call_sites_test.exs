@@ -238,27 +238,4 @@ defmodule Lockstep.Instrument.CallSitesTest do
 
     assert {:error, %RuntimeError{message: "sites: true"}, _} = bug.reason
   end
-
-  test "a trace file with malformed call sites is refused", %{dir: dir} do
-    bug = lost_update_bug(dir)
-
-    {:lockstep_trace, 2, atoms, payload} =
-      bug.trace_path |> File.read!() |> :erlang.binary_to_term()
-
-    data = :erlang.binary_to_term(payload)
-
-    for bad <- [[{1, "x.ex:1"}], %{-1 => "x.ex:1"}, %{1 => :line}] do
-      path = Path.join(dir, "bad-sites-#{System.unique_integer([:positive])}.lockstep")
-
-      bin =
-        :erlang.term_to_binary(
-          {:lockstep_trace, 2, atoms, :erlang.term_to_binary(%{data | call_sites: bad})}
-        )
-
-      File.write!(path, bin)
-      error = assert_raise Lockstep.TraceError, fn -> TraceFile.load!(path) end
-      assert Exception.message(error) =~ "its call_sites is"
-      assert Exception.message(error) =~ "expected a map of event indexes"
-    end
-  end
 end
