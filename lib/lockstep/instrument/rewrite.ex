@@ -378,7 +378,8 @@ defmodule Lockstep.Instrument.Rewrite do
           {:case, anno, check,
            [
              {:clause, anno, [{:atom, anno, :undefined}], [], [{:atom, anno, :ok}]},
-             {:clause, anno, [{:var, anno, :_}], [], [{:call, anno, remote(anno, @runtime, :site), [text]}]}
+             {:clause, anno, [{:var, anno, :_}], [],
+              [{:call, anno, remote(anno, @runtime, :site), [text]}]}
            ]}
 
         {:block, anno, [note, controlled]}

@@ -18,8 +18,8 @@ use crate::convert::atoms;
 use crate::handoff::PidHash;
 use crate::resource::{RunStrategy, StrategyCell};
 use lockstep_core::{
-    Event, EventKind, MonitorId, MsgId, NameId, NodeId, ProcId, ProcState, Reason, Session, TimerId,
-    TimerKind,
+    Event, EventKind, MonitorId, MsgId, NameId, NodeId, ProcId, ProcState, Reason, Session,
+    TimerId, TimerKind,
 };
 use rustler::env::{OwnedEnv, SavedTerm};
 use rustler::{Atom, Encoder, Env, LocalPid, ResourceArc, Term};

@@ -188,7 +188,9 @@ defmodule Lockstep.Instrument.CallSitesTest do
     put_site = "#{erl}:#{take}"
     assert Enum.any?(events, &match?({{:send, _, _, {:put, _}, _}, ^put_site}, &1))
     # The root's body is the module's too: every event of the run is located but starts.
-    assert Enum.all?(events, fn {event, at} -> elem(event, 0) in [:start, :exit, :down] or at != nil end)
+    assert Enum.all?(events, fn {event, at} ->
+             elem(event, 0) in [:start, :exit, :down] or at != nil
+           end)
   end
 
   test "a module compiled in memory is located in its source file", %{dir: dir} do
