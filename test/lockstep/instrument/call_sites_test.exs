@@ -161,6 +161,16 @@ defmodule Lockstep.Instrument.CallSitesTest do
     assert Exception.message(replayed) =~ "  at #{@counter_file}:"
   end
 
+  test "a shrunk failure keeps the sites of its events", %{dir: dir} do
+    bug = lost_update_bug(dir)
+    assert {:ok, info} = Lockstep.shrink(&lost_update/0, bug.trace_path)
+    assert map_size(info.bug.call_sites) > 0
+    assert TraceFile.load!(info.trace_path).call_sites == info.bug.call_sites
+    # the compact report joins a process's consecutive events, each with its site
+    assert Exception.message(info.bug) =~
+             ~r/sends \{:get, P\.\d\} to P\.1  at #{@counter_file}:\d+/
+  end
+
   test "the same seed gives the same sites", %{dir: dir} do
     assert lost_update_bug(dir).call_sites == lost_update_bug(dir).call_sites
   end
