@@ -21,6 +21,9 @@ defmodule Lockstep.BugFound do
       `Lockstep.Trace`);
     * `trace` — the events of the failing iteration as `{step, event}` (every kind is
       listed in `Lockstep.Trace`);
+    * `call_sites` — where in the source each event of instrumented code comes from:
+      `%{index => "lib/my_app/counter.ex:12"}`, by the event's 0-based position in
+      `trace` (events of code written against the `Lockstep` API have none);
     * `trace_path` — where the schedule and trace were saved (replay it with
       `Lockstep.replay/3`); `nil` when the file could not be written;
     * `trace_error` — why the trace file could not be written (`nil` when it was);
@@ -62,6 +65,7 @@ defmodule Lockstep.BugFound do
     :replay_run,
     :location,
     trace_style: :full,
+    call_sites: %{},
     pid_names: %{},
     proc_nodes: %{}
   ]

@@ -192,24 +192,36 @@ defmodule Lockstep.Instrument do
     end
   end
 
-  # Lockstep's own modules are those compiled from its lib/ (its test support and examples
-  # are user code like any other).
+  # Lockstep's own modules are the `Lockstep`-named modules compiled from its lib/
+  # (`lib/lockstep.ex`, `lib/lockstep/…`); its test support and examples are user code like
+  # any other. Judged from the module's own name and source path alone, so it holds
+  # wherever the project was built.
   defp refuse_ours!(module) do
-    if :erlang.module_loaded(module) or Code.ensure_loaded?(module) do
-      if String.starts_with?(source_dir(module) <> "/", lockstep_lib()) do
-        raise InstrumentError, module: module, reason: :lockstep
+    if ours?(module), do: raise(InstrumentError, module: module, reason: :lockstep)
+  end
+
+  defp ours?(module) do
+    lockstep_name?(module) and Code.ensure_loaded?(module) and
+      case module.module_info(:compile)[:source] do
+        source when is_list(source) ->
+          source = List.to_string(source)
+
+          String.contains?(source, "/lib/lockstep/") or
+            String.ends_with?(source, "/lib/lockstep.ex")
+
+        _ ->
+          false
       end
-    end
   end
 
-  defp lockstep_lib, do: source_dir(Lockstep) <> "/"
+  defp lockstep_name?(Lockstep), do: true
 
-  defp source_dir(module) do
-    case module.module_info(:compile)[:source] do
-      source when is_list(source) -> source |> List.to_string() |> Path.dirname()
-      _ -> ""
-    end
-  end
+  defp lockstep_name?(module),
+    do:
+      String.starts_with?(Atom.to_string(module), [
+        "Elixir.Lockstep.",
+        "Elixir.Mix.Tasks.Lockstep."
+      ])
 
   defp object_code!(module) do
     case Code.ensure_loaded(module) do

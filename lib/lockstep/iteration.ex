@@ -16,7 +16,7 @@ defmodule Lockstep.Iteration do
   @doc false
   def start(cell, fun, iter_seed, cfg, capture?, done) do
     {session, tag} = new_session(cell, iter_seed, cfg, capture?, done)
-    start_root(session, tag, fun)
+    start_root(session, tag, fun, capture?)
     {session, tag}
   end
 
@@ -30,8 +30,9 @@ defmodule Lockstep.Iteration do
   end
 
   @doc false
-  def start_root(session, tag, fun) do
-    root = Lockstep.Runtime.spawn_root(session, tag, fun)
+  # `capture?`: instrumented code notes the call sites of its operations for the report.
+  def start_root(session, tag, fun, capture? \\ false) do
+    root = Lockstep.Runtime.spawn_root(session, tag, fun, capture?)
     :ok = Session.start(session, root)
     root
   end
@@ -123,6 +124,7 @@ defmodule Lockstep.Iteration do
       outcome: outcome,
       schedule: nil,
       trace: nil,
+      call_sites: %{},
       pid_names: %{},
       proc_nodes: %{},
       uncontrolled: uncontrolled,
@@ -151,7 +153,9 @@ defmodule Lockstep.Iteration do
         result
       end
 
-    if capture?, do: %{result | trace: Session.trace(session)}, else: result
+    if capture?,
+      do: %{result | trace: Session.trace(session), call_sites: Session.call_sites(session)},
+      else: result
   end
 
   # A process killed from outside the run by the real link to an unmanaged process that

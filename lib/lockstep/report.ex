@@ -316,10 +316,22 @@ defmodule Lockstep.Report do
     labels = labels(trace, bug.proc_nodes || %{})
     label = fn event -> Map.get(labels, safe_actor(event), safe_actor(event)) end
 
+    # Each event with its text, followed by its call site in instrumented code.
+    # A supervisor's restart says so (Lockstep.Trace.Supervision).
+    sites = bug.call_sites || %{}
+    notes = Lockstep.Trace.Supervision.notes(trace)
+
+    described =
+      trace
+      |> Enum.with_index()
+      |> Enum.map(fn {{step, event}, i} ->
+        {step, event, located(Map.get_lazy(notes, i, fn -> safe_describe(event) end), sites[i])}
+      end)
+
     rows =
       case bug.trace_style do
-        :compact -> compact_rows(trace, label, bug.fail_step)
-        _ -> full_rows(trace, label, bug.fail_step)
+        :compact -> compact_rows(described, label, bug.fail_step)
+        _ -> Enum.map(described, &row(&1, label, bug.fail_step))
       end
 
     step_width = rows |> Enum.map(&String.length(&1.steps)) |> Enum.max(fn -> 1 end) |> max(5)
@@ -356,46 +368,36 @@ defmodule Lockstep.Report do
 
   defp trace_section(_, _), do: "Trace: (not captured)\n"
 
-  # One row per event; a supervisor's restart says so (Lockstep.Trace.Supervision).
-  defp full_rows(trace, label, fail_step) do
-    notes = Lockstep.Trace.Supervision.notes(trace)
-
-    trace
-    |> Enum.with_index()
-    |> Enum.map(fn {{step, event}, index} ->
-      %{
-        steps: Integer.to_string(step),
-        actor: label.(event),
-        text: Map.get_lazy(notes, index, fn -> safe_describe(event) end),
-        failing?: step == fail_step
-      }
-    end)
+  defp row({step, event, text}, label, fail_step) do
+    %{
+      steps: Integer.to_string(step),
+      actor: label.(event),
+      text: text,
+      failing?: step == fail_step
+    }
   end
+
+  defp located(text, site) when is_binary(site), do: "#{text}  at #{site}"
+  defp located(text, _site), do: text
 
   # The compact trace (a shrunk failure's): consecutive events of one process share a
   # line, a repeated event is counted rather than repeated, and "starts" is left out when
   # the process does something else on that line (acting implies it started).
-  defp compact_rows(trace, label, fail_step) do
-    notes = Lockstep.Trace.Supervision.notes(trace)
-    describe = fn {{_, e}, index} -> Map.get_lazy(notes, index, fn -> safe_describe(e) end) end
-
-    trace
-    |> Enum.with_index()
-    |> Enum.chunk_by(fn {{_, event}, _} -> label.(event) end)
-    |> Enum.map(fn [{{first, event}, _} | _] = chunk ->
-      {{last, _}, _} = List.last(chunk)
+  defp compact_rows(described, label, fail_step) do
+    described
+    |> Enum.chunk_by(fn {_, event, _} -> label.(event) end)
+    |> Enum.map(fn [{first, event, _} | _] = chunk ->
+      {last, _, _} = List.last(chunk)
 
       shown =
-        case Enum.reject(chunk, fn {{_, e}, _} -> kind(e) == :start end) do
+        case Enum.reject(chunk, fn {_, e, _} -> kind(e) == :start end) do
           [] -> chunk
           rest -> rest
         end
 
       text =
         shown
-        |> Enum.map(fn {{_, e}, _} = at ->
-          if kind(e) == :block, do: "waits", else: describe.(at)
-        end)
+        |> Enum.map(fn {_, e, text} -> if kind(e) == :block, do: "waits", else: text end)
         |> Enum.chunk_by(& &1)
         |> Enum.map_join(" · ", fn
           [one] -> one
@@ -406,7 +408,7 @@ defmodule Lockstep.Report do
         steps: if(first == last, do: "#{first}", else: "#{first}–#{last}"),
         actor: label.(event),
         text: text,
-        failing?: Enum.any?(chunk, fn {{step, _}, _} -> step == fail_step end)
+        failing?: Enum.any?(chunk, fn {step, _, _} -> step == fail_step end)
       }
     end)
   end

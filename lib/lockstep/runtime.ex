@@ -29,6 +29,9 @@ defmodule Lockstep.Runtime do
   @awaiting_outside :"$lockstep_awaiting_outside"
   @sent_outside :"$lockstep_sent_outside"
   @owned_tables :"$lockstep_ets_owned"
+  # Present (`true`) in the processes of an iteration that captures its trace: instrumented
+  # code then notes its call sites (`site/1`).
+  @sites :"$lockstep_sites"
 
   # Functions of this module that are not what the user called; nor is any function of
   # Lockstep.SharedState, the wrappers' helper, which calls this module (named by its atom
@@ -321,8 +324,9 @@ defmodule Lockstep.Runtime do
   # iterations several times their work. Concurrent runs and `workers:` sit on the
   # schedulers their owners are on. `{:scheduler, n}` is an undocumented `spawn_opt` option
   # of OTP 25; without it the process is spawned unbound.
-  def spawn_root(session, tag, fun) do
-    spawn_bound(:root_entry, [session, tag, fun], :erlang.system_info(:scheduler_id))
+  def spawn_root(session, tag, fun, capture? \\ false) do
+    sites = if capture?, do: true, else: :undefined
+    spawn_bound(:root_entry, [session, tag, fun, sites], :erlang.system_info(:scheduler_id))
   end
 
   defp spawn_bound(entry, args, scheduler) do
@@ -332,14 +336,15 @@ defmodule Lockstep.Runtime do
   end
 
   @doc false
-  def root_entry(session, tag, fun), do: entry(session, 0, tag, fun)
+  def root_entry(session, tag, fun, sites), do: entry(session, 0, tag, fun, sites)
 
   @doc false
-  def child_entry(session, id, tag, fun), do: entry(session, id, tag, fun)
+  def child_entry(session, id, tag, fun, sites), do: entry(session, id, tag, fun, sites)
 
-  defp entry(session, id, tag, fun) do
+  defp entry(session, id, tag, fun, sites) do
     Process.flag(:trap_exit, true)
     Process.put(@key, {session, id, tag})
+    if sites == true, do: Process.put(@sites, true)
     await_start(session, id, tag, fun)
   end
 
@@ -449,7 +454,11 @@ defmodule Lockstep.Runtime do
       end
 
     pid =
-      spawn_bound(:child_entry, [session, child, tag, fun], :erlang.system_info(:scheduler_id))
+      spawn_bound(
+        :child_entry,
+        [session, child, tag, fun, :erlang.get(@sites)],
+        :erlang.system_info(:scheduler_id)
+      )
 
     Native.register_child(session, id, child, pid)
     pid
@@ -600,6 +609,32 @@ defmodule Lockstep.Runtime do
 
   # Taking a message is reported with the next sync point.
   def consumed(_ctx, seq), do: Process.put(@pending, seq)
+
+  @doc false
+  # Instrumented code in an iteration that captures its trace, before each operation: the
+  # events the operation records are shown at `site`, `"lib/my_app/server.ex:12"` (see the
+  # NIF's `Sites`). A message a receive took before is reported first, so that its event
+  # keeps the receive's site; a message the caller carries stays for its sync point.
+  def site(site) do
+    case :erlang.get(@key) do
+      {session, id, _tag} ->
+        consumed =
+          case :erlang.get(@pending) do
+            seq when is_integer(seq) ->
+              :erlang.erase(@pending)
+              seq
+
+            _ ->
+              nil
+          end
+
+        Native.note_site(session, id, consumed, site)
+
+      # not managed, or inside a predicate of the receive machinery (the operation raises)
+      _ ->
+        :ok
+    end
+  end
 
   # A message handed over that no clause takes: into the mailbox, where it would have been.
   # It is the newest message of the run to this process, so it goes last.

@@ -207,6 +207,12 @@ defmodule Lockstep.Session do
   @spec trace(t()) :: [{non_neg_integer(), Lockstep.Trace.event()}]
   def trace(session), do: nif(:trace, fn -> Native.trace(session) end)
 
+  @doc false
+  # The source location of each event of instrumented code, by its index in `trace/1`'s
+  # list (0-based): `%{index => "lib/x.ex:12"}`; empty unless the session captures.
+  @spec call_sites(t()) :: %{non_neg_integer() => String.t()}
+  def call_sites(session), do: nif(:trace_sites, fn -> Map.new(Native.trace_sites(session)) end)
+
   # Reports from outside the run ---------------------------------------------------------
 
   @doc false

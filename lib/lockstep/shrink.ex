@@ -239,6 +239,7 @@ defmodule Lockstep.Shrink do
       strategy: file.strategy,
       schedule: r.schedule || schedule,
       trace: r.trace,
+      call_sites: r.call_sites,
       name: state.cfg.name,
       nondeterminism: nil,
       steps: r.metrics.steps,

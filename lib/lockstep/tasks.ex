@@ -131,6 +131,7 @@ defmodule Lockstep.Tasks do
       fail_step: file.fail_step,
       schedule: file.schedule,
       trace: file.events,
+      call_sites: file.call_sites,
       trace_path: path,
       name: file.name,
       nondeterminism: nil,

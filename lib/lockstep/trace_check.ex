@@ -46,6 +46,7 @@ defmodule Lockstep.TraceFile.Check do
       {:options, true, &options/1},
       {:kind, true, &member(&1, @kinds)},
       {:events, true, &events/1},
+      {:call_sites, false, &call_sites/1},
       {:lockstep_version, false, &string/1},
       {:name, false, &string/1},
       {:reason, false, &nil_or(&1, fn v -> string(v) end)},
@@ -68,7 +69,8 @@ defmodule Lockstep.TraceFile.Check do
     fail_step: nil,
     proc_nodes: %{},
     body: nil,
-    location: nil
+    location: nil,
+    call_sites: %{}
   }
 
   @hint ". The file was not written by Lockstep or was damaged; re-run the search to " <>
@@ -225,6 +227,15 @@ defmodule Lockstep.TraceFile.Check do
   end
 
   defp body(v), do: is(v, "%{module: atom, function: atom, source: path or nil}")
+
+  defp call_sites(v) when is_map(v) do
+    if Enum.all?(v, fn {index, site} -> is_integer(index) and index >= 0 and is_binary(site) end),
+      do: :ok,
+      else: is(v, "a map of event indexes (non-negative integers) to source locations (strings)")
+  end
+
+  defp call_sites(v),
+    do: is(v, "a map of event indexes (non-negative integers) to source locations (strings)")
 
   @event "{step, event} pairs: a non-negative step and an event of a kind Lockstep.Trace " <>
            "lists (its tag and its number of fields), whose fields are strings, atoms, " <>

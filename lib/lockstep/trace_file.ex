@@ -27,6 +27,8 @@ defmodule Lockstep.TraceFile do
         proc_nodes: %{"P.2" => :b@host},
         schedule: [{:run, "P"}, {:deliver, "P.1", "P"}, {:random, 2}, …],
         events: [{1, {:start, "P"}}, …],   # payloads as {:"$inspected", text}
+        call_sites: %{4 => "lib/my_app/counter.ex:12"},   # events of instrumented code,
+                                            # by 0-based index in events
         body: %{module: MyTest, function: :"ctest counter", source: "test/my_test.exs"},
         location: "test/my_test.exs:12"     # the ctest, when there is one
       }
@@ -114,6 +116,7 @@ defmodule Lockstep.TraceFile do
                    :proc_nodes,
                    :schedule,
                    :events,
+                   :call_sites,
                    :body,
                    :location
                  ]
@@ -188,10 +191,11 @@ defmodule Lockstep.TraceFile do
         events:
           (bug.trace || [])
           |> Lockstep.Report.display_trace(bug.pid_names)
-          |> Enum.map(&sanitize_event/1)
+          |> Enum.map(&sanitize_event/1),
+        call_sites: bug.call_sites || %{}
       })
     else
-      Map.merge(data, %{reason: nil, events: []})
+      Map.merge(data, %{reason: nil, events: [], call_sites: %{}})
     end
   end
 

@@ -132,7 +132,11 @@ defmodule Lockstep.HostileTraceTest do
     {:body, {Lockstep.RaceBodies, :racy},
      "its body is {Lockstep.RaceBodies, :racy}, expected %{module: atom"},
     {:body, %{module: "Mod", function: :f}, "its body is %{function: :f, module: \"Mod\"}"},
-    {:location, 12, "its location is 12, expected a string"}
+    {:location, 12, "its location is 12, expected a string"},
+    {:call_sites, [{1, "x.ex:1"}],
+     "its call_sites is [{1, \"x.ex:1\"}], expected a map of event indexes"},
+    {:call_sites, %{-1 => "x.ex:1"}, "its call_sites is %{-1 => \"x.ex:1\"}, expected a map"},
+    {:call_sites, %{1 => :line}, "its call_sites is %{1 => :line}, expected a map"}
   ]
 
   describe "a field of the wrong type" do

@@ -176,7 +176,13 @@ defmodule Lockstep.OwnerDeathTest do
     test_pid = self()
 
     orphan =
-      spawn(Lockstep.Runtime, :child_entry, [session, 7, tag, fn -> send(test_pid, :ran) end])
+      spawn(Lockstep.Runtime, :child_entry, [
+        session,
+        7,
+        tag,
+        fn -> send(test_pid, :ran) end,
+        :undefined
+      ])
 
     assert eventually(fn -> not Process.alive?(orphan) end, 3_000)
     refute_received :ran

@@ -31,6 +31,7 @@ defmodule Lockstep.SessionTest do
     :exit,
     :external_exit,
     :consumed,
+    :note_site,
     :hold,
     :mark_park,
     :register_child,

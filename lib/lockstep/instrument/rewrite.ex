@@ -37,6 +37,17 @@ defmodule Lockstep.Instrument.Rewrite do
   #     every generated node keeps the annotation (file line) of the code it replaces, so
   #     stack traces point at the user's line.
   #
+  #   * The managed branch first notes its call site, `"lib/my_app/server.ex:12"`, when the
+  #     iteration captures its trace (`'$lockstep_sites'` is in the process dictionary:
+  #     only in the re-run of a failing iteration that builds the report), so the events
+  #     of the operation show where it was made:
+  #
+  #         _ -> case erlang:get('$lockstep_sites') of
+  #                undefined -> ok;
+  #                _ -> 'Elixir.Lockstep.Runtime':site(<<"lib/my_app/server.ex:12">>)
+  #              end,
+  #              Ops:Target(V1..Vn)
+  #
   # Generated variables are named `'$lockstep_N'`: no Erlang or Elixir variable can be
   # spelled with a `$`.
 
@@ -45,6 +56,7 @@ defmodule Lockstep.Instrument.Rewrite do
   @nomatch :"$lockstep_nomatch"
   @matched :"$lockstep_msg"
   @timed_out :"$lockstep_timeout"
+  @sites_key :"$lockstep_sites"
 
   defstruct table: %{},
             locals: MapSet.new(),
@@ -90,7 +102,7 @@ defmodule Lockstep.Instrument.Rewrite do
   end
 
   defp form({:attribute, _, :file, {file, _line}} = form, state),
-    do: {form, %{state | file: to_string(file)}}
+    do: {form, %{state | file: Path.relative_to_cwd(to_string(file))}}
 
   defp form({:function, anno, name, arity, clauses}, state) do
     {clauses, state} = Enum.map_reduce(clauses, state, &clause/2)
@@ -225,7 +237,7 @@ defmodule Lockstep.Instrument.Rewrite do
     state = %{state | operations: state.operations + 1}
     {binds, vars, state} = bind_args(anno, args, state)
     original = {:call, anno, callee, vars}
-    controlled = {:call, anno, remote(anno, ops, target), vars}
+    controlled = located(anno, {:call, anno, remote(anno, ops, target), vars}, state)
     block(anno, binds ++ [if_managed(anno, controlled, original)], state)
   end
 
@@ -305,7 +317,7 @@ defmodule Lockstep.Instrument.Rewrite do
       {:clause, anno, [{:tuple, anno, [{:atom, anno, @matched}, msg]}], [],
        [{:case, anno, msg, clauses}]}
 
-    controlled = {:case, anno, call, [matched | on_timeout]}
+    controlled = located(anno, {:case, anno, call, [matched | on_timeout]}, state)
     {if_managed(anno, controlled, original), state}
   end
 
@@ -339,7 +351,7 @@ defmodule Lockstep.Instrument.Rewrite do
       |> Enum.map(fn {:clause, _, [pattern], _, _} -> pattern_text(pattern) end)
       |> Enum.join(" | ")
 
-    "receive at #{Path.relative_to_cwd(state.file)}:#{:erl_anno.line(anno)} matching " <>
+    "receive at #{site(anno, state)} matching " <>
       String.slice(patterns, 0, 160)
   end
 
@@ -350,6 +362,44 @@ defmodule Lockstep.Instrument.Rewrite do
   end
 
   # Building blocks -------------------------------------------------------------------------
+
+  # The managed branch of an operation at a known line: in an iteration that captures its
+  # trace (a failing one, run again for the report; the process dictionary says so), the
+  # call site is noted for the events the operation records. Every other iteration pays
+  # one look-up of a key that is not there.
+  defp located(anno, controlled, state) do
+    case :erl_anno.line(anno) do
+      line when is_integer(line) and line > 0 ->
+        site = site(anno, state) |> String.to_charlist()
+        text = {:bin, anno, [{:bin_element, anno, {:string, anno, site}, :default, [:utf8]}]}
+        check = {:call, anno, remote(anno, :erlang, :get), [{:atom, anno, @sites_key}]}
+
+        note =
+          {:case, anno, check,
+           [
+             {:clause, anno, [{:atom, anno, :undefined}], [], [{:atom, anno, :ok}]},
+             {:clause, anno, [{:var, anno, :_}], [],
+              [{:call, anno, remote(anno, @runtime, :site), [text]}]}
+           ]}
+
+        {:block, anno, [note, controlled]}
+
+      _ ->
+        controlled
+    end
+  end
+
+  # "lib/my_app/server.ex:12": the file of the annotation (code from another file, as an
+  # included header's), else the module's, relative to the working directory.
+  defp site(anno, state) do
+    file =
+      case :erl_anno.file(anno) do
+        :undefined -> state.file
+        file -> Path.relative_to_cwd(to_string(file))
+      end
+
+    "#{file}:#{:erl_anno.line(anno)}"
+  end
 
   defp if_managed(anno, controlled, original) do
     check = {:call, anno, remote(anno, :erlang, :get), [{:atom, anno, @managed_key}]}

@@ -10,7 +10,8 @@ defmodule Mix.Tasks.Lockstep.DumpTrace do
       with the failing step marked, and the replay command;
     * `compact` — the same report with the trace in one line per run of a process's
       consecutive events (as a shrunk failure is printed);
-    * `events` — one `{step, event}` term per line;
+    * `events` — one `{step, event}` term per line, followed by `# file:line` when the
+      event comes from instrumented code (its source location);
     * `schedule` — the schedule, one decision per line, numbered from 1 as the steps are
       (`3  deliver P.1 -> P`);
     * `raw` — the whole file as an Elixir term.
@@ -62,7 +63,16 @@ defmodule Mix.Tasks.Lockstep.DumpTrace do
         Mix.shell().info(Lockstep.Report.format(bug, style: :compact))
 
       "events" ->
-        Enum.each(file.events, &Mix.shell().info(inspect(&1, limit: :infinity)))
+        file.events
+        |> Enum.with_index()
+        |> Enum.each(fn {event, i} ->
+          line = inspect(event, limit: :infinity)
+
+          case file.call_sites[i] do
+            nil -> Mix.shell().info(line)
+            site -> Mix.shell().info(line <> "  # " <> site)
+          end
+        end)
 
       "schedule" ->
         file.schedule

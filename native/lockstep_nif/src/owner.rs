@@ -189,6 +189,23 @@ fn trace<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<
     Ok(events.encode(env))
 }
 
+/// `[{index, site}]`: the source location (`"lib/x.ex:12"`) of each event of instrumented
+/// code, by its index in `trace`'s list; empty unless the session captures.
+#[rustler::nif]
+fn trace_sites<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
+    let mut guard = lock_any(&res);
+    let st = &mut *guard;
+    st.capture.sites.file(st.session.events());
+    let list: Vec<Term> = st
+        .capture
+        .sites
+        .by_event
+        .iter()
+        .map(|(index, site)| (*index, site.as_ref()).encode(env))
+        .collect();
+    Ok(list.encode(env))
+}
+
 /// `[{id, name, pid | nil, state, pending, node}]` for every process of the iteration.
 #[rustler::nif]
 fn procs<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {

@@ -18,12 +18,13 @@ use crate::convert::atoms;
 use crate::handoff::PidHash;
 use crate::resource::{RunStrategy, StrategyCell};
 use lockstep_core::{
-    EventKind, MonitorId, MsgId, NameId, NodeId, ProcId, ProcState, Reason, Session, TimerId,
-    TimerKind,
+    Event, EventKind, MonitorId, MsgId, NameId, NodeId, ProcId, ProcState, Reason, Session,
+    TimerId, TimerKind,
 };
 use rustler::env::{OwnedEnv, SavedTerm};
 use rustler::{Atom, Encoder, Env, LocalPid, ResourceArc, Term};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 pub struct SessionState {
     pub session: Session,
@@ -121,6 +122,87 @@ pub struct Capture {
     pub nifs: HashMap<usize, SavedTerm>,
     /// Reasons (with stacktraces), per exited process.
     pub exits: HashMap<ProcId, SavedTerm>,
+    /// Source locations of the events of instrumented code.
+    pub sites: Sites,
+}
+
+/// Where in the source each event of instrumented code comes from (`"lib/x.ex:12"`), by
+/// event index. Instrumented code run in a capturing iteration notes the call site of each
+/// operation before it (`note_site`); the events the operation then records by that
+/// process are filed under it. The operation is the first sync call after the note and the
+/// retries of a receive it starts: any other sync call the process makes without a note
+/// (code written against the `Lockstep` API, a second sync point inside one operation)
+/// has no site, so an event is never shown at a line that did not make it.
+#[derive(Default)]
+pub struct Sites {
+    /// The site of each process's current operation.
+    current: HashMap<ProcId, Arc<str>>,
+    /// Processes whose noted site no sync call has used yet.
+    noted: HashSet<ProcId>,
+    /// `(event index, site)`, in event order.
+    pub by_event: Vec<(usize, Arc<str>)>,
+    /// Events already filed.
+    scanned: usize,
+}
+
+impl Sites {
+    /// Files the events recorded since the last call under their process's current site.
+    /// Runs before any process's site changes, so each event gets the site of the
+    /// operation that was current when it was recorded.
+    pub fn file(&mut self, events: &[Event]) {
+        if !self.current.is_empty() {
+            for (index, event) in events.iter().enumerate().skip(self.scanned) {
+                if !own_operation(&event.kind) {
+                    continue;
+                }
+                if let Some(site) = self.current.get(&event.proc) {
+                    self.by_event.push((index, site.clone()));
+                }
+            }
+        }
+        self.scanned = events.len();
+    }
+
+    /// `id`'s next operation is at `site`.
+    pub fn note(&mut self, events: &[Event], id: ProcId, site: &str) {
+        self.file(events);
+        self.current.insert(id, Arc::from(site));
+        self.noted.insert(id);
+    }
+
+    /// `id` makes a sync call (`retry`: of the receive it is in).
+    pub fn sync_call(&mut self, events: &[Event], id: ProcId, retry: bool) {
+        self.file(events);
+        if !self.noted.remove(&id) && !retry {
+            self.current.remove(&id);
+        }
+    }
+
+    /// `id`'s code ended.
+    pub fn ended(&mut self, events: &[Event], id: ProcId) {
+        self.file(events);
+        self.noted.remove(&id);
+        self.current.remove(&id);
+    }
+}
+
+/// Events that record what their process did at its current operation (not what reached
+/// it, such as a delivery, a `:DOWN` or a timer firing).
+fn own_operation(kind: &EventKind) -> bool {
+    !matches!(
+        kind,
+        EventKind::Start
+            | EventKind::Deliver { .. }
+            | EventKind::Drop { .. }
+            | EventKind::Cut { .. }
+            | EventKind::ExitTrapped { .. }
+            | EventKind::ExitIgnored { .. }
+            | EventKind::Down { .. }
+            | EventKind::TimerFired { .. }
+            | EventKind::Exit { .. }
+            | EventKind::Tick { .. }
+            | EventKind::NodeDownMsg { .. }
+    )
 }
 
 impl SessionState {
@@ -172,6 +254,7 @@ impl SessionState {
                 msgs: HashMap::new(),
                 nifs: HashMap::new(),
                 exits: HashMap::new(),
+                sites: Sites::default(),
             },
         }
     }

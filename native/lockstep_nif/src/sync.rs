@@ -88,7 +88,12 @@ fn sync_pending<'a>(
         return Ok(atoms::wait().encode(env));
     }
     let carry = take_pending(st, id, pending)?;
-    let op = match make_op(st) {
+    let op = make_op(st);
+    if st.capture.on {
+        let retry = matches!(op, Ok(Op::Receive { retry: true, .. }));
+        st.capture.sites.sync_call(st.session.events(), id, retry);
+    }
+    let op = match op {
         Ok(op) => op,
         Err(early) => {
             if let Some(carry) = carry {
@@ -255,6 +260,9 @@ fn exit<'a>(
     }
     caller_check(env, st, id)?;
     let carry = take_pending(st, id, pending)?;
+    if st.capture.on {
+        st.capture.sites.ended(st.session.events(), id);
+    }
     st.owner.progress += 1;
     let signal_reason = if reason == atoms::normal().encode(env) {
         Reason::Normal
@@ -301,6 +309,9 @@ fn external_exit<'a>(
         return Ok(atoms::ok());
     }
     caller_check(env, st, id)?;
+    if st.capture.on {
+        st.capture.sites.ended(st.session.events(), id);
+    }
     st.owner.progress += 1;
     let saved = st.terms.save(reason);
     st.terms.exit_reasons.insert(id, saved);
@@ -647,5 +658,32 @@ fn running_note(
         return Ok(atoms::ok());
     }
     note(&mut st.session).map_err(engine_error)?;
+    Ok(atoms::ok())
+}
+
+/// Instrumented code in a capturing iteration: the caller's next operation is at `site`
+/// (`"lib/x.ex:12"`), which the events it records are filed under (`state::Sites`).
+/// `consumed` is the message a receive took since the caller's last call, or `nil`: it is
+/// reported first, so its event keeps the site of that receive. Not a sync point.
+#[rustler::nif]
+fn note_site(
+    env: Env,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    consumed: Option<MsgId>,
+    site: String,
+) -> NifResult<Atom> {
+    let mut guard = lock(&res)?;
+    let st = &mut *guard;
+    caller_check(env, st, id)?;
+    if st.session.is_over() || st.exited(id) {
+        return Ok(atoms::ok());
+    }
+    if let Some(msg) = consumed {
+        st.session.consumed(id, msg).map_err(engine_error)?;
+    }
+    if st.capture.on {
+        st.capture.sites.note(st.session.events(), id, &site);
+    }
     Ok(atoms::ok())
 }
