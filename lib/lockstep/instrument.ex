@@ -193,7 +193,7 @@ defmodule Lockstep.Instrument do
   end
 
   # Lockstep's own modules are the `Lockstep`-named modules compiled from its lib/
-  # (`lib/lockstep.ex`, `lib/lockstep/…`); its test support and examples are user code like
+  # (`lib/lockstep.ex`, `lib/lockstep/…`, its mix tasks); its test support and examples are user code like
   # any other. Judged from the module's own name and source path alone, so it holds
   # wherever the project was built.
   defp refuse_ours!(module) do
@@ -206,7 +206,7 @@ defmodule Lockstep.Instrument do
         source when is_list(source) ->
           source = List.to_string(source)
 
-          String.contains?(source, "/lib/lockstep/") or
+          String.contains?(source, ["/lib/lockstep/", "/lib/mix/tasks/lockstep."]) or
             String.ends_with?(source, "/lib/lockstep.ex")
 
         _ ->
