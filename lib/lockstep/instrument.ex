@@ -66,7 +66,8 @@ defmodule Lockstep.Instrument do
     Supervisor,
     DynamicSupervisor,
     Registry,
-    Registry.Partition
+    Registry.Partition,
+    Registry.Supervisor
   ]
 
   @typedoc "What `:instrument` accepts: module atoms and `{:app, app}` (every module of `app`)."
