@@ -26,6 +26,7 @@ defmodule Lockstep.TestSupport.OTP.Server do
     {:reply, reply, state}
   end
 
+  def handle_call(:crash, _from, state), do: raise("the server crashed holding #{inspect(state)}")
   def handle_call({:stop, reason}, _from, state), do: {:stop, reason, state}
   def handle_call({:stop, reason, reply}, _from, state), do: {:stop, reason, reply, state}
 
