@@ -294,8 +294,8 @@ defmodule Lockstep.Report do
 
     rows =
       case bug.trace_style do
-        :compact -> compact_rows(trace, label, bug.fail_step)
-        _ -> Enum.map(trace, &row(&1, label, bug.fail_step))
+        :compact -> compact_rows(trace, label, labels, bug.fail_step)
+        _ -> Enum.map(trace, &row(&1, label, labels, bug.fail_step))
       end
 
     step_width = rows |> Enum.map(&String.length(&1.steps)) |> Enum.max(fn -> 1 end) |> max(5)
@@ -332,11 +332,11 @@ defmodule Lockstep.Report do
 
   defp trace_section(_, _), do: "Trace: (not captured)\n"
 
-  defp row({step, event}, label, fail_step) do
+  defp row({step, event}, label, labels, fail_step) do
     %{
       steps: Integer.to_string(step),
       actor: label.(event),
-      text: safe_describe(event),
+      text: safe_describe(event, labels),
       failing?: step == fail_step
     }
   end
@@ -344,7 +344,7 @@ defmodule Lockstep.Report do
   # The compact trace (a shrunk failure's): consecutive events of one process share a
   # line, a repeated event is counted rather than repeated, and "starts" is left out when
   # the process does something else on that line (acting implies it started).
-  defp compact_rows(trace, label, fail_step) do
+  defp compact_rows(trace, label, labels, fail_step) do
     trace
     |> Enum.chunk_by(fn {_, event} -> label.(event) end)
     |> Enum.map(fn [{first, event} | _] = chunk ->
@@ -358,7 +358,9 @@ defmodule Lockstep.Report do
 
       text =
         shown
-        |> Enum.map(fn {_, e} -> if kind(e) == :block, do: "waits", else: safe_describe(e) end)
+        |> Enum.map(fn {_, e} ->
+          if kind(e) == :block, do: "waits", else: safe_describe(e, labels)
+        end)
         |> Enum.chunk_by(& &1)
         |> Enum.map_join(" · ", fn
           [one] -> one
@@ -477,8 +479,8 @@ defmodule Lockstep.Report do
     end
   end
 
-  defp safe_describe(event) do
-    Trace.describe(event)
+  defp safe_describe(event, labels) do
+    Trace.describe(event, labels)
   rescue
     _ -> Trace.safe_inspect(event, limit: 8, printable_limit: 48)
   end

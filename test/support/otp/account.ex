@@ -24,8 +24,8 @@ defmodule Lockstep.TestSupport.OTP.Account do
   def withdraw_fixed(account, amount), do: GenServer.call(account, {:withdraw, amount})
 
   # The body of the issue's test: two clients withdraw 60 from 100; at most one may succeed.
-  def body(withdraw \\ &withdraw/2) do
-    {:ok, account} = start_link(100)
+  def body(withdraw \\ &withdraw/2, opts \\ []) do
+    {:ok, account} = start_link(100, opts)
     parent = self()
 
     for _ <- 1..2 do
@@ -44,6 +44,9 @@ defmodule Lockstep.TestSupport.OTP.Account do
   end
 
   def fixed_body, do: body(&withdraw_fixed/2)
+
+  # The same, with the account registered as :lockstep_account.
+  def body_named, do: body(&withdraw/2, name: :lockstep_account)
 
   @impl true
   def init(balance), do: {:ok, balance}
