@@ -35,6 +35,7 @@ defmodule Lockstep.OTP.InstrumentCacheTest do
     dir = Path.join(tmp_dir!(), "instrumented")
     cold = fresh(dir)
     entries = File.ls!(dir)
+
     for module <- Lockstep.Instrument.otp_modules() do
       assert Enum.any?(entries, &String.starts_with?(&1, "#{module}-")), "no entry for #{module}"
     end

@@ -13,18 +13,22 @@ defmodule Lockstep.TestSupport.OTP.Compare do
     ref = make_ref()
     # A dynamic call: this module is instrumented in some tests, and the plain run must
     # use the real spawn.
-    apply(:erlang, :spawn, [
-      fn ->
-        result = outcome(fun)
-        stop_linked()
-        send(parent, {ref, result})
-      end
-    ])
+    pid =
+      apply(:erlang, :spawn, [
+        fn ->
+          result = outcome(fun)
+          stop_linked()
+          send(parent, {ref, result})
+        end
+      ])
 
     receive do
       {^ref, outcome} -> outcome
     after
-      10_000 -> raise "the plain run of the program did not finish in 10 s"
+      10_000 ->
+        stack = Process.info(pid, :current_stacktrace)
+        Process.exit(pid, :kill)
+        raise "the plain run of the program did not finish in 10 s: #{inspect(stack)}"
     end
   end
 
@@ -34,11 +38,21 @@ defmodule Lockstep.TestSupport.OTP.Compare do
   defp stop_linked do
     {:links, links} = Process.info(self(), :links)
 
-    for pid <- links, is_pid(pid) do
-      ref = Process.monitor(pid)
-      Process.unlink(pid)
-      Process.exit(pid, :kill)
-      receive(do: ({:DOWN, ^ref, _, _, _} -> :ok))
+    # :shutdown first, as a supervisor would (a Registry shuts its partitions down
+    # quietly), then :kill for whatever ignores it.
+    # Unlinked from all first: stopping one may stop another through their own links.
+    pids = for pid <- links, is_pid(pid), do: {pid, Process.monitor(pid), Process.unlink(pid)}
+
+    for {pid, ref, true} <- pids do
+      Process.exit(pid, :shutdown)
+
+      receive do
+        {:DOWN, ^ref, _, _, _} -> :ok
+      after
+        1_000 ->
+          Process.exit(pid, :kill)
+          receive(do: ({:DOWN, ^ref, _, _, _} -> :ok))
+      end
     end
   end
 
