@@ -198,7 +198,9 @@ fn decode_target<'a>(
 /// when the send is announced: a run process registering the same name before the send
 /// is applied is not seen (the run's own names win whenever they exist at announce time).
 fn vm_name_outside(env: Env, st: &SessionState, id: ProcId, name: Atom, interned: NameId) -> bool {
-    st.session.name_holder(st.caller_node(id), interned).is_none()
+    st.session
+        .name_holder(st.caller_node(id), interned)
+        .is_none()
         && env
             .whereis_pid(name)
             .is_some_and(|pid| st.procs.managed(&pid).is_none())

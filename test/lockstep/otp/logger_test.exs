@@ -81,6 +81,21 @@ defmodule Lockstep.OTP.LoggerTest do
     assert log =~ "from the root true"
   end
 
+  test "a server of the VM is outside the run: called by name, and its name is taken" do
+    {:ok, outside} = Agent.start(fn -> :vm end, name: :lockstep_vm_agent)
+
+    program = fn ->
+      value = Agent.get(:lockstep_vm_agent, & &1)
+      {value, Server.start_link({:ok, :run}, name: :lockstep_vm_agent)}
+    end
+
+    expected = Compare.plain(program)
+    assert expected == {:ok, {:vm, {:error, {:already_started, :pid}}}}
+    {outcomes, _} = Compare.controlled(program, instrument: [Server], iterations: 5)
+    assert outcomes == [expected]
+    Agent.stop(outside)
+  end
+
   test "a synchronous call into Logger (Logger.flush/0) waits for the outside and returns" do
     log =
       capture_log(fn ->
