@@ -5,6 +5,9 @@ defmodule Lockstep.OTP.GenServerTest do
   # infos — over every interleaving the run tries.
   use Lockstep.Test, async: true
 
+  # Servers that crash or stop abnormally log OTP's reports, as they should.
+  @moduletag capture_log: true
+
   alias Lockstep.TestSupport.OTP.{Account, Compare, Server}
 
   defp same_as_plain(program, opts \\ []) do
@@ -204,6 +207,74 @@ defmodule Lockstep.OTP.GenServerTest do
                send(pid, {:put, 3})
                {after_cast, GenServer.call(pid, :get)}
              end)
+  end
+
+  describe "more of the call protocol" do
+    test "{name, node} of the local node" do
+      assert {:ok, 5} =
+               same_as_plain(fn ->
+                 {:ok, _} = Server.start_link({:ok, 5}, name: :lockstep_at_node)
+                 GenServer.call({:lockstep_at_node, node()}, :get)
+               end)
+    end
+
+    test ":gen_server.send_request/2 with receive_response/2 and wait_response/2" do
+      assert {:ok, {{:reply, 5}, :timeout}} =
+               same_as_plain(fn ->
+                 {:ok, pid} = Server.start_link({:ok, 5})
+                 reply = :gen_server.receive_response(:gen_server.send_request(pid, :get), 1000)
+                 slow = :gen_server.send_request(pid, {:sleep, 100, :x})
+                 {reply, :gen_server.wait_response(slow, 10)}
+               end)
+    end
+
+    test "a server killed before the call: :noproc" do
+      assert {:exit, {:noproc, {GenServer, :call, [:pid, :get, 5000]}}} =
+               same_as_plain(fn ->
+                 {:ok, pid} = Server.start({:ok, 5})
+                 Process.exit(pid, :kill)
+                 Process.sleep(1)
+                 GenServer.call(pid, :get)
+               end)
+    end
+
+    test "a server crashing in handle_call exits the caller with the crash" do
+      assert {:ok, {{%RuntimeError{}, _}, {GenServer, :call, [:pid, :crash, 5000]}}} =
+               same_as_plain(
+                 fn ->
+                   {:ok, pid} = Server.start({:ok, 5})
+                   {:exit, reason} = Compare.outcome(fn -> GenServer.call(pid, :crash) end)
+                   # The stack trace differs between the runs (Lockstep's frames).
+                   {{e, _stack}, call} = reason
+                   {{e, :stack}, call}
+                 end,
+                 crash: :ignore
+               )
+    end
+
+    test "stop/2 with an abnormal reason reaches a trapping parent" do
+      assert {:ok, {:ok, {:EXIT, :pid, :boom}}} =
+               same_as_plain(
+                 fn ->
+                   Process.flag(:trap_exit, true)
+                   {:ok, pid} = Server.start_link({:ok, 5})
+                   result = GenServer.stop(pid, :boom)
+                   {result, receive(do: (message -> message))}
+                 end,
+                 crash: :ignore
+               )
+    end
+
+    test ":sys.suspend/1 holds calls until :sys.resume/1" do
+      assert {:ok, {:timeout, 5}} =
+               same_as_plain(fn ->
+                 {:ok, pid} = Server.start({:ok, 5})
+                 :ok = :sys.suspend(pid)
+                 {:exit, {reason, _}} = Compare.outcome(fn -> GenServer.call(pid, :get, 50) end)
+                 :ok = :sys.resume(pid)
+                 {reason, GenServer.call(pid, :get)}
+               end)
+    end
   end
 
   describe "the account (issue 12)" do
