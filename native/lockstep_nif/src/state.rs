@@ -101,6 +101,11 @@ pub struct Terms {
     alias_refs: HashMap<u64, Vec<(SavedTerm, ProcId, u32)>>,
     /// `{ref, payload, dest}` of each `send_after` timer.
     pub timer_data: HashMap<TimerId, SavedTerm>,
+    /// `timer_data` by the hash of the timer's reference, for `cancel_timer` and
+    /// `read_timer` (a `:gen_statem` cancels a timer at every state change); timers filed
+    /// since the last look-up wait in `timers_unindexed`.
+    timer_index: HashMap<u64, Vec<TimerId>>,
+    timers_unindexed: Vec<TimerId>,
     /// Global registry names (any term), by engine name id.
     globals: Vec<SavedTerm>,
     /// Real ETS tables of named simulated tables, by the engine's slot.
@@ -170,6 +175,8 @@ impl SessionState {
                 monitors_unindexed: Vec::new(),
                 alias_refs: HashMap::new(),
                 timer_data: HashMap::new(),
+                timer_index: HashMap::new(),
+                timers_unindexed: Vec::new(),
                 globals: Vec::new(),
                 ets_tables: Vec::new(),
                 outside_crashes: HashMap::new(),
@@ -244,6 +251,7 @@ impl SessionState {
                         .is_some_and(|t| matches!(t.kind, TimerKind::SendAfter { .. }));
                     if is_send_after {
                         terms.timer_data.insert(timer, saved);
+                        terms.timers_unindexed.push(timer);
                     } else {
                         // A receive's own timer: the announced term belongs to a later op.
                         terms.announced.insert(event.proc, saved);
@@ -362,6 +370,37 @@ impl Terms {
                 self.monitor_refs
                     .get(m)
                     .is_some_and(|saved| self.load(env, saved) == mref)
+            })
+    }
+
+    /// The `send_after` timer whose reference is `tref` (`None`: a ref this run never
+    /// handed out for a timer).
+    pub fn timer_of<'a>(&mut self, env: Env<'a>, tref: Term<'a>) -> Option<TimerId> {
+        let data_ref = |terms: &Self, saved: &SavedTerm| {
+            terms
+                .load(env, saved)
+                .decode::<(Term, Term, Term)>()
+                .ok()
+                .map(|(r, _, _)| r)
+        };
+        for timer in std::mem::take(&mut self.timers_unindexed) {
+            let Some(saved) = self.timer_data.get(&timer) else {
+                continue;
+            };
+            if let Some(r) = data_ref(self, saved) {
+                let hash = r.hash_internal(0);
+                self.timer_index.entry(hash).or_default().push(timer);
+            }
+        }
+        self.timer_index
+            .get(&tref.hash_internal(0))?
+            .iter()
+            .copied()
+            .find(|t| {
+                self.timer_data
+                    .get(t)
+                    .and_then(|saved| data_ref(self, saved))
+                    .is_some_and(|r| r == tref)
             })
     }
 

@@ -17,7 +17,7 @@ use crate::handoff::{Carry, Pending};
 use crate::resource::{lock, strategy_of, SessionResource};
 use crate::state::SessionState;
 use crate::wake::{after_call, after_call_carrying};
-use lockstep_core::{ExitClass, MsgId, NameId, Op, Outcome, ProcId, Reason, Target, TimerId};
+use lockstep_core::{ExitClass, MsgId, NameId, Op, Outcome, ProcId, Reason, Target};
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term, TermType};
 
 /// The caller must be the managed process the context `id` belongs to; a context copied
@@ -580,7 +580,7 @@ fn sync_cancel_timer<'a>(
     notify: bool,
 ) -> NifResult<Term<'a>> {
     sync_with(env, &res, id, None, |st| {
-        let timer = timer_of(env, st, tref);
+        let timer = st.terms.timer_of(env, tref);
         Ok(Op::CancelTimer { timer, notify })
     })
 }
@@ -595,23 +595,9 @@ fn sync_read_timer<'a>(
     notify: bool,
 ) -> NifResult<Term<'a>> {
     sync_with(env, &res, id, None, |st| {
-        let timer = timer_of(env, st, tref);
+        let timer = st.terms.timer_of(env, tref);
         Ok(Op::ReadTimer { timer, notify })
     })
-}
-
-/// The timer `tref` names (`None`: a ref this run never handed out for a timer).
-fn timer_of<'a>(env: Env<'a>, st: &SessionState, tref: Term<'a>) -> Option<TimerId> {
-    st.terms
-        .timer_data
-        .iter()
-        .find(|(_, saved)| {
-            st.terms
-                .load(env, saved)
-                .decode::<(Term, Term, Term)>()
-                .is_ok_and(|(r, _, _)| r == tref)
-        })
-        .map(|(&t, _)| t)
 }
 
 /// A shared-state sync point; `kind` is shown in the trace (captured), `object` is a hash
