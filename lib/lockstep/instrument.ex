@@ -61,6 +61,7 @@ defmodule Lockstep.Instrument do
     :supervisor,
     :supervisor_bridge,
     :sys,
+    :timer,
     GenServer,
     Agent,
     Agent.Server,
