@@ -13,11 +13,15 @@
 #
 #   6. growth: time per process, per step, per in-flight message and per iteration as one
 #      iteration's work grows (bench/support/growth.exs); flat rows are the goal.
+#   7. instrumented code outside and inside a run (bench/support/instrumented.exs);
+#   8. real OTP under control: a GenServer.call round trip against the raw BEAM's,
+#      iterations/s of the account test, and the one-time cost of instrumenting OTP
+#      (bench/support/otp.exs).
 #
 # Knobs (environment): BENCH_HOPS (200000), BENCH_ITERATIONS (5000), BENCH_ROUNDS (5),
 # BENCH_GROWTH_MAX (100000: the largest size of the growth table).
 
-for file <- ~w(timing baseline ping_pong iterations micro growth instrumented) do
+for file <- ~w(timing baseline ping_pong iterations micro growth instrumented otp) do
   Code.require_file("support/#{file}.exs", __DIR__)
 end
 
@@ -32,12 +36,26 @@ defmodule Bench.Run do
   @its_ratio_stretch 0.6
   # on this 2-core machine
   @workers_target 1.6
+  # issue 12: a real GenServer.call round trip under Lockstep within 4x the raw BEAM's
+  @call_target 4.0
 
   def main do
     hops = env_int("BENCH_HOPS", 200_000)
     iterations = env_int("BENCH_ITERATIONS", 5_000)
     rounds = env_int("BENCH_ROUNDS", 5)
 
+    if System.get_env("BENCH_ONLY") == "otp" do
+      ratio = otp_table(rounds)
+
+      IO.puts(
+        "\n  GenServer.call round trip <= #{@call_target}x the raw BEAM's: #{fmt(ratio, 2)}x"
+      )
+    else
+      main(hops, iterations, rounds)
+    end
+  end
+
+  defp main(hops, iterations, rounds) do
     header(hops, iterations, rounds)
 
     # warm everything up once (code loading, NIF, allocators) before measuring
@@ -184,6 +202,7 @@ defmodule Bench.Run do
 
     growth_table(env_int("BENCH_GROWTH_MAX", 100_000))
     instrumented_table(hops, rounds)
+    call_ratio = otp_table(rounds)
 
     # targets -----------------------------------------------------------------------------
     section("Targets")
@@ -204,6 +223,11 @@ defmodule Bench.Run do
         "#{@its_ratio_stretch}): :pct #{fmt(raw_it.best / pct_it.best, 2)}, :random " <>
         "#{fmt(raw_it.best / rnd_it.best, 2)} -> #{met(its_ratio >= @its_ratio_target)}" <>
         if(its_ratio >= @its_ratio_stretch, do: " (stretch met)", else: "")
+    )
+
+    IO.puts(
+      "  GenServer.call round trip <= #{@call_target}x the raw BEAM's: #{fmt(call_ratio, 2)}x " <>
+        "-> #{met(call_ratio <= @call_target)}"
     )
 
     IO.puts(
@@ -250,6 +274,86 @@ defmodule Bench.Run do
         "(target <= 1.10); instrumented hop in a run / API hop: " <>
         "#{fmt(inside.best / api.best, 2)}"
     )
+  end
+
+  # 8: real OTP --------------------------------------------------------------------------
+
+  # On its own: `BENCH_ONLY=otp make bench`.
+  # Calls per iteration: a test's iteration makes a few; the long one shows how the cost of
+  # a call grows with the length of its iteration (the trace and the term arena grow).
+  @calls 2_000
+  @long_calls 50_000
+
+  def otp_table(rounds) do
+    alias Bench.OTP
+    calls = @calls
+
+    {cold, cached} = OTP.instrument_cost()
+    Lockstep.Instrument.instrument!(:otp)
+
+    section(
+      "8. Real OTP under control: GenServer.call, #{fmt_int(calls)} calls per iteration " <>
+        "(best of #{rounds * 4})"
+    )
+
+    [raw, random, pct, long] =
+      interleaved(rounds * 4, [
+        fn -> OTP.raw_calls(calls) end,
+        fn -> OTP.lockstep_calls(calls, :random) end,
+        fn -> OTP.lockstep_calls(calls, :pct) end,
+        fn -> OTP.lockstep_calls(@long_calls, :pct) end
+      ])
+      |> Enum.map(fn samples ->
+        per = Enum.map(samples, &(&1.ns / 1000 / &1.hops))
+        %{best: Enum.min(per), median: Timing.median(per)}
+      end)
+
+    account_its = 2_000
+
+    account =
+      rounds
+      |> Timing.rounds(fn -> OTP.account(account_its) end)
+      |> Enum.map(&(account_its / (&1.ns / 1.0e9)))
+
+    table(
+      ["measure", "best", "median", "x raw"],
+      [
+        ["GenServer.call, raw BEAM (µs)", fmt(raw.best), fmt(raw.median), "1.00"],
+        [
+          "GenServer.call under Lockstep, :random (µs)",
+          fmt(random.best),
+          fmt(random.median),
+          fmt(random.best / raw.best, 2)
+        ],
+        [
+          "GenServer.call under Lockstep, :pct (µs)",
+          fmt(pct.best),
+          fmt(pct.median),
+          fmt(pct.best / raw.best, 2)
+        ],
+        [
+          "the same, #{fmt_int(@long_calls)} calls in one iteration (µs)",
+          fmt(long.best),
+          fmt(long.median),
+          fmt(long.best / raw.best, 2)
+        ],
+        [
+          "account test, :pct (iterations/s)",
+          fmt_int(round(Enum.max(account))),
+          fmt_int(round(Timing.median(account))),
+          ""
+        ],
+        [
+          "instrumenting OTP's #{length(Lockstep.Instrument.otp_modules())} modules, fresh VM (ms)",
+          fmt(cold, 0),
+          "",
+          ""
+        ],
+        ["the same, from the disk cache (ms)", fmt(cached, 0), "", ""]
+      ]
+    )
+
+    max(random.best, pct.best) / raw.best
   end
 
   # 6: growth ------------------------------------------------------------------------------

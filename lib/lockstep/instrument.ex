@@ -19,6 +19,10 @@ defmodule Lockstep.Instrument do
       look-up per operation: ExUnit, Logger and your application's processes keep working.
     * Each module is instrumented at most once per VM: a second run pays one
       `module_info(:md5)` check. A module recompiled since is instrumented again.
+    * Modules read from disk are cached on disk too, under `_build/lockstep/instrumented/`
+      (keyed by the module's MD5 and by Lockstep's instrumenter; the directory is the
+      `:lockstep` application's `:instrument_cache_dir`): a fresh VM loads OTP's
+      instrumented modules in milliseconds instead of rewriting them for seconds.
     * Nothing is ever purged while a process may run it: no process outside a run is
       killed by instrumentation. Concurrent instrumentation of the same module (two async
       test modules) is serialised.
@@ -57,6 +61,7 @@ defmodule Lockstep.Instrument do
     :supervisor,
     :supervisor_bridge,
     :sys,
+    :timer,
     GenServer,
     Agent,
     Agent.Server,
@@ -260,12 +265,29 @@ defmodule Lockstep.Instrument do
   end
 
   defp load_instrumented!(module, binary, origin) do
+    {:ok, {^module, original_md5}} = :beam_lib.md5(binary)
+    cache = if origin == :disk, do: cache_path(module, original_md5)
+
+    instrumented =
+      case cache && cached(cache, module, original_md5) do
+        bin when is_binary(bin) ->
+          bin
+
+        _ ->
+          bin = compile_instrumented!(module, binary, origin, original_md5)
+          if cache, do: store(cache, bin)
+          bin
+      end
+
+    load!(module, instrumented)
+  end
+
+  defp compile_instrumented!(module, binary, origin, original_md5) do
     forms = abstract_code!(module, binary, origin)
 
     if nif?(forms), do: raise(InstrumentError, module: module, reason: :nif)
 
     {forms, _operations} = Rewrite.forms(forms, table())
-    {:ok, {^module, original_md5}} = :beam_lib.md5(binary)
     forms = mark(forms, original_md5)
 
     # The compile info keeps naming the user's source file (trace files, mix tasks and
@@ -278,18 +300,19 @@ defmodule Lockstep.Instrument do
 
     options = [:binary, :return_errors, :no_spawn_compiler_process | source]
 
-    instrumented =
-      case :compile.forms(forms, options) do
-        {:ok, ^module, instrumented} ->
-          instrumented
+    case :compile.forms(forms, options) do
+      {:ok, ^module, instrumented} ->
+        instrumented
 
-        {:ok, ^module, instrumented, _warnings} ->
-          instrumented
+      {:ok, ^module, instrumented, _warnings} ->
+        instrumented
 
-        {:error, errors, _warnings} ->
-          raise InstrumentError, module: module, reason: {:compile, errors}
-      end
+      {:error, errors, _warnings} ->
+        raise InstrumentError, module: module, reason: {:compile, errors}
+    end
+  end
 
+  defp load!(module, instrumented) do
     # The original stays loaded as old code for processes still in it; an older version
     # still in use by some process cannot be replaced without killing it.
     unless :code.soft_purge(module) do
@@ -317,6 +340,54 @@ defmodule Lockstep.Instrument do
     end
 
     :persistent_term.put({__MODULE__, module}, module.module_info(:md5))
+    :ok
+  end
+
+  # The disk cache (SPEC §9): instrumenting OTP's modules costs seconds in every fresh VM
+  # (every `mix test`), loading their instrumented code from _build milliseconds. An entry
+  # is keyed by the original module's MD5 and by the instrumenter's own code (the rewrite
+  # and the ops modules: a new Lockstep rewrites again), and checked when read: its marker
+  # must name the original MD5. The cache is best effort: an entry that cannot be read or
+  # written is instrumented again.
+  defp cache_path(module, original_md5) do
+    dir = Application.get_env(:lockstep, :instrument_cache_dir, "_build/lockstep/instrumented")
+    Path.join(dir, "#{module}-#{hex(original_md5)}-#{instrumenter_key()}.beam")
+  end
+
+  defp instrumenter_key do
+    case :persistent_term.get({__MODULE__, :instrumenter_key}, nil) do
+      nil ->
+        md5s = for m <- [__MODULE__, Rewrite | @ops_modules], do: m.module_info(:md5)
+        key = binary_part(hex(:erlang.md5(md5s)), 0, 12)
+        :persistent_term.put({__MODULE__, :instrumenter_key}, key)
+        key
+
+      key ->
+        key
+    end
+  end
+
+  defp hex(bin), do: Base.encode16(bin, case: :lower)
+
+  defp cached(path, module, original_md5) do
+    with {:ok, bin} <- File.read(path),
+         {:ok, {^module, [attributes: attributes]}} <- :beam_lib.chunks(bin, [:attributes]),
+         [^original_md5] <- attributes[@marker] do
+      bin
+    else
+      _ -> nil
+    end
+  end
+
+  defp store(path, bin) do
+    tmp = path <> ".tmp#{System.unique_integer([:positive])}"
+
+    with :ok <- File.mkdir_p(Path.dirname(path)),
+         :ok <- File.write(tmp, bin) do
+      File.rename(tmp, path)
+    end
+
+    File.rm(tmp)
     :ok
   end
 

@@ -325,7 +325,8 @@ defmodule Lockstep.Report do
       trace
       |> Enum.with_index()
       |> Enum.map(fn {{step, event}, i} ->
-        {step, event, located(Map.get_lazy(notes, i, fn -> safe_describe(event) end), sites[i])}
+        text = Map.get_lazy(notes, i, fn -> safe_describe(event, labels) end)
+        {step, event, located(text, sites[i])}
       end)
 
     rows =
@@ -516,8 +517,8 @@ defmodule Lockstep.Report do
     end
   end
 
-  defp safe_describe(event) do
-    Trace.describe(event)
+  defp safe_describe(event, labels) do
+    Trace.describe(event, labels)
   rescue
     _ -> Trace.safe_inspect(event, limit: 8, printable_limit: 48)
   end

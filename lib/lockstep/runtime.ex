@@ -500,8 +500,9 @@ defmodule Lockstep.Runtime do
         pid
 
       :external ->
-        # whom a receive that finds nothing may be waiting on (for the :stuck report)
-        Process.put(@sent_outside, dest)
+        # whom a receive that finds nothing may be waiting on (for the :stuck report); a
+        # name only the VM has (Logger's) is external too, and its holder is named
+        Process.put(@sent_outside, (is_atom(dest) && :erlang.whereis(dest)) || dest)
         :erlang.send(dest, msg)
         nil
 

@@ -294,14 +294,78 @@ defmodule Lockstep.Trace do
   @doc """
   What happened, in words, as a report's line shows it (`"sends :ping to P.1"`). An event
   of no listed kind (a trace file from elsewhere) is shown inspected.
+
+  OTP's own traffic is shown as what it means rather than as its envelope (see
+  `otp_message/1`): `"calls P.1 {:withdraw, 60}"`, `"replies {:ok, 40} to P.2"`,
+  `"acknowledges its start to P: {:ok, P.1}"`; the request or reply, not the envelope, is
+  what gets truncated. `labels` maps a process name to how the report shows it (`"P.1"`
+  => `"P.1 (:account)"`), so a call names the server as the report's left column does.
   """
-  @spec describe(term()) :: String.t()
-  def describe(event) do
+  @spec describe(term(), %{optional(String.t()) => String.t()}) :: String.t()
+  def describe(event, labels \\ %{}) do
     case fields(event) do
-      {:ok, tag, fields} -> text(tag, fields)
-      :error -> inspect(event)
+      {:ok, tag, fields} when tag in [:send, :receive, :deliver] ->
+        otp_text(tag, fields, otp_message(fields.msg), labels)
+
+      {:ok, tag, fields} ->
+        text(tag, fields)
+
+      :error ->
+        inspect(event)
     end
   end
+
+  @doc """
+  What a message of OTP's process machinery means: `{:call, request}` (a
+  `{:"$gen_call", from, request}` of `GenServer.call`, `:gen_statem.call`, `:sys`…),
+  `{:cast, request}` (`{:"$gen_cast", request}`), `{:reply, reply}` (`{[:alias | ref],
+  reply}`: OTP 25's reply to a call's alias), `{:ack, return}` (`:proc_lib`'s start
+  handshake, `{:ack, pid, return}`), `{:system, request}` (a `:sys` message), or `nil`
+  for any other message.
+  """
+  @spec otp_message(term()) :: {:call | :cast | :reply | :ack | :system, term()} | nil
+  def otp_message({:"$gen_call", {_from, _tag}, request}), do: {:call, request}
+  def otp_message({:"$gen_cast", request}), do: {:cast, request}
+  def otp_message({[:alias | ref], reply}) when is_reference(ref), do: {:reply, reply}
+  def otp_message({:ack, _pid, return}), do: {:ack, return}
+  def otp_message({:system, {_from, _tag}, request}), do: {:system, request}
+  def otp_message(_message), do: nil
+
+  defp otp_text(tag, f, nil, _labels), do: text(tag, f)
+
+  defp otp_text(:send, f, {kind, term}, labels) do
+    to = if f.to == :external, do: "a process outside the run", else: label(f.to, labels)
+
+    words =
+      case kind do
+        :call -> "calls #{to} #{payload(term)}"
+        :cast -> "casts #{payload(term)} to #{to}"
+        :reply -> "replies #{payload(term)} to #{to}"
+        :ack -> "acknowledges its start to #{to}: #{payload(term)}"
+        :system -> "sends the system message #{payload(term)} to #{to}"
+      end
+
+    words <> fate_suffix(f.fate, to)
+  end
+
+  defp otp_text(tag, f, {kind, term}, labels) do
+    what =
+      case kind do
+        :call -> "the call #{payload(term)}"
+        :cast -> "the cast #{payload(term)}"
+        :reply -> "the reply #{payload(term)}"
+        :ack -> "the start acknowledgement #{payload(term)}"
+        :system -> "the system message #{payload(term)}"
+      end
+
+    from = label(f.from, labels)
+
+    if tag == :receive,
+      do: "receives #{what} from #{from}",
+      else: "gets #{what} from #{from} (delivered)"
+  end
+
+  defp label(proc, labels), do: Map.get(labels, proc, proc)
 
   defp text(:start, _), do: "starts"
   defp text(:spawn, f), do: "spawns #{f.child}"

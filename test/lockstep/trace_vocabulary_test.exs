@@ -206,8 +206,23 @@ defmodule Lockstep.TraceVocabularyTest do
   defp values(:proc_or_nil), do: ["P.2"]
   defp values(:dest), do: ["P.1"]
 
-  defp values(:term),
-    do: [{:value, 1}, "text", %Lockstep.ProcRef{name: "P.2"}, :"$lockstep_not_captured"]
+  # OTP's traffic too (Trace.otp_message/1): a call, a cast, a reply to an alias, a
+  # :proc_lib ack and a :sys message, which a report words as what they mean.
+  defp values(:term) do
+    from = {%Lockstep.ProcRef{name: "P.2"}, [:alias | make_ref()]}
+
+    [
+      {:value, 1},
+      "text",
+      %Lockstep.ProcRef{name: "P.2"},
+      :"$lockstep_not_captured",
+      {:"$gen_call", from, {:withdraw, 60}},
+      {:"$gen_cast", {:put, 1}},
+      {[:alias | make_ref()], {:ok, 40}},
+      {:ack, %Lockstep.ProcRef{name: "P.2"}, {:ok, %Lockstep.ProcRef{name: "P.2"}}},
+      {:system, from, :get_state}
+    ]
+  end
 
   defp values(:reason) do
     [
@@ -311,13 +326,16 @@ defmodule Lockstep.TraceVocabularyTest do
     test "goes through the report, full and compact" do
       events = sample_events()
       bug = bug(numbered(events), [{:run, "P"}])
+      # The report names a process as its left column does (a :register event of the
+      # samples registers P.1 as :echo): OTP calls name their server that way.
+      labels = %{"P.1" => "P.1 (:echo)"}
 
       for style <- [:full, :compact] do
         report = Report.format(bug, colour: false, style: style)
         refute_fallback(report)
 
         for event <- events, style == :full do
-          assert String.contains?(report, "  " <> Trace.describe(event)),
+          assert String.contains?(report, "  " <> Trace.describe(event, labels)),
                  "the report does not show #{inspect(event)}"
         end
       end

@@ -95,8 +95,7 @@ fn alias<'a>(
                 monitor,
             };
             st.session.alias_with(id, alias).map_err(engine_error)?;
-            let saved = st.terms.save(aref);
-            st.terms.alias_refs.push((saved, id, number));
+            st.terms.add_alias_ref(aref, id, number);
         }
     }
     Ok(true)

@@ -90,11 +90,23 @@ pub struct Terms {
     /// Reason terms given to `exit/2` (`Reason::Given` and `Reason::Shutdown`).
     pub given_reasons: Vec<SavedTerm>,
     pub monitor_refs: HashMap<MonitorId, SavedTerm>,
+    /// `monitor_refs` by the hash of the reference (`Term::hash_internal`), so that a
+    /// demonitor finds its monitor without loading every reference of the iteration (a
+    /// GenServer.call makes one each); monitors filed since the last look-up wait in
+    /// `monitors_unindexed` (they are filed where no env is at hand).
+    monitor_index: HashMap<u64, Vec<MonitorId>>,
+    monitors_unindexed: Vec<MonitorId>,
     /// Reference aliases (alias/0,1, monitor/3's `alias` option): the ref, its owner and
-    /// the alias number the engine knows it by. A send to a ref looks it up here.
-    pub alias_refs: Vec<(SavedTerm, ProcId, u32)>,
+    /// the alias number the engine knows it by, by the hash of the ref. A send to a ref
+    /// looks it up here (every reply of a GenServer.call is one).
+    alias_refs: HashMap<u64, Vec<(SavedTerm, ProcId, u32)>>,
     /// `{ref, payload, dest}` of each `send_after` timer.
     pub timer_data: HashMap<TimerId, SavedTerm>,
+    /// `timer_data` by the hash of the timer's reference, for `cancel_timer` and
+    /// `read_timer` (a `:gen_statem` cancels a timer at every state change); timers filed
+    /// since the last look-up wait in `timers_unindexed`.
+    timer_index: HashMap<u64, Vec<TimerId>>,
+    timers_unindexed: Vec<TimerId>,
     /// Global registry names (any term), by engine name id.
     globals: Vec<SavedTerm>,
     /// Real ETS tables of named simulated tables, by the engine's slot.
@@ -241,8 +253,12 @@ impl SessionState {
                 exit_reasons: HashMap::new(),
                 given_reasons: Vec::new(),
                 monitor_refs: HashMap::new(),
-                alias_refs: Vec::new(),
+                monitor_index: HashMap::new(),
+                monitors_unindexed: Vec::new(),
+                alias_refs: HashMap::new(),
                 timer_data: HashMap::new(),
+                timer_index: HashMap::new(),
+                timers_unindexed: Vec::new(),
                 globals: Vec::new(),
                 ets_tables: Vec::new(),
                 outside_crashes: HashMap::new(),
@@ -309,6 +325,7 @@ impl SessionState {
                 }
                 EventKind::Monitor { monitor, .. } => {
                     terms.monitor_refs.insert(monitor, saved);
+                    terms.monitors_unindexed.push(monitor);
                 }
                 EventKind::TimerStarted { timer, .. } => {
                     let is_send_after = self
@@ -317,6 +334,7 @@ impl SessionState {
                         .is_some_and(|t| matches!(t.kind, TimerKind::SendAfter { .. }));
                     if is_send_after {
                         terms.timer_data.insert(timer, saved);
+                        terms.timers_unindexed.push(timer);
                     } else {
                         // A receive's own timer: the announced term belongs to a later op.
                         terms.announced.insert(event.proc, saved);
@@ -420,16 +438,66 @@ impl Terms {
 
     /// The saved term, or `nil` when there is none.
     /// The monitor whose ref is `mref`, if this run handed it out.
-    pub fn monitor_of<'a>(&self, env: Env<'a>, mref: Term<'a>) -> Option<MonitorId> {
-        self.monitor_refs
+    pub fn monitor_of<'a>(&mut self, env: Env<'a>, mref: Term<'a>) -> Option<MonitorId> {
+        for monitor in std::mem::take(&mut self.monitors_unindexed) {
+            if let Some(saved) = self.monitor_refs.get(&monitor) {
+                let hash = self.load(env, saved).hash_internal(0);
+                self.monitor_index.entry(hash).or_default().push(monitor);
+            }
+        }
+        self.monitor_index
+            .get(&mref.hash_internal(0))?
             .iter()
-            .find(|(_, saved)| self.load(env, saved) == mref)
-            .map(|(&m, _)| m)
+            .copied()
+            .find(|m| {
+                self.monitor_refs
+                    .get(m)
+                    .is_some_and(|saved| self.load(env, saved) == mref)
+            })
+    }
+
+    /// The `send_after` timer whose reference is `tref` (`None`: a ref this run never
+    /// handed out for a timer).
+    pub fn timer_of<'a>(&mut self, env: Env<'a>, tref: Term<'a>) -> Option<TimerId> {
+        let data_ref = |terms: &Self, saved: &SavedTerm| {
+            terms
+                .load(env, saved)
+                .decode::<(Term, Term, Term)>()
+                .ok()
+                .map(|(r, _, _)| r)
+        };
+        for timer in std::mem::take(&mut self.timers_unindexed) {
+            let Some(saved) = self.timer_data.get(&timer) else {
+                continue;
+            };
+            if let Some(r) = data_ref(self, saved) {
+                let hash = r.hash_internal(0);
+                self.timer_index.entry(hash).or_default().push(timer);
+            }
+        }
+        self.timer_index
+            .get(&tref.hash_internal(0))?
+            .iter()
+            .copied()
+            .find(|t| {
+                self.timer_data
+                    .get(t)
+                    .and_then(|saved| data_ref(self, saved))
+                    .is_some_and(|r| r == tref)
+            })
+    }
+
+    /// Files the alias `aref` of process `p`, numbered `number` by the engine.
+    pub fn add_alias_ref(&mut self, aref: Term, p: ProcId, number: u32) {
+        let saved = self.save(aref);
+        let bucket = self.alias_refs.entry(aref.hash_internal(0)).or_default();
+        bucket.push((saved, p, number));
     }
 
     /// The owner and number of the alias `aref`, if a managed process made it.
     pub fn alias_of<'a>(&self, env: Env<'a>, aref: Term<'a>) -> Option<(ProcId, u32)> {
         self.alias_refs
+            .get(&aref.hash_internal(0))?
             .iter()
             .find(|(saved, _, _)| self.load(env, saved) == aref)
             .map(|&(_, p, n)| (p, n))

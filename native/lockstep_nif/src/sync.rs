@@ -17,7 +17,7 @@ use crate::handoff::{Carry, Pending};
 use crate::resource::{lock, strategy_of, SessionResource};
 use crate::state::SessionState;
 use crate::wake::{after_call, after_call_carrying};
-use lockstep_core::{ExitClass, MsgId, Op, Outcome, ProcId, Reason, Target, TimerId};
+use lockstep_core::{ExitClass, MsgId, NameId, Op, Outcome, ProcId, Reason, Target};
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term, TermType};
 
 /// The caller must be the managed process the context `id` belongs to; a context copied
@@ -153,6 +153,7 @@ pub fn managed_or<'a>(env: Env<'a>, st: &SessionState, pid: LocalPid) -> Result<
 fn decode_target<'a>(
     env: Env<'a>,
     st: &mut SessionState,
+    id: ProcId,
     dest: Term<'a>,
 ) -> Result<Target, Term<'a>> {
     if let Ok(pid) = dest.decode::<LocalPid>() {
@@ -162,7 +163,11 @@ fn decode_target<'a>(
         });
     }
     if let Ok(name) = dest.decode::<Atom>() {
-        return Ok(Target::Name(st.atoms.intern(name)));
+        let interned = st.atoms.intern(name);
+        if vm_name_outside(env, st, id, name, interned) {
+            return Ok(Target::External);
+        }
+        return Ok(Target::Name(interned));
     }
     if dest.get_type() == TermType::Ref {
         return Ok(match st.terms.alias_of(env, dest) {
@@ -191,6 +196,21 @@ fn decode_target<'a>(
     Err(atoms::badarg().encode(env))
 }
 
+/// A name the run does not hold on the caller's node but a process of the VM does
+/// (Logger's, an application's server started before the run): a send to it is a send
+/// outside the run, traced as external like a send to that process's pid. Managed
+/// processes never register for real, so the VM's holder is outside the run. Decided
+/// when the send is announced: a run process registering the same name before the send
+/// is applied is not seen (the run's own names win whenever they exist at announce time).
+fn vm_name_outside(env: Env, st: &SessionState, id: ProcId, name: Atom, interned: NameId) -> bool {
+    st.session
+        .name_holder(st.caller_node(id), interned)
+        .is_none()
+        && env
+            .whereis_pid(name)
+            .is_some_and(|pid| st.procs.managed(&pid).is_none())
+}
+
 // ---------------------------------------------------------------------------------------
 // The hot path: send, receive, yield, exit
 
@@ -205,7 +225,7 @@ fn sync_send<'a>(
 ) -> NifResult<Term<'a>> {
     let pending = Pending::decode(pending)?;
     sync_pending(env, res, id, pending, Some(payload), true, |st| {
-        let to = decode_target(env, st, dest)?;
+        let to = decode_target(env, st, id, dest)?;
         Ok(Op::Send { to })
     })
 }
@@ -554,7 +574,7 @@ fn sync_send_after<'a>(
     // `dest` too: a timer to a pid outside the run sends to it for real when it fires.
     let data = (tref, payload, dest).encode(env);
     sync_with(env, &res, id, Some(data), |st| {
-        let to = decode_target(env, st, dest)?;
+        let to = decode_target(env, st, id, dest)?;
         Ok(Op::SendAfter { to, ms })
     })
 }
@@ -571,7 +591,7 @@ fn sync_cancel_timer<'a>(
     notify: bool,
 ) -> NifResult<Term<'a>> {
     sync_with(env, &res, id, None, |st| {
-        let timer = timer_of(env, st, tref);
+        let timer = st.terms.timer_of(env, tref);
         Ok(Op::CancelTimer { timer, notify })
     })
 }
@@ -586,23 +606,9 @@ fn sync_read_timer<'a>(
     notify: bool,
 ) -> NifResult<Term<'a>> {
     sync_with(env, &res, id, None, |st| {
-        let timer = timer_of(env, st, tref);
+        let timer = st.terms.timer_of(env, tref);
         Ok(Op::ReadTimer { timer, notify })
     })
-}
-
-/// The timer `tref` names (`None`: a ref this run never handed out for a timer).
-fn timer_of<'a>(env: Env<'a>, st: &SessionState, tref: Term<'a>) -> Option<TimerId> {
-    st.terms
-        .timer_data
-        .iter()
-        .find(|(_, saved)| {
-            st.terms
-                .load(env, saved)
-                .decode::<(Term, Term, Term)>()
-                .is_ok_and(|(r, _, _)| r == tref)
-        })
-        .map(|(&t, _)| t)
 }
 
 /// A shared-state sync point; `kind` is shown in the trace (captured), `object` is a hash

@@ -172,8 +172,15 @@ fn perform(env: Env, tag: u64, st: &mut SessionState, effect: Effect) {
                 return;
             };
             let data = st.terms.load(env, saved);
-            if let Ok((_ref, payload, dest)) = data.decode::<(Term, Term, LocalPid)>() {
-                let _ = env.send(&dest, payload);
+            if let Ok((_ref, payload, dest)) = data.decode::<(Term, Term, Term)>() {
+                // A pid outside the run, or a name only the VM has (see sync::vm_name_outside).
+                let pid = match dest.decode::<LocalPid>() {
+                    Ok(pid) => Some(pid),
+                    Err(_) => env.whereis_pid(dest),
+                };
+                if let Some(pid) = pid {
+                    let _ = env.send(&pid, payload);
+                }
             }
         }
         Effect::DeliverSignal { msg, to } => {

@@ -268,8 +268,10 @@ defmodule Lockstep.Instrument.Ops.Time do
   def timer_sleep(ms) when (is_integer(ms) and ms >= 0) or ms == :infinity,
     do: Runtime.sleep(ms)
 
-  # `receive after ms` raises `timeout_value` at once for this value.
-  def timer_sleep(ms), do: :timer.sleep(ms)
+  # `receive after ms` raises `timeout_value` at once for this value, as :timer.sleep's
+  # does (not through :timer itself: instrumented with OTP, its receive is a sync point
+  # whose error for a bad `after` says more than OTP's).
+  def timer_sleep(_ms), do: :erlang.error(:timeout_value)
 
   # Time ----------------------------------------------------------------------------------
 

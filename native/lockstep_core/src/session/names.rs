@@ -61,6 +61,12 @@ impl Session {
         OpResult::Found(found)
     }
 
+    /// Who holds `name` on `node` (no sync point, no event: the adapter's question when a
+    /// send is announced).
+    pub fn name_holder(&self, node: NodeId, name: NameId) -> Option<ProcId> {
+        self.names.get(&(node, name)).copied()
+    }
+
     /// `whereis(name)` on `node`'s registry, by `p`.
     pub(super) fn whereis_on(&mut self, p: ProcId, name: NameId, node: NodeId) -> OpResult {
         let found = self.names.get(&(node, name)).copied();

@@ -1,0 +1,69 @@
+defmodule Lockstep.OTP.TraceWordsTest do
+  # OTP's traffic in a report reads as what it means (issue 12, item 4): calls, casts,
+  # replies to aliases, :proc_lib's start handshake and :sys messages, with the server's
+  # registered name beside it and the request — not the envelope — truncated.
+  use ExUnit.Case, async: true
+
+  alias Lockstep.{ProcRef, Trace}
+  alias Lockstep.TestSupport.OTP.Account
+
+  @p2 %ProcRef{name: "P.2"}
+
+  defp call(request), do: {:"$gen_call", {@p2, [:alias | make_ref()]}, request}
+
+  test "each OTP message shape, sent, received and delivered" do
+    labels = %{"P.1" => "P.1 (:account)"}
+    send_of = fn msg -> Trace.describe({:send, "P.2", "P.1", msg, :delivered}, labels) end
+
+    assert send_of.(call({:withdraw, 60})) == "calls P.1 (:account) {:withdraw, 60}"
+    assert send_of.({:"$gen_cast", {:put, 1}}) == "casts {:put, 1} to P.1 (:account)"
+    assert send_of.({[:alias | make_ref()], {:ok, 40}}) == "replies {:ok, 40} to P.1 (:account)"
+
+    assert send_of.({:ack, @p2, {:ok, @p2}}) ==
+             "acknowledges its start to P.1 (:account): {:ok, P.2}"
+
+    assert send_of.({:system, {@p2, [:alias | make_ref()]}, :get_state}) ==
+             "sends the system message :get_state to P.1 (:account)"
+
+    assert Trace.describe({:send, "P.2", "P.1", call(:balance), :in_flight}) ==
+             "calls P.1 :balance  (in flight)"
+
+    assert Trace.describe({:send, "P.2", :external, call(:balance), :delivered}) ==
+             "calls a process outside the run :balance"
+
+    assert Trace.describe({:receive, "P.1", "P.2", call(:balance)}, labels) ==
+             "receives the call :balance from P.2"
+
+    assert Trace.describe({:receive, "P.2", "P.1", {[:alias | make_ref()], 100}}, labels) ==
+             "receives the reply 100 from P.1 (:account)"
+
+    assert Trace.describe({:deliver, "P.2", "P.1", {:"$gen_cast", :go}}) ==
+             "gets the cast :go from P.2 (delivered)"
+
+    # Anything else is a plain message.
+    assert Trace.describe({:send, "P.2", "P.1", {:ack, :not_a_pid_tuple}, :delivered}) ==
+             "sends {:ack, :not_a_pid_tuple} to P.1"
+  end
+
+  test "the request is truncated, not the envelope" do
+    request = {:put, String.duplicate("x", 40), String.duplicate("y", 40)}
+    text = Trace.describe({:send, "P.2", "P.1", call(request), :delivered})
+    assert String.starts_with?(text, "calls P.1 {:put, \"xxx")
+    assert String.ends_with?(text, "…")
+    refute text =~ "$gen_call"
+    refute text =~ "alias"
+  end
+
+  test "the account's report reads as calls and replies, the server named beside them" do
+    {:error, bug} =
+      Lockstep.check(fn -> Account.body_named() end, instrument: [Account], iterations: 500)
+
+    message = Exception.message(bug)
+    assert message =~ ~r/P\.\d+\s+calls P\.1 \(:lockstep_account\) :balance/
+    assert message =~ ~r/P\.1 \(:lockstep_account\)\s+replies 100 to P\.\d/
+    assert message =~ ~r/P\.1 \(:lockstep_account\)\s+receives the call \{:put_balance, 40\}/
+    assert message =~ "acknowledges its start to P: {:ok, P.1}"
+    refute message =~ "$gen_call"
+    refute message =~ "[:alias |"
+  end
+end
