@@ -40,11 +40,13 @@ defmodule Bench.Instrumented do
     Timing.isolated(fn ->
       echo = spawn(module, :echo, [])
       module.loop(echo, 1)
+      cs0 = Timing.context_switches()
       t0 = Timing.now_ns()
       module.loop(echo, div(hops, 2))
       t1 = Timing.now_ns()
+      cs1 = Timing.context_switches()
       send(echo, :stop)
-      %{ns: t1 - t0, hops: div(hops, 2) * 2}
+      %{ns: t1 - t0, hops: div(hops, 2) * 2, cs: cs1 - cs0}
     end)
   end
 
@@ -56,11 +58,13 @@ defmodule Bench.Instrumented do
     root = fn ->
       echo = Lockstep.spawn(fn -> module.echo() end)
       module.loop(echo, 1)
+      cs0 = Timing.context_switches()
       t0 = Timing.now_ns()
       module.loop(echo, div(hops, 2))
       t1 = Timing.now_ns()
+      cs1 = Timing.context_switches()
       Lockstep.send(echo, :stop)
-      Kernel.send(me, {ref, %{ns: t1 - t0, hops: div(hops, 2) * 2}})
+      Kernel.send(me, {ref, %{ns: t1 - t0, hops: div(hops, 2) * 2, cs: cs1 - cs0}})
     end
 
     Lockstep.run(root,

@@ -54,14 +54,19 @@ defmodule Lockstep.Uncontrolled do
       [message_queue_len: queued, links: links, monitors: monitors, monitored_by: watchers] ->
         {messages, linked_gone} = if queued > 0, do: stray_messages(pid, tag), else: {[], []}
 
+        # Real links and monitors of a managed process come from code Lockstep does not
+        # control: each is looked at. Among the processes monitoring it (the run's owner
+        # watches it), only one it started itself can be such code — a cheap `:parent`
+        # test first, so the owner's dictionary is never copied at every process end.
         related =
           Enum.uniq(
-            for(p <- links, is_pid(p), do: p) ++
-              for({:process, p} <- monitors, is_pid(p), do: p) ++
-              for(p <- watchers, is_pid(p), do: p)
+            for(p <- links, is_pid(p), do: p) ++ for({:process, p} <- monitors, is_pid(p), do: p)
           )
 
-        started = for(p <- related, info = started_by(p, pid), do: info) ++ linked_gone
+        children = for p <- watchers, is_pid(p), p not in related, child_of?(p, pid), do: p
+
+        started =
+          for(p <- related ++ children, info = started_by(p, pid), do: info) ++ linked_gone
 
         if messages == [] and started == [],
           do: nil,
@@ -105,6 +110,9 @@ defmodule Lockstep.Uncontrolled do
   defp linked_gone(_message), do: []
 
   # A description of `p` if managed process `pid` started it (or it works for it).
+  defp child_of?(p, pid) when node(p) == node(), do: Process.info(p, :parent) == {:parent, pid}
+  defp child_of?(_p, _pid), do: false
+
   defp started_by(p, pid) when node(p) == node() do
     with [parent: parent, dictionary: dict, initial_call: initial] <-
            Process.info(p, [:parent, :dictionary, :initial_call]),
