@@ -509,18 +509,10 @@ defmodule Lockstep.Runtime do
       :drop ->
         nil
 
+      # (A name only a process of the VM holds is sent to for real: the NIF answers
+      # `:external` for it.)
       :unregistered ->
-        # Not a name of the run: a process of the VM registered under it (Logger's, the
-        # file server, an application's) is outside the run; a real send reaches it.
-        case is_atom(dest) and :erlang.whereis(dest) do
-          pid when is_pid(pid) ->
-            Process.put(@sent_outside, pid)
-            :erlang.send(pid, msg)
-            nil
-
-          _ ->
-            on_error.(:unregistered, dest)
-        end
+        on_error.(:unregistered, dest)
 
       :badarg ->
         on_error.(:badarg, dest)

@@ -380,9 +380,7 @@ defmodule Lockstep.Trace do
     do: "sends #{payload(f.msg)} to #{name_at(f.dest)}: nobody has that name, DROPPED"
 
   defp text(:send_unregistered, f),
-    do:
-      "sends to #{name(f.name)}, which no process of the run has registered (a real " <>
-        "send if a process outside the run has that name, else ArgumentError)"
+    do: "sends to #{name(f.name)}, which nobody has registered: ArgumentError"
 
   defp text(:deliver, f), do: "gets #{payload(f.msg)} from #{f.from} (delivered)"
   defp text(:drop, f), do: "DROPPED #{payload(f.msg)} from #{f.from}: #{f.proc} had exited"

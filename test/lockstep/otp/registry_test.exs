@@ -226,16 +226,9 @@ defmodule Lockstep.Otp.RegistryTest do
     end
 
     test "every strategy finds it" do
-      for strategy <- [:pct, :random, :pos, :fair_pct, :idpct] do
-        assert {:error, %Lockstep.BugFound{}} =
-                 Lockstep.check(find_or_start(&Sessions.find_or_start/2),
-                   strategy: strategy,
-                   iterations: 200,
-                   seed: 7,
-                   instrument: @app
-                 ),
-               "#{strategy} missed it"
-      end
+      OtpCompare.assert_every_strategy_finds(find_or_start(&Sessions.find_or_start/2),
+        instrument: @app
+      )
     end
 
     test "taking the winner's pid from {:error, {:already_started, pid}} passes 1,000 iterations" do

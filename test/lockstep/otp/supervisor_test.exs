@@ -352,16 +352,7 @@ defmodule Lockstep.Otp.SupervisorTest do
     end
 
     test "every strategy finds it" do
-      for strategy <- [:pct, :random, :pos, :fair_pct, :idpct] do
-        assert {:error, %Lockstep.BugFound{}} =
-                 Lockstep.check(restart_window(&Client.read/1),
-                   strategy: strategy,
-                   iterations: 200,
-                   seed: 7,
-                   instrument: @app
-                 ),
-               "#{strategy} missed it"
-      end
+      OtpCompare.assert_every_strategy_finds(restart_window(&Client.read/1), instrument: @app)
     end
 
     test "calling the name and retrying after an exit passes 1,000 iterations" do

@@ -100,6 +100,18 @@ defmodule Lockstep.OtpCompare do
     a
   end
 
+  @doc "Each randomised strategy finds a bug in `body` within 200 iterations under `opts`."
+  def assert_every_strategy_finds(body, opts) do
+    import ExUnit.Assertions
+
+    for strategy <- [:pct, :random, :pos, :fair_pct, :idpct] do
+      opts = Keyword.merge([iterations: 200, seed: 7], opts) |> Keyword.put(:strategy, strategy)
+
+      assert {:error, %Lockstep.BugFound{}} = Lockstep.check(body, opts),
+             "#{strategy} missed it"
+    end
+  end
+
   @doc "Renames pids and references in `term` by first appearance."
   def rename(term), do: term |> rename(%{}) |> elem(0)
 
