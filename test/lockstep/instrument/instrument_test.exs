@@ -163,8 +163,8 @@ defmodule Lockstep.Instrument.InstrumentTest do
     send(pid, {self(), :v})
     assert_receive 1
 
-    send(pid, :stop)
     ref = Process.monitor(pid)
+    send(pid, :stop)
     assert_receive {:DOWN, ^ref, _, _, :normal}
 
     Instrument.instrument!(:ls_changed)
