@@ -24,6 +24,9 @@ defmodule Lockstep.BugFound do
     * `call_sites` — where in the source each event of instrumented code comes from:
       `%{index => "lib/my_app/counter.ex:12"}`, by the event's 0-based position in
       `trace` (events of code written against the `Lockstep` API have none);
+    * `proc_labels` — the module each OTP behaviour process of instrumented code runs
+      (`%{"P.1" => "MyApp.Account"}`); the report shows it beside a process that has no
+      registered name;
     * `trace_path` — where the schedule and trace were saved (replay it with
       `Lockstep.replay/3`); `nil` when the file could not be written;
     * `trace_error` — why the trace file could not be written (`nil` when it was);
@@ -66,6 +69,7 @@ defmodule Lockstep.BugFound do
     :location,
     trace_style: :full,
     call_sites: %{},
+    proc_labels: %{},
     pid_names: %{},
     proc_nodes: %{}
   ]

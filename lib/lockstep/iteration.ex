@@ -125,6 +125,7 @@ defmodule Lockstep.Iteration do
       schedule: nil,
       trace: nil,
       call_sites: %{},
+      proc_labels: %{},
       pid_names: %{},
       proc_nodes: %{},
       uncontrolled: uncontrolled,
@@ -154,7 +155,12 @@ defmodule Lockstep.Iteration do
       end
 
     if capture?,
-      do: %{result | trace: Session.trace(session), call_sites: Session.call_sites(session)},
+      do: %{
+        result
+        | trace: Session.trace(session),
+          call_sites: Session.call_sites(session),
+          proc_labels: Session.proc_labels(session)
+      },
       else: result
   end
 

@@ -55,6 +55,7 @@ defmodule Lockstep.Native do
   def ets_names(_session, _id, _op), do: nif_error()
   def consumed(_session, _id, _msg), do: nif_error()
   def note_site(_session, _id, _consumed, _site), do: nif_error()
+  def note_label(_session, _id, _label), do: nif_error()
   def external_received(_session, _id), do: nif_error()
   def await_outside(_session, _id), do: nif_error()
   def mark_cleanup(_session), do: nif_error()
@@ -72,6 +73,7 @@ defmodule Lockstep.Native do
   def schedule(_session), do: nif_error()
   def trace(_session), do: nif_error()
   def trace_sites(_session), do: nif_error()
+  def trace_labels(_session), do: nif_error()
   def procs(_session), do: nif_error()
   # Test hook: poisons the session's lock (native_error_test.exs).
   def poison_for_test(_session), do: nif_error()

@@ -313,7 +313,7 @@ defmodule Lockstep.Report do
   defp nondeterminism(%{nondeterminism: note}), do: "  WARNING: #{note}\n"
 
   defp trace_section(%{trace: trace} = bug, colour?) when is_list(trace) and trace != [] do
-    labels = labels(trace, bug.proc_nodes || %{})
+    labels = labels(trace, bug.proc_nodes || %{}, bug.proc_labels || %{})
     label = fn event -> Map.get(labels, safe_actor(event), safe_actor(event)) end
 
     # Each event with its text, followed by its call site in instrumented code.
@@ -435,8 +435,9 @@ defmodule Lockstep.Report do
     end
   end
 
-  # "P.2@b (:server)": the node when not the home node, and the first registered name.
-  defp labels(trace, nodes) do
+  # "P.2@b (:server)": the node when not the home node, and the first registered name, or
+  # else the module of the OTP behaviour the process runs: "P.1 (MyApp.Account)".
+  defp labels(trace, nodes, modules) do
     registered =
       Enum.reduce(trace, %{}, fn {_, event}, acc ->
         case Trace.fields(event) do
@@ -453,7 +454,12 @@ defmodule Lockstep.Report do
     |> Enum.uniq()
     |> Map.new(fn name ->
       at = if node = nodes[name], do: "#{name}@#{node}", else: name
-      {name, if(reg = registered[name], do: "#{at} (#{inspect(reg)})", else: at)}
+
+      cond do
+        reg = registered[name] -> {name, "#{at} (#{inspect(reg)})"}
+        module = modules[name] -> {name, "#{at} (#{module})"}
+        true -> {name, at}
+      end
     end)
   end
 

@@ -32,6 +32,7 @@ defmodule Lockstep.Runtime do
   # Present (`true`) in the processes of an iteration that captures its trace: instrumented
   # code then notes its call sites (`site/1`).
   @sites :"$lockstep_sites"
+  @labelled :"$lockstep_labelled"
 
   # Functions of this module that are not what the user called; nor is any function of
   # Lockstep.SharedState, the wrappers' helper, which calls this module (named by its atom
@@ -603,6 +604,29 @@ defmodule Lockstep.Runtime do
   # Taking a message is reported with the next sync point.
   def consumed(_ctx, seq), do: Process.put(@pending, seq)
 
+  # An OTP behaviour's process, at its first instrumented operation of a capturing
+  # iteration, notes the module it runs for the report ("P.1 (MyApp.Account)"): proc_lib
+  # has put its initial call in the dictionary before any of its code ran.
+  defp label_once(session, id) do
+    if :erlang.get(@labelled) == :undefined do
+      :erlang.put(@labelled, true)
+
+      case behaviour_module(:erlang.get(:"$initial_call")) do
+        nil -> :ok
+        module -> Native.note_label(session, id, inspect(module))
+      end
+    end
+  end
+
+  # `{Mod, :init, 1}` for gen_server/gen_statem/gen_event processes, `{:supervisor, Mod,
+  # 1}` for supervisors; Elixir's Agent and list-of-children Supervisor run Agent.Server and
+  # Supervisor.Default, which say less than "Agent" and "Supervisor".
+  defp behaviour_module({:supervisor, Supervisor.Default, 1}), do: Supervisor
+  defp behaviour_module({:supervisor, module, 1}) when is_atom(module), do: module
+  defp behaviour_module({Agent.Server, :init, 1}), do: Agent
+  defp behaviour_module({module, :init, 1}) when is_atom(module), do: module
+  defp behaviour_module(_), do: nil
+
   @doc false
   # Instrumented code in an iteration that captures its trace, before each operation: the
   # events the operation records are shown at `site`, `"lib/my_app/server.ex:12"` (see the
@@ -622,6 +646,7 @@ defmodule Lockstep.Runtime do
           end
 
         Native.note_site(session, id, consumed, site)
+        label_once(session, id)
 
       # not managed, or inside a predicate of the receive machinery (the operation raises)
       _ ->

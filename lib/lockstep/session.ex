@@ -213,6 +213,12 @@ defmodule Lockstep.Session do
   @spec call_sites(t()) :: %{non_neg_integer() => String.t()}
   def call_sites(session), do: nif(:trace_sites, fn -> Map.new(Native.trace_sites(session)) end)
 
+  @doc false
+  # The labels processes noted for the report (the module an OTP behaviour runs), by name.
+  @spec proc_labels(t()) :: %{String.t() => String.t()}
+  def proc_labels(session),
+    do: nif(:trace_labels, fn -> Map.new(Native.trace_labels(session)) end)
+
   # Reports from outside the run ---------------------------------------------------------
 
   @doc false

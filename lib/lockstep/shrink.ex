@@ -240,6 +240,7 @@ defmodule Lockstep.Shrink do
       schedule: r.schedule || schedule,
       trace: r.trace,
       call_sites: r.call_sites,
+      proc_labels: r.proc_labels,
       name: state.cfg.name,
       nondeterminism: nil,
       steps: r.metrics.steps,

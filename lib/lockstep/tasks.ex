@@ -132,6 +132,7 @@ defmodule Lockstep.Tasks do
       schedule: file.schedule,
       trace: file.events,
       call_sites: file.call_sites,
+      proc_labels: file.proc_labels,
       trace_path: path,
       name: file.name,
       nondeterminism: nil,

@@ -47,6 +47,7 @@ defmodule Lockstep.TraceFile.Check do
       {:kind, true, &member(&1, @kinds)},
       {:events, true, &events/1},
       {:call_sites, false, &call_sites/1},
+      {:proc_labels, false, &proc_labels/1},
       {:lockstep_version, false, &string/1},
       {:name, false, &string/1},
       {:reason, false, &nil_or(&1, fn v -> string(v) end)},
@@ -70,7 +71,8 @@ defmodule Lockstep.TraceFile.Check do
     proc_nodes: %{},
     body: nil,
     location: nil,
-    call_sites: %{}
+    call_sites: %{},
+    proc_labels: %{}
   }
 
   @hint ". The file was not written by Lockstep or was damaged; re-run the search to " <>
@@ -218,6 +220,14 @@ defmodule Lockstep.TraceFile.Check do
   end
 
   defp proc_nodes(v), do: is(v, "a map of process names to node atoms")
+
+  defp proc_labels(v) when is_map(v) do
+    if Enum.all?(v, fn {name, label} -> Trace.proc_name?(name) and is_binary(label) end),
+      do: :ok,
+      else: is(v, "a map of process names to labels (strings)")
+  end
+
+  defp proc_labels(v), do: is(v, "a map of process names to labels (strings)")
 
   defp body(%{module: m, function: f} = v) when is_atom(m) and is_atom(f) do
     case Map.get(v, :source) do

@@ -29,6 +29,7 @@ defmodule Lockstep.TraceFile do
         events: [{1, {:start, "P"}}, …],   # payloads as {:"$inspected", text}
         call_sites: %{4 => "lib/my_app/counter.ex:12"},   # events of instrumented code,
                                             # by 0-based index in events
+        proc_labels: %{"P.1" => "MyApp.Account"},   # modules of OTP behaviour processes
         body: %{module: MyTest, function: :"ctest counter", source: "test/my_test.exs"},
         location: "test/my_test.exs:12"     # the ctest, when there is one
       }
@@ -117,6 +118,7 @@ defmodule Lockstep.TraceFile do
                    :schedule,
                    :events,
                    :call_sites,
+                   :proc_labels,
                    :body,
                    :location
                  ]
@@ -192,10 +194,11 @@ defmodule Lockstep.TraceFile do
           (bug.trace || [])
           |> Lockstep.Report.display_trace(bug.pid_names)
           |> Enum.map(&sanitize_event/1),
-        call_sites: bug.call_sites || %{}
+        call_sites: bug.call_sites || %{},
+        proc_labels: bug.proc_labels || %{}
       })
     else
-      Map.merge(data, %{reason: nil, events: [], call_sites: %{}})
+      Map.merge(data, %{reason: nil, events: [], call_sites: %{}, proc_labels: %{}})
     end
   end
 

@@ -14,7 +14,7 @@ defmodule Lockstep.BankAccountExampleTest do
              Lockstep.check(&BankAccount.Test.racy/0, @opts ++ [iterations: 500, trace_dir: dir])
 
     assert Exception.message(bug) =~ "overdrawn"
-    assert Exception.message(bug) =~ "calls P.1 :balance"
+    assert Exception.message(bug) =~ "calls P.1 (Lockstep.Examples.BankAccount) :balance"
     assert Exception.message(bug) =~ "replies 100 to"
 
     replayed =

@@ -32,6 +32,7 @@ defmodule Lockstep.SessionTest do
     :external_exit,
     :consumed,
     :note_site,
+    :note_label,
     :hold,
     :mark_park,
     :register_child,

@@ -206,6 +206,27 @@ fn trace_sites<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult
     Ok(list.encode(env))
 }
 
+/// `[{name, label}]`: the labels processes noted for themselves (`note_label`), by
+/// process name; empty unless the session captures.
+#[rustler::nif]
+fn trace_labels<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
+    let st = lock_any(&res);
+    let procs = st.session.procs();
+    let mut list: Vec<(ProcId, &String)> = st
+        .capture
+        .labels
+        .iter()
+        .filter(|(id, _)| (**id as usize) < procs.len())
+        .map(|(id, label)| (*id, label))
+        .collect();
+    list.sort_unstable_by_key(|(id, _)| *id);
+    let terms: Vec<Term> = list
+        .into_iter()
+        .map(|(id, label)| (name_term(env, &procs[id as usize].name), label.as_str()).encode(env))
+        .collect();
+    Ok(terms.encode(env))
+}
+
 /// `[{id, name, pid | nil, state, pending, node}]` for every process of the iteration.
 #[rustler::nif]
 fn procs<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {

@@ -136,6 +136,9 @@ pub struct Capture {
     pub exits: HashMap<ProcId, SavedTerm>,
     /// Source locations of the events of instrumented code.
     pub sites: Sites,
+    /// What the report shows beside a process with no registered name: the module of the
+    /// OTP behaviour it runs (`"MyApp.Account"`), noted by the process itself.
+    pub labels: HashMap<ProcId, String>,
 }
 
 /// Where in the source each event of instrumented code comes from (`"lib/x.ex:12"`), by
@@ -271,6 +274,7 @@ impl SessionState {
                 nifs: HashMap::new(),
                 exits: HashMap::new(),
                 sites: Sites::default(),
+                labels: HashMap::new(),
             },
         }
     }

@@ -667,6 +667,24 @@ fn running_note(
     Ok(atoms::ok())
 }
 
+/// A capturing iteration: how the report labels the caller when it has no registered
+/// name (the module of the OTP behaviour it runs). Not a sync point; ignored otherwise.
+#[rustler::nif]
+fn note_label(
+    env: Env,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    label: String,
+) -> NifResult<Atom> {
+    let mut guard = lock(&res)?;
+    let st = &mut *guard;
+    caller_check(env, st, id)?;
+    if st.capture.on {
+        st.capture.labels.insert(id, label);
+    }
+    Ok(atoms::ok())
+}
+
 /// Instrumented code in a capturing iteration: the caller's next operation is at `site`
 /// (`"lib/x.ex:12"`), which the events it records are filed under (`state::Sites`).
 /// `consumed` is the message a receive took since the caller's last call, or `nil`: it is

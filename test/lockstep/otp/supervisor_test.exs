@@ -385,7 +385,7 @@ defmodule Lockstep.Otp.SupervisorTest do
     test "a one_for_one restart is shown as the supervisor restarting the dead child" do
       {bug, notes} = restart_report(:one_for_one)
       assert notes == ["restarts P.1.2 as P.1.4"]
-      assert Exception.message(bug) =~ ~r/P\.1 +restarts P\.1\.2 as P\.1\.4/
+      assert Exception.message(bug) =~ ~r/P\.1 \(Supervisor\) +restarts P\.1\.2 as P\.1\.4/
       compact = Lockstep.Report.format(bug, style: :compact)
       assert compact =~ ~r/P\.1 .*restarts P\.1\.2 as P\.1\.4/
     end

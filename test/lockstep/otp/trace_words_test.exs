@@ -66,4 +66,25 @@ defmodule Lockstep.OTP.TraceWordsTest do
     refute message =~ "$gen_call"
     refute message =~ "[:alias |"
   end
+
+  test "a server with no registered name is shown with the module it runs" do
+    {:error, bug} =
+      Lockstep.check(fn -> Account.body() end, instrument: [Account], iterations: 500)
+
+    assert bug.proc_labels == %{"P.1" => inspect(Account)}
+    message = Exception.message(bug)
+    assert message =~ ~r/P\.\d+\s+calls P\.1 \(#{inspect(Account)}\) :balance/
+    assert message =~ ~r/P\.1 \(#{inspect(Account)}\)\s+replies 100 to P\.\d/
+
+    # The label travels in the trace file, so a replayed report reads the same.
+    file = Lockstep.TraceFile.load!(bug.trace_path)
+    assert file.proc_labels == %{"P.1" => inspect(Account)}
+
+    replayed =
+      assert_raise Lockstep.BugFound, fn ->
+        Lockstep.replay(fn -> Account.body() end, bug.trace_path)
+      end
+
+    assert replayed.proc_labels == %{"P.1" => inspect(Account)}
+  end
 end
