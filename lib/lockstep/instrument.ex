@@ -197,6 +197,38 @@ defmodule Lockstep.Instrument do
     end
   end
 
+  @doc false
+  # OTP's and Elixir's own modules: those of `otp_modules/0` and any loaded from the Erlang
+  # or Elixir installation. The report shows their operations at the user's line that
+  # called into them.
+  @spec library?(module()) :: boolean()
+  def library?(module) do
+    module in @otp_modules or
+      case :code.which(module) do
+        path when is_list(path) ->
+          path = List.to_string(path)
+          Enum.any?(library_roots(), &String.starts_with?(path, &1))
+
+        _ ->
+          false
+      end
+  end
+
+  defp library_roots do
+    elixir =
+      case :code.lib_dir(:elixir) do
+        dir when is_list(dir) -> [dir |> List.to_string() |> Path.dirname()]
+        _ -> []
+      end
+
+    [List.to_string(:code.root_dir()) | elixir]
+  end
+
+  @doc false
+  # Lockstep's own runtime and ops modules (see `refuse_ours!/1`).
+  @spec ours?(module()) :: boolean()
+  def ours?(module), do: lockstep_name?(module) and own_source?(module)
+
   # Lockstep's own modules are the `Lockstep`-named modules compiled from its lib/
   # (`lib/lockstep.ex`, `lib/lockstep/…`, its mix tasks); its test support and examples are user code like
   # any other. Judged from the module's own name and source path alone, so it holds
@@ -205,8 +237,8 @@ defmodule Lockstep.Instrument do
     if ours?(module), do: raise(InstrumentError, module: module, reason: :lockstep)
   end
 
-  defp ours?(module) do
-    lockstep_name?(module) and Code.ensure_loaded?(module) and
+  defp own_source?(module) do
+    Code.ensure_loaded?(module) and
       case module.module_info(:compile)[:source] do
         source when is_list(source) ->
           source = List.to_string(source)
@@ -287,7 +319,7 @@ defmodule Lockstep.Instrument do
 
     if nif?(forms), do: raise(InstrumentError, module: module, reason: :nif)
 
-    {forms, _operations} = Rewrite.forms(forms, table())
+    {forms, _operations} = Rewrite.forms(forms, table(), library?(module))
     forms = mark(forms, original_md5)
 
     # The compile info keeps naming the user's source file (trace files, mix tasks and

@@ -33,6 +33,7 @@ defmodule Lockstep.Runtime do
   # code then notes its call sites (`site/1`).
   @sites :"$lockstep_sites"
   @labelled :"$lockstep_labelled"
+  @library :"$lockstep_library"
 
   # Functions of this module that are not what the user called; nor is any function of
   # Lockstep.SharedState, the wrappers' helper, which calls this module (named by its atom
@@ -651,6 +652,53 @@ defmodule Lockstep.Runtime do
       # not managed, or inside a predicate of the receive machinery (the operation raises)
       _ ->
         :ok
+    end
+  end
+
+  @doc false
+  # `site/1` for an operation inside OTP's or Elixir's code (`gen.erl:256`): the report
+  # shows it at the nearest caller in the user's code (the `GenServer.call` in
+  # `lib/my_app/account.ex`), or at the library's line when no user code is on the stack
+  # (a server's own loop). Only capturing iterations get here.
+  def library_site(site) do
+    {:current_stacktrace, frames} = Process.info(self(), :current_stacktrace)
+    # The look-ups below use the code and file servers: while they run, this process is
+    # not managed, so the instrumented OTP under them runs the original calls.
+    context = :erlang.erase(@key)
+
+    user =
+      try do
+        user_site(frames)
+      after
+        :erlang.put(@key, context)
+      end
+
+    site(user || site)
+  end
+
+  defp user_site(frames) do
+    Enum.find_value(frames, fn {module, _f, _a, location} ->
+      with false <- library_frame?(module),
+           file when file != nil <- location[:file],
+           line when is_integer(line) and line > 0 <- location[:line] do
+        "#{Path.relative_to_cwd(to_string(file))}:#{line}"
+      else
+        _ -> nil
+      end
+    end)
+  end
+
+  # Cached per process: a capturing iteration asks for the same few modules at every
+  # operation.
+  defp library_frame?(module) do
+    case :erlang.get({@library, module}) do
+      :undefined ->
+        library? = Lockstep.Instrument.library?(module) or Lockstep.Instrument.ours?(module)
+        :erlang.put({@library, module}, library?)
+        library?
+
+      library? ->
+        library?
     end
   end
 

@@ -63,13 +63,17 @@ defmodule Lockstep.Instrument.Rewrite do
             no_auto_import: MapSet.new(),
             counter: 0,
             operations: 0,
-            file: "nofile"
+            file: "nofile",
+            library?: false
 
   @doc false
   # Rewrites `forms`; `table` maps `{module, function, arity}` to `{ops_module, target}`.
-  # Returns the new forms and how many operations became sync points.
-  def forms(forms, table) do
+  # `library?`: the module is OTP's or Elixir's (its call sites are looked up at run time,
+  # see `Runtime.library_site/1`). Returns the new forms and how many operations became
+  # sync points.
+  def forms(forms, table, library? \\ false) do
     state = %__MODULE__{
+      library?: library?,
       table: table,
       locals: local_functions(forms),
       no_auto_import: no_auto_import(forms)
@@ -379,7 +383,7 @@ defmodule Lockstep.Instrument.Rewrite do
            [
              {:clause, anno, [{:atom, anno, :undefined}], [], [{:atom, anno, :ok}]},
              {:clause, anno, [{:var, anno, :_}], [],
-              [{:call, anno, remote(anno, @runtime, :site), [text]}]}
+              [{:call, anno, remote(anno, @runtime, site_function(state)), [text]}]}
            ]}
 
         {:block, anno, [note, controlled]}
@@ -388,6 +392,10 @@ defmodule Lockstep.Instrument.Rewrite do
         controlled
     end
   end
+
+  # A library's operation is shown at the user's line that led to it, found at run time.
+  defp site_function(%{library?: true}), do: :library_site
+  defp site_function(_state), do: :site
 
   # "lib/my_app/server.ex:12": the file of the annotation (code from another file, as an
   # included header's), else the module's, relative to the working directory.

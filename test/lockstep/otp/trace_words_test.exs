@@ -87,4 +87,22 @@ defmodule Lockstep.OTP.TraceWordsTest do
 
     assert replayed.proc_labels == %{"P.1" => inspect(Account)}
   end
+
+  test "an operation inside OTP is shown at the user's line that led to it" do
+    {:error, bug} =
+      Lockstep.check(fn -> Account.body() end, instrument: [Account], iterations: 500)
+
+    message = Exception.message(bug)
+
+    # `balance = balance(account)` and `:ok = put_balance(…)` in `withdraw/2`, not gen.erl.
+    assert message =~
+             ~r/calls P\.1 \(#{inspect(Account)}\) :balance  at test\/support\/otp\/account\.ex:14\n/
+
+    assert message =~
+             ~r/calls P\.1 \(#{inspect(Account)}\) \{:put_balance, 40\}  at test\/support\/otp\/account\.ex:17\n/
+
+    # A server's own loop has no user code on its stack: OTP's line stays.
+    assert message =~ ~r/receives the call :balance from P\.\d  at gen_server\.erl:\d+\n/
+    refute message =~ ~r/calls P\.1 .* at gen\.erl/
+  end
 end
