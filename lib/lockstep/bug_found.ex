@@ -29,6 +29,9 @@ defmodule Lockstep.BugFound do
       registered name;
     * `trace_path` — where the schedule and trace were saved (replay it with
       `Lockstep.replay/3`); `nil` when the file could not be written;
+    * `picture_path` — the message sequence chart of the failing iteration
+      (`Lockstep.TraceFile.to_svg/2`), written beside the trace file; `nil` when it was
+      not written;
     * `trace_error` — why the trace file could not be written (`nil` when it was);
     * `encoded_schedule` — when there is no file, the schedule with its seeds and options
       as printable text: `Lockstep.replay(body, {:schedule, encoded_schedule})` replays it;
@@ -60,6 +63,7 @@ defmodule Lockstep.BugFound do
     :schedule,
     :trace,
     :trace_path,
+    :picture_path,
     :trace_error,
     :encoded_schedule,
     :name,

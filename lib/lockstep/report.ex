@@ -9,6 +9,7 @@ defmodule Lockstep.Report do
   def format(bug, opts \\ []) do
     colour? = Keyword.get(opts, :colour, IO.ANSI.enabled?())
     style = Keyword.get(opts, :style, bug.trace_style)
+    slice = Keyword.get(opts, :slice, :auto)
     bug = %{bug | trace: display_trace(bug.trace, bug.pid_names), trace_style: style}
 
     [
@@ -21,7 +22,7 @@ defmodule Lockstep.Report do
       nondeterminism(bug),
       outside(bug),
       "\n",
-      trace_section(bug, colour?),
+      trace_section(bug, colour?, slice),
       "\n",
       replay_section(bug)
     ]
@@ -312,7 +313,10 @@ defmodule Lockstep.Report do
   defp nondeterminism(%{nondeterminism: nil}), do: ""
   defp nondeterminism(%{nondeterminism: note}), do: "  WARNING: #{note}\n"
 
-  defp trace_section(%{trace: trace} = bug, colour?) when is_list(trace) and trace != [] do
+  # `slice`: `:auto` shows the causal slice (Lockstep.Trace.Slice) when it leaves events
+  # out, `true` shows it whatever its size, `false` the whole trace.
+  defp trace_section(%{trace: trace} = bug, colour?, slice)
+       when is_list(trace) and trace != [] do
     labels = labels(trace, bug.proc_nodes || %{}, bug.proc_labels || %{})
     label = fn event -> Map.get(labels, safe_actor(event), safe_actor(event)) end
 
@@ -321,9 +325,12 @@ defmodule Lockstep.Report do
     sites = bug.call_sites || %{}
     notes = Lockstep.Trace.Supervision.notes(trace)
 
+    keep = kept(trace, bug, slice)
+
     described =
       trace
       |> Enum.with_index()
+      |> Enum.filter(fn {_, i} -> keep == nil or MapSet.member?(keep, i) end)
       |> Enum.map(fn {{step, event}, i} ->
         text = Map.get_lazy(notes, i, fn -> safe_describe(event, labels) end)
         {step, event, located(text, sites[i])}
@@ -361,13 +368,49 @@ defmodule Lockstep.Report do
             ] ++ Enum.map(tail, format_row)
       end
 
-    "Trace (#{length(trace)} events over #{bug.steps} steps" <>
+    header(trace, keep, bug) <>
       compact_note(bug.trace_style, length(rows)) <>
       "; >> marks the failing step #{bug.fail_step}):\n" <>
+      left_out(trace, keep, bug) <>
       Enum.join(lines, "\n") <> "\n"
   end
 
-  defp trace_section(_, _), do: "Trace: (not captured)\n"
+  defp trace_section(_, _, _), do: "Trace: (not captured)\n"
+
+  defp kept(_trace, _bug, false), do: nil
+
+  defp kept(trace, bug, slice) do
+    keep = Lockstep.Trace.Slice.indexes(trace, bug.fail_step, bug.kind, bug.process)
+
+    cond do
+      MapSet.size(keep) == 0 -> nil
+      slice == :auto and MapSet.size(keep) == length(trace) -> nil
+      true -> keep
+    end
+  rescue
+    # a trace of an unexpected shape (a file from elsewhere) is shown whole
+    _ -> nil
+  end
+
+  defp header(trace, nil, bug), do: "Trace (#{length(trace)} events over #{bug.steps} steps"
+
+  defp header(trace, keep, bug),
+    do:
+      "Trace (causal slice: #{MapSet.size(keep)} of #{length(trace)} events over #{bug.steps} steps"
+
+  defp left_out(_trace, nil, _bug), do: ""
+
+  defp left_out(trace, keep, bug) do
+    case length(trace) - MapSet.size(keep) do
+      0 ->
+        ""
+
+      n ->
+        "   #{n} #{if n == 1, do: "event", else: "events"} that did not happen before the " <>
+          "failing step left out (all of them: mix lockstep.dump_trace " <>
+          "#{bug.trace_path || "PATH"})\n"
+    end
+  end
 
   defp row({step, event, text}, label, fail_step) do
     %{
@@ -479,11 +522,17 @@ defmodule Lockstep.Report do
   defp replay_section(bug) do
     path = bug.trace_path || "(trace file not saved)"
 
-    "Replay this exact schedule:\n" <>
+    picture(bug) <>
+      "Replay this exact schedule:\n" <>
       "    Lockstep.replay(#{body_expr(bug.replay_run)}, #{inspect(path)})\n" <>
       mix_line(bug.replay_run, path) <>
       repeat_line(bug)
   end
+
+  defp picture(%{picture_path: path}) when is_binary(path),
+    do: "A picture of this run (open it in a browser): #{path}\n"
+
+  defp picture(_bug), do: ""
 
   # A named body is recorded in the trace file: the mix task finds it there.
   defp mix_line({_module, _function}, path), do: "    mix lockstep.replay #{path}\n"

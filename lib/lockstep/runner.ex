@@ -179,12 +179,27 @@ defmodule Lockstep.Runner do
 
     case saved do
       {:ok, path} ->
-        %{bug | trace_path: path}
+        %{bug | trace_path: path, picture_path: picture(bug, path)}
 
       {:error, why} ->
         %{bug | trace_path: nil, trace_error: why, encoded_schedule: TraceFile.encode(bug, cfg)}
     end
   end
+
+  # The picture of the failing iteration, beside its trace file; a picture that cannot be
+  # drawn or written is left out (the trace file is what replays), never the bug.
+  defp picture(%{trace: trace} = bug, path) when is_list(trace) and trace != [] do
+    svg_path = TraceFile.svg_path(path)
+
+    case File.write(svg_path, TraceFile.to_svg(bug)) do
+      :ok -> svg_path
+      {:error, _} -> nil
+    end
+  rescue
+    _ -> nil
+  end
+
+  defp picture(_bug, _path), do: nil
 
   @doc false
   # `{Module, function}` for `&Module.function/0`: recorded in the trace file, so the mix

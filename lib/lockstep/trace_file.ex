@@ -301,6 +301,43 @@ defmodule Lockstep.TraceFile do
   # Loading --------------------------------------------------------------------------------
 
   @doc """
+  A message sequence chart of a failing iteration, as an SVG document (a binary): one lane
+  per process (its symbolic name, with its registered name or module and node), one row
+  per event, arrows for messages (from the send to the receive that took it), exit signals
+  and `:DOWN`s, timers as dotted stretches of their owner's lane, partitions and stopped
+  nodes as shaded bands, the failing step in red and the causal slice
+  (`Lockstep.Trace.Slice`) drawn in full with the other events faded. Each mark's
+  `<title>` holds the event's full text (a browser shows it on hover).
+
+  `source` is a `Lockstep.BugFound` or the path of a trace file; `opts` are passed to
+  `load!/2` for a path. A failing run writes this beside its trace file
+  (`svg_path/1`) and its report prints the path.
+  """
+  @spec to_svg(Lockstep.BugFound.t() | Path.t(), keyword()) :: binary()
+  def to_svg(source, opts \\ [])
+
+  def to_svg(%Lockstep.BugFound{} = bug, _opts) do
+    Lockstep.Trace.SVG.render(%{
+      bug
+      | trace: Lockstep.Report.display_trace(bug.trace || [], bug.pid_names || %{})
+    })
+  end
+
+  def to_svg(path, opts) when is_binary(path) do
+    path |> load!(opts) |> Lockstep.Tasks.bug_from_file(path) |> to_svg()
+  end
+
+  def to_svg(other, _opts) do
+    raise ArgumentError,
+          "Lockstep.TraceFile.to_svg/2 expects a %Lockstep.BugFound{} or the path of a " <>
+            "trace file, got: #{inspect(other)}"
+  end
+
+  @doc "Where the picture of the trace file at `path` goes: `path` with `.svg` for `.lockstep`."
+  @spec svg_path(Path.t()) :: Path.t()
+  def svg_path(path), do: Path.rootname(path, ".lockstep") <> ".svg"
+
+  @doc """
   Loads and checks a trace file, or an encoded schedule given as `{:schedule, text}`.
 
   Raises `Lockstep.TraceError` when the file is missing, corrupt, malformed, not a

@@ -310,7 +310,7 @@ defmodule Lockstep.DeterminismTest do
               "strategy: :pct",
               "starts",
               "Lockstep.replay(",
-              bug.trace_path
+              inspect(bug.trace_path)
             ] do
           {index, _} = :binary.match(message, fragment)
           index

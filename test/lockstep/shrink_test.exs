@@ -135,8 +135,8 @@ defmodule Lockstep.ShrinkTest do
         message |> String.split("\n") |> Enum.filter(&(&1 =~ ~r/^(>>|  ) +\d+(–\d+)?  P/))
       end
 
-      compact = trace_lines.(Exception.message(info.bug))
-      full = trace_lines.(Lockstep.Report.format(info.bug, style: :full))
+      compact = trace_lines.(Lockstep.Report.format(info.bug, slice: false))
+      full = trace_lines.(Lockstep.Report.format(info.bug, style: :full, slice: false))
       assert length(full) == length(info.bug.trace)
       assert length(compact) < length(full)
 

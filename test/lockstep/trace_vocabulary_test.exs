@@ -331,7 +331,7 @@ defmodule Lockstep.TraceVocabularyTest do
       labels = %{"P.1" => "P.1 (:echo)"}
 
       for style <- [:full, :compact] do
-        report = Report.format(bug, colour: false, style: style)
+        report = Report.format(bug, colour: false, style: style, slice: false)
         refute_fallback(report)
 
         for event <- events, style == :full do

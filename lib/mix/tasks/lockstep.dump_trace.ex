@@ -3,8 +3,8 @@ defmodule Mix.Tasks.Lockstep.DumpTrace do
   @moduledoc """
   Prints a trace file saved by a failing Lockstep run.
 
-      mix lockstep.dump_trace PATH [--format pretty|compact|events|schedule|raw]
-                                   [--max-trace-bytes N]
+      mix lockstep.dump_trace PATH [--format pretty|compact|events|schedule|raw|svg]
+                                   [--slice] [--output FILE] [--max-trace-bytes N]
 
     * `pretty` (default) — the report: what failed, seed, iteration, strategy, the trace
       with the failing step marked, and the replay command;
@@ -14,7 +14,15 @@ defmodule Mix.Tasks.Lockstep.DumpTrace do
       event comes from instrumented code (its source location);
     * `schedule` — the schedule, one decision per line, numbered from 1 as the steps are
       (`3  deliver P.1 -> P`);
-    * `raw` — the whole file as an Elixir term.
+    * `raw` — the whole file as an Elixir term;
+    * `svg` — a message sequence chart of the failing iteration (`Lockstep.TraceFile.to_svg/2`),
+      written to `--output FILE` (default: PATH with `.svg` in place of `.lockstep`), whose
+      path is printed.
+
+  `--slice` keeps only the causal slice (`Lockstep.Trace.Slice`): the events that happened
+  before the failing step. `pretty`, `compact` and `events` show it in place of the whole
+  trace (which is their default; a failing run's own report shows the slice when it leaves
+  events out); `svg` always highlights it.
 
   The events and decisions are the kinds `Lockstep.Trace` lists. `--max-trace-bytes N`
   raises the size limit on the file and its decoded contents (default 16 MiB). Runs in
@@ -29,7 +37,8 @@ defmodule Mix.Tasks.Lockstep.DumpTrace do
   @preferred_cli_env :test
 
   @usage "usage: mix lockstep.dump_trace PATH " <>
-           "[--format pretty|compact|events|schedule|raw] [--max-trace-bytes N]"
+           "[--format pretty|compact|events|schedule|raw|svg] [--slice] [--output FILE] " <>
+           "[--max-trace-bytes N]"
 
   @impl Mix.Task
   def run(args) do
@@ -38,14 +47,23 @@ defmodule Mix.Tasks.Lockstep.DumpTrace do
 
   defp dump(args) do
     {path, opts} =
-      Lockstep.Tasks.parse!(args, [format: :string, max_trace_bytes: :integer], @usage)
+      Lockstep.Tasks.parse!(
+        args,
+        [format: :string, max_trace_bytes: :integer, slice: :boolean, output: :string],
+        @usage
+      )
 
     format = opts[:format] || "pretty"
+    slice? = opts[:slice] == true
 
-    unless format in ["pretty", "compact", "events", "schedule", "raw"] do
+    unless format in ["pretty", "compact", "events", "schedule", "raw", "svg"] do
       Mix.raise(
-        "unknown --format #{inspect(format)}; use pretty, compact, events, schedule or raw"
+        "unknown --format #{inspect(format)}; use pretty, compact, events, schedule, raw or svg"
       )
+    end
+
+    if opts[:output] && format != "svg" do
+      Mix.raise("--output is for --format svg only; the other formats print to the terminal")
     end
 
     file =
@@ -56,15 +74,19 @@ defmodule Mix.Tasks.Lockstep.DumpTrace do
 
     case format do
       "pretty" ->
-        Mix.shell().info(Lockstep.Report.format(Lockstep.Tasks.bug_from_file(file, path)))
+        bug = Lockstep.Tasks.bug_from_file(file, path)
+        Mix.shell().info(Lockstep.Report.format(bug, slice: slice?))
 
       "compact" ->
         bug = Lockstep.Tasks.bug_from_file(file, path)
-        Mix.shell().info(Lockstep.Report.format(bug, style: :compact))
+        Mix.shell().info(Lockstep.Report.format(bug, style: :compact, slice: slice?))
 
       "events" ->
+        keep = if slice?, do: slice_of(file)
+
         file.events
         |> Enum.with_index()
+        |> Enum.filter(fn {_, i} -> keep == nil or MapSet.member?(keep, i) end)
         |> Enum.each(fn {event, i} ->
           line = inspect(event, limit: :infinity)
 
@@ -83,6 +105,18 @@ defmodule Mix.Tasks.Lockstep.DumpTrace do
 
       "raw" ->
         Mix.shell().info(inspect(file, pretty: true, limit: :infinity))
+
+      "svg" ->
+        output = opts[:output] || Lockstep.TraceFile.svg_path(path)
+        svg = Lockstep.TraceFile.to_svg(Lockstep.Tasks.bug_from_file(file, path))
+
+        case File.write(output, svg) do
+          :ok -> Mix.shell().info("wrote #{output}")
+          {:error, why} -> Mix.raise("cannot write #{output}: #{:file.format_error(why)}")
+        end
     end
   end
+
+  defp slice_of(file),
+    do: Lockstep.Trace.Slice.indexes(file.events, file.fail_step, file.kind, file.process)
 end
