@@ -324,10 +324,7 @@ defmodule Lockstep.GlobalPartitionTest do
       assert message =~
                "heal finds global :leader registered on both sides: keeps #{kept}, kills #{killed}"
 
-      # The killed holder's end is a consequence, not a cause: the whole trace shows it.
-      refute message =~ "KILLED by :global's name conflict resolution"
-      whole = Lockstep.Report.format(bug, slice: false, colour: false)
-      assert whole =~ "KILLED by :global's name conflict resolution"
+      assert message =~ "KILLED by :global's name conflict resolution"
 
       # The trace file has it too, and replays to the same bug.
       file = Lockstep.TraceFile.load!(bug.trace_path)

@@ -25,7 +25,11 @@ defmodule Lockstep.Trace.Slice do
       of its table; an operation the trace shows only inspected, as trace files do,
       touches everything);
     * **the cluster**: node starts and stops, partitions, heals and ticks are ordered
-      among themselves, and a `:nodedown` or a cut message follows the last of them.
+      among themselves, and a `:nodedown` or a cut message follows the last of them;
+    * **idle timers**: a timer fires (under the default `timers: :on_idle`) because nothing
+      else could happen, so its firing follows the last event of every process before it —
+      a `receive … after` that times out because a message was lost or never sent keeps
+      the story of that message in its slice.
 
   The slice is closed under these: every event the failing step's events depend on,
   transitively. A `:deadlock` has no single failing event: its slice is the past of the
@@ -127,6 +131,9 @@ defmodule Lockstep.Trace.Slice do
       sends: %{},
       arrivals: %{},
       lost: %{},
+      barrier: nil,
+      active: MapSet.new(),
+      arrivals_since: [],
       names: %{},
       objects: %{},
       cluster: nil
@@ -155,7 +162,7 @@ defmodule Lockstep.Trace.Slice do
         message(acc, tag, f) ++
         lost(acc, tag, f, proc) ++
         about_other(acc, tag, f) ++
-        shared(acc, tag, f) ++ cluster(acc, tag)
+        shared(acc, tag, f) ++ cluster(acc, tag) ++ idle(acc, tag)
 
     acc
     |> Map.update!(:preds, &Map.put(&1, i, Enum.uniq(edges)))
@@ -270,16 +277,32 @@ defmodule Lockstep.Trace.Slice do
 
   defp cluster(_acc, _tag), do: []
 
+  # A timer firing follows everything before it: the last event of each process active
+  # since the previous firing, the arrivals and losses of messages since then, and that
+  # firing (which follows the rest).
+  defp idle(acc, :timer_fired) do
+    List.wrap(acc.barrier) ++
+      Enum.map(acc.active, &Map.fetch!(acc.last, &1)) ++ acc.arrivals_since
+  end
+
+  defp idle(_acc, _tag), do: []
+
   # What later events may depend on.
   defp note(acc, i, tag, f, proc) do
     acc =
       if tag in @network do
-        acc
+        %{acc | arrivals_since: [i | acc.arrivals_since]}
       else
         acc
         |> Map.update!(:last, &Map.put(&1, proc, i))
         |> Map.update!(:started, &MapSet.put(&1, proc))
+        |> Map.update!(:active, &MapSet.put(&1, proc))
       end
+
+    acc =
+      if tag == :timer_fired,
+        do: %{acc | barrier: i, active: MapSet.new(), arrivals_since: []},
+        else: acc
 
     acc =
       case tag do

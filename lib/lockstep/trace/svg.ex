@@ -186,7 +186,7 @@ defmodule Lockstep.Trace.SVG do
         "<title>",
         esc(what),
         "</title></rect>\n",
-        ~s(<text x="4" y="#{top + 11}" class="label">),
+        ~s(<text x="#{width - 4}" y="#{top + 11}" text-anchor="end" class="label">),
         esc(truncate(what, 60)),
         "</text>\n"
       ]
@@ -260,14 +260,10 @@ defmodule Lockstep.Trace.SVG do
       end)
 
     lost_marks =
-      Enum.map(lost, fn {from_i, from, to, msg, why} ->
-        arrow(
-          "lost",
-          {x.(from), y.(from_i)},
-          {x.(to), y.(from_i) + 6},
-          "#{from} → #{to}: #{payload(msg)} (#{why})",
-          faded?(keep, [from_i])
-        )
+      Enum.map(lost, fn {from_i, at, from, to, msg, why} ->
+        end_y = if at, do: y.(at), else: y.(from_i) + 6
+        text = "#{from} → #{to}: #{payload(msg)} (#{why})"
+        arrow("lost", {x.(from), y.(from_i)}, {x.(to), end_y}, text, faded?(keep, [from_i]))
       end)
 
     signals =
@@ -383,9 +379,9 @@ defmodule Lockstep.Trace.SVG do
         case st.arrived[s] do
           {:deliver, j} -> {:sent, {s, j, from, to, msg}}
           {:deferred, j} -> {:sent, {s, j, from, to, msg}}
-          {lost, _j} -> {:lost, {s, from, to, msg, lost}}
+          {lost, j} -> {:lost, {s, j, from, to, msg, lost}}
           nil when fate == :delivered -> {:sent, {s, s, from, to, msg}}
-          nil -> {:lost, {s, from, to, msg, fate}}
+          nil -> {:lost, {s, nil, from, to, msg, fate}}
         end
       end
 
