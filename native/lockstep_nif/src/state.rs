@@ -129,6 +129,9 @@ pub struct Terms {
 /// run again with capture on).
 pub struct Capture {
     pub on: bool,
+    /// The engine's events are kept for `trace` (capturing, or a controller's session);
+    /// otherwise they are dropped after each call, once announced terms are filed.
+    pub keep_events: bool,
     pub msgs: HashMap<MsgId, SavedTerm>,
     /// Kind terms of shared-state operations, by event index.
     pub nifs: HashMap<usize, SavedTerm>,
@@ -267,6 +270,7 @@ impl SessionState {
             },
             capture: Capture {
                 on: capture,
+                keep_events: capture,
                 msgs: HashMap::new(),
                 nifs: HashMap::new(),
                 exits: HashMap::new(),

@@ -78,6 +78,12 @@ pub fn after_call_carrying<'a>(
     } else {
         st.terms.events_scanned = st.session.events().len();
     }
+    if !st.capture.keep_events {
+        // Nobody will ask for this iteration's trace (a failing one is re-run with capture
+        // for its report): what announced terms needed from the events has just been read.
+        st.session.forget_events();
+        st.terms.events_scanned = 0;
+    }
     let handed = carry.and_then(|carry| {
         let receiver = match next {
             Next::Wake(_, OpResult::ReceiveAttempt { .. })
