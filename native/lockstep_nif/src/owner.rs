@@ -88,8 +88,8 @@ fn session_start<'a>(
     if st.procs.pid(0).is_some() {
         return Err(internal_error("the session was already started"));
     }
-    st.procs.register(0, root);
-    env.monitor(&res, &root);
+    let watched = env.monitor(&res, &root).is_some();
+    st.procs.register(0, root, watched);
     let strategy = strategy_of(&mut st.strategy)?;
     let next = st.session.start(strategy);
     after_call(env, res.tag, st, next, None);
@@ -247,8 +247,9 @@ fn procs<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<
 
 /// What the owner needs to end an iteration that passed, in one call: `{outcome,
 /// uncontrolled, [{id, pid | nil, exited?}]}` (`outcome` as [`outcome`], `uncontrolled` as
-/// [`uncontrolled`]). The full process table (`procs`: names, pending operations, nodes)
-/// is built only for a report.
+/// [`uncontrolled`]; `pid` is nil for a process not registered or whose BEAM process is
+/// already gone, which teardown then need not kill and wait for). The full process table
+/// (`procs`: names, pending operations, nodes) is built only for a report.
 #[rustler::nif]
 fn teardown_view<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
     let st = lock_any(&res);
@@ -259,7 +260,11 @@ fn teardown_view<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResu
         .enumerate()
         .map(|(i, p)| {
             let id = i as ProcId;
-            (id, st.procs.pid_term(env, id), p.state == ProcState::Exited).encode(env)
+            let pid = match st.procs.live_pid(id) {
+                Some(pid) => pid.encode(env),
+                None => atoms::nil().encode(env),
+            };
+            (id, pid, p.state == ProcState::Exited).encode(env)
         })
         .collect();
     let outcome = outcome_term(env, &st);
