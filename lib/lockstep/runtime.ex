@@ -399,11 +399,18 @@ defmodule Lockstep.Runtime do
   def root_entry(session, tag, fun, sites), do: entry(session, 0, tag, fun, sites)
 
   @doc false
-  def child_entry(session, id, tag, fun, sites), do: entry(session, id, tag, fun, sites)
+  # `parent`: the managed process that spawned it.
+  def child_entry(session, id, tag, fun, sites, parent) do
+    :erlang.put({@managed, parent}, true)
+    entry(session, id, tag, fun, sites)
+  end
 
   defp entry(session, id, tag, fun, sites) do
     Process.flag(:trap_exit, true)
     Process.put(@key, {session, id, tag})
+    # Sends to itself (and to its parent) are the run's: they may be deferred (see
+    # `send_later/2`).
+    :erlang.put({@managed, self()}, true)
     if sites == true, do: Process.put(@sites, true)
     await_start(session, id, tag, fun)
   end
@@ -525,7 +532,7 @@ defmodule Lockstep.Runtime do
     pid =
       spawn_bound(
         :child_entry,
-        [session, child, tag, fun, :erlang.get(@sites)],
+        [session, child, tag, fun, :erlang.get(@sites), self()],
         :erlang.system_info(:scheduler_id)
       )
 
