@@ -409,7 +409,8 @@ defmodule Lockstep.Runtime do
     Process.flag(:trap_exit, true)
     Process.put(@key, {session, id, tag})
     # Sends to itself (and to its parent) are the run's: they may be deferred (see
-    # `send_later/2`).
+    # `send_later/2`). Only the process the context belongs to has these entries, so a
+    # context copied into another process never defers, and its NIF call raises.
     :erlang.put({@managed, self()}, true)
     if sites == true, do: Process.put(@sites, true)
     await_start(session, id, tag, fun)
@@ -475,7 +476,8 @@ defmodule Lockstep.Runtime do
   defp exit_call(session, id, class, report, reason, {_, _, tag} = ctx) do
     case deferred(Native.exit(session, id, class, report, reason, take_pending()), tag, ctx) do
       :again -> exit_call(session, id, class, report, reason, ctx)
-      :ok -> :ok
+      # `:ok`, or `:wait`: the deferred send's step ended the iteration (`max_steps`)
+      _over -> :ok
     end
   end
 

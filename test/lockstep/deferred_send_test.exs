@@ -119,6 +119,31 @@ defmodule Lockstep.DeferredSendTest do
     assert summary.iterations == 1
   end
 
+  test "an iteration cut by max_steps at any step, a deferred send's among them, ends cleanly" do
+    # Whatever step `max_steps` cuts at — the child's deferred send made by its exit call
+    # among them — each run ends as a pass or as inconclusive, and nothing is logged.
+    body = fn ->
+      me = self()
+      Lockstep.spawn(fn -> Lockstep.send(me, :from_child) end)
+      :from_child = Lockstep.recv()
+      Lockstep.send(me, :to_self)
+      :to_self = Lockstep.recv()
+    end
+
+    log =
+      ExUnit.CaptureLog.capture_log(fn ->
+        for max_steps <- 1..8 do
+          case Lockstep.check(body, iterations: 5, max_steps: max_steps, strategy: :random) do
+            {:ok, summary} -> assert summary.iterations == 5
+            {:error, %Lockstep.InconclusiveError{}} -> :ok
+          end
+        end
+      end)
+
+    refute log =~ "CaseClauseError"
+    refute log =~ "Lockstep.Runtime"
+  end
+
   test "a process that ends right after a deferred send still delivers it" do
     summary =
       Lockstep.run(
