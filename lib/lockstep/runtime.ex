@@ -17,7 +17,7 @@ defmodule Lockstep.Runtime do
   # What a process brings to its next sync point lives under `@pending` (see the NIF's
   # `handoff.rs`): the seq of a message it took since its last NIF call, `{pid, seq, msg}`,
   # a message it sent and still carries, or `{@send, dest, msg, seq | :undefined}`, a send
-  # to a pid or reference it has not made yet (deferred: `send/2`'s caller needs no answer,
+  # to a pid of the run it has not made yet (deferred: `send/2`'s caller needs no answer,
   # so the next hot call makes it first, in the same engine step it would have had). The hot
   # entries (send, receive, yield, the process's exit) pass it to their NIF, which may hand
   # the carried message to its receiver inside the wake-up; every other entry reaches the
@@ -29,9 +29,9 @@ defmodule Lockstep.Runtime do
   @nomatch :"$lockstep_nomatch"
   @pending :"$lockstep_pending"
   @send :"$lockstep_send"
-  # `{@managed, pid}` is `true` for a pid the process knows to be one of this run's (it
-  # spawned it, or the NIF answered a send to it with that pid): a send to any other pid may
-  # leave the run and is made at once.
+  # `{@managed, pid}` is `true` for a pid the process knows to be one of this run's (itself,
+  # its parent, a process it spawned, or one the NIF answered a send to with that pid): a
+  # send to any other pid may leave the run and is made at once.
   @managed :"$lockstep_managed"
   @sent :"$lockstep_sent"
   @sent_wait :"$lockstep_sent_wait"

@@ -1,8 +1,9 @@
 //! The sync points: a managed process calls one `sync_*` NIF (or `yield`, or `exit` when
 //! its code ends) with the operation it is about to perform. [`sync_pending`] is the one
 //! entry of all of them: it checks the caller, reports what the caller brings from its
-//! last call (`handoff`), has the engine record the operation and pick who goes next, and
-//! hands the turn on (`wake`).
+//! last call (`handoff`: a message it took, one it carries, or a send it deferred, which is
+//! performed first as its own engine step), has the engine record the operation and pick
+//! who goes next, and hands the turn on (`wake`).
 //!
 //! An operation on something outside the run (an unmanaged pid, an unknown node) answers a
 //! plain atom at once (`:unmanaged`, `:badnode`) without becoming a sync point; the Elixir
