@@ -457,6 +457,8 @@ defmodule Lockstep.Controller do
     cell = Session.strategy(Lockstep.Runner.strategy_spec(cfg))
     done = make_ref()
     {session, tag} = Iteration.new_session(cell, iter_seed, cfg, capture?, done)
+    # trace/1 answers at any time, with payloads or (`capture: false`) without
+    Session.keep_trace(session)
     # Killed without terminate/2 (a :kill, or its linked caller dying), the controller
     # leaves the janitor to tear the iteration down.
     janitor = Janitor.start(self())

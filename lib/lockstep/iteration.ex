@@ -102,12 +102,23 @@ defmodule Lockstep.Iteration do
           {message, :internal_error}
       end
 
-    procs = Session.procs(session)
-    details = describe_waits(Session.outcome(session), procs, tag)
+    {outcome, uncontrolled, pids} = Session.teardown_view(session)
     # A stuck process is still running user code: only parked processes are looked at.
-    if stuck == nil, do: Lockstep.Uncontrolled.check_left(session, procs, tag)
-    uncontrolled = Session.uncontrolled(session)
-    {outcome, metrics} = Janitor.tear_down(session, tag, procs)
+    uncontrolled =
+      if stuck == nil and Lockstep.Uncontrolled.check_left(session, pids, tag),
+        do: Session.uncontrolled(session),
+        else: uncontrolled
+
+    # The full table (names, nodes, what each waits for) only for a report.
+    procs =
+      if outcome != :pass or stuck != nil or capture? or uncontrolled != [],
+        do: Session.procs(session),
+        else: []
+
+    details = describe_waits(outcome, procs, tag)
+
+    {outcome, metrics} =
+      Janitor.tear_down(session, tag, for({_, pid, _} <- pids, is_pid(pid), do: pid))
 
     {kind, proc} =
       if stuck == :internal_error, do: {:internal_error, nil}, else: classify(outcome, stuck)

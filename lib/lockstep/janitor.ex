@@ -111,15 +111,15 @@ defmodule Lockstep.Janitor do
   end
 
   @doc """
-  Ends an iteration for good: kills every managed process of `procs` (by default all of
+  Ends an iteration for good: kills every managed process of `pids` (by default all of
   the session's) and waits until each is gone, finishes the session (its strategy goes
   back to the run's cell), and erases the `Lockstep.PersistentTerm` keys the iteration
   stored, so iterations stay independent. Returns the session's `{outcome, metrics}`.
   """
-  @spec tear_down(Session.t(), term(), [Session.Proc.t()] | nil) ::
+  @spec tear_down(Session.t(), term(), [pid()] | nil) ::
           {Session.outcome(), Session.Metrics.t()}
-  def tear_down(session, tag, procs \\ nil) do
-    kill_all(procs || Session.procs(session))
+  def tear_down(session, tag, pids \\ nil) do
+    kill_all(pids || for(%Session.Proc{pid: pid} <- Session.procs(session), is_pid(pid), do: pid))
     {outcome, metrics} = Session.finish(session)
     # The NIF marks the sessions whose processes stored any key (SharedState does).
     if metrics.cleanup, do: SharedState.erase_iteration_keys(tag)
@@ -127,8 +127,7 @@ defmodule Lockstep.Janitor do
   end
 
   # No managed process outlives its iteration: kill every one and wait until it is gone.
-  defp kill_all(procs) do
-    pids = for %Session.Proc{pid: pid} <- procs, is_pid(pid), do: pid
+  defp kill_all(pids) do
     Enum.each(pids, &Process.exit(&1, :kill))
     Enum.each(pids, &await_gone/1)
   end

@@ -75,6 +75,8 @@ defmodule Lockstep.Native do
   def trace_sites(_session), do: nif_error()
   def trace_labels(_session), do: nif_error()
   def procs(_session), do: nif_error()
+  def teardown_view(_session), do: nif_error()
+  def keep_trace(_session), do: nif_error()
   # Test hook: poisons the session's lock (native_error_test.exs).
   def poison_for_test(_session), do: nif_error()
 end

@@ -15,16 +15,26 @@ defmodule Lockstep.Runtime do
 
   #
   # What a process brings to its next sync point lives under `@pending` (see the NIF's
-  # `handoff.rs`): the seq of a message it took since its last NIF call, or `{pid, seq,
-  # msg}`, a message it sent and still carries. The hot entries (send, receive, yield, the
-  # process's exit) pass it to their NIF, which may hand the carried message to its receiver
-  # inside the wake-up; every other entry reaches the engine through `context/0,1`, which
-  # settles it first. Either way nothing else of the run runs before it is settled.
+  # `handoff.rs`): the seq of a message it took since its last NIF call, `{pid, seq, msg}`,
+  # a message it sent and still carries, or `{@send, dest, msg, seq | :undefined}`, a send
+  # to a pid of the run it has not made yet (deferred: `send/2`'s caller needs no answer,
+  # so the next hot call makes it first, in the same engine step it would have had). The hot
+  # entries (send, receive, yield, the process's exit) pass it to their NIF, which may hand
+  # the carried message to its receiver inside the wake-up; every other entry reaches the
+  # engine through `context/0,1`, which settles it first. Either way nothing else of the run
+  # runs before it is settled.
 
   @key :"$lockstep"
   @waiting :"$lockstep_waiting"
   @nomatch :"$lockstep_nomatch"
   @pending :"$lockstep_pending"
+  @send :"$lockstep_send"
+  # `{@managed, pid}` is `true` for a pid the process knows to be one of this run's (itself,
+  # its parent, a process it spawned, or one the NIF answered a send to with that pid): a
+  # send to any other pid may leave the run and is made at once.
+  @managed :"$lockstep_managed"
+  @sent :"$lockstep_sent"
+  @sent_wait :"$lockstep_sent_wait"
   @pure :"$lockstep_pure"
   @awaiting_outside :"$lockstep_awaiting_outside"
   @sent_outside :"$lockstep_sent_outside"
@@ -83,13 +93,63 @@ defmodule Lockstep.Runtime do
 
   defp settle_pending({session, id, tag} = ctx) do
     case :erlang.erase(@pending) do
-      :undefined -> :ok
-      seq when is_integer(seq) -> Native.consumed(session, id, seq)
-      {pid, seq, msg} -> :erlang.send(pid, {tag, :msg, seq, msg})
+      :undefined ->
+        :ok
+
+      seq when is_integer(seq) ->
+        Native.consumed(session, id, seq)
+
+      {pid, seq, msg} ->
+        :erlang.send(pid, {tag, :msg, seq, msg})
+
+      {@send, dest, msg, consumed} ->
+        sent(resume(Native.sync_send(session, id, dest, msg, consumed), tag), dest, msg, ctx)
+        settle_pending(ctx)
     end
 
     ctx
   end
+
+  # A send the NIF made or answered (`sync_send`, or a deferred one that did not simply go
+  # on): what the caller does with its result.
+  defp sent({:deliver, seq, pid}, dest, msg, _ctx) do
+    # In `pid`'s mailbox as far as the run can tell; carried to the next sync point.
+    Process.put(@pending, {pid, seq, msg})
+    if dest == pid, do: :erlang.put({@managed, pid}, true)
+    pid
+  end
+
+  defp sent({:hold, seq, pid}, dest, msg, {session, id, _tag}) do
+    Native.hold(session, id, seq, msg)
+    if dest == pid, do: :erlang.put({@managed, pid}, true)
+    pid
+  end
+
+  defp sent(:external, dest, msg, _ctx) do
+    # whom a receive that finds nothing may be waiting on (for the :stuck report); a
+    # name only the VM has (Logger's) is external too, and its holder is named
+    Process.put(@sent_outside, (is_atom(dest) && :erlang.whereis(dest)) || dest)
+    :erlang.send(dest, msg)
+    nil
+  end
+
+  defp sent(:drop, _dest, _msg, _ctx), do: nil
+
+  # A hot NIF's answer when the caller brought a deferred send (see `@pending`): the send
+  # did not simply go on, so it is settled here, as an ordinary one, and the call is made
+  # again (`:again`); any other answer is the call's own.
+  @compile {:inline, deferred: 3}
+  defp deferred({@sent, result, dest, msg}, _tag, ctx) do
+    sent(result, dest, msg, ctx)
+    :again
+  end
+
+  defp deferred({@sent_wait, park, dest, msg}, tag, ctx) do
+    sent(resume(park, tag), dest, msg, ctx)
+    :again
+  end
+
+  defp deferred(answer, _tag, _ctx), do: answer
 
   # The caller has no run context. If it was started by, or is linked to, a managed process
   # (Kernel.spawn_link, Task.async: real processes outside the run), the error says so; a
@@ -341,11 +401,19 @@ defmodule Lockstep.Runtime do
   def root_entry(session, tag, fun, sites), do: entry(session, 0, tag, fun, sites)
 
   @doc false
-  def child_entry(session, id, tag, fun, sites), do: entry(session, id, tag, fun, sites)
+  # `parent`: the managed process that spawned it.
+  def child_entry(session, id, tag, fun, sites, parent) do
+    :erlang.put({@managed, parent}, true)
+    entry(session, id, tag, fun, sites)
+  end
 
   defp entry(session, id, tag, fun, sites) do
     Process.flag(:trap_exit, true)
     Process.put(@key, {session, id, tag})
+    # Sends to itself (and to its parent) are the run's: they may be deferred (see
+    # `send_later/2`). Only the process the context belongs to has these entries, so a
+    # context copied into another process never defers, and its NIF call raises.
+    :erlang.put({@managed, self()}, true)
     if sites == true, do: Process.put(@sites, true)
     await_start(session, id, tag, fun)
   end
@@ -395,13 +463,23 @@ defmodule Lockstep.Runtime do
   defp finish(session, id, class, report, reason) do
     case pending_external_signal() do
       nil ->
-        {^session, ^id, tag} = Process.get(@key)
+        {^session, ^id, tag} = ctx = Process.get(@key)
+        # A send still deferred is made before the tables go (others may run in its step).
+        if :erlang.get(@owned_tables) != :undefined, do: settle_pending(ctx)
         Lockstep.Uncontrolled.check_self(session, id, tag)
         drop_owned_tables()
-        Native.exit(session, id, class, report, reason, take_pending())
+        exit_call(session, id, class, report, reason, ctx)
 
       signal ->
         external_signal(signal)
+    end
+  end
+
+  defp exit_call(session, id, class, report, reason, {_, _, tag} = ctx) do
+    case deferred(Native.exit(session, id, class, report, reason, take_pending()), tag, ctx) do
+      :again -> exit_call(session, id, class, report, reason, ctx)
+      # `:ok`, or `:wait`: the deferred send's step ended the iteration (`max_steps`)
+      _over -> :ok
     end
   end
 
@@ -458,11 +536,12 @@ defmodule Lockstep.Runtime do
     pid =
       spawn_bound(
         :child_entry,
-        [session, child, tag, fun, :erlang.get(@sites)],
+        [session, child, tag, fun, :erlang.get(@sites), self()],
         :erlang.system_info(:scheduler_id)
       )
 
     Native.register_child(session, id, child, pid)
+    :erlang.put({@managed, pid}, true)
     pid
   end
 
@@ -471,7 +550,12 @@ defmodule Lockstep.Runtime do
           "Lockstep.spawn expects a zero-arity function, got: #{inspect(other)}"
   end
 
-  def send(dest, msg) when is_pid(dest) or is_atom(dest) or is_tuple(dest) do
+  def send(dest, msg) when is_pid(dest) do
+    send_later(dest, msg)
+    msg
+  end
+
+  def send(dest, msg) when is_atom(dest) or is_tuple(dest) do
     send_to(dest, msg)
     msg
   end
@@ -489,35 +573,40 @@ defmodule Lockstep.Runtime do
   # `send_to/2` that calls `on_error.(:unregistered | :badarg, dest)` for a name nobody
   # holds or a destination that is none (the instrumented `send` raises OTP's badarg).
   def send_or(dest, msg, on_error) do
-    {session, id, tag} = hot_context("Lockstep.send")
+    {session, id, tag} = ctx = hot_context("Lockstep.send")
 
-    case resume(Native.sync_send(session, id, dest, msg, take_pending()), tag) do
-      {:deliver, seq, pid} ->
-        # In `pid`'s mailbox as far as the run can tell; carried to the next sync point.
-        Process.put(@pending, {pid, seq, msg})
-        pid
+    case deferred(Native.sync_send(session, id, dest, msg, take_pending()), tag, ctx) do
+      :again -> send_or(dest, msg, on_error)
+      answer -> send_result(resume(answer, tag), dest, msg, ctx, on_error)
+    end
+  end
 
-      {:hold, seq, pid} ->
-        Native.hold(session, id, seq, msg)
-        pid
+  # (A name only a process of the VM holds is sent to for real: the NIF answers `:external`
+  # for it.)
+  defp send_result(:unregistered, dest, _msg, _ctx, on_error), do: on_error.(:unregistered, dest)
+  defp send_result(:badarg, dest, _msg, _ctx, on_error), do: on_error.(:badarg, dest)
+  defp send_result(result, dest, msg, ctx, _on_error), do: sent(result, dest, msg, ctx)
 
-      :external ->
-        # whom a receive that finds nothing may be waiting on (for the :stuck report); a
-        # name only the VM has (Logger's) is external too, and its holder is named
-        Process.put(@sent_outside, (is_atom(dest) && :erlang.whereis(dest)) || dest)
-        :erlang.send(dest, msg)
-        nil
+  @doc false
+  # A send to a pid whose answer the caller does not need (`send/2`), which the caller's
+  # next hot call makes (see `@pending`) when the pid is known to be the run's (one outside
+  # is sent to at once, for real) and nothing is carried already.
+  def send_later(dest, msg) do
+    {_session, _id, _tag} = hot_context("Lockstep.send")
 
-      :drop ->
-        nil
+    case :erlang.get(@pending) do
+      :undefined when is_pid(dest) -> send_later(dest, msg, :undefined)
+      seq when is_integer(seq) and is_pid(dest) -> send_later(dest, msg, seq)
+      _ -> send_or(dest, msg, &send_error!/2)
+    end
 
-      # (A name only a process of the VM holds is sent to for real: the NIF answers
-      # `:external` for it.)
-      :unregistered ->
-        on_error.(:unregistered, dest)
+    :ok
+  end
 
-      :badarg ->
-        on_error.(:badarg, dest)
+  defp send_later(dest, msg, consumed) do
+    case :erlang.get({@managed, dest}) do
+      true -> :erlang.put(@pending, {@send, dest, msg, consumed})
+      :undefined -> send_or(dest, msg, &send_error!/2)
     end
   end
 
@@ -532,8 +621,12 @@ defmodule Lockstep.Runtime do
   end
 
   def yield do
-    {session, id, tag} = hot_context("Lockstep.yield")
-    resume(Native.yield(session, id, take_pending()), tag)
+    {session, id, tag} = ctx = hot_context("Lockstep.yield")
+
+    case deferred(Native.yield(session, id, take_pending()), tag, ctx) do
+      :again -> yield()
+      result -> resume(result, tag)
+    end
   end
 
   def random(n) when is_integer(n) and n > 0 and n <= @max_u64 do
@@ -565,12 +658,15 @@ defmodule Lockstep.Runtime do
   # `after` value is announced as `after 0` (one look at the mailbox as it is) and raised
   # at the miss, when the process would wait: OTP takes a message that matches at once
   # whatever the timeout. The marker `{:bad_timeout, value}` carries it to the miss.
-  def receive_start({session, id, tag} = ctx, timeout) do
+  def receive_start(ctx, timeout), do: receive_start(ctx, timeout, false)
+
+  # `outside?`: the receive also takes messages from outside the run (instrumented code).
+  defp receive_start({session, id, _tag} = ctx, timeout, outside?) do
     take_external_signal()
 
     case Timeout.receive_timeout(timeout) do
       {:bad, value} ->
-        case resume(Native.sync_receive(session, id, false, 0, take_pending()), tag) do
+        case sync_receive(session, id, false, 0, ctx, outside?) do
           {:in_hand, seq, msg, _attempt} -> unhand(ctx, seq, msg)
           _attempt -> :ok
         end
@@ -578,7 +674,21 @@ defmodule Lockstep.Runtime do
         {:bad_timeout, value}
 
       ms ->
-        resume(Native.sync_receive(session, id, false, ms, take_pending()), tag)
+        sync_receive(session, id, false, ms, ctx, outside?)
+    end
+  end
+
+  defp sync_receive(session, id, retry?, ms, {_, _, tag} = ctx, outside?) do
+    case deferred(Native.sync_receive(session, id, retry?, ms, take_pending()), tag, ctx) do
+      :again ->
+        # The deferred send went outside the run: this receive may await the reply.
+        if outside? and Process.get(@sent_outside) != nil,
+          do: Native.await_outside(session, id)
+
+        sync_receive(session, id, retry?, ms, ctx, outside?)
+
+      result ->
+        resume(result, tag)
     end
   end
 
@@ -597,9 +707,9 @@ defmodule Lockstep.Runtime do
 
   def receive_retry(ctx, _attempt), do: receive_retry(ctx)
 
-  def receive_retry({session, id, tag}) do
+  def receive_retry({session, id, _tag} = ctx) do
     take_external_signal()
-    resume(Native.sync_receive(session, id, true, nil, take_pending()), tag)
+    sync_receive(session, id, true, nil, ctx, false)
   end
 
   # Taking a message is reported with the next sync point.
@@ -635,12 +745,20 @@ defmodule Lockstep.Runtime do
   # keeps the receive's site; a message the caller carries stays for its sync point.
   def site(site) do
     case :erlang.get(@key) do
-      {session, id, _tag} ->
+      {session, id, tag} = ctx ->
         consumed =
           case :erlang.get(@pending) do
             seq when is_integer(seq) ->
               :erlang.erase(@pending)
               seq
+
+            # A deferred send is made now, under the site of the send (it may leave a
+            # message to carry, which stays for the next sync point).
+            {@send, dest, msg, consumed} ->
+              :erlang.erase(@pending)
+              answer = resume(Native.sync_send(session, id, dest, msg, consumed), tag)
+              sent(answer, dest, msg, ctx)
+              nil
 
             _ ->
               nil
@@ -747,13 +865,15 @@ defmodule Lockstep.Runtime do
   def instrumented_receive(scan, test, timeout, description) do
     ctx = receive_context(description)
 
-    # It sent outside the run: this receive may be waiting for the reply.
+    # It sent outside the run: this receive may be waiting for the reply (told to the
+    # engine after any send still deferred, which comes first; a deferred send that turns
+    # out to leave the run is told of by `sync_receive/6`).
     if Process.get(@sent_outside) != nil do
-      {session, id, _tag} = ctx
+      {session, id, _tag} = settle_pending(ctx)
       Native.await_outside(session, id)
     end
 
-    instrumented_attempt(ctx, scan, test, receive_start(ctx, timeout))
+    instrumented_attempt(ctx, scan, test, receive_start(ctx, timeout, true))
   end
 
   defp instrumented_attempt(ctx, scan, test, {:in_hand, seq, msg, attempt}) do

@@ -159,6 +159,12 @@ defmodule Lockstep.Session do
   def start(session, root), do: ok!(:session_start, fn -> Native.session_start(session, root) end)
 
   @doc false
+  # Keeps the whole trace of a session that does not capture (by default only a capturing
+  # one keeps it: a failing iteration is re-run with capture for its report). Before start.
+  @spec keep_trace(t()) :: :ok
+  def keep_trace(session), do: ok!(:keep_trace, fn -> Native.keep_trace(session) end)
+
+  @doc false
   # Ends the iteration from the owner's side: later calls of its processes park.
   @spec abort(t()) :: :ok
   def abort(session), do: ok!(:session_abort, fn -> Native.session_abort(session) end)
@@ -194,6 +200,17 @@ defmodule Lockstep.Session do
     for {id, name, pid, state, pending, node} <- nif(:procs, fn -> Native.procs(session) end) do
       %Proc{id: id, name: name, pid: pid, state: state, pending: pending, node: node}
     end
+  end
+
+  @doc false
+  # What ending an iteration needs, in one call: its outcome (as `outcome/1`), the
+  # uncontrolled reports so far (as `uncontrolled/1`) and `{id, pid | nil, exited?}` for
+  # every process. `procs/1` has the rest, for reports.
+  @spec teardown_view(t()) ::
+          {outcome(), [{String.t(), map()}], [{non_neg_integer(), pid() | nil, boolean()}]}
+  def teardown_view(session) do
+    {outcome, uncontrolled, pids} = nif(:teardown_view, fn -> Native.teardown_view(session) end)
+    {decode_outcome(outcome), uncontrolled, pids}
   end
 
   @doc false

@@ -38,43 +38,59 @@ defmodule Lockstep.Uncontrolled do
   end
 
   @doc false
-  # The owner, at the end of an iteration, for each managed process still alive.
-  def check_left(session, procs, tag) do
-    for %Session.Proc{id: id, pid: pid, state: state} <- procs,
-        is_pid(pid) and state != :exited,
-        report = find(pid, tag),
-        do: Session.note_uncontrolled(session, id, report)
+  # The owner, at the end of an iteration, for each managed process still alive (`pids`
+  # as `Session.teardown_view/1` lists them): whether it noted anything.
+  def check_left(session, pids, tag) do
+    noted =
+      for {id, pid, false} <- pids,
+          is_pid(pid),
+          report = find(pid, tag),
+          do: Session.note_uncontrolled(session, id, report)
 
-    :ok
+    noted != []
   end
 
   # `nil`, or `%{messages: [text], started: [%{pid:, call:, location:, module:}]}`.
+  #
+  # The usual answer comes first and costs one `process_info` call: an empty mailbox, no
+  # real link or monitor, and no process among the watchers (the NIF's resource monitor
+  # is listed there, as a resource). Only the rest is looked at item by item.
   defp find(pid, tag) do
-    case Process.info(pid, @own_items) do
+    case :erlang.process_info(pid, @own_items) do
+      [message_queue_len: 0, links: [], monitors: [], monitored_by: watchers] ->
+        if no_pid?(watchers), do: nil, else: look(pid, tag, 0, [], [], watchers)
+
       [message_queue_len: queued, links: links, monitors: monitors, monitored_by: watchers] ->
-        {messages, linked_gone} = if queued > 0, do: stray_messages(pid, tag), else: {[], []}
-
-        # Real links and monitors of a managed process come from code Lockstep does not
-        # control: each is looked at. Among the processes monitoring it (the run's owner
-        # watches it), only one it started itself can be such code — a cheap `:parent`
-        # test first, so the owner's dictionary is never copied at every process end.
-        related =
-          Enum.uniq(
-            for(p <- links, is_pid(p), do: p) ++ for({:process, p} <- monitors, is_pid(p), do: p)
-          )
-
-        children = for p <- watchers, is_pid(p), p not in related, child_of?(p, pid), do: p
-
-        started =
-          for(p <- related ++ children, info = started_by(p, pid), do: info) ++ linked_gone
-
-        if messages == [] and started == [],
-          do: nil,
-          else: %{messages: messages, started: started}
+        look(pid, tag, queued, links, monitors, watchers)
 
       _ ->
         nil
     end
+  end
+
+  defp no_pid?([]), do: true
+  defp no_pid?([p | _]) when is_pid(p), do: false
+  defp no_pid?([_ | rest]), do: no_pid?(rest)
+
+  defp look(pid, tag, queued, links, monitors, watchers) do
+    {messages, linked_gone} = if queued > 0, do: stray_messages(pid, tag), else: {[], []}
+
+    # Real links and monitors of a managed process come from code Lockstep does not
+    # control: each is looked at. Among the processes monitoring it (the run's owner
+    # watches it), only one it started itself can be such code — a cheap `:parent`
+    # test first, so the owner's dictionary is never copied at every process end.
+    related =
+      Enum.uniq(
+        for(p <- links, is_pid(p), do: p) ++ for({:process, p} <- monitors, is_pid(p), do: p)
+      )
+
+    children = for p <- watchers, is_pid(p), p not in related, child_of?(p, pid), do: p
+
+    started = for(p <- related ++ children, info = started_by(p, pid), do: info) ++ linked_gone
+
+    if messages == [] and started == [],
+      do: nil,
+      else: %{messages: messages, started: started}
   end
 
   defp stray_messages(pid, tag) do

@@ -181,7 +181,8 @@ defmodule Lockstep.OwnerDeathTest do
         7,
         tag,
         fn -> send(test_pid, :ran) end,
-        :undefined
+        :undefined,
+        test_pid
       ])
 
     assert eventually(fn -> not Process.alive?(orphan) end, 3_000)

@@ -1,5 +1,6 @@
 //! Compact trace events: recorded on every iteration (a few words each), turned into
-//! readable terms by the adapter only when a failing iteration is reported.
+//! readable terms by the adapter only when a failing iteration is reported (an adapter
+//! that keeps no trace drops them as it reads them: `Session::forget_events`).
 
 use crate::ids::{MonitorId, MsgId, NameId, NodeId, ProcId, TimerId};
 use crate::message::{Reason, SendFate};

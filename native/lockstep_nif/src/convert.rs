@@ -32,6 +32,9 @@ pub mod atoms {
         cluster, cleanup, send_dropped, internal_error, global, global_conflict,
         global_name_conflict, global_wait, ended, copied, undefined, shutdown,
         blocked_at_end, wait_marked, woken,
+        lockstep_send = "$lockstep_send",
+        lockstep_sent = "$lockstep_sent",
+        lockstep_sent_wait = "$lockstep_sent_wait",
     }
 }
 

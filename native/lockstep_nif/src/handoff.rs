@@ -16,10 +16,20 @@
 //! of the message it took and the next NIF call reports it to the engine before the new
 //! operation, so taking a message costs no call of its own. Both together make every sync
 //! point one NIF call and every hop one message.
+//!
+//! A send itself can travel too (*deferred*): `Lockstep.send` to a pid or a reference has
+//! no answer the caller needs, so the caller keeps `{:"$lockstep_send", dest, payload,
+//! consumed}` and the next hot call performs it first — the same engine step, taken on the
+//! same state, since nothing of the run happens in between — then its own operation. A hop
+//! (send, then receive) is then one NIF call. When the send does not simply go on (the
+//! strategy runs another process first, or the message leaves the run), the call stops
+//! there and answers `{:"$lockstep_sent", result, dest, payload}` or
+//! `{:"$lockstep_sent_wait", park, dest, payload}`: the caller settles the send as an
+//! ordinary one and makes the call again.
 
 use crate::convert::atoms;
 use lockstep_core::{MsgId, OpResult};
-use rustler::{Encoder, Env, Error, LocalPid, NifResult, Term};
+use rustler::{Atom, Encoder, Env, Error, LocalPid, NifResult, Term};
 
 /// The `pending` argument of the hot-path NIFs: `:undefined` (nothing), the sequence number
 /// of a message the caller took since its last call, or `{pid, seq, payload}`, a message it
@@ -28,6 +38,15 @@ pub enum Pending<'a> {
     Nothing,
     Consumed(MsgId),
     Carry(Carry<'a>),
+    Deferred(Deferred<'a>),
+}
+
+/// A send the caller made since its last call and that no call has performed yet.
+pub struct Deferred<'a> {
+    pub dest: Term<'a>,
+    pub payload: Term<'a>,
+    /// A message the caller took before it sent.
+    pub consumed: Option<MsgId>,
 }
 
 pub struct Carry<'a> {
@@ -49,6 +68,21 @@ impl<'a> Pending<'a> {
         }
         if let Ok(msg) = term.decode::<MsgId>() {
             return Ok(Pending::Consumed(msg));
+        }
+        if let Ok((tag, dest, payload, consumed)) = term.decode::<(Atom, Term, Term, Term)>() {
+            if tag != atoms::lockstep_send() {
+                return Err(Error::BadArg);
+            }
+            let consumed = if consumed == atoms::undefined().encode(term.get_env()) {
+                None
+            } else {
+                Some(consumed.decode::<MsgId>()?)
+            };
+            return Ok(Pending::Deferred(Deferred {
+                dest,
+                payload,
+                consumed,
+            }));
         }
         let (to, msg, payload) = term.decode::<(LocalPid, MsgId, Term<'a>)>()?;
         Ok(Pending::Carry(Carry { to, msg, payload }))

@@ -67,6 +67,15 @@ fn session_new<'a>(
     Ok((resource, tag).encode(env))
 }
 
+/// Keeps the engine's events for `trace` although the session does not capture (a
+/// controller's `capture: false` session still answers `trace/1`, without payloads).
+/// Called before the session starts.
+#[rustler::nif]
+fn keep_trace(res: ResourceArc<SessionResource>) -> Atom {
+    lock_any(&res).capture.keep_events = true;
+    atoms::ok()
+}
+
 /// Registers the root's pid and makes the first decision (which wakes the root).
 #[rustler::nif]
 fn session_start<'a>(
@@ -79,8 +88,8 @@ fn session_start<'a>(
     if st.procs.pid(0).is_some() {
         return Err(internal_error("the session was already started"));
     }
-    st.procs.register(0, root);
-    env.monitor(&res, &root);
+    let watched = env.monitor(&res, &root).is_some();
+    st.procs.register(0, root, watched);
     let strategy = strategy_of(&mut st.strategy)?;
     let next = st.session.start(strategy);
     after_call(env, res.tag, st, next, None);
@@ -257,6 +266,32 @@ fn procs<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<
     Ok(list.encode(env))
 }
 
+/// What the owner needs to end an iteration that passed, in one call: `{outcome,
+/// uncontrolled, [{id, pid | nil, exited?}]}` (`outcome` as [`outcome`], `uncontrolled` as
+/// [`uncontrolled`]; `pid` is nil for a process not registered or whose BEAM process is
+/// already gone, which teardown then need not kill and wait for). The full process table
+/// (`procs`: names, pending operations, nodes) is built only for a report.
+#[rustler::nif]
+fn teardown_view<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
+    let st = lock_any(&res);
+    let pids: Vec<Term> = st
+        .session
+        .procs()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let id = i as ProcId;
+            let pid = match st.procs.live_pid(id) {
+                Some(pid) => pid.encode(env),
+                None => atoms::nil().encode(env),
+            };
+            (id, pid, p.state == ProcState::Exited).encode(env)
+        })
+        .collect();
+    let outcome = outcome_term(env, &st);
+    Ok((outcome, uncontrolled_term(env, &st), pids).encode(env))
+}
+
 /// `[{name, report}]`: the noted reports of processes that were then killed from outside
 /// the run (see `note_outside_crash`).
 #[rustler::nif]
@@ -279,6 +314,10 @@ fn outside_crashes<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifRe
 #[rustler::nif]
 fn uncontrolled<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
     let st = lock_any(&res);
+    Ok(uncontrolled_term(env, &st))
+}
+
+fn uncontrolled_term<'a>(env: Env<'a>, st: &SessionState) -> Term<'a> {
     let list: Vec<Term> = st
         .terms
         .uncontrolled
@@ -288,7 +327,7 @@ fn uncontrolled<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResul
             Some((name_term(env, &p.name), st.terms.load(env, saved)).encode(env))
         })
         .collect();
-    Ok(list.encode(env))
+    list.encode(env)
 }
 
 /// Ends the iteration for the strategy and hands the strategy back to the run.

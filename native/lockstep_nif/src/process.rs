@@ -28,8 +28,8 @@ fn register_child(
         Some(p) if p.parent == Some(id) => {}
         _ => return Err(internal_error("register_child: not a child of the caller")),
     }
-    st.procs.register(child, pid);
-    env.monitor(&res, &pid);
+    let watched = env.monitor(&res, &pid).is_some();
+    st.procs.register(child, pid, watched);
     Ok(atoms::ok())
 }
 

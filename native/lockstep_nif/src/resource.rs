@@ -98,6 +98,7 @@ impl Resource for SessionResource {
         let Some(proc) = st.procs.managed(&pid) else {
             return;
         };
+        st.procs.mark_gone(proc);
         let alive = st.session.proc(proc).is_some_and(|p| p.is_alive());
         if !alive || st.session.is_over() {
             return;

@@ -63,6 +63,9 @@ pub struct ProcTable {
     pids: Vec<Option<LocalPid>>,
     /// Looked up at every send: see `PidHash`.
     by_pid: HashMap<LocalPid, ProcId, PidHash>,
+    /// By engine id: the BEAM process is known to be gone (the resource monitor fired, or
+    /// could not be set): the owner's teardown need not kill it and wait for it.
+    gone: Vec<bool>,
 }
 
 /// Atoms the engine knows by number.
@@ -129,6 +132,9 @@ pub struct Terms {
 /// run again with capture on).
 pub struct Capture {
     pub on: bool,
+    /// The engine's events are kept for `trace` (capturing, or a controller's session);
+    /// otherwise they are dropped after each call, once announced terms are filed.
+    pub keep_events: bool,
     pub msgs: HashMap<MsgId, SavedTerm>,
     /// Kind terms of shared-state operations, by event index.
     pub nifs: HashMap<usize, SavedTerm>,
@@ -242,6 +248,7 @@ impl SessionState {
             procs: ProcTable {
                 pids: vec![None],
                 by_pid: HashMap::default(),
+                gone: Vec::new(),
             },
             atoms: AtomTables {
                 names: Vec::new(),
@@ -270,6 +277,7 @@ impl SessionState {
             },
             capture: Capture {
                 on: capture,
+                keep_events: capture,
                 msgs: HashMap::new(),
                 nifs: HashMap::new(),
                 exits: HashMap::new(),
@@ -372,12 +380,31 @@ impl ProcTable {
         self.by_pid.get(pid).copied()
     }
 
-    pub fn register(&mut self, id: ProcId, pid: LocalPid) {
+    /// Registers `id`'s BEAM process; `watched`: the resource monitor on it is set (it is
+    /// not for a process that is already gone).
+    pub fn register(&mut self, id: ProcId, pid: LocalPid, watched: bool) {
         if self.pids.len() <= id as usize {
             self.pids.resize(id as usize + 1, None);
         }
+        if self.gone.len() <= id as usize {
+            self.gone.resize(id as usize + 1, false);
+        }
         self.pids[id as usize] = Some(pid);
+        self.gone[id as usize] = !watched;
         self.by_pid.insert(pid, id);
+    }
+
+    /// `id`'s BEAM process is gone: the resource monitor fired for it.
+    pub fn mark_gone(&mut self, id: ProcId) {
+        if let Some(gone) = self.gone.get_mut(id as usize) {
+            *gone = true;
+        }
+    }
+
+    /// The pid of `id` while its BEAM process may still be alive.
+    pub fn live_pid(&self, p: ProcId) -> Option<LocalPid> {
+        self.pid(p)
+            .filter(|_| !self.gone.get(p as usize).copied().unwrap_or(false))
     }
 
     /// The registered processes and their pids, in engine id order.

@@ -1,8 +1,9 @@
 //! The sync points: a managed process calls one `sync_*` NIF (or `yield`, or `exit` when
 //! its code ends) with the operation it is about to perform. [`sync_pending`] is the one
 //! entry of all of them: it checks the caller, reports what the caller brings from its
-//! last call (`handoff`), has the engine record the operation and pick who goes next, and
-//! hands the turn on (`wake`).
+//! last call (`handoff`: a message it took, one it carries, or a send it deferred, which is
+//! performed first as its own engine step), has the engine record the operation and pick
+//! who goes next, and hands the turn on (`wake`).
 //!
 //! An operation on something outside the run (an unmanaged pid, an unknown node) answers a
 //! plain atom at once (`:unmanaged`, `:badnode`) without becoming a sync point; the Elixir
@@ -13,11 +14,13 @@
 
 use crate::convert::{atoms, engine_error, not_managed_error};
 use crate::decode::{arg, ExitKind, NameOp, TimeOp};
-use crate::handoff::{Carry, Pending};
+use crate::handoff::{Carry, Deferred, Pending};
 use crate::resource::{lock, strategy_of, SessionResource};
 use crate::state::SessionState;
-use crate::wake::{after_call, after_call_carrying};
-use lockstep_core::{ExitClass, MsgId, NameId, Op, Outcome, ProcId, Reason, Target};
+use crate::wake::{after_call, after_call_carrying, settle_step};
+use lockstep_core::{
+    ExitClass, MsgId, NameId, Next, Op, OpResult, Outcome, ProcId, Reason, SendFate, Target,
+};
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term, TermType};
 
 /// The caller must be the managed process the context `id` belongs to; a context copied
@@ -81,13 +84,17 @@ fn sync_pending<'a>(
     caller_check(env, st, id)?;
     if st.session.is_over() || st.exited(id) {
         // Over, or killed by an exit signal while running: park and meet the exit message.
-        // A message sent before that is in its target's mailbox all the same.
+        // A message sent before that is in its target's mailbox all the same (a deferred
+        // send was never made: the engine never saw it).
         if let Pending::Carry(carry) = pending {
             carry.deliver(env, res.tag);
         }
         return Ok(atoms::wait().encode(env));
     }
-    let carry = take_pending(st, id, pending)?;
+    let carry = match take_pending(env, res, st, id, pending)? {
+        Settled::Go(carry) => carry,
+        Settled::Answer(answer) => return Ok(answer),
+    };
     let op = make_op(st);
     if st.capture.on {
         let retry = matches!(op, Ok(Op::Receive { retry: true, .. }));
@@ -120,20 +127,100 @@ fn sync_pending<'a>(
     ))
 }
 
-/// Reports a message the caller took since its last call; returns the one it carries.
+/// What the caller brought to its call came to.
+enum Settled<'a> {
+    /// The call goes on with its own operation; the caller carries this message (if any).
+    Go(Option<Carry<'a>>),
+    /// A deferred send did not simply go on: the call answers this instead (see `handoff`).
+    Answer(Term<'a>),
+}
+
+/// Reports a message the caller took since its last call and performs a send it deferred;
+/// returns the message it carries.
 fn take_pending<'a>(
+    env: Env<'a>,
+    res: &SessionResource,
     st: &mut SessionState,
     id: ProcId,
     pending: Pending<'a>,
-) -> NifResult<Option<Carry<'a>>> {
+) -> NifResult<Settled<'a>> {
     match pending {
-        Pending::Nothing => Ok(None),
+        Pending::Nothing => Ok(Settled::Go(None)),
         Pending::Consumed(msg) => {
             st.session.consumed(id, msg).map_err(engine_error)?;
-            Ok(None)
+            Ok(Settled::Go(None))
         }
-        Pending::Carry(carry) => Ok(Some(carry)),
+        Pending::Carry(carry) => Ok(Settled::Go(Some(carry))),
+        Pending::Deferred(deferred) => send_deferred(env, res, st, id, deferred),
     }
+}
+
+/// Performs a deferred send as `sync_send` would have when it was made. If the strategy
+/// lets the caller go on and the message stays in the run, the call goes on with its own
+/// operation carrying it (or, in flight, with the payload held); otherwise the call stops
+/// there: the turn is handed on (`{:"$lockstep_sent_wait", park, dest, payload}`), or the
+/// caller settles the result itself (`{:"$lockstep_sent", result, dest, payload}`: a send
+/// outside the run is made by the caller).
+fn send_deferred<'a>(
+    env: Env<'a>,
+    res: &SessionResource,
+    st: &mut SessionState,
+    id: ProcId,
+    d: Deferred<'a>,
+) -> NifResult<Settled<'a>> {
+    if let Some(msg) = d.consumed {
+        st.session.consumed(id, msg).map_err(engine_error)?;
+    }
+    let op = decode_target(env, st, id, d.dest).map(|to| Op::Send { to });
+    if st.capture.on {
+        st.capture.sites.sync_call(st.session.events(), id, false);
+    }
+    let op = match op {
+        Ok(op) => op,
+        Err(early) => return Ok(Settled::Answer(sent_answer(env, early, &d))),
+    };
+    if st.capture.on {
+        let saved = st.terms.save(d.payload);
+        st.terms.announced.insert(id, saved);
+    }
+    st.owner.progress += 1;
+    let strategy = strategy_of(&mut st.strategy)?;
+    let next = st.session.sync(id, op, strategy).map_err(engine_error)?;
+    if let Next::Continue(OpResult::Sent { msg, fate }) = next {
+        let to = st.session.message(msg).and_then(|m| m.to);
+        let kept = match (fate, to) {
+            (SendFate::Delivered, Some(p)) => st.procs.pid(p).map(|to| {
+                Some(Carry {
+                    to,
+                    msg,
+                    payload: d.payload,
+                })
+            }),
+            (SendFate::InFlight | SendFate::Deferred, Some(_)) => {
+                let saved = st.terms.save(d.payload);
+                st.terms.held.insert(msg, saved);
+                Some(None)
+            }
+            (SendFate::Dropped | SendFate::Cut, _) => Some(None),
+            // Outside the run (the caller sends it for real), or nothing to hand over to.
+            _ => None,
+        };
+        if let Some(carry) = kept {
+            settle_step(env, res.tag, st);
+            return Ok(Settled::Go(carry));
+        }
+    }
+    let ended = matches!(next, Next::Ended);
+    let answer = after_call_carrying(env, res.tag, st, next, None, None, Some(id));
+    Ok(Settled::Answer(match next {
+        Next::Continue(_) => sent_answer(env, answer, &d),
+        _ if ended => answer,
+        _ => (atoms::lockstep_sent_wait(), answer, d.dest, d.payload).encode(env),
+    }))
+}
+
+fn sent_answer<'a>(env: Env<'a>, result: Term<'a>, d: &Deferred<'a>) -> Term<'a> {
+    (atoms::lockstep_sent(), result, d.dest, d.payload).encode(env)
 }
 
 fn sync<'a>(env: Env<'a>, res: &SessionResource, id: ProcId, op: Op) -> NifResult<Term<'a>> {
@@ -279,7 +366,10 @@ fn exit<'a>(
         return Ok(atoms::ok().encode(env));
     }
     caller_check(env, st, id)?;
-    let carry = take_pending(st, id, pending)?;
+    let carry = match take_pending(env, res, st, id, pending)? {
+        Settled::Go(carry) => carry,
+        Settled::Answer(answer) => return Ok(answer),
+    };
     if st.capture.on {
         st.capture.sites.ended(st.session.events(), id);
     }

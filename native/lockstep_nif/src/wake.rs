@@ -73,11 +73,7 @@ pub fn after_call_carrying<'a>(
     carry: Option<Carry<'a>>,
     caller: Option<ProcId>,
 ) -> Term<'a> {
-    if !st.terms.announced.is_empty() {
-        st.file_announced();
-    } else {
-        st.terms.events_scanned = st.session.events().len();
-    }
+    file_events(st);
     let handed = carry.and_then(|carry| {
         let receiver = match next {
             Next::Wake(_, OpResult::ReceiveAttempt { .. })
@@ -94,12 +90,7 @@ pub fn after_call_carrying<'a>(
             None
         }
     });
-    if st.session.has_effects() {
-        let effects: Vec<Effect> = st.session.take_effects().collect();
-        for effect in effects {
-            perform(env, tag, st, effect);
-        }
-    }
+    perform_effects(env, tag, st);
     if st.session.is_over() && !st.owner.done_sent {
         st.owner.done_sent = true;
         let reason = own_exit.unwrap_or_else(|| done_reason(env, st));
@@ -123,6 +114,40 @@ pub fn after_call_carrying<'a>(
         }
         Next::Ended => atoms::wait().encode(env),
     }
+}
+
+/// Files the terms announced with operations under the ids of what the engine's new
+/// events created, then drops the events unless the session keeps its trace.
+fn file_events(st: &mut SessionState) {
+    if !st.terms.announced.is_empty() {
+        st.file_announced();
+    } else {
+        st.terms.events_scanned = st.session.events().len();
+    }
+    if !st.capture.keep_events {
+        // Nobody will ask for this iteration's trace (a failing one is re-run with capture
+        // for its report): what announced terms needed from the events has just been read.
+        st.session.forget_events();
+        st.terms.events_scanned = 0;
+    }
+}
+
+/// Performs the effects the engine queued, in order.
+fn perform_effects(env: Env, tag: u64, st: &mut SessionState) {
+    if st.session.has_effects() {
+        let effects: Vec<Effect> = st.session.take_effects().collect();
+        for effect in effects {
+            perform(env, tag, st, effect);
+        }
+    }
+}
+
+/// After a step that let the caller go on with its next operation in the same call (a
+/// deferred send, see `handoff`): what the step announced and queued is settled now, so
+/// that it comes before anything the next operation delivers.
+pub fn settle_step(env: Env, tag: u64, st: &mut SessionState) {
+    file_events(st);
+    perform_effects(env, tag, st);
 }
 
 /// The reason the owner reports when the iteration ended other than by the caller's own

@@ -137,6 +137,11 @@ defmodule Lockstep.Instrument.Ops.Processes do
   @spec send(term(), term()) :: term()
   def send(dest, msg) when is_port(dest), do: :erlang.send(dest, msg)
 
+  def send(dest, msg) when is_pid(dest) do
+    Runtime.send_later(dest, msg)
+    msg
+  end
+
   def send(dest, msg) do
     Runtime.send_or(dest, msg, &badarg/2)
     msg

@@ -211,6 +211,13 @@ impl Session {
         &self.events
     }
 
+    /// Drops the events recorded so far, keeping their buffer: for an adapter that keeps
+    /// no trace and reads each event only once, as it is recorded. A long iteration then
+    /// records into the same few cache lines instead of growing a buffer step by step.
+    pub fn forget_events(&mut self) {
+        self.events.clear();
+    }
+
     pub fn take_effects(&mut self) -> std::vec::Drain<'_, Effect> {
         self.effects.drain(..)
     }
