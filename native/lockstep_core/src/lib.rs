@@ -12,6 +12,7 @@
 //! offered at a step, kept up to date). [`strategy`] is policy: it sees a read-only
 //! [`View`] and the [`ChoiceSet`], never the session.
 
+pub mod checker;
 pub mod choices;
 pub mod cluster;
 pub mod config;

@@ -1,0 +1,255 @@
+//! The two searches: is there an order of the operations, allowed by their timing, in
+//! which the model accepts every result?
+//!
+//! [`linearizable`] is Wing & Gong's search ("Testing and verifying concurrent objects",
+//! J. Parallel Distrib. Comput. 17, 1993) in the form Lowe gives it ("Testing for
+//! linearizability", Concurrency and Computation 29(4), 2017), which Porcupine also uses:
+//! the call and return entries of every operation sit in one doubly linked list in time
+//! order. Walking it from the head, an operation whose call comes before the first return
+//! still in the list may be linearized next: it is lifted out of the list (call and return
+//! entry) if the model accepts it and the pair (set of linearized operations as a bitset,
+//! model state) was never seen before — Lowe's memoisation, which makes a configuration
+//! reached by two orders explored once. Meeting a return entry means its operation should
+//! have been linearized already: backtrack. `:info` operations return at infinity, after
+//! every completed one, so reaching one of their return entries means every completed
+//! operation is linearized: the rest may never take effect.
+//!
+//! [`sequential`] keeps only each process's program order: the next operation of any
+//! process may come next; an `:info` one may come any time after the operations its
+//! process invoked before it, or never.
+
+use super::models::Model;
+use super::{Abort, Operation};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Stops a search when its caller is gone (checked every few thousand steps).
+pub struct Cancel<'a>(pub &'a AtomicBool);
+
+impl Cancel<'_> {
+    fn check(&self, counter: &mut u32) -> Result<(), Abort> {
+        *counter = counter.wrapping_add(1);
+        if *counter % 4096 == 0 && self.0.load(Ordering::Relaxed) {
+            return Err(Abort);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Hash, PartialEq, Eq)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(n: usize) -> Self {
+        Bits(vec![0; n.div_ceil(64).max(1)])
+    }
+    fn set(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    fn clear(&mut self, i: usize) {
+        self.0[i / 64] &= !(1 << (i % 64));
+    }
+    fn get(&self, i: usize) -> bool {
+        self.0[i / 64] & (1 << (i % 64)) != 0
+    }
+}
+
+/// One entry of the list: the call or the return of operation `op`.
+#[derive(Clone, Copy)]
+struct Entry {
+    op: usize,
+    call: bool,
+    /// The other entry of the same operation.
+    partner: usize,
+}
+
+const NIL: usize = usize::MAX;
+
+/// Whether `ops` (their `call`/`ret` are times; `ret: None` is infinity) is linearizable.
+pub fn linearizable<M: Model>(
+    model: &mut M,
+    ops: &[Operation],
+    cancel: &Cancel,
+) -> Result<bool, Abort> {
+    if ops.is_empty() {
+        return Ok(true);
+    }
+    // Entries sorted by time; at equal times calls come first (overlap is the weaker claim).
+    let mut order: Vec<(u64, bool, usize)> = Vec::with_capacity(ops.len() * 2);
+    for (i, op) in ops.iter().enumerate() {
+        order.push((op.call, false, i));
+        order.push((op.ret.unwrap_or(u64::MAX), true, i));
+    }
+    order.sort();
+    let n = order.len();
+    let head = n;
+    let mut entries: Vec<Entry> = Vec::with_capacity(n);
+    let mut at = vec![[0usize; 2]; ops.len()];
+    for (ix, &(_, is_ret, op)) in order.iter().enumerate() {
+        at[op][is_ret as usize] = ix;
+        entries.push(Entry {
+            op,
+            call: !is_ret,
+            partner: 0,
+        });
+    }
+    for e in entries.iter_mut() {
+        e.partner = at[e.op][e.call as usize];
+    }
+    // Index `head` is the sentinel.
+    let mut next: Vec<usize> = (1..=n).map(|i| if i == n { NIL } else { i }).collect();
+    next.push(0);
+    let mut prev: Vec<usize> = (0..n).map(|i| if i == 0 { head } else { i - 1 }).collect();
+    prev.push(NIL);
+
+    let lift = |next: &mut Vec<usize>, prev: &mut Vec<usize>, e: usize, partner: usize| {
+        for x in [e, partner] {
+            let (p, nx) = (prev[x], next[x]);
+            next[p] = nx;
+            if nx != NIL {
+                prev[nx] = p;
+            }
+        }
+    };
+    let unlift = |next: &mut Vec<usize>, prev: &mut Vec<usize>, e: usize, partner: usize| {
+        for x in [partner, e] {
+            let (p, nx) = (prev[x], next[x]);
+            next[p] = x;
+            if nx != NIL {
+                prev[nx] = x;
+            }
+        }
+    };
+
+    let mut bits = Bits::new(ops.len());
+    let mut seen: HashSet<(Bits, M::State)> = HashSet::new();
+    let mut state = model.init();
+    let mut stack: Vec<(usize, M::State)> = Vec::new();
+    let mut entry = next[head];
+    let mut counter = 0u32;
+    loop {
+        cancel.check(&mut counter)?;
+        if entry == NIL {
+            // Only reachable with an empty list.
+            return Ok(true);
+        }
+        let e = entries[entry];
+        if e.call {
+            if let Some(after) = model.step(&state, &ops[e.op])? {
+                bits.set(e.op);
+                if seen.insert((bits.clone(), after.clone())) {
+                    stack.push((entry, std::mem::replace(&mut state, after)));
+                    lift(&mut next, &mut prev, entry, e.partner);
+                    entry = next[head];
+                    if entry == NIL {
+                        return Ok(true);
+                    }
+                    continue;
+                }
+                bits.clear(e.op);
+            }
+            entry = next[entry];
+        } else if ops[e.op].ret.is_none() {
+            return Ok(true);
+        } else {
+            let Some((back, before)) = stack.pop() else {
+                return Ok(false);
+            };
+            let b = entries[back];
+            state = before;
+            bits.clear(b.op);
+            unlift(&mut next, &mut prev, back, b.partner);
+            entry = next[back];
+        }
+    }
+}
+
+/// Whether `ops` is sequentially consistent: some order keeping each process's program
+/// order (by call time) is accepted by the model.
+pub fn sequential<M: Model>(
+    model: &mut M,
+    ops: &[Operation],
+    cancel: &Cancel,
+) -> Result<bool, Abort> {
+    // Each process's completed operations in program order; each `:info` operation with
+    // how many of its process's completed operations were invoked before it.
+    let mut procs: Vec<u32> = ops.iter().map(|o| o.process).collect();
+    procs.sort_unstable();
+    procs.dedup();
+    let slot = |p: u32| procs.binary_search(&p).unwrap_or(0);
+    let mut chains: Vec<Vec<usize>> = vec![Vec::new(); procs.len()];
+    let mut by_call: Vec<usize> = (0..ops.len()).collect();
+    by_call.sort_by_key(|&i| (ops[i].call, i));
+    let mut floating: Vec<(usize, usize, usize)> = Vec::new();
+    for &i in &by_call {
+        let p = slot(ops[i].process);
+        if ops[i].ret.is_none() {
+            floating.push((i, p, chains[p].len()));
+        } else {
+            chains[p].push(i);
+        }
+    }
+    let candidates = chains.len() + floating.len();
+    let mut pos = vec![0usize; chains.len()];
+    let mut bits = Bits::new(ops.len());
+    let mut seen: HashSet<(Bits, M::State)> = HashSet::new();
+    let mut state = model.init();
+    // Frames: (candidate taken, state before it); `cursor` is where the current node's
+    // enumeration of candidates resumes.
+    let mut stack: Vec<(usize, M::State)> = Vec::new();
+    let mut cursor = 0usize;
+    let mut counter = 0u32;
+    loop {
+        cancel.check(&mut counter)?;
+        if pos.iter().zip(&chains).all(|(p, c)| *p == c.len()) {
+            return Ok(true);
+        }
+        let mut moved = false;
+        while cursor < candidates {
+            let c = cursor;
+            cursor += 1;
+            let op = if c < chains.len() {
+                match chains[c].get(pos[c]) {
+                    Some(&i) => i,
+                    None => continue,
+                }
+            } else {
+                let (i, p, after) = floating[c - chains.len()];
+                if bits.get(i) || pos[p] < after {
+                    continue;
+                }
+                i
+            };
+            let Some(next) = model.step(&state, &ops[op])? else {
+                continue;
+            };
+            bits.set(op);
+            if !seen.insert((bits.clone(), next.clone())) {
+                bits.clear(op);
+                continue;
+            }
+            if c < chains.len() {
+                pos[c] += 1;
+            }
+            stack.push((c, std::mem::replace(&mut state, next)));
+            cursor = 0;
+            moved = true;
+            break;
+        }
+        if moved {
+            continue;
+        }
+        let Some((c, before)) = stack.pop() else {
+            return Ok(false);
+        };
+        state = before;
+        let op = if c < chains.len() {
+            pos[c] -= 1;
+            chains[c][pos[c]]
+        } else {
+            floating[c - chains.len()].0
+        };
+        bits.clear(op);
+        cursor = c + 1;
+    }
+}
