@@ -29,7 +29,7 @@ pub struct Cancel<'a>(pub &'a AtomicBool);
 impl Cancel<'_> {
     fn check(&self, counter: &mut u32) -> Result<(), Abort> {
         *counter = counter.wrapping_add(1);
-        if *counter % 4096 == 0 && self.0.load(Ordering::Relaxed) {
+        if (*counter).is_multiple_of(4096) && self.0.load(Ordering::Relaxed) {
             return Err(Abort);
         }
         Ok(())
