@@ -34,6 +34,7 @@
 //! argument); expected outcomes are atoms or tagged tuples. A Rust panic becomes
 //! `ErlangError` `:nif_panicked` and poisons the session: see `resource`.
 
+mod checker;
 mod cluster;
 mod convert;
 mod decode;
