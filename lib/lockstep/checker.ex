@@ -214,7 +214,12 @@ defmodule Lockstep.Checker do
 
   def model!(mod) when is_atom(mod) do
     behaviour!(mod)
-    {mod, mod.init()}
+
+    # A built-in model may start its Rust side elsewhere than init/0 (KV: every key nil).
+    case builtin(mod) do
+      %{initial: initial} -> {mod, initial}
+      _ -> {mod, mod.init()}
+    end
   end
 
   def model!(other) do

@@ -28,5 +28,5 @@ defmodule Lockstep.Model.KV do
   def step(_m, _op, _arg, _result), do: :error
 
   @doc false
-  def __lockstep_model__, do: %{name: :kv, ops: [:read, :write, :cas]}
+  def __lockstep_model__, do: %{name: :kv, ops: [:read, :write, :cas], initial: nil}
 end
