@@ -46,8 +46,14 @@ defmodule Lockstep.CheckerTest do
     end
 
     test "values compare exactly: 1.0 is not 1" do
-      assert {:error, _} = Checker.check(seq([{:a, :write, 1, :ok}, {:b, :read, nil, 1.0}]), Register)
-      assert :ok = Checker.check(seq([{:a, :write, {1, "x"}, :ok}, {:b, :read, nil, {1, "x"}}]), Register)
+      assert {:error, _} =
+               Checker.check(seq([{:a, :write, 1, :ok}, {:b, :read, nil, 1.0}]), Register)
+
+      assert :ok =
+               Checker.check(
+                 seq([{:a, :write, {1, "x"}, :ok}, {:b, :read, nil, {1, "x"}}]),
+                 Register
+               )
     end
 
     test "an :info write may take effect later, or never, but not before it was invoked" do
@@ -110,7 +116,14 @@ defmodule Lockstep.CheckerTest do
   end
 
   test "queue: FIFO order, :empty on an empty queue" do
-    ops = [{:a, :enqueue, 1, :ok}, {:a, :enqueue, 2, :ok}, {:b, :dequeue, nil, 1}, {:b, :dequeue, nil, 2}, {:b, :dequeue, nil, :empty}]
+    ops = [
+      {:a, :enqueue, 1, :ok},
+      {:a, :enqueue, 2, :ok},
+      {:b, :dequeue, nil, 1},
+      {:b, :dequeue, nil, 2},
+      {:b, :dequeue, nil, :empty}
+    ]
+
     assert Checker.check(seq(ops), Queue) == :ok
     swapped = [{:a, :enqueue, 1, :ok}, {:a, :enqueue, 2, :ok}, {:b, :dequeue, nil, 2}]
     assert {:error, _} = Checker.check(seq(swapped), Queue)
@@ -176,9 +189,11 @@ defmodule Lockstep.CheckerTest do
     end
 
     test "a model answering something else is named" do
-      assert_raise ArgumentError, ~r/Garbage.step\/4 must return \{:ok, state\} or :error, got: :maybe/, fn ->
-        Checker.check(seq([{:a, :x, 1, :ok}]), Garbage)
-      end
+      assert_raise ArgumentError,
+                   ~r/Garbage.step\/4 must return \{:ok, state\} or :error, got: :maybe/,
+                   fn ->
+                     Checker.check(seq([{:a, :x, 1, :ok}]), Garbage)
+                   end
     end
   end
 
@@ -188,9 +203,14 @@ defmodule Lockstep.CheckerTest do
         p = Enum.random([:a, :b, :c])
 
         case Enum.random(kinds) do
-          :read -> {p, :read, nil, Enum.random([nil, 1, 2])}
-          :write -> {p, :write, Enum.random([1, 2]), :ok}
-          :cas -> {p, :cas, {Enum.random([nil, 1]), Enum.random([1, 2])}, Enum.random([true, false])}
+          :read ->
+            {p, :read, nil, Enum.random([nil, 1, 2])}
+
+          :write ->
+            {p, :write, Enum.random([1, 2]), :ok}
+
+          :cas ->
+            {p, :cas, {Enum.random([nil, 1]), Enum.random([1, 2])}, Enum.random([true, false])}
         end
         |> then(&{i, &1})
       end
@@ -223,21 +243,30 @@ defmodule Lockstep.CheckerTest do
         Checker.check([{:invoke, 1}], Register)
       end
 
-      assert_raise ArgumentError, ~r/event 0: :ok for id 7, which no earlier :invoke opened/, fn ->
-        Checker.check([%{type: :ok, id: 7, result: 1}], Register)
-      end
+      assert_raise ArgumentError,
+                   ~r/event 0: :ok for id 7, which no earlier :invoke opened/,
+                   fn ->
+                     Checker.check([%{type: :ok, id: 7, result: 1}], Register)
+                   end
 
       twice = seq([{:a, :write, 1, :ok}]) ++ [%{type: :ok, id: 0, result: :ok}]
 
-      assert_raise ArgumentError, ~r/event 2: :ok for id 0, which event 1 already completed/, fn ->
-        Checker.check(twice, Register)
-      end
+      assert_raise ArgumentError,
+                   ~r/event 2: :ok for id 0, which event 1 already completed/,
+                   fn ->
+                     Checker.check(twice, Register)
+                   end
 
-      reopened = [%{type: :invoke, id: 1, process: :a, op: :read}, %{type: :invoke, id: 1, process: :a, op: :read}]
+      reopened = [
+        %{type: :invoke, id: 1, process: :a, op: :read},
+        %{type: :invoke, id: 1, process: :a, op: :read}
+      ]
 
-      assert_raise ArgumentError, ~r/event 1: invokes id 1 while it is still open \(invoked at event 0\)/, fn ->
-        Checker.check(reopened, Register)
-      end
+      assert_raise ArgumentError,
+                   ~r/event 1: invokes id 1 while it is still open \(invoked at event 0\)/,
+                   fn ->
+                     Checker.check(reopened, Register)
+                   end
 
       assert_raise ArgumentError, ~r/event 0: an :invoke needs :process and :op/, fn ->
         Checker.check([%{type: :invoke, id: 1}], Register)
@@ -263,12 +292,17 @@ defmodule Lockstep.CheckerTest do
     end
 
     test "a bad model or consistency" do
-      assert_raise ArgumentError, ~r/String is not a Lockstep.Model/, fn -> Checker.check([], String) end
+      assert_raise ArgumentError, ~r/String is not a Lockstep.Model/, fn ->
+        Checker.check([], String)
+      end
+
       assert_raise ArgumentError, ~r/a model must be a module/, fn -> Checker.check([], "x") end
 
-      assert_raise ArgumentError, ~r/consistency must be :linearizable or :sequential, got: :strong/, fn ->
-        Checker.check([], Register, :strong)
-      end
+      assert_raise ArgumentError,
+                   ~r/consistency must be :linearizable or :sequential, got: :strong/,
+                   fn ->
+                     Checker.check([], Register, :strong)
+                   end
     end
   end
 
@@ -287,7 +321,12 @@ defmodule Lockstep.CheckerTest do
       for i <- 1..1_000, reduce: [] do
         acc ->
           p = rem(i, 5)
-          acc ++ [%{type: :invoke, id: i, process: p, op: :write, arg: i}, %{type: :ok, id: i, result: :ok}]
+
+          acc ++
+            [
+              %{type: :invoke, id: i, process: p, op: :write, arg: i},
+              %{type: :ok, id: i, result: :ok}
+            ]
       end
 
     {us, :ok} = :timer.tc(fn -> Checker.check(events, Register) end)
