@@ -226,13 +226,9 @@ fn run(
     let _ = msg.send_and_clear(&pid, |env| {
         let result: Term = match outcome {
             Ok(Ok(Ok(()))) => atoms::ok().encode(env),
-            Ok(Ok(Err(v))) => (
-                atoms::error(),
-                v.key.map(ValueIn::from),
-                v.ops,
-                v.minimal,
-            )
-                .encode(env),
+            Ok(Ok(Err(v))) => {
+                (atoms::error(), v.key.map(ValueIn::from), v.ops, v.minimal).encode(env)
+            }
             Ok(Err(Abort)) => atoms::aborted().encode(env),
             Err(panic) => {
                 let text = panic

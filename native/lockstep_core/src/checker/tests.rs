@@ -494,6 +494,9 @@ proptest! {
         let mut m = Builtin::Register(NIL);
         let expected = brute(&mut m, &ops, Consistency::Linearizable);
         prop_assert_eq!(run(Builtin::Register(NIL), &ops, Consistency::Linearizable).is_ok(), expected);
+        // The classic Wing & Gong walk agrees.
+        let stop = AtomicBool::new(false);
+        prop_assert_eq!(search::linearizable_wg(&mut m, &ops, &Cancel(&stop)).unwrap(), expected);
     }
 
     #[test]
