@@ -8,7 +8,8 @@
 //! 1. P-compositionality (Horn & Kroening, "Faster linearizability checking via
 //!    P-compositionality", FORTE 2015; as Porcupine and Knossos do): for a model whose
 //!    keys are independent ([`Builtin::per_key`], the KV map) the history is split by key
-//!    and each part checked alone: a history is linearizable exactly when every part is.
+//!    and each part checked alone: a history is linearizable exactly when every part is
+//!    (sequential consistency is not compositional, so it is checked whole).
 //! 2. Each part is searched ([`search`]): Wing & Gong's backtracking with Lowe's
 //!    memoisation of (linearized set, model state) for linearizability; per-process
 //!    order only for sequential consistency.
@@ -145,7 +146,9 @@ pub fn check(
 ) -> Result<Result<(), Violation>, Abort> {
     let cancel = Cancel(cancel);
     match spec {
-        Spec::Builtin(model) if model.per_key() => {
+        // Sequential consistency is not compositional (Herlihy & Wing 1990): per key only
+        // for linearizability.
+        Spec::Builtin(model) if model.per_key() && consistency == Consistency::Linearizable => {
             for (key, part) in by_key(ops) {
                 if let Err(mut v) = check_part(model, &part, consistency, &cancel)? {
                     v.key = key;
@@ -255,64 +258,54 @@ fn shrink<M: Model>(
             hi = mid;
         }
     }
-    let mut current = if hi < times.len() {
+    let current = if hi < times.len() {
         cut(ops, times[hi])
     } else {
         ops.to_vec()
     };
-    // 2. Drop each operation the failure does not need — unless it is the last one left
+    // 2. Drop the operations the failure does not need — but never the last one left
     // that makes a kept operation possible at all (without the write of 1, a read of 1
     // fails on its own, and a sub-history that fails that way explains nothing). "Makes
-    // possible" is checked on pairs: `y` alone cannot be linearized, `x` as `:info`
-    // followed by `y` can.
-    let mut alone: HashMap<u32, bool> = HashMap::new();
-    let mut pair: HashMap<(u32, u32), bool> = HashMap::new();
-    let mut i = 0;
-    while i < current.len() {
+    // possible" is checked on pairs: `y` alone cannot be linearized, `z` as `:info`
+    // followed by `y` can. Deletion goes by halves (as delta debugging does): a run of
+    // operations that can all go costs one search, so a long history with a few
+    // operations that matter shrinks in O(k log n) searches.
+    let mut shrink = Shrink {
+        current,
+        gone: Vec::new(),
+        alone: HashMap::new(),
+        pair: HashMap::new(),
+        supporter: HashMap::new(),
+        ever: HashMap::new(),
+        consistency,
+    };
+    shrink.gone = vec![false; shrink.current.len()];
+    let mut ranges = vec![(0, shrink.current.len())];
+    while let Some((lo, hi)) = ranges.pop() {
         if over(model) {
             break;
         }
-        let x = current.remove(i);
-        let mut keep = search(model, &current, consistency, cancel)?;
-        for y in current.iter().filter(|y| y.ret.is_some()) {
-            if keep || over(model) {
-                break;
-            }
-            let needs = match alone.get(&y.id) {
-                Some(&a) => !a,
-                None => {
-                    let a = search(model, std::slice::from_ref(y), consistency, cancel)?;
-                    alone.insert(y.id, a);
-                    !a
-                }
-            };
-            if !needs {
-                continue;
-            }
-            let mut supports = |m: &mut Counted<M>, z: &Operation| -> Result<bool, Abort> {
-                if let Some(&b) = pair.get(&(z.id, y.id)) {
-                    return Ok(b);
-                }
-                let b = search(m, &[z.weakened(), y.clone()], consistency, cancel)?;
-                pair.insert((z.id, y.id), b);
-                Ok(b)
-            };
-            if supports(model, &x)? {
-                let mut other = false;
-                for z in current.iter().filter(|z| z.id != y.id) {
-                    if supports(model, z)? {
-                        other = true;
-                        break;
-                    }
-                }
-                keep = !other;
-            }
+        let fresh: Vec<usize> = (lo..hi).filter(|&i| !shrink.gone[i]).collect();
+        if fresh.is_empty() {
+            continue;
         }
-        if keep {
-            current.insert(i, x);
-            i += 1;
+        for &i in &fresh {
+            shrink.gone[i] = true;
+        }
+        if shrink.still_fails(model, cancel)? {
+            continue;
+        }
+        for &i in &fresh {
+            shrink.gone[i] = false;
+        }
+        if hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            // Left half first: the stack pops it first.
+            ranges.push((mid, hi));
+            ranges.push((lo, mid));
         }
     }
+    let current = shrink.rest();
     let minimal = !over(model);
     // The kept operations as recorded: restoring results only adds constraints.
     let recorded: HashMap<u32, &Operation> = ops.iter().map(|o| (o.id, o)).collect();
@@ -321,6 +314,116 @@ fn shrink<M: Model>(
         .filter_map(|k| recorded.get(&k.id).map(|o| (*o).clone()))
         .collect();
     Ok((kept, minimal))
+}
+
+/// Phase 2 of [`shrink`]: which operations are gone, and the memos of its guard.
+struct Shrink {
+    current: Vec<Operation>,
+    gone: Vec<bool>,
+    /// Whether an operation can be linearized on its own.
+    alone: HashMap<u32, bool>,
+    /// Whether `(z, y)`: `z` as `:info`, then `y`, can be linearized.
+    pair: HashMap<(u32, u32), bool>,
+    /// The last supporter found for `y`.
+    supporter: HashMap<u32, u32>,
+    /// Whether anything in the history before phase 2 supports `y`.
+    ever: HashMap<u32, bool>,
+    consistency: Consistency,
+}
+
+impl Shrink {
+    fn rest(&self) -> Vec<Operation> {
+        self.current
+            .iter()
+            .zip(&self.gone)
+            .filter(|(_, gone)| !**gone)
+            .map(|(o, _)| o.clone())
+            .collect()
+    }
+
+    /// An operation of `among` that makes `y` possible, looked for nearest first: those
+    /// invoked before `y` latest first, then (sequential consistency only, where real
+    /// time does not bind) the later ones.
+    fn find_supporter<M: Model>(
+        &mut self,
+        model: &mut M,
+        among: &[Operation],
+        y: &Operation,
+        cancel: &Cancel,
+    ) -> Result<Option<u32>, Abort> {
+        let c = self.consistency;
+        let mut before: Vec<&Operation> = among
+            .iter()
+            .filter(|z| z.id != y.id && z.call <= y.call)
+            .collect();
+        before.sort_by_key(|z| std::cmp::Reverse((z.call, z.id)));
+        let later = among.iter().filter(|z| {
+            z.id != y.id
+                && z.call > y.call
+                && (c == Consistency::Sequential || y.ret.is_none_or(|r| z.call <= r))
+        });
+        for z in before.into_iter().chain(later) {
+            let b = match self.pair.get(&(z.id, y.id)) {
+                Some(&b) => b,
+                None => {
+                    let b = search(model, &[z.weakened(), y.clone()], c, cancel)?;
+                    self.pair.insert((z.id, y.id), b);
+                    b
+                }
+            };
+            if b {
+                return Ok(Some(z.id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether what is left still fails, every kept operation that needs a supporter
+    /// still having one.
+    fn still_fails<M: Model>(&mut self, model: &mut M, cancel: &Cancel) -> Result<bool, Abort> {
+        let rest = self.rest();
+        let c = self.consistency;
+        if search(model, &rest, c, cancel)? {
+            return Ok(false);
+        }
+        let ids: std::collections::HashSet<u32> = rest.iter().map(|o| o.id).collect();
+        for y in rest.iter().filter(|y| y.ret.is_some()) {
+            let alone = match self.alone.get(&y.id) {
+                Some(&a) => a,
+                None => {
+                    let a = search(model, std::slice::from_ref(y), c, cancel)?;
+                    self.alone.insert(y.id, a);
+                    a
+                }
+            };
+            if alone {
+                continue;
+            }
+            if let Some(z) = self.supporter.get(&y.id) {
+                if ids.contains(z) {
+                    continue;
+                }
+            }
+            if let Some(z) = self.find_supporter(model, &rest, y, cancel)? {
+                self.supporter.insert(y.id, z);
+                continue;
+            }
+            // Nothing left explains `y`: acceptable only if nothing ever did.
+            let ever = match self.ever.get(&y.id) {
+                Some(&e) => e,
+                None => {
+                    let all = self.current.clone();
+                    let e = self.find_supporter(model, &all, y, cancel)?.is_some();
+                    self.ever.insert(y.id, e);
+                    e
+                }
+            };
+            if ever {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }
 
 #[cfg(test)]

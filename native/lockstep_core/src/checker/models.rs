@@ -38,7 +38,8 @@ pub enum Builtin {
     Set(Vec<Value>),
     /// `:enqueue v`, `:dequeue` → the head, or the `empty` value on an empty queue.
     Queue(Vec<Value>, Value),
-    /// Independent CAS registers by key (checked one key at a time).
+    /// Independent CAS registers by key, each starting at the value given (checked one
+    /// key at a time for linearizability).
     Kv(Value),
 }
 
@@ -51,6 +52,8 @@ pub enum State {
     Set(Vec<Value>),
     /// Head first.
     Queue(Vec<Value>),
+    /// A KV map: the keys whose value is not the initial one, sorted by key.
+    Map(Vec<(Value, Value)>),
 }
 
 impl Builtin {
@@ -89,9 +92,8 @@ impl Model for Builtin {
 
     fn init(&mut self) -> State {
         match self {
-            Builtin::Register(v) | Builtin::CasRegister(v) | Builtin::Kv(v) => {
-                State::Value(v.clone())
-            }
+            Builtin::Register(v) | Builtin::CasRegister(v) => State::Value(v.clone()),
+            Builtin::Kv(_) => State::Map(Vec::new()),
             Builtin::Counter(n) => State::Int(*n),
             Builtin::Set(vs) => State::Set(sorted(vs.clone())),
             Builtin::Queue(vs, _) => State::Queue(vs.clone()),
@@ -101,7 +103,32 @@ impl Model for Builtin {
     fn step(&mut self, state: &State, op: &Operation) -> Result<Option<State>, Abort> {
         let next = match (&*self, state) {
             (Builtin::Register(_), State::Value(s)) => value_step(s, op, false),
-            (Builtin::CasRegister(_) | Builtin::Kv(_), State::Value(s)) => value_step(s, op, true),
+            (Builtin::CasRegister(_), State::Value(s)) => value_step(s, op, true),
+            (Builtin::Kv(initial), State::Map(m)) => {
+                let key = op.key.clone().unwrap_or(Value::Term(0));
+                let at = m.binary_search_by(|(k, _)| k.cmp(&key));
+                let current = match at {
+                    Ok(i) => &m[i].1,
+                    Err(_) => initial,
+                };
+                match value_step(current, op, true) {
+                    Some(State::Value(next)) => {
+                        let mut m = m.clone();
+                        // Keys at their initial value are left out, so equal maps are
+                        // equal states (the memo relies on it).
+                        match (at, next == *initial) {
+                            (Ok(i), true) => {
+                                m.remove(i);
+                            }
+                            (Ok(i), false) => m[i].1 = next,
+                            (Err(_), true) => {}
+                            (Err(i), false) => m.insert(i, (key, next)),
+                        }
+                        Some(State::Map(m))
+                    }
+                    _ => None,
+                }
+            }
             (Builtin::Counter(_), State::Int(n)) => match (op.kind, op.args.as_slice()) {
                 (Kind::Add, [Value::Int(d)]) => n.checked_add(*d).map(State::Int),
                 (Kind::Read, []) => match &op.result {

@@ -112,6 +112,22 @@ fn the_failing_sub_history_leaves_out_what_does_not_matter() {
 }
 
 #[test]
+fn a_long_failing_history_shrinks_to_what_matters() {
+    // 3,000 operations over 5 processes, then a read that returns an old value.
+    let mut h = Vec::new();
+    for i in 0..3000u64 {
+        h.push(w((i % 5) as u32, 10 * i, 10 * i + 15, v(i as i64)));
+    }
+    h.push(rd(6, 40_000, 40_001, v(17)));
+    let err = lin(Builtin::Register(NIL), h).unwrap_err();
+    assert!(err.minimal);
+    // The write of 17, a later write that completed before the read, and the read.
+    assert_eq!(err.ops.len(), 3, "{:?}", err.ops);
+    assert_eq!(err.ops[0], 17);
+    assert_eq!(*err.ops.last().unwrap(), 3000);
+}
+
+#[test]
 fn cas_register_lost_cas_is_not_linearizable() {
     // Two sequential cas(0→1) both claim success: the second must have failed.
     let cas = |p, c, r, from, to, ok| (p, c, Some(r), Cas, vec![from, to], Some(Value::Bool(ok)));
@@ -265,6 +281,33 @@ fn sequential_consistency_accepts_what_linearizability_rejects() {
 }
 
 #[test]
+fn sequential_consistency_of_kv_is_checked_whole() {
+    // The store-buffer litmus test: each process writes its key, then reads the other's
+    // as unwritten. Each key alone is sequentially consistent; the whole is not (SC is not
+    // compositional), and neither is it linearizable.
+    let ops = numbered(vec![
+        kv_op(0, 0, Some(1), Write, 1, vec![v(1)], Some(t(1))),
+        kv_op(1, 0, Some(1), Write, 2, vec![v(1)], Some(t(1))),
+        kv_op(0, 2, Some(3), Read, 2, vec![], Some(NIL)),
+        kv_op(1, 2, Some(3), Read, 1, vec![], Some(NIL)),
+    ]);
+    let err = run(Builtin::Kv(NIL), &ops, Consistency::Sequential).unwrap_err();
+    assert_eq!(err.key, None);
+    assert_eq!(err.ops, vec![0, 1, 2, 3]);
+    for key in [1, 2] {
+        let part: Vec<Operation> = ops
+            .iter()
+            .filter(|o| o.key == Some(v(key)))
+            .cloned()
+            .collect();
+        assert_eq!(
+            run(Builtin::Kv(NIL), &part, Consistency::Sequential),
+            Ok(())
+        );
+    }
+}
+
+#[test]
 fn a_user_model_is_asked_each_transition_once() {
     // A register as an oracle: states are the values 0 (nil), 1, 2.
     let ops = history(vec![w(0, 0, 10, v(1)), rd(1, 1, 2, v(1)), rd(1, 3, 4, NIL)]);
@@ -403,7 +446,8 @@ fn valid<M: Model>(model: &mut M, ops: &[Operation], order: &[usize], c: Consist
     true
 }
 
-/// The KV model as one map state, with no partitioning: what P-compositionality must equal.
+/// The KV model as a map of registers written here, with no partitioning: what
+/// P-compositionality must equal.
 struct WholeKv;
 
 impl Model for WholeKv {
@@ -414,7 +458,7 @@ impl Model for WholeKv {
     fn step(&mut self, s: &Self::State, op: &Operation) -> Result<Option<Self::State>, Abort> {
         let key = op.key.clone().unwrap();
         let cur = s.get(&key).cloned().unwrap_or(NIL);
-        let mut reg = Builtin::Kv(NIL);
+        let mut reg = Builtin::CasRegister(NIL);
         Ok(reg.step(&State::Value(cur), op)?.map(|next| {
             let State::Value(x) = next else {
                 unreachable!()
@@ -503,6 +547,8 @@ proptest! {
     fn per_key_check_equals_the_whole_history_check(ops in arb_history(CAS, 3, 7)) {
         for c in [Consistency::Linearizable, Consistency::Sequential] {
             let stop = AtomicBool::new(false);
+            // For sequential consistency `check` takes the whole history (it is not
+            // compositional), with the Rust KV map model.
             let per_key = run(Builtin::Kv(NIL), &ops, c).is_ok();
             let whole = match c {
                 Consistency::Linearizable => search::linearizable(&mut WholeKv, &ops, &Cancel(&stop)),
