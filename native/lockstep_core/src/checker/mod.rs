@@ -15,8 +15,9 @@
 //!    order only for sequential consistency.
 //! 3. A part that fails is shrunk ([`shrink`]) to a small sub-history that still fails:
 //!    the shortest failing prefix in time (linearizability and sequential consistency are
-//!    prefix-closed: operations still running at the cut become `:info`), then each
-//!    operation the failure does not need is dropped, except the last one left that
+//!    prefix-closed: operations still running at the cut become `:info`), then the
+//!    shortest failing window of its latest operations, then each operation the failure
+//!    does not need is dropped, except the last one left that
 //!    makes a kept operation possible at all (so a read is never shown without the
 //!    write it read from). What remains, with the results recorded, cannot be
 //!    linearized: it is what the report
@@ -233,53 +234,61 @@ fn shrink<M: Model>(
     cancel: &Cancel,
 ) -> Result<(Vec<Operation>, bool), Abort> {
     let over = |m: &Counted<M>| m.steps > SHRINK_STEPS;
-    // 1. The shortest failing prefix: the first time t whose cut fails (monotone in t for
-    // linearizability: the operations linearized before t form a valid prefix).
-    let mut times: Vec<u64> = ops
-        .iter()
-        .flat_map(|o| [Some(o.call), o.ret])
-        .flatten()
-        .map(|t| t + 1)
-        .collect();
-    times.sort_unstable();
-    times.dedup();
-    let (mut lo, mut hi) = (0usize, times.len());
-    if consistency == Consistency::Sequential {
-        // Sequential consistency is not prefix-closed in time (a later write of another
-        // process may explain an earlier read): no cut.
-        lo = hi;
-    }
-    // Invariant: cut(times[hi]) fails (hi == len: the whole history); below lo none does.
-    while lo < hi && !over(model) {
-        let mid = (lo + hi) / 2;
-        if search(model, &cut(ops, times[mid]), consistency, cancel)? {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    let current = if hi < times.len() {
-        cut(ops, times[hi])
-    } else {
-        ops.to_vec()
-    };
-    // 2. Drop the operations the failure does not need — but never the last one left
-    // that makes a kept operation possible at all (without the write of 1, a read of 1
-    // fails on its own, and a sub-history that fails that way explains nothing). "Makes
-    // possible" is checked on pairs: `y` alone cannot be linearized, `z` as `:info`
-    // followed by `y` can. Deletion goes by halves (as delta debugging does): a run of
-    // operations that can all go costs one search, so a long history with a few
-    // operations that matter shrinks in O(k log n) searches.
     let mut shrink = Shrink {
-        current,
-        gone: Vec::new(),
+        current: ops.to_vec(),
+        gone: vec![false; ops.len()],
+        all: ops.to_vec(),
         alone: HashMap::new(),
         pair: HashMap::new(),
         supporter: HashMap::new(),
         ever: HashMap::new(),
         consistency,
     };
-    shrink.gone = vec![false; shrink.current.len()];
+    // 1. A violation at the end of a long history is usually explained by the operations
+    // near it, and a short sub-history is cheap to search where the whole one is not
+    // (a failing search backtracks through every earlier choice): first the last 16,
+    // 64, 256, … operations alone.
+    if !shrink.window(model, cancel, &over)? {
+        // 2. Else the shortest failing prefix: the first time t whose cut fails
+        // (monotone in t for linearizability: the operations linearized before t form a
+        // valid prefix), then its latest operations as in 1.
+        let mut times: Vec<u64> = ops
+            .iter()
+            .flat_map(|o| [Some(o.call), o.ret])
+            .flatten()
+            .map(|t| t + 1)
+            .collect();
+        times.sort_unstable();
+        times.dedup();
+        let (mut lo, mut hi) = (0usize, times.len());
+        if consistency == Consistency::Sequential {
+            // Sequential consistency is not prefix-closed in time (a later write of
+            // another process may explain an earlier read): no cut.
+            lo = hi;
+        }
+        // Invariant: cut(times[hi]) fails (hi == len: the whole history); below lo none
+        // does.
+        while lo < hi && !over(model) {
+            let mid = (lo + hi) / 2;
+            if search(model, &cut(ops, times[mid]), consistency, cancel)? {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if hi < times.len() {
+            shrink.current = cut(ops, times[hi]);
+            shrink.gone = vec![false; shrink.current.len()];
+        }
+        shrink.window(model, cancel, &over)?;
+    }
+    // 3. Drop the operations the failure does not need — but never the last one left
+    // that makes a kept operation possible at all (without the write of 1, a read of 1
+    // fails on its own, and a sub-history that fails that way explains nothing). "Makes
+    // possible" is checked on pairs: `y` alone cannot be linearized, `z` as `:info`
+    // followed by `y` can. Deletion goes by halves (as delta debugging does): a run of
+    // operations that can all go costs one search, so a long history with a few
+    // operations that matter shrinks in O(k log n) searches.
     let mut ranges = vec![(0, shrink.current.len())];
     while let Some((lo, hi)) = ranges.pop() {
         if over(model) {
@@ -300,9 +309,10 @@ fn shrink<M: Model>(
         }
         if hi - lo > 1 {
             let mid = (lo + hi) / 2;
-            // Left half first: the stack pops it first.
-            ranges.push((mid, hi));
+            // Later operations first (the stack pops the right half first): a read goes
+            // before the write it read from, which the guard would otherwise keep.
             ranges.push((lo, mid));
+            ranges.push((mid, hi));
         }
     }
     let current = shrink.rest();
@@ -326,12 +336,56 @@ struct Shrink {
     pair: HashMap<(u32, u32), bool>,
     /// The last supporter found for `y`.
     supporter: HashMap<u32, u32>,
-    /// Whether anything in the history before phase 2 supports `y`.
+    /// Whether anything in the whole history (`all`) supports `y`.
     ever: HashMap<u32, bool>,
+    all: Vec<Operation>,
     consistency: Consistency,
 }
 
 impl Shrink {
+    /// Keeps only the shortest window of the latest operations (16, 64, 256, …) that
+    /// still fails, if one shorter than the whole does; says whether one did.
+    fn window<M: Model>(
+        &mut self,
+        model: &mut M,
+        cancel: &Cancel,
+        over: &dyn Fn(&M) -> bool,
+    ) -> Result<bool, Abort> {
+        let mut by_call: Vec<usize> = (0..self.current.len()).collect();
+        by_call.sort_by_key(|&i| std::cmp::Reverse((self.current[i].call, self.current[i].id)));
+        let mut window = 16;
+        while window < by_call.len() && !over(model) {
+            for (rank, &i) in by_call.iter().enumerate() {
+                self.gone[i] = rank >= window;
+            }
+            // Without the operations that made them possible, some kept ones are now
+            // impossible on their own: they go too (they are not what fails).
+            loop {
+                let mut dropped = false;
+                for i in 0..self.current.len() {
+                    if !self.gone[i] && self.current[i].ret.is_some() {
+                        let y = self.current[i].clone();
+                        if !self.possible(model, &y, cancel)? {
+                            self.gone[i] = true;
+                            dropped = true;
+                        }
+                    }
+                }
+                if !dropped || over(model) {
+                    break;
+                }
+            }
+            if self.still_fails(model, cancel)? {
+                self.current = self.rest();
+                self.gone = vec![false; self.current.len()];
+                return Ok(true);
+            }
+            self.gone.iter_mut().for_each(|g| *g = false);
+            window *= 4;
+        }
+        Ok(false)
+    }
+
     fn rest(&self) -> Vec<Operation> {
         self.current
             .iter()
@@ -378,6 +432,48 @@ impl Shrink {
         Ok(None)
     }
 
+    /// Whether `y` can be linearized with what is left: alone, or after one of the
+    /// operations left — or never could (then it is part of what fails).
+    fn possible<M: Model>(
+        &mut self,
+        model: &mut M,
+        y: &Operation,
+        cancel: &Cancel,
+    ) -> Result<bool, Abort> {
+        let c = self.consistency;
+        let alone = match self.alone.get(&y.id) {
+            Some(&a) => a,
+            None => {
+                let a = search(model, std::slice::from_ref(y), c, cancel)?;
+                self.alone.insert(y.id, a);
+                a
+            }
+        };
+        if alone {
+            return Ok(true);
+        }
+        let rest = self.rest();
+        if let Some(z) = self.supporter.get(&y.id) {
+            if rest.iter().any(|o| o.id == *z) {
+                return Ok(true);
+            }
+        }
+        if let Some(z) = self.find_supporter(model, &rest, y, cancel)? {
+            self.supporter.insert(y.id, z);
+            return Ok(true);
+        }
+        let ever = match self.ever.get(&y.id) {
+            Some(&e) => e,
+            None => {
+                let all = self.all.clone();
+                let e = self.find_supporter(model, &all, y, cancel)?.is_some();
+                self.ever.insert(y.id, e);
+                e
+            }
+        };
+        Ok(!ever)
+    }
+
     /// Whether what is left still fails, every kept operation that needs a supporter
     /// still having one.
     fn still_fails<M: Model>(&mut self, model: &mut M, cancel: &Cancel) -> Result<bool, Abort> {
@@ -412,7 +508,7 @@ impl Shrink {
             let ever = match self.ever.get(&y.id) {
                 Some(&e) => e,
                 None => {
-                    let all = self.current.clone();
+                    let all = self.all.clone();
                     let e = self.find_supporter(model, &all, y, cancel)?.is_some();
                     self.ever.insert(y.id, e);
                     e

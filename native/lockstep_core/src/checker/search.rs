@@ -178,11 +178,22 @@ pub fn linearizable_wg<M: Model>(
 
 /// Whether `ops` is sequentially consistent: some order keeping each process's program
 /// order (by call time) is accepted by the model.
+///
+/// When every process runs one operation at a time, a linearizable history is
+/// sequentially consistent, and [`linearizable`] is tried first: it is fast on the
+/// histories real runs make, and most are. Otherwise, and when it fails, a depth-first
+/// search over which process goes next, memoised on (linearized set, state), the
+/// candidates tried in invocation order so that it follows real time first. Deciding
+/// sequential consistency is NP-complete (Gibbons & Korach 1997): this search can take
+/// exponential time on a history with many processes that is not linearizable.
 pub fn sequential<M: Model>(
     model: &mut M,
     ops: &[Operation],
     cancel: &Cancel,
 ) -> Result<bool, Abort> {
+    if one_at_a_time(ops) && linearizable(model, ops, cancel)? {
+        return Ok(true);
+    }
     // Each process's completed operations in program order; each `:info` operation with
     // how many of its process's completed operations were invoked before it.
     let mut procs: Vec<u32> = ops.iter().map(|o| o.process).collect();
@@ -201,69 +212,90 @@ pub fn sequential<M: Model>(
             chains[p].push(i);
         }
     }
-    let candidates = chains.len() + floating.len();
     let mut pos = vec![0usize; chains.len()];
     let mut bits = Bits::new(ops.len());
     let mut seen: HashSet<(Bits, M::State)> = HashSet::new();
     let mut state = model.init();
-    // Frames: (candidate taken, state before it); `cursor` is where the current node's
-    // enumeration of candidates resumes.
-    let mut stack: Vec<(usize, M::State)> = Vec::new();
-    let mut cursor = 0usize;
+    // A node's candidates (operation, chain it advances or None for a floating one), in
+    // invocation order; `next` is the one to try next; `taken` what was linearized there.
+    struct Node<S> {
+        cands: Vec<(usize, Option<usize>)>,
+        next: usize,
+        taken: Option<(usize, Option<usize>, S)>,
+    }
+    let candidates = |pos: &[usize], bits: &Bits| {
+        let mut c: Vec<(usize, Option<usize>)> = Vec::new();
+        for (p, chain) in chains.iter().enumerate() {
+            if let Some(&i) = chain.get(pos[p]) {
+                c.push((i, Some(p)));
+            }
+        }
+        for &(i, p, after) in &floating {
+            if !bits.get(i) && pos[p] >= after {
+                c.push((i, None));
+            }
+        }
+        c.sort_by_key(|&(i, _)| (ops[i].call, i));
+        c
+    };
+    let mut stack: Vec<Node<M::State>> = Vec::new();
     let mut counter = 0u32;
-    loop {
+    'descend: loop {
         cancel.check(&mut counter)?;
         if pos.iter().zip(&chains).all(|(p, c)| *p == c.len()) {
             return Ok(true);
         }
-        let mut moved = false;
-        while cursor < candidates {
-            let c = cursor;
-            cursor += 1;
-            let op = if c < chains.len() {
-                match chains[c].get(pos[c]) {
-                    Some(&i) => i,
-                    None => continue,
-                }
-            } else {
-                let (i, p, after) = floating[c - chains.len()];
-                if bits.get(i) || pos[p] < after {
+        stack.push(Node {
+            cands: candidates(&pos, &bits),
+            next: 0,
+            taken: None,
+        });
+        loop {
+            let Some(node) = stack.last_mut() else {
+                return Ok(false);
+            };
+            while node.next < node.cands.len() {
+                let (op, chain) = node.cands[node.next];
+                node.next += 1;
+                let Some(after) = model.step(&state, &ops[op])? else {
+                    continue;
+                };
+                bits.set(op);
+                if !seen.insert((bits.clone(), after.clone())) {
+                    bits.clear(op);
                     continue;
                 }
-                i
+                if let Some(p) = chain {
+                    pos[p] += 1;
+                }
+                node.taken = Some((op, chain, std::mem::replace(&mut state, after)));
+                continue 'descend;
+            }
+            stack.pop();
+            let Some(below) = stack.last_mut() else {
+                return Ok(false);
             };
-            let Some(next) = model.step(&state, &ops[op])? else {
-                continue;
-            };
-            bits.set(op);
-            if !seen.insert((bits.clone(), next.clone())) {
+            if let Some((op, chain, before)) = below.taken.take() {
                 bits.clear(op);
-                continue;
+                if let Some(p) = chain {
+                    pos[p] -= 1;
+                }
+                state = before;
             }
-            if c < chains.len() {
-                pos[c] += 1;
-            }
-            stack.push((c, std::mem::replace(&mut state, next)));
-            cursor = 0;
-            moved = true;
-            break;
         }
-        if moved {
-            continue;
-        }
-        let Some((c, before)) = stack.pop() else {
-            return Ok(false);
-        };
-        state = before;
-        let op = if c < chains.len() {
-            pos[c] -= 1;
-            chains[c][pos[c]]
-        } else {
-            floating[c - chains.len()].0
-        };
-        bits.clear(op);
-        cursor = c + 1;
     }
+}
+
+/// Whether each process's operations never overlap one another (program order is then
+/// real-time order, and linearizability implies sequential consistency).
+fn one_at_a_time(ops: &[Operation]) -> bool {
+    let mut by: Vec<(u32, u64, Option<u64>)> =
+        ops.iter().map(|o| (o.process, o.call, o.ret)).collect();
+    by.sort_unstable_by_key(|&(p, c, _)| (p, c));
+    by.windows(2).all(|w| {
+        let ((p, _, ret), (q, call, _)) = (w[0], w[1]);
+        p != q || matches!(ret, Some(r) if r < call)
+    })
 }
 
 /// Whether `ops` is linearizable, by just-in-time linearization (see the module comment).
