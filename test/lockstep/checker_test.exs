@@ -3,6 +3,8 @@ defmodule Lockstep.CheckerTest do
   # through the public API (encoding, exact term equality, user models, bad input).
   use ExUnit.Case, async: true
 
+  doctest Lockstep.Checker
+
   alias Lockstep.Checker
   alias Lockstep.HistoryModels.{AsUser, Bank, Garbage, Raises, Stack}
   alias Lockstep.Model.{CASRegister, Counter, KV, Queue, Register}

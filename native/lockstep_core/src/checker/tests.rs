@@ -586,7 +586,11 @@ fn generated(n: usize, procs: u32, seed: u64) -> Vec<Row> {
             };
             rows.push((p, call, Some(now), k, args, Some(res)));
         } else if left > 0 {
-            let k = if rng.random_range(0..2) == 0 { Write } else { Read };
+            let k = if rng.random_range(0..2) == 0 {
+                Write
+            } else {
+                Read
+            };
             open.insert(p, (now, k, (n - left) as i64 + 1));
             left -= 1;
         }
