@@ -33,7 +33,7 @@ defmodule Lockstep.Checker do
   is kept with the write it read from).
   """
 
-  alias Lockstep.Native
+  alias Lockstep.Session
 
   @typedoc "One event of a history (see the module documentation)."
   @type event :: map()
@@ -105,13 +105,13 @@ defmodule Lockstep.Checker do
     {encoded, model_in, terms} = encode(ops, builtin, initial)
 
     tag = :erlang.unique_integer([:positive])
-    job = Native.checker_start(encoded, model_in, consistency, tag)
+    job = Session.checker_start(encoded, model_in, consistency, tag)
 
     answer =
       try do
         await(job, tag, user(builtin, mod, initial, ops))
       after
-        Native.checker_cancel(job)
+        Session.checker_cancel(job)
       end
 
     case answer do
@@ -158,7 +158,7 @@ defmodule Lockstep.Checker do
 
       {^tag, :step, state, op, known?} ->
         {user, answer} = user_step(user, state, op, known?)
-        Native.checker_answer(job, answer)
+        Session.checker_answer(job, answer)
         await(job, tag, user)
     end
   end
