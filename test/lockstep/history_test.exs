@@ -58,6 +58,28 @@ defmodule Lockstep.HistoryTest do
       assert replayed.details.ops == bug.details.ops
     end
 
+    test "parallel workers find it too", %{tmp_dir: dir} do
+      {:error, bug} =
+        Lockstep.check(&ReplicatedRegister.naive_body/0,
+          iterations: 300,
+          workers: 2,
+          seed: 3,
+          trace_dir: dir
+        )
+
+      assert bug.kind == :linearizability
+    end
+
+    test "shrinking keeps it a :linearizability failure", %{tmp_dir: dir} do
+      {:error, bug} =
+        Lockstep.check(&ReplicatedRegister.naive_body/0, iterations: 300, seed: 3, trace_dir: dir)
+
+      {:ok, shrunk} = Lockstep.shrink(&ReplicatedRegister.naive_body/0, bug.trace_path, [])
+      assert shrunk.kind == :linearizability
+      assert shrunk.new_switches <= shrunk.original_switches
+      assert %{ops: [_, _ | _]} = shrunk.bug.details
+    end
+
     test "the majority-quorum one passes 500 iterations" do
       summary = Lockstep.run(&ReplicatedRegister.quorum_body/0, iterations: 500, seed: 11)
       assert summary.iterations == 500
