@@ -110,8 +110,19 @@ defmodule Lockstep.Checker do
     answer =
       try do
         await(job, tag, user(builtin, mod, initial, ops))
-      after
-        Session.checker_cancel(job)
+      catch
+        # A user model raised: stop the search, and take its last word (`:aborted`) out
+        # of the mailbox, where nothing else would.
+        kind, reason ->
+          Session.checker_cancel(job)
+
+          receive do
+            {^tag, :done, _} -> :ok
+          after
+            5_000 -> :ok
+          end
+
+          :erlang.raise(kind, reason, __STACKTRACE__)
       end
 
     case answer do

@@ -184,10 +184,12 @@ defmodule Lockstep.CheckerTest do
       assert Bank.failed?(:withdraw, 8, {:error, :insufficient})
     end
 
-    test "a model that raises stops the check with its exception" do
+    test "a model that raises stops the check with its exception, leaving nothing behind" do
       assert_raise ArgumentError, "model bug", fn ->
         Checker.check(seq([{:a, :x, 1, :ok}]), Raises)
       end
+
+      assert Process.info(self(), :message_queue_len) == {:message_queue_len, 0}
     end
 
     test "a model answering something else is named" do

@@ -109,6 +109,32 @@ defmodule Lockstep.HistoryTest do
       )
     end
 
+    test "a user model, checked when the iteration ends" do
+      alias Lockstep.HistoryModels.Stack
+
+      {:error, bug} =
+        Lockstep.check(
+          fn ->
+            h = History.new(model: Stack)
+            History.call(h, :push, 1, fn -> :ok end)
+            History.call(h, :push, 2, fn -> :ok end)
+            # A queue passed off as a stack.
+            History.call(h, :pop, nil, fn -> 1 end)
+          end,
+          iterations: 1
+        )
+
+      assert bug.kind == :linearizability
+      # The pop of 1 is shown with the push it took 1 from.
+      assert %{model: Stack, ops: ops} = bug.details
+
+      assert Enum.map(ops, &{&1.op, &1.arg, &1.result}) ==
+               [{:push, 1, :ok}, {:push, 2, :ok}, {:pop, nil, 1}]
+
+      assert Exception.message(bug) =~
+               "a history is not linearizable (Lockstep.HistoryModels.Stack)"
+    end
+
     test "a failed result did not happen" do
       {:error, bug} =
         Lockstep.check(
