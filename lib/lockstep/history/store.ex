@@ -81,6 +81,17 @@ defmodule Lockstep.History.Store do
   @doc false
   # Every history of iteration `tag`, oldest first, as `{meta, events}`; removes them.
   def take(tag) do
+    if any?(tag), do: take_rows(tag), else: []
+  end
+
+  # Every iteration asks; most made no history. One step through the ordered table
+  # answers that (`{tag, 0, 0}` sorts just before the iteration's first row, history
+  # numbers being positive), where a select would cost a match spec each time.
+  defp any?(tag) do
+    :ets.whereis(@table) != :undefined and match?({^tag, _, _}, :ets.next(@table, {tag, 0, 0}))
+  end
+
+  defp take_rows(tag) do
     case :ets.whereis(@table) do
       :undefined ->
         []
@@ -107,7 +118,7 @@ defmodule Lockstep.History.Store do
   @doc false
   # Forgets iteration `tag`'s histories (its owner died before checking them).
   def drop(tag) do
-    if :ets.whereis(@table) != :undefined do
+    if any?(tag) do
       :ets.select_delete(@table, [{{{tag, :_, :_}, :_}, [], [true]}])
       :ets.select_delete(@table, [{{{tag, :_, :_, :_}, :_}, [], [true]}])
     end
