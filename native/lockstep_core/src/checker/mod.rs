@@ -10,18 +10,21 @@
 //!    keys are independent ([`Builtin::per_key`], the KV map) the history is split by key
 //!    and each part checked alone: a history is linearizable exactly when every part is
 //!    (sequential consistency is not compositional, so it is checked whole).
-//! 2. Each part is searched ([`search`]): Wing & Gong's backtracking with Lowe's
-//!    memoisation of (linearized set, model state) for linearizability; per-process
-//!    order only for sequential consistency.
+//! 2. Each part is searched ([`search`]): Wing & Gong's tree search in Lowe's
+//!    just-in-time form, with his memoisation of (linearized set, model state), for
+//!    linearizability; per-process order only for sequential consistency.
 //! 3. A part that fails is shrunk ([`shrink`]) to a small sub-history that still fails:
-//!    the shortest failing prefix in time (linearizability and sequential consistency are
-//!    prefix-closed: operations still running at the cut become `:info`), then the
-//!    shortest failing window of its latest operations, then each operation the failure
-//!    does not need is dropped, except the last one left that
-//!    makes a kept operation possible at all (so a read is never shown without the
-//!    write it read from). What remains, with the results recorded, cannot be
-//!    linearized: it is what the report
-//!    shows. Shrinking stops after [`SHRINK_STEPS`] model steps and keeps what it has.
+//!    first the shortest window of its latest operations that fails (16, 64, 256, …:
+//!    cheap, where searching the whole again is not); failing that, the shortest failing
+//!    prefix in time (linearizability is prefix-closed: operations still running at the
+//!    cut become `:info`; sequential consistency is not, and is not cut), then its
+//!    latest operations again; then each operation the failure does not need is dropped,
+//!    by halves, except the last one left that makes a kept operation possible at all
+//!    (so a read is never shown without the write it read from). What remains, with
+//!    the results recorded, cannot be linearized: it is what the report shows.
+//!    Shrinking stops after [`SHRINK_STEPS`] model steps and keeps what it has
+//!    (`Violation::minimal` says so). Everything here is deterministic: the same history
+//!    gives the same sub-history.
 //!
 //! Values are compared exactly: the caller turns terms into [`Value`]s (small integers as
 //! themselves, booleans, lists for sets, and any other term as the number of its
