@@ -17,12 +17,15 @@
 #   8. real OTP under control: a GenServer.call round trip against the raw BEAM's,
 #      iterations/s of the account test, and the one-time cost of instrumenting OTP
 #      (bench/support/otp.exs).
+#   9. the consistency checker on generated linearizable register histories of 100, 1,000
+#      and 10,000 operations over 5 and 20 processes (bench/support/checker.exs); also on its
+#      own: `BENCH_ONLY=checker make bench`.
 #
 # Knobs (environment): BENCH_HOPS (200000), BENCH_ITERATIONS (5000), BENCH_ROUNDS (5),
 # BENCH_GROWTH_MAX (100000: the largest size of the growth table), BENCH_ONLY (`otp`:
 # section 8 alone; `hot`: sections 1-5, the breakdown and their targets).
 
-for file <- ~w(timing baseline ping_pong iterations micro growth instrumented otp) do
+for file <- ~w(timing baseline ping_pong iterations micro growth instrumented otp checker) do
   Code.require_file("support/#{file}.exs", __DIR__)
 end
 
@@ -45,14 +48,19 @@ defmodule Bench.Run do
     iterations = env_int("BENCH_ITERATIONS", 5_000)
     rounds = env_int("BENCH_ROUNDS", 5)
 
-    if System.get_env("BENCH_ONLY") == "otp" do
-      ratio = otp_table(rounds)
+    case System.get_env("BENCH_ONLY") do
+      "otp" ->
+        ratio = otp_table(rounds)
 
-      IO.puts(
-        "\n  GenServer.call round trip <= #{@call_target}x the raw BEAM's: #{fmt(ratio, 2)}x"
-      )
-    else
-      main(hops, iterations, rounds)
+        IO.puts(
+          "\n  GenServer.call round trip <= #{@call_target}x the raw BEAM's: #{fmt(ratio, 2)}x"
+        )
+
+      "checker" ->
+        checker_table(rounds)
+
+      _ ->
+        main(hops, iterations, rounds)
     end
   end
 
@@ -203,13 +211,13 @@ defmodule Bench.Run do
 
     # `BENCH_ONLY=hot`: sections 1-5 and their targets only (about 20 s), for comparing
     # two trees run after run on a loaded machine.
-    call_ratio =
+    {call_ratio, checker_ok?} =
       if System.get_env("BENCH_ONLY") == "hot" do
-        nil
+        {nil, nil}
       else
         growth_table(env_int("BENCH_GROWTH_MAX", 100_000))
         instrumented_table(hops, rounds)
-        otp_table(rounds)
+        {otp_table(rounds), checker_table(rounds)}
       end
 
     # targets -----------------------------------------------------------------------------
@@ -238,6 +246,10 @@ defmodule Bench.Run do
         "  GenServer.call round trip <= #{@call_target}x the raw BEAM's: " <>
           "#{fmt(call_ratio, 2)}x -> #{met(call_ratio <= @call_target)}"
       )
+    end
+
+    if checker_ok? != nil do
+      IO.puts("  checker: 1,000 operations < 100 ms, 10,000 < 5 s -> #{met(checker_ok?)}")
     end
 
     IO.puts(
@@ -293,6 +305,49 @@ defmodule Bench.Run do
   # a call grows with the length of its iteration (the trace and the term arena grow).
   @calls 2_000
   @long_calls 50_000
+
+  # Section 9 (issue 14): 1,000 operations in under 100 ms, 10,000 in under 5 s. Returns
+  # whether both were met.
+  @checker_sizes [100, 1_000, 10_000]
+  @checker_procs [5, 20]
+
+  def checker_table(rounds) do
+    section(
+      "9. Consistency checker: linearizable register histories (ms, best of #{rounds}; " <>
+        "targets 1,000 ops < 100 ms, 10,000 < 5 s)"
+    )
+
+    _ = Bench.Checker.time(100, 5, 2)
+
+    rows =
+      for n <- @checker_sizes, procs <- @checker_procs do
+        {n, procs,
+         Bench.Checker.time(n, procs, if(n >= 10_000, do: max(div(rounds, 2), 1), else: rounds))}
+      end
+
+    table(
+      ["operations", "processes", "ms best", "median", "µs per operation"],
+      for {n, procs, t} <- rows do
+        [
+          fmt_int(n),
+          Integer.to_string(procs),
+          fmt(t.best, 1),
+          fmt(t.median, 1),
+          fmt(t.best * 1000 / n, 1)
+        ]
+      end
+    )
+
+    ok? =
+      Enum.all?(rows, fn
+        {1_000, _, t} -> t.best < 100
+        {10_000, _, t} -> t.best < 5_000
+        _ -> true
+      end)
+
+    IO.puts("\n  checker targets -> #{met(ok?)}")
+    ok?
+  end
 
   def otp_table(rounds) do
     alias Bench.OTP

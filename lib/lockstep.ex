@@ -148,6 +148,9 @@ defmodule Lockstep do
     * `:stuck` — a managed process ran `:timeout` ms without reaching a sync point (or,
       awaiting a reply from a process outside the run, got none in that time);
     * `:max_steps` — only with `fail_on_max_steps: true`;
+    * `:linearizability` — a history recorded with `Lockstep.History` cannot be
+      linearized (or is not sequentially consistent); the report shows the shortest
+      failing sub-history found, with a time-line;
     * `:uncontrolled` — only with `strict_control: true`: a managed process received a
       message that did not come through Lockstep, or started a process Lockstep does not
       manage; the report names the processes, where it happened when known, and the

@@ -4,15 +4,18 @@ defmodule Lockstep.BugFound do
 
   Fields:
 
-    * `kind` — `:exception`, `:crash`, `:deadlock`, `:stuck`, `:max_steps` or
-      `:uncontrolled` (with `strict_control: true`);
+    * `kind` — `:exception`, `:crash`, `:deadlock`, `:stuck`, `:max_steps`,
+      `:linearizability` (a `Lockstep.History` failed its check) or `:uncontrolled` (with
+      `strict_control: true`);
     * `reason` — for `:exception` and `:crash`, `{class, reason, stacktrace}` of the failing
       process; `nil` otherwise;
     * `process` — symbolic name of the failing process (`"P"`, `"P.2"`…), when one failed;
     * `details` — for `:deadlock`, each blocked process and what it waits for; for
       `:stuck`, the process's pid and current stacktrace; for a `:crash` under
       `crash: :strict` of a process killed by an exit signal, `%{killed_by: name, signal:
-      reason}`; for `:uncontrolled`, `[{name, %{messages:, started:}}]` (see
+      reason}`; for `:linearizability`, the `Lockstep.Checker` failure details (the
+      failing sub-history, its model, consistency and key) with `history:` (which history
+      of the iteration, from 1) and `histories:` (how many it made); for `:uncontrolled`, `[{name, %{messages:, started:}}]` (see
       `Lockstep.Summary`'s `uncontrolled`);
     * `iteration`, `seed`, `iter_seed`, `strategy` — how to get here again;
     * `fail_step` — the step at which the failure happened;

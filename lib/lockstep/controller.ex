@@ -535,6 +535,7 @@ defmodule Lockstep.Controller do
   def terminate(_reason, %{result: nil, session: session, tag: tag, janitor: janitor}) do
     Session.abort(session)
     Janitor.tear_down(session, tag)
+    Lockstep.History.Store.drop(tag)
     Janitor.stop(janitor)
     :ok
   end

@@ -24,6 +24,7 @@ defmodule Lockstep.Iteration do
   # The calling process becomes the session's owner: it gets `{done, :done, reason}`. Its
   # janitor (see Lockstep.Janitor) learns the session before anything runs in it.
   def new_session(cell, iter_seed, cfg, capture?, done) do
+    Lockstep.History.Store.ensure()
     {session, tag} = Session.open(cell, iter_seed, cfg, capture?, done)
     Janitor.watch(session, tag)
     {session, tag}
@@ -122,6 +123,22 @@ defmodule Lockstep.Iteration do
 
     {kind, proc} =
       if stuck == :internal_error, do: {:internal_error, nil}, else: classify(outcome, stuck)
+
+    # SPEC §12: the iteration's histories, checked once nothing can add to them; a passing
+    # iteration whose history cannot be explained fails as :linearizability.
+    histories = Lockstep.History.Store.take(tag)
+
+    {kind, details} =
+      case kind do
+        :pass when histories != [] ->
+          case Lockstep.History.check_all(histories, procs) do
+            nil -> {kind, details}
+            failure -> {:linearizability, failure}
+          end
+
+        _ ->
+          {kind, details}
+      end
 
     reason =
       if kind in [:exception, :crash], do: outside_reason(session, proc, reason), else: reason

@@ -107,6 +107,7 @@ defmodule Lockstep.Janitor do
   defp clean_up(session, tag) do
     Session.abort(session)
     tear_down(session, tag)
+    Lockstep.History.Store.drop(tag)
     :ok
   end
 

@@ -77,6 +77,9 @@ defmodule Lockstep.Native do
   def procs(_session), do: nif_error()
   def teardown_view(_session), do: nif_error()
   def keep_trace(_session), do: nif_error()
+  def checker_start(_ops, _model, _consistency, _tag), do: nif_error()
+  def checker_answer(_job, _answer), do: nif_error()
+  def checker_cancel(_job), do: nif_error()
   # Test hook: poisons the session's lock (native_error_test.exs).
   def poison_for_test(_session), do: nif_error()
 end

@@ -114,6 +114,12 @@ defmodule Lockstep.Report do
       "Lockstep found a bug in #{name}: concurrency escaped Lockstep's control " <>
         "(strict_control: true)"
 
+  defp headline(%{kind: :linearizability, name: name, details: %{} = d}),
+    do:
+      "Lockstep found a bug in #{name}: a history is not " <>
+        "#{if d.consistency == :sequential, do: "sequentially consistent", else: "linearizable"}" <>
+        " (#{inspect(d.model)})"
+
   defp headline(%{kind: kind, name: name}), do: "Lockstep found a bug in #{name}: #{kind}"
 
   defp why(%{kind: :crash, details: %{killed_by: from, signal: signal}, reason: reason}) do
@@ -190,7 +196,30 @@ defmodule Lockstep.Report do
     indent(Lockstep.Uncontrolled.describe(found), 4) <> "\n"
   end
 
+  defp why(%{kind: :linearizability, details: %{ops: _} = d}), do: history_section(d)
+
   defp why(_), do: ""
+
+  # The failing history: its shortest unexplainable sub-history found, then its time-line
+  # (Lockstep.Checker.Timeline renders both from the checker's details).
+  defp history_section(d) do
+    alias Lockstep.Checker.Timeline
+
+    which =
+      if d[:histories] && d.histories > 1,
+        do: " (history #{d.history} of #{d.histories})",
+        else: ""
+
+    key = if d.key != nil, do: " on key #{Trace.safe_inspect(d.key, limit: 8)}", else: ""
+    shrunk = if d.minimal, do: "", else: " (shrinking stopped at its budget)"
+
+    indent = fn text -> text |> String.split("\n") |> Enum.map_join("\n", &("    " <> &1)) end
+
+    "  #{length(d.ops)} of the #{d.checked} operations#{which} cannot be linearized#{key}" <>
+      "#{shrunk}:\n" <>
+      indent.(Timeline.describe(d.ops)) <>
+      "\n  time-line:\n" <> indent.(Timeline.render(d.ops)) <> "\n"
+  end
 
   # The user module the stuck process was in, if it is not instrumented: the one to add.
   @runtime_apps [:erts, :kernel, :stdlib, :elixir, :logger, :ex_unit, :mix, :iex, :lockstep]

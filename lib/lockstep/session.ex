@@ -268,6 +268,26 @@ defmodule Lockstep.Session do
   @spec mark_cleanup(t()) :: :ok
   def mark_cleanup(session), do: ok!(:mark_cleanup, fn -> Native.mark_cleanup(session) end)
 
+  # The consistency checker (Lockstep.Checker) ------------------------------------------------
+
+  @doc false
+  # Starts a check of the encoded `ops` on a thread of the NIF's; the caller gets
+  # `{tag, :step, state, op, known?}` requests (user models) and one `{tag, :done, result}`.
+  @spec checker_start([map()], term(), :linearizable | :sequential, pos_integer()) :: reference()
+  def checker_start(ops, model, consistency, tag),
+    do: nif(:checker_start, fn -> Native.checker_start(ops, model, consistency, tag) end)
+
+  @doc false
+  # A user model's answer to the check's last `:step` request: `{:ok, state}` or `:error`.
+  @spec checker_answer(reference(), {:ok, non_neg_integer()} | :error) :: :ok
+  def checker_answer(job, answer),
+    do: ok!(:checker_answer, fn -> Native.checker_answer(job, answer) end)
+
+  @doc false
+  # Stops the check (a no-op once it is done).
+  @spec checker_cancel(reference()) :: :ok
+  def checker_cancel(job), do: ok!(:checker_cancel, fn -> Native.checker_cancel(job) end)
+
   # The boundary ---------------------------------------------------------------------------
 
   defp decode_outcome({:diverged, step, expected, got}),

@@ -11,7 +11,12 @@
 //! [`trace`], [`schedule`] (decisions by name, their encoding), [`choices`] (the choices
 //! offered at a step, kept up to date). [`strategy`] is policy: it sees a read-only
 //! [`View`] and the [`ChoiceSet`], never the session.
+//!
+//! [`checker`] stands apart from all of these: the consistency checker of recorded
+//! histories (linearizability, sequential consistency) that `Lockstep.History` runs when
+//! an iteration ends.
 
+pub mod checker;
 pub mod choices;
 pub mod cluster;
 pub mod config;

@@ -26,6 +26,8 @@
 //! - `owner`: strategy and session creation, finishing, and the owner's queries;
 //! - `wake`: effects, the owner's `done` message, waking the next process, result terms;
 //! - `handoff`: what a process brings to its next sync point (the one-message hop);
+//! - `checker`: the consistency checker, run on a thread of its own (user models answered
+//!   by the calling process);
 //! - `decode`: every term the NIFs decode, with rustler's derives;
 //! - `convert`: engine values to terms (trace events, decisions), and the exceptions raised.
 //!
@@ -34,6 +36,7 @@
 //! argument); expected outcomes are atoms or tagged tuples. A Rust panic becomes
 //! `ErlangError` `:nif_panicked` and poisons the session: see `resource`.
 
+mod checker;
 mod cluster;
 mod convert;
 mod decode;
