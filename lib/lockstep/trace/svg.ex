@@ -31,17 +31,20 @@ defmodule Lockstep.Trace.SVG do
     labels = labels(procs, bug)
 
     rows = length(trace)
-    width = @left + (max(length(procs), 1) + 1) * @lane_width
-    height = @top + (rows + 1) * @row_height + 20
+    chart_height = @top + (rows + 1) * @row_height + 20
+    history = history_panel(bug, chart_height)
+    width = max(@left + (max(length(procs), 1) + 1) * @lane_width, history.width)
+    height = chart_height + history.height
     x = fn proc -> @left + Map.get(lane, proc, 0) * @lane_width + div(@lane_width, 2) end
     y = fn i -> @top + i * @row_height + div(@row_height, 2) end
 
     body = [
       style(),
+      history.svg,
       title(bug),
       failing_band(trace, bug.fail_step, width, y),
       partitions(events, width, y),
-      Enum.map(procs, &lane_mark(&1, labels[&1], x.(&1), height)),
+      Enum.map(procs, &lane_mark(&1, labels[&1], x.(&1), chart_height)),
       timers(events, x, y),
       arrows(events, keep, x, y),
       Enum.with_index(trace) |> Enum.map(&event_mark(&1, keep, bug.fail_step, x, y))
@@ -69,6 +72,8 @@ defmodule Lockstep.Trace.SVG do
       .failing { fill: #ff0000; fill-opacity: 0.12; }
       .faded { opacity: 0.3; }
       .label { fill: #333; }
+      .history-op { fill: #dde8f8; stroke: #1f5fbf; }
+      .history-op.info { fill: #f3f3f3; stroke: #888; stroke-dasharray: 3 2; }
     </style>
     <defs>
       <marker id="arrow" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#1f5fbf"/></marker>
@@ -77,6 +82,65 @@ defmodule Lockstep.Trace.SVG do
     </defs>
     """
   end
+
+  # A :linearizability failure's sub-history that cannot be explained, below the chart: a
+  # row per process, each operation an interval from its invocation to its return (open
+  # to the right when it never returned), over the steps of the chart.
+  @op_column 110
+  @op_row 26
+
+  defp history_panel(%{kind: :linearizability, details: %{ops: [_ | _] = ops}}, top) do
+    {rows, unit, points} = Lockstep.Checker.Timeline.intervals(ops)
+    columns = map_size(points) + 1
+    width = @left + 80 + columns * @op_column
+    height = 50 + length(rows) * @op_row + 30
+    x = fn column -> @left + 80 + column * @op_column end
+
+    lanes =
+      rows
+      |> Enum.with_index()
+      |> Enum.map(fn {{row, intervals}, r} ->
+        y = top + 40 + r * @op_row
+
+        [
+          ~s(<text x="#{@left + 70}" y="#{y + 15}" text-anchor="end" font-weight="bold">),
+          esc(row),
+          "</text>\n",
+          Enum.map(intervals, fn {op, from, to} ->
+            x1 = x.(from)
+            x2 = if to == :open, do: x.(columns), else: x.(to)
+            label = Lockstep.Checker.Timeline.label(op)
+            info = if op.type == :ok, do: "", else: " info"
+
+            [
+              ~s(<g><rect class="history-op#{info}" x="#{x1}" y="#{y}" width="#{max(x2 - x1, 8)}" height="20" rx="3"/>),
+              ~s(<text x="#{x1 + 4}" y="#{y + 14}" font-size="10">),
+              esc(truncate(label, div(max(x2 - x1, 8), 6) + 1)),
+              "</text><title>",
+              esc("#{row}: #{label}"),
+              "</title></g>\n"
+            ]
+          end)
+        ]
+      end)
+
+    axis =
+      Enum.map(points, fn {t, column} ->
+        ~s(<text x="#{x.(column)}" y="#{top + height - 14}" font-size="9" class="label">#{t}</text>\n)
+      end)
+
+    svg = [
+      ~s(<text x="10" y="#{top + 20}" font-size="12" font-weight="bold">),
+      "The history that cannot be linearized (over #{unit})",
+      "</text>\n",
+      lanes,
+      axis
+    ]
+
+    %{svg: svg, width: width, height: height}
+  end
+
+  defp history_panel(_bug, _top), do: %{svg: [], width: 0, height: 0}
 
   defp title(bug) do
     text = "#{bug.name || "Lockstep"}: #{bug.kind} at step #{bug.fail_step} (seed #{bug.seed})"

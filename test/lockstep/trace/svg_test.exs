@@ -112,6 +112,15 @@ defmodule Lockstep.Trace.SVGTest do
     parse(Lockstep.TraceFile.to_svg(bug))
   end
 
+  test "a :linearizability failure's picture has the history's time-line" do
+    {:error, bug} =
+      Lockstep.check(&Lockstep.Examples.ReplicatedRegister.naive_body/0, iterations: 500, seed: 1)
+
+    assert bug.kind == :linearizability
+    doc = parse(File.read!(bug.picture_path))
+    assert length(elements(doc, "rect", "history-op")) == length(bug.details.ops)
+  end
+
   test "to_svg/2 says what it expects" do
     assert_raise ArgumentError, ~r/expects a %Lockstep.BugFound\{\} or the path/, fn ->
       Lockstep.TraceFile.to_svg(:nope)
