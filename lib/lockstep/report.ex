@@ -409,7 +409,7 @@ defmodule Lockstep.Report do
   defp kept(_trace, _bug, false), do: nil
 
   defp kept(trace, bug, slice) do
-    keep = Lockstep.Trace.Slice.indexes(trace, bug.fail_step, bug.kind, bug.process)
+    keep = Lockstep.Trace.Slice.of_failure(trace, bug)
 
     cond do
       MapSet.size(keep) == 0 -> nil
@@ -435,8 +435,13 @@ defmodule Lockstep.Report do
         ""
 
       n ->
-        "   #{n} #{if n == 1, do: "event", else: "events"} that did not happen before the " <>
-          "failing step left out (all of them: mix lockstep.dump_trace " <>
+        what =
+          if bug.kind == :linearizability,
+            do: "the operations that cannot be linearized",
+            else: "the failing step"
+
+        "   #{n} #{if n == 1, do: "event", else: "events"} that did not happen before " <>
+          "#{what} left out (all of them: mix lockstep.dump_trace " <>
           "#{bug.trace_path || "PATH"})\n"
     end
   end

@@ -71,6 +71,33 @@ defmodule Lockstep.Trace.Slice do
   end
 
   @doc """
+  The slice of a `Lockstep.BugFound`'s failure in `trace` (the bug's trace, as the report
+  shows it): `indexes/4` of its failing step, kind and process, except for a
+  `:linearizability` failure, which is found when the iteration ends: its slice is the
+  past of the history records of the operations that cannot be linearized (each
+  operation's invocation and return, by its process at its steps).
+  """
+  @spec of_failure(trace(), map()) :: MapSet.t(non_neg_integer())
+  def of_failure(trace, %{kind: :linearizability, details: %{ops: [_ | _] = ops}}) do
+    wanted =
+      for op <- ops,
+          step <- [op[:invoke_step], op[:complete_step]],
+          step != nil,
+          into: MapSet.new(),
+          do: {step, op[:process]}
+
+    seeds =
+      for {{step, {:nif, proc, _}}, i} <- Enum.with_index(trace),
+          MapSet.member?(wanted, {step, proc}),
+          do: i
+
+    events = trace |> Enum.map(fn {_step, event} -> event end) |> List.to_tuple()
+    close(seeds, predecessors(events), MapSet.new())
+  end
+
+  def of_failure(trace, bug), do: indexes(trace, bug.fail_step, bug.kind, bug.process)
+
+  @doc """
   The slice itself: the events of `trace` (in order) whose indexes `indexes/4` returns.
   """
   @spec slice(trace(), non_neg_integer() | nil, atom(), String.t() | nil) :: trace()

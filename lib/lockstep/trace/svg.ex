@@ -27,7 +27,7 @@ defmodule Lockstep.Trace.SVG do
     events = Enum.map(trace, fn {_step, event} -> event end)
     procs = lanes(events)
     lane = procs |> Enum.with_index() |> Map.new()
-    keep = Trace.Slice.indexes(trace, bug.fail_step, bug.kind, bug.process)
+    keep = Trace.Slice.of_failure(trace, bug)
     labels = labels(procs, bug)
 
     rows = length(trace)

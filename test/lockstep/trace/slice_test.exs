@@ -168,6 +168,32 @@ defmodule Lockstep.Trace.SliceTest do
     assert {:send, "P.1", "P.2", :ping, :in_flight} in events
   end
 
+  test "a :linearizability failure slices from the records of the failing operations" do
+    trace = [
+      {1, {:start, "P"}},
+      {2, {:spawn, "P", "P.1"}},
+      {3, {:spawn, "P", "P.2"}},
+      {4, {:start, "P.1"}},
+      {5, {:nif, "P.1", {:history, :invoke, :write, 1}}},
+      {6, {:nif, "P.1", {:history, :complete, :write, 1}}},
+      {7, {:start, "P.2"}},
+      {8, {:yield, "P.2"}},
+      {9, {:exit, "P", :normal}}
+    ]
+
+    bug = %{
+      kind: :linearizability,
+      details: %{ops: [%{process: "P.1", invoke_step: 5, complete_step: 6}]},
+      fail_step: 9,
+      process: nil
+    }
+
+    kept = for i <- Slice.of_failure(trace, bug), do: elem(Enum.at(trace, i), 1)
+    assert {:nif, "P.1", {:history, :complete, :write, 1}} in kept
+    refute {:yield, "P.2"} in kept
+    refute {:exit, "P", :normal} in kept
+  end
+
   test "no failing step, no slice" do
     assert Slice.indexes([{1, {:start, "P"}}], nil) == MapSet.new()
   end
