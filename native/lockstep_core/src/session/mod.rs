@@ -198,6 +198,7 @@ impl Session {
             procs: &self.procs,
             msgs: &self.msgs,
             timers: &self.timers,
+            events: &self.events,
         }
     }
 

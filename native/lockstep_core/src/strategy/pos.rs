@@ -172,6 +172,7 @@ mod tests {
             procs: &procs,
             msgs: &[],
             timers: &[],
+            events: &[],
         };
         let choices: Vec<Choice> = (0..4).map(Choice::Run).collect();
         let mut executed = [false; 4];
@@ -217,6 +218,7 @@ mod tests {
             procs: &procs,
             msgs: &[],
             timers: &[],
+            events: &[],
         };
         let choices = [Choice::Run(0), Choice::Run(1)];
         let set = ChoiceSet::from_choices(&choices);

@@ -175,6 +175,7 @@ impl World {
             procs: &self.procs,
             msgs: &self.msgs,
             timers: &self.timers,
+            events: &[],
         }
     }
 
