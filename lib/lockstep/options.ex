@@ -260,7 +260,11 @@ defmodule Lockstep.Options do
         :ok
 
       {:dpor, mode} ->
-        bad!(:strategy, {:exhaustive, opts}, "dpor: :optimal, :source or :none (got #{inspect(mode)})")
+        bad!(
+          :strategy,
+          {:exhaustive, opts},
+          "dpor: :optimal, :source or :none (got #{inspect(mode)})"
+        )
 
       {:preemption_bound, bound}
       when is_nil(bound) or (is_integer(bound) and bound >= 0 and bound <= @max_u32) ->

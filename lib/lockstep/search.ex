@@ -372,7 +372,8 @@ defmodule Lockstep.Search do
 
       case result.kind do
         # An exhaustive search has explored its whole tree: nothing is left to run.
-        _ when stats.search != nil and stats.search.exhausted and result.kind in [:pass, :max_steps] ->
+        _
+        when stats.search != nil and stats.search.exhausted and result.kind in [:pass, :max_steps] ->
           max_hit = if result.kind == :max_steps, do: 1, else: 0
           {:ok, %{stats | max_steps_hit: stats.max_steps_hit + max_hit}}
 

@@ -13,11 +13,11 @@
 //! decoded by hand where they are used: they are untagged, and every call pays for them.
 
 use crate::convert::internal_error;
+use lockstep_core::op::SharedAccess;
 use lockstep_core::strategy::{Dpor, Exhaustive, FairPct, IdPct, Pct, Pos, RandomWalk, Replay};
 use lockstep_core::{
     BlockedAtEnd, Config, CrashMode, Decision, DeliveryMode, ExitClass, ProcName, Strategy,
 };
-use lockstep_core::op::SharedAccess;
 use lockstep_core::{PartitionMode, TimerMode};
 use rustler::{Atom, Decoder, LocalPid, NifMap, NifResult, NifTaggedEnum, NifUnitEnum, Term};
 

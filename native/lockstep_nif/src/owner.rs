@@ -280,7 +280,10 @@ fn search_term<'a>(env: Env<'a>, search: Option<SearchStats>) -> NifResult<Term<
         env,
         &[
             (atoms::explored().encode(env), s.explored.encode(env)),
-            (atoms::sleep_blocked().encode(env), s.sleep_blocked.encode(env)),
+            (
+                atoms::sleep_blocked().encode(env),
+                s.sleep_blocked.encode(env),
+            ),
             (atoms::depth().encode(env), s.depth.encode(env)),
             (atoms::exhausted().encode(env), s.exhausted.encode(env)),
         ],
