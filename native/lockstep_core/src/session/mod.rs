@@ -199,6 +199,7 @@ impl Session {
             msgs: &self.msgs,
             timers: &self.timers,
             events: &self.events,
+            delivery: self.config.delivery,
         }
     }
 

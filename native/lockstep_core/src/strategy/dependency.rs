@@ -17,7 +17,7 @@
 //! | in-flight message m | `Write` at its send and at its delivery | send and delivery of one message (causal) |
 //! | process p | `Read` (`alive?`, a trapped or ignored exit signal reaching p), `Write` (start, link, unlink, monitor, exit signal, trap_exit, register, death) | unless both read |
 //! | p's life | `Read` (every step p takes), `Write` (p's death) | a death with everything the process does (a kill disables it) |
-//! | registered names | `Read` (whereis, send to a name, monitor a name, registered), `Write` (register, unregister) | unless both read |
+//! | registered names | `Read` (whereis, send to a name, monitor a name, registered), `Write` (register, unregister; the death of a process that registered the name) | unless both read |
 //! | shared table t, key k | `Read`/`Write` | same key unless both read; a whole-table access with every key of t |
 //! | a timer | `Read` (read_timer), `Write` (cancel_timer) | unless both read |
 //! | the virtual clock | `Read` (now, starting a timer or sleep) | a timer firing (below) |
@@ -27,7 +27,9 @@
 //! A message that reaches a dead process is dropped, which nobody can tell from a message
 //! sitting in a mailbox nobody will read again: a death does not depend on arrivals (the
 //! arrivals are still ordered among themselves, so a message dropped after the receive
-//! took another is also tried before it).
+//! took another is also tried before it). Under `delivery: :delayed` a send does depend on
+//! the target's death: before it the message is in flight (a delivery step follows), after
+//! it the send drops it.
 //!
 //! A timer fires only when the strategy is offered it (under `timers: :on_idle`, when
 //! nothing else can happen), so its firing is made dependent with every step: that keeps
@@ -43,8 +45,9 @@
 //! (a table created anew in each iteration) any object of that kind.
 
 use super::{Choice, View};
+use crate::config::DeliveryMode;
 use crate::ids::{MsgId, NameId, ProcId};
-use crate::message::{SendFate, Target};
+use crate::message::{MsgKind, SendFate, Target};
 use crate::op::{ClusterOp, Op};
 use crate::trace::{Event, EventKind};
 
@@ -339,14 +342,32 @@ pub(crate) fn footprint(
             EventKind::Send {
                 to: Some(r),
                 msg,
-                fate: SendFate::Delivered | SendFate::Dropped,
-            } => fp.add(Obj::Mailbox(key(r)), Access::Add(msg)),
+                fate,
+            } if matches!(fate, SendFate::Delivered | SendFate::Dropped) => {
+                fp.add(Obj::Mailbox(key(r)), Access::Add(msg));
+                // Under `:delayed` the target's death decides between in flight and dropped.
+                if fate == SendFate::Dropped && view.delivery == DeliveryMode::Delayed {
+                    fp.add(Obj::Life(key(r)), Access::Read);
+                }
+            }
+            EventKind::Send {
+                to: Some(r),
+                fate: SendFate::InFlight,
+                ..
+            } => fp.add(Obj::Life(key(r)), Access::Read),
             EventKind::Send {
                 fate: SendFate::Cut | SendFate::Deferred,
                 ..
             } => fp.set_global(),
+            // An exit signal reaching a dead process does nothing; before the death it may
+            // have killed it: a drop reads the target's life.
+            EventKind::Drop { msg, .. } => {
+                fp.add(Obj::Mailbox(key(q)), Access::Add(msg));
+                if matches!(view.message(msg).kind, MsgKind::Exit { .. }) {
+                    fp.add(Obj::Life(key(q)), Access::Read);
+                }
+            }
             EventKind::Deliver { msg, .. }
-            | EventKind::Drop { msg, .. }
             | EventKind::Down { msg, .. }
             | EventKind::NodeDownMsg { msg, .. } => fp.add(Obj::Mailbox(key(q)), Access::Add(msg)),
             EventKind::ExitTrapped { msg, .. } => {
@@ -359,6 +380,19 @@ pub(crate) fn footprint(
             EventKind::Exit { .. } => {
                 fp.add(Obj::Proc(key(q)), Access::Write);
                 fp.add(Obj::Life(key(q)), Access::Write);
+                // A death frees the names the process held.
+                for e in view.events() {
+                    if let EventKind::Register {
+                        name,
+                        target,
+                        ok: true,
+                    } = e.kind
+                    {
+                        if target == q {
+                            fp.add(Obj::Name(name), Access::Write);
+                        }
+                    }
+                }
             }
             EventKind::Receive { msg, .. } => fp.add(Obj::Mailbox(key(q)), Access::Take(msg)),
             EventKind::Link { to } | EventKind::Unlink { to } => {

@@ -60,6 +60,9 @@ pub struct View<'a> {
     /// The iteration's trace so far: what each step did, which an exhaustive search reads
     /// to learn a step's footprint (a receive's message is only known once it ran).
     pub(crate) events: &'a [Event],
+    /// The run's delivery mode (under `:delayed` a send to a live process puts a message in
+    /// flight, to a dead one drops it: a send then depends on the target's death).
+    pub(crate) delivery: crate::config::DeliveryMode,
 }
 
 impl<'a> View<'a> {

@@ -173,6 +173,7 @@ mod tests {
             msgs: &[],
             timers: &[],
             events: &[],
+            delivery: Default::default(),
         };
         let choices: Vec<Choice> = (0..4).map(Choice::Run).collect();
         let mut executed = [false; 4];
@@ -219,6 +220,7 @@ mod tests {
             msgs: &[],
             timers: &[],
             events: &[],
+            delivery: Default::default(),
         };
         let choices = [Choice::Run(0), Choice::Run(1)];
         let set = ChoiceSet::from_choices(&choices);

@@ -176,6 +176,7 @@ impl World {
             msgs: &self.msgs,
             timers: &self.timers,
             events: &[],
+            delivery: Default::default(),
         }
     }
 
