@@ -146,7 +146,7 @@ mod tests {
             msgs: &[],
             timers: &[],
             events: &[],
-            delivery: Default::default(),
+            delivery: crate::config::DeliveryMode::Instant,
         };
         let three = ChoiceSet::from_choices(&[Choice::Run(0), Choice::Run(1), Choice::Run(2)]);
         let one = ChoiceSet::from_choices(&[Choice::Run(1)]);

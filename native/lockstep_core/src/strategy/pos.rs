@@ -173,7 +173,7 @@ mod tests {
             msgs: &[],
             timers: &[],
             events: &[],
-            delivery: Default::default(),
+            delivery: crate::config::DeliveryMode::Instant,
         };
         let choices: Vec<Choice> = (0..4).map(Choice::Run).collect();
         let mut executed = [false; 4];
@@ -220,7 +220,7 @@ mod tests {
             msgs: &[],
             timers: &[],
             events: &[],
-            delivery: Default::default(),
+            delivery: crate::config::DeliveryMode::Instant,
         };
         let choices = [Choice::Run(0), Choice::Run(1)];
         let set = ChoiceSet::from_choices(&choices);

@@ -176,7 +176,7 @@ impl World {
             msgs: &self.msgs,
             timers: &self.timers,
             events: &[],
-            delivery: Default::default(),
+            delivery: crate::config::DeliveryMode::Instant,
         }
     }
 
