@@ -16,12 +16,15 @@
 #   7. instrumented code outside and inside a run (bench/support/instrumented.exs);
 #   8. real OTP under control: a GenServer.call round trip against the raw BEAM's,
 #      iterations/s of the account test, and the one-time cost of instrumenting OTP
-#      (bench/support/otp.exs).
+#      (bench/support/otp.exs);
+#   9. exhaustive search: interleavings per second of the N-readers program and the
+#      two-client counter under dpor: :optimal, :source and :none (bench/support/exhaustive.exs;
+#      on its own: BENCH_ONLY=exhaustive).
 #
 # Knobs (environment): BENCH_HOPS (200000), BENCH_ITERATIONS (5000), BENCH_ROUNDS (5),
 # BENCH_GROWTH_MAX (100000: the largest size of the growth table).
 
-for file <- ~w(timing baseline ping_pong iterations micro growth instrumented otp) do
+for file <- ~w(timing baseline ping_pong iterations micro growth instrumented otp exhaustive) do
   Code.require_file("support/#{file}.exs", __DIR__)
 end
 
@@ -44,14 +47,19 @@ defmodule Bench.Run do
     iterations = env_int("BENCH_ITERATIONS", 5_000)
     rounds = env_int("BENCH_ROUNDS", 5)
 
-    if System.get_env("BENCH_ONLY") == "otp" do
-      ratio = otp_table(rounds)
+    case System.get_env("BENCH_ONLY") do
+      "otp" ->
+        ratio = otp_table(rounds)
 
-      IO.puts(
-        "\n  GenServer.call round trip <= #{@call_target}x the raw BEAM's: #{fmt(ratio, 2)}x"
-      )
-    else
-      main(hops, iterations, rounds)
+        IO.puts(
+          "\n  GenServer.call round trip <= #{@call_target}x the raw BEAM's: #{fmt(ratio, 2)}x"
+        )
+
+      "exhaustive" ->
+        exhaustive_table(rounds)
+
+      _ ->
+        main(hops, iterations, rounds)
     end
   end
 
@@ -203,6 +211,7 @@ defmodule Bench.Run do
     growth_table(env_int("BENCH_GROWTH_MAX", 100_000))
     instrumented_table(hops, rounds)
     call_ratio = otp_table(rounds)
+    exhaustive_table(rounds)
 
     # targets -----------------------------------------------------------------------------
     section("Targets")
@@ -273,6 +282,61 @@ defmodule Bench.Run do
       "  instrumented outside a run / plain: #{fmt(rewritten.best / plain.best, 3)} " <>
         "(target <= 1.10); instrumented hop in a run / API hop: " <>
         "#{fmt(inside.best / api.best, 2)}"
+    )
+  end
+
+  # 9: exhaustive search -----------------------------------------------------------------
+
+  # Concuerror's own suite explores roughly 300–3,000 interleavings per second on machines
+  # like this one (issue 13); the target is 10x that.
+  @concuerror_rate 3_000
+
+  def exhaustive_table(rounds) do
+    alias Bench.Exhaustive
+    tab = :ets.new(:bench_readers, [:public])
+    :ets.insert(tab, {:k, 0})
+    # warm-up
+    Exhaustive.explore(Exhaustive.readers(tab, 3), :optimal)
+
+    section("9. Exhaustive search: interleavings per second (best of #{rounds})")
+
+    programs = [
+      {"1 writer, 6 readers of one ETS key", Exhaustive.readers(tab, 6)},
+      {"1 writer, 8 readers of one ETS key", Exhaustive.readers(tab, 8)},
+      {"2-client counter, atomic (verified)", Exhaustive.counter(:atomic)},
+      {"2-client counter, get/put (to the bug)", Exhaustive.counter(:racy)}
+    ]
+
+    # plain search over 7 or 9 processes is millions of schedules: the counter only
+    rows =
+      for {name, body} <- programs,
+          dpor <- [:optimal, :source, :none],
+          dpor != :none or String.starts_with?(name, "2-client") do
+        runs = for _ <- 1..rounds, do: Exhaustive.explore(body, dpor)
+        {n, us, complete} = Enum.min_by(runs, fn {_, us, _} -> us end)
+        rate = n * 1_000_000 / max(us, 1)
+
+        [
+          name,
+          inspect(dpor),
+          fmt_int(n),
+          if(complete, do: "yes", else: "no"),
+          fmt(us / 1000, 1),
+          fmt_int(round(rate))
+        ]
+      end
+
+    table(["program", "dpor", "interleavings", "complete", "ms", "interleavings/s"], rows)
+
+    best =
+      rows
+      |> Enum.filter(&(Enum.at(&1, 1) == ":optimal"))
+      |> Enum.map(&(&1 |> Enum.at(5) |> String.replace(",", "") |> String.to_integer()))
+      |> Enum.min()
+
+    IO.puts(
+      "  slowest optimal rate vs 10x Concuerror's #{fmt_int(@concuerror_rate)}/s: " <>
+        "#{fmt_int(best)}/s (#{met(best >= 10 * @concuerror_rate)})"
     )
   end
 

@@ -17,7 +17,7 @@
 //! | in-flight message m | `Write` at its send and at its delivery | send and delivery of one message (causal) |
 //! | process p | `Read` (`alive?`, a trapped or ignored exit signal reaching p), `Write` (start, link, unlink, monitor, exit signal, trap_exit, register, death) | unless both read |
 //! | p's life | `Read` (every step p takes), `Write` (p's death) | a death with everything the process does (a kill disables it) |
-//! | registered names | `Read` (whereis, send to a name, monitor a name, registered), `Write` (register, unregister; the death of a process that registered the name) | unless both read |
+//! | registered names | `Read` (whereis, send to a name, monitor a name, registered), `Write` (register, unregister; in a run that registers names, every death, which frees the names its process held) | unless both read |
 //! | shared table t, key k | `Read`/`Write` | same key unless both read; a whole-table access with every key of t |
 //! | a timer | `Read` (read_timer), `Write` (cancel_timer) | unless both read |
 //! | the virtual clock | `Read` (now, starting a timer or sleep) | a timer firing (below) |
@@ -380,18 +380,15 @@ pub(crate) fn footprint(
             EventKind::Exit { .. } => {
                 fp.add(Obj::Proc(key(q)), Access::Write);
                 fp.add(Obj::Life(key(q)), Access::Write);
-                // A death frees the names the process held.
-                for e in view.events() {
-                    if let EventKind::Register {
-                        name,
-                        target,
-                        ok: true,
-                    } = e.kind
-                    {
-                        if target == q {
-                            fp.add(Obj::Name(name), Access::Write);
-                        }
-                    }
+                // A death frees the names the process held (which, the session does not
+                // say here): in a run that registers names, a death is ordered against
+                // every name operation.
+                if view
+                    .events()
+                    .iter()
+                    .any(|e| matches!(e.kind, EventKind::Register { .. }))
+                {
+                    fp.add(Obj::Name(NameId::MAX), Access::Write);
                 }
             }
             EventKind::Receive { msg, .. } => fp.add(Obj::Mailbox(key(q)), Access::Take(msg)),

@@ -162,6 +162,9 @@ pub struct Exhaustive {
     exhausted: bool,
     /// The program did not follow a prefix: the search cannot go on.
     broken: bool,
+    /// Source DPOR adds every initial of a reversal, not one: set once a step of the
+    /// program was seen disabling another (see `disabled_races`).
+    all_initials: bool,
     explored: u64,
     sleep_blocked: u64,
     // Per iteration:
@@ -192,6 +195,9 @@ impl Exhaustive {
             stack: Vec::new(),
             exhausted: false,
             broken: false,
+            // A disabling step may come only in a later execution, after the race whose
+            // reversal it hides was handled: from the start, then.
+            all_initials: true,
             explored: 0,
             sleep_blocked: 0,
             depth: 0,
@@ -438,6 +444,8 @@ impl Exhaustive {
             vc.push(c);
             last[aj] = Some(j);
         }
+        let disabling = self.disabled_races(n);
+        self.all_initials |= disabling;
         let hb = |x: usize, y: usize| vc[y][idx[x]] >= seq[x];
         for (i, j) in races {
             // Only a reversible race counts: j's actor must be able to go before i. If what
@@ -471,12 +479,27 @@ impl Exhaustive {
                         .map(|pos| self.stack[v[pos]].taken)
                         .collect();
                     let node = &self.stack[i];
-                    let covered = initials.iter().any(|&a| {
+                    let present = |a: Actor| {
                         a == node.taken
                             || node.backtrack.contains(&a)
                             || node.done.iter().any(|e| e.actor == a)
-                    });
-                    if covered {
+                    };
+                    if disabling || self.all_initials {
+                        // A step that disables another (a kill) can hide the reversal
+                        // behind the branch that covers it: every initial is tried.
+                        let missing: Vec<Actor> = initials
+                            .iter()
+                            .copied()
+                            .filter(|&a| enabled_here(a) && !present(a))
+                            .collect();
+                        for a in missing {
+                            if !self.stack[i].backtrack.contains(&a) {
+                                self.stack[i].backtrack.push(a);
+                            }
+                        }
+                        continue;
+                    }
+                    if initials.iter().any(|&a| present(a)) {
                         continue;
                     }
                     if let Some(&a) = initials.iter().find(|&&a| enabled_here(a)) {
@@ -515,6 +538,66 @@ impl Exhaustive {
                 }
             }
         }
+    }
+
+    /// An actor offered at node k and no longer at k + 1, though another actor took step k,
+    /// was disabled by that step: a process killed by an exit signal, a signal dropped by
+    /// an unlink, a timer cancelled. Its step never ran, so no race shows it; it is tried
+    /// at node k, before the step that disabled it (what its step would have touched is
+    /// unknown: it is taken as dependent with everything).
+    ///
+    /// Returns whether any step disabled another: then source sets alone are not enough
+    /// (Algorithm 1 assumes that no step disables another), see `detect_races`; once one
+    /// has, the search keeps adding every initial (`all_initials`), since the branch a
+    /// single initial stands for may be one where the disabling happens.
+    fn disabled_races(&mut self, n: usize) -> bool {
+        let mut any = false;
+        for k in 0..n.saturating_sub(1) {
+            let disabled: Vec<Actor> = self.stack[k]
+                .enabled
+                .iter()
+                .map(|e| e.0)
+                .filter(|&a| {
+                    a != self.stack[k].taken && !self.stack[k + 1].enabled.iter().any(|e| e.0 == a)
+                })
+                .collect();
+            any |= !disabled.is_empty();
+            let node = &mut self.stack[k];
+            for a in disabled {
+                let known = node
+                    .done
+                    .iter()
+                    .chain(node.sleep.iter())
+                    .any(|e| e.actor == a);
+                match self.dpor {
+                    Dpor::None => {}
+                    Dpor::Source => {
+                        // Asleep or not: the branch its sleep entry stands for may be one
+                        // where it is disabled too, so it is woken (only less reduction).
+                        let done = node.done.iter().any(|e| e.actor == a);
+                        node.sleep.retain(|e| e.actor != a);
+                        if !done && !node.backtrack.contains(&a) {
+                            node.backtrack.push(a);
+                        }
+                    }
+                    Dpor::Optimal => {
+                        if !known && !node.wut.iter().any(|w| w.ev.actor == a) {
+                            let mut fp = Footprint::default();
+                            fp.set_global();
+                            node.wut.push(Wut {
+                                ev: Ev {
+                                    actor: a,
+                                    value: None,
+                                    fp,
+                                },
+                                children: Vec::new(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        any
     }
 
     /// Moves to the next branch: the deepest node with a value, backtrack actor or
