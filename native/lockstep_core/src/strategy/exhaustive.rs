@@ -404,7 +404,7 @@ impl Exhaustive {
 
     /// Race detection over the finished execution (nodes `0..n`), then a backtrack point
     /// or wake-up sequence for each race.
-    fn detect_races(&mut self, n: usize) {
+    fn detect_races(&mut self, n: usize, ended: bool) {
         // Dense per-execution actor indices for the vector clocks.
         let mut local: HashMap<Actor, usize> = HashMap::new();
         let idx: Vec<usize> = (0..n)
@@ -444,7 +444,7 @@ impl Exhaustive {
             vc.push(c);
             last[aj] = Some(j);
         }
-        let disabling = self.disabled_races(n);
+        let disabling = self.disabled_races(n, ended);
         self.all_initials |= disabling;
         let hb = |x: usize, y: usize| vc[y][idx[x]] >= seq[x];
         for (i, j) in races {
@@ -550,15 +550,22 @@ impl Exhaustive {
     /// (Algorithm 1 assumes that no step disables another), see `detect_races`; once one
     /// has, the search keeps adding every initial (`all_initials`), since the branch a
     /// single initial stands for may be one where the disabling happens.
-    fn disabled_races(&mut self, n: usize) -> bool {
+    /// `ended`: the execution ran to its end, where nothing is offered any more (so a step
+    /// that disabled others as the very last one counts too).
+    fn disabled_races(&mut self, n: usize, ended: bool) -> bool {
         let mut any = false;
-        for k in 0..n.saturating_sub(1) {
+        let last = if ended { n } else { n.saturating_sub(1) };
+        for k in 0..last {
             let disabled: Vec<Actor> = self.stack[k]
                 .enabled
                 .iter()
                 .map(|e| e.0)
                 .filter(|&a| {
-                    a != self.stack[k].taken && !self.stack[k + 1].enabled.iter().any(|e| e.0 == a)
+                    a != self.stack[k].taken
+                        && !self
+                            .stack
+                            .get(k + 1)
+                            .is_some_and(|next| next.enabled.iter().any(|e| e.0 == a))
                 })
                 .collect();
             any |= !disabled.is_empty();
@@ -848,7 +855,7 @@ impl Strategy for Exhaustive {
         Ok(v)
     }
 
-    fn end_iteration(&mut self, view: &View<'_>, _completed: bool) -> Result<(), Divergence> {
+    fn end_iteration(&mut self, view: &View<'_>, completed: bool) -> Result<(), Divergence> {
         self.finish_step(view);
         if self.broken {
             return Ok(());
@@ -867,7 +874,8 @@ impl Strategy for Exhaustive {
         let n = self.depth;
         self.stack.truncate(n);
         if self.dpor != Dpor::None {
-            self.detect_races(n);
+            // A sleep-blocked execution stopped recording before its end.
+            self.detect_races(n, completed && !self.blocked);
         }
         self.next_branch();
         Ok(())
