@@ -62,7 +62,7 @@ defmodule Lockstep do
 
   @typedoc "What `Lockstep.run/2` accepts; see `run/2`."
   @type option ::
-          {:iterations, pos_integer()}
+          {:iterations, pos_integer() | :infinity}
           | {:strategy, atom() | {atom(), keyword()}}
           | {:seed, non_neg_integer()}
           | {:bug_depth, pos_integer()}
@@ -92,10 +92,17 @@ defmodule Lockstep do
 
   Invalid options raise `ArgumentError` naming the key, the value and what is accepted.
 
-    * `:iterations` (100) — iterations to try (1..2^64-1); stops at the first bug.
-    * `:strategy` (`:pct`) — `:random`, `:pct`, `:fair_pct`, `:pos` or `:idpct`, or
-      `{name, opts}` such as `{:pct, bug_depth: 2}` (`bug_depth`, `d_min` and `d_max` in
-      1..2^32-1, `fair_switch` in 1..2^64-1).
+    * `:iterations` (100; `:infinity` under `:exhaustive`) — iterations to try
+      (1..2^64-1); stops at the first bug. `:infinity` (only with `strategy: :exhaustive`)
+      runs until every interleaving has been explored.
+    * `:strategy` (`:pct`) — `:random`, `:pct`, `:fair_pct`, `:pos`, `:idpct` or
+      `:exhaustive`, or `{name, opts}` such as `{:pct, bug_depth: 2}` (`bug_depth`, `d_min`
+      and `d_max` in 1..2^32-1, `fair_switch` in 1..2^64-1). `:exhaustive` explores every
+      interleaving up to equivalence (SPEC §10, `docs/guide-exhaustive.md`):
+      `{:exhaustive, dpor: :optimal | :source | :none, preemption_bound: nil | k}` (default
+      `dpor: :optimal`, no bound; `k` in 0..2^32-1 makes it plain depth-first search over
+      the schedules with at most k preemptions, complete within that bound); the summary's
+      `complete` says whether it finished. It runs as one search (`workers: 1`).
     * `:seed` (ExUnit's seed under ExUnit, else random) — iteration seeds derive from it;
       an integer in 0..2^64-1, used as it is (no reduction), so the seed a report prints
       is the one to pass back.

@@ -242,7 +242,7 @@ defmodule Lockstep.Controller do
   """
   @spec nif_sync(t(), pid(), term()) :: :ok
   def nif_sync(ctl, pid, kind),
-    do: as(ctl, pid, fn -> SharedState.sync(kind, kind) end)
+    do: as(ctl, pid, fn -> SharedState.sync_opaque(kind, kind) end)
 
   # The simulated cluster ------------------------------------------------------------------
 

@@ -3,7 +3,7 @@ defmodule Lockstep.Options do
   # Validation of `Lockstep.run/2` options into a config map. Every error names the key,
   # the value and what is accepted.
 
-  @strategies [:random, :pct, :fair_pct, :pos, :idpct]
+  @strategies [:random, :pct, :fair_pct, :pos, :idpct, :exhaustive]
 
   @max_u64 18_446_744_073_709_551_615
   @max_u32 4_294_967_295
@@ -39,10 +39,15 @@ defmodule Lockstep.Options do
     end
 
     Enum.each(opts, fn {key, value} -> check_key!(key, value) end)
-    opts = Keyword.merge(@defaults, opts)
+    exhaustive? = exhaustive?(opts[:strategy])
+    check_iterations!(opts[:iterations], exhaustive?)
+    # An exhaustive search runs until its tree is explored unless told to stop sooner.
+    defaults = if exhaustive?, do: Keyword.put(@defaults, :iterations, :infinity), else: @defaults
+    opts = Keyword.merge(defaults, opts)
 
     {strategy, strategy_opts} = normalize_strategy!(opts[:strategy], opts[:bug_depth])
     strategy_opts = strategy_defaults(strategy, strategy_opts, opts[:max_steps])
+    if exhaustive?, do: check_exhaustive_workers!(opts)
 
     %{
       iterations: opts[:iterations],
@@ -75,6 +80,9 @@ defmodule Lockstep.Options do
 
   # The engine counts iterations and steps in 64 bits and PCT depths in 32; `:timeout` is
   # only used by the owner's wall-clock watch, so any positive integer works.
+  # `:infinity` is for exhaustive search only (checked with the strategy, below).
+  defp check_key!(:iterations, :infinity), do: :ok
+
   defp check_key!(key, value) when key in [:iterations, :max_steps] do
     check_range!(key, value, 1, @max_u64)
   end
@@ -158,6 +166,32 @@ defmodule Lockstep.Options do
             Enum.map_join(@known, ", ", &inspect/1)
   end
 
+  defp exhaustive?(:exhaustive), do: true
+  defp exhaustive?({:exhaustive, _}), do: true
+  defp exhaustive?(_), do: false
+
+  defp check_iterations!(:infinity, false) do
+    bad!(
+      :iterations,
+      :infinity,
+      "a positive integer (:infinity is accepted only with strategy: :exhaustive, which " <>
+        "stops when it has explored every interleaving)"
+    )
+  end
+
+  defp check_iterations!(_iterations, _exhaustive?), do: :ok
+
+  # Splitting the exhaustive tree among workers so that each interleaving runs once in
+  # total is not implemented: say so rather than run the same tree n times.
+  defp check_exhaustive_workers!(opts) do
+    if workers(opts[:workers]) > 1 or opts[:nodes] != [] do
+      raise ArgumentError,
+            "invalid value for option :workers: strategy :exhaustive runs as one search " <>
+              "(workers: 1, nodes: []); splitting its tree among workers is not supported " <>
+              "(got workers: #{inspect(opts[:workers])}, nodes: #{inspect(opts[:nodes])})"
+    end
+  end
+
   defp check_range!(key, value, min, max) do
     unless is_integer(value) and value >= min and value <= max do
       bad!(key, value, range_text(min, max))
@@ -219,6 +253,39 @@ defmodule Lockstep.Options do
     d_min: @max_u32,
     d_max: @max_u32
   }
+
+  defp strategy_options!(:exhaustive, opts, _bug_depth) do
+    Enum.each(opts, fn
+      {:dpor, mode} when mode in [:optimal, :source, :none] ->
+        :ok
+
+      {:dpor, mode} ->
+        bad!(
+          :strategy,
+          {:exhaustive, opts},
+          "dpor: :optimal, :source or :none (got #{inspect(mode)})"
+        )
+
+      {:preemption_bound, bound}
+      when is_nil(bound) or (is_integer(bound) and bound >= 0 and bound <= @max_u32) ->
+        :ok
+
+      {:preemption_bound, bound} ->
+        bad!(
+          :strategy,
+          {:exhaustive, opts},
+          "preemption_bound: nil or #{range_text(0, @max_u32)} (got #{inspect(bound)})"
+        )
+
+      {key, value} ->
+        raise ArgumentError,
+              "invalid value for option :strategy: unknown strategy option " <>
+                "#{inspect(key)} (value #{inspect(value)}) in #{inspect({:exhaustive, opts})}; " <>
+                ":exhaustive accepts :dpor, :preemption_bound"
+    end)
+
+    opts |> Keyword.put_new(:dpor, :optimal) |> Keyword.put_new(:preemption_bound, nil)
+  end
 
   defp strategy_options!(name, opts, bug_depth) do
     accepted = Map.fetch!(@strategy_options, name)

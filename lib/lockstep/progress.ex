@@ -28,13 +28,18 @@ defmodule Lockstep.Progress do
 
           schedules =
             case stats do
+              # An exhaustive search: how deep the tree still to explore reaches.
+              %{search: %{depth: depth}} -> "#{depth} decisions on the stack  "
               %{fingerprints: seen} -> "#{MapSet.size(seen)} schedules  "
               %{workers: n} -> "#{n} workers  "
             end
 
+          total = if state.total == :infinity, do: "", else: "/#{state.total}"
+          what = if Map.get(stats, :search), do: "interleavings", else: "iterations"
+
           IO.write(
             :stderr,
-            "\r\e[2K  lockstep: #{done}/#{state.total} iterations  #{rate}/s  " <>
+            "\r\e[2K  lockstep: #{done}#{total} #{what}  #{rate}/s  " <>
               "#{schedules}#{Float.round(secs, 1)}s"
           )
 

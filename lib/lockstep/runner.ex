@@ -39,6 +39,7 @@ defmodule Lockstep.Runner do
 
       :ok ->
         summary = summary(cfg, stats, elapsed)
+        if cfg.strategy == :exhaustive, do: IO.puts("Lockstep #{cfg.name}: #{summary}")
 
         summary =
           cfg
@@ -112,9 +113,15 @@ defmodule Lockstep.Runner do
       seed: cfg.seed,
       strategy: cfg.user_strategy,
       elapsed_us: elapsed,
-      uncontrolled: stats.uncontrolled
+      uncontrolled: stats.uncontrolled,
+      complete: complete?(stats.search),
+      sleep_blocked: if(stats.search, do: stats.search.sleep_blocked, else: 0),
+      still_on_stack: if(stats.search, do: stats.search.depth, else: 0)
     }
   end
+
+  defp complete?(%{exhausted: true}), do: true
+  defp complete?(_), do: false
 
   @doc false
   def strategy_spec(%{strategy: :random}), do: :random
@@ -126,6 +133,9 @@ defmodule Lockstep.Runner do
 
   def strategy_spec(%{strategy: :idpct, strategy_opts: opts}),
     do: {:idpct, opts[:d_min], opts[:d_max]}
+
+  def strategy_spec(%{strategy: :exhaustive, strategy_opts: opts}),
+    do: {:exhaustive, opts[:dpor], opts[:preemption_bound]}
 
   # Failure reporting ----------------------------------------------------------------------
 

@@ -321,7 +321,8 @@ defmodule Lockstep.Search do
       max_steps_hit: 0,
       fingerprints: MapSet.new(),
       switches: 0,
-      uncontrolled: []
+      uncontrolled: [],
+      search: nil
     }
   end
 
@@ -370,6 +371,12 @@ defmodule Lockstep.Search do
       Lockstep.Progress.tick(i, stats)
 
       case result.kind do
+        # An exhaustive search has explored its whole tree: nothing is left to run.
+        _
+        when stats.search != nil and stats.search.exhausted and result.kind in [:pass, :max_steps] ->
+          max_hit = if result.kind == :max_steps, do: 1, else: 0
+          {:ok, %{stats | max_steps_hit: stats.max_steps_hit + max_hit}}
+
         :pass ->
           loop(fun, cfg, cell, i + stride, stride, stats, shared)
 
@@ -394,7 +401,8 @@ defmodule Lockstep.Search do
       | iterations: stats.iterations + 1,
         steps: stats.steps + m.steps,
         switches: stats.switches + m.context_switches,
-        fingerprints: MapSet.put(stats.fingerprints, m.fingerprint)
+        fingerprints: MapSet.put(stats.fingerprints, m.fingerprint),
+        search: m.search
     }
   end
 
@@ -405,6 +413,7 @@ defmodule Lockstep.Search do
       max_steps_hit: a.max_steps_hit + b.max_steps_hit,
       fingerprints: MapSet.union(a.fingerprints, b.fingerprints),
       switches: a.switches + b.switches,
+      search: nil,
       uncontrolled:
         (a.uncontrolled ++ b.uncontrolled)
         |> Enum.sort_by(& &1.iteration)

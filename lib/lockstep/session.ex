@@ -66,14 +66,29 @@ defmodule Lockstep.Session do
     # What the strategy measured over one iteration (`finish/1`); `fingerprint` tells
     # distinct schedules apart; `cleanup` says whether the iteration stored
     # Lockstep.PersistentTerm keys that must be erased.
-    defstruct steps: 0, context_switches: 0, contested_steps: 0, fingerprint: 0, cleanup: false
+    # `search`: an exhaustive search's progress after the iteration (nil for randomised
+    # strategies): `%{explored:, sleep_blocked:, depth:, exhausted:}`.
+    defstruct steps: 0,
+              context_switches: 0,
+              contested_steps: 0,
+              fingerprint: 0,
+              cleanup: false,
+              search: nil
 
     @type t :: %__MODULE__{
             steps: non_neg_integer(),
             context_switches: non_neg_integer(),
             contested_steps: non_neg_integer(),
             fingerprint: non_neg_integer(),
-            cleanup: boolean()
+            cleanup: boolean(),
+            search:
+              nil
+              | %{
+                  explored: non_neg_integer(),
+                  sleep_blocked: non_neg_integer(),
+                  depth: non_neg_integer(),
+                  exhausted: boolean()
+                }
           }
   end
 

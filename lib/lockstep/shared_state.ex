@@ -10,6 +10,13 @@ defmodule Lockstep.SharedState do
   # `{:ets, table, key}`, …), so the `:pos` strategy sees two operations on one object as
   # racing. `nil` touches nothing mutable (`new/2`, `info/1`). Outside a run a sync point
   # is nothing: the wrapper's real call runs after a single process-dictionary check.
+  #
+  # With the hash goes how it is touched, for the exhaustive search's dependency relation
+  # (the engine's strategy/dependency.rs): the table and the key (a term `{tag, table,
+  # key}`; `{tag, table}` is the whole table), whether the operation only reads (its name
+  # says: `@reads`), and whether the terms are *stable* — free of references, pids and
+  # ports, so the same table and key hash alike in every iteration (a table created anew in
+  # each iteration is not: the engine then compares it only within one iteration).
 
   alias Lockstep.{Runtime, Session}
 
@@ -27,8 +34,66 @@ defmodule Lockstep.SharedState do
   # caller is managed; nothing outside a run.
   @spec sync(term(), term()) :: :ok
   def sync(kind, object) do
+    if managed?(), do: Runtime.nif_sync(kind, access(kind, object))
+    :ok
+  end
+
+  @doc false
+  # A sync point on `object` whose way of touching it is not known (Controller.nif_sync/3
+  # names only an operation): the exhaustive search orders it against everything.
+  @spec sync_opaque(term(), term()) :: :ok
+  def sync_opaque(kind, object) do
     if managed?(), do: Runtime.nif_sync(kind, object(object))
     :ok
+  end
+
+  # The operations that only read what they touch; every other one writes.
+  @reads [
+    :ets_first,
+    :ets_foldl,
+    :ets_foldr,
+    :ets_info,
+    :ets_last,
+    :ets_lookup,
+    :ets_lookup_element,
+    :ets_match,
+    :ets_match_object,
+    :ets_member,
+    :ets_next,
+    :ets_prev,
+    :ets_select,
+    :ets_select_count,
+    :ets_select_reverse,
+    :ets_slot,
+    :ets_tab2list,
+    :ets_whereis,
+    :atomics_get,
+    :atomics_info,
+    :counters_get,
+    :counters_info,
+    :persistent_term_get,
+    :persistent_term_get_all,
+    :persistent_term_info
+  ]
+
+  @doc false
+  # What the sync point announcing `kind` touches in `term` (see the module comment):
+  # nil, or `{hash, table_hash, key_hash | nil, write?, stable?}`.
+  @spec access(term(), term()) :: tuple() | nil
+  def access(_kind, nil), do: nil
+
+  def access(kind, term) do
+    op = if is_tuple(kind), do: elem(kind, 0), else: kind
+    write? = op not in @reads
+
+    {table, key} =
+      case term do
+        {tag, table, key} -> {{tag, table}, {:key, key}}
+        {tag, table} -> {{tag, table}, nil}
+        other -> {other, nil}
+      end
+
+    {object(term), object(table), key && object(key), write?, stable?(term)}
   end
 
   @doc false
@@ -36,6 +101,17 @@ defmodule Lockstep.SharedState do
   @spec object(term()) :: non_neg_integer() | nil
   def object(nil), do: nil
   def object(term), do: :erlang.phash2(term, @range)
+
+  # Whether `term` hashes alike in every iteration: no reference, pid or port in it.
+  defp stable?(term) when is_reference(term) or is_pid(term) or is_port(term), do: false
+  defp stable?(term) when is_tuple(term), do: stable_list?(Tuple.to_list(term))
+  defp stable?(term) when is_list(term), do: stable_list?(term)
+  defp stable?(term) when is_map(term), do: stable_list?(Map.to_list(term))
+  defp stable?(_term), do: true
+
+  defp stable_list?([h | t]), do: stable?(h) and stable_list?(t)
+  defp stable_list?([]), do: true
+  defp stable_list?(_improper_tail), do: true
 
   # Lockstep.PersistentTerm's keys -------------------------------------------------------
   #
@@ -58,7 +134,7 @@ defmodule Lockstep.SharedState do
 
       {session, _id, run} ->
         node = Runtime.node()
-        Runtime.nif_sync({op, key}, object({:persistent_term, node, key}))
+        Runtime.nif_sync({op, key}, access(op, {:persistent_term, node, key}))
         if store?, do: Session.mark_cleanup(session)
         {@key_tag, run, node, key}
     end
@@ -76,7 +152,7 @@ defmodule Lockstep.SharedState do
 
       {_session, _id, run} ->
         node = Runtime.node()
-        Runtime.nif_sync(op, object({:persistent_term, node}))
+        Runtime.nif_sync(op, access(op, {:persistent_term, node}))
         for {{@key_tag, ^run, ^node, key}, value} <- :persistent_term.get(), do: {key, value}
     end
   end

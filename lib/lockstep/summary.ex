@@ -25,7 +25,18 @@ defmodule Lockstep.Summary do
       add to `:instrument`); at most 10 distinct findings. Empty for a run Lockstep fully
       controlled. When it is not, the run prints one warning naming them and the module
       to instrument (also in `warnings`); `strict_control: true` fails the iteration as
-      `:uncontrolled` instead.
+      `:uncontrolled` instead;
+    * `complete` — with `strategy: :exhaustive`, whether every interleaving (up to
+      equivalence; within the preemption bound, if one was given) was explored: the test
+      is verified for this program and these options. Always `false` for the randomised
+      strategies, which cannot tell;
+    * `sleep_blocked` — with `:exhaustive`, interleavings cut short because every choice
+      left was asleep (redundant work of `dpor: :source`; `:optimal` has none);
+    * `still_on_stack` — with `:exhaustive` stopped by `:iterations` before the end, the
+      depth of the search stack still to backtrack over (0 when complete).
+
+  `to_string/1` says what the run covered, e.g. "verified: all 64 interleavings explored,
+  no bug" for a complete exhaustive run.
   """
 
   defstruct iterations: 0,
@@ -40,7 +51,10 @@ defmodule Lockstep.Summary do
             elapsed_us: 0,
             per_worker: [],
             lost_nodes: [],
-            uncontrolled: []
+            uncontrolled: [],
+            complete: false,
+            sleep_blocked: 0,
+            still_on_stack: 0
 
   @type t :: %__MODULE__{
           iterations: non_neg_integer(),
@@ -57,6 +71,9 @@ defmodule Lockstep.Summary do
             %{worker: pos_integer(), iterations: non_neg_integer(), steps: non_neg_integer()}
           ],
           lost_nodes: [node()],
+          complete: boolean(),
+          sleep_blocked: non_neg_integer(),
+          still_on_stack: non_neg_integer(),
           uncontrolled: [
             %{
               iteration: pos_integer(),
@@ -73,4 +90,27 @@ defmodule Lockstep.Summary do
             }
           ]
         }
+end
+
+defimpl String.Chars, for: Lockstep.Summary do
+  def to_string(%{complete: true, iterations: n}) do
+    "verified: all #{n} #{plural(n)} explored, no bug"
+  end
+
+  def to_string(%{strategy: strategy, iterations: n, still_on_stack: depth} = s)
+      when strategy == :exhaustive or (is_tuple(strategy) and elem(strategy, 0) == :exhaustive) do
+    "not complete: #{n} #{plural(n)} explored, no bug; the search stopped with #{depth} " <>
+      "decisions still on its stack (raise :iterations, or leave it at its default " <>
+      ":infinity, to finish)" <> blocked(s)
+  end
+
+  def to_string(%{iterations: n, distinct_schedules: d}) do
+    "#{n} iterations (#{d} distinct schedules), no bug"
+  end
+
+  defp blocked(%{sleep_blocked: 0}), do: ""
+  defp blocked(%{sleep_blocked: b}), do: "; #{b} cut short by sleep sets"
+
+  defp plural(1), do: "interleaving"
+  defp plural(_), do: "interleavings"
 end

@@ -77,7 +77,8 @@ defmodule Lockstep.NativeErrorTest do
     test "an unknown strategy, a bad field or a bad shape raises InternalError naming it" do
       expected =
         "(expected :random, :pos, {:pct, depth}, {:fair_pct, depth, switch}, " <>
-          "{:idpct, d_min, d_max}, {:replay, schedule} or {:shrink_replay, schedule, seed})"
+          "{:idpct, d_min, d_max}, {:replay, schedule}, {:shrink_replay, schedule, seed} or " <>
+          "{:exhaustive, :none | :source | :optimal, nil | bound})"
 
       for {spec, shown} <- [
             {:bogus, "bogus"},

@@ -105,11 +105,27 @@ pub enum Op {
         timer: Option<TimerId>,
         notify: bool,
     },
-    /// A shared-state operation (ETS, atomics, …) on `object` (a hash of table and key).
+    /// A shared-state operation (ETS, atomics, …) on `object` (a hash of table and key,
+    /// which the trace shows and `:pos` races on); `access`, when the caller knows it, says
+    /// precisely what it reads or writes (exhaustive search's dependency relation).
     Nif {
         object: Option<u64>,
+        access: Option<SharedAccess>,
     },
     Cluster(ClusterOp),
+}
+
+/// What a shared-state operation touches: one key of a table (an ETS key, an atomics or
+/// counters index, a persistent_term key) or, with `key: None`, the whole table. Tables and
+/// keys are hashes of the terms naming them; `stable` says that those terms hold no
+/// reference, pid or port, so the same object hashes alike in every iteration (a table
+/// created anew in each iteration does not: then only this iteration may compare it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SharedAccess {
+    pub table: u64,
+    pub key: Option<u64>,
+    pub write: bool,
+    pub stable: bool,
 }
 
 /// What applying a pending operation produced; handed to the process that performed it.

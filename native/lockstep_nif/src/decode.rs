@@ -13,7 +13,8 @@
 //! decoded by hand where they are used: they are untagged, and every call pays for them.
 
 use crate::convert::internal_error;
-use lockstep_core::strategy::{FairPct, IdPct, Pct, Pos, RandomWalk, Replay};
+use lockstep_core::op::SharedAccess;
+use lockstep_core::strategy::{Dpor, Exhaustive, FairPct, IdPct, Pct, Pos, RandomWalk, Replay};
 use lockstep_core::{
     BlockedAtEnd, Config, CrashMode, Decision, DeliveryMode, ExitClass, ProcName, Strategy,
 };
@@ -81,12 +82,23 @@ pub enum StrategySpec<'a> {
     Replay(Term<'a>),
     /// `{:shrink_replay, schedule, seed}`: a shrink candidate, random past its end.
     ShrinkReplay(Term<'a>, u64),
+    /// `{:exhaustive, dpor, preemption_bound}` (`nil`: unbounded).
+    Exhaustive(DporMode, Option<u32>),
+}
+
+/// `:exhaustive`'s `dpor:` option.
+#[derive(NifUnitEnum, Clone, Copy)]
+pub enum DporMode {
+    None,
+    Source,
+    Optimal,
 }
 
 impl<'a> Arg<'a> for StrategySpec<'a> {
     const WHAT: &'static str = "strategy spec";
     const EXPECTED: &'static str = ":random, :pos, {:pct, depth}, {:fair_pct, depth, switch}, \
-        {:idpct, d_min, d_max}, {:replay, schedule} or {:shrink_replay, schedule, seed}";
+        {:idpct, d_min, d_max}, {:replay, schedule}, {:shrink_replay, schedule, seed} or \
+        {:exhaustive, :none | :source | :optimal, nil | bound}";
 }
 
 impl StrategySpec<'_> {
@@ -100,6 +112,14 @@ impl StrategySpec<'_> {
             StrategySpec::Replay(schedule) => Box::new(Replay::new(schedule_arg(schedule)?)),
             StrategySpec::ShrinkReplay(schedule, seed) => {
                 Box::new(Replay::lenient(schedule_arg(schedule)?, seed))
+            }
+            StrategySpec::Exhaustive(dpor, bound) => {
+                let dpor = match dpor {
+                    DporMode::None => Dpor::None,
+                    DporMode::Source => Dpor::Source,
+                    DporMode::Optimal => Dpor::Optimal,
+                };
+                Box::new(Exhaustive::new(dpor, bound))
             }
         })
     }
@@ -355,4 +375,39 @@ pub fn schedule_arg(term: Term) -> NifResult<Vec<Decision>> {
             ))),
         })
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared state
+
+/// What a shared-state sync point touches, as `Lockstep.SharedState` builds it: `nil`
+/// (nothing mutable), an object hash (the trace's and `:pos`'s race object; how it touches
+/// it is unknown), or `{object, table, key | nil, write?, stable?}` (the exhaustive search's
+/// dependency relation: key `key` of `table`, or the whole table, read or written; see
+/// `lockstep_core::op::SharedAccess`).
+pub struct NifObject(pub Option<u64>, pub Option<SharedAccess>);
+
+impl<'a> Decoder<'a> for NifObject {
+    fn decode(term: Term<'a>) -> NifResult<Self> {
+        if let Ok(object) = term.decode::<Option<u64>>() {
+            return Ok(NifObject(object, None));
+        }
+        let (object, table, key, write, stable): (u64, u64, Option<u64>, bool, bool) =
+            term.decode()?;
+        Ok(NifObject(
+            Some(object),
+            Some(SharedAccess {
+                table,
+                key,
+                write,
+                stable,
+            }),
+        ))
+    }
+}
+
+impl<'a> Arg<'a> for NifObject {
+    const WHAT: &'static str = "shared-state object";
+    const EXPECTED: &'static str =
+        "nil, an object id, or {object, table, key | nil, write?, stable?}";
 }

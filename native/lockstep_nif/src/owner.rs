@@ -10,8 +10,8 @@ use crate::decode::{arg, SessionConfig, StrategySpec};
 use crate::resource::{self, lock, lock_any, strategy_of, SessionResource, StrategyCell};
 use crate::state::SessionState;
 use crate::wake::after_call;
-use lockstep_core::strategy::Metered;
-use lockstep_core::{ExitCause, Outcome, ProcId, ProcState, Session};
+use lockstep_core::strategy::{Metered, SearchStats};
+use lockstep_core::{ExitCause, Outcome, ProcId, ProcState, Session, Strategy};
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 use std::sync::Mutex;
 
@@ -59,7 +59,10 @@ fn session_new<'a>(
         })?;
     let session = Session::new(config, &mut strategy, seed);
     let owner = env.pid();
+    // An exhaustive search learns each step's footprint from its events.
+    let keep_events = strategy.reads_events();
     let mut state = SessionState::new(session, strategy, cell, owner, capture);
+    state.capture.keep_events |= keep_events;
     state.owner.done_ref = Some(state.terms.save(done_ref));
     let resource = ResourceArc::new(SessionResource::new(state));
     env.monitor(&resource, &owner);
@@ -330,16 +333,39 @@ fn uncontrolled_term<'a>(env: Env<'a>, st: &SessionState) -> Term<'a> {
     list.encode(env)
 }
 
+/// A systematic search's progress after an iteration: `nil` for randomised strategies,
+/// else `%{explored:, sleep_blocked:, depth:, exhausted:}`.
+fn search_term<'a>(env: Env<'a>, search: Option<SearchStats>) -> NifResult<Term<'a>> {
+    let Some(s) = search else {
+        return Ok(atoms::nil().encode(env));
+    };
+    Term::map_from_pairs(
+        env,
+        &[
+            (atoms::explored().encode(env), s.explored.encode(env)),
+            (
+                atoms::sleep_blocked().encode(env),
+                s.sleep_blocked.encode(env),
+            ),
+            (atoms::depth().encode(env), s.depth.encode(env)),
+            (atoms::exhausted().encode(env), s.exhausted.encode(env)),
+        ],
+    )
+}
+
 /// Ends the iteration for the strategy and hands the strategy back to the run.
-/// Returns `{outcome, %{steps:, context_switches:, contested_steps:, fingerprint:, cleanup:}}`.
+/// Returns `{outcome, %{steps:, context_switches:, contested_steps:, fingerprint:, cleanup:,
+/// search:}}` (`search`: see `search_term`).
 #[rustler::nif]
 fn session_finish<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
     let mut guard = lock_any(&res);
     let st = &mut *guard;
     let mut metrics = None;
+    let mut search = None;
     if let Some(mut strategy) = st.strategy.take() {
         st.session.finish(&mut strategy);
         metrics = Some(strategy.metrics());
+        search = strategy.search_stats();
         if let Ok(mut slot) = st.cell.strategy.lock() {
             *slot = Some(strategy);
         }
@@ -363,6 +389,7 @@ fn session_finish<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifRes
                 atoms::cleanup().encode(env),
                 st.owner.needs_cleanup.encode(env),
             ),
+            (atoms::search().encode(env), search_term(env, search)?),
         ],
     )?;
     Ok((outcome_term(env, st), metrics).encode(env))

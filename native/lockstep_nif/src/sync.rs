@@ -13,7 +13,7 @@
 //! `&SessionResource` (no reference count taken).
 
 use crate::convert::{atoms, engine_error, not_managed_error};
-use crate::decode::{arg, ExitKind, NameOp, TimeOp};
+use crate::decode::{arg, ExitKind, NameOp, NifObject, TimeOp};
 use crate::handoff::{Carry, Deferred, Pending};
 use crate::resource::{lock, strategy_of, SessionResource};
 use crate::state::SessionState;
@@ -701,17 +701,20 @@ fn sync_read_timer<'a>(
     })
 }
 
-/// A shared-state sync point; `kind` is shown in the trace (captured), `object` is a hash
-/// of what it touches (`nil` when unknown).
+/// A shared-state sync point; `kind` is shown in the trace (captured), `object` says what
+/// it touches (see `decode::NifObject`).
 #[rustler::nif]
 fn sync_nif<'a>(
     env: Env<'a>,
     res: ResourceArc<SessionResource>,
     id: ProcId,
     kind: Term<'a>,
-    object: Option<u64>,
+    object: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    sync_announcing(env, &res, id, Some(kind), true, |_| Ok(Op::Nif { object }))
+    let NifObject(object, access) = arg(object)?;
+    sync_announcing(env, &res, id, Some(kind), true, |_| {
+        Ok(Op::Nif { object, access })
+    })
 }
 
 /// The caller, which sent outside the run, receives in instrumented code: it may wait for

@@ -212,7 +212,8 @@ impl Session {
     }
 
     /// Drops the events recorded so far, keeping their buffer: for an adapter that keeps
-    /// no trace and reads each event only once, as it is recorded. A long iteration then
+    /// no trace and reads each event only once, as it is recorded, and whose strategy does
+    /// not read them (`Strategy::reads_events`). A long iteration then
     /// records into the same few cache lines instead of growing a buffer step by step.
     pub fn forget_events(&mut self) {
         self.events.clear();

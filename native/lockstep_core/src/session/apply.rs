@@ -38,7 +38,7 @@ impl Session {
                     }
                 }
             }
-            Op::Nif { object } => {
+            Op::Nif { object, .. } => {
                 self.record(p, EventKind::Nif { object });
                 OpResult::Done
             }

@@ -198,6 +198,8 @@ impl Session {
             procs: &self.procs,
             msgs: &self.msgs,
             timers: &self.timers,
+            events: &self.events,
+            delivery: self.config.delivery,
         }
     }
 

@@ -3,7 +3,7 @@
 //! context switches (a process picked right after another one ran), and fingerprints the
 //! decisions so a run can count the distinct schedules it explored.
 
-use super::{Choice, ChoiceSet, Divergence, Strategy, View};
+use super::{Choice, ChoiceSet, Divergence, SearchStats, Strategy, View};
 
 /// A cheap running hash (FxHash's multiply-rotate step): this runs at every step, and a
 /// fingerprint only needs to tell schedules apart, not resist an adversary.
@@ -100,6 +100,14 @@ impl<S: Strategy> Strategy for Metered<S> {
     fn end_iteration(&mut self, view: &View<'_>, completed: bool) -> Result<(), Divergence> {
         self.inner.end_iteration(view, completed)
     }
+
+    fn search_stats(&self) -> Option<SearchStats> {
+        self.inner.search_stats()
+    }
+
+    fn reads_events(&self) -> bool {
+        self.inner.reads_events()
+    }
 }
 
 /// Lets a boxed strategy be wrapped too.
@@ -123,6 +131,14 @@ impl Strategy for Box<dyn Strategy> {
     fn end_iteration(&mut self, view: &View<'_>, completed: bool) -> Result<(), Divergence> {
         self.as_mut().end_iteration(view, completed)
     }
+
+    fn search_stats(&self) -> Option<SearchStats> {
+        self.as_ref().search_stats()
+    }
+
+    fn reads_events(&self) -> bool {
+        self.as_ref().reads_events()
+    }
 }
 
 #[cfg(test)]
@@ -137,6 +153,8 @@ mod tests {
             procs: &[],
             msgs: &[],
             timers: &[],
+            events: &[],
+            delivery: crate::config::DeliveryMode::Instant,
         };
         let three = ChoiceSet::from_choices(&[Choice::Run(0), Choice::Run(1), Choice::Run(2)]);
         let one = ChoiceSet::from_choices(&[Choice::Run(1)]);

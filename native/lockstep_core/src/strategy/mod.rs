@@ -7,6 +7,8 @@
 //!
 //! Each strategy lives in its own file and cites the paper it implements.
 
+mod dependency;
+mod exhaustive;
 mod fair_pct;
 mod idpct;
 mod metered;
@@ -18,6 +20,8 @@ mod random;
 mod reference;
 mod replay;
 
+pub use dependency::{dependent, Access, Footprint, Obj};
+pub use exhaustive::{Dpor, Exhaustive};
 pub use fair_pct::FairPct;
 pub use idpct::IdPct;
 pub use metered::{IterationMetrics, Metered};
@@ -33,6 +37,7 @@ use crate::op::Op;
 use crate::process::Process;
 use crate::schedule::Decision;
 use crate::timer::{Timer, TimerKind};
+use crate::trace::Event;
 use std::fmt;
 
 /// The shared object a choice touches; two choices on the same object race (POS).
@@ -52,6 +57,12 @@ pub struct View<'a> {
     pub(crate) procs: &'a [Process],
     pub(crate) msgs: &'a [Message],
     pub(crate) timers: &'a [Timer],
+    /// The iteration's trace so far: what each step did, which an exhaustive search reads
+    /// to learn a step's footprint (a receive's message is only known once it ran).
+    pub(crate) events: &'a [Event],
+    /// The run's delivery mode (under `:delayed` a send to a live process puts a message in
+    /// flight, to a dead one drops it: a send then depends on the target's death).
+    pub(crate) delivery: crate::config::DeliveryMode,
 }
 
 impl<'a> View<'a> {
@@ -70,6 +81,16 @@ impl<'a> View<'a> {
 
     pub fn message(&self, id: MsgId) -> &'a Message {
         &self.msgs[id as usize]
+    }
+
+    /// Every message and signal sent so far, in send order (ids grow with send order).
+    pub fn messages(&self) -> &'a [Message] {
+        self.msgs
+    }
+
+    /// The events recorded so far in this iteration, in order.
+    pub fn events(&self) -> &'a [Event] {
+        self.events
     }
 
     /// The decision that taking `choice` would record.
@@ -119,7 +140,9 @@ impl<'a> View<'a> {
                 | Op::Unregister { name }
                 | Op::Whereis { name }
                 | Op::MonitorName { name, .. } => Some(RaceObject::Name(name)),
-                Op::Nif { object: Some(o) } => Some(RaceObject::Shared(o)),
+                Op::Nif {
+                    object: Some(o), ..
+                } => Some(RaceObject::Shared(o)),
                 _ => None,
             },
             Choice::Deliver(m) => self.message(m).to.map(RaceObject::Mailbox),
@@ -171,6 +194,20 @@ impl fmt::Display for Divergence {
     }
 }
 
+/// How far a systematic search has got (`Exhaustive`); randomised strategies have none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SearchStats {
+    /// Iterations run so far (each an interleaving, also when cut short).
+    pub explored: u64,
+    /// Iterations that reached a state where every choice was asleep (source DPOR's
+    /// redundant explorations; optimal DPOR has none).
+    pub sleep_blocked: u64,
+    /// Decisions on the search stack: how deep the tree still to explore reaches.
+    pub depth: u64,
+    /// Whether the whole tree (within the preemption bound, if any) has been explored.
+    pub exhausted: bool,
+}
+
 /// A scheduling policy. The session calls `begin_iteration` once per iteration, then `pick`
 /// at every step (also when only one choice exists: a replay must check it), `random` for
 /// `Lockstep.random/1`, and `end_iteration` when the iteration is over.
@@ -189,6 +226,17 @@ pub trait Strategy: Send {
     /// `completed` is false when the iteration was cut short by a failure or `max_steps`.
     fn end_iteration(&mut self, _view: &View<'_>, _completed: bool) -> Result<(), Divergence> {
         Ok(())
+    }
+
+    /// A systematic search's progress; `None` for randomised strategies.
+    fn search_stats(&self) -> Option<SearchStats> {
+        None
+    }
+
+    /// Whether the strategy reads the iteration's events (`View::events`): an adapter
+    /// that drops events nobody will read (`Session::forget_events`) must keep them.
+    fn reads_events(&self) -> bool {
+        false
     }
 }
 

@@ -172,6 +172,8 @@ mod tests {
             procs: &procs,
             msgs: &[],
             timers: &[],
+            events: &[],
+            delivery: crate::config::DeliveryMode::Instant,
         };
         let choices: Vec<Choice> = (0..4).map(Choice::Run).collect();
         let mut executed = [false; 4];
@@ -217,6 +219,8 @@ mod tests {
             procs: &procs,
             msgs: &[],
             timers: &[],
+            events: &[],
+            delivery: crate::config::DeliveryMode::Instant,
         };
         let choices = [Choice::Run(0), Choice::Run(1)];
         let set = ChoiceSet::from_choices(&choices);

@@ -175,6 +175,8 @@ impl World {
             procs: &self.procs,
             msgs: &self.msgs,
             timers: &self.timers,
+            events: &[],
+            delivery: crate::config::DeliveryMode::Instant,
         }
     }
 

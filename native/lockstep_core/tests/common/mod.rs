@@ -211,6 +211,15 @@ pub enum Action {
     ReadTimerNotify(u32),
     /// A shared-state operation on `object`.
     Nif(Option<u64>),
+    /// A shared-state operation that says what it touches (as `Lockstep.ETS` does): key
+    /// `key` of table `table` (`None`: the whole table), read or written. The driver models
+    /// the table: a write stores a value unique to the writer and the action, a whole-table
+    /// write clears the table; a read hands back what it finds (`Seen::Shared`).
+    Shared {
+        table: u32,
+        key: Option<u32>,
+        write: bool,
+    },
     /// Activates alias `n` (not a sync point).
     Alias(u32),
     /// Deactivates alias `n` (not a sync point).
@@ -271,6 +280,9 @@ pub enum Seen {
     EtsDeleted(bool),
     /// A call that is not a sync point.
     Local,
+    /// What a shared-state read found (0: nothing; a whole-table read: a hash of the
+    /// table), or the value a write stored.
+    Shared(u64),
 }
 
 /// `scripts[0]` is the root's. Running off the end of a script is a normal exit.
@@ -404,6 +416,8 @@ struct Driver<'p> {
     effects: Vec<Effect>,
     /// Slots handed to named ETS tables (the adapter's table arena).
     ets_slots: u32,
+    /// The modelled shared tables of `Action::Shared`: (table, key) → value.
+    shared: std::collections::BTreeMap<(u32, u32), u64>,
 }
 
 impl<'p> Driver<'p> {
@@ -418,6 +432,7 @@ impl<'p> Driver<'p> {
             seen: Vec::new(),
             effects: Vec::new(),
             ets_slots: 0,
+            shared: Default::default(),
         };
         d.add_proc(0, None, Vec::new());
         d
@@ -765,6 +780,39 @@ impl<'p> Driver<'p> {
             (Some(Action::GlobalNames), OpResult::GlobalList(node)) => {
                 self.complete(p, Seen::GlobalNames(session.global_names(node)));
             }
+            (Some(Action::Shared { table, key, write }), OpResult::Done) => {
+                let seen = match (key, write) {
+                    (Some(k), true) => {
+                        // Unique to the writer (by name, stable across interleavings) and
+                        // to the action.
+                        let name = &session.proc(p).expect("a known process").name;
+                        let index = self.seen[p as usize].len() as u64;
+                        let value = name
+                            .path()
+                            .iter()
+                            .fold(7u64, |h, &x| h.wrapping_mul(31).wrapping_add(u64::from(x)))
+                            .wrapping_mul(1000)
+                            .wrapping_add(index + 1);
+                        self.shared.insert((table, k), value);
+                        value
+                    }
+                    (Some(k), false) => self.shared.get(&(table, k)).copied().unwrap_or(0),
+                    (None, true) => {
+                        self.shared.retain(|&(t, _), _| t != table);
+                        0
+                    }
+                    (None, false) => self.shared.range((table, 0)..=(table, u32::MAX)).fold(
+                        1u64,
+                        |h, (&(_, k), &v)| {
+                            h.wrapping_mul(1_000_003)
+                                .wrapping_add(u64::from(k))
+                                .wrapping_mul(31)
+                                .wrapping_add(v)
+                        },
+                    ),
+                };
+                self.complete(p, Seen::Shared(seen));
+            }
             (Some(Action::EtsNew(name)), OpResult::Done) => {
                 let node = session.proc(p).expect("a known process").node;
                 let slot = self.ets_slots;
@@ -966,10 +1014,27 @@ impl<'p> Driver<'p> {
                     timer: self.nth_timer(p, nth),
                     notify: true,
                 },
-                Action::Nif(object) => Op::Nif { object },
+                Action::Nif(object) => Op::Nif {
+                    object,
+                    access: None,
+                },
+                Action::Shared { table, key, write } => Op::Nif {
+                    object: Some(
+                        u64::from(write) << 63
+                            | u64::from(table) << 32
+                            | u64::from(key.unwrap_or(u32::MAX)),
+                    ),
+                    access: Some(lockstep_core::op::SharedAccess {
+                        table: u64::from(table),
+                        key: key.map(u64::from),
+                        write,
+                        stable: true,
+                    }),
+                },
                 Action::EtsNew(name) | Action::EtsWhereis(name) | Action::EtsDelete(name) => {
                     Op::Nif {
                         object: Some(u64::from(name)),
+                        access: None,
                     }
                 }
                 Action::StartNode(n) => Op::Cluster(ClusterOp::StartNode(n)),

@@ -1,0 +1,897 @@
+//! Exhaustive search: every interleaving up to equivalence, by stateless dynamic partial
+//! order reduction.
+//!
+//! * `Dpor::None` — plain depth-first search over every choice (and every value of each
+//!   `Lockstep.random/1`), no reduction: the reference the other two are checked against.
+//! * `Dpor::Source` — source sets with sleep sets: Abdulla, Aronis, Jonsson, Sagonas,
+//!   "Optimal Dynamic Partial Order Reduction", POPL 2014, Algorithm 1.
+//! * `Dpor::Optimal` — wake-up trees (the same paper's Algorithm 2, and "Source Sets: A
+//!   Foundation for Optimal Dynamic Partial Order Reduction", JACM 64(4), 2017): explores
+//!   exactly one interleaving per Mazurkiewicz trace, none cut short by sleep sets.
+//! * Message passing is handled as Concuerror does it (Christakis, Gotovos, Sagonas,
+//!   "Systematic Testing for Detecting Concurrency Errors in Erlang Programs", ICST 2013,
+//!   and "DPOR for message passing" in the JACM paper, §10): deliveries to one mailbox
+//!   race, a receive races with the arrival of the message it took, not with later ones.
+//!   The relation itself is `dependency.rs`.
+//!
+//! Control flow. The search is stateless: each iteration re-executes the program from
+//! scratch. `stack` holds one [`Node`] per decision of the current execution; the first
+//! `prefix` nodes of an iteration are replayed (the node's `taken` actor must be offered
+//! again, or the program is not deterministic: a [`Divergence`]), the last of them carries
+//! the new branch, and past it the search picks freely — the first choice offered that is
+//! not asleep, or the leftmost branch of the node's wake-up tree — pushing new nodes. A
+//! step's footprint is known only once it ran (a receive's message is reported during its
+//! run segment), so each pick first finishes the footprint of the step before it, from the
+//! events the session recorded. At `end_iteration` the execution's races are found with
+//! vector clocks (happens-before is program order plus dependent pairs in execution order),
+//! each race adds a backtrack point (source) or a wake-up sequence (optimal) at the node
+//! before its first event, and the deepest node with work left becomes the next branch.
+//!
+//! Actors are stable across executions: a process's symbolic name for `Run`, the
+//! sender→receiver pair for `Deliver`, the timer's owner and ordinal for `Fire`. A reversal
+//! whose first actor is not offered at the node it targets (a process not yet spawned, a
+//! timer not yet the earliest) is infeasible and skipped: the reordering cannot happen.
+//!
+//! A preemption bound (`preemption_bound: k`, Musuvathi and Qadeer, PLDI 2007) turns the
+//! search into plain depth-first search over the schedules with at most k preemptive
+//! context switches (the last process run is still offered and another is picked): DPOR's
+//! reductions are not sound under a bound without extra machinery (Coons, Musuvathi,
+//! McKinley, "Bounded Partial-Order Reduction", OOPSLA 2013). `exhausted` then means
+//! complete within the bound.
+
+use super::dependency::{dependent, footprint, Footprint, Step};
+use super::{Choice, ChoiceSet, Divergence, SearchStats, Strategy, View};
+use crate::ids::{ProcId, ProcName};
+use crate::op::Op;
+use crate::process::ProcState;
+use crate::schedule::Decision;
+use crate::trace::EventKind;
+use std::collections::HashMap;
+
+/// Which reduction the search uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dpor {
+    None,
+    Source,
+    Optimal,
+}
+
+/// An interned actor (see the module comment).
+type Actor = u32;
+
+/// An event as the search remembers it across executions: who, which random value, what
+/// it touched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Ev {
+    actor: Actor,
+    value: Option<u64>,
+    fp: Footprint,
+}
+
+/// A wake-up tree below a node: ordered branches, leftmost explored first.
+#[derive(Clone, Debug)]
+struct Wut {
+    ev: Ev,
+    children: Vec<Wut>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Node {
+    /// The actors offered here, in offer order, with the bound of a pending
+    /// `Lockstep.random/1` (a process whose next step draws).
+    enabled: Vec<(Actor, Option<u64>)>,
+    taken: Actor,
+    /// The taken step's draw, `(n, value)`, once made.
+    random: Option<(u64, u64)>,
+    /// A value a wake-up branch fixed for the taken step's draw.
+    fixed_value: Option<u64>,
+    /// The taken step's footprint in the current execution.
+    fp: Footprint,
+    /// The taken step was offered because nothing else could happen: a timer firing, a
+    /// process waiting for a message from outside the run.
+    idle_only: bool,
+    /// Preemptive context switches before this step (bounded search), and the actor of
+    /// the step before it.
+    preemptions: u32,
+    prev: Option<Actor>,
+    /// Asleep on entry: explored from an ancestor, and independent of every step since.
+    sleep: Vec<Ev>,
+    /// Explored here already (each a sleep entry for the later siblings).
+    done: Vec<Ev>,
+    /// Source / plain DFS: actors still to explore here.
+    backtrack: Vec<Actor>,
+    /// Optimal: the wake-up tree's branches still to explore here.
+    wut: Vec<Wut>,
+    /// Optimal: the subtree of the branch being explored, handed to the next node.
+    next_wut: Vec<Wut>,
+}
+
+impl Node {
+    /// Whether taking `a` here is a preemptive context switch: the process that ran last
+    /// could go on and another actor is picked.
+    fn preempts(&self, a: Actor, is_run: &[bool]) -> bool {
+        match self.prev {
+            Some(p) if is_run[p as usize] => a != p && self.enabled.iter().any(|e| e.0 == p),
+            _ => false,
+        }
+    }
+}
+
+/// The step in progress (picked, not yet finished).
+struct InProgress {
+    node: usize,
+    step: u64,
+    choice: Choice,
+    op: Option<Op>,
+    aliases: usize,
+}
+
+/// Interned process names, and this iteration's ids for them.
+#[derive(Default)]
+struct Keys {
+    names: HashMap<ProcName, u32>,
+    by_id: Vec<Option<u32>>,
+}
+
+impl Keys {
+    fn key(&mut self, view: &View<'_>, p: ProcId) -> u32 {
+        let i = p as usize;
+        if let Some(Some(k)) = self.by_id.get(i) {
+            return *k;
+        }
+        let next = self.names.len() as u32;
+        let k = *self.names.entry(view.proc_name(p).clone()).or_insert(next);
+        if self.by_id.len() <= i {
+            self.by_id.resize(i + 1, None);
+        }
+        self.by_id[i] = Some(k);
+        k
+    }
+}
+
+pub struct Exhaustive {
+    dpor: Dpor,
+    bound: Option<u32>,
+    actors: HashMap<Decision, Actor>,
+    decisions: Vec<Decision>,
+    /// Whether each actor is a process (`Run`): only those can be preempted.
+    is_run: Vec<bool>,
+
+    keys: Keys,
+    stack: Vec<Node>,
+    exhausted: bool,
+    /// The program did not follow a prefix: the search cannot go on.
+    broken: bool,
+    /// Source DPOR adds every initial of a reversal, not one: set once a step of the
+    /// program was seen disabling another (see `disabled_races`).
+    all_initials: bool,
+    explored: u64,
+    sleep_blocked: u64,
+    // Per iteration:
+    depth: usize,
+    prefix: usize,
+    in_progress: Option<InProgress>,
+    seen_events: usize,
+    seen_msgs: usize,
+    seen_procs: usize,
+    /// Every choice here was asleep: the rest of the run is redundant and not recorded.
+    blocked: bool,
+    run_actor: Vec<Option<Actor>>,
+    pair_actor: HashMap<(ProcId, ProcId), Actor>,
+}
+
+impl Exhaustive {
+    /// `bound`: at most this many preemptions per schedule (then the search is plain
+    /// depth-first, whatever `dpor` says; see the module comment).
+    pub fn new(dpor: Dpor, bound: Option<u32>) -> Self {
+        Exhaustive {
+            dpor: if bound.is_some() { Dpor::None } else { dpor },
+            bound,
+            actors: HashMap::new(),
+            decisions: Vec::new(),
+            is_run: Vec::new(),
+
+            keys: Keys::default(),
+            stack: Vec::new(),
+            exhausted: false,
+            broken: false,
+            // A disabling step may come only in a later execution, after the race whose
+            // reversal it hides was handled: from the start, then.
+            all_initials: true,
+            explored: 0,
+            sleep_blocked: 0,
+            depth: 0,
+            prefix: 0,
+            in_progress: None,
+            seen_events: 0,
+            seen_msgs: 0,
+            seen_procs: 0,
+            blocked: false,
+            run_actor: Vec::new(),
+            pair_actor: HashMap::new(),
+        }
+    }
+
+    /// The reduction actually used (`None` under a preemption bound).
+    pub fn dpor(&self) -> Dpor {
+        self.dpor
+    }
+
+    fn intern(&mut self, d: Decision) -> Actor {
+        if let Some(&a) = self.actors.get(&d) {
+            return a;
+        }
+        let a = self.decisions.len() as Actor;
+        self.is_run.push(matches!(d, Decision::Run(_)));
+
+        self.decisions.push(d.clone());
+        self.actors.insert(d, a);
+        a
+    }
+
+    fn actor_of(&mut self, view: &View<'_>, c: Choice) -> Actor {
+        match c {
+            Choice::Run(p) => {
+                let i = p as usize;
+                if let Some(Some(a)) = self.run_actor.get(i) {
+                    return *a;
+                }
+                let a = self.intern(view.decision_for(c));
+                if self.run_actor.len() <= i {
+                    self.run_actor.resize(i + 1, None);
+                }
+                self.run_actor[i] = Some(a);
+                a
+            }
+            Choice::Deliver(m) => {
+                let msg = view.message(m);
+                let pair = (msg.from, msg.to.unwrap_or(ProcId::MAX));
+                if let Some(&a) = self.pair_actor.get(&pair) {
+                    return a;
+                }
+                let a = self.intern(view.decision_for(c));
+                self.pair_actor.insert(pair, a);
+                a
+            }
+            Choice::Fire(_) => self.intern(view.decision_for(c)),
+        }
+    }
+
+    /// The choices offered, with their actors and pending draws: O(n log n) in the
+    /// choices, which DPOR needs (the enabled set of each state).
+    fn offered(
+        &mut self,
+        view: &View<'_>,
+        choices: &ChoiceSet,
+    ) -> Vec<(Actor, Choice, Option<u64>)> {
+        (0..choices.len())
+            .map(|i| {
+                let c = choices.get(i);
+                let n = match c {
+                    Choice::Run(p) => match view.pending(p) {
+                        Op::Random { n } => Some(n),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                (self.actor_of(view, c), c, n)
+            })
+            .collect()
+    }
+
+    /// Completes the footprint of the step in progress from what the session recorded.
+    fn finish_step(&mut self, view: &View<'_>) {
+        let events = view.events();
+        if let Some(ip) = self.in_progress.take() {
+            let from = self.seen_events.min(events.len());
+            let mut end = events.len();
+            // The teardown's kills at the end of an iteration are not part of any step.
+            while end > from
+                && matches!(
+                    events[end - 1].kind,
+                    EventKind::Exit {
+                        cause: crate::process::ExitCause::Teardown
+                    }
+                )
+            {
+                end -= 1;
+            }
+            let step_events = &events[from..end];
+            debug_assert!(step_events.iter().all(|e| e.step == ip.step));
+            let aliases_changed = match ip.choice {
+                Choice::Run(p) => view.procs()[p as usize].aliases.len() != ip.aliases,
+                _ => false,
+            };
+            let step = Step {
+                choice: ip.choice,
+                op: ip.op,
+                events: step_events,
+                new_msgs: self.seen_msgs..view.messages().len(),
+                new_procs: self.seen_procs..view.procs().len(),
+                aliases_changed,
+            };
+            let keys = &mut self.keys;
+            let fp = footprint(view, &step, &mut |p| keys.key(view, p));
+            let idle_only = match ip.choice {
+                Choice::Fire(_) => true,
+                Choice::Run(p) => step_events
+                    .iter()
+                    .any(|e| e.proc == p && e.kind == EventKind::ReceiveExternal),
+                Choice::Deliver(_) => false,
+            };
+            if let Some(node) = self.stack.get_mut(ip.node) {
+                node.fp = fp;
+                node.idle_only = idle_only;
+            }
+        }
+        self.seen_events = events.len();
+        self.seen_msgs = view.messages().len();
+        self.seen_procs = view.procs().len();
+    }
+
+    fn asleep(entries: &[Ev], actor: Actor, draw: Option<u64>) -> bool {
+        match draw {
+            None => entries.iter().any(|e| e.actor == actor),
+            // A process about to draw is asleep only once every value is.
+            Some(n) => (0..n).all(|v| {
+                entries
+                    .iter()
+                    .any(|e| e.actor == actor && e.value == Some(v))
+            }),
+        }
+    }
+
+    /// A new node at `depth`: its sleep set and wake-up tree from its parent, and its
+    /// first choice. `None`: every choice is asleep.
+    fn new_node(&mut self, offered: &[(Actor, Choice, Option<u64>)]) -> Option<(Node, Choice)> {
+        let d = self.depth;
+        let mut node = Node {
+            enabled: offered.iter().map(|&(a, _, n)| (a, n)).collect(),
+            ..Node::default()
+        };
+        if d > 0 {
+            let parent = &mut self.stack[d - 1];
+            node.preemptions =
+                parent.preemptions + u32::from(parent.preempts(parent.taken, &self.is_run));
+            node.prev = Some(parent.taken);
+            if self.dpor != Dpor::None {
+                // Sleep sets (Godefroid 1996): what was explored from an ancestor stays
+                // asleep while every step since is independent of it.
+                node.sleep = parent
+                    .sleep
+                    .iter()
+                    .chain(parent.done.iter())
+                    .filter(|e| e.actor != parent.taken && !dependent(&e.fp, &parent.fp, true))
+                    .cloned()
+                    .collect();
+            }
+            node.wut = std::mem::take(&mut parent.next_wut);
+        }
+        let allowed: Vec<bool> = offered
+            .iter()
+            .map(|&(a, _, _)| match self.bound {
+                Some(k) => node.preemptions + u32::from(node.preempts(a, &self.is_run)) <= k,
+                None => true,
+            })
+            .collect();
+        // Optimal: the leftmost wake-up branch that can be taken here.
+        while !node.wut.is_empty() {
+            let branch = node.wut.remove(0);
+            if let Some(&(_, c, _)) = offered.iter().find(|o| o.0 == branch.ev.actor) {
+                node.taken = branch.ev.actor;
+                node.fixed_value = branch.ev.value;
+                node.next_wut = branch.children;
+                return Some((node, c));
+            }
+        }
+        let first = offered.iter().zip(&allowed).find(|&(&(a, _, n), &ok)| {
+            ok && (self.dpor == Dpor::None || !Self::asleep(&node.sleep, a, n))
+        });
+        let first = first?;
+        let first = *first.0;
+        node.taken = first.0;
+        if self.dpor == Dpor::None {
+            node.backtrack = offered
+                .iter()
+                .zip(&allowed)
+                .filter(|&(o, &ok)| o.0 != first.0 && ok)
+                .map(|(o, _)| o.0)
+                .collect();
+        }
+        let c = first.1;
+        Some((node, c))
+    }
+
+    /// Race detection over the finished execution (nodes `0..n`), then a backtrack point
+    /// or wake-up sequence for each race.
+    fn detect_races(&mut self, n: usize, ended: bool) {
+        // Dense per-execution actor indices for the vector clocks.
+        let mut local: HashMap<Actor, usize> = HashMap::new();
+        let idx: Vec<usize> = (0..n)
+            .map(|k| {
+                let next = local.len();
+                *local.entry(self.stack[k].taken).or_insert(next)
+            })
+            .collect();
+        let width = local.len();
+        let mut seq = vec![0u32; n];
+        let mut count = vec![0u32; width];
+        let mut last: Vec<Option<usize>> = vec![None; width];
+        let mut vc: Vec<Vec<u32>> = Vec::with_capacity(n);
+        let mut races: Vec<(usize, usize)> = Vec::new();
+        for j in 0..n {
+            let aj = idx[j];
+            count[aj] += 1;
+            seq[j] = count[aj];
+            let mut c = match last[aj] {
+                Some(p) => vc[p].clone(),
+                None => vec![0; width],
+            };
+            for i in (0..j).rev() {
+                let ai = idx[i];
+                if ai == aj || c[ai] >= seq[i] {
+                    continue;
+                }
+                if !dependent(&self.stack[i].fp, &self.stack[j].fp, false) {
+                    continue;
+                }
+                races.push((i, j));
+                for (x, y) in c.iter_mut().zip(vc[i].iter()) {
+                    *x = (*x).max(*y);
+                }
+            }
+            c[aj] = seq[j];
+            vc.push(c);
+            last[aj] = Some(j);
+        }
+        let disabling = self.disabled_races(n, ended);
+        self.all_initials |= disabling;
+        let hb = |x: usize, y: usize| vc[y][idx[x]] >= seq[x];
+        for (i, j) in races {
+            // Only a reversible race counts: j's actor must be able to go before i. If what
+            // made it able to run at all (the last step after which it was offered) is i,
+            // or comes after i, the pair is a cause and its effect (a spawn and the child's
+            // start, a send and its delivery, a message and the blocked receive it woke).
+            let aj = self.stack[j].taken;
+            let enabler = (i..j)
+                .rev()
+                .find(|&k| !self.stack[k].enabled.iter().any(|e| e.0 == aj));
+            if enabler.is_some_and(|k| k == i || hb(i, k)) {
+                continue;
+            }
+            // A timer is offered when nothing else can happen (`:on_idle`) or while it is
+            // the earliest (`:anytime`), and a process waits for the outside only when
+            // nothing else can happen: no single step enabled them, so they can go before
+            // i only if they were offered there already.
+            if self.stack[j].idle_only && enabler.is_some() {
+                continue;
+            }
+            // v = notdep(i, E).j: the steps between them not caused by i, then j.
+            let mut v: Vec<usize> = ((i + 1)..j).filter(|&k| !hb(i, k)).collect();
+            v.push(j);
+            let initial = |pos: usize, v: &[usize]| !v[..pos].iter().any(|&k| hb(k, v[pos]));
+            let enabled_here = |a: Actor| self.stack[i].enabled.iter().any(|e| e.0 == a);
+            match self.dpor {
+                Dpor::None => {}
+                Dpor::Source => {
+                    let initials: Vec<Actor> = (0..v.len())
+                        .filter(|&pos| initial(pos, &v))
+                        .map(|pos| self.stack[v[pos]].taken)
+                        .collect();
+                    let node = &self.stack[i];
+                    let present = |a: Actor| {
+                        a == node.taken
+                            || node.backtrack.contains(&a)
+                            || node.done.iter().any(|e| e.actor == a)
+                    };
+                    if disabling || self.all_initials {
+                        // A step that disables another (a kill) can hide the reversal
+                        // behind the branch that covers it: every initial is tried.
+                        let missing: Vec<Actor> = initials
+                            .iter()
+                            .copied()
+                            .filter(|&a| enabled_here(a) && !present(a))
+                            .collect();
+                        for a in missing {
+                            if !self.stack[i].backtrack.contains(&a) {
+                                self.stack[i].backtrack.push(a);
+                            }
+                        }
+                        continue;
+                    }
+                    if initials.iter().any(|&a| present(a)) {
+                        continue;
+                    }
+                    if let Some(&a) = initials.iter().find(|&&a| enabled_here(a)) {
+                        self.stack[i].backtrack.push(a);
+                    }
+                }
+                Dpor::Optimal => {
+                    if !v
+                        .iter()
+                        .enumerate()
+                        .any(|(pos, &k)| initial(pos, &v) && enabled_here(self.stack[k].taken))
+                    {
+                        continue;
+                    }
+                    let stack = &self.stack;
+                    let ev_of = |k: usize| Ev {
+                        actor: stack[k].taken,
+                        value: stack[k].random.map(|r| r.1),
+                        fp: stack[k].fp.clone(),
+                    };
+                    let wi = |e: &Ev, v: &[usize]| weak_initial(e, v, stack, &hb);
+                    let node = &stack[i];
+                    let current = ev_of(i);
+                    if node
+                        .sleep
+                        .iter()
+                        .chain(node.done.iter())
+                        .chain(std::iter::once(&current))
+                        .any(|e| wi(e, &v) != Wi::No)
+                    {
+                        continue;
+                    }
+                    let mut tree = std::mem::take(&mut self.stack[i].wut);
+                    insert(&mut tree, v, &self.stack, &hb);
+                    self.stack[i].wut = tree;
+                }
+            }
+        }
+    }
+
+    /// An actor offered at node k and no longer at k + 1, though another actor took step k,
+    /// was disabled by that step: a process killed by an exit signal, a signal dropped by
+    /// an unlink, a timer cancelled. Its step never ran, so no race shows it; it is tried
+    /// at node k, before the step that disabled it (what its step would have touched is
+    /// unknown: it is taken as dependent with everything).
+    ///
+    /// Returns whether any step disabled another: then source sets alone are not enough
+    /// (Algorithm 1 assumes that no step disables another), see `detect_races`; once one
+    /// has, the search keeps adding every initial (`all_initials`), since the branch a
+    /// single initial stands for may be one where the disabling happens.
+    /// `ended`: the execution ran to its end, where nothing is offered any more (so a step
+    /// that disabled others as the very last one counts too).
+    fn disabled_races(&mut self, n: usize, ended: bool) -> bool {
+        let mut any = false;
+        let last = if ended { n } else { n.saturating_sub(1) };
+        for k in 0..last {
+            let disabled: Vec<Actor> = self.stack[k]
+                .enabled
+                .iter()
+                .map(|e| e.0)
+                .filter(|&a| {
+                    a != self.stack[k].taken
+                        && !self
+                            .stack
+                            .get(k + 1)
+                            .is_some_and(|next| next.enabled.iter().any(|e| e.0 == a))
+                })
+                .collect();
+            any |= !disabled.is_empty();
+            let node = &mut self.stack[k];
+            for a in disabled {
+                let known = node
+                    .done
+                    .iter()
+                    .chain(node.sleep.iter())
+                    .any(|e| e.actor == a);
+                match self.dpor {
+                    Dpor::None => {}
+                    Dpor::Source => {
+                        // Asleep or not: the branch its sleep entry stands for may be one
+                        // where it is disabled too, so it is woken (only less reduction).
+                        let done = node.done.iter().any(|e| e.actor == a);
+                        node.sleep.retain(|e| e.actor != a);
+                        if !done && !node.backtrack.contains(&a) {
+                            node.backtrack.push(a);
+                        }
+                    }
+                    Dpor::Optimal => {
+                        if !known && !node.wut.iter().any(|w| w.ev.actor == a) {
+                            let mut fp = Footprint::default();
+                            fp.set_global();
+                            node.wut.push(Wut {
+                                ev: Ev {
+                                    actor: a,
+                                    value: None,
+                                    fp,
+                                },
+                                children: Vec::new(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        any
+    }
+
+    /// Moves to the next branch: the deepest node with a value, backtrack actor or
+    /// wake-up branch left; the search is exhausted when there is none.
+    fn next_branch(&mut self) {
+        while let Some(node) = self.stack.last_mut() {
+            let current = Ev {
+                actor: node.taken,
+                value: node.random.map(|r| r.1),
+                fp: std::mem::take(&mut node.fp),
+            };
+            node.done.push(current);
+            node.next_wut.clear();
+            // The other values of this step's draw come first (the same actor's choice).
+            if let (Some((n, v)), None) = (node.random, node.fixed_value) {
+                let entries: Vec<&Ev> = node.sleep.iter().chain(node.done.iter()).collect();
+                let next = ((v + 1)..n).find(|&w| {
+                    !entries
+                        .iter()
+                        .any(|e| e.actor == node.taken && e.value == Some(w))
+                });
+                if let Some(w) = next {
+                    node.random = Some((n, w));
+                    return;
+                }
+            }
+            node.random = None;
+            node.fixed_value = None;
+            match self.dpor {
+                Dpor::Optimal => {
+                    while !node.wut.is_empty() {
+                        let branch = node.wut.remove(0);
+                        if node.enabled.iter().any(|e| e.0 == branch.ev.actor) {
+                            node.taken = branch.ev.actor;
+                            node.fixed_value = branch.ev.value;
+                            node.next_wut = branch.children;
+                            return;
+                        }
+                    }
+                }
+                Dpor::Source | Dpor::None => {
+                    while !node.backtrack.is_empty() {
+                        let a = node.backtrack.remove(0);
+                        let draw = node.enabled.iter().find(|e| e.0 == a).map(|e| e.1);
+                        let Some(draw) = draw else { continue };
+                        let taken_before = node.done.iter().any(|e| e.actor == a);
+                        if taken_before
+                            || (self.dpor != Dpor::None && Self::asleep(&node.sleep, a, draw))
+                        {
+                            continue;
+                        }
+                        node.taken = a;
+                        return;
+                    }
+                }
+            }
+            self.stack.pop();
+        }
+        self.exhausted = true;
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wi {
+    No,
+    /// A weak initial that occurs in v at this position (the first step of its actor).
+    At(usize),
+    /// A weak initial absent from v and independent of all of it.
+    Absent,
+}
+
+/// Whether `e` is a weak initial of `v` (JACM'17 Def. 6.1): its actor's first step in
+/// `v` is the same event and nothing in `v` happens before it, or its actor is absent
+/// from `v` and `e` is independent of every step of `v`.
+fn weak_initial(e: &Ev, v: &[usize], stack: &[Node], hb: &dyn Fn(usize, usize) -> bool) -> Wi {
+    match v.iter().position(|&k| stack[k].taken == e.actor) {
+        Some(pos) => {
+            let k = v[pos];
+            let same_value = match (e.value, stack[k].random) {
+                (Some(a), Some((_, b))) => a == b,
+                (None, None) => true,
+                _ => false,
+            };
+            if same_value && !v[..pos].iter().any(|&x| hb(x, k)) {
+                Wi::At(pos)
+            } else {
+                Wi::No
+            }
+        }
+        None if v.iter().all(|&k| !dependent(&e.fp, &stack[k].fp, true)) => Wi::Absent,
+        None => Wi::No,
+    }
+}
+
+/// Inserts `v` into a wake-up tree (JACM'17 Def. 6.2): follow the leftmost branch whose
+/// event is a weak initial of what is left of `v`; stop if it is a leaf (`v` is covered);
+/// otherwise add what is left as the new rightmost branch there.
+fn insert(
+    tree: &mut Vec<Wut>,
+    mut v: Vec<usize>,
+    stack: &[Node],
+    hb: &dyn Fn(usize, usize) -> bool,
+) {
+    let mut cur = tree;
+    loop {
+        let hit =
+            cur.iter()
+                .enumerate()
+                .find_map(|(b, w)| match weak_initial(&w.ev, &v, stack, hb) {
+                    Wi::No => None,
+                    found => Some((b, found)),
+                });
+        match hit {
+            Some((b, found)) => {
+                if let Wi::At(pos) = found {
+                    v.remove(pos);
+                }
+                if cur[b].children.is_empty() || v.is_empty() {
+                    return;
+                }
+                cur = &mut cur[b].children;
+            }
+            None => {
+                let mut chain: Option<Wut> = None;
+                for &k in v.iter().rev() {
+                    let ev = Ev {
+                        actor: stack[k].taken,
+                        value: stack[k].random.map(|r| r.1),
+                        fp: stack[k].fp.clone(),
+                    };
+                    chain = Some(Wut {
+                        ev,
+                        children: chain.into_iter().collect(),
+                    });
+                }
+                cur.extend(chain);
+                return;
+            }
+        }
+    }
+}
+
+impl Strategy for Exhaustive {
+    fn name(&self) -> &'static str {
+        "exhaustive"
+    }
+
+    fn begin_iteration(&mut self, _seed: u64) {
+        self.depth = 0;
+        self.prefix = self.stack.len();
+        self.in_progress = None;
+        self.seen_events = 0;
+        self.seen_msgs = 0;
+        self.seen_procs = 0;
+        self.blocked = false;
+        self.run_actor.clear();
+        self.pair_actor.clear();
+        self.keys.by_id.clear();
+    }
+
+    fn pick(&mut self, view: &View<'_>, choices: &ChoiceSet) -> Result<Choice, Divergence> {
+        self.finish_step(view);
+        if self.blocked || self.broken {
+            return Ok(choices.get(0));
+        }
+        let offered = self.offered(view, choices);
+        let d = self.depth;
+        let choice = if d < self.stack.len() {
+            let taken = self.stack[d].taken;
+            match offered.iter().find(|o| o.0 == taken) {
+                Some(o) => {
+                    self.stack[d].enabled = offered.iter().map(|&(a, _, n)| (a, n)).collect();
+                    o.1
+                }
+                None => {
+                    self.broken = true;
+                    return Err(Divergence {
+                        step: view.step,
+                        expected: Some(self.decisions[taken as usize].clone()),
+                        got: offered.iter().map(|o| view.decision_for(o.1)).collect(),
+                    });
+                }
+            }
+        } else {
+            match self.new_node(&offered) {
+                Some((node, c)) => {
+                    self.stack.push(node);
+                    c
+                }
+                None => {
+                    self.blocked = true;
+                    self.sleep_blocked += 1;
+                    return Ok(choices.get(0));
+                }
+            }
+        };
+        let (op, aliases) = match choice {
+            Choice::Run(p) => {
+                let proc = &view.procs()[p as usize];
+                debug_assert_eq!(proc.state, ProcState::Ready);
+                (Some(proc.pending), proc.aliases.len())
+            }
+            _ => (None, 0),
+        };
+        self.in_progress = Some(InProgress {
+            node: d,
+            step: view.step,
+            choice,
+            op,
+            aliases,
+        });
+        self.depth += 1;
+        Ok(choice)
+    }
+
+    fn random(&mut self, view: &View<'_>, n: u64) -> Result<u64, Divergence> {
+        if self.blocked || self.broken || self.depth == 0 {
+            return Ok(0);
+        }
+        let node = &mut self.stack[self.depth - 1];
+        if let Some((m, v)) = node.random {
+            if m == n {
+                return Ok(v);
+            }
+            self.broken = true;
+            return Err(Divergence {
+                step: view.step,
+                expected: Some(Decision::Random(v)),
+                got: vec![Decision::Random(n)],
+            });
+        }
+        if let Some(v) = node.fixed_value.filter(|&v| v < n) {
+            node.random = Some((n, v));
+            return Ok(v);
+        }
+        node.fixed_value = None;
+        let taken = node.taken;
+        let v = (0..n)
+            .find(|&v| {
+                !node
+                    .sleep
+                    .iter()
+                    .chain(node.done.iter())
+                    .any(|e| e.actor == taken && e.value == Some(v))
+            })
+            .unwrap_or(0);
+        node.random = Some((n, v));
+        Ok(v)
+    }
+
+    fn end_iteration(&mut self, view: &View<'_>, completed: bool) -> Result<(), Divergence> {
+        self.finish_step(view);
+        if self.broken {
+            return Ok(());
+        }
+        self.explored += 1;
+        if self.depth < self.prefix {
+            // The program ended before the schedule this iteration was to follow did.
+            self.broken = true;
+            let expected = self.decisions[self.stack[self.depth].taken as usize].clone();
+            return Err(Divergence {
+                step: view.step + 1,
+                expected: Some(expected),
+                got: Vec::new(),
+            });
+        }
+        let n = self.depth;
+        self.stack.truncate(n);
+        if self.dpor != Dpor::None {
+            // A sleep-blocked execution stopped recording before its end.
+            self.detect_races(n, completed && !self.blocked);
+        }
+        self.next_branch();
+        Ok(())
+    }
+
+    /// Each step's footprint is read from the events it recorded.
+    fn reads_events(&self) -> bool {
+        true
+    }
+
+    fn search_stats(&self) -> Option<SearchStats> {
+        Some(SearchStats {
+            explored: self.explored,
+            sleep_blocked: self.sleep_blocked,
+            depth: self.stack.len() as u64,
+            exhausted: self.exhausted,
+        })
+    }
+}
