@@ -123,7 +123,7 @@ defmodule Lockstep.Tasks do
       kind: file.kind,
       reason: {:"$inspected", file.reason || ""},
       process: file.process,
-      details: nil,
+      details: file.history,
       iteration: file.iteration,
       seed: file.seed,
       iter_seed: file.iter_seed,

@@ -48,6 +48,7 @@ defmodule Lockstep.TraceFile.Check do
       {:events, true, &events/1},
       {:call_sites, false, &call_sites/1},
       {:proc_labels, false, &proc_labels/1},
+      {:history, false, &history/1},
       {:lockstep_version, false, &string/1},
       {:name, false, &string/1},
       {:reason, false, &nil_or(&1, fn v -> string(v) end)},
@@ -72,7 +73,8 @@ defmodule Lockstep.TraceFile.Check do
     body: nil,
     location: nil,
     call_sites: %{},
-    proc_labels: %{}
+    proc_labels: %{},
+    history: nil
   }
 
   @hint ". The file was not written by Lockstep or was damaged; re-run the search to " <>
@@ -228,6 +230,29 @@ defmodule Lockstep.TraceFile.Check do
   end
 
   defp proc_labels(v), do: is(v, "a map of process names to labels (strings)")
+
+  @history "nil or a map with :model (a module), :consistency, :checked, :minimal and :ops " <>
+             "(a list of maps with :op, :type, :process, :invoke and :complete)"
+
+  defp history(nil), do: :ok
+
+  defp history(%{model: m, consistency: c, checked: n, minimal: b, ops: ops} = v)
+       when is_atom(m) and c in [:linearizable, :sequential] and is_integer(n) and
+              is_boolean(b) and is_list(ops) do
+    if Enum.all?(ops, &history_op?/1) and is_integer(Map.get(v, :history, 1)) and
+         is_integer(Map.get(v, :histories, 1)),
+       do: :ok,
+       else: is(v, @history)
+  end
+
+  defp history(v), do: is(v, @history)
+
+  defp history_op?(%{type: t, invoke: i, complete: c} = op) when t in [:ok, :info] do
+    Map.has_key?(op, :op) and Map.has_key?(op, :process) and is_integer(i) and
+      (is_integer(c) or c == nil)
+  end
+
+  defp history_op?(_), do: false
 
   defp body(%{module: m, function: f} = v) when is_atom(m) and is_atom(f) do
     case Map.get(v, :source) do

@@ -119,6 +119,7 @@ defmodule Lockstep.TraceFile do
                    :events,
                    :call_sites,
                    :proc_labels,
+                   :history,
                    :body,
                    :location
                  ]
@@ -195,10 +196,17 @@ defmodule Lockstep.TraceFile do
           |> Lockstep.Report.display_trace(bug.pid_names)
           |> Enum.map(&sanitize_event/1),
         call_sites: bug.call_sites || %{},
-        proc_labels: bug.proc_labels || %{}
+        proc_labels: bug.proc_labels || %{},
+        history: history(bug)
       })
     else
-      Map.merge(data, %{reason: nil, events: [], call_sites: %{}, proc_labels: %{}})
+      Map.merge(data, %{
+        reason: nil,
+        events: [],
+        call_sites: %{},
+        proc_labels: %{},
+        history: nil
+      })
     end
   end
 
@@ -529,6 +537,35 @@ defmodule Lockstep.TraceFile do
   def fail!(label, reason), do: raise(Lockstep.TraceError, path: label, reason: reason)
 
   defp damaged!(label, reason), do: fail!(label, reason <> Check.hint())
+
+  @doc false
+  # A :linearizability failure's sub-history, so that the file's report shows it too:
+  # operations, arguments and results inspected like payloads.
+  defp history(%{kind: :linearizability, details: %{ops: ops} = d}) when is_list(ops) do
+    %{
+      model: d.model,
+      consistency: d.consistency,
+      checked: d.checked,
+      minimal: d.minimal,
+      key: if(d.key == nil, do: nil, else: sanitize_field(d.key)),
+      history: d[:history] || 1,
+      histories: d[:histories] || 1,
+      ops:
+        Enum.map(ops, fn op ->
+          %{
+            op
+            | op: sanitize_field(op.op),
+              arg: if(op.arg == nil, do: nil, else: sanitize_field(op.arg)),
+              result: if(op.result == nil, do: nil, else: sanitize_field(op.result)),
+              process: sanitize_field(op.process)
+          }
+        end)
+    }
+  rescue
+    _ -> nil
+  end
+
+  defp history(_bug), do: nil
 
   @doc false
   def sanitize_event({step, event}) do

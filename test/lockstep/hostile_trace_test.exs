@@ -138,7 +138,11 @@ defmodule Lockstep.HostileTraceTest do
     {:call_sites, %{-1 => "x.ex:1"}, "its call_sites is %{-1 => \"x.ex:1\"}, expected a map"},
     {:call_sites, %{1 => :line}, "its call_sites is %{1 => :line}, expected a map"},
     {:proc_labels, %{"P.1" => :mod}, "its proc_labels is %{\"P.1\" => :mod}, expected a map"},
-    {:proc_labels, [], "its proc_labels is [], expected a map of process names"}
+    {:proc_labels, [], "its proc_labels is [], expected a map of process names"},
+    {:history, %{ops: []}, "its history is %{ops: []}, expected nil or a map with :model"},
+    {:history,
+     %{model: M, consistency: :linearizable, checked: 1, minimal: true, ops: [%{op: :read}]},
+     "expected nil or a map with :model"}
   ]
 
   describe "a field of the wrong type" do

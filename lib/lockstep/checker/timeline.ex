@@ -24,7 +24,8 @@ defmodule Lockstep.Checker.Timeline do
   @doc false
   # The operation as `op(arg) → result`, `→ ?` when its outcome is unknown.
   def label(%{op: op, arg: arg, type: type, result: result}) do
-    call = if arg == nil, do: "#{op}()", else: "#{op}(#{short(arg)})"
+    name = if is_atom(op), do: Atom.to_string(op), else: short(op)
+    call = if arg == nil, do: "#{name}()", else: "#{name}(#{short(arg)})"
 
     case type do
       :ok -> "#{call} → #{short(result)}"
@@ -149,5 +150,7 @@ defmodule Lockstep.Checker.Timeline do
 
   defp when_(%{invoke: i}), do: "invoked at event #{i}, outcome unknown"
 
+  # An operation read back from a trace file was stored inspected.
+  defp short({:"$inspected", text}) when is_binary(text), do: text
   defp short(term), do: Trace.safe_inspect(term, limit: 8, printable_limit: 40)
 end

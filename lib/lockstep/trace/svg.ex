@@ -266,9 +266,11 @@ defmodule Lockstep.Trace.SVG do
 
   defp band_text(%{b: [:stopped], a: [node]}), do: "node #{node} is down"
 
-  defp band_text(f),
-    do:
-      "partition: #{Enum.map_join(f.a, " ", &to_string/1)} | #{Enum.map_join(f.b, " ", &to_string/1)}"
+  defp band_text(f), do: "partition: #{nodes_text(f.a)} | #{nodes_text(f.b)}"
+
+  # A trace file stores the node lists inspected.
+  defp nodes_text(nodes) when is_list(nodes), do: Enum.map_join(nodes, " ", &to_string/1)
+  defp nodes_text(other), do: Trace.payload(other)
 
   defp timers(events, x, y) do
     {marks, _} =

@@ -58,6 +58,11 @@ defmodule Lockstep.Trace.SVGTest do
       assert length(elements(doc, "path", "msg")) == delivered(bug.trace)
       assert length(elements(doc, "rect", "failing")) == 1
       assert length(elements(doc, "g", "event")) == length(bug.trace)
+
+      # Drawn from the trace file alone (terms stored inspected), the same chart.
+      from_file = parse(Lockstep.TraceFile.to_svg(bug.trace_path))
+      assert length(elements(from_file, "line", "lane")) == procs(bug.trace)
+      assert length(elements(from_file, "path", "msg")) == delivered(bug.trace)
     end
   end
 
@@ -95,6 +100,11 @@ defmodule Lockstep.Trace.SVGTest do
 
     doc = parse(Lockstep.TraceFile.to_svg(bug))
     assert length(elements(doc, "rect", "partition")) >= 1
+    from_file = parse(Lockstep.TraceFile.to_svg(bug.trace_path))
+
+    assert length(elements(from_file, "rect", "partition")) ==
+             length(elements(doc, "rect", "partition"))
+
     assert length(elements(doc, "path", "signal")) + length(elements(doc, "path", "down")) >= 1
   end
 
@@ -119,6 +129,16 @@ defmodule Lockstep.Trace.SVGTest do
     assert bug.kind == :linearizability
     doc = parse(File.read!(bug.picture_path))
     assert length(elements(doc, "rect", "history-op")) == length(bug.details.ops)
+
+    # The trace file keeps the sub-history: its picture and its report show it too.
+    from_file = parse(Lockstep.TraceFile.to_svg(bug.trace_path))
+    assert length(elements(from_file, "rect", "history-op")) == length(bug.details.ops)
+
+    dumped = capture_io(fn -> Mix.Tasks.Lockstep.DumpTrace.run([bug.trace_path]) end)
+    assert dumped =~ "a history is not linearizable (Lockstep.Model.Register)"
+
+    assert dumped =~
+             "#{length(bug.details.ops)} of the #{bug.details.checked} operations cannot be linearized"
   end
 
   test "to_svg/2 says what it expects" do
