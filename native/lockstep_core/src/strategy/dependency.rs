@@ -329,9 +329,14 @@ pub(crate) fn footprint(
         if let Some(to) = msg.to {
             // A demonitor or alias change of the target decides whether it arrives.
             fp.add(Obj::Mailbox(key(to)), Access::Sent);
-            // Whether the target is alive decides whether it travels at all (`:delayed`)
-            // and whether an exit signal kills.
-            if view.delivery == DeliveryMode::Delayed || matches!(msg.kind, MsgKind::Exit { .. }) {
+            // An exit signal may kill its target: it writes the target's life, so it is
+            // ordered against every step of the target, whether or not it killed in this
+            // execution (what a sleep-set entry or wake-up branch recorded in one
+            // execution must hold in the others, where the target may still be alive).
+            if matches!(msg.kind, MsgKind::Exit { .. }) {
+                fp.add(Obj::Life(key(to)), Access::Write);
+            } else if view.delivery == DeliveryMode::Delayed {
+                // Whether the target is alive decides whether it travels at all.
                 fp.add(Obj::Life(key(to)), Access::Read);
             }
         }
