@@ -168,6 +168,8 @@ pub struct Exhaustive {
     sleep_only: bool,
     /// This iteration saw the first disabling step: the next one starts the search over.
     restart: bool,
+    /// Iterations run before the restart (`SearchStats::restarted`).
+    restarted: u64,
     explored: u64,
     sleep_blocked: u64,
     // Per iteration:
@@ -200,6 +202,7 @@ impl Exhaustive {
             broken: false,
             sleep_only: false,
             restart: false,
+            restarted: 0,
             explored: 0,
             sleep_blocked: 0,
             depth: 0,
@@ -838,6 +841,7 @@ impl Strategy for Exhaustive {
             // explored so far are explored again (and counted again).
             self.restart = false;
             self.sleep_only = true;
+            self.restarted = self.explored;
             self.stack.clear();
             return Ok(());
         }
@@ -859,6 +863,7 @@ impl Strategy for Exhaustive {
             sleep_blocked: self.sleep_blocked,
             depth: self.stack.len() as u64,
             exhausted: self.exhausted,
+            restarted: self.restarted,
         })
     }
 }
