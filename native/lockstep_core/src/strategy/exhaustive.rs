@@ -13,6 +13,11 @@
 //!   and "DPOR for message passing" in the JACM paper, §10): deliveries to one mailbox
 //!   race, a receive races with the arrival of the message it took, not with later ones.
 //!   The relation itself is `dependency.rs`.
+//! * Both reductions assume that no step disables another; a kill does. The first step seen
+//!   disabling another makes the search start over as depth-first search with sleep sets
+//!   alone (Godefroid, "Partial-Order Methods for the Verification of Concurrent Systems",
+//!   LNCS 1032, 1996), with the disabling step dependent on every step: see
+//!   `note_disabling`. Sound, and no more interleavings than plain search after the restart.
 //!
 //! Control flow. The search is stateless: each iteration re-executes the program from
 //! scratch. `stack` holds one [`Node`] per decision of the current execution; the first
