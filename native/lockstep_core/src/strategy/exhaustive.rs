@@ -475,8 +475,33 @@ impl Exhaustive {
                 continue;
             }
             // v = notdep(i, E).j: the steps between them not caused by i, then j.
-            let mut v: Vec<usize> = ((i + 1)..j).filter(|&k| !hb(i, k)).collect();
-            v.push(j);
+            // A step whose actor i (or a step caused by i) made able to run is caused by
+            // i too, though its footprint may not say so (a blocked receive woken by i's
+            // message that matched nothing touches nothing): it stays out of v, with
+            // every step after it of its actor or depending on it. If j is one of those,
+            // the race cannot be reversed.
+            let stack = &self.stack;
+            let mut caused: Vec<usize> = Vec::new();
+            let mut v: Vec<usize> = Vec::new();
+            for k in (i + 1)..=j {
+                let ak = stack[k].taken;
+                let woken = (i..k)
+                    .rev()
+                    .find(|&m| !stack[m].enabled.iter().any(|e| e.0 == ak))
+                    .is_some_and(|m| m == i || hb(i, m) || caused.contains(&m));
+                let after_caused = caused.iter().any(|&c| stack[c].taken == ak || hb(c, k));
+                if k != j && hb(i, k) {
+                    continue;
+                }
+                if woken || after_caused {
+                    caused.push(k);
+                } else {
+                    v.push(k);
+                }
+            }
+            if v.last() != Some(&j) {
+                continue;
+            }
             let initial = |pos: usize, v: &[usize]| !v[..pos].iter().any(|&k| hb(k, v[pos]));
             let enabled_here = |a: Actor| self.stack[i].enabled.iter().any(|e| e.0 == a);
             match self.dpor {
@@ -492,11 +517,18 @@ impl Exhaustive {
                             || node.backtrack.contains(&a)
                             || node.done.iter().any(|e| e.actor == a)
                     };
-                    if initials.iter().any(|&a| present(a)) {
-                        continue;
-                    }
-                    if let Some(&a) = initials.iter().find(|&&a| enabled_here(a)) {
-                        self.stack[i].backtrack.push(a);
+                    // Every initial of the reversal, not one as Algorithm 1 has it: with
+                    // a receive that times out (it races with every arrival before it) one
+                    // initial was seen to miss an outcome in large random runs.
+                    let missing: Vec<Actor> = initials
+                        .iter()
+                        .copied()
+                        .filter(|&a| enabled_here(a) && !present(a))
+                        .collect();
+                    for a in missing {
+                        if !self.stack[i].backtrack.contains(&a) {
+                            self.stack[i].backtrack.push(a);
+                        }
                     }
                 }
                 Dpor::Optimal => {
