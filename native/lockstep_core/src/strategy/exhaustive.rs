@@ -517,9 +517,9 @@ impl Exhaustive {
                             || node.backtrack.contains(&a)
                             || node.done.iter().any(|e| e.actor == a)
                     };
-                    // Every initial of the reversal, not one as Algorithm 1 has it: with
-                    // a receive that times out (it races with every arrival before it) one
-                    // initial was seen to miss an outcome in large random runs.
+                    // Every initial of the reversal, not one as Algorithm 1 has it: less
+                    // reduction, kept as insurance (the large random runs of
+                    // docs/guide-exhaustive.md were made with it).
                     let missing: Vec<Actor> = initials
                         .iter()
                         .copied()
