@@ -31,7 +31,9 @@ defmodule Lockstep.Summary do
       is verified for this program and these options. Always `false` for the randomised
       strategies, which cannot tell;
     * `sleep_blocked` — with `:exhaustive`, interleavings cut short because every choice
-      left was asleep (redundant work of `dpor: :source`; `:optimal` has none);
+      left was asleep (redundant work of `dpor: :source`; `:optimal` has none unless a
+      step killed another process, which makes both start over with sleep sets alone:
+      see the exhaustive guide);
     * `still_on_stack` — with `:exhaustive` stopped by `:iterations` before the end, the
       depth of the search stack still to backtrack over (0 when complete).
 

@@ -195,6 +195,49 @@ defmodule Lockstep.ExhaustiveTest do
     end
   end
 
+  describe "kills (a step that disables another)" do
+    # The program the engine's random runs found optimal DPOR missing an outcome of:
+    # the first register loses only if the third process registers first while the
+    # first is still alive, before the second kills it.
+    defp kill_race do
+      fn ->
+        p1 =
+          Lockstep.spawn(fn ->
+            try do
+              Lockstep.register(:slot, self())
+            rescue
+              ArgumentError -> raise "lost the name before the kill"
+            end
+          end)
+
+        Lockstep.spawn(fn ->
+          Lockstep.exit(p1, :kill)
+          Lockstep.alive?(p1)
+        end)
+
+        Lockstep.spawn(fn ->
+          for _ <- 1..2 do
+            try do
+              Lockstep.register(:slot, self())
+            rescue
+              ArgumentError -> :taken
+            end
+          end
+        end)
+      end
+    end
+
+    test "every reduction finds the interleaving a kill could hide" do
+      for dpor <- [:optimal, :source, :none] do
+        assert {:error,
+                %Lockstep.BugFound{
+                  reason: {:error, %RuntimeError{message: "lost the name before the kill"}, _}
+                }} = Lockstep.check(kill_race(), strategy: {:exhaustive, dpor: dpor}),
+               "dpor: #{dpor}"
+      end
+    end
+  end
+
   describe "determinism, replay, bounds" do
     test "the same program and options explore the same interleavings and fail alike" do
       runs =

@@ -16,13 +16,13 @@
 //! | mailbox of p | `Add(m)` (a send under `:instant`, a delivery, a signal turned into a message, a drop at a dead p), `Take(m)` (a receive that consumed m), `Probe` (a receive attempt that timed out; one that matched nothing and blocks has no effect and touches nothing), `Guard` (a demonitor, an alias change: what will be dropped), `Sent` (a message towards p created, in flight or not) | Add–Add; Add(m)–Take(m) (the same message); Probe with Add, Take, Probe; Guard with Add, Sent, Guard, Probe. Take(m)–Add(m′) for a later m′ is independent: m′ lands behind m |
 //! | in-flight message m | `Write` at its send and at its delivery | send and delivery of one message (causal) |
 //! | process p | `Read` (`alive?`, a trapped or ignored exit signal reaching p), `Write` (start, link, unlink, monitor, exit signal, trap_exit, register, death) | unless both read |
-//! | p's life | `Read` (every step p takes; a message created towards p under `:delayed`, an exit signal towards p always; an exit signal dropped at a dead p), `Write` (p's death) | a death with everything the process does (a kill disables it) |
+//! | p's life | `Read` (every step p takes; a message created towards p under `:delayed`; an exit signal dropped at a dead p), `Write` (p's death; an exit signal towards p, which may kill it in this execution or another) | a death or an exit signal with everything the process does |
 //! | registered names | `Read` (whereis, send to a name, monitor a name, registered), `Write` (register, unregister; in a run that registers names, every death, which frees the names its process held) | unless both read |
 //! | shared table t, key k | `Read`/`Write` | same key unless both read; a whole-table access with every key of t |
 //! | a timer | `Read` (read_timer), `Write` (cancel_timer) | unless both read |
 //! | the virtual clock | `Read` (now, starting a timer or sleep) | a timer firing (below) |
 //! | the timer queue | `Write` (starting a timer or sleep: ties fire oldest first) | every other start |
-//! | everything | a timer firing, any cluster or global-registry operation, a message from outside the run, a shared-state operation that did not say what it touches | with every step |
+//! | everything | a timer firing, any cluster or global-registry operation, a message from outside the run, a shared-state operation that did not say what it touches, a step that disabled another (set by `exhaustive.rs`, `note_disabling`) | with every step |
 //!
 //! A message that reaches a dead process is dropped, which nobody can tell from a message
 //! sitting in a mailbox nobody will read again: a death does not depend on arrivals (the
@@ -329,9 +329,14 @@ pub(crate) fn footprint(
         if let Some(to) = msg.to {
             // A demonitor or alias change of the target decides whether it arrives.
             fp.add(Obj::Mailbox(key(to)), Access::Sent);
-            // Whether the target is alive decides whether it travels at all (`:delayed`)
-            // and whether an exit signal kills.
-            if view.delivery == DeliveryMode::Delayed || matches!(msg.kind, MsgKind::Exit { .. }) {
+            // An exit signal may kill its target: it writes the target's life, so it is
+            // ordered against every step of the target, whether or not it killed in this
+            // execution (what a sleep-set entry or wake-up branch recorded in one
+            // execution must hold in the others, where the target may still be alive).
+            if matches!(msg.kind, MsgKind::Exit { .. }) {
+                fp.add(Obj::Life(key(to)), Access::Write);
+            } else if view.delivery == DeliveryMode::Delayed {
+                // Whether the target is alive decides whether it travels at all.
                 fp.add(Obj::Life(key(to)), Access::Read);
             }
         }

@@ -13,6 +13,11 @@
 //!   and "DPOR for message passing" in the JACM paper, §10): deliveries to one mailbox
 //!   race, a receive races with the arrival of the message it took, not with later ones.
 //!   The relation itself is `dependency.rs`.
+//! * Both reductions assume that no step disables another; a kill does. The first step seen
+//!   disabling another makes the search start over as depth-first search with sleep sets
+//!   alone (Godefroid, "Partial-Order Methods for the Verification of Concurrent Systems",
+//!   LNCS 1032, 1996), with the disabling step dependent on every step: see
+//!   `note_disabling`. Sound, and no more interleavings than plain search after the restart.
 //!
 //! Control flow. The search is stateless: each iteration re-executes the program from
 //! scratch. `stack` holds one [`Node`] per decision of the current execution; the first
@@ -162,9 +167,14 @@ pub struct Exhaustive {
     exhausted: bool,
     /// The program did not follow a prefix: the search cannot go on.
     broken: bool,
-    /// Source DPOR adds every initial of a reversal, not one: set once a step of the
-    /// program was seen disabling another (see `disabled_races`).
-    all_initials: bool,
+    /// A step was seen disabling another (a kill): the reductions assume none does, so
+    /// the search has fallen back to depth-first search with sleep sets alone (see
+    /// `mark_disabling`).
+    sleep_only: bool,
+    /// This iteration saw the first disabling step: the next one starts the search over.
+    restart: bool,
+    /// Iterations run before the restart (`SearchStats::restarted`).
+    restarted: u64,
     explored: u64,
     sleep_blocked: u64,
     // Per iteration:
@@ -195,9 +205,9 @@ impl Exhaustive {
             stack: Vec::new(),
             exhausted: false,
             broken: false,
-            // A disabling step may come only in a later execution, after the race whose
-            // reversal it hides was handled: from the start, then.
-            all_initials: true,
+            sleep_only: false,
+            restart: false,
+            restarted: 0,
             explored: 0,
             sleep_blocked: 0,
             depth: 0,
@@ -390,7 +400,7 @@ impl Exhaustive {
         let first = first?;
         let first = *first.0;
         node.taken = first.0;
-        if self.dpor == Dpor::None {
+        if self.dpor == Dpor::None || self.sleep_only {
             node.backtrack = offered
                 .iter()
                 .zip(&allowed)
@@ -404,7 +414,7 @@ impl Exhaustive {
 
     /// Race detection over the finished execution (nodes `0..n`), then a backtrack point
     /// or wake-up sequence for each race.
-    fn detect_races(&mut self, n: usize, ended: bool) {
+    fn detect_races(&mut self, n: usize) {
         // Dense per-execution actor indices for the vector clocks.
         let mut local: HashMap<Actor, usize> = HashMap::new();
         let idx: Vec<usize> = (0..n)
@@ -444,8 +454,6 @@ impl Exhaustive {
             vc.push(c);
             last[aj] = Some(j);
         }
-        let disabling = self.disabled_races(n, ended);
-        self.all_initials |= disabling;
         let hb = |x: usize, y: usize| vc[y][idx[x]] >= seq[x];
         for (i, j) in races {
             // Only a reversible race counts: j's actor must be able to go before i. If what
@@ -467,8 +475,33 @@ impl Exhaustive {
                 continue;
             }
             // v = notdep(i, E).j: the steps between them not caused by i, then j.
-            let mut v: Vec<usize> = ((i + 1)..j).filter(|&k| !hb(i, k)).collect();
-            v.push(j);
+            // A step whose actor i (or a step caused by i) made able to run is caused by
+            // i too, though its footprint may not say so (a blocked receive woken by i's
+            // message that matched nothing touches nothing): it stays out of v, with
+            // every step after it of its actor or depending on it. If j is one of those,
+            // the race cannot be reversed.
+            let stack = &self.stack;
+            let mut caused: Vec<usize> = Vec::new();
+            let mut v: Vec<usize> = Vec::new();
+            for k in (i + 1)..=j {
+                let ak = stack[k].taken;
+                let woken = (i..k)
+                    .rev()
+                    .find(|&m| !stack[m].enabled.iter().any(|e| e.0 == ak))
+                    .is_some_and(|m| m == i || hb(i, m) || caused.contains(&m));
+                let after_caused = caused.iter().any(|&c| stack[c].taken == ak || hb(c, k));
+                if k != j && hb(i, k) {
+                    continue;
+                }
+                if woken || after_caused {
+                    caused.push(k);
+                } else {
+                    v.push(k);
+                }
+            }
+            if v.last() != Some(&j) {
+                continue;
+            }
             let initial = |pos: usize, v: &[usize]| !v[..pos].iter().any(|&k| hb(k, v[pos]));
             let enabled_here = |a: Actor| self.stack[i].enabled.iter().any(|e| e.0 == a);
             match self.dpor {
@@ -484,26 +517,18 @@ impl Exhaustive {
                             || node.backtrack.contains(&a)
                             || node.done.iter().any(|e| e.actor == a)
                     };
-                    if disabling || self.all_initials {
-                        // A step that disables another (a kill) can hide the reversal
-                        // behind the branch that covers it: every initial is tried.
-                        let missing: Vec<Actor> = initials
-                            .iter()
-                            .copied()
-                            .filter(|&a| enabled_here(a) && !present(a))
-                            .collect();
-                        for a in missing {
-                            if !self.stack[i].backtrack.contains(&a) {
-                                self.stack[i].backtrack.push(a);
-                            }
+                    // Every initial of the reversal, not one as Algorithm 1 has it: less
+                    // reduction, kept as insurance (the large random runs of
+                    // docs/guide-exhaustive.md were made with it).
+                    let missing: Vec<Actor> = initials
+                        .iter()
+                        .copied()
+                        .filter(|&a| enabled_here(a) && !present(a))
+                        .collect();
+                    for a in missing {
+                        if !self.stack[i].backtrack.contains(&a) {
+                            self.stack[i].backtrack.push(a);
                         }
-                        continue;
-                    }
-                    if initials.iter().any(|&a| present(a)) {
-                        continue;
-                    }
-                    if let Some(&a) = initials.iter().find(|&&a| enabled_here(a)) {
-                        self.stack[i].backtrack.push(a);
                     }
                 }
                 Dpor::Optimal => {
@@ -540,71 +565,34 @@ impl Exhaustive {
         }
     }
 
-    /// An actor offered at node k and no longer at k + 1, though another actor took step k,
-    /// was disabled by that step: a process killed by an exit signal, a signal dropped by
-    /// an unlink, a timer cancelled. Its step never ran, so no race shows it; it is tried
-    /// at node k, before the step that disabled it (what its step would have touched is
-    /// unknown: it is taken as dependent with everything).
+    /// Step k disabled another actor when one offered with it is not offered after it (`next`):
+    /// a process killed by an exit signal, a signal dropped by an unlink, a timer
+    /// cancelled. Both algorithms assume that no step disables another (an enabled step
+    /// stays enabled until it runs); the remedy is to make the disabling step dependent
+    /// with every step of what it disabled, so that every ordering of it against the steps
+    /// the disabled actor would have raced with is explored. What the disabled actor would
+    /// have touched is unknown, so the step becomes dependent with everything: a kill that
+    /// cuts a process short is rare, and this costs reduction only around it.
     ///
-    /// Returns whether any step disabled another: then source sets alone are not enough
-    /// (Algorithm 1 assumes that no step disables another), see `detect_races`; once one
-    /// has, the search keeps adding every initial (`all_initials`), since the branch a
-    /// single initial stands for may be one where the disabling happens.
-    /// `ended`: the execution ran to its end, where nothing is offered any more (so a step
-    /// that disabled others as the very last one counts too).
-    fn disabled_races(&mut self, n: usize, ended: bool) -> bool {
-        let mut any = false;
-        let last = if ended { n } else { n.saturating_sub(1) };
-        for k in 0..last {
-            let disabled: Vec<Actor> = self.stack[k]
-                .enabled
-                .iter()
-                .map(|e| e.0)
-                .filter(|&a| {
-                    a != self.stack[k].taken
-                        && !self
-                            .stack
-                            .get(k + 1)
-                            .is_some_and(|next| next.enabled.iter().any(|e| e.0 == a))
-                })
-                .collect();
-            any |= !disabled.is_empty();
-            let node = &mut self.stack[k];
-            for a in disabled {
-                let known = node
-                    .done
-                    .iter()
-                    .chain(node.sleep.iter())
-                    .any(|e| e.actor == a);
-                match self.dpor {
-                    Dpor::None => {}
-                    Dpor::Source => {
-                        // Asleep or not: the branch its sleep entry stands for may be one
-                        // where it is disabled too, so it is woken (only less reduction).
-                        let done = node.done.iter().any(|e| e.actor == a);
-                        node.sleep.retain(|e| e.actor != a);
-                        if !done && !node.backtrack.contains(&a) {
-                            node.backtrack.push(a);
-                        }
-                    }
-                    Dpor::Optimal => {
-                        if !known && !node.wut.iter().any(|w| w.ev.actor == a) {
-                            let mut fp = Footprint::default();
-                            fp.set_global();
-                            node.wut.push(Wut {
-                                ev: Ev {
-                                    actor: a,
-                                    value: None,
-                                    fp,
-                                },
-                                children: Vec::new(),
-                            });
-                        }
-                    }
-                }
+    /// That alone does not save the reductions: a sleep-set entry or a wake-up branch
+    /// recorded where the disabled actor could still run stands for interleavings in which
+    /// it runs, and source sets and wake-up trees pick one representative among orderings
+    /// that a kill tells apart (a process killed before it could take a name, after another
+    /// took it). So the first disabling step seen makes the search start over as depth-first
+    /// search with sleep sets alone (Godefroid 1996), which is sound with a dependency
+    /// relation that orders the disabling step against everything.
+    fn note_disabling(&mut self, k: usize, next: &[Actor]) {
+        let node = &mut self.stack[k];
+        let disables = node
+            .enabled
+            .iter()
+            .any(|e| e.0 != node.taken && !next.contains(&e.0));
+        if disables {
+            node.fp.set_global();
+            if self.dpor != Dpor::None && !self.sleep_only {
+                self.restart = true;
             }
         }
-        any
     }
 
     /// Moves to the next branch: the deepest node with a value, backtrack actor or
@@ -634,7 +622,7 @@ impl Exhaustive {
             node.random = None;
             node.fixed_value = None;
             match self.dpor {
-                Dpor::Optimal => {
+                Dpor::Optimal if !self.sleep_only => {
                     while !node.wut.is_empty() {
                         let branch = node.wut.remove(0);
                         if node.enabled.iter().any(|e| e.0 == branch.ev.actor) {
@@ -645,7 +633,7 @@ impl Exhaustive {
                         }
                     }
                 }
-                Dpor::Source | Dpor::None => {
+                _ => {
                     while !node.backtrack.is_empty() {
                         let a = node.backtrack.remove(0);
                         let draw = node.enabled.iter().find(|e| e.0 == a).map(|e| e.1);
@@ -772,6 +760,10 @@ impl Strategy for Exhaustive {
         }
         let offered = self.offered(view, choices);
         let d = self.depth;
+        if d > 0 {
+            let next: Vec<Actor> = offered.iter().map(|o| o.0).collect();
+            self.note_disabling(d - 1, &next);
+        }
         let choice = if d < self.stack.len() {
             let taken = self.stack[d].taken;
             match offered.iter().find(|o| o.0 == taken) {
@@ -873,9 +865,25 @@ impl Strategy for Exhaustive {
         }
         let n = self.depth;
         self.stack.truncate(n);
-        if self.dpor != Dpor::None {
-            // A sleep-blocked execution stopped recording before its end.
-            self.detect_races(n, completed && !self.blocked);
+        // What was offered after the last recorded step: nothing at the end of the
+        // execution (a sleep-blocked one was checked at the pick that found every choice
+        // asleep; one cut short by a limit is not known).
+        if completed && !self.blocked {
+            if let Some(k) = n.checked_sub(1) {
+                self.note_disabling(k, &[]);
+            }
+        }
+        if self.restart {
+            // The first disabling step: start over with sleep sets alone. Interleavings
+            // explored so far are explored again (and counted again).
+            self.restart = false;
+            self.sleep_only = true;
+            self.restarted = self.explored;
+            self.stack.clear();
+            return Ok(());
+        }
+        if self.dpor != Dpor::None && !self.sleep_only {
+            self.detect_races(n);
         }
         self.next_branch();
         Ok(())
@@ -892,6 +900,7 @@ impl Strategy for Exhaustive {
             sleep_blocked: self.sleep_blocked,
             depth: self.stack.len() as u64,
             exhausted: self.exhausted,
+            restarted: self.restarted,
         })
     }
 }

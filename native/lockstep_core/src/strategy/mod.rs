@@ -200,12 +200,16 @@ pub struct SearchStats {
     /// Iterations run so far (each an interleaving, also when cut short).
     pub explored: u64,
     /// Iterations that reached a state where every choice was asleep (source DPOR's
-    /// redundant explorations; optimal DPOR has none).
+    /// redundant explorations; optimal DPOR has none unless it fell back, `restarted`).
     pub sleep_blocked: u64,
     /// Decisions on the search stack: how deep the tree still to explore reaches.
     pub depth: u64,
     /// Whether the whole tree (within the preemption bound, if any) has been explored.
     pub exhausted: bool,
+    /// Iterations run before the search fell back from DPOR to depth-first search with
+    /// sleep sets alone (a step disabled another: see `strategy/exhaustive.rs`); the
+    /// search started over then, so `explored` counts them on top of the fallback's own.
+    pub restarted: u64,
 }
 
 /// A scheduling policy. The session calls `begin_iteration` once per iteration, then `pick`
