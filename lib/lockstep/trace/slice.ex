@@ -148,15 +148,81 @@ defmodule Lockstep.Trace.Slice do
       else: walk(Map.get(preds, i, []) ++ rest, preds, MapSet.put(seen, i))
   end
 
+  @doc false
+  # Where each message sent to a process of the run went, matched per sender→receiver pair
+  # and message, oldest first (as mailboxes keep them): `sends` (index => {from, to, msg,
+  # fate}), `arrived` (send => {tag, index} of its delivery, drop, cut or deferral),
+  # `taken` (send => index of the receive that took it) and `source` (arrival or receive
+  # index => send). The picture (Lockstep.Trace.SVG) draws its arrows from the same.
+  @spec flows([Trace.event()]) :: map()
+  def flows(events) do
+    init = %{sends: %{}, arrived: %{}, taken: %{}, source: %{}, to_arrive: %{}, to_take: %{}}
+
+    events
+    |> Enum.with_index()
+    |> Enum.reduce(init, fn {event, i}, st ->
+      case Trace.fields(event) do
+        {:ok, :send, %{to: to} = f} when is_binary(to) ->
+          key = {f.proc, to, f.msg}
+          st = %{st | sends: Map.put(st.sends, i, {f.proc, to, f.msg, f.fate})}
+          st = %{st | to_take: enqueue(st.to_take, key, i)}
+          # a send delivered at once has no arrival event of its own
+          if f.fate == :delivered, do: st, else: %{st | to_arrive: enqueue(st.to_arrive, key, i)}
+
+        {:ok, tag, f} when tag in @network ->
+          case dequeue(st.to_arrive, {f.from, f.proc, f.msg}) do
+            {nil, _} ->
+              st
+
+            {s, rest} ->
+              %{
+                st
+                | to_arrive: rest,
+                  arrived: Map.put(st.arrived, s, {tag, i}),
+                  source: Map.put(st.source, i, s)
+              }
+          end
+
+        {:ok, :receive, f} ->
+          case dequeue(st.to_take, {f.from, f.proc, f.msg}) do
+            {nil, _} ->
+              st
+
+            {s, rest} ->
+              %{
+                st
+                | to_take: rest,
+                  taken: Map.put(st.taken, s, i),
+                  source: Map.put(st.source, i, s)
+              }
+          end
+
+        _ ->
+          st
+      end
+    end)
+    |> Map.take([:sends, :arrived, :taken, :source])
+  end
+
+  defp enqueue(queues, key, i),
+    do: Map.update(queues, key, :queue.from_list([i]), &:queue.in(i, &1))
+
+  defp dequeue(queues, key) do
+    with %{^key => queue} <- queues, {{:value, s}, rest} <- :queue.out(queue) do
+      {s, Map.put(queues, key, rest)}
+    else
+      _ -> {nil, queues}
+    end
+  end
+
   # Direct predecessors of every event, in one pass over the trace.
   defp predecessors(events) do
     init = %{
       preds: %{},
+      flows: flows(Tuple.to_list(events)),
       last: %{},
       started: MapSet.new(),
       spawner: %{},
-      sends: %{},
-      arrivals: %{},
       lost: %{},
       barrier: nil,
       active: MapSet.new(),
@@ -186,7 +252,7 @@ defmodule Lockstep.Trace.Slice do
     edges =
       program_order(acc, tag, proc) ++
         spawned(acc, proc) ++
-        message(acc, tag, f) ++
+        message(acc, i, tag) ++
         lost(acc, tag, f, proc) ++
         about_other(acc, tag, f) ++
         shared(acc, tag, f) ++ cluster(acc, tag) ++ idle(acc, tag)
@@ -210,18 +276,24 @@ defmodule Lockstep.Trace.Slice do
     if MapSet.member?(acc.started, proc), do: [], else: List.wrap(acc.spawner[proc])
   end
 
-  defp message(acc, tag, f) when tag in @network,
-    do: List.wrap(first_send(acc, {:arrive, f.from, f.proc, f.msg}))
+  # An arrival follows its send; a receive follows the send of what it took and, for a
+  # delayed message, its arrival.
+  defp message(acc, i, tag) when tag in @network, do: List.wrap(acc.flows.source[i])
 
-  # A receive follows the send of what it took and, for a delayed message, its arrival.
-  defp message(acc, :receive, f) do
-    case first_send(acc, {:take, f.from, f.proc, f.msg}) do
-      nil -> []
-      s -> [s | List.wrap(acc.arrivals[s])]
+  defp message(acc, i, :receive) do
+    case acc.flows.source[i] do
+      nil ->
+        []
+
+      s ->
+        case acc.flows.arrived[s] do
+          {_tag, j} -> [s, j]
+          nil -> [s]
+        end
     end
   end
 
-  defp message(_acc, _tag, _f), do: []
+  defp message(_acc, _i, _tag), do: []
 
   # A loss follows the previous loss to the same process; a receive, a wait or a timeout
   # follows the last loss to its process.
@@ -236,19 +308,6 @@ defmodule Lockstep.Trace.Slice do
   defp lost_target(:cut, f), do: f.proc
   defp lost_target(:send, %{fate: fate, to: to}) when fate in [:cut, :dropped], do: to
   defp lost_target(_tag, _f), do: nil
-
-  defp first_send(acc, key) do
-    case acc.sends do
-      %{^key => queue} ->
-        case :queue.peek(queue) do
-          {:value, j} -> j
-          :empty -> nil
-        end
-
-      _ ->
-        nil
-    end
-  end
 
   defp about_other(acc, tag, f) do
     case @about_other do
@@ -336,22 +395,6 @@ defmodule Lockstep.Trace.Slice do
         t when t in [:spawn, :spawn_link] ->
           Map.update!(acc, :spawner, &Map.put_new(&1, f.child, i))
 
-        :send when is_binary(f.to) ->
-          acc
-          |> push({:arrive, f.proc, f.to, f.msg}, i, f.fate)
-          |> push({:take, f.proc, f.to, f.msg}, i, :always)
-
-        t when t in @network ->
-          key = {:arrive, f.from, f.proc, f.msg}
-
-          case first_send(acc, key) do
-            nil -> acc
-            s -> acc |> pop(key) |> Map.update!(:arrivals, &Map.put(&1, s, i))
-          end
-
-        :receive ->
-          pop(acc, {:take, f.from, f.proc, f.msg})
-
         t when t in @cluster ->
           %{acc | cluster: i}
 
@@ -374,29 +417,12 @@ defmodule Lockstep.Trace.Slice do
     end)
   end
 
-  # A send delivered at once has no arrival event of its own to match.
-  defp push(acc, {:arrive, _, _, _}, _i, :delivered), do: acc
-
-  # Per sender→receiver pair and message, the sends not matched yet, oldest first.
-  defp push(acc, key, i, _fate) do
-    Map.update!(acc, :sends, fn sends ->
-      Map.update(sends, key, :queue.from_list([i]), &:queue.in(i, &1))
-    end)
-  end
-
-  defp pop(acc, key) do
-    Map.update!(acc, :sends, fn sends ->
-      case sends do
-        %{^key => queue} -> Map.put(sends, key, :queue.drop(queue))
-        _ -> sends
-      end
-    end)
-  end
-
-  defp actor(event) do
+  @doc false
+  # The process an event is about, or nil for an event of an unexpected shape.
+  def actor(event) do
     case Trace.actor(event) do
       name when is_binary(name) -> name
-      other -> other
+      _ -> nil
     end
   rescue
     _ -> nil

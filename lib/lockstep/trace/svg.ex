@@ -394,77 +394,25 @@ defmodule Lockstep.Trace.SVG do
     end
   end
 
-  # Each send to a process of the run, matched to where its message ended: the receive that
-  # took it, else its arrival (a delivery of a delayed message), else — delivered at once
-  # and never taken — the receiver's lane at the send. Sends whose message was lost are
-  # returned apart. Per sender→receiver pair and message, the sends still to arrive and
-  # still to be taken are queues, oldest first (mailboxes keep that order).
+  # Each send to a process of the run (matched as the slice matches them), drawn to where
+  # its message ended: the receive that took it, else its arrival (a delayed message's
+  # delivery or deferral), else — delivered at once and never taken — the receiver's lane
+  # at the send. Sends whose message was lost are returned apart.
   defp messages(indexed) do
-    init = %{to_arrive: %{}, to_take: %{}, arrived: %{}, sends: %{}, taken: []}
+    flows = Trace.Slice.flows(Enum.map(indexed, &elem(&1, 0)))
 
-    st =
-      Enum.reduce(indexed, init, fn {event, i}, st ->
-        case Trace.fields(event) do
-          {:ok, :send, %{to: to} = f} when is_binary(to) ->
-            key = {f.proc, to, f.msg}
-
-            st = %{
-              st
-              | sends: Map.put(st.sends, i, {f.proc, to, f.msg, f.fate}),
-                to_take: enqueue(st.to_take, key, i)
-            }
-
-            if f.fate == :delivered,
-              do: st,
-              else: %{st | to_arrive: enqueue(st.to_arrive, key, i)}
-
-          {:ok, tag, f} when tag in [:deliver, :drop, :cut, :deferred] ->
-            case dequeue(st.to_arrive, {f.from, f.proc, f.msg}) do
-              {nil, _} -> st
-              {s, rest} -> %{st | to_arrive: rest, arrived: Map.put(st.arrived, s, {tag, i})}
-            end
-
-          {:ok, :receive, f} ->
-            case dequeue(st.to_take, {f.from, f.proc, f.msg}) do
-              {nil, _} ->
-                st
-
-              {s, rest} ->
-                %{st | to_take: rest, taken: [{s, i, f.from, f.proc, f.msg} | st.taken]}
-            end
-
-          _ ->
-            st
-        end
-      end)
-
-    leftovers =
-      for {_key, queue} <- st.to_take, s <- :queue.to_list(queue) do
-        {from, to, msg, fate} = st.sends[s]
-
-        case st.arrived[s] do
-          {:deliver, j} -> {:sent, {s, j, from, to, msg}}
-          {:deferred, j} -> {:sent, {s, j, from, to, msg}}
-          {lost, j} -> {:lost, {s, j, from, to, msg, lost}}
-          nil when fate == :delivered -> {:sent, {s, s, from, to, msg}}
-          nil -> {:lost, {s, nil, from, to, msg, fate}}
+    ends =
+      for {s, {from, to, msg, fate}} <- Enum.sort(flows.sends) do
+        case {flows.taken[s], flows.arrived[s]} do
+          {k, _} when k != nil -> {:sent, {s, k, from, to, msg}}
+          {nil, {tag, j}} when tag in [:deliver, :deferred] -> {:sent, {s, j, from, to, msg}}
+          {nil, {lost, j}} -> {:lost, {s, j, from, to, msg, lost}}
+          {nil, nil} when fate == :delivered -> {:sent, {s, s, from, to, msg}}
+          {nil, nil} -> {:lost, {s, nil, from, to, msg, fate}}
         end
       end
 
-    sent = for({:sent, m} <- leftovers, do: m)
-    lost = for({:lost, m} <- leftovers, do: m)
-    {Enum.reverse(st.taken) ++ Enum.sort(sent), Enum.sort(lost)}
-  end
-
-  defp enqueue(queues, key, i),
-    do: Map.update(queues, key, :queue.from_list([i]), &:queue.in(i, &1))
-
-  defp dequeue(queues, key) do
-    with %{^key => queue} <- queues, {{:value, s}, rest} <- :queue.out(queue) do
-      {s, Map.put(queues, key, rest)}
-    else
-      _ -> {nil, queues}
-    end
+    {for({:sent, m} <- ends, do: m), for({:lost, m} <- ends, do: m)}
   end
 
   defp arrow(class, {x1, y1}, {x2, y2}, text, faded?) do
@@ -516,14 +464,7 @@ defmodule Lockstep.Trace.SVG do
     _ -> "?"
   end
 
-  defp actor(event) do
-    case Trace.actor(event) do
-      name when is_binary(name) -> name
-      _ -> nil
-    end
-  rescue
-    _ -> nil
-  end
+  defp actor(event), do: Trace.Slice.actor(event)
 
   defp truncate(text, n) do
     if String.length(text) > n, do: String.slice(text, 0, n - 1) <> "…", else: text
