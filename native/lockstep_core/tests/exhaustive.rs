@@ -6,10 +6,10 @@
 mod common;
 
 use common::*;
-use lockstep_core::strategy::{Dpor, Exhaustive};
+use lockstep_core::strategy::{Dpor, Exhaustive, ParallelSearch, ParallelStats, Stop, Take};
 use lockstep_core::{Config, CrashMode, Decision, DeliveryMode, Outcome, ProcName, Strategy as _};
 use proptest::prelude::*;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// What a test can observe of one execution, by symbolic process name: how it ended, what
 /// each process received and what each shared-state read returned, the random values.
@@ -699,5 +699,209 @@ fn a_receive_woken_by_a_message_it_does_not_match_does_not_hide_the_other_order(
         let got: BTreeSet<Vec<u32>> = e.runs.iter().map(|r| r.received[0].clone()).collect();
         assert_eq!(got, first, "{dpor:?}");
         assert_eq!(e.runs.len(), 2, "{dpor:?}");
+    }
+}
+
+// Several workers (SPEC §11) --------------------------------------------------------------
+
+/// Runs `program` on `workers` simulated workers: executions are handed out, run, and
+/// completed in an order a seeded generator picks (later completions stand for slower
+/// workers), until the search stops. Returns the explored runs in the master's order, the
+/// stop, the stats, and how many runs were made in all.
+fn explore_parallel(
+    program: &Program,
+    config: Config,
+    dpor: Dpor,
+    workers: usize,
+    order_seed: u64,
+    stop_on_failure: bool,
+) -> (Vec<RunResult>, Stop, ParallelStats) {
+    let shared = ParallelSearch::new(Exhaustive::new(dpor, None), workers, u64::MAX);
+    let mut rng = order_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move |n: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n as u64) as usize
+    };
+    let mut running: Vec<(u64, bool)> = Vec::new();
+    let mut results: HashMap<u64, RunResult> = HashMap::new();
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        if rounds > 100_000 {
+            let me = shared.lock().unwrap();
+            panic!(
+                "the parallel search does not end: {:?}, {} running, {:?}",
+                me.stats(),
+                running.len(),
+                dpor
+            );
+        }
+        let take = running.len() < workers && (running.is_empty() || next(2) == 0);
+        if take {
+            match ParallelSearch::take(&shared) {
+                Take::Run(ticket, mut follower) => {
+                    let r = run(program, config, &mut *follower, 0);
+                    let failed = stop_on_failure && !matches!(r.outcome, Outcome::Pass);
+                    running.push((ticket, failed));
+                    results.insert(ticket, r);
+                    continue;
+                }
+                Take::Stopped(stop) => {
+                    assert!(running.is_empty() || matches!(stop, Stop::Failed { .. }));
+                    let me = shared.lock().unwrap();
+                    let runs = me.order().iter().map(|t| results[t].clone()).collect();
+                    return (runs, stop, me.stats());
+                }
+                Take::Wait => assert!(!running.is_empty(), "waiting with nothing running"),
+            }
+        }
+        if !running.is_empty() {
+            let (ticket, failed) = running.remove(next(running.len()));
+            shared.lock().unwrap().complete(ticket, failed);
+        }
+    }
+}
+
+#[test]
+fn several_workers_explore_what_one_does_in_the_same_order() {
+    let mut scripts = vec![vec![writer(1, 1)]];
+    scripts.extend((0..4).map(|_| vec![reader(1, 1)]));
+    let readers = spawn_all(scripts);
+    let mixed = spawn_all(vec![
+        vec![writer(1, 1), send_parent(1)],
+        vec![reader(1, 1), send_parent(2), Action::Random(2)],
+        vec![writer(1, 1)],
+    ]);
+    for (program, delivery) in [
+        (&readers, DeliveryMode::Instant),
+        (&mixed, DeliveryMode::Delayed),
+    ] {
+        let cfg = config_of(delivery);
+        for dpor in [Dpor::Optimal, Dpor::Source, Dpor::None] {
+            let sequential = explore(program, cfg, dpor, None, 5_000);
+            if !sequential.exhausted {
+                // Plain search over 5 processes: too many to compare here.
+                assert_eq!(dpor, Dpor::None);
+                continue;
+            }
+            let schedules: Vec<_> = sequential.runs.iter().map(|r| &r.schedule).collect();
+            for workers in [2, 3, 5] {
+                for order_seed in 1..=3 {
+                    let (runs, stop, stats) =
+                        explore_parallel(program, cfg, dpor, workers, order_seed, false);
+                    assert_eq!(stop, Stop::Exhausted);
+                    let got: Vec<_> = runs.iter().map(|r| &r.schedule).collect();
+                    assert_eq!(got, schedules, "{dpor:?}, {workers} workers");
+                    assert_eq!(stats.search.explored as usize, sequential.runs.len());
+                    assert_eq!(stats.search.sleep_blocked, sequential.sleep_blocked);
+                    assert!(stats.search.exhausted);
+                    assert!(stats.handed_out >= stats.search.explored);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn several_workers_run_ahead_of_the_master() {
+    // 1 writer and 6 readers: 64 interleavings, with work left at many nodes at once.
+    let mut scripts = vec![vec![writer(1, 1)]];
+    scripts.extend((0..6).map(|_| vec![reader(1, 1)]));
+    let program = spawn_all(scripts);
+    let cfg = config_of(DeliveryMode::Instant);
+    let shared = ParallelSearch::new(Exhaustive::new(Dpor::Optimal, None), 4, u64::MAX);
+    // Four workers that each take work whenever there is some, finishing oldest first.
+    let mut running = std::collections::VecDeque::new();
+    let mut most = 0;
+    loop {
+        match ParallelSearch::take(&shared) {
+            Take::Run(ticket, mut follower) if running.len() < 4 => {
+                run(&program, cfg, &mut *follower, 0);
+                running.push_back(ticket);
+                most = most.max(running.len());
+                continue;
+            }
+            Take::Stopped(stop) => {
+                assert_eq!(stop, Stop::Exhausted);
+                break;
+            }
+            Take::Run(ticket, mut follower) => {
+                run(&program, cfg, &mut *follower, 0);
+                running.push_back(ticket);
+            }
+            Take::Wait => {}
+        }
+        let oldest = running.pop_front().expect("something runs");
+        shared.lock().unwrap().complete(oldest, false);
+    }
+    let stats = shared.lock().unwrap().stats();
+    assert_eq!(stats.search.explored, 64);
+    assert!(most >= 3, "at most {most} executions ran at once");
+    // Nearly everything run ahead was used.
+    assert!(stats.handed_out <= 64 + 8, "{stats:?}");
+}
+
+#[test]
+fn several_workers_stop_at_the_failure_the_sequential_search_meets_first() {
+    // A program whose interleavings fail unless the writer goes last.
+    let program = Program::new(vec![
+        vec![spawn(1), spawn(2), spawn(3)],
+        vec![writer(1, 1)],
+        vec![reader(1, 1), Action::Crash],
+        vec![reader(1, 1)],
+    ]);
+    let cfg = Config {
+        crash: CrashMode::Fail,
+        ..config_of(DeliveryMode::Instant)
+    };
+    let sequential = explore(&program, cfg, Dpor::Optimal, None, 50_000);
+    let first_failure = sequential
+        .runs
+        .iter()
+        .position(|r| !matches!(r.outcome, Outcome::Pass))
+        .expect("the program fails somewhere")
+        + 1;
+    for workers in [2, 4] {
+        for order_seed in 1..=5 {
+            let (runs, stop, _) =
+                explore_parallel(&program, cfg, Dpor::Optimal, workers, order_seed, true);
+            let Stop::Failed { iteration, .. } = stop else {
+                panic!("no failure found: {stop:?}");
+            };
+            assert_eq!(iteration as usize, first_failure);
+            assert_eq!(runs.len(), first_failure);
+            assert_eq!(
+                runs.last().unwrap().schedule,
+                sequential.runs[first_failure - 1].schedule
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(fixed_config())]
+
+    /// On random programs, with names, links and kills too (the restart with sleep sets
+    /// alone included), several workers explore the sequential search's interleavings in
+    /// its order.
+    #[test]
+    fn several_workers_match_the_sequential_search(
+        program in process_program(),
+        workers in 2usize..=4,
+        order_seed in 1u64..1000,
+    ) {
+        let cfg = Config { crash: CrashMode::Ignore, ..config_of(DeliveryMode::Instant) };
+        for dpor in [Dpor::Optimal, Dpor::Source] {
+            let sequential = explore(&program, cfg, dpor, None, 20_000);
+            prop_assume!(sequential.exhausted);
+            let (runs, stop, stats) = explore_parallel(&program, cfg, dpor, workers, order_seed, false);
+            prop_assert_eq!(stop, Stop::Exhausted);
+            let got: Vec<_> = runs.iter().map(|r| &r.schedule).collect();
+            let want: Vec<_> = sequential.runs.iter().map(|r| &r.schedule).collect();
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(stats.search.restarted as usize, sequential.restarted);
+        }
     }
 }

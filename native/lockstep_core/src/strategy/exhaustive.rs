@@ -52,6 +52,7 @@ use crate::process::ProcState;
 use crate::schedule::Decision;
 use crate::trace::EventKind;
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Which reduction the search uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +64,9 @@ pub enum Dpor {
 
 /// An interned actor (see the module comment).
 type Actor = u32;
+
+/// An execution's path: each decision's actor and the value of its draw.
+pub(crate) type PathKey = Vec<(Actor, Option<u64>)>;
 
 /// An event as the search remembers it across executions: who, which random value, what
 /// it touched.
@@ -90,8 +94,12 @@ struct Node {
     random: Option<(u64, u64)>,
     /// A value a wake-up branch fixed for the taken step's draw.
     fixed_value: Option<u64>,
-    /// The taken step's footprint in the current execution.
+    /// The taken step's footprint in the current execution (before it runs, in a parallel
+    /// search's fork: the footprint it is expected to have, see `fp_known`).
     fp: Footprint,
+    /// Whether `fp` is the taken step's (seen, or expected from the wake-up branch or the
+    /// other value that chose it): a fork can look past it to the node's next branch.
+    fp_known: bool,
     /// The taken step was offered because nothing else could happen: a timer firing, a
     /// process waiting for a message from outside the run.
     idle_only: bool,
@@ -122,47 +130,59 @@ impl Node {
     }
 }
 
-/// The step in progress (picked, not yet finished).
-struct InProgress {
-    node: usize,
+/// The step in progress in a live run: what its footprint is computed from.
+#[derive(Clone)]
+struct LiveStep {
     step: u64,
     choice: Choice,
     op: Option<Op>,
     aliases: usize,
 }
 
-/// Interned process names, and this iteration's ids for them.
+/// Actors and process names interned once for a whole search, shared by the master of a
+/// parallel search and its followers (`exhaustive_parallel.rs`) so that their ids agree.
 #[derive(Default)]
-struct Keys {
-    names: HashMap<ProcName, u32>,
-    by_id: Vec<Option<u32>>,
-}
-
-impl Keys {
-    fn key(&mut self, view: &View<'_>, p: ProcId) -> u32 {
-        let i = p as usize;
-        if let Some(Some(k)) = self.by_id.get(i) {
-            return *k;
-        }
-        let next = self.names.len() as u32;
-        let k = *self.names.entry(view.proc_name(p).clone()).or_insert(next);
-        if self.by_id.len() <= i {
-            self.by_id.resize(i + 1, None);
-        }
-        self.by_id[i] = Some(k);
-        k
-    }
-}
-
-pub struct Exhaustive {
-    dpor: Dpor,
-    bound: Option<u32>,
+pub(crate) struct Interner {
     actors: HashMap<Decision, Actor>,
     decisions: Vec<Decision>,
     /// Whether each actor is a process (`Run`): only those can be preempted.
     is_run: Vec<bool>,
+    names: HashMap<ProcName, u32>,
+}
 
-    keys: Keys,
+/// What one execution showed the search, in the order it saw it: enough for another
+/// instance in the same state to make the same decisions without the run (a parallel
+/// search's master replays its followers' executions from these).
+#[derive(Clone, Debug)]
+pub(crate) enum Rec {
+    /// The actors offered (with pending draws), and the index picked (`None`: any).
+    Pick(Vec<(Actor, Option<u64>)>, Option<usize>),
+    /// A draw of `n` values, and the value given (`None`: the draw diverged).
+    Random(u64, Option<u64>),
+    /// The step in progress finished: its footprint, and whether only idleness offered it.
+    Finished(Footprint, bool),
+    /// The execution ended (completed, or cut short by a limit).
+    End(bool),
+}
+
+/// What `decide` did with a pick.
+enum Decided {
+    At(usize),
+    /// Any choice: the rest of the run is not recorded (asleep) or the search is broken.
+    Any,
+    /// The program did not offer the prefix's actor.
+    Diverged(Actor),
+}
+
+#[derive(Clone)]
+pub struct Exhaustive {
+    dpor: Dpor,
+    bound: Option<u32>,
+    interner: Arc<Mutex<Interner>>,
+    /// This iteration's interned process names, by process id.
+    keys_by_id: Vec<Option<u32>>,
+    /// A follower of a parallel search records its one execution instead of moving on.
+    record: Option<Vec<Rec>>,
     stack: Vec<Node>,
     exhausted: bool,
     /// The program did not follow a prefix: the search cannot go on.
@@ -180,7 +200,9 @@ pub struct Exhaustive {
     // Per iteration:
     depth: usize,
     prefix: usize,
-    in_progress: Option<InProgress>,
+    /// The node of the step in progress (picked, not yet finished).
+    in_progress: Option<usize>,
+    live: Option<LiveStep>,
     seen_events: usize,
     seen_msgs: usize,
     seen_procs: usize,
@@ -197,11 +219,9 @@ impl Exhaustive {
         Exhaustive {
             dpor: if bound.is_some() { Dpor::None } else { dpor },
             bound,
-            actors: HashMap::new(),
-            decisions: Vec::new(),
-            is_run: Vec::new(),
-
-            keys: Keys::default(),
+            interner: Arc::default(),
+            keys_by_id: Vec::new(),
+            record: None,
             stack: Vec::new(),
             exhausted: false,
             broken: false,
@@ -213,6 +233,7 @@ impl Exhaustive {
             depth: 0,
             prefix: 0,
             in_progress: None,
+            live: None,
             seen_events: 0,
             seen_msgs: 0,
             seen_procs: 0,
@@ -227,16 +248,33 @@ impl Exhaustive {
         self.dpor
     }
 
+    pub(crate) fn stack_len(&self) -> usize {
+        self.stack.len()
+    }
+
+    pub(crate) fn exhausted(&self) -> bool {
+        self.exhausted
+    }
+
+    fn interner(&self) -> MutexGuard<'_, Interner> {
+        // A panic while it was held leaves it consistent: every update is one insert.
+        self.interner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn intern(&mut self, d: Decision) -> Actor {
-        if let Some(&a) = self.actors.get(&d) {
+        let mut interner = self.interner();
+        if let Some(&a) = interner.actors.get(&d) {
             return a;
         }
-        let a = self.decisions.len() as Actor;
-        self.is_run.push(matches!(d, Decision::Run(_)));
-
-        self.decisions.push(d.clone());
-        self.actors.insert(d, a);
+        let a = interner.decisions.len() as Actor;
+        interner.is_run.push(matches!(d, Decision::Run(_)));
+        interner.decisions.push(d.clone());
+        interner.actors.insert(d, a);
         a
+    }
+
+    fn decision(&self, a: Actor) -> Decision {
+        self.interner().decisions[a as usize].clone()
     }
 
     fn actor_of(&mut self, view: &View<'_>, c: Choice) -> Actor {
@@ -292,7 +330,7 @@ impl Exhaustive {
     /// Completes the footprint of the step in progress from what the session recorded.
     fn finish_step(&mut self, view: &View<'_>) {
         let events = view.events();
-        if let Some(ip) = self.in_progress.take() {
+        if let Some(ip) = self.live.take() {
             let from = self.seen_events.min(events.len());
             let mut end = events.len();
             // The teardown's kills at the end of an iteration are not part of any step.
@@ -320,8 +358,26 @@ impl Exhaustive {
                 new_procs: self.seen_procs..view.procs().len(),
                 aliases_changed,
             };
-            let keys = &mut self.keys;
-            let fp = footprint(view, &step, &mut |p| keys.key(view, p));
+            let mut keys = std::mem::take(&mut self.keys_by_id);
+            let interner = Arc::clone(&self.interner);
+            let fp = footprint(view, &step, &mut |p| {
+                let i = p as usize;
+                if let Some(Some(k)) = keys.get(i) {
+                    return *k;
+                }
+                let mut interner = interner.lock().unwrap_or_else(|e| e.into_inner());
+                let next = interner.names.len() as u32;
+                let k = *interner
+                    .names
+                    .entry(view.proc_name(p).clone())
+                    .or_insert(next);
+                if keys.len() <= i {
+                    keys.resize(i + 1, None);
+                }
+                keys[i] = Some(k);
+                k
+            });
+            self.keys_by_id = keys;
             let idle_only = match ip.choice {
                 Choice::Fire(_) => true,
                 Choice::Run(p) => step_events
@@ -329,14 +385,25 @@ impl Exhaustive {
                     .any(|e| e.proc == p && e.kind == EventKind::ReceiveExternal),
                 Choice::Deliver(_) => false,
             };
-            if let Some(node) = self.stack.get_mut(ip.node) {
-                node.fp = fp;
-                node.idle_only = idle_only;
-            }
+            self.step_finished(fp, idle_only);
         }
         self.seen_events = events.len();
         self.seen_msgs = view.messages().len();
         self.seen_procs = view.procs().len();
+    }
+
+    /// The step in progress finished with this footprint.
+    fn step_finished(&mut self, fp: Footprint, idle_only: bool) {
+        if let Some(rec) = &mut self.record {
+            rec.push(Rec::Finished(fp.clone(), idle_only));
+        }
+        if let Some(n) = self.in_progress.take() {
+            if let Some(node) = self.stack.get_mut(n) {
+                node.fp = fp;
+                node.fp_known = true;
+                node.idle_only = idle_only;
+            }
+        }
     }
 
     fn asleep(entries: &[Ev], actor: Actor, draw: Option<u64>) -> bool {
@@ -351,18 +418,21 @@ impl Exhaustive {
         }
     }
 
-    /// A new node at `depth`: its sleep set and wake-up tree from its parent, and its
-    /// first choice. `None`: every choice is asleep.
-    fn new_node(&mut self, offered: &[(Actor, Choice, Option<u64>)]) -> Option<(Node, Choice)> {
+    /// A new node at `depth`: its sleep set and wake-up tree from its parent, and the index
+    /// of its first choice in `offered`. `None`: every choice is asleep.
+    fn new_node(&mut self, offered: &[(Actor, Option<u64>)]) -> Option<(Node, usize)> {
         let d = self.depth;
+        let interner = Arc::clone(&self.interner);
+        let interner = interner.lock().unwrap_or_else(|e| e.into_inner());
+        let is_run = &interner.is_run;
         let mut node = Node {
-            enabled: offered.iter().map(|&(a, _, n)| (a, n)).collect(),
+            enabled: offered.to_vec(),
             ..Node::default()
         };
         if d > 0 {
             let parent = &mut self.stack[d - 1];
             node.preemptions =
-                parent.preemptions + u32::from(parent.preempts(parent.taken, &self.is_run));
+                parent.preemptions + u32::from(parent.preempts(parent.taken, is_run));
             node.prev = Some(parent.taken);
             if self.dpor != Dpor::None {
                 // Sleep sets (Godefroid 1996): what was explored from an ancestor stays
@@ -379,37 +449,34 @@ impl Exhaustive {
         }
         let allowed: Vec<bool> = offered
             .iter()
-            .map(|&(a, _, _)| match self.bound {
-                Some(k) => node.preemptions + u32::from(node.preempts(a, &self.is_run)) <= k,
+            .map(|&(a, _)| match self.bound {
+                Some(k) => node.preemptions + u32::from(node.preempts(a, is_run)) <= k,
                 None => true,
             })
             .collect();
         // Optimal: the leftmost wake-up branch that can be taken here.
         while !node.wut.is_empty() {
             let branch = node.wut.remove(0);
-            if let Some(&(_, c, _)) = offered.iter().find(|o| o.0 == branch.ev.actor) {
+            if let Some(i) = offered.iter().position(|o| o.0 == branch.ev.actor) {
                 node.taken = branch.ev.actor;
                 node.fixed_value = branch.ev.value;
                 node.next_wut = branch.children;
-                return Some((node, c));
+                return Some((node, i));
             }
         }
-        let first = offered.iter().zip(&allowed).find(|&(&(a, _, n), &ok)| {
+        let first = offered.iter().zip(&allowed).position(|(&(a, n), &ok)| {
             ok && (self.dpor == Dpor::None || !Self::asleep(&node.sleep, a, n))
-        });
-        let first = first?;
-        let first = *first.0;
-        node.taken = first.0;
+        })?;
+        node.taken = offered[first].0;
         if self.dpor == Dpor::None || self.sleep_only {
             node.backtrack = offered
                 .iter()
                 .zip(&allowed)
-                .filter(|&(o, &ok)| o.0 != first.0 && ok)
+                .filter(|&(o, &ok)| o.0 != node.taken && ok)
                 .map(|(o, _)| o.0)
                 .collect();
         }
-        let c = first.1;
-        Some((node, c))
+        Some((node, first))
     }
 
     /// Race detection over the finished execution (nodes `0..n`), then a backtrack point
@@ -598,61 +665,320 @@ impl Exhaustive {
     /// Moves to the next branch: the deepest node with a value, backtrack actor or
     /// wake-up branch left; the search is exhausted when there is none.
     fn next_branch(&mut self) {
-        while let Some(node) = self.stack.last_mut() {
-            let current = Ev {
-                actor: node.taken,
-                value: node.random.map(|r| r.1),
-                fp: std::mem::take(&mut node.fp),
-            };
-            node.done.push(current);
-            node.next_wut.clear();
-            // The other values of this step's draw come first (the same actor's choice).
-            if let (Some((n, v)), None) = (node.random, node.fixed_value) {
-                let entries: Vec<&Ev> = node.sleep.iter().chain(node.done.iter()).collect();
-                let next = ((v + 1)..n).find(|&w| {
-                    !entries
-                        .iter()
-                        .any(|e| e.actor == node.taken && e.value == Some(w))
-                });
-                if let Some(w) = next {
-                    node.random = Some((n, w));
-                    return;
-                }
+        while !self.stack.is_empty() {
+            if self.advance_top() {
+                return;
             }
-            node.random = None;
-            node.fixed_value = None;
-            match self.dpor {
-                Dpor::Optimal if !self.sleep_only => {
-                    while !node.wut.is_empty() {
-                        let branch = node.wut.remove(0);
-                        if node.enabled.iter().any(|e| e.0 == branch.ev.actor) {
-                            node.taken = branch.ev.actor;
-                            node.fixed_value = branch.ev.value;
-                            node.next_wut = branch.children;
-                            return;
-                        }
-                    }
-                }
-                _ => {
-                    while !node.backtrack.is_empty() {
-                        let a = node.backtrack.remove(0);
-                        let draw = node.enabled.iter().find(|e| e.0 == a).map(|e| e.1);
-                        let Some(draw) = draw else { continue };
-                        let taken_before = node.done.iter().any(|e| e.actor == a);
-                        if taken_before
-                            || (self.dpor != Dpor::None && Self::asleep(&node.sleep, a, draw))
-                        {
-                            continue;
-                        }
-                        node.taken = a;
-                        return;
-                    }
-                }
-            }
-            self.stack.pop();
         }
         self.exhausted = true;
     }
+
+    /// What the deepest node explores next once its current branch is done: another value
+    /// of the taken step's draw first (the same actor's choice), then the next wake-up
+    /// branch (optimal) or backtrack actor that can be taken there. Reads only.
+    fn next_of(&self, node: &Node) -> Option<NextBranch> {
+        if let (Some((n, v)), None) = (node.random, node.fixed_value) {
+            let explored = |w: u64| {
+                node.sleep
+                    .iter()
+                    .chain(node.done.iter())
+                    .any(|e| e.actor == node.taken && e.value == Some(w))
+            };
+            if let Some(w) = ((v + 1)..n).find(|&w| !explored(w)) {
+                return Some(NextBranch::Value(n, w));
+            }
+        }
+        match self.dpor {
+            Dpor::Optimal if !self.sleep_only => node
+                .wut
+                .iter()
+                .position(|b| node.enabled.iter().any(|e| e.0 == b.ev.actor))
+                .map(NextBranch::Wut),
+            _ => node
+                .backtrack
+                .iter()
+                .position(|&a| {
+                    let Some(draw) = node.enabled.iter().find(|e| e.0 == a).map(|e| e.1) else {
+                        return false;
+                    };
+                    let taken_before = a == node.taken || node.done.iter().any(|e| e.actor == a);
+                    !(taken_before
+                        || (self.dpor != Dpor::None && Self::asleep(&node.sleep, a, draw)))
+                })
+                .map(NextBranch::Backtrack),
+        }
+    }
+
+    /// Sets up the deepest node's next branch (see `next_of`); pops the node and returns
+    /// false when it has none left.
+    fn advance_top(&mut self) -> bool {
+        let Some(mut node) = self.stack.pop() else {
+            return false;
+        };
+        let advanced = self.advance_node(&mut node);
+        if advanced {
+            self.stack.push(node);
+        }
+        advanced
+    }
+
+    /// Moves `node` to its next branch; false when it has none left.
+    fn advance_node(&self, node: &mut Node) -> bool {
+        let next = self.next_of(node);
+        let current = Ev {
+            actor: node.taken,
+            value: node.random.map(|r| r.1),
+            fp: std::mem::take(&mut node.fp),
+        };
+        // Another value of the same step is expected to touch what this one touched.
+        let same_step = matches!(next, Some(NextBranch::Value(..))).then(|| current.fp.clone());
+        node.done.push(current);
+        node.next_wut.clear();
+        node.fp_known = false;
+        match next {
+            Some(NextBranch::Value(n, w)) => {
+                node.fp = same_step.unwrap_or_default();
+                node.fp_known = true;
+                node.random = Some((n, w));
+            }
+            Some(NextBranch::Wut(i)) => {
+                node.random = None;
+                node.fixed_value = None;
+                node.wut.drain(..i);
+                let branch = node.wut.remove(0);
+                node.taken = branch.ev.actor;
+                node.fixed_value = branch.ev.value;
+                // As it was in the execution whose race put it here.
+                node.fp = branch.ev.fp;
+                node.fp_known = true;
+                node.next_wut = branch.children;
+            }
+            Some(NextBranch::Backtrack(i)) => {
+                node.random = None;
+                node.fixed_value = None;
+                node.backtrack.drain(..i);
+                node.taken = node.backtrack.remove(0);
+            }
+            None => return false,
+        }
+        true
+    }
+
+    /// The path of the execution the search runs next (or runs now): each decision's actor
+    /// and the value of its draw. A parallel search keys executions by it.
+    pub(crate) fn path_key(&self) -> PathKey {
+        self.stack
+            .iter()
+            .map(|n| (n.taken, n.random.map(|r| r.1).or(n.fixed_value)))
+            .collect()
+    }
+
+    /// The executions the search will run after its current branches at node `n`, in
+    /// order, at most `max`: each one's key, and a copy of the search in the state that
+    /// execution is decided from (see `exhaustive_parallel.rs`). Every decision of such an
+    /// execution depends only on the nodes down to `n` — their sleep sets, what was done
+    /// there, the branch's own wake-up subtree, whose leftmost path no later insertion
+    /// changes — except for the footprints of the branches before it at `n`, which are
+    /// those expected (the wake-up branch's, the other value's); the look ahead stops at
+    /// a branch whose footprint nothing tells (a backtrack actor not yet run).
+    /// `fork(key)` says whether to make the copy for a key.
+    pub(crate) fn ahead_at(
+        &mut self,
+        n: usize,
+        max: usize,
+        fork: &mut dyn FnMut(&PathKey) -> bool,
+    ) -> Vec<(PathKey, Exhaustive)> {
+        let mut found = Vec::new();
+        let mut node = self.stack[n].clone();
+        let mut key: Vec<_> = self.stack[..n]
+            .iter()
+            .map(|n| (n.taken, n.random.map(|r| r.1).or(n.fixed_value)))
+            .collect();
+        key.push((0, None));
+        for _ in 0..max {
+            if !node.fp_known || !self.advance_node(&mut node) {
+                break;
+            }
+            key[n] = (node.taken, node.random.map(|r| r.1).or(node.fixed_value));
+            if fork(&key) {
+                let stack = std::mem::take(&mut self.stack);
+                let mut copy = self.clone();
+                copy.stack = stack[..n].to_vec();
+                copy.stack.push(node.clone());
+                self.stack = stack;
+                found.push((key.clone(), copy));
+            }
+        }
+        found
+    }
+
+    /// Makes this copy a follower: it records its next execution instead of moving on.
+    pub(crate) fn into_follower(mut self) -> Exhaustive {
+        self.record = Some(Vec::new());
+        self
+    }
+
+    /// What a follower recorded of its execution.
+    pub(crate) fn take_recording(&mut self) -> Option<Vec<Rec>> {
+        self.record.take()
+    }
+
+    /// Replays an execution a follower recorded as if this search had run it: the same
+    /// decisions must come out, else `false` (and this search is left half-way: replay on
+    /// a copy). Then the search moves on as after a live run.
+    pub(crate) fn replay(&mut self, rec: &[Rec]) -> bool {
+        self.begin_iteration(0);
+        for r in rec {
+            match r {
+                Rec::Pick(offered, picked) => {
+                    let got = match self.decide(offered) {
+                        Decided::At(i) => Some(i),
+                        Decided::Any | Decided::Diverged(_) => None,
+                    };
+                    if got != *picked {
+                        return false;
+                    }
+                }
+                Rec::Random(n, value) => {
+                    if self.decide_random(*n).ok() != *value {
+                        return false;
+                    }
+                }
+                Rec::Finished(fp, idle_only) => self.step_finished(fp.clone(), *idle_only),
+                Rec::End(completed) => {
+                    let _ = self.finish(*completed);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// The decision for one pick, from the actors offered: the prefix's actor while the
+    /// prefix lasts, then a new node's first choice.
+    fn decide(&mut self, offered: &[(Actor, Option<u64>)]) -> Decided {
+        if self.blocked || self.broken {
+            return Decided::Any;
+        }
+        let d = self.depth;
+        if d > 0 {
+            let next: Vec<Actor> = offered.iter().map(|o| o.0).collect();
+            self.note_disabling(d - 1, &next);
+        }
+        let at = if d < self.stack.len() {
+            let taken = self.stack[d].taken;
+            match offered.iter().position(|o| o.0 == taken) {
+                Some(i) => {
+                    self.stack[d].enabled = offered.to_vec();
+                    i
+                }
+                None => {
+                    self.broken = true;
+                    return Decided::Diverged(taken);
+                }
+            }
+        } else {
+            match self.new_node(offered) {
+                Some((node, i)) => {
+                    self.stack.push(node);
+                    i
+                }
+                None => {
+                    self.blocked = true;
+                    self.sleep_blocked += 1;
+                    return Decided::Any;
+                }
+            }
+        };
+        self.in_progress = Some(d);
+        self.depth += 1;
+        Decided::At(at)
+    }
+
+    /// The value of a draw of `n` by the step just picked. `Err(v)`: the prefix drew `v`
+    /// of another `n`.
+    fn decide_random(&mut self, n: u64) -> Result<u64, u64> {
+        if self.blocked || self.broken || self.depth == 0 {
+            return Ok(0);
+        }
+        let node = &mut self.stack[self.depth - 1];
+        if let Some((m, v)) = node.random {
+            if m == n {
+                return Ok(v);
+            }
+            self.broken = true;
+            return Err(v);
+        }
+        if let Some(v) = node.fixed_value.filter(|&v| v < n) {
+            node.random = Some((n, v));
+            return Ok(v);
+        }
+        node.fixed_value = None;
+        let taken = node.taken;
+        let v = (0..n)
+            .find(|&v| {
+                !node
+                    .sleep
+                    .iter()
+                    .chain(node.done.iter())
+                    .any(|e| e.actor == taken && e.value == Some(v))
+            })
+            .unwrap_or(0);
+        node.random = Some((n, v));
+        Ok(v)
+    }
+
+    /// Whether the execution ended before the prefix did: `Some(actor)`, the prefix's next.
+    fn ended_early(&self) -> Option<Actor> {
+        (!self.broken && self.depth < self.prefix).then(|| self.stack[self.depth].taken)
+    }
+
+    /// The end of an execution: races, then the next branch. `Err(actor)`: the program
+    /// ended before the prefix did.
+    fn finish(&mut self, completed: bool) -> Result<(), Actor> {
+        if self.broken {
+            return Ok(());
+        }
+        self.explored += 1;
+        if let Some(expected) = self.ended_early() {
+            self.broken = true;
+            return Err(expected);
+        }
+        let n = self.depth;
+        self.stack.truncate(n);
+        // What was offered after the last recorded step: nothing at the end of the
+        // execution (a sleep-blocked one was checked at the pick that found every choice
+        // asleep; one cut short by a limit is not known).
+        if completed && !self.blocked {
+            if let Some(k) = n.checked_sub(1) {
+                self.note_disabling(k, &[]);
+            }
+        }
+        if self.restart {
+            // The first disabling step: start over with sleep sets alone. Interleavings
+            // explored so far are explored again (and counted again).
+            self.restart = false;
+            self.sleep_only = true;
+            self.restarted = self.explored;
+            self.stack.clear();
+            return Ok(());
+        }
+        if self.dpor != Dpor::None && !self.sleep_only {
+            self.detect_races(n);
+        }
+        self.next_branch();
+        Ok(())
+    }
+}
+
+/// A node's next branch (see `Exhaustive::next_of`).
+enum NextBranch {
+    /// Another value, of `n`, of the taken step's draw.
+    Value(u64, u64),
+    /// The wake-up branch at this index.
+    Wut(usize),
+    /// The backtrack actor at this index.
+    Backtrack(usize),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -744,149 +1070,94 @@ impl Strategy for Exhaustive {
         self.depth = 0;
         self.prefix = self.stack.len();
         self.in_progress = None;
+        self.live = None;
         self.seen_events = 0;
         self.seen_msgs = 0;
         self.seen_procs = 0;
         self.blocked = false;
         self.run_actor.clear();
         self.pair_actor.clear();
-        self.keys.by_id.clear();
+        self.keys_by_id.clear();
+        if let Some(rec) = &mut self.record {
+            rec.clear();
+        }
     }
 
     fn pick(&mut self, view: &View<'_>, choices: &ChoiceSet) -> Result<Choice, Divergence> {
         self.finish_step(view);
-        if self.blocked || self.broken {
+        // A follower records what was offered even past a block, so that its master can
+        // tell whether it would have blocked there too.
+        if (self.blocked || self.broken) && self.record.is_none() {
             return Ok(choices.get(0));
         }
         let offered = self.offered(view, choices);
-        let d = self.depth;
-        if d > 0 {
-            let next: Vec<Actor> = offered.iter().map(|o| o.0).collect();
-            self.note_disabling(d - 1, &next);
+        let actors: Vec<(Actor, Option<u64>)> = offered.iter().map(|&(a, _, n)| (a, n)).collect();
+        let decided = self.decide(&actors);
+        if let Some(rec) = &mut self.record {
+            let picked = match decided {
+                Decided::At(i) => Some(i),
+                _ => None,
+            };
+            rec.push(Rec::Pick(actors, picked));
         }
-        let choice = if d < self.stack.len() {
-            let taken = self.stack[d].taken;
-            match offered.iter().find(|o| o.0 == taken) {
-                Some(o) => {
-                    self.stack[d].enabled = offered.iter().map(|&(a, _, n)| (a, n)).collect();
-                    o.1
-                }
-                None => {
-                    self.broken = true;
-                    return Err(Divergence {
-                        step: view.step,
-                        expected: Some(self.decisions[taken as usize].clone()),
-                        got: offered.iter().map(|o| view.decision_for(o.1)).collect(),
-                    });
-                }
+        match decided {
+            Decided::At(i) => {
+                let choice = offered[i].1;
+                let (op, aliases) = match choice {
+                    Choice::Run(p) => {
+                        let proc = &view.procs()[p as usize];
+                        debug_assert_eq!(proc.state, ProcState::Ready);
+                        (Some(proc.pending), proc.aliases.len())
+                    }
+                    _ => (None, 0),
+                };
+                self.live = Some(LiveStep {
+                    step: view.step,
+                    choice,
+                    op,
+                    aliases,
+                });
+                Ok(choice)
             }
-        } else {
-            match self.new_node(&offered) {
-                Some((node, c)) => {
-                    self.stack.push(node);
-                    c
-                }
-                None => {
-                    self.blocked = true;
-                    self.sleep_blocked += 1;
-                    return Ok(choices.get(0));
-                }
-            }
-        };
-        let (op, aliases) = match choice {
-            Choice::Run(p) => {
-                let proc = &view.procs()[p as usize];
-                debug_assert_eq!(proc.state, ProcState::Ready);
-                (Some(proc.pending), proc.aliases.len())
-            }
-            _ => (None, 0),
-        };
-        self.in_progress = Some(InProgress {
-            node: d,
-            step: view.step,
-            choice,
-            op,
-            aliases,
-        });
-        self.depth += 1;
-        Ok(choice)
+            Decided::Any => Ok(choices.get(0)),
+            Decided::Diverged(expected) => Err(Divergence {
+                step: view.step,
+                expected: Some(self.decision(expected)),
+                got: offered.iter().map(|o| view.decision_for(o.1)).collect(),
+            }),
+        }
     }
 
     fn random(&mut self, view: &View<'_>, n: u64) -> Result<u64, Divergence> {
-        if self.blocked || self.broken || self.depth == 0 {
-            return Ok(0);
+        let value = self.decide_random(n);
+        if let Some(rec) = &mut self.record {
+            rec.push(Rec::Random(n, value.ok()));
         }
-        let node = &mut self.stack[self.depth - 1];
-        if let Some((m, v)) = node.random {
-            if m == n {
-                return Ok(v);
-            }
-            self.broken = true;
-            return Err(Divergence {
-                step: view.step,
-                expected: Some(Decision::Random(v)),
-                got: vec![Decision::Random(n)],
-            });
-        }
-        if let Some(v) = node.fixed_value.filter(|&v| v < n) {
-            node.random = Some((n, v));
-            return Ok(v);
-        }
-        node.fixed_value = None;
-        let taken = node.taken;
-        let v = (0..n)
-            .find(|&v| {
-                !node
-                    .sleep
-                    .iter()
-                    .chain(node.done.iter())
-                    .any(|e| e.actor == taken && e.value == Some(v))
-            })
-            .unwrap_or(0);
-        node.random = Some((n, v));
-        Ok(v)
+        value.map_err(|v| Divergence {
+            step: view.step,
+            expected: Some(Decision::Random(v)),
+            got: vec![Decision::Random(n)],
+        })
     }
 
     fn end_iteration(&mut self, view: &View<'_>, completed: bool) -> Result<(), Divergence> {
         self.finish_step(view);
-        if self.broken {
-            return Ok(());
-        }
-        self.explored += 1;
-        if self.depth < self.prefix {
+        let ended_early = if let Some(rec) = &mut self.record {
+            // A follower stops here: its master replays the execution in turn.
+            rec.push(Rec::End(completed));
+            self.ended_early()
+        } else {
+            self.finish(completed).err()
+        };
+        match ended_early {
             // The program ended before the schedule this iteration was to follow did.
-            self.broken = true;
-            let expected = self.decisions[self.stack[self.depth].taken as usize].clone();
-            return Err(Divergence {
+            Some(expected) => Err(Divergence {
                 step: view.step + 1,
-                expected: Some(expected),
+                expected: Some(self.decision(expected)),
                 got: Vec::new(),
-            });
+            }),
+            None => Ok(()),
         }
-        let n = self.depth;
-        self.stack.truncate(n);
-        // What was offered after the last recorded step: nothing at the end of the
-        // execution (a sleep-blocked one was checked at the pick that found every choice
-        // asleep; one cut short by a limit is not known).
-        if completed && !self.blocked {
-            if let Some(k) = n.checked_sub(1) {
-                self.note_disabling(k, &[]);
-            }
-        }
-        if self.restart {
-            // The first disabling step: start over with sleep sets alone. Interleavings
-            // explored so far are explored again (and counted again).
-            self.restart = false;
-            self.sleep_only = true;
-            self.restarted = self.explored;
-            self.stack.clear();
-            return Ok(());
-        }
-        if self.dpor != Dpor::None && !self.sleep_only {
-            self.detect_races(n);
-        }
-        self.next_branch();
-        Ok(())
     }
 
     /// Each step's footprint is read from the events it recorded.

@@ -9,6 +9,7 @@
 
 mod dependency;
 mod exhaustive;
+mod exhaustive_parallel;
 mod fair_pct;
 mod idpct;
 mod metered;
@@ -22,6 +23,7 @@ mod replay;
 
 pub use dependency::{dependent, Access, Footprint, Obj};
 pub use exhaustive::{Dpor, Exhaustive};
+pub use exhaustive_parallel::{Follower, ParallelSearch, ParallelStats, Stop, Take};
 pub use fair_pct::FairPct;
 pub use idpct::IdPct;
 pub use metered::{IterationMetrics, Metered};
