@@ -102,7 +102,9 @@ defmodule Lockstep do
       `{:exhaustive, dpor: :optimal | :source | :none, preemption_bound: nil | k}` (default
       `dpor: :optimal`, no bound; `k` in 0..2^32-1 makes it plain depth-first search over
       the schedules with at most k preemptions, complete within that bound); the summary's
-      `complete` says whether it finished. It runs as one search (`workers: 1`).
+      `complete` says whether it finished. With `workers: n` its workers run the one
+      search's executions ahead of time: the same interleavings, counts and bug as
+      `workers: 1` (`nodes:` is refused with it).
     * `:seed` (ExUnit's seed under ExUnit, else random) — iteration seeds derive from it;
       an integer in 0..2^64-1, used as it is (no reduction), so the seed a report prints
       is the one to pass back.

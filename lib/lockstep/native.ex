@@ -25,6 +25,11 @@ defmodule Lockstep.Native do
   defp nif_error, do: :erlang.nif_error(:lockstep_nif_not_loaded)
 
   def strategy_new(_spec), do: nif_error()
+  def exhaustive_parallel_new(_spec, _workers, _cap), do: nif_error()
+  def exhaustive_take(_search, _cell), do: nif_error()
+  def exhaustive_complete(_search, _ticket, _failed), do: nif_error()
+  def exhaustive_status(_search), do: nif_error()
+  def exhaustive_generation(_search), do: nif_error()
   def iteration_seed(_seed, _iteration), do: nif_error()
   def live_sessions, do: nif_error()
   def session_new(_cell, _seed, _config, _capture, _done), do: nif_error()

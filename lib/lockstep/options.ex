@@ -38,8 +38,9 @@ defmodule Lockstep.Options do
       raise ArgumentError, "Lockstep options must be a keyword list, got: #{inspect(opts)}"
     end
 
-    Enum.each(opts, fn {key, value} -> check_key!(key, value) end)
     exhaustive? = exhaustive?(opts[:strategy])
+    if exhaustive?, do: check_exhaustive_workers!(opts)
+    Enum.each(opts, fn {key, value} -> check_key!(key, value) end)
     check_iterations!(opts[:iterations], exhaustive?)
     # An exhaustive search runs until its tree is explored unless told to stop sooner.
     defaults = if exhaustive?, do: Keyword.put(@defaults, :iterations, :infinity), else: @defaults
@@ -47,7 +48,6 @@ defmodule Lockstep.Options do
 
     {strategy, strategy_opts} = normalize_strategy!(opts[:strategy], opts[:bug_depth])
     strategy_opts = strategy_defaults(strategy, strategy_opts, opts[:max_steps])
-    if exhaustive?, do: check_exhaustive_workers!(opts)
 
     %{
       iterations: opts[:iterations],
@@ -181,14 +181,15 @@ defmodule Lockstep.Options do
 
   defp check_iterations!(_iterations, _exhaustive?), do: :ok
 
-  # Splitting the exhaustive tree among workers so that each interleaving runs once in
-  # total is not implemented: say so rather than run the same tree n times.
+  # The workers of an exhaustive search share its one tree in this VM's memory (see
+  # `Lockstep.Search`): other nodes cannot take part.
   defp check_exhaustive_workers!(opts) do
-    if workers(opts[:workers]) > 1 or opts[:nodes] != [] do
+    if opts[:nodes] not in [nil, []] do
       raise ArgumentError,
-            "invalid value for option :workers: strategy :exhaustive runs as one search " <>
-              "(workers: 1, nodes: []); splitting its tree among workers is not supported " <>
-              "(got workers: #{inspect(opts[:workers])}, nodes: #{inspect(opts[:nodes])})"
+            "invalid value for option :nodes: strategy :exhaustive runs its workers on this " <>
+              "node only (its search tree is shared in this VM's memory); use workers: n " <>
+              "to use this machine's schedulers, and nodes: with a randomised strategy " <>
+              "(got nodes: #{inspect(opts[:nodes])})"
     end
   end
 

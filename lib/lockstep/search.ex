@@ -27,6 +27,8 @@ defmodule Lockstep.Search do
     {lowest_failure([outcome]), stats, [], []}
   end
 
+  def run(fun, %{strategy: :exhaustive} = cfg, _cell), do: run_exhaustive(fun, cfg)
+
   def run(fun, cfg, _cell) do
     Enum.each(cfg.nodes, &check_node!(&1, fun))
     hosts = [node() | cfg.nodes]
@@ -312,6 +314,156 @@ defmodule Lockstep.Search do
     :ok
   end
 
+  # An exhaustive search on several workers --------------------------------------------------
+  #
+  # One search tree, in the NIF (`lockstep_core::strategy::ParallelSearch`): its master
+  # decides every interleaving in the sequential search's order, and the workers run, each
+  # in its own sessions, the executions it will ask for, ahead of time; the master takes
+  # each in its turn (see `strategy/exhaustive_parallel.rs`). So the interleavings, their
+  # count and the failing one reported — the first in that order, by its iteration number
+  # there — are those of `workers: 1`. A worker keeps its failing results until the search
+  # says which one stopped it.
+
+  # Another worker's iteration ends within about one iteration's time (tens of
+  # microseconds): poll for it first, then sleep until woken. Waking a sleeping scheduler
+  # can take milliseconds (on a virtual machine, an idle CPU may wait for a timer tick),
+  # far longer than the wait itself.
+  @spin_polls 500
+
+  defp run_exhaustive(fun, cfg) do
+    spec = Lockstep.Runner.strategy_spec(cfg)
+    search = Session.exhaustive_parallel(spec, cfg.workers, cfg.iterations)
+    seed = iteration_seed(cfg, 1)
+    reply = make_ref()
+    caller = self()
+
+    workers =
+      Map.new(1..cfg.workers, fn w ->
+        scheduler = rem(w - 1, System.schedulers_online()) + 1
+
+        pid_monitor =
+          spawn_bound(scheduler, fn ->
+            Kernel.send(caller, {reply, w, exhaustive_worker(fun, cfg, spec, search, seed)})
+          end)
+
+        {w, pid_monitor}
+      end)
+
+    results = await_exhaustive(workers, reply, search, %{})
+    status = Session.exhaustive_status(search)
+
+    per_worker =
+      for w <- 1..cfg.workers do
+        {stats, _failures} = results[w]
+        %{worker: w, iterations: stats.iterations, steps: stats.steps}
+      end
+
+    runs = Enum.reduce(1..cfg.workers, new_stats(), &merge_stats(&2, elem(results[&1], 0)))
+    # What the summary counts is the search's: its interleavings, not the runs made ahead.
+    stats = %{
+      runs
+      | iterations: status.explored,
+        max_steps_hit: min(runs.max_steps_hit, status.explored),
+        search: status
+    }
+
+    {exhaustive_outcome(status.stop, results, seed), stats, per_worker, []}
+  end
+
+  defp exhaustive_outcome({:failed, ticket, iteration}, results, seed) do
+    result =
+      Enum.find_value(results, fn {_w, {_stats, failures}} -> Map.get(failures, ticket) end)
+
+    case result do
+      %{kind: :internal_error, reason: reason} -> {:internal_error, iteration, reason}
+      %{} -> {:failed, iteration, seed, result}
+    end
+  end
+
+  defp exhaustive_outcome(_stop, _results, _seed), do: :ok
+
+  defp exhaustive_worker(fun, cfg, spec, search, seed) do
+    Lockstep.Janitor.with_janitor(fn ->
+      # The cell each iteration's follower is put in (the spec's strategy is not used).
+      cell = Session.strategy(spec)
+      exhaustive_loop(fun, cfg, search, cell, seed, new_stats(), %{})
+    end)
+  catch
+    kind, reason -> {:raised, kind, reason, __STACKTRACE__}
+  end
+
+  defp exhaustive_loop(fun, cfg, search, cell, seed, stats, failures) do
+    generation = Session.exhaustive_generation(search)
+
+    case Session.exhaustive_take(search, cell) do
+      {:run, ticket} ->
+        result = Iteration.run(cell, fun, seed, cfg, false)
+        failed = failure?(result, cfg)
+        max_hit = if result.kind == :max_steps, do: 1, else: 0
+
+        stats =
+          %{account(stats, result) | max_steps_hit: stats.max_steps_hit + max_hit}
+          |> note_uncontrolled(ticket, result.uncontrolled)
+
+        failures = if failed, do: Map.put(failures, ticket, result), else: failures
+        Session.exhaustive_complete(search, ticket, failed)
+        exhaustive_loop(fun, cfg, search, cell, seed, stats, failures)
+
+      :wait ->
+        await_work(search, generation, @spin_polls)
+        exhaustive_loop(fun, cfg, search, cell, seed, stats, failures)
+
+      :stopped ->
+        {stats, failures}
+    end
+  end
+
+  defp await_work(_search, _generation, 0) do
+    receive do
+      {:lockstep_exhaustive, :wake} -> :ok
+    after
+      # Only a guard against a lost wake-up.
+      100 -> :ok
+    end
+
+    :ok
+  end
+
+  defp await_work(search, generation, polls) do
+    if Session.exhaustive_generation(search) == generation do
+      :erlang.yield()
+      await_work(search, generation, polls - 1)
+    else
+      :ok
+    end
+  end
+
+  defp await_exhaustive(workers, _reply, _search, results) when map_size(workers) == 0,
+    do: results
+
+  defp await_exhaustive(workers, reply, search, results) do
+    receive do
+      {^reply, w, {:raised, kind, reason, stack}} ->
+        {_, rest} = Map.pop(workers, w)
+        stop_all(%{workers: rest, agents: %{}})
+        :erlang.raise(kind, reason, stack)
+
+      {^reply, w, result} ->
+        {{_pid, monitor}, rest} = Map.pop(workers, w)
+        Process.demonitor(monitor, [:flush])
+        await_exhaustive(rest, reply, search, Map.put(results, w, result))
+
+      {:DOWN, _monitor, :process, _pid, reason} ->
+        stop_all(%{workers: workers, agents: %{}})
+        exit({:lockstep_worker_died, reason})
+    after
+      250 ->
+        status = Session.exhaustive_status(search)
+        Lockstep.Progress.tick(status.explored, %{search: status, workers: map_size(workers)})
+        await_exhaustive(workers, reply, search, results)
+    end
+  end
+
   # The iteration loop ----------------------------------------------------------------------
 
   defp new_stats do
@@ -364,7 +516,7 @@ defmodule Lockstep.Search do
     if stopped?(shared, i) do
       {:ok, stats}
     else
-      iter_seed = Session.iteration_seed(cfg.seed, i)
+      iter_seed = iteration_seed(cfg, i)
       result = Iteration.run(cell, fun, iter_seed, cfg, false)
       stats = stats |> account(result) |> note_uncontrolled(i, result.uncontrolled)
       count_done(shared)
@@ -394,6 +546,19 @@ defmodule Lockstep.Search do
       end
     end
   end
+
+  # An exhaustive search re-runs one program: every iteration gets the same seed (the
+  # `:rand` states of its processes are the same in each), so that a prefix replayed is
+  # the same execution, and so that the iterations of `workers: n` are the sequential
+  # search's.
+  defp iteration_seed(%{strategy: :exhaustive, seed: seed}, _i),
+    do: Session.iteration_seed(seed, 1)
+
+  defp iteration_seed(cfg, i), do: Session.iteration_seed(cfg.seed, i)
+
+  defp failure?(%{kind: :pass}, _cfg), do: false
+  defp failure?(%{kind: :max_steps}, cfg), do: cfg.fail_on_max_steps
+  defp failure?(_result, _cfg), do: true
 
   defp account(stats, %{metrics: m}) do
     %{

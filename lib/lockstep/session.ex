@@ -139,6 +139,43 @@ defmodule Lockstep.Session do
   def strategy(spec), do: nif(:strategy_new, fn -> Native.strategy_new(spec) end)
 
   @doc false
+  # An exhaustive search shared by `workers` workers (SPEC §11, `Lockstep.Search`), from
+  # an `{:exhaustive, dpor, bound}` spec, stopping after `cap` interleavings.
+  @spec exhaustive_parallel(term(), pos_integer(), pos_integer() | :infinity) :: reference()
+  def exhaustive_parallel(spec, workers, cap),
+    do:
+      nif(:exhaustive_parallel_new, fn -> Native.exhaustive_parallel_new(spec, workers, cap) end)
+
+  @doc false
+  # A worker's next iteration of a parallel exhaustive search: `{:run, ticket}` (its
+  # strategy is now in `cell`), `:wait` (the caller gets `{:lockstep_exhaustive, :wake}`
+  # when there may be more), or `:stopped`.
+  @spec exhaustive_take(reference(), cell()) :: {:run, pos_integer()} | :wait | :stopped
+  def exhaustive_take(search, cell),
+    do: nif(:exhaustive_take, fn -> Native.exhaustive_take(search, cell) end)
+
+  @doc false
+  # The iteration run as `ticket` ended (`failed`: a failure that stops the search).
+  @spec exhaustive_complete(reference(), pos_integer(), boolean()) :: :ok
+  def exhaustive_complete(search, ticket, failed),
+    do: nif(:exhaustive_complete, fn -> Native.exhaustive_complete(search, ticket, failed) end)
+
+  @doc false
+  # How many iterations of a parallel exhaustive search have completed (read without its
+  # lock: what a waiting worker polls).
+  @spec exhaustive_generation(reference()) :: non_neg_integer()
+  def exhaustive_generation(search),
+    do: nif(:exhaustive_generation, fn -> Native.exhaustive_generation(search) end)
+
+  @doc false
+  # Where a parallel exhaustive search stands: `%{stop:, explored:, sleep_blocked:, depth:,
+  # exhausted:, restarted:, handed_out:, discarded:}`, `stop` being nil,
+  # `{:failed, ticket, iteration}`, `:exhausted` or `:capped`.
+  @spec exhaustive_status(reference()) :: map()
+  def exhaustive_status(search),
+    do: nif(:exhaustive_status, fn -> Native.exhaustive_status(search) end)
+
+  @doc false
   # The seed of iteration `i` of a run seeded `seed` (SplitMix64, in the engine).
   @spec iteration_seed(non_neg_integer(), pos_integer()) :: non_neg_integer()
   def iteration_seed(seed, i), do: nif(:iteration_seed, fn -> Native.iteration_seed(seed, i) end)

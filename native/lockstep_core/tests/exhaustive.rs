@@ -905,3 +905,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn zz_timing() {
+    let mut scripts = vec![vec![writer(1, 1)]];
+    scripts.extend((0..8).map(|_| vec![reader(1, 1)]));
+    let program = spawn_all(scripts);
+    let cfg = config_of(DeliveryMode::Instant);
+    for dpor in [Dpor::Optimal, Dpor::Source] {
+        let t = std::time::Instant::now();
+        let seq = explore(&program, cfg, dpor, None, 50_000);
+        let t_seq = t.elapsed();
+        let t = std::time::Instant::now();
+        let (runs, _, stats) = explore_parallel(&program, cfg, dpor, 2, 1, false);
+        let t_par = t.elapsed();
+        eprintln!(
+            "{dpor:?}: seq {} in {:?}, par {} in {:?} {:?}",
+            seq.runs.len(),
+            t_seq,
+            runs.len(),
+            t_par,
+            stats
+        );
+    }
+}

@@ -113,16 +113,28 @@ impl StrategySpec<'_> {
             StrategySpec::ShrinkReplay(schedule, seed) => {
                 Box::new(Replay::lenient(schedule_arg(schedule)?, seed))
             }
-            StrategySpec::Exhaustive(dpor, bound) => {
-                let dpor = match dpor {
-                    DporMode::None => Dpor::None,
-                    DporMode::Source => Dpor::Source,
-                    DporMode::Optimal => Dpor::Optimal,
-                };
-                Box::new(Exhaustive::new(dpor, bound))
-            }
+            StrategySpec::Exhaustive(dpor, bound) => Box::new(exhaustive(dpor, bound)),
         })
     }
+
+    /// The exhaustive search the spec asks for; an error for any other strategy.
+    pub fn exhaustive(self) -> NifResult<Exhaustive> {
+        match self {
+            StrategySpec::Exhaustive(dpor, bound) => Ok(exhaustive(dpor, bound)),
+            _ => Err(internal_error(
+                "a parallel exhaustive search needs an {:exhaustive, dpor, bound} spec",
+            )),
+        }
+    }
+}
+
+fn exhaustive(dpor: DporMode, bound: Option<u32>) -> Exhaustive {
+    let dpor = match dpor {
+        DporMode::None => Dpor::None,
+        DporMode::Source => Dpor::Source,
+        DporMode::Optimal => Dpor::Optimal,
+    };
+    Exhaustive::new(dpor, bound)
 }
 
 #[derive(NifUnitEnum, Clone, Copy)]

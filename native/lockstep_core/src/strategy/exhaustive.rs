@@ -120,6 +120,23 @@ struct Node {
 }
 
 impl Node {
+    /// What an execution through this node (not from it) needs of it: the decision and
+    /// what the step did, without what the node explores (a fork's prefix).
+    fn light(&self) -> Node {
+        Node {
+            enabled: self.enabled.clone(),
+            taken: self.taken,
+            random: self.random,
+            fixed_value: self.fixed_value,
+            fp: self.fp.clone(),
+            fp_known: self.fp_known,
+            idle_only: self.idle_only,
+            preemptions: self.preemptions,
+            prev: self.prev,
+            ..Node::default()
+        }
+    }
+
     /// Whether taking `a` here is a preemptive context switch: the process that ran last
     /// could go on and another actor is picked.
     fn preempts(&self, a: Actor, is_run: &[bool]) -> bool {
@@ -665,10 +682,23 @@ impl Exhaustive {
     /// Moves to the next branch: the deepest node with a value, backtrack actor or
     /// wake-up branch left; the search is exhausted when there is none.
     fn next_branch(&mut self) {
-        while !self.stack.is_empty() {
-            if self.advance_top() {
+        // The steps after each node in the execution just ended, nearest last: a backtrack
+        // actor's step is expected to touch what its next step there touched.
+        let mut after: Vec<(Actor, Footprint)> = Vec::new();
+        while let Some(mut node) = self.stack.pop() {
+            let guess = |a: Actor| {
+                after
+                    .iter()
+                    .rev()
+                    .find(|(t, _)| *t == a)
+                    .map(|(_, fp)| fp.clone())
+            };
+            if self.advance_node(&mut node, &guess) {
+                self.stack.push(node);
                 return;
             }
+            let fp = node.done.pop().map(|e| e.fp).unwrap_or_default();
+            after.push((node.taken, fp));
         }
         self.exhausted = true;
     }
@@ -709,21 +739,9 @@ impl Exhaustive {
         }
     }
 
-    /// Sets up the deepest node's next branch (see `next_of`); pops the node and returns
-    /// false when it has none left.
-    fn advance_top(&mut self) -> bool {
-        let Some(mut node) = self.stack.pop() else {
-            return false;
-        };
-        let advanced = self.advance_node(&mut node);
-        if advanced {
-            self.stack.push(node);
-        }
-        advanced
-    }
-
-    /// Moves `node` to its next branch; false when it has none left.
-    fn advance_node(&self, node: &mut Node) -> bool {
+    /// Moves `node` to its next branch; false when it has none left. `guess`: what a
+    /// backtrack actor's step is expected to touch.
+    fn advance_node(&self, node: &mut Node, guess: &dyn Fn(Actor) -> Option<Footprint>) -> bool {
         let next = self.next_of(node);
         let current = Ev {
             actor: node.taken,
@@ -758,6 +776,13 @@ impl Exhaustive {
                 node.fixed_value = None;
                 node.backtrack.drain(..i);
                 node.taken = node.backtrack.remove(0);
+                if self.dpor == Dpor::None {
+                    // No sleep sets: nothing depends on the footprint before the step runs.
+                    node.fp_known = true;
+                } else if let Some(fp) = guess(node.taken) {
+                    node.fp = fp;
+                    node.fp_known = true;
+                }
             }
             None => return false,
         }
@@ -787,29 +812,57 @@ impl Exhaustive {
         n: usize,
         max: usize,
         fork: &mut dyn FnMut(&PathKey) -> bool,
-    ) -> Vec<(PathKey, Exhaustive)> {
-        let mut found = Vec::new();
+    ) -> Option<(PathKey, Exhaustive)> {
+        if !self.stack[n].fp_known || self.next_of(&self.stack[n]).is_none() {
+            return None;
+        }
         let mut node = self.stack[n].clone();
-        let mut key: Vec<_> = self.stack[..n]
-            .iter()
-            .map(|n| (n.taken, n.random.map(|r| r.1).or(n.fixed_value)))
-            .collect();
-        key.push((0, None));
+        let mut key = self.path_key();
+        key.truncate(n + 1);
+        let stack = &self.stack;
+        let guess = |a: Actor| {
+            stack[n + 1..]
+                .iter()
+                .find(|x| x.taken == a)
+                .map(|x| x.fp.clone())
+        };
+        let mut found = None;
         for _ in 0..max {
-            if !node.fp_known || !self.advance_node(&mut node) {
+            if !node.fp_known || !self.advance_node(&mut node, &guess) {
                 break;
             }
             key[n] = (node.taken, node.random.map(|r| r.1).or(node.fixed_value));
             if fork(&key) {
-                let stack = std::mem::take(&mut self.stack);
-                let mut copy = self.clone();
-                copy.stack = stack[..n].to_vec();
-                copy.stack.push(node.clone());
-                self.stack = stack;
-                found.push((key.clone(), copy));
+                found = Some(key);
+                break;
             }
         }
-        found
+        let key = found?;
+        Some((key, self.fork(n, node)))
+    }
+
+    /// A copy of the search with the stack `stack[..n]` (only what executions through
+    /// those nodes need of them) and then `last`: the state an execution from `last` is
+    /// decided in.
+    fn fork(&mut self, n: usize, last: Node) -> Exhaustive {
+        let stack = std::mem::take(&mut self.stack);
+        let mut copy = self.clone();
+        copy.stack = stack[..n].iter().map(Node::light).collect();
+        copy.stack.push(last);
+        self.stack = stack;
+        copy
+    }
+
+    /// A follower for the execution the search runs next.
+    pub(crate) fn follower(&mut self) -> Exhaustive {
+        match self.stack.len() {
+            0 => self.clone(),
+            n => {
+                let last = self.stack[n - 1].clone();
+                self.fork(n - 1, last)
+            }
+        }
+        .into_follower()
     }
 
     /// Makes this copy a follower: it records its next execution instead of moving on.
@@ -824,9 +877,35 @@ impl Exhaustive {
     }
 
     /// Replays an execution a follower recorded as if this search had run it: the same
-    /// decisions must come out, else `false` (and this search is left half-way: replay on
-    /// a copy). Then the search moves on as after a live run.
+    /// decisions must come out, else `false` and the search is as it was. Then the search
+    /// moves on as after a live run.
     pub(crate) fn replay(&mut self, rec: &[Rec]) -> bool {
+        // What a replay changes before its end can tell whether it matches: the new nodes,
+        // and the branch node's draw and the wake-up subtree it hands to its child.
+        let depth = self.stack.len();
+        let branch = self
+            .stack
+            .last()
+            .map(|n| (n.random, n.fixed_value, n.next_wut.clone()));
+        let counters = (self.sleep_blocked, self.restart);
+        if self.replay_all(rec) {
+            return true;
+        }
+        self.stack.truncate(depth);
+        if let (Some(node), Some((random, fixed_value, next_wut))) = (self.stack.last_mut(), branch)
+        {
+            node.random = random;
+            node.fixed_value = fixed_value;
+            node.next_wut = next_wut;
+        }
+        (self.sleep_blocked, self.restart) = counters;
+        self.blocked = false;
+        self.broken = false;
+        self.in_progress = None;
+        false
+    }
+
+    fn replay_all(&mut self, rec: &[Rec]) -> bool {
         self.begin_iteration(0);
         for r in rec {
             match r {
@@ -861,13 +940,22 @@ impl Exhaustive {
             return Decided::Any;
         }
         let d = self.depth;
-        if d > 0 {
+        // The nodes before the branch node are the same as in the execution before (the
+        // program is deterministic): what was offered there, what each step touched and
+        // whether it disabled another are known already. Only the branch node's step and
+        // those after it are new.
+        let replayed = d + 1 < self.prefix;
+        if d > 0 && d >= self.prefix {
             let next: Vec<Actor> = offered.iter().map(|o| o.0).collect();
             self.note_disabling(d - 1, &next);
         }
         let at = if d < self.stack.len() {
             let taken = self.stack[d].taken;
             match offered.iter().position(|o| o.0 == taken) {
+                Some(i) if replayed => {
+                    self.depth += 1;
+                    return Decided::At(i);
+                }
                 Some(i) => {
                     self.stack[d].enabled = offered.to_vec();
                     i
@@ -1101,6 +1189,8 @@ impl Strategy for Exhaustive {
             rec.push(Rec::Pick(actors, picked));
         }
         match decided {
+            // A step before the branch node: its footprint is known already.
+            Decided::At(i) if self.in_progress.is_none() => Ok(offered[i].1),
             Decided::At(i) => {
                 let choice = offered[i].1;
                 let (op, aliases) = match choice {

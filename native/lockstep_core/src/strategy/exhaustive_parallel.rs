@@ -91,9 +91,26 @@ pub struct ParallelStats {
     pub discarded: u64,
 }
 
-fn lock(shared: &Mutex<ParallelSearch>) -> MutexGuard<'_, ParallelSearch> {
-    // Every update below is completed before anything can panic.
-    shared.lock().unwrap_or_else(|e| e.into_inner())
+/// Takes the search's lock, spinning while another worker holds it rather than sleeping:
+/// what it guards takes microseconds, and a thread put to sleep on a lock can wait for its
+/// CPU to wake for far longer (milliseconds, on a virtual machine whose idle CPUs wait for
+/// a timer tick).
+pub fn lock(shared: &Mutex<ParallelSearch>) -> MutexGuard<'_, ParallelSearch> {
+    spin_lock(shared)
+}
+
+/// `Mutex::lock` that spins first (see `lock`). A panic while the lock was held leaves
+/// the data as consistent as each update is: every update completes before anything can
+/// panic.
+pub fn spin_lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    for _ in 0..100_000 {
+        match m.try_lock() {
+            Ok(guard) => return guard,
+            Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => std::hint::spin_loop(),
+        }
+    }
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl ParallelSearch {
@@ -125,7 +142,7 @@ impl ParallelSearch {
         }
         let head = me.master.path_key();
         if !me.is_known(&head) {
-            let follower = me.master.clone().into_follower();
+            let follower = me.master.follower();
             return me.hand_out(shared, head, follower);
         }
         let room = me.lookahead.saturating_sub(me.out.len() + me.back.len());
@@ -138,15 +155,10 @@ impl ParallelSearch {
             let ParallelSearch {
                 master, out, back, ..
             } = &mut *me;
-            let mut wanted = 1;
             let ahead = master.ahead_at(n, room, &mut |key| {
-                let new = wanted > 0 && !out.contains_key(key) && !back.contains_key(key);
-                if new {
-                    wanted -= 1;
-                }
-                new
+                !out.contains_key(key) && !back.contains_key(key)
             });
-            if let Some((key, fork)) = ahead.into_iter().next() {
+            if let Some((key, fork)) = ahead {
                 return me.hand_out(shared, key, fork.into_follower());
             }
         }
@@ -216,12 +228,10 @@ impl ParallelSearch {
             let Some((ticket, rec, failed)) = self.back.remove(&key) else {
                 break;
             };
-            let mut trial = self.master.clone();
-            if !trial.replay(&rec) {
+            if !self.master.replay(&rec) {
                 self.discarded += 1;
                 continue;
             }
-            self.master = trial;
             self.ingested += 1;
             self.order.push(ticket);
             if failed {

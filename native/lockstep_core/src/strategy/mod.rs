@@ -23,7 +23,7 @@ mod replay;
 
 pub use dependency::{dependent, Access, Footprint, Obj};
 pub use exhaustive::{Dpor, Exhaustive};
-pub use exhaustive_parallel::{Follower, ParallelSearch, ParallelStats, Stop, Take};
+pub use exhaustive_parallel::{spin_lock, Follower, ParallelSearch, ParallelStats, Stop, Take};
 pub use fair_pct::FairPct;
 pub use idpct::IdPct;
 pub use metered::{IterationMetrics, Metered};
