@@ -14,7 +14,8 @@ defmodule Lockstep.Summary do
     * `seed`, `strategy` — as given or chosen; pass `seed:` to repeat the run exactly;
     * `elapsed_us` — wall-clock time of the whole run;
     * `per_worker` — with `workers: n > 1`, each worker's `%{worker:, iterations:, steps:}`
-      (empty for a sequential run);
+      (empty for a sequential run); under `:exhaustive`, the executions each worker ran
+      for the one search, which add up to at least `iterations`;
     * `lost_nodes` — nodes of `nodes:` lost during the run (their share was re-run here);
     * `uncontrolled` — concurrency that escaped Lockstep's control (SPEC §9 "No silent
       pass"): each entry is `%{iteration:, process:, messages:, started:}`, the first
