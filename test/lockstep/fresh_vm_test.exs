@@ -175,6 +175,44 @@ defmodule Lockstep.FreshVmTest do
     end
   end
 
+  test "an exhaustive search's bug, found on two workers, replays from the shell" do
+    dir = tmp_dir!()
+    mod = Module.concat(Lockstep.FreshVmTest, "Exhaustive#{System.unique_integer([:positive])}")
+    file = Path.join(dir, "fresh_exhaustive_test.exs")
+
+    File.write!(file, """
+    defmodule #{inspect(mod)} do
+      use Lockstep.Test, strategy: :exhaustive, workers: 2, trace_dir: #{inspect(dir)}
+
+      ctest "lost update" do
+        Lockstep.RaceBodies.racy()
+      end
+    end
+    """)
+
+    [{^mod, _}] = Code.require_file(file)
+
+    on_exit(fn ->
+      Code.unrequire_files([file])
+      :code.purge(mod)
+      :code.delete(mod)
+    end)
+
+    bug = assert_raise BugFound, fn -> apply(mod, :"test lost update", [%{}]) end
+    assert bug.strategy == :exhaustive
+
+    {out, status} =
+      System.cmd("mix", ["lockstep.replay", bug.trace_path],
+        cd: @root,
+        env: [{"MIX_ENV", nil}],
+        stderr_to_stdout: true
+      )
+
+    assert status == 1, out
+    assert [_, replayed] = String.split(out, "The bug reproduces (exception):")
+    assert replayed =~ "lost update"
+  end
+
   test "the test environment is chosen only when MIX_ENV is not set" do
     assert Lockstep.Tasks.reexec?(:dev, nil)
     assert Lockstep.Tasks.reexec?(:dev, "")
