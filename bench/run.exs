@@ -363,6 +363,38 @@ defmodule Bench.Run do
       "  slowest optimal rate of a complete search vs 10x Concuerror's " <>
         "#{fmt_int(@concuerror_rate)}/s: #{fmt_int(best)}/s (#{met(best >= 10 * @concuerror_rate)})"
     )
+
+    # workers: 2 explores the same interleavings (SPEC §11): the ratio of the two rates.
+    parallel =
+      for {name, body, dpor} <- [
+            {"1 writer, 8 readers of one ETS key", Exhaustive.readers(tab, 8), :optimal},
+            {"1 writer, 8 readers of one ETS key", Exhaustive.readers(tab, 8), :source},
+            {"2-client counter, atomic (verified)", Exhaustive.counter(:atomic), :none}
+          ] do
+        [one, two] =
+          for workers <- [1, 2] do
+            runs = for _ <- 1..rounds, do: Exhaustive.explore(body, dpor, workers)
+            {n, us, true} = Enum.min_by(runs, fn {_, us, _} -> us end)
+            {n, us}
+          end
+
+        {n, us1} = one
+        {^n, us2} = two
+
+        [
+          name,
+          inspect(dpor),
+          fmt_int(n),
+          fmt(us1 / 1000, 1),
+          fmt(us2 / 1000, 1),
+          fmt(us1 / us2, 2)
+        ]
+      end
+
+    table(
+      ["program", "dpor", "interleavings", "ms, workers: 1", "ms, workers: 2", "speed-up"],
+      parallel
+    )
   end
 
   # 8: real OTP --------------------------------------------------------------------------

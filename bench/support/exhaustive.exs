@@ -21,8 +21,8 @@ defmodule Bench.Exhaustive do
   Runs `body` to the end of its tree under `dpor`; `{interleavings, µs, complete?}`
   (interleavings up to and including the first bug, if any).
   """
-  def explore(body, dpor) do
-    opts = [strategy: {:exhaustive, dpor: dpor}, name: "bench_exhaustive"]
+  def explore(body, dpor, workers \\ 1) do
+    opts = [strategy: {:exhaustive, dpor: dpor}, name: "bench_exhaustive", workers: workers]
     started = System.monotonic_time(:microsecond)
 
     {n, complete} =

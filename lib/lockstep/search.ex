@@ -434,7 +434,13 @@ defmodule Lockstep.Search do
       :erlang.yield()
       await_work(search, generation, polls - 1)
     else
-      :ok
+      # The wake-up this worker was registered for, if it came already: a message left in
+      # the worker's mailbox would be scanned by every receive of its iterations.
+      receive do
+        {:lockstep_exhaustive, :wake} -> :ok
+      after
+        0 -> :ok
+      end
     end
   end
 

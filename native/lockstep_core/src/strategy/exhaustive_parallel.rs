@@ -91,6 +91,12 @@ pub struct ParallelStats {
     pub discarded: u64,
 }
 
+/// At most this many recordings of executions run ahead are kept for the master.
+const KEPT_AHEAD: usize = 1024;
+
+/// How many branches ahead of its current one a node is looked at for work.
+const AHEAD_PER_NODE: usize = 8;
+
 /// Takes the search's lock, spinning while another worker holds it rather than sleeping:
 /// what it guards takes microseconds, and a thread put to sleep on a lock can wait for its
 /// CPU to wake for far longer (milliseconds, on a virtual machine whose idle CPUs wait for
@@ -145,7 +151,14 @@ impl ParallelSearch {
             let follower = me.master.follower();
             return me.hand_out(shared, head, follower);
         }
-        let room = me.lookahead.saturating_sub(me.out.len() + me.back.len());
+        // Runs made ahead wait in `back` until the master needs them, which can be long
+        // (a node's next branch waits for all of its current branch's subtree): they
+        // count against a larger bound than those still running, so that they do not
+        // keep the workers from the executions needed soon.
+        let room = me
+            .lookahead
+            .saturating_sub(me.out.len())
+            .min(KEPT_AHEAD.saturating_sub(me.back.len()));
         if room == 0 {
             return Take::Wait;
         }
@@ -155,7 +168,7 @@ impl ParallelSearch {
             let ParallelSearch {
                 master, out, back, ..
             } = &mut *me;
-            let ahead = master.ahead_at(n, room, &mut |key| {
+            let ahead = master.ahead_at(n, AHEAD_PER_NODE, &mut |key| {
                 !out.contains_key(key) && !back.contains_key(key)
             });
             if let Some((key, fork)) = ahead {
