@@ -853,16 +853,22 @@ impl Exhaustive {
         copy
     }
 
-    /// A follower for the execution the search runs next.
-    pub(crate) fn follower(&mut self) -> Exhaustive {
-        match self.stack.len() {
-            0 => self.clone(),
-            n => {
-                let last = self.stack[n - 1].clone();
-                self.fork(n - 1, last)
+    /// Whether the search has gone past the execution `key` (see `path_key`): it will
+    /// never be the next one. Only what may be wasted depends on this, never what is
+    /// explored.
+    pub(crate) fn passed(&self, key: &PathKey) -> bool {
+        for (i, k) in key.iter().enumerate() {
+            let Some(node) = self.stack.get(i) else {
+                // Its node was finished and popped.
+                return true;
+            };
+            let here = (node.taken, node.random.map(|r| r.1).or(node.fixed_value));
+            if *k != here {
+                return node.done.iter().any(|e| (e.actor, e.value) == *k);
             }
         }
-        .into_follower()
+        // The path to the branch node of the next execution, or through it.
+        key.len() < self.stack.len()
     }
 
     /// Makes this copy a follower: it records its next execution instead of moving on.

@@ -36,7 +36,7 @@
 
 use super::exhaustive::{Exhaustive, PathKey as Key, Rec};
 use super::{Choice, ChoiceSet, Divergence, SearchStats, Strategy, View};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Why a parallel search stopped.
@@ -59,9 +59,23 @@ pub enum Take {
     Stopped(Stop),
 }
 
+/// At most this many recordings of executions run ahead are kept for the master.
+const KEPT_AHEAD: usize = 1024;
+
+/// How many branches ahead of its current one a node is looked at for work.
+const AHEAD_PER_NODE: usize = 8;
+
 pub struct ParallelSearch {
-    master: Exhaustive,
-    /// At most this many executions handed out or back and not yet taken in.
+    /// `None` while a worker runs the master's next execution with the master itself.
+    master: Option<Exhaustive>,
+    /// That worker's ticket, until its iteration ends.
+    lent: Option<u64>,
+    /// The master is back from the execution run as this ticket, whose verdict (did it
+    /// fail?) its worker has not given yet: nothing after it is taken in before.
+    verdict_pending: Option<u64>,
+    /// Executions prepared for the other workers while the master is lent.
+    queue: VecDeque<(Key, Exhaustive)>,
+    /// At most this many executions run ahead at once.
     lookahead: usize,
     cap: u64,
     next_ticket: u64,
@@ -77,6 +91,8 @@ pub struct ParallelSearch {
     handed_out: u64,
     discarded: u64,
     stop: Option<Stop>,
+    /// The master's counts, kept while it is lent.
+    last_stats: SearchStats,
 }
 
 /// Counts of a parallel search, for the summary.
@@ -84,18 +100,12 @@ pub struct ParallelSearch {
 pub struct ParallelStats {
     /// The master's: what the sequential search would report.
     pub search: SearchStats,
-    /// Executions run for the master by the workers (interleavings, plus those run ahead
-    /// that the search never asked for and those discarded).
+    /// Executions run by the workers: the interleavings, plus those run ahead that the
+    /// search never needed (a failure stopped it first) or that were discarded.
     pub handed_out: u64,
     /// Recordings that did not match what the master decided (run again).
     pub discarded: u64,
 }
-
-/// At most this many recordings of executions run ahead are kept for the master.
-const KEPT_AHEAD: usize = 1024;
-
-/// How many branches ahead of its current one a node is looked at for work.
-const AHEAD_PER_NODE: usize = 8;
 
 /// Takes the search's lock, spinning while another worker holds it rather than sleeping:
 /// what it guards takes microseconds, and a thread put to sleep on a lock can wait for its
@@ -123,7 +133,10 @@ impl ParallelSearch {
     /// A search run by `workers` workers, stopping after `cap` interleavings at most.
     pub fn new(search: Exhaustive, workers: usize, cap: u64) -> Arc<Mutex<ParallelSearch>> {
         Arc::new(Mutex::new(ParallelSearch {
-            master: search,
+            master: Some(search),
+            lent: None,
+            verdict_pending: None,
+            queue: VecDeque::new(),
             lookahead: 2 * workers.max(1),
             cap,
             next_ticket: 1,
@@ -136,71 +149,110 @@ impl ParallelSearch {
             handed_out: 0,
             discarded: 0,
             stop: None,
+            last_stats: SearchStats::default(),
         }))
     }
 
-    /// The next execution to run: the master's next one if nobody runs it yet, else one
-    /// it will ask for later, the deepest first (the soonest needed).
+    /// The next execution to run. The master's own next one, run with the master itself
+    /// (as a sequential search runs it), unless another worker runs it already; else one
+    /// the master will need later, run ahead from a copy, the soonest needed first.
     pub fn take(shared: &Arc<Mutex<ParallelSearch>>) -> Take {
         let mut me = lock(shared);
         if let Some(stop) = me.stop {
             return Take::Stopped(stop);
         }
-        let head = me.master.path_key();
-        if !me.is_known(&head) {
-            let follower = me.master.follower();
-            return me.hand_out(shared, head, follower);
+        if me.master.is_some() && me.verdict_pending.is_none() {
+            let head = me.master().path_key();
+            if !me.is_known(&head) {
+                // Work for the others, prepared before the master leaves.
+                me.prepare(&head);
+                let master = me.master.take().expect("checked");
+                me.last_stats = master.search_stats().unwrap_or_default();
+                let ticket = me.ticket(head);
+                me.lent = Some(ticket);
+                return Take::Run(ticket, me.follower(shared, ticket, master, true));
+            }
+            me.prepare(&head);
         }
-        // Runs made ahead wait in `back` until the master needs them, which can be long
-        // (a node's next branch waits for all of its current branch's subtree): they
-        // count against a larger bound than those still running, so that they do not
-        // keep the workers from the executions needed soon.
-        let room = me
-            .lookahead
-            .saturating_sub(me.out.len())
-            .min(KEPT_AHEAD.saturating_sub(me.back.len()));
-        if room == 0 {
+        if me.out.len() >= me.lookahead {
             return Take::Wait;
         }
-        // In the order the master will need them: after the head's own subtree, the head
-        // node's next branches, then those of the nodes above it.
-        for n in (0..me.master.stack_len()).rev() {
-            let ParallelSearch {
-                master, out, back, ..
-            } = &mut *me;
-            let ahead = master.ahead_at(n, AHEAD_PER_NODE, &mut |key| {
-                !out.contains_key(key) && !back.contains_key(key)
-            });
-            if let Some((key, fork)) = ahead {
-                return me.hand_out(shared, key, fork.into_follower());
+        while let Some((key, fork)) = me.queue.pop_front() {
+            let stale = me.is_known(&key) || me.master.as_ref().is_some_and(|m| m.passed(&key));
+            if !stale {
+                let ticket = me.ticket(key);
+                return Take::Run(
+                    ticket,
+                    me.follower(shared, ticket, fork.into_follower(), false),
+                );
             }
         }
         Take::Wait
+    }
+
+    fn master(&self) -> &Exhaustive {
+        self.master.as_ref().expect("the master is here")
     }
 
     fn is_known(&self, key: &Key) -> bool {
         self.out.contains_key(key) || self.back.contains_key(key)
     }
 
-    fn hand_out(
-        &mut self,
-        shared: &Arc<Mutex<ParallelSearch>>,
-        key: Key,
-        search: Exhaustive,
-    ) -> Take {
+    /// Fills the queue with executions the master will need after `head`, deepest node
+    /// first, not yet run or queued.
+    fn prepare(&mut self, head: &Key) {
+        if self.back.len() >= KEPT_AHEAD {
+            self.forget_passed();
+        }
+        let room = KEPT_AHEAD.saturating_sub(self.back.len());
+        let wanted = self.lookahead.min(room);
+        let queued: Vec<Key> = self.queue.iter().map(|(k, _)| k.clone()).collect();
+        let master = self.master.as_mut().expect("the master is here");
+        let (out, back) = (&self.out, &self.back);
+        let mut found = Vec::new();
+        for n in (0..master.stack_len()).rev() {
+            if self.queue.len() + found.len() >= wanted {
+                break;
+            }
+            let new = |key: &Key| key != head && !out.contains_key(key) && !back.contains_key(key);
+            let ahead = master.ahead_at(n, AHEAD_PER_NODE, &mut |key| {
+                new(key) && !queued.contains(key) && !found.iter().any(|(k, _)| k == key)
+            });
+            if let Some(item) = ahead {
+                found.push(item);
+            }
+        }
+        self.queue.extend(found);
+    }
+
+    /// Drops the recordings of executions the master has gone past (never needed).
+    fn forget_passed(&mut self) {
+        let Some(master) = &self.master else { return };
+        self.back.retain(|key, _| !master.passed(key));
+    }
+
+    fn ticket(&mut self, key: Key) -> u64 {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         self.handed_out += 1;
         self.out.insert(key.clone(), ticket);
         self.tickets.insert(ticket, key);
-        Take::Run(
+        ticket
+    }
+
+    fn follower(
+        &self,
+        shared: &Arc<Mutex<ParallelSearch>>,
+        ticket: u64,
+        search: Exhaustive,
+        master: bool,
+    ) -> Box<Follower> {
+        Box::new(Follower {
+            search: Some(search),
             ticket,
-            Box::new(Follower {
-                search,
-                ticket,
-                shared: Arc::clone(shared),
-            }),
-        )
+            master,
+            shared: Arc::clone(shared),
+        })
     }
 
     /// The iteration run as `ticket` ended (`failed`: it is a failure that stops a
@@ -210,26 +262,46 @@ impl ParallelSearch {
             return;
         };
         self.out.remove(&key);
-        match self.deposited.remove(&ticket) {
-            Some(rec) => {
-                self.back.insert(key, (ticket, rec, failed));
-            }
-            // Ended before the strategy saw its end (an internal error): nothing to replay.
-            // If it is the master's next execution, that is where a sequential search stops.
-            None if failed && self.stop.is_none() && key == self.master.path_key() => {
+        if self.lent == Some(ticket) || self.verdict_pending == Some(ticket) {
+            self.lent = None;
+            self.verdict_pending = None;
+            if self.master.is_none() {
+                // The iteration ended before its strategy saw its end (an internal error):
+                // the master is lost with it, and the search stops there, as a
+                // sequential one would.
                 self.stop = Some(Stop::Failed {
                     ticket,
                     iteration: self.ingested + 1,
                 });
+                return;
             }
-            None => {}
+            self.ingested += 1;
+            self.order.push(ticket);
+            if failed {
+                self.stop = Some(Stop::Failed {
+                    ticket,
+                    iteration: self.ingested,
+                });
+                return;
+            }
+        } else if let Some(rec) = self.deposited.remove(&ticket) {
+            self.back.insert(key, (ticket, rec, failed));
         }
         self.advance();
     }
 
+    /// The master back from its execution (`ticket`), not yet told how it ended.
+    fn give_back(&mut self, master: Exhaustive, ticket: u64) {
+        self.master = Some(master);
+        self.verdict_pending = Some(ticket);
+    }
+
     fn advance(&mut self) {
-        while self.stop.is_none() {
-            if self.master.exhausted() {
+        while self.stop.is_none() && self.verdict_pending.is_none() {
+            let Some(master) = self.master.as_mut() else {
+                break;
+            };
+            if master.exhausted() {
                 self.stop = Some(Stop::Exhausted);
                 break;
             }
@@ -237,11 +309,11 @@ impl ParallelSearch {
                 self.stop = Some(Stop::Capped);
                 break;
             }
-            let key = self.master.path_key();
+            let key = master.path_key();
             let Some((ticket, rec, failed)) = self.back.remove(&key) else {
                 break;
             };
-            if !self.master.replay(&rec) {
+            if !master.replay(&rec) {
                 self.discarded += 1;
                 continue;
             }
@@ -266,20 +338,33 @@ impl ParallelSearch {
     }
 
     pub fn stats(&self) -> ParallelStats {
+        let search = match &self.master {
+            Some(m) => m.search_stats().unwrap_or_default(),
+            None => self.last_stats,
+        };
         ParallelStats {
-            search: self.master.search_stats().unwrap_or_default(),
+            search,
             handed_out: self.handed_out,
             discarded: self.discarded,
         }
     }
 }
 
-/// A worker's strategy for one execution of a parallel search: the master's future state,
-/// recording instead of moving on; its recording goes back to the master at the end.
+/// A worker's strategy for one execution of a parallel search: the master itself, for
+/// its next execution, or a copy of it in a future state, recording instead of moving on.
+/// Either goes back to the search at the end of the iteration.
 pub struct Follower {
-    search: Exhaustive,
+    search: Option<Exhaustive>,
     ticket: u64,
+    /// This is the master, lent.
+    master: bool,
     shared: Arc<Mutex<ParallelSearch>>,
+}
+
+impl Follower {
+    fn search(&mut self) -> &mut Exhaustive {
+        self.search.as_mut().expect("used for one iteration")
+    }
 }
 
 impl Strategy for Follower {
@@ -288,21 +373,26 @@ impl Strategy for Follower {
     }
 
     fn begin_iteration(&mut self, seed: u64) {
-        self.search.begin_iteration(seed);
+        self.search().begin_iteration(seed);
     }
 
     fn pick(&mut self, view: &View<'_>, choices: &ChoiceSet) -> Result<Choice, Divergence> {
-        self.search.pick(view, choices)
+        self.search().pick(view, choices)
     }
 
     fn random(&mut self, view: &View<'_>, n: u64) -> Result<u64, Divergence> {
-        self.search.random(view, n)
+        self.search().random(view, n)
     }
 
     fn end_iteration(&mut self, view: &View<'_>, completed: bool) -> Result<(), Divergence> {
-        let result = self.search.end_iteration(view, completed);
-        if let Some(rec) = self.search.take_recording() {
-            lock(&self.shared).deposited.insert(self.ticket, rec);
+        let result = self.search().end_iteration(view, completed);
+        if let Some(mut search) = self.search.take() {
+            let mut shared = lock(&self.shared);
+            if self.master {
+                shared.give_back(search, self.ticket);
+            } else if let Some(rec) = search.take_recording() {
+                shared.deposited.insert(self.ticket, rec);
+            }
         }
         result
     }
