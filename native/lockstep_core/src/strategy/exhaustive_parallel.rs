@@ -16,23 +16,28 @@
 //! follows from the nodes down to that one alone — their sleep sets, what was done there
 //! (the current branch's footprint is known from the current execution), the branch's own
 //! wake-up subtree, whose leftmost path no later insertion changes (insertions only add
-//! branches to the right, and never below a leaf). `Exhaustive::fork_after` makes that
-//! future state now; a worker runs the execution from it as a *follower* that records what
-//! it was offered, what it picked and each step's footprint (`Rec`) instead of moving on.
+//! branches to the right, and never below a leaf). `Exhaustive::ahead_at` makes that
+//! future state now. Later branches of one node also need what the earlier ones touched:
+//! the copy assumes what the wake-up branch (or the actor's next step in the last
+//! execution) touched.
 //!
-//! The master takes executions in its own order: when its next execution is one a follower
+//! The master's own next execution is run with the master itself, lent to a worker's
+//! session as a sequential search runs it; before it leaves, it prepares executions for
+//! the other workers (`prepare`), which they run from those copies as *followers* that
+//! record what they were offered, what they picked and each step's footprint (`Rec`)
+//! instead of moving on. When the master is back and its next execution is one a follower
 //! ran, it *replays* the recording through its own decision procedure, as if it had run
-//! the program itself. The same decisions must come out, or the recording is discarded and
-//! the execution run again from the master's state; either way what the master does is
-//! what the sequential search does, decision for decision, whatever the workers' timing.
-//! So the interleavings explored, their order, the counts, and which failing interleaving
-//! stops the search (the first in that order: the lowest iteration number) are the
-//! sequential search's, for any number of workers.
+//! the program itself. The same decisions must come out, or the recording is discarded
+//! and the execution run again; either way what the master does is what the sequential
+//! search does, decision for decision, whatever the workers' timing. So the interleavings
+//! explored, their order, the counts, and which failing interleaving stops the search (the
+//! first in that order: the lowest iteration number) are the sequential search's, for any
+//! number of workers. (The master waits for its worker's verdict on an execution before
+//! it takes in the next: a failure there stops it.)
 //!
-//! What is not parallel: the master's own work (replaying, race detection) runs under one
-//! lock, a few microseconds an execution; and a node's later branches wait for its earlier
-//! ones' executions, so a search whose stack has few nodes with work left keeps few
-//! workers busy.
+//! What is not parallel: replaying a follower's execution and preparing copies run under
+//! one lock (microseconds each); and a search whose stack has few nodes with work left
+//! keeps few workers busy.
 
 use super::exhaustive::{Exhaustive, PathKey as Key, Rec};
 use super::{Choice, ChoiceSet, Divergence, SearchStats, Strategy, View};
