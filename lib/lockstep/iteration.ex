@@ -104,11 +104,20 @@ defmodule Lockstep.Iteration do
       end
 
     {outcome, uncontrolled, pids} = Session.teardown_view(session)
-    # A stuck process is still running user code: only parked processes are looked at.
-    uncontrolled =
-      if stuck == nil and Lockstep.Uncontrolled.check_left(session, pids, tag),
-        do: Session.uncontrolled(session),
-        else: uncontrolled
+
+    {uncontrolled, pids} =
+      cond do
+        # The usual end: nothing to report, so the processes left parked end themselves.
+        stuck == nil and outcome == :pass and not capture? ->
+          release(session, done, uncontrolled, pids)
+
+        # A stuck process is still running user code: only parked processes are looked at.
+        stuck == nil and Lockstep.Uncontrolled.check_left(session, pids, tag) ->
+          {Session.uncontrolled(session), pids}
+
+        true ->
+          {uncontrolled, pids}
+      end
 
     # The full table (names, nodes, what each waits for) only for a report.
     procs =
@@ -190,6 +199,50 @@ defmodule Lockstep.Iteration do
           proc_labels: Session.proc_labels(session)
       },
       else: result
+  end
+
+  # The processes still alive at the end of a passing iteration are all parked at a sync
+  # point: told to end (Session.release/1), each looks for what escaped the run's control
+  # itself, as any managed process does at its end, and exits; the NIF tells the owner when
+  # the last is gone. Cheaper than looking at each from here (`process_info` of another
+  # process waits for it to answer) and killing and watching each. Returns the
+  # uncontrolled reports and the processes teardown must still kill (those the engine
+  # already counts as exited, which are ending anyway).
+  @release_ms 1_000
+
+  defp release(session, done, uncontrolled, pids) do
+    case Session.release(session) do
+      [] ->
+        {uncontrolled, pids}
+
+      released ->
+        receive do
+          {^done, :released} -> :ok
+        after
+          # Never expected: each of them is parked. Kill them, as teardown would have.
+          @release_ms -> kill_released(released, done)
+        end
+
+        {Session.uncontrolled(session), for({_, _, true} = p <- pids, do: p)}
+    end
+  end
+
+  defp kill_released(pids, done) do
+    Enum.each(pids, &Process.exit(&1, :kill))
+
+    for pid <- pids do
+      ref = Process.monitor(pid)
+
+      receive do
+        {:DOWN, ^ref, :process, _, _} -> :ok
+      end
+    end
+
+    receive do
+      {^done, :released} -> :ok
+    after
+      100 -> :ok
+    end
   end
 
   # A process killed from outside the run by the real link to an unmanaged process that

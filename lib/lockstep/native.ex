@@ -76,6 +76,7 @@ defmodule Lockstep.Native do
   def trace_labels(_session), do: nif_error()
   def procs(_session), do: nif_error()
   def teardown_view(_session), do: nif_error()
+  def release(_session), do: nif_error()
   def keep_trace(_session), do: nif_error()
   def checker_start(_ops, _model, _consistency, _tag), do: nif_error()
   def checker_answer(_job, _answer), do: nif_error()

@@ -229,6 +229,13 @@ defmodule Lockstep.Session do
   end
 
   @doc false
+  # Tells every process still alive in an iteration that is over to end itself after one
+  # look for what escaped the run's control; the owner gets `{done, :released}` when the
+  # last is gone. Returns their pids.
+  @spec release(t()) :: [pid()]
+  def release(session), do: nif(:release, fn -> Native.release(session) end)
+
+  @doc false
   # The decisions taken so far (see Lockstep.Trace).
   @spec schedule(t()) :: [Lockstep.Trace.decision()]
   def schedule(session), do: nif(:schedule, fn -> Native.schedule(session) end)

@@ -9,7 +9,7 @@ use crate::convert::{self, atoms, decision_term, internal_error, name_term};
 use crate::decode::{arg, SessionConfig, StrategySpec};
 use crate::resource::{self, lock, lock_any, strategy_of, SessionResource, StrategyCell};
 use crate::state::SessionState;
-use crate::wake::after_call;
+use crate::wake::{after_call, wake_key};
 use lockstep_core::strategy::{Metered, SearchStats};
 use lockstep_core::{ExitCause, Outcome, ProcId, ProcState, Session, Strategy};
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
@@ -293,6 +293,41 @@ fn teardown_view<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResu
         .collect();
     let outcome = outcome_term(env, &st);
     Ok((outcome, uncontrolled_term(env, &st), pids).encode(env))
+}
+
+/// Ends, from their own side, the processes still alive at the end of an iteration that is
+/// over and needs no report: each gets the exit message of a process killed while parked,
+/// looks once for what escaped the run's control (SPEC §9, `Lockstep.Uncontrolled`) and
+/// exits; the resource monitor sees each go, and when the last one is gone the owner gets
+/// `{done_ref, :released}`. This spares the owner a look at each of them (`process_info`
+/// of another process is a signal round trip) and a kill and monitor each. Returns the
+/// pids told, for the owner to kill should one not end (it never should: every live
+/// process of an iteration that is over is parked at a sync point).
+#[rustler::nif]
+fn release<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
+    let mut guard = lock(&res)?;
+    let st = &mut *guard;
+    if !st.session.is_over() || st.owner.releasing > 0 {
+        return Err(internal_error(
+            "release: the iteration is not over, or was released already",
+        ));
+    }
+    let live: Vec<(ProcId, LocalPid)> = st
+        .session
+        .procs()
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.state != ProcState::Exited)
+        .filter_map(|(i, _)| st.procs.live_pid(i as ProcId).map(|pid| (i as ProcId, pid)))
+        .collect();
+    for &(id, pid) in &live {
+        st.procs.mark_released(id);
+        let key = wake_key(env, res.tag, st, id);
+        let _ = env.send(&pid, (key, atoms::exit(), atoms::kill()));
+    }
+    st.owner.releasing = live.len();
+    let pids: Vec<LocalPid> = live.into_iter().map(|(_, pid)| pid).collect();
+    Ok(pids.encode(env))
 }
 
 /// `[{name, report}]`: the noted reports of processes that were then killed from outside
