@@ -24,7 +24,6 @@ defmodule Lockstep.Iteration do
   # The calling process becomes the session's owner: it gets `{done, :done, reason}`. Its
   # janitor (see Lockstep.Janitor) learns the session before anything runs in it.
   def new_session(cell, iter_seed, cfg, capture?, done) do
-    Lockstep.History.Store.ensure()
     {session, tag} = Session.open(cell, iter_seed, cfg, capture?, done)
     Janitor.watch(session, tag)
     {session, tag}
@@ -135,7 +134,7 @@ defmodule Lockstep.Iteration do
 
     # SPEC §12: the iteration's histories, checked once nothing can add to them; a passing
     # iteration whose history cannot be explained fails as :linearizability.
-    histories = Lockstep.History.Store.take(tag)
+    histories = if metrics.histories, do: Lockstep.History.Store.take(tag), else: []
 
     {kind, details} =
       case kind do

@@ -59,6 +59,7 @@ defmodule Lockstep.Native do
   def external_received(_session, _id), do: nif_error()
   def await_outside(_session, _id), do: nif_error()
   def mark_cleanup(_session), do: nif_error()
+  def mark_history(_session), do: nif_error()
   def note_outside_crash(_session, _id, _report), do: nif_error()
   def outside_crashes(_session), do: nif_error()
   def note_uncontrolled(_session, _id, _report), do: nif_error()

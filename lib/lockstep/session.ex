@@ -65,7 +65,8 @@ defmodule Lockstep.Session do
     @moduledoc false
     # What the strategy measured over one iteration (`finish/1`); `fingerprint` tells
     # distinct schedules apart; `cleanup` says whether the iteration stored
-    # Lockstep.PersistentTerm keys that must be erased.
+    # Lockstep.PersistentTerm keys that must be erased; `histories` whether it made a
+    # Lockstep.History (whose records the owner then takes).
     # `search`: an exhaustive search's progress after the iteration (nil for randomised
     # strategies): `%{explored:, sleep_blocked:, depth:, exhausted:}`.
     defstruct steps: 0,
@@ -73,6 +74,7 @@ defmodule Lockstep.Session do
               contested_steps: 0,
               fingerprint: 0,
               cleanup: false,
+              histories: false,
               search: nil
 
     @type t :: %__MODULE__{
@@ -81,6 +83,7 @@ defmodule Lockstep.Session do
             contested_steps: non_neg_integer(),
             fingerprint: non_neg_integer(),
             cleanup: boolean(),
+            histories: boolean(),
             search:
               nil
               | %{
@@ -189,7 +192,28 @@ defmodule Lockstep.Session do
   @spec finish(t()) :: {outcome(), Metrics.t()}
   def finish(session) do
     {outcome, metrics} = nif(:session_finish, fn -> Native.session_finish(session) end)
-    {decode_outcome(outcome), struct(Metrics, metrics)}
+    {decode_outcome(outcome), metrics(metrics)}
+  end
+
+  # Once per iteration: built field by field (`struct/2` walks the map).
+  defp metrics(%{
+         steps: steps,
+         context_switches: switches,
+         contested_steps: contested,
+         fingerprint: fingerprint,
+         cleanup: cleanup,
+         histories: histories,
+         search: search
+       }) do
+    %Metrics{
+      steps: steps,
+      context_switches: switches,
+      contested_steps: contested,
+      fingerprint: fingerprint,
+      cleanup: cleanup,
+      histories: histories,
+      search: search
+    }
   end
 
   @doc false
@@ -289,6 +313,11 @@ defmodule Lockstep.Session do
   # The iteration stored Lockstep.PersistentTerm keys: `finish/1`'s metrics say so.
   @spec mark_cleanup(t()) :: :ok
   def mark_cleanup(session), do: ok!(:mark_cleanup, fn -> Native.mark_cleanup(session) end)
+
+  @doc false
+  # The iteration made a Lockstep.History: `finish/1`'s metrics say so.
+  @spec mark_history(t()) :: :ok
+  def mark_history(session), do: ok!(:mark_history, fn -> Native.mark_history(session) end)
 
   # The consistency checker (Lockstep.Checker) ------------------------------------------------
 

@@ -12,7 +12,7 @@ use rustler::{Atom, Encoder, Env, Error, LocalPid, NifException, Term};
 
 pub mod atoms {
     rustler::atoms! {
-        ok, nil, wait, go, msg, exit, done, released, kill, killed, start, attempt, attempt_last,
+        ok, nil, wait, go, msg, exit, done, released, histories, kill, killed, start, attempt, attempt_last,
         external, deliver, hold, drop, random, normal, pass, max_steps, exception, crash,
         deadlock, diverged, aborted, ready, running, blocked, exited, steps,
         context_switches, contested_steps, fingerprint, search, explored, sleep_blocked,

@@ -390,7 +390,7 @@ fn search_term<'a>(env: Env<'a>, search: Option<SearchStats>) -> NifResult<Term<
 
 /// Ends the iteration for the strategy and hands the strategy back to the run.
 /// Returns `{outcome, %{steps:, context_switches:, contested_steps:, fingerprint:, cleanup:,
-/// search:}}` (`search`: see `search_term`).
+/// histories:, search:}}` (`search`: see `search_term`).
 #[rustler::nif]
 fn session_finish<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
     let mut guard = lock_any(&res);
@@ -423,6 +423,10 @@ fn session_finish<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifRes
             (
                 atoms::cleanup().encode(env),
                 st.owner.needs_cleanup.encode(env),
+            ),
+            (
+                atoms::histories().encode(env),
+                st.owner.histories.encode(env),
             ),
             (atoms::search().encode(env), search_term(env, search)?),
         ],

@@ -52,6 +52,8 @@ pub struct Owner {
     /// Something stored iteration-scoped state outside the session (persistent_term keys)
     /// that the owner must erase when the iteration ends.
     pub needs_cleanup: bool,
+    /// A `Lockstep.History` was made in this iteration (see `process::mark_history`).
+    pub histories: bool,
     /// Counts engine calls so the owner can tell a process that stopped reaching sync
     /// points (`:stuck`).
     pub progress: u64,
@@ -248,6 +250,7 @@ impl SessionState {
                 done_ref: None,
                 done_sent: false,
                 needs_cleanup: false,
+                histories: false,
                 progress: 0,
                 releasing: 0,
             },
