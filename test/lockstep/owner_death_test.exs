@@ -178,7 +178,6 @@ defmodule Lockstep.OwnerDeathTest do
     orphan =
       spawn(Lockstep.Runtime, :child_entry, [
         session,
-        7,
         tag,
         fn -> send(test_pid, :ran) end,
         :undefined,
