@@ -406,11 +406,10 @@ defmodule Lockstep.Runtime do
   def root_entry(session, tag, fun, sites), do: entry(session, 0, tag, fun, sites)
 
   @doc false
-  # `parent`: the managed process that spawned it. A child is spawned before the engine
-  # has numbered it (see `spawn/4`): it learns its engine id with the order to start.
-  def child_entry(session, tag, fun, sites, parent) do
+  # `parent`: the managed process that spawned it.
+  def child_entry(session, id, tag, fun, sites, parent) do
     :erlang.put({@managed, parent}, true)
-    entry(session, nil, tag, fun, sites)
+    entry(session, id, tag, fun, sites)
   end
 
   defp entry(session, id, tag, fun, sites) do
@@ -426,19 +425,12 @@ defmodule Lockstep.Runtime do
 
   defp await_start(session, id, tag, fun) do
     receive do
-      {^tag, :go, {:start, ^id}} ->
+      {^tag, :go, :start} ->
         run_body(session, id, fun)
 
-      {^tag, :go, {:start, numbered}} when id == nil ->
-        Process.put(@key, {session, numbered, tag})
-        run_body(session, numbered, fun)
-
-      # Never started (killed first, or its spawn never happened): nothing of it ran, but
-      # messages sent around Lockstep may have reached one the engine knows.
-      {^tag, :exit, _} when id == nil ->
-        :ok
-
       {^tag, :exit, _} ->
+        # Never started (killed first, or released at the end): nothing of it ran, but
+        # messages sent around Lockstep may have reached it.
         Lockstep.Uncontrolled.check_self(session, id, tag)
 
       {:EXIT, _from, reason} ->
@@ -539,27 +531,23 @@ defmodule Lockstep.Runtime do
   # (spawn_monitor: the child cannot exit before it is watched).
   def spawn(fun, link?, node \\ nil, monitor \\ nil)
 
-  #
-  # The BEAM process is spawned first, parked until the engine starts it, so that the
-  # spawn is one NIF call: the engine numbers the child when the spawn's step is taken
-  # (now, or when the strategy next picks the caller) and the NIF registers the pid then.
-  # Nothing else sees the pid before `spawn` returns. A spawn that does not happen (an
-  # unknown node, an iteration already over) has the NIF tell the child to go.
   def spawn(fun, link?, node, monitor) when is_function(fun, 0) do
     {session, id, tag} = context()
+
+    child =
+      case resume(Native.sync_spawn(session, id, link?, node, monitor), tag) do
+        :badnode -> raise ArgumentError, bad_node(node)
+        child -> child
+      end
 
     pid =
       spawn_bound(
         :child_entry,
-        [session, tag, fun, :erlang.get(@sites), self()],
+        [session, child, tag, fun, :erlang.get(@sites), self()],
         :erlang.system_info(:scheduler_id)
       )
 
-    case resume(Native.sync_spawn(session, id, link?, node, monitor, pid), tag) do
-      :badnode -> raise ArgumentError, bad_node(node)
-      _child -> :ok
-    end
-
+    Native.register_child(session, id, child, pid)
     :erlang.put({@managed, pid}, true)
     pid
   end

@@ -178,6 +178,7 @@ defmodule Lockstep.OwnerDeathTest do
     orphan =
       spawn(Lockstep.Runtime, :child_entry, [
         session,
+        7,
         tag,
         fn -> send(test_pid, :ran) end,
         :undefined,

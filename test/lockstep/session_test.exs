@@ -35,6 +35,7 @@ defmodule Lockstep.SessionTest do
     :note_label,
     :hold,
     :mark_park,
+    :register_child,
     :alias,
     :node_name,
     :ets_names,

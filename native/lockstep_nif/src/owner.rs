@@ -272,13 +272,12 @@ fn procs<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<
 /// What the owner needs to end an iteration that passed, in one call: `{outcome,
 /// uncontrolled, [{id, pid | nil, exited?}]}` (`outcome` as [`outcome`], `uncontrolled` as
 /// [`uncontrolled`]; `pid` is nil for a process not registered or whose BEAM process is
-/// already gone, which teardown then need not kill and wait for; a child spawned for a
-/// spawn step that was never taken is listed as `{0, pid, true}`, to be killed). The full process table
+/// already gone, which teardown then need not kill and wait for). The full process table
 /// (`procs`: names, pending operations, nodes) is built only for a report.
 #[rustler::nif]
 fn teardown_view<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
     let st = lock_any(&res);
-    let mut pids: Vec<Term> = st
+    let pids: Vec<Term> = st
         .session
         .procs()
         .iter()
@@ -292,8 +291,6 @@ fn teardown_view<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResu
             (id, pid, p.state == ProcState::Exited).encode(env)
         })
         .collect();
-    // Children whose spawn step was never taken: not processes of the run, but alive.
-    pids.extend(st.procs.unnumbered().map(|pid| (0, pid, true).encode(env)));
     let outcome = outcome_term(env, &st);
     Ok((outcome, uncontrolled_term(env, &st), pids).encode(env))
 }

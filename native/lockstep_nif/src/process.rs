@@ -1,6 +1,7 @@
-//! What processes tell the adapter outside the sync points: a sender hands over the
-//! payload of a message kept in flight, a process turns an alias on or off, a wrapper marks
-//! state the owner must clean up, and an unmanaged process notes the crash that will kill the managed one it is linked to, and a
+//! What processes tell the adapter outside the sync points: a parent registers the pid of
+//! the child it spawned, a sender hands over the payload of a message kept in flight, a
+//! process turns an alias on or off, a wrapper marks state the owner must clean up, and an
+//! unmanaged process notes the crash that will kill the managed one it is linked to, and a
 //! process asks for the seed of its `:rand` state.
 //! None of these hands the turn on.
 
@@ -9,7 +10,28 @@ use crate::decode::{arg, AliasOp};
 use crate::resource::{lock, SessionResource};
 use crate::sync::caller_check;
 use lockstep_core::{Alias, MsgId, ProcId};
-use rustler::{Atom, Encoder, Env, NifResult, ResourceArc, Term, TermType};
+use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term, TermType};
+
+/// Called by a parent right after it spawned the BEAM process for engine id `child`.
+#[rustler::nif]
+fn register_child(
+    env: Env,
+    res: ResourceArc<SessionResource>,
+    id: ProcId,
+    child: ProcId,
+    pid: LocalPid,
+) -> NifResult<Atom> {
+    let mut guard = lock(&res)?;
+    let st = &mut *guard;
+    caller_check(env, st, id)?;
+    match st.session.proc(child) {
+        Some(p) if p.parent == Some(id) => {}
+        _ => return Err(internal_error("register_child: not a child of the caller")),
+    }
+    let watched = env.monitor(&res, &pid).is_some();
+    st.procs.register(child, pid, watched);
+    Ok(atoms::ok())
+}
 
 /// Under `delivery: :delayed` the sender hands over the payload of message `msg`, which the
 /// engine keeps in flight until the strategy delivers it.

@@ -91,15 +91,11 @@ impl Resource for SessionResource {
                 let key = wake_key(env, self.tag, st, id);
                 let _ = env.send(&pid, (key, atoms::exit(), atoms::kill()));
             }
-            for pid in st.procs.unnumbered() {
-                let _ = env.send(&pid, (self.tag, atoms::exit(), atoms::kill()));
-            }
             st.session.abort();
             st.owner.done_sent = true;
             return;
         }
         let Some(proc) = st.procs.managed(&pid) else {
-            st.procs.unnumbered_gone(&pid);
             return;
         };
         st.procs.mark_gone(proc);

@@ -63,8 +63,7 @@ pub struct Owner {
 
 /// BEAM pid of each managed process, by engine id, and back.
 pub struct ProcTable {
-    /// `None` until registered (`session_start` for the root; a child when its parent's
-    /// spawn step is taken, see `unnumbered`).
+    /// `None` until registered (`session_start` for the root, `register_child` for others).
     pids: Vec<Option<LocalPid>>,
     /// Looked up at every send: see `PidHash`.
     by_pid: HashMap<LocalPid, ProcId, PidHash>,
@@ -74,10 +73,6 @@ pub struct ProcTable {
     /// By engine id: told to end itself at the end of a passing iteration (`release`); the
     /// owner is told when the last of them is gone.
     released: Vec<bool>,
-    /// Children spawned before the engine numbered them (`sync_spawn`): `(parent, pid,
-    /// watched)`, registered when the parent's spawn step is taken. At most one per parent
-    /// (it waits for that step), so a handful at most.
-    unnumbered: Vec<(ProcId, LocalPid, bool)>,
 }
 
 /// Atoms the engine knows by number.
@@ -264,7 +259,6 @@ impl SessionState {
                 by_pid: HashMap::default(),
                 gone: Vec::new(),
                 released: Vec::new(),
-                unnumbered: Vec::new(),
             },
             atoms: AtomTables {
                 names: Vec::new(),
@@ -415,43 +409,6 @@ impl ProcTable {
         if let Some(gone) = self.gone.get_mut(id as usize) {
             *gone = true;
         }
-    }
-
-    /// `parent`'s child `pid`, spawned for the spawn it announces, waits to be numbered;
-    /// `watched`: the resource monitor on it is set.
-    pub fn await_number(&mut self, parent: ProcId, pid: LocalPid, watched: bool) {
-        debug_assert!(self.unnumbered.iter().all(|&(p, _, _)| p != parent));
-        self.unnumbered.push((parent, pid, watched));
-    }
-
-    /// `parent`'s spawn was taken: its child is `child`. False if no child waited.
-    pub fn number(&mut self, parent: ProcId, child: ProcId) -> bool {
-        match self.unnumbered.iter().position(|&(p, _, _)| p == parent) {
-            Some(i) => {
-                let (_, pid, watched) = self.unnumbered.swap_remove(i);
-                self.register(child, pid, watched);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// A child waiting to be numbered is gone (killed from outside before anyone saw its
-    /// pid): registered later, it is known to be gone. False if `pid` is no such child.
-    pub fn unnumbered_gone(&mut self, pid: &LocalPid) -> bool {
-        match self.unnumbered.iter_mut().find(|e| e.1 == *pid) {
-            Some(entry) => {
-                entry.2 = false;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// The children still waiting to be numbered (their parent's spawn was never taken):
-    /// teardown kills them.
-    pub fn unnumbered(&self) -> impl Iterator<Item = LocalPid> + '_ {
-        self.unnumbered.iter().map(|&(_, pid, _)| pid)
     }
 
     /// `id` is told to end itself (see `owner::release`).

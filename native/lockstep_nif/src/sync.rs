@@ -405,21 +405,16 @@ fn exit<'a>(
 /// `reason` other than `:normal` (managed processes trap real exit signals so that they
 /// can tell the reason; `:kill` cannot be trapped and is noticed by the resource monitor).
 /// The engine records its death with that reason, which its linked and monitoring
-/// processes then see; the caller exits for real right after. `id` is `nil` for a child
-/// that has not started yet (it learns its id with the order to start): it is found by its
-/// pid, if the engine has numbered it.
+/// processes then see; the caller exits for real right after.
 #[rustler::nif]
 fn external_exit<'a>(
     env: Env<'a>,
     res: ResourceArc<SessionResource>,
-    id: Option<ProcId>,
+    id: ProcId,
     reason: Term<'a>,
 ) -> NifResult<Atom> {
     let mut guard = lock(&res)?;
     let st = &mut *guard;
-    let Some(id) = id.or_else(|| st.procs.managed(&env.pid())) else {
-        return Ok(atoms::ok());
-    };
     if st.session.is_over() || st.exited(id) {
         return Ok(atoms::ok());
     }
@@ -453,11 +448,6 @@ fn sync_random<'a>(
 
 /// `node` is `nil` (the caller's node) or a node of the run (else `:badnode`); `mref` is
 /// `nil`, or the ref of a monitor of the child set in the same step (spawn_monitor).
-/// `child` is the BEAM process the caller spawned for it, parked until it is told to
-/// start: it is registered when the engine takes the spawn's step and numbers it (in this
-/// call or in the one that picks the caller next, see `wake::after_call_carrying`), so a
-/// spawn is one NIF call. A spawn that is not made (`:badnode`, an error, an iteration
-/// already over) tells the child to go.
 #[rustler::nif]
 fn sync_spawn<'a>(
     env: Env<'a>,
@@ -466,41 +456,29 @@ fn sync_spawn<'a>(
     link: bool,
     node: Term<'a>,
     mref: Term<'a>,
-    child: LocalPid,
 ) -> NifResult<Term<'a>> {
     let nil = atoms::nil().encode(env);
     let monitor = mref != nil;
-    let announced = std::cell::Cell::new(false);
-    let answer = if monitor && mref.get_type() != TermType::Ref {
-        Err(rustler::Error::BadArg)
-    } else {
-        sync_with(env, &res, id, monitor.then_some(mref), |st| {
-            // `Option<Atom>` would decode `nil` as the atom nil: compare explicitly.
-            let op = if node == nil {
-                Op::Spawn { link, monitor }
-            } else {
-                let node = node
-                    .decode::<Atom>()
-                    .map_err(|_| atoms::badnode().encode(env))?;
-                match st.known_node(node) {
-                    Some(node) => Op::SpawnOn {
-                        link,
-                        monitor,
-                        node,
-                    },
-                    None => return Err(atoms::badnode().encode(env)),
-                }
-            };
-            let watched = env.monitor(&res, &child).is_some();
-            st.procs.await_number(id, child, watched);
-            announced.set(true);
-            Ok(op)
-        })
-    };
-    if !announced.get() {
-        let _ = env.send(&child, (res.tag, atoms::exit(), atoms::normal()));
+    if monitor && mref.get_type() != TermType::Ref {
+        return Err(rustler::Error::BadArg);
     }
-    answer
+    sync_with(env, &res, id, monitor.then_some(mref), |st| {
+        // `Option<Atom>` would decode `nil` as the atom nil: compare explicitly.
+        if node == nil {
+            return Ok(Op::Spawn { link, monitor });
+        }
+        let node = node
+            .decode::<Atom>()
+            .map_err(|_| atoms::badnode().encode(env))?;
+        match st.known_node(node) {
+            Some(node) => Ok(Op::SpawnOn {
+                link,
+                monitor,
+                node,
+            }),
+            None => Err(atoms::badnode().encode(env)),
+        }
+    })
 }
 
 #[rustler::nif]

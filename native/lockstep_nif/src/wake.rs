@@ -73,21 +73,6 @@ pub fn after_call_carrying<'a>(
     carry: Option<Carry<'a>>,
     caller: Option<ProcId>,
 ) -> Term<'a> {
-    // A spawn's step was taken: the child its parent spawned for it has its number now,
-    // before anything can pick it to start.
-    match next {
-        Next::Continue(OpResult::Spawned { child }) => {
-            if let Some(parent) = caller {
-                let numbered = st.procs.number(parent, child);
-                debug_assert!(numbered, "no child waited for spawn {child}");
-            }
-        }
-        Next::Wake(parent, OpResult::Spawned { child }) => {
-            let numbered = st.procs.number(parent, child);
-            debug_assert!(numbered, "no child waited for spawn {child}");
-        }
-        _ => {}
-    }
     file_events(st);
     let handed = carry.and_then(|carry| {
         let receiver = match next {
@@ -118,13 +103,9 @@ pub fn after_call_carrying<'a>(
             .and_then(|c| c.in_hand(env, result))
             .unwrap_or_else(|| result_term(env, st, result)),
         Next::Wake(proc, result) => {
-            let term = match result {
-                // A child learns its engine id with the order to start (see `sync_spawn`).
-                OpResult::Started => (atoms::start(), proc).encode(env),
-                _ => handed
-                    .and_then(|c| c.in_hand(env, result))
-                    .unwrap_or_else(|| result_term(env, st, result)),
-            };
+            let term = handed
+                .and_then(|c| c.in_hand(env, result))
+                .unwrap_or_else(|| result_term(env, st, result));
             if let Some(pid) = st.procs.pid(proc) {
                 let key = wake_key(env, tag, st, proc);
                 let _ = env.send(&pid, (key, atoms::go(), term));
