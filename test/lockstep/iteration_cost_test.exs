@@ -1,13 +1,11 @@
 defmodule Lockstep.IterationCostTest do
-  # The per-iteration fast paths of docs/PERFORMANCE.md ("The per-iteration pass"), each
-  # with what it must keep:
-  #
-  #   * a spawn is one NIF call: the child's BEAM process is spawned first, parked, and
-  #     registered when the engine takes the spawn's step. `Lockstep.spawn` still returns
-  #     the child's own pid, whoever the strategy runs at that step, and a spawn that is
-  #     not made (an unknown node, an iteration that ends first) leaves no process behind;
-  #   * the processes left parked at the end of a passing iteration end themselves (no
-  #     look, kill and monitor per process from the owner), promptly, leaving nothing.
+  # Facts the per-iteration work of docs/PERFORMANCE.md ("The per-iteration pass") must
+  # keep: the processes left parked at the end of a passing iteration end themselves (no
+  # look, kill and monitor per process from the owner) promptly and leave nothing behind;
+  # `Lockstep.spawn` returns the child's own pid whoever the strategy runs at the spawn's
+  # step; a spawn that is not made (an unknown node, an iteration that ends first) leaves
+  # no process behind. (A spawn made in one NIF call, the child spawned before the step,
+  # was tried and measured slower; the last two tests pinned it and stay.)
   #
   # Not async: it counts the VM's processes that run Lockstep's child entry.
   use ExUnit.Case, async: false
@@ -17,7 +15,10 @@ defmodule Lockstep.IterationCostTest do
 
   defp children do
     for p <- Process.list(),
-        Process.info(p, :initial_call) == {:initial_call, {Lockstep.Runtime, :child_entry, 5}},
+        match?(
+          {:initial_call, {Lockstep.Runtime, :child_entry, _}},
+          Process.info(p, :initial_call)
+        ),
         do: p
   end
 
