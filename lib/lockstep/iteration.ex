@@ -102,20 +102,22 @@ defmodule Lockstep.Iteration do
           {message, :internal_error}
       end
 
-    {outcome, uncontrolled, pids} = Session.teardown_view(session)
+    # With nothing to report, the processes left parked by a passing iteration end
+    # themselves (see `await_released/3`).
+    {outcome, uncontrolled, pids, released} =
+      Session.teardown_view(session, stuck == nil and not capture?)
 
-    {uncontrolled, pids} =
+    uncontrolled =
       cond do
-        # The usual end: nothing to report, so the processes left parked end themselves.
-        stuck == nil and outcome == :pass and not capture? ->
-          release(session, done, uncontrolled, pids)
+        released > 0 ->
+          if await_released(session, done), do: Session.uncontrolled(session), else: uncontrolled
 
         # A stuck process is still running user code: only parked processes are looked at.
         stuck == nil and Lockstep.Uncontrolled.check_left(session, pids, tag) ->
-          {Session.uncontrolled(session), pids}
+          Session.uncontrolled(session)
 
         true ->
-          {uncontrolled, pids}
+          uncontrolled
       end
 
     # The full table (names, nodes, what each waits for) only for a report.
@@ -201,32 +203,24 @@ defmodule Lockstep.Iteration do
   end
 
   # The processes still alive at the end of a passing iteration are all parked at a sync
-  # point: told to end (Session.release/1), each looks for what escaped the run's control
-  # itself, as any managed process does at its end, and exits; the NIF tells the owner when
-  # the last is gone. Cheaper than looking at each from here (`process_info` of another
-  # process waits for it to answer) and killing and watching each. Returns the
-  # uncontrolled reports and the processes teardown must still kill (those the engine
-  # already counts as exited, which are ending anyway).
+  # point: told to end (`Session.teardown_view/2`), each looks for what escaped the run's
+  # control itself, as any managed process does at its end, and exits; the NIF tells the
+  # owner when the last is gone, and whether any of them noted something. Cheaper than
+  # looking at each from here (`process_info` of another process waits for it to answer)
+  # and killing and watching each.
   @release_ms 1_000
 
-  defp release(session, done, uncontrolled, pids) do
-    case Session.release(session) do
-      [] ->
-        {uncontrolled, pids}
-
-      released ->
-        receive do
-          {^done, :released} -> :ok
-        after
-          # Never expected: each of them is parked. Kill them, as teardown would have.
-          @release_ms -> kill_released(released, done)
-        end
-
-        {Session.uncontrolled(session), for({_, _, true} = p <- pids, do: p)}
+  defp await_released(session, done) do
+    receive do
+      {^done, :released, noted?} -> noted?
+    after
+      # Never expected: each of them is parked. Kill them, as teardown would have.
+      @release_ms -> kill_released(session, done)
     end
   end
 
-  defp kill_released(pids, done) do
+  defp kill_released(session, done) do
+    pids = for %Session.Proc{pid: pid} <- Session.procs(session), is_pid(pid), do: pid
     Enum.each(pids, &Process.exit(&1, :kill))
 
     for pid <- pids do
@@ -238,10 +232,12 @@ defmodule Lockstep.Iteration do
     end
 
     receive do
-      {^done, :released} -> :ok
+      {^done, :released, _noted?} -> :ok
     after
       100 -> :ok
     end
+
+    true
   end
 
   # A process killed from outside the run by the real link to an unmanaged process that

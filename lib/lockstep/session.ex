@@ -243,21 +243,20 @@ defmodule Lockstep.Session do
 
   @doc false
   # What ending an iteration needs, in one call: its outcome (as `outcome/1`), the
-  # uncontrolled reports so far (as `uncontrolled/1`) and `{id, pid | nil, exited?}` for
-  # every process. `procs/1` has the rest, for reports.
-  @spec teardown_view(t()) ::
-          {outcome(), [{String.t(), map()}], [{non_neg_integer(), pid() | nil, boolean()}]}
-  def teardown_view(session) do
-    {outcome, uncontrolled, pids} = nif(:teardown_view, fn -> Native.teardown_view(session) end)
-    {decode_outcome(outcome), uncontrolled, pids}
-  end
+  # uncontrolled reports so far (as `uncontrolled/1`), `{id, pid | nil, exited?}` for
+  # every process, and how many processes were released. `release?`: when the iteration
+  # passed, the processes still alive are told to end themselves after one look for what
+  # escaped the run's control (listed with a nil pid); the owner gets `{done, :released,
+  # noted?}` when the last is gone. `procs/1` has the rest, for reports.
+  @spec teardown_view(t(), boolean()) ::
+          {outcome(), [{String.t(), map()}], [{non_neg_integer(), pid() | nil, boolean()}],
+           non_neg_integer()}
+  def teardown_view(session, release? \\ false) do
+    {outcome, uncontrolled, pids, released} =
+      nif(:teardown_view, fn -> Native.teardown_view(session, release?) end)
 
-  @doc false
-  # Tells every process still alive in an iteration that is over to end itself after one
-  # look for what escaped the run's control; the owner gets `{done, :released}` when the
-  # last is gone. Returns their pids.
-  @spec release(t()) :: [pid()]
-  def release(session), do: nif(:release, fn -> Native.release(session) end)
+    {decode_outcome(outcome), uncontrolled, pids, released}
+  end
 
   @doc false
   # The decisions taken so far (see Lockstep.Trace).

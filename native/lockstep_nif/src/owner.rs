@@ -269,65 +269,58 @@ fn procs<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<
     Ok(list.encode(env))
 }
 
-/// What the owner needs to end an iteration that passed, in one call: `{outcome,
-/// uncontrolled, [{id, pid | nil, exited?}]}` (`outcome` as [`outcome`], `uncontrolled` as
+/// What the owner needs to end an iteration, in one call: `{outcome, uncontrolled, [{id,
+/// pid | nil, exited?}], released}` (`outcome` as [`outcome`], `uncontrolled` as
 /// [`uncontrolled`]; `pid` is nil for a process not registered or whose BEAM process is
 /// already gone, which teardown then need not kill and wait for). The full process table
 /// (`procs`: names, pending operations, nodes) is built only for a report.
+///
+/// With `release` (the owner will report nothing), an iteration that passed has its
+/// processes still alive end themselves: each gets the exit message of a process killed
+/// while parked, looks once for what escaped the run's control (SPEC §9,
+/// `Lockstep.Uncontrolled`) and exits; the resource monitor sees each go, and when the
+/// last is gone the owner gets `{done_ref, :released, noted?}` (`noted?`: one of them noted
+/// something). They are listed with a nil pid and counted in `released`. This spares the
+/// owner a look at each (`process_info` of another process is a signal round trip) and a
+/// kill and a monitor each. Every live process of an iteration that is over is parked at
+/// a sync point, so each ends at once.
 #[rustler::nif]
-fn teardown_view<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
-    let st = lock_any(&res);
-    let pids: Vec<Term> = st
-        .session
-        .procs()
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let id = i as ProcId;
-            let pid = match st.procs.live_pid(id) {
-                Some(pid) => pid.encode(env),
-                None => atoms::nil().encode(env),
-            };
-            (id, pid, p.state == ProcState::Exited).encode(env)
-        })
-        .collect();
-    let outcome = outcome_term(env, &st);
-    Ok((outcome, uncontrolled_term(env, &st), pids).encode(env))
-}
-
-/// Ends, from their own side, the processes still alive at the end of an iteration that is
-/// over and needs no report: each gets the exit message of a process killed while parked,
-/// looks once for what escaped the run's control (SPEC §9, `Lockstep.Uncontrolled`) and
-/// exits; the resource monitor sees each go, and when the last one is gone the owner gets
-/// `{done_ref, :released}`. This spares the owner a look at each of them (`process_info`
-/// of another process is a signal round trip) and a kill and monitor each. Returns the
-/// pids told, for the owner to kill should one not end (it never should: every live
-/// process of an iteration that is over is parked at a sync point).
-#[rustler::nif]
-fn release<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
-    let mut guard = lock(&res)?;
+fn teardown_view<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    release: bool,
+) -> NifResult<Term<'a>> {
+    let mut guard = lock_any(&res);
     let st = &mut *guard;
-    if !st.session.is_over() || st.owner.releasing > 0 {
-        return Err(internal_error(
-            "release: the iteration is not over, or was released already",
-        ));
+    let release =
+        release && matches!(st.session.outcome(), Some(Outcome::Pass)) && st.owner.releasing == 0;
+    let mut released = 0;
+    let mut pids: Vec<Term> = Vec::with_capacity(st.session.procs().len());
+    for i in 0..st.session.procs().len() {
+        let id = i as ProcId;
+        let exited = st.session.procs()[i].state == ProcState::Exited;
+        let pid = match st.procs.live_pid(id) {
+            Some(pid) if release && !exited => {
+                st.procs.mark_released(id);
+                let key = wake_key(env, res.tag, st, id);
+                let _ = env.send(&pid, (key, atoms::exit(), atoms::kill()));
+                released += 1;
+                None
+            }
+            live => live,
+        };
+        let pid = match pid {
+            Some(pid) => pid.encode(env),
+            None => atoms::nil().encode(env),
+        };
+        pids.push((id, pid, exited).encode(env));
     }
-    let live: Vec<(ProcId, LocalPid)> = st
-        .session
-        .procs()
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.state != ProcState::Exited)
-        .filter_map(|(i, _)| st.procs.live_pid(i as ProcId).map(|pid| (i as ProcId, pid)))
-        .collect();
-    for &(id, pid) in &live {
-        st.procs.mark_released(id);
-        let key = wake_key(env, res.tag, st, id);
-        let _ = env.send(&pid, (key, atoms::exit(), atoms::kill()));
+    if release {
+        st.owner.releasing = released;
+        st.owner.noted_before_release = st.terms.uncontrolled.len();
     }
-    st.owner.releasing = live.len();
-    let pids: Vec<LocalPid> = live.into_iter().map(|(_, pid)| pid).collect();
-    Ok(pids.encode(env))
+    let outcome = outcome_term(env, st);
+    Ok((outcome, uncontrolled_term(env, st), pids, released).encode(env))
 }
 
 /// `[{name, report}]`: the noted reports of processes that were then killed from outside

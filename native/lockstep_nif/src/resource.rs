@@ -103,7 +103,8 @@ impl Resource for SessionResource {
             st.owner.releasing -= 1;
             if st.owner.releasing == 0 {
                 let done_ref = st.done_ref_term(env);
-                let _ = env.send(&st.owner.pid, (done_ref, atoms::released()));
+                let noted = st.terms.uncontrolled.len() > st.owner.noted_before_release;
+                let _ = env.send(&st.owner.pid, (done_ref, atoms::released(), noted));
             }
             return;
         }

@@ -57,8 +57,10 @@ pub struct Owner {
     /// Counts engine calls so the owner can tell a process that stopped reaching sync
     /// points (`:stuck`).
     pub progress: u64,
-    /// Released processes (see `owner::release`) whose BEAM process is not gone yet.
+    /// Released processes (see `owner::teardown_view`) whose BEAM process is not gone yet.
     pub releasing: usize,
+    /// How many uncontrolled reports there were when they were released.
+    pub noted_before_release: usize,
 }
 
 /// BEAM pid of each managed process, by engine id, and back.
@@ -70,7 +72,7 @@ pub struct ProcTable {
     /// By engine id: the BEAM process is known to be gone (the resource monitor fired, or
     /// could not be set): the owner's teardown need not kill it and wait for it.
     gone: Vec<bool>,
-    /// By engine id: told to end itself at the end of a passing iteration (`release`); the
+    /// By engine id: told to end itself at the end of a passing iteration (`teardown_view`); the
     /// owner is told when the last of them is gone.
     released: Vec<bool>,
 }
@@ -253,6 +255,7 @@ impl SessionState {
                 histories: false,
                 progress: 0,
                 releasing: 0,
+                noted_before_release: 0,
             },
             procs: ProcTable {
                 pids: vec![None],
@@ -411,7 +414,7 @@ impl ProcTable {
         }
     }
 
-    /// `id` is told to end itself (see `owner::release`).
+    /// `id` is told to end itself (see `owner::teardown_view`).
     pub fn mark_released(&mut self, id: ProcId) {
         if self.released.len() <= id as usize {
             self.released.resize(id as usize + 1, false);
