@@ -195,16 +195,7 @@ defmodule Lockstep.Session do
     {decode_outcome(outcome), metrics(metrics)}
   end
 
-  # Once per iteration: built field by field (`struct/2` walks the map).
-  defp metrics(%{
-         steps: steps,
-         context_switches: switches,
-         contested_steps: contested,
-         fingerprint: fingerprint,
-         cleanup: cleanup,
-         histories: histories,
-         search: search
-       }) do
+  defp metrics({steps, switches, contested, fingerprint, cleanup, histories, search}) do
     %Metrics{
       steps: steps,
       context_switches: switches,

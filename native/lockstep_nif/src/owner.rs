@@ -382,8 +382,8 @@ fn search_term<'a>(env: Env<'a>, search: Option<SearchStats>) -> NifResult<Term<
 }
 
 /// Ends the iteration for the strategy and hands the strategy back to the run.
-/// Returns `{outcome, %{steps:, context_switches:, contested_steps:, fingerprint:, cleanup:,
-/// histories:, search:}}` (`search`: see `search_term`).
+/// Returns `{outcome, {steps, context_switches, contested_steps, fingerprint, cleanup,
+/// histories, search}}` (`search`: see `search_term`).
 #[rustler::nif]
 fn session_finish<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
     let mut guard = lock_any(&res);
@@ -400,29 +400,16 @@ fn session_finish<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifRes
     }
     st.owner.done_sent = true;
     let m = metrics.unwrap_or_default();
-    let metrics = Term::map_from_pairs(
-        env,
-        &[
-            (atoms::steps().encode(env), m.steps.encode(env)),
-            (
-                atoms::context_switches().encode(env),
-                m.context_switches.encode(env),
-            ),
-            (
-                atoms::contested_steps().encode(env),
-                m.contested_steps.encode(env),
-            ),
-            (atoms::fingerprint().encode(env), m.fingerprint.encode(env)),
-            (
-                atoms::cleanup().encode(env),
-                st.owner.needs_cleanup.encode(env),
-            ),
-            (
-                atoms::histories().encode(env),
-                st.owner.histories.encode(env),
-            ),
-            (atoms::search().encode(env), search_term(env, search)?),
-        ],
-    )?;
+    // A tuple, not a map: built once per iteration, and a map's keys are sorted each time.
+    let metrics = (
+        m.steps,
+        m.context_switches,
+        m.contested_steps,
+        m.fingerprint,
+        st.owner.needs_cleanup,
+        st.owner.histories,
+        search_term(env, search)?,
+    )
+        .encode(env);
     Ok((outcome_term(env, st), metrics).encode(env))
 }
