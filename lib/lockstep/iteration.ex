@@ -103,7 +103,7 @@ defmodule Lockstep.Iteration do
       end
 
     # With nothing to report, the processes left parked by a passing iteration end
-    # themselves (see `await_released/3`).
+    # themselves (see `await_released/2`).
     {outcome, uncontrolled, pids, released} =
       Session.teardown_view(session, stuck == nil and not capture?)
 

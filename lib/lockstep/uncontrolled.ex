@@ -76,12 +76,16 @@ defmodule Lockstep.Uncontrolled do
   # and file servers, through OTP's instrumented `gen`) must not become sync points, least
   # of all once its iteration is over.
   defp look(pid, tag, queued, links, monitors, watchers) when pid == self() do
-    context = :erlang.erase(:"$lockstep")
+    case :erlang.erase(:"$lockstep") do
+      :undefined ->
+        look_at(pid, tag, queued, links, monitors, watchers)
 
-    try do
-      look_at(pid, tag, queued, links, monitors, watchers)
-    after
-      :erlang.put(:"$lockstep", context)
+      context ->
+        try do
+          look_at(pid, tag, queued, links, monitors, watchers)
+        after
+          :erlang.put(:"$lockstep", context)
+        end
     end
   end
 

@@ -80,6 +80,36 @@ defmodule Lockstep.IterationCostTest do
     assert_no_children_left()
   end
 
+  test "a process left parked with a helper outside the run still reports it, with OTP instrumented" do
+    # Describing the helper calls the code and file servers through OTP's `gen`; with OTP
+    # instrumented that must not become a sync point of the released process (it would
+    # wait there for ever, and the owner would kill it after a second).
+    body = fn ->
+      Lockstep.spawn(fn ->
+        UninstrumentedHelpers.start_helper()
+        Lockstep.receive(do: (:never -> :ok))
+      end)
+
+      :ok
+    end
+
+    opts = [iterations: 3, seed: 3, instrument: [:otp]]
+    _warmup = ExUnit.CaptureIO.capture_io(:stderr, fn -> Lockstep.run(body, opts) end)
+
+    {us, _output} =
+      :timer.tc(fn ->
+        ExUnit.CaptureIO.capture_io(:stderr, fn ->
+          summary = Lockstep.run(body, opts)
+          send(self(), {:summary, summary})
+        end)
+      end)
+
+    assert_received {:summary, summary}
+    assert [%{process: "P.1", started: [_helper]} | _] = summary.uncontrolled
+    assert us < 2_000_000, "3 iterations took #{div(us, 1000)} ms"
+    assert_no_children_left()
+  end
+
   test "processes left parked by a passing iteration end promptly, and nothing outlives it" do
     body = fn ->
       for _ <- 1..3, do: Lockstep.spawn(fn -> Lockstep.receive(do: (:never -> :ok)) end)

@@ -426,7 +426,7 @@ impl ProcTable {
     pub fn take_released(&mut self, id: ProcId) -> bool {
         self.released
             .get_mut(id as usize)
-            .is_some_and(|r| std::mem::take(r))
+            .is_some_and(std::mem::take)
     }
 
     /// The pid of `id` while its BEAM process may still be alive.
