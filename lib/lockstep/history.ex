@@ -57,7 +57,7 @@ defmodule Lockstep.History do
   """
   @spec new(keyword()) :: t()
   def new(opts) when is_list(opts) do
-    {_session, _id, tag} = Runtime.context("Lockstep.History.new/1")
+    {session, _id, tag} = Runtime.context("Lockstep.History.new/1")
 
     case Keyword.keys(opts) -- [:model, :consistency] do
       [] ->
@@ -79,6 +79,8 @@ defmodule Lockstep.History do
     {mod, initial} = Checker.model!(model)
     consistency = Checker.consistency!(Keyword.get(opts, :consistency, :linearizable))
     Store.ensure()
+    # The owner looks for the iteration's histories only when told there are some.
+    Session.mark_history(session)
     id = Store.new(tag, mod, initial, consistency)
     %__MODULE__{id: id, tag: tag, model: mod, consistency: consistency}
   end

@@ -24,7 +24,6 @@ defmodule Lockstep.Iteration do
   # The calling process becomes the session's owner: it gets `{done, :done, reason}`. Its
   # janitor (see Lockstep.Janitor) learns the session before anything runs in it.
   def new_session(cell, iter_seed, cfg, capture?, done) do
-    Lockstep.History.Store.ensure()
     {session, tag} = Session.open(cell, iter_seed, cfg, capture?, done)
     Janitor.watch(session, tag)
     {session, tag}
@@ -103,12 +102,23 @@ defmodule Lockstep.Iteration do
           {message, :internal_error}
       end
 
-    {outcome, uncontrolled, pids} = Session.teardown_view(session)
-    # A stuck process is still running user code: only parked processes are looked at.
+    # With nothing to report, the processes left parked by a passing iteration end
+    # themselves (see `await_released/2`).
+    {outcome, uncontrolled, pids, released} =
+      Session.teardown_view(session, stuck == nil and not capture?)
+
     uncontrolled =
-      if stuck == nil and Lockstep.Uncontrolled.check_left(session, pids, tag),
-        do: Session.uncontrolled(session),
-        else: uncontrolled
+      cond do
+        released > 0 ->
+          if await_released(session, done), do: Session.uncontrolled(session), else: uncontrolled
+
+        # A stuck process is still running user code: only parked processes are looked at.
+        stuck == nil and Lockstep.Uncontrolled.check_left(session, pids, tag) ->
+          Session.uncontrolled(session)
+
+        true ->
+          uncontrolled
+      end
 
     # The full table (names, nodes, what each waits for) only for a report.
     procs =
@@ -126,7 +136,7 @@ defmodule Lockstep.Iteration do
 
     # SPEC §12: the iteration's histories, checked once nothing can add to them; a passing
     # iteration whose history cannot be explained fails as :linearizability.
-    histories = Lockstep.History.Store.take(tag)
+    histories = if metrics.histories, do: Lockstep.History.Store.take(tag), else: []
 
     {kind, details} =
       case kind do
@@ -190,6 +200,44 @@ defmodule Lockstep.Iteration do
           proc_labels: Session.proc_labels(session)
       },
       else: result
+  end
+
+  # The processes still alive at the end of a passing iteration are all parked at a sync
+  # point: told to end (`Session.teardown_view/2`), each looks for what escaped the run's
+  # control itself, as any managed process does at its end, and exits; the NIF tells the
+  # owner when the last is gone, and whether any of them noted something. Cheaper than
+  # looking at each from here (`process_info` of another process waits for it to answer)
+  # and killing and watching each.
+  @release_ms 1_000
+
+  defp await_released(session, done) do
+    receive do
+      {^done, :released, noted?} -> noted?
+    after
+      # Never expected: each of them is parked. Kill them, as teardown would have.
+      @release_ms -> kill_released(session, done)
+    end
+  end
+
+  defp kill_released(session, done) do
+    pids = for %Session.Proc{pid: pid} <- Session.procs(session), is_pid(pid), do: pid
+    Enum.each(pids, &Process.exit(&1, :kill))
+
+    for pid <- pids do
+      ref = Process.monitor(pid)
+
+      receive do
+        {:DOWN, ^ref, :process, _, _} -> :ok
+      end
+    end
+
+    receive do
+      {^done, :released, _noted?} -> :ok
+    after
+      100 -> :ok
+    end
+
+    true
   end
 
   # A process killed from outside the run by the real link to an unmanaged process that

@@ -257,18 +257,23 @@ defmodule Lockstep.Runtime do
         result
 
       {^tag, :exit, _reason} ->
-        # The engine already recorded this process as killed by an exit signal (or the run
-        # was torn down): die at once, without running any more user code — after one
-        # look for what escaped the run's control, as at any end of a managed process.
-        {session, id, ^tag} = Process.get(@key)
-        Lockstep.Uncontrolled.check_self(session, id, tag)
-        drop_owned_tables()
-        Process.exit(self(), :kill)
+        die_parked()
 
       {:EXIT, _from, reason} ->
         external_signal(reason)
         park(tag)
     end
+  end
+
+  # The engine already recorded this process as killed by an exit signal, or the iteration
+  # is over (Lockstep.Iteration releases the processes left parked): die at once, without
+  # running any more user code — after one look for what escaped the run's control, as at
+  # any end of a managed process.
+  defp die_parked do
+    {session, id, tag} = Process.get(@key)
+    Lockstep.Uncontrolled.check_self(session, id, tag)
+    drop_owned_tables()
+    Process.exit(self(), :kill)
   end
 
   # A process with a backlog of the run's messages in its mailbox (the NIF counts them and
@@ -294,7 +299,7 @@ defmodule Lockstep.Runtime do
   defp await_marked(wake_ref, tag) do
     receive do
       {^wake_ref, :go, result} -> result
-      {^wake_ref, :exit, _reason} -> Process.exit(self(), :kill)
+      {^wake_ref, :exit, _reason} -> die_parked()
     after
       @marked_poll_ms -> await_marked_slowly(wake_ref, tag)
     end
@@ -306,10 +311,10 @@ defmodule Lockstep.Runtime do
         result
 
       {^wake_ref, :exit, _reason} ->
-        Process.exit(self(), :kill)
+        die_parked()
 
       {^tag, :exit, _reason} ->
-        Process.exit(self(), :kill)
+        die_parked()
 
       {:EXIT, _from, reason} ->
         external_signal(reason)
@@ -424,7 +429,9 @@ defmodule Lockstep.Runtime do
         run_body(session, id, fun)
 
       {^tag, :exit, _} ->
-        :ok
+        # Never started (killed first, or released at the end): nothing of it ran, but
+        # messages sent around Lockstep may have reached it.
+        Lockstep.Uncontrolled.check_self(session, id, tag)
 
       {:EXIT, _from, reason} ->
         external_signal(reason)

@@ -65,7 +65,8 @@ defmodule Lockstep.Session do
     @moduledoc false
     # What the strategy measured over one iteration (`finish/1`); `fingerprint` tells
     # distinct schedules apart; `cleanup` says whether the iteration stored
-    # Lockstep.PersistentTerm keys that must be erased.
+    # Lockstep.PersistentTerm keys that must be erased; `histories` whether it made a
+    # Lockstep.History (whose records the owner then takes).
     # `search`: an exhaustive search's progress after the iteration (nil for randomised
     # strategies): `%{explored:, sleep_blocked:, depth:, exhausted:}`.
     defstruct steps: 0,
@@ -73,6 +74,7 @@ defmodule Lockstep.Session do
               contested_steps: 0,
               fingerprint: 0,
               cleanup: false,
+              histories: false,
               search: nil
 
     @type t :: %__MODULE__{
@@ -81,6 +83,7 @@ defmodule Lockstep.Session do
             contested_steps: non_neg_integer(),
             fingerprint: non_neg_integer(),
             cleanup: boolean(),
+            histories: boolean(),
             search:
               nil
               | %{
@@ -226,7 +229,19 @@ defmodule Lockstep.Session do
   @spec finish(t()) :: {outcome(), Metrics.t()}
   def finish(session) do
     {outcome, metrics} = nif(:session_finish, fn -> Native.session_finish(session) end)
-    {decode_outcome(outcome), struct(Metrics, metrics)}
+    {decode_outcome(outcome), metrics(metrics)}
+  end
+
+  defp metrics({steps, switches, contested, fingerprint, cleanup, histories, search}) do
+    %Metrics{
+      steps: steps,
+      context_switches: switches,
+      contested_steps: contested,
+      fingerprint: fingerprint,
+      cleanup: cleanup,
+      histories: histories,
+      search: search
+    }
   end
 
   @doc false
@@ -256,13 +271,19 @@ defmodule Lockstep.Session do
 
   @doc false
   # What ending an iteration needs, in one call: its outcome (as `outcome/1`), the
-  # uncontrolled reports so far (as `uncontrolled/1`) and `{id, pid | nil, exited?}` for
-  # every process. `procs/1` has the rest, for reports.
-  @spec teardown_view(t()) ::
-          {outcome(), [{String.t(), map()}], [{non_neg_integer(), pid() | nil, boolean()}]}
-  def teardown_view(session) do
-    {outcome, uncontrolled, pids} = nif(:teardown_view, fn -> Native.teardown_view(session) end)
-    {decode_outcome(outcome), uncontrolled, pids}
+  # uncontrolled reports so far (as `uncontrolled/1`), `{id, pid | nil, exited?}` for
+  # every process, and how many processes were released. `release?`: when the iteration
+  # passed, the processes still alive are told to end themselves after one look for what
+  # escaped the run's control (listed with a nil pid); the owner gets `{done, :released,
+  # noted?}` when the last is gone. `procs/1` has the rest, for reports.
+  @spec teardown_view(t(), boolean()) ::
+          {outcome(), [{String.t(), map()}], [{non_neg_integer(), pid() | nil, boolean()}],
+           non_neg_integer()}
+  def teardown_view(session, release? \\ false) do
+    {outcome, uncontrolled, pids, released} =
+      nif(:teardown_view, fn -> Native.teardown_view(session, release?) end)
+
+    {decode_outcome(outcome), uncontrolled, pids, released}
   end
 
   @doc false
@@ -319,6 +340,11 @@ defmodule Lockstep.Session do
   # The iteration stored Lockstep.PersistentTerm keys: `finish/1`'s metrics say so.
   @spec mark_cleanup(t()) :: :ok
   def mark_cleanup(session), do: ok!(:mark_cleanup, fn -> Native.mark_cleanup(session) end)
+
+  @doc false
+  # The iteration made a Lockstep.History: `finish/1`'s metrics say so.
+  @spec mark_history(t()) :: :ok
+  def mark_history(session), do: ok!(:mark_history, fn -> Native.mark_history(session) end)
 
   # The consistency checker (Lockstep.Checker) ------------------------------------------------
 

@@ -72,7 +72,27 @@ defmodule Lockstep.Uncontrolled do
   defp no_pid?([p | _]) when is_pid(p), do: false
   defp no_pid?([_ | rest]), do: no_pid?(rest)
 
-  defp look(pid, tag, queued, links, monitors, watchers) do
+  # A process looking at itself looks as an unmanaged one: what it calls here (the code
+  # and file servers, through OTP's instrumented `gen`) must not become sync points, least
+  # of all once its iteration is over.
+  defp look(pid, tag, queued, links, monitors, watchers) when pid == self() do
+    case :erlang.erase(:"$lockstep") do
+      :undefined ->
+        look_at(pid, tag, queued, links, monitors, watchers)
+
+      context ->
+        try do
+          look_at(pid, tag, queued, links, monitors, watchers)
+        after
+          :erlang.put(:"$lockstep", context)
+        end
+    end
+  end
+
+  defp look(pid, tag, queued, links, monitors, watchers),
+    do: look_at(pid, tag, queued, links, monitors, watchers)
+
+  defp look_at(pid, tag, queued, links, monitors, watchers) do
     {messages, linked_gone} = if queued > 0, do: stray_messages(pid, tag), else: {[], []}
 
     # Real links and monitors of a managed process come from code Lockstep does not

@@ -14,7 +14,7 @@ defmodule Lockstep.History.Store do
   @table __MODULE__
 
   @doc false
-  # Makes the table if it does not exist yet (the owner calls it before each iteration).
+  # Makes the table if it does not exist yet (History.new/1 calls it, before its first row).
   def ensure do
     if :ets.whereis(@table) == :undefined, do: start()
     :ok

@@ -12,10 +12,9 @@ use rustler::{Atom, Encoder, Env, Error, LocalPid, NifException, Term};
 
 pub mod atoms {
     rustler::atoms! {
-        ok, nil, wait, go, msg, exit, done, kill, killed, start, attempt, attempt_last,
+        ok, nil, wait, go, msg, exit, done, released, kill, killed, start, attempt, attempt_last,
         external, deliver, hold, drop, random, normal, pass, max_steps, exception, crash,
-        deadlock, diverged, aborted, ready, running, blocked, exited, steps,
-        context_switches, contested_steps, fingerprint, search, explored, sleep_blocked,
+        deadlock, diverged, aborted, ready, running, blocked, exited, explored, sleep_blocked,
         depth, exhausted, run, fire, spawn, spawn_link, send,
         receive, block, r#yield = "yield", in_hand, exit_signal, in_flight, delivered,
         dropped, killed_outside_lockstep, noproc, noconnection, unregistered, unmanaged,
@@ -30,7 +29,7 @@ pub mod atoms {
         not_captured = "$lockstep_not_captured",
         badnode, nodedown, cut, deferred, node_started, node_stopped, partitioned, healed,
         tick, monitor_node, set_ticktime, global_register, global_unregister, global_whereis,
-        cluster, cleanup, send_dropped, internal_error, global, global_conflict,
+        cluster, send_dropped, internal_error, global, global_conflict,
         global_name_conflict, global_wait, ended, copied, undefined, shutdown,
         blocked_at_end, wait_marked, woken,
         lockstep_send = "$lockstep_send",

@@ -9,7 +9,7 @@ use crate::convert::{self, atoms, decision_term, internal_error, name_term};
 use crate::decode::{arg, SessionConfig, StrategySpec};
 use crate::resource::{self, lock, lock_any, strategy_of, SessionResource, StrategyCell};
 use crate::state::SessionState;
-use crate::wake::after_call;
+use crate::wake::{after_call, wake_key};
 use lockstep_core::strategy::{Metered, SearchStats};
 use lockstep_core::{ExitCause, Outcome, ProcId, ProcState, Session, Strategy};
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
@@ -269,30 +269,58 @@ fn procs<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<
     Ok(list.encode(env))
 }
 
-/// What the owner needs to end an iteration that passed, in one call: `{outcome,
-/// uncontrolled, [{id, pid | nil, exited?}]}` (`outcome` as [`outcome`], `uncontrolled` as
+/// What the owner needs to end an iteration, in one call: `{outcome, uncontrolled, [{id,
+/// pid | nil, exited?}], released}` (`outcome` as [`outcome`], `uncontrolled` as
 /// [`uncontrolled`]; `pid` is nil for a process not registered or whose BEAM process is
 /// already gone, which teardown then need not kill and wait for). The full process table
 /// (`procs`: names, pending operations, nodes) is built only for a report.
+///
+/// With `release` (the owner will report nothing), an iteration that passed has its
+/// processes still alive end themselves: each gets the exit message of a process killed
+/// while parked, looks once for what escaped the run's control (SPEC §9,
+/// `Lockstep.Uncontrolled`) and exits; the resource monitor sees each go, and when the
+/// last is gone the owner gets `{done_ref, :released, noted?}` (`noted?`: one of them noted
+/// something). They are listed with a nil pid and counted in `released`. This spares the
+/// owner a look at each (`process_info` of another process is a signal round trip) and a
+/// kill and a monitor each. Every live process of an iteration that is over is parked at
+/// a sync point, so each ends at once.
 #[rustler::nif]
-fn teardown_view<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
-    let st = lock_any(&res);
-    let pids: Vec<Term> = st
-        .session
-        .procs()
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let id = i as ProcId;
-            let pid = match st.procs.live_pid(id) {
-                Some(pid) => pid.encode(env),
-                None => atoms::nil().encode(env),
-            };
-            (id, pid, p.state == ProcState::Exited).encode(env)
-        })
-        .collect();
-    let outcome = outcome_term(env, &st);
-    Ok((outcome, uncontrolled_term(env, &st), pids).encode(env))
+fn teardown_view<'a>(
+    env: Env<'a>,
+    res: ResourceArc<SessionResource>,
+    release: bool,
+) -> NifResult<Term<'a>> {
+    let mut guard = lock_any(&res);
+    let st = &mut *guard;
+    let release =
+        release && matches!(st.session.outcome(), Some(Outcome::Pass)) && st.owner.releasing == 0;
+    let mut released = 0;
+    let mut pids: Vec<Term> = Vec::with_capacity(st.session.procs().len());
+    for i in 0..st.session.procs().len() {
+        let id = i as ProcId;
+        let exited = st.session.procs()[i].state == ProcState::Exited;
+        let pid = match st.procs.live_pid(id) {
+            Some(pid) if release && !exited => {
+                st.procs.mark_released(id);
+                let key = wake_key(env, res.tag, st, id);
+                let _ = env.send(&pid, (key, atoms::exit(), atoms::kill()));
+                released += 1;
+                None
+            }
+            live => live,
+        };
+        let pid = match pid {
+            Some(pid) => pid.encode(env),
+            None => atoms::nil().encode(env),
+        };
+        pids.push((id, pid, exited).encode(env));
+    }
+    if release {
+        st.owner.releasing = released;
+        st.owner.noted_before_release = st.terms.uncontrolled.len();
+    }
+    let outcome = outcome_term(env, st);
+    Ok((outcome, uncontrolled_term(env, st), pids, released).encode(env))
 }
 
 /// `[{name, report}]`: the noted reports of processes that were then killed from outside
@@ -354,8 +382,8 @@ fn search_term<'a>(env: Env<'a>, search: Option<SearchStats>) -> NifResult<Term<
 }
 
 /// Ends the iteration for the strategy and hands the strategy back to the run.
-/// Returns `{outcome, %{steps:, context_switches:, contested_steps:, fingerprint:, cleanup:,
-/// search:}}` (`search`: see `search_term`).
+/// Returns `{outcome, {steps, context_switches, contested_steps, fingerprint, cleanup,
+/// histories, search}}` (`search`: see `search_term`).
 #[rustler::nif]
 fn session_finish<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
     let mut guard = lock_any(&res);
@@ -372,25 +400,16 @@ fn session_finish<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifRes
     }
     st.owner.done_sent = true;
     let m = metrics.unwrap_or_default();
-    let metrics = Term::map_from_pairs(
-        env,
-        &[
-            (atoms::steps().encode(env), m.steps.encode(env)),
-            (
-                atoms::context_switches().encode(env),
-                m.context_switches.encode(env),
-            ),
-            (
-                atoms::contested_steps().encode(env),
-                m.contested_steps.encode(env),
-            ),
-            (atoms::fingerprint().encode(env), m.fingerprint.encode(env)),
-            (
-                atoms::cleanup().encode(env),
-                st.owner.needs_cleanup.encode(env),
-            ),
-            (atoms::search().encode(env), search_term(env, search)?),
-        ],
-    )?;
+    // A tuple, not a map: built once per iteration, and a map's keys are sorted each time.
+    let metrics = (
+        m.steps,
+        m.context_switches,
+        m.contested_steps,
+        m.fingerprint,
+        st.owner.needs_cleanup,
+        st.owner.histories,
+        search_term(env, search)?,
+    )
+        .encode(env);
     Ok((outcome_term(env, st), metrics).encode(env))
 }

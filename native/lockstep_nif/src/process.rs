@@ -108,6 +108,15 @@ fn mark_cleanup(res: ResourceArc<SessionResource>) -> NifResult<Atom> {
     Ok(atoms::ok())
 }
 
+/// Marks the session as having recorded a `Lockstep.History`: the owner takes the
+/// iteration's histories from their table when it ends (`session_finish`'s `histories`),
+/// and looks for none otherwise.
+#[rustler::nif]
+fn mark_history(res: ResourceArc<SessionResource>) -> NifResult<Atom> {
+    lock(&res)?.owner.histories = true;
+    Ok(atoms::ok())
+}
+
 /// Managed process `id` (or the owner, about it) found concurrency that escaped the
 /// run's control: messages that reached it around Lockstep, processes it started outside
 /// it. `report` describes them; kept for `uncontrolled/1`, also once the iteration is over

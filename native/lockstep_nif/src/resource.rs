@@ -99,6 +99,15 @@ impl Resource for SessionResource {
             return;
         };
         st.procs.mark_gone(proc);
+        if st.procs.take_released(proc) {
+            st.owner.releasing -= 1;
+            if st.owner.releasing == 0 {
+                let done_ref = st.done_ref_term(env);
+                let noted = st.terms.uncontrolled.len() > st.owner.noted_before_release;
+                let _ = env.send(&st.owner.pid, (done_ref, atoms::released(), noted));
+            }
+            return;
+        }
         let alive = st.session.proc(proc).is_some_and(|p| p.is_alive());
         if !alive || st.session.is_over() {
             return;

@@ -52,9 +52,15 @@ pub struct Owner {
     /// Something stored iteration-scoped state outside the session (persistent_term keys)
     /// that the owner must erase when the iteration ends.
     pub needs_cleanup: bool,
+    /// A `Lockstep.History` was made in this iteration (see `process::mark_history`).
+    pub histories: bool,
     /// Counts engine calls so the owner can tell a process that stopped reaching sync
     /// points (`:stuck`).
     pub progress: u64,
+    /// Released processes (see `owner::teardown_view`) whose BEAM process is not gone yet.
+    pub releasing: usize,
+    /// How many uncontrolled reports there were when they were released.
+    pub noted_before_release: usize,
 }
 
 /// BEAM pid of each managed process, by engine id, and back.
@@ -66,6 +72,9 @@ pub struct ProcTable {
     /// By engine id: the BEAM process is known to be gone (the resource monitor fired, or
     /// could not be set): the owner's teardown need not kill it and wait for it.
     gone: Vec<bool>,
+    /// By engine id: told to end itself at the end of a passing iteration (`teardown_view`); the
+    /// owner is told when the last of them is gone.
+    released: Vec<bool>,
 }
 
 /// Atoms the engine knows by number.
@@ -243,12 +252,16 @@ impl SessionState {
                 done_ref: None,
                 done_sent: false,
                 needs_cleanup: false,
+                histories: false,
                 progress: 0,
+                releasing: 0,
+                noted_before_release: 0,
             },
             procs: ProcTable {
                 pids: vec![None],
                 by_pid: HashMap::default(),
                 gone: Vec::new(),
+                released: Vec::new(),
             },
             atoms: AtomTables {
                 names: Vec::new(),
@@ -399,6 +412,21 @@ impl ProcTable {
         if let Some(gone) = self.gone.get_mut(id as usize) {
             *gone = true;
         }
+    }
+
+    /// `id` is told to end itself (see `owner::teardown_view`).
+    pub fn mark_released(&mut self, id: ProcId) {
+        if self.released.len() <= id as usize {
+            self.released.resize(id as usize + 1, false);
+        }
+        self.released[id as usize] = true;
+    }
+
+    /// Whether `id` was released, forgetting it: asked once, when its BEAM process is gone.
+    pub fn take_released(&mut self, id: ProcId) -> bool {
+        self.released
+            .get_mut(id as usize)
+            .is_some_and(std::mem::take)
     }
 
     /// The pid of `id` while its BEAM process may still be alive.
