@@ -52,7 +52,7 @@ use crate::process::ProcState;
 use crate::schedule::Decision;
 use crate::trace::EventKind;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Which reduction the search uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,6 +182,14 @@ pub(crate) enum Rec {
     End(bool),
 }
 
+fn read(lock: &RwLock<Interner>) -> RwLockReadGuard<'_, Interner> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write(lock: &RwLock<Interner>) -> RwLockWriteGuard<'_, Interner> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
+}
+
 /// What `decide` did with a pick.
 enum Decided {
     At(usize),
@@ -195,7 +203,7 @@ enum Decided {
 pub struct Exhaustive {
     dpor: Dpor,
     bound: Option<u32>,
-    interner: Arc<Mutex<Interner>>,
+    interner: Arc<RwLock<Interner>>,
     /// This iteration's interned process names, by process id.
     keys_by_id: Vec<Option<u32>>,
     /// A follower of a parallel search records its one execution instead of moving on.
@@ -273,13 +281,19 @@ impl Exhaustive {
         self.exhausted
     }
 
-    fn interner(&self) -> MutexGuard<'_, Interner> {
-        // A panic while it was held leaves it consistent: every update is one insert.
-        self.interner.lock().unwrap_or_else(|e| e.into_inner())
+    // The interner is read far more often than written (a new actor or process name), by
+    // every worker of a parallel search at once: a read lock does not make them wait for
+    // each other. A panic while it was held leaves it consistent: every update is one
+    // insert.
+    fn interner(&self) -> RwLockReadGuard<'_, Interner> {
+        read(&self.interner)
     }
 
     fn intern(&mut self, d: Decision) -> Actor {
-        let mut interner = self.interner();
+        if let Some(&a) = self.interner().actors.get(&d) {
+            return a;
+        }
+        let mut interner = write(&self.interner);
         if let Some(&a) = interner.actors.get(&d) {
             return a;
         }
@@ -382,12 +396,13 @@ impl Exhaustive {
                 if let Some(Some(k)) = keys.get(i) {
                     return *k;
                 }
-                let mut interner = interner.lock().unwrap_or_else(|e| e.into_inner());
-                let next = interner.names.len() as u32;
-                let k = *interner
-                    .names
-                    .entry(view.proc_name(p).clone())
-                    .or_insert(next);
+                let name = view.proc_name(p);
+                let known = read(&interner).names.get(name).copied();
+                let k = known.unwrap_or_else(|| {
+                    let mut interner = write(&interner);
+                    let next = interner.names.len() as u32;
+                    *interner.names.entry(name.clone()).or_insert(next)
+                });
                 if keys.len() <= i {
                     keys.resize(i + 1, None);
                 }
@@ -440,7 +455,7 @@ impl Exhaustive {
     fn new_node(&mut self, offered: &[(Actor, Option<u64>)]) -> Option<(Node, usize)> {
         let d = self.depth;
         let interner = Arc::clone(&self.interner);
-        let interner = interner.lock().unwrap_or_else(|e| e.into_inner());
+        let interner = read(&interner);
         let is_run = &interner.is_run;
         let mut node = Node {
             enabled: offered.to_vec(),
