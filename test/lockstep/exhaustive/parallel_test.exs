@@ -2,6 +2,7 @@ defmodule Lockstep.ExhaustiveParallelTest do
   # `strategy: :exhaustive` with `workers: n` (SPEC §11): the workers run the one search's
   # executions, so what it explores, counts and reports is what `workers: 1` does.
   use ExUnit.Case, async: true
+  require Lockstep
 
   alias Lockstep.Examples.{BankAccount, CounterRace}
 
@@ -111,6 +112,45 @@ defmodule Lockstep.ExhaustiveParallelTest do
     {:ok, one} = Lockstep.check(body, strategy: :exhaustive)
     {:ok, many} = Lockstep.check(body, strategy: :exhaustive, workers: 2)
     assert many.complete and many.iterations == one.iterations
+  end
+
+  test "a deadlock and a crash are found on two workers as on one" do
+    deadlock = fn ->
+      me = self()
+      a = Lockstep.spawn(fn -> Lockstep.receive(do: (:go -> Lockstep.send(me, :done))) end)
+      Lockstep.spawn(fn -> if Lockstep.random(2) == 1, do: Lockstep.send(a, :go) end)
+      Lockstep.recv()
+    end
+
+    crash = fn ->
+      tab = :ets.new(:crash_parallel, [:public])
+      Lockstep.ETS.insert(tab, {:k, 0})
+
+      for _ <- 1..2 do
+        Lockstep.spawn(fn ->
+          [{:k, v}] = Lockstep.ETS.lookup(tab, :k)
+          Lockstep.ETS.insert(tab, {:k, v + 1})
+        end)
+      end
+
+      Lockstep.spawn(fn ->
+        [{:k, v}] = Lockstep.ETS.lookup(tab, :k)
+        if v == 1, do: raise("saw one increment")
+      end)
+    end
+
+    for body <- [deadlock, crash] do
+      {:error, one} = Lockstep.check(body, strategy: :exhaustive)
+      {:error, two} = Lockstep.check(body, strategy: :exhaustive, workers: 2)
+      assert {two.kind, two.iteration, two.schedule} == {one.kind, one.iteration, one.schedule}
+    end
+  end
+
+  test "workers: :auto is accepted" do
+    tab = table(0)
+    {:ok, summary} = Lockstep.check(readers(tab, 4), strategy: :exhaustive, workers: :auto)
+    assert summary.complete and summary.iterations == 16
+    assert length(summary.per_worker) == System.schedulers_online()
   end
 
   test "nodes: is refused with :exhaustive, saying what to use instead" do
