@@ -215,16 +215,21 @@ impl ParallelSearch {
         let master = self.master.as_mut().expect("the master is here");
         let (out, back) = (&self.out, &self.back);
         let mut found = Vec::new();
-        for n in (0..master.stack_len()).rev() {
-            if self.queue.len() + found.len() >= wanted {
-                break;
-            }
-            let new = |key: &Key| key != head && !out.contains_key(key) && !back.contains_key(key);
-            let ahead = master.ahead_at(n, AHEAD_PER_NODE, &mut |key| {
-                new(key) && !queued.contains(key) && !found.iter().any(|(k, _)| k == key)
-            });
-            if let Some(item) = ahead {
-                found.push(item);
+        // The deepest node's next branches are needed soonest (right after the head's
+        // subtree), then those of the node above, and so on.
+        let new = |key: &Key| key != head && !out.contains_key(key) && !back.contains_key(key);
+        'nodes: for n in (0..master.stack_len()).rev() {
+            loop {
+                if self.queue.len() + found.len() >= wanted {
+                    break 'nodes;
+                }
+                let ahead = master.ahead_at(n, AHEAD_PER_NODE, &mut |key| {
+                    new(key) && !queued.contains(key) && !found.iter().any(|(k, _)| k == key)
+                });
+                match ahead {
+                    Some(item) => found.push(item),
+                    None => break,
+                }
             }
         }
         self.queue.extend(found);
