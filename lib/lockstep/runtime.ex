@@ -598,24 +598,49 @@ defmodule Lockstep.Runtime do
   # A send to a pid whose answer the caller does not need (`send/2`), which the caller's
   # next hot call makes (see `@pending`) when the pid is known to be the run's (one outside
   # is sent to at once, for real) and nothing is carried already.
-  def send_later(dest, msg) do
+  def send_later(dest, msg), do: send_later(dest, msg, &send_error!/2)
+
+  @doc false
+  # `send_later/2` to a pid or a reference (an alias), `on_error` as in `send_or/3` for a
+  # send made at once.
+  def send_later(dest, msg, on_error) do
     {_session, _id, _tag} = hot_context("Lockstep.send")
 
     case :erlang.get(@pending) do
-      :undefined when is_pid(dest) -> send_later(dest, msg, :undefined)
-      seq when is_integer(seq) and is_pid(dest) -> send_later(dest, msg, seq)
-      _ -> send_or(dest, msg, &send_error!/2)
+      :undefined -> send_later(dest, msg, :undefined, on_error)
+      seq when is_integer(seq) -> send_later(dest, msg, seq, on_error)
+      _ -> send_or(dest, msg, on_error)
     end
 
     :ok
   end
 
-  defp send_later(dest, msg, consumed) do
+  defp send_later(dest, msg, consumed, on_error) when is_pid(dest) do
     case :erlang.get({@managed, dest}) do
       true -> :erlang.put(@pending, {@send, dest, msg, consumed})
-      :undefined -> send_or(dest, msg, &send_error!/2)
+      :undefined -> send_or(dest, msg, on_error)
     end
   end
+
+  # A reply alias named by a call from this run (see `learn_alias/1`) is replied to once.
+  defp send_later(dest, msg, consumed, on_error) when is_reference(dest) do
+    case :erlang.erase({@managed, dest}) do
+      true -> :erlang.put(@pending, {@send, dest, msg, consumed})
+      :undefined -> send_or(dest, msg, on_error)
+    end
+  end
+
+  defp send_later(dest, msg, _consumed, on_error), do: send_or(dest, msg, on_error)
+
+  # A `GenServer.call`/`:gen.call` request taken from this run's mailbox names the caller's
+  # reply alias, which the caller (a process of this run) made for this call: the reply to
+  # it is a send within the run, which the next hot call can make (see `@pending`).
+  @compile {:inline, learn_alias: 1}
+  defp learn_alias({:"$gen_call", {pid, [:alias | ref]}, _request})
+       when is_pid(pid) and is_reference(ref),
+       do: :erlang.put({@managed, ref}, true)
+
+  defp learn_alias(_msg), do: :ok
 
   defp bad_destination(dest) do
     "Lockstep.send/2 expects a pid, a registered name or {name, node}, got: #{inspect(dest)}"
@@ -886,6 +911,7 @@ defmodule Lockstep.Runtime do
   defp instrumented_attempt(ctx, scan, test, {:in_hand, seq, msg, attempt}) do
     if test.(msg) do
       consumed(ctx, seq)
+      learn_alias(msg)
       {:"$lockstep_msg", msg}
     else
       unhand(ctx, seq, msg)
@@ -913,6 +939,7 @@ defmodule Lockstep.Runtime do
 
       {seq, msg} ->
         consumed(ctx, seq)
+        learn_alias(msg)
         {:"$lockstep_msg", msg}
 
       @nomatch when attempt == :attempt_last ->

@@ -73,6 +73,68 @@ defmodule Lockstep.DeferredSendTest do
     end
   end
 
+  # A server replying to `GenServer.call` through the caller's alias, as `:gen.reply/2`
+  # does: the reply to an alias named by a call from this run is deferred like a send to a
+  # known pid, and must change nothing either.
+  defp call_body(reply_with) do
+    fn ->
+      server = Lockstep.TestSupport.AliasServer.start(reply_with)
+      me = self()
+
+      for _ <- 1..2 do
+        Lockstep.spawn(fn ->
+          for _ <- 1..3, do: GenServer.call(server, :bump)
+          Lockstep.send(me, :done)
+        end)
+      end
+
+      n = GenServer.call(server, :bump)
+      for _ <- 1..2, do: :done = Lockstep.recv()
+      raise "end of the run: #{n}"
+    end
+  end
+
+  for strategy <- [:random, :pct, :pos], delivery <- [:instant, :delayed] do
+    test "a reply to a call's alias: same schedule and trace as made at once (#{strategy}, #{delivery})" do
+      dir = tmp_dir!()
+
+      for seed <- 1..4 do
+        opts = [
+          strategy: unquote(strategy),
+          delivery: unquote(delivery),
+          iterations: 1,
+          seed: seed,
+          trace_dir: dir,
+          instrument: [Lockstep.TestSupport.AliasServer]
+        ]
+
+        assert {:error, %BugFound{} = a} = Lockstep.check(call_body(:send), opts)
+        assert {:error, %BugFound{} = b} = Lockstep.check(call_body(:at_once), opts)
+        assert a.nondeterminism == nil and b.nondeterminism == nil
+        assert a.schedule == b.schedule
+        assert a.fail_step == b.fail_step
+        assert normalize_pids(a.trace) == normalize_pids(b.trace)
+      end
+    end
+  end
+
+  test "a reply to a call's alias is made by the server's next call" do
+    test_pid = self()
+
+    Lockstep.run(
+      fn ->
+        server = Lockstep.TestSupport.AliasServer.start(:send)
+        0 = GenServer.call(server, {:pending, test_pid})
+        :ok
+      end,
+      iterations: 1,
+      instrument: [Lockstep.TestSupport.AliasServer]
+    )
+
+    assert_received {:pending, {:"$lockstep_send", ref, {[:alias | ref], 0}, _consumed}}
+    assert is_reference(ref)
+  end
+
   test "a send is deferred only to a pid known to be the run's, and made by the next call" do
     test_pid = self()
 

@@ -21,9 +21,10 @@ defmodule Lockstep.TestSupport do
   end
 
   @doc """
-  Renames every pid in `term` to `{:pid, n}`, numbered by first appearance (depth first,
-  left to right), so two runs whose payloads carry different real pids can be compared
-  event for event. Bijective within one term, so structure is still fully compared.
+  Renames every pid in `term` to `{:pid, n}` and every reference to `{:ref, n}`, numbered
+  by first appearance (depth first, left to right), so two runs whose payloads carry
+  different real pids and references can be compared event for event. Bijective within
+  one term, so structure is still fully compared.
   """
   def normalize_pids(term) do
     {out, _} = do_normalize(term, %{})
@@ -41,9 +42,23 @@ defmodule Lockstep.TestSupport do
     end
   end
 
-  defp do_normalize(list, seen) when is_list(list) do
-    {items, seen} = Enum.map_reduce(list, seen, &do_normalize/2)
-    {items, seen}
+  # References too (a call's reply alias, a monitor): each run makes its own.
+  defp do_normalize(ref, seen) when is_reference(ref) do
+    case seen do
+      %{^ref => n} ->
+        {{:ref, n}, seen}
+
+      _ ->
+        n = map_size(seen) + 1
+        {{:ref, n}, Map.put(seen, ref, n)}
+    end
+  end
+
+  # Proper and improper lists (`[:alias | ref]`, a call's reply tag).
+  defp do_normalize([head | tail], seen) do
+    {head, seen} = do_normalize(head, seen)
+    {tail, seen} = do_normalize(tail, seen)
+    {[head | tail], seen}
   end
 
   defp do_normalize(tuple, seen) when is_tuple(tuple) do

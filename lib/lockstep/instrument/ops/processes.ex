@@ -142,6 +142,11 @@ defmodule Lockstep.Instrument.Ops.Processes do
     msg
   end
 
+  def send(dest, msg) when is_reference(dest) do
+    Runtime.send_later(dest, msg, &badarg/2)
+    msg
+  end
+
   def send(dest, msg) do
     Runtime.send_or(dest, msg, &badarg/2)
     msg
