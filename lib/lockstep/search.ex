@@ -354,29 +354,52 @@ defmodule Lockstep.Search do
 
     per_worker =
       for w <- 1..cfg.workers do
-        {stats, _failures} = results[w]
-        %{worker: w, iterations: stats.iterations, steps: stats.steps}
+        {runs, _failures} = results[w]
+        %{worker: w, iterations: map_size(runs), steps: Enum.sum(for {_, r} <- runs, do: r.steps)}
       end
 
-    runs = Enum.reduce(1..cfg.workers, new_stats(), &merge_stats(&2, elem(results[&1], 0)))
-    # What the summary counts is the search's: its interleavings, not the runs made ahead.
-    stats = %{
-      runs
-      | iterations: status.explored,
-        max_steps_hit: min(runs.max_steps_hit, status.explored),
-        search: status
-    }
+    # What the summary counts is the search's: the interleavings it took in, in its order
+    # (their position there is their iteration number), not the runs made ahead that it
+    # never needed or threw away.
+    runs = Enum.reduce(results, %{}, fn {_w, {runs, _}}, acc -> Map.merge(acc, runs) end)
 
+    stats =
+      status.order
+      |> Enum.with_index(1)
+      |> Enum.reduce(new_stats(), fn {ticket, i}, stats -> account_run(stats, i, runs[ticket]) end)
+
+    stats = %{stats | search: Map.delete(status, :order)}
     {exhaustive_outcome(status.stop, results, seed), stats, per_worker, []}
   end
 
+  defp account_run(stats, _i, nil), do: stats
+
+  defp account_run(stats, i, run) do
+    %{
+      stats
+      | iterations: stats.iterations + 1,
+        steps: stats.steps + run.steps,
+        switches: stats.switches + run.switches,
+        fingerprints: MapSet.put(stats.fingerprints, run.fingerprint),
+        max_steps_hit: stats.max_steps_hit + if(run.max_steps, do: 1, else: 0)
+    }
+    |> note_uncontrolled(i, run.uncontrolled)
+  end
+
   defp exhaustive_outcome({:failed, ticket, iteration}, results, seed) do
-    result =
-      Enum.find_value(results, fn {_w, {_stats, failures}} -> Map.get(failures, ticket) end)
+    result = Enum.find_value(results, fn {_w, {_runs, failures}} -> Map.get(failures, ticket) end)
 
     case result do
-      %{kind: :internal_error, reason: reason} -> {:internal_error, iteration, reason}
-      %{} -> {:failed, iteration, seed, result}
+      %{kind: :internal_error, reason: reason} ->
+        {:internal_error, iteration, reason}
+
+      %{} ->
+        {:failed, iteration, seed, result}
+
+      # Its strategy never saw the end of that iteration, and it was not a failure.
+      nil ->
+        {:internal_error, iteration,
+         "the exhaustive search lost its state in iteration #{iteration}"}
     end
   end
 
@@ -386,47 +409,51 @@ defmodule Lockstep.Search do
     Lockstep.Janitor.with_janitor(fn ->
       # The cell each iteration's follower is put in (the spec's strategy is not used).
       cell = Session.strategy(spec)
-      exhaustive_loop(fun, cfg, search, cell, seed, new_stats(), %{})
+      exhaustive_loop(fun, cfg, search, cell, seed, %{}, %{})
     end)
   catch
     kind, reason -> {:raised, kind, reason, __STACKTRACE__}
   end
 
-  defp exhaustive_loop(fun, cfg, search, cell, seed, stats, failures) do
+  # `runs`: what each iteration this worker ran showed the summary, by ticket (only those
+  # the search takes in are counted); `failures`: the failing results, by ticket.
+  defp exhaustive_loop(fun, cfg, search, cell, seed, runs, failures) do
     generation = Session.exhaustive_generation(search)
 
     case Session.exhaustive_take(search, cell) do
       {:run, ticket} ->
         result = Iteration.run(cell, fun, seed, cfg, false)
         failed = failure?(result, cfg)
-        max_hit = if result.kind == :max_steps, do: 1, else: 0
+        m = result.metrics
 
-        stats =
-          %{account(stats, result) | max_steps_hit: stats.max_steps_hit + max_hit}
-          |> note_uncontrolled(ticket, result.uncontrolled)
+        run = %{
+          steps: m.steps,
+          switches: m.context_switches,
+          fingerprint: m.fingerprint,
+          max_steps: result.kind == :max_steps,
+          uncontrolled: result.uncontrolled
+        }
 
         failures = if failed, do: Map.put(failures, ticket, result), else: failures
         Session.exhaustive_complete(search, ticket, failed)
-        exhaustive_loop(fun, cfg, search, cell, seed, stats, failures)
+        exhaustive_loop(fun, cfg, search, cell, seed, Map.put(runs, ticket, run), failures)
 
       :wait ->
         await_work(search, generation, @spin_polls)
-        exhaustive_loop(fun, cfg, search, cell, seed, stats, failures)
+        exhaustive_loop(fun, cfg, search, cell, seed, runs, failures)
 
       :stopped ->
-        {stats, failures}
+        {runs, failures}
     end
   end
 
   defp await_work(_search, _generation, 0) do
     receive do
-      {:lockstep_exhaustive, :wake} -> :ok
+      {:lockstep_exhaustive, :wake} -> drain_wakes()
     after
       # Only a guard against a lost wake-up.
       100 -> :ok
     end
-
-    :ok
   end
 
   defp await_work(search, generation, polls) do
@@ -434,13 +461,18 @@ defmodule Lockstep.Search do
       :erlang.yield()
       await_work(search, generation, polls - 1)
     else
-      # The wake-up this worker was registered for, if it came already: a message left in
-      # the worker's mailbox would be scanned by every receive of its iterations.
-      receive do
-        {:lockstep_exhaustive, :wake} -> :ok
-      after
-        0 -> :ok
-      end
+      # The wake-up this worker was registered for came already (it is sent before the
+      # count moves): a message left in the worker's mailbox would be scanned by every
+      # receive of its iterations.
+      drain_wakes()
+    end
+  end
+
+  defp drain_wakes do
+    receive do
+      {:lockstep_exhaustive, :wake} -> drain_wakes()
+    after
+      0 -> :ok
     end
   end
 
@@ -448,6 +480,8 @@ defmodule Lockstep.Search do
     do: results
 
   defp await_exhaustive(workers, reply, search, results) do
+    monitors = Map.new(workers, fn {w, {_pid, monitor}} -> {monitor, w} end)
+
     receive do
       {^reply, w, {:raised, kind, reason, stack}} ->
         {_, rest} = Map.pop(workers, w)
@@ -459,7 +493,8 @@ defmodule Lockstep.Search do
         Process.demonitor(monitor, [:flush])
         await_exhaustive(rest, reply, search, Map.put(results, w, result))
 
-      {:DOWN, _monitor, :process, _pid, reason} ->
+      # A worker's monitor only: the caller may hold monitors of its own.
+      {:DOWN, monitor, :process, _pid, reason} when is_map_key(monitors, monitor) ->
         stop_all(%{workers: workers, agents: %{}})
         exit({:lockstep_worker_died, reason})
     after

@@ -39,7 +39,8 @@ defmodule Lockstep.Summary do
       depth of the search stack still to backtrack over (0 when complete).
 
   `to_string/1` says what the run covered, e.g. "verified: all 64 interleavings explored,
-  no bug" for a complete exhaustive run.
+  no bug" for a complete exhaustive run (one in which an interleaving was cut short by
+  `:max_steps` says so instead of "verified").
   """
 
   defstruct iterations: 0,
@@ -96,6 +97,13 @@ defmodule Lockstep.Summary do
 end
 
 defimpl String.Chars, for: Lockstep.Summary do
+  # An interleaving cut short by :max_steps was not explored to its end: no verdict past it.
+  def to_string(%{complete: true, iterations: n, max_steps_hit: cut}) when cut > 0 do
+    "all #{n} #{plural(n)} explored, no bug, but #{cut} of them #{if cut == 1, do: "was", else: "were"} " <>
+      "cut short by :max_steps: verified only up to that many steps (raise :max_steps to " <>
+      "verify them to their end)"
+  end
+
   def to_string(%{complete: true, iterations: n}) do
     "verified: all #{n} #{plural(n)} explored, no bug"
   end

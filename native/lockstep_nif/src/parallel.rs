@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 mod names {
-    rustler::atoms! { lockstep_exhaustive, wake, stopped, failed, capped, handed_out, discarded, stop, restarted, infinity }
+    rustler::atoms! { lockstep_exhaustive, wake, stopped, failed, capped, handed_out, discarded, stop, restarted, infinity, order }
 }
 
 pub struct ParallelResource {
@@ -73,7 +73,11 @@ fn exhaustive_take<'a>(
             (atoms::run(), ticket).encode(env)
         }
         Take::Wait => {
-            waiters.push(env.pid());
+            // Once: a worker that timed out waiting comes back registered already.
+            let pid = env.pid();
+            if !waiters.contains(&pid) {
+                waiters.push(pid);
+            }
             atoms::wait().encode(env)
         }
         Take::Stopped(_) => names::stopped().encode(env),
@@ -105,14 +109,15 @@ fn exhaustive_complete(
     failed: bool,
 ) -> rustler::Atom {
     lock(&res.search).complete(ticket, failed);
-    res.generation.fetch_add(1, Ordering::Release);
+    // The wake-ups first: a worker that sees the count move drains its wake-up at once.
     wake_all(env, &res);
+    res.generation.fetch_add(1, Ordering::Release);
     atoms::ok()
 }
 
 /// `%{stop:, explored:, sleep_blocked:, depth:, exhausted:, restarted:, handed_out:,
-/// discarded:}`, `stop` being `nil`, `{:failed, ticket, iteration}`, `:exhausted` or
-/// `:capped`.
+/// discarded:, order:}`, `stop` being `nil`, `{:failed, ticket, iteration}`, `:exhausted`
+/// or `:capped`, and `order` the tickets of the interleavings taken in, in order.
 #[rustler::nif]
 fn exhaustive_status<'a>(env: Env<'a>, res: ResourceArc<ParallelResource>) -> NifResult<Term<'a>> {
     let search = lock(&res.search);
@@ -143,6 +148,7 @@ fn exhaustive_status<'a>(env: Env<'a>, res: ResourceArc<ParallelResource>) -> Ni
                 stats.handed_out.encode(env),
             ),
             (names::discarded().encode(env), stats.discarded.encode(env)),
+            (names::order().encode(env), search.order().encode(env)),
         ],
     )
 }

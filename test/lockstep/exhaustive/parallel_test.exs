@@ -146,6 +146,38 @@ defmodule Lockstep.ExhaustiveParallelTest do
     end
   end
 
+  test "the summary counts the search's interleavings only, as workers: 1 does" do
+    spin = fn spin -> Lockstep.yield() && spin.(spin) end
+
+    body = fn ->
+      a = Lockstep.spawn(fn -> if Lockstep.random(3) == 0, do: spin.(spin) end)
+      b = Lockstep.spawn(fn -> Lockstep.random(2) end)
+      {a, b}
+    end
+
+    opts = [strategy: :exhaustive, max_steps: 40]
+    {:ok, one} = Lockstep.check(body, opts)
+    {:ok, two} = Lockstep.check(body, opts ++ [workers: 2])
+    assert one.max_steps_hit > 0 and one.max_steps_hit < one.iterations
+
+    for key <- [:iterations, :max_steps_hit, :steps, :distinct_schedules, :outcomes, :complete] do
+      assert Map.fetch!(two, key) == Map.fetch!(one, key), "#{key}"
+    end
+
+    # Complete, but not verified past the cut.
+    assert to_string(two) =~ "cut short by :max_steps: verified only up to that many steps"
+    refute to_string(two) =~ "verified: all"
+  end
+
+  test "a monitor the caller holds does not stop the workers" do
+    pid = spawn(fn -> :ok end)
+    ref = Process.monitor(pid)
+    tab = table(0)
+    {:ok, summary} = Lockstep.check(readers(tab, 5), strategy: :exhaustive, workers: 2)
+    assert summary.complete
+    assert_received {:DOWN, ^ref, :process, ^pid, _reason}
+  end
+
   test "workers: :auto is accepted" do
     tab = table(0)
     {:ok, summary} = Lockstep.check(readers(tab, 4), strategy: :exhaustive, workers: :auto)

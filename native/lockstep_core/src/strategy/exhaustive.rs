@@ -879,7 +879,11 @@ impl Exhaustive {
             };
             let here = (node.taken, node.random.map(|r| r.1).or(node.fixed_value));
             if *k != here {
-                return node.done.iter().any(|e| (e.actor, e.value) == *k);
+                // A key made before its step drew says no value: its actor's entry, any.
+                return node
+                    .done
+                    .iter()
+                    .any(|e| e.actor == k.0 && (k.1.is_none() || e.value == k.1));
             }
         }
         // The path to the branch node of the next execution, or through it.
