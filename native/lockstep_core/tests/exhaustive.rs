@@ -716,7 +716,27 @@ fn explore_parallel(
     order_seed: u64,
     stop_on_failure: bool,
 ) -> (Vec<RunResult>, Stop, ParallelStats) {
-    let shared = ParallelSearch::new(Exhaustive::new(dpor, None), workers, u64::MAX);
+    explore_parallel_with(
+        program,
+        config,
+        Exhaustive::new(dpor, None),
+        workers,
+        order_seed,
+        stop_on_failure,
+        u64::MAX,
+    )
+}
+
+fn explore_parallel_with(
+    program: &Program,
+    config: Config,
+    search: Exhaustive,
+    workers: usize,
+    order_seed: u64,
+    stop_on_failure: bool,
+    cap: u64,
+) -> (Vec<RunResult>, Stop, ParallelStats) {
+    let shared = ParallelSearch::new(search, workers, cap);
     let mut rng = order_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut next = move |n: usize| {
         rng ^= rng << 13;
@@ -732,10 +752,9 @@ fn explore_parallel(
         if rounds > 100_000 {
             let me = shared.lock().unwrap();
             panic!(
-                "the parallel search does not end: {:?}, {} running, {:?}",
+                "the parallel search does not end: {:?}, {} running",
                 me.stats(),
-                running.len(),
-                dpor
+                running.len()
             );
         }
         let take = running.len() < workers && (running.is_empty() || next(2) == 0);
@@ -749,7 +768,8 @@ fn explore_parallel(
                     continue;
                 }
                 Take::Stopped(stop) => {
-                    assert!(running.is_empty() || matches!(stop, Stop::Failed { .. }));
+                    // A failure or the cap stops the search with runs made ahead still out.
+                    assert!(running.is_empty() || !matches!(stop, Stop::Exhausted));
                     let me = shared.lock().unwrap();
                     let runs = me.order().iter().map(|t| results[t].clone()).collect();
                     return (runs, stop, me.stats());
@@ -800,6 +820,72 @@ fn several_workers_explore_what_one_does_in_the_same_order() {
                     assert!(stats.handed_out >= stats.search.explored);
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn several_workers_under_a_bound_a_cap_and_max_steps_do_what_one_does() {
+    let program = spawn_all(vec![
+        vec![writer(1, 1), writer(1, 1), Action::Random(2)],
+        vec![writer(1, 1), reader(1, 1)],
+        vec![reader(1, 1), Action::Yield, writer(1, 1)],
+    ]);
+    let cfg = config_of(DeliveryMode::Instant);
+    let short = Config {
+        max_steps: 9,
+        ..cfg
+    };
+    let schedules = |runs: &[RunResult]| -> Vec<Vec<Decision>> {
+        runs.iter().map(|r| r.schedule.clone()).collect()
+    };
+    for workers in [2, 3] {
+        for order_seed in 1..=3 {
+            // A preemption bound: plain depth-first search within it.
+            let sequential = explore(&program, cfg, Dpor::Optimal, Some(1), 50_000);
+            let (runs, stop, _) = explore_parallel_with(
+                &program,
+                cfg,
+                Exhaustive::new(Dpor::Optimal, Some(1)),
+                workers,
+                order_seed,
+                false,
+                u64::MAX,
+            );
+            assert_eq!(stop, Stop::Exhausted);
+            assert_eq!(schedules(&runs), schedules(&sequential.runs));
+            // Executions cut short by max_steps.
+            let sequential = explore(&program, short, Dpor::Optimal, None, 50_000);
+            assert!(sequential
+                .runs
+                .iter()
+                .any(|r| matches!(r.outcome, Outcome::MaxSteps)));
+            let (runs, stop, _) = explore_parallel_with(
+                &program,
+                short,
+                Exhaustive::new(Dpor::Optimal, None),
+                workers,
+                order_seed,
+                false,
+                u64::MAX,
+            );
+            assert_eq!(stop, Stop::Exhausted);
+            assert_eq!(schedules(&runs), schedules(&sequential.runs));
+            // A cap: the first interleavings of the sequential order, then a stop.
+            let sequential = explore(&program, cfg, Dpor::Optimal, None, 50_000);
+            assert!(sequential.runs.len() > 5);
+            let (runs, stop, stats) = explore_parallel_with(
+                &program,
+                cfg,
+                Exhaustive::new(Dpor::Optimal, None),
+                workers,
+                order_seed,
+                false,
+                5,
+            );
+            assert_eq!(stop, Stop::Capped);
+            assert_eq!(stats.search.explored, 5);
+            assert_eq!(schedules(&runs), schedules(&sequential.runs[..5]));
         }
     }
 }
