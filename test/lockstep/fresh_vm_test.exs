@@ -23,6 +23,37 @@ defmodule Lockstep.FreshVmTest do
   # Atoms made at run time: they exist in this VM and in no other.
   defp fresh_atom(label), do: String.to_atom("#{label}_#{System.unique_integer([:positive])}")
 
+  # A test module, written to a file and loaded, whose one ctest ("lost update") runs
+  # Lockstep.RaceBodies.racy/0 under `use Lockstep.Test, <options>` and fails: its module,
+  # its file and the bug. Lockstep.RaceBodies is test support: it exists only in the test
+  # environment.
+  defp ctest_bug!(label, options) do
+    dir = tmp_dir!()
+    mod = Module.concat(Lockstep.FreshVmTest, "#{label}#{System.unique_integer([:positive])}")
+    file = Path.join(dir, "fresh_#{String.downcase(label)}_test.exs")
+
+    File.write!(file, """
+    defmodule #{inspect(mod)} do
+      use Lockstep.Test, #{options}, trace_dir: #{inspect(dir)}
+
+      ctest "lost update" do
+        Lockstep.RaceBodies.racy()
+      end
+    end
+    """)
+
+    [{^mod, _}] = Code.require_file(file)
+
+    on_exit(fn ->
+      Code.unrequire_files([file])
+      :code.purge(mod)
+      :code.delete(mod)
+    end)
+
+    bug = assert_raise BugFound, fn -> apply(mod, :"test lost update", [%{}]) end
+    {mod, file, bug}
+  end
+
   test "a trace whose events and nodes hold atoms the loading VM lacks loads there" do
     name = fresh_atom("lockstep_fresh_name")
     node = fresh_atom("lockstep_fresh_node")
@@ -104,30 +135,7 @@ defmodule Lockstep.FreshVmTest do
 
   describe "a ctest's trace, replayed by mix lockstep.replay PATH" do
     setup do
-      dir = tmp_dir!()
-      mod = Module.concat(Lockstep.FreshVmTest, "Ctest#{System.unique_integer([:positive])}")
-      file = Path.join(dir, "fresh_ctest_test.exs")
-
-      # Lockstep.RaceBodies is test support: it exists only in the test environment.
-      File.write!(file, """
-      defmodule #{inspect(mod)} do
-        use Lockstep.Test, iterations: 200, seed: 2026, trace_dir: #{inspect(dir)}
-
-        ctest "lost update" do
-          Lockstep.RaceBodies.racy()
-        end
-      end
-      """)
-
-      [{^mod, _}] = Code.require_file(file)
-
-      on_exit(fn ->
-        Code.unrequire_files([file])
-        :code.purge(mod)
-        :code.delete(mod)
-      end)
-
-      bug = assert_raise BugFound, fn -> apply(mod, :"test lost update", [%{}]) end
+      {mod, file, bug} = ctest_bug!("Ctest", "iterations: 200, seed: 2026")
       assert bug.replay_run == {mod, :"ctest lost update"}
       %{mod: mod, test_file: file, bug: bug}
     end
@@ -176,29 +184,7 @@ defmodule Lockstep.FreshVmTest do
   end
 
   test "an exhaustive search's bug, found on two workers, replays from the shell" do
-    dir = tmp_dir!()
-    mod = Module.concat(Lockstep.FreshVmTest, "Exhaustive#{System.unique_integer([:positive])}")
-    file = Path.join(dir, "fresh_exhaustive_test.exs")
-
-    File.write!(file, """
-    defmodule #{inspect(mod)} do
-      use Lockstep.Test, strategy: :exhaustive, workers: 2, trace_dir: #{inspect(dir)}
-
-      ctest "lost update" do
-        Lockstep.RaceBodies.racy()
-      end
-    end
-    """)
-
-    [{^mod, _}] = Code.require_file(file)
-
-    on_exit(fn ->
-      Code.unrequire_files([file])
-      :code.purge(mod)
-      :code.delete(mod)
-    end)
-
-    bug = assert_raise BugFound, fn -> apply(mod, :"test lost update", [%{}]) end
+    {_mod, _file, bug} = ctest_bug!("Exhaustive", "strategy: :exhaustive, workers: 2")
     assert bug.strategy == :exhaustive
 
     {out, status} =

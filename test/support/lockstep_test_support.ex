@@ -86,6 +86,24 @@ defmodule Lockstep.TestSupport do
 
   defp do_normalize(other, seen), do: {other, seen}
 
+  @doc """
+  A public ETS table holding `{:k, value}`, owned by the caller (it outlives every
+  iteration, so the processes of a run only read and write it).
+  """
+  def key_table(value) do
+    tab = :ets.new(:lockstep_key_table, [:public])
+    :ets.insert(tab, {:k, value})
+    tab
+  end
+
+  @doc "The exhaustive literature's program: `n` readers and one writer of `tab`'s key."
+  def readers_and_writer(tab, n) do
+    fn ->
+      for _ <- 1..n, do: Lockstep.spawn(fn -> Lockstep.ETS.lookup(tab, :k) end)
+      Lockstep.spawn(fn -> Lockstep.ETS.insert(tab, {:k, 1}) end)
+    end
+  end
+
   @doc "Only the events of a trace, in order."
   def events(trace), do: Enum.map(trace, fn {_step, event} -> event end)
 

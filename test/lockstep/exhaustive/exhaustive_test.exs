@@ -10,11 +10,7 @@ defmodule Lockstep.ExhaustiveTest do
 
   # A table that outlives every iteration (its owner is the test process), so the
   # processes of a run only read and write it.
-  defp table(value) do
-    tab = :ets.new(:exhaustive_test, [:public])
-    :ets.insert(tab, {:k, value})
-    tab
-  end
+  defp table(value), do: Lockstep.TestSupport.key_table(value)
 
   describe "facts from the literature" do
     test "one writer and N readers of one ETS key: 2^N interleavings, none sleep-blocked" do
@@ -22,13 +18,7 @@ defmodule Lockstep.ExhaustiveTest do
 
       for n <- 2..6 do
         summary =
-          Lockstep.run(
-            fn ->
-              for _ <- 1..n, do: Lockstep.spawn(fn -> Lockstep.ETS.lookup(tab, :k) end)
-              Lockstep.spawn(fn -> Lockstep.ETS.insert(tab, {:k, 1}) end)
-            end,
-            strategy: :exhaustive
-          )
+          Lockstep.run(Lockstep.TestSupport.readers_and_writer(tab, n), strategy: :exhaustive)
 
         assert summary.iterations == Integer.pow(2, n)
         assert summary.complete

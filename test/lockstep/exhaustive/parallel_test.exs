@@ -8,18 +8,8 @@ defmodule Lockstep.ExhaustiveParallelTest do
 
   @moduletag timeout: 120_000
 
-  defp table(value) do
-    tab = :ets.new(:exhaustive_parallel_test, [:public])
-    :ets.insert(tab, {:k, value})
-    tab
-  end
-
-  defp readers(tab, n) do
-    fn ->
-      for _ <- 1..n, do: Lockstep.spawn(fn -> Lockstep.ETS.lookup(tab, :k) end)
-      Lockstep.spawn(fn -> Lockstep.ETS.insert(tab, {:k, 1}) end)
-    end
-  end
+  defp table(value), do: Lockstep.TestSupport.key_table(value)
+  defp readers(tab, n), do: Lockstep.TestSupport.readers_and_writer(tab, n)
 
   test "one writer and N readers: 2^N interleavings in total, whatever the workers" do
     tab = table(0)
