@@ -118,6 +118,37 @@ defmodule Bench.Iterations do
     end)
   end
 
+  @doc """
+  The raw floor on `workers` schedulers at once: each of `workers` processes, bound to its
+  own scheduler as `workers:` binds Lockstep's, runs `div(n, workers)` raw iterations. What
+  this machine gives two independent loops of the same protocol: the ceiling for
+  Lockstep's `workers:` speed-up.
+  """
+  def raw_parallel(body, n, workers) do
+    me = self()
+    ref = make_ref()
+    share = div(n, workers)
+    t0 = Timing.now_ns()
+
+    for w <- 1..workers do
+      :erlang.spawn_opt(
+        fn ->
+          raw_loop(body, share)
+          Kernel.send(me, {ref, :done})
+        end,
+        [{:scheduler, w}]
+      )
+    end
+
+    for _ <- 1..workers do
+      receive do
+        {^ref, :done} -> :ok
+      end
+    end
+
+    %{ns: Timing.now_ns() - t0, iterations: share * workers, steps: nil}
+  end
+
   defp raw_loop(_body, 0), do: :ok
 
   defp raw_loop(body, n) do
