@@ -77,6 +77,7 @@ defmodule Lockstep.History do
       end)
 
     {mod, initial} = Checker.model!(model)
+    Checker.initial!(mod, initial)
     consistency = Checker.consistency!(Keyword.get(opts, :consistency, :linearizable))
     Store.ensure()
     # The owner looks for the iteration's histories only when told there are some.

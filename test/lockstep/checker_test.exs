@@ -144,6 +144,26 @@ defmodule Lockstep.CheckerTest do
     assert Enum.map(ops, & &1.arg) == [{:y, 1}, :y]
   end
 
+  test "KV's initial state is a map: its keys start at their values, the others at nil" do
+    initial = {KV, %{x: 1}}
+
+    for consistency <- [:linearizable, :sequential] do
+      assert Checker.check(seq([{:a, :read, :x, 1}, {:b, :read, :y, nil}]), initial, consistency) ==
+               :ok
+
+      assert Checker.check(seq([{:a, :cas, {:x, 1, 2}, true}, {:a, :read, :x, 2}]), initial) ==
+               :ok
+
+      assert {:error, %{key: :x}} = Checker.check(seq([{:a, :read, :x, nil}]), initial)
+
+      # The Elixir model's step/4 over the same map says the same.
+      ops = [{:a, :read, :x, 1}, {:b, :write, {:x, nil}, :ok}, {:c, :read, :x, nil}]
+      as_user = {AsUser, {KV, %{x: 1}}}
+      assert Checker.check(seq(ops), initial, consistency) == :ok
+      assert Checker.check(seq(ops), as_user, consistency) == :ok
+    end
+  end
+
   test "sequential consistency accepts a history linearizability rejects" do
     ops = [{:a, :write, 1, :ok}, {:b, :read, nil, nil}]
     assert {:error, _} = Checker.check(seq(ops), Register, :linearizable)
