@@ -280,6 +280,12 @@ defmodule Lockstep.Checker do
     validate_op!(builtin(mod), mod, %{op: op, arg: arg, type: :info, result: nil, invoke: nil})
   end
 
+  @doc false
+  # ArgumentError unless `result` is a result `op` can have in the model.
+  def validate_result!(mod, op, arg, result) do
+    validate_op!(builtin(mod), mod, %{op: op, arg: arg, type: :ok, result: result, invoke: nil})
+  end
+
   defp validate_op!(nil, _mod, %{op: op} = o) do
     unless is_atom(op), do: bad_op!(o, "an operation must be an atom, got: #{inspect(op)}")
     :ok
