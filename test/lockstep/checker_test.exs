@@ -102,6 +102,21 @@ defmodule Lockstep.CheckerTest do
     assert Checker.check(history(ops, ok), Counter) == :ok
   end
 
+  test "counter: values beyond 64 bits are Elixir integers, not an overflow" do
+    big = Bitwise.bsl(1, 62)
+    ops = [{:a, :add, big, :ok}, {:b, :add, big, :ok}, {:c, :add, big, :ok}]
+    assert Checker.check(seq(ops ++ [{:d, :read, nil, 3 * big}]), Counter) == :ok
+    assert {:error, _} = Checker.check(seq(ops ++ [{:d, :read, nil, 2 * big}]), Counter)
+
+    huge = Bitwise.bsl(1, 70)
+
+    assert Checker.check(seq([{:a, :add, huge, :ok}, {:b, :read, nil, huge + 1}]), {Counter, 1}) ==
+             :ok
+
+    assert Checker.check(seq([{:a, :read, nil, huge}]), {Counter, huge}) == :ok
+    assert {:error, _} = Checker.check(seq([{:a, :read, nil, huge}]), Counter)
+  end
+
   test "set: reads as lists or MapSets, in any order" do
     ops = [
       {:a, :add, 1, :ok},
