@@ -564,9 +564,12 @@ defmodule Lockstep.Search do
       Lockstep.Progress.tick(i, stats)
 
       case result.kind do
-        # An exhaustive search has explored its whole tree: nothing is left to run.
+        # An exhaustive search has explored its whole tree: nothing is left to run (a last
+        # interleaving cut by :max_steps is a failure under fail_on_max_steps: true).
         _
-        when stats.search != nil and stats.search.exhausted and result.kind in [:pass, :max_steps] ->
+        when stats.search != nil and stats.search.exhausted and
+               (result.kind == :pass or
+                  (result.kind == :max_steps and not cfg.fail_on_max_steps)) ->
           max_hit = if result.kind == :max_steps, do: 1, else: 0
           {:ok, %{stats | max_steps_hit: stats.max_steps_hit + max_hit}}
 
