@@ -623,9 +623,17 @@ defmodule Lockstep.Search do
       fingerprints: MapSet.union(a.fingerprints, b.fingerprints),
       switches: a.switches + b.switches,
       search: nil,
+      # Each worker kept its own first sightings: a finding two workers met is kept once,
+      # at its lowest iteration, as the sequential run keeps it.
       uncontrolled:
         (a.uncontrolled ++ b.uncontrolled)
         |> Enum.sort_by(& &1.iteration)
+        |> Enum.reduce([], fn finding, kept ->
+          if Enum.any?(kept, &(&1.process == finding.process and same_report?(&1, finding))),
+            do: kept,
+            else: [finding | kept]
+        end)
+        |> Enum.reverse()
         |> Enum.take(@uncontrolled_kept)
     }
   end

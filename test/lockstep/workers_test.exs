@@ -60,6 +60,39 @@ defmodule Lockstep.WorkersTest do
     assert sequential.per_worker == []
   end
 
+  test "concurrency that escaped control is listed once, as by a sequential run" do
+    # Every iteration the root gets a message Lockstep did not send: one finding.
+    body = fn ->
+      me = self()
+      spawn(fn -> send(me, :around_lockstep) end)
+      wait_for_mail()
+      Lockstep.yield()
+    end
+
+    [sequential, parallel] =
+      for workers <- [1, 3] do
+        {summary, _stderr} =
+          ExUnit.CaptureIO.with_io(:stderr, fn ->
+            Lockstep.run(body, iterations: 6, workers: workers, seed: 1)
+          end)
+
+        summary
+      end
+
+    assert [%{iteration: 1, process: "P", messages: [":around_lockstep"]}] =
+             sequential.uncontrolled
+
+    assert parallel.uncontrolled == sequential.uncontrolled
+    assert parallel.warnings == sequential.warnings
+  end
+
+  defp wait_for_mail do
+    case Process.info(self(), :message_queue_len) do
+      {:message_queue_len, 0} -> wait_for_mail()
+      _ -> :ok
+    end
+  end
+
   test "workers: :auto is one worker per scheduler" do
     summary = Lockstep.run(fn -> :ok end, iterations: 10, workers: :auto)
 
