@@ -238,8 +238,8 @@ defmodule Lockstep.Search do
       {^reply, w, result} ->
         state =
           case Map.pop(state.workers, w) do
-            {{_pid, monitor}, workers} ->
-              Process.demonitor(monitor, [:flush])
+            {{pid, monitor}, workers} ->
+              release(pid, monitor)
               %{state | workers: workers}
 
             {nil, _} ->
@@ -308,10 +308,29 @@ defmodule Lockstep.Search do
       receive do
         {:DOWN, ^monitor, :process, _, _} -> :ok
       end
+
+      flush_exit(pid)
     end
 
     for {_host, {pid, _monitor, _ws}} <- state.agents, do: Process.exit(pid, :kill)
     :ok
+  end
+
+  # A worker is linked to the caller so that none outlives it; once done with, its link
+  # must leave nothing behind in a caller that traps exits (a test of a supervisor, say).
+  defp release(pid, monitor) do
+    Process.demonitor(monitor, [:flush])
+    Process.unlink(pid)
+    flush_exit(pid)
+  end
+
+  # An `{:EXIT, pid, _}` the link may have queued before it was removed.
+  defp flush_exit(pid) do
+    receive do
+      {:EXIT, ^pid, _} -> :ok
+    after
+      0 -> :ok
+    end
   end
 
   # An exhaustive search on several workers --------------------------------------------------
@@ -489,8 +508,8 @@ defmodule Lockstep.Search do
         :erlang.raise(kind, reason, stack)
 
       {^reply, w, result} ->
-        {{_pid, monitor}, rest} = Map.pop(workers, w)
-        Process.demonitor(monitor, [:flush])
+        {{pid, monitor}, rest} = Map.pop(workers, w)
+        release(pid, monitor)
         await_exhaustive(rest, reply, search, Map.put(results, w, result))
 
       # A worker's monitor only: the caller may hold monitors of its own.

@@ -60,6 +60,28 @@ defmodule Lockstep.WorkersTest do
     assert sequential.per_worker == []
   end
 
+  test "a caller that traps exits gets no :EXIT from the workers" do
+    Process.flag(:trap_exit, true)
+    dir = Path.join(System.tmp_dir!(), "lockstep_workers_#{System.unique_integer([:positive])}")
+
+    assert {:ok, _} = Lockstep.check(fn -> Lockstep.random(3) end, iterations: 6, workers: 2)
+
+    assert {:error, _} =
+             Lockstep.check(rare_failure(500), iterations: 50, workers: 3, trace_dir: dir)
+
+    {exhaustive, _verified_line} =
+      ExUnit.CaptureIO.with_io(fn ->
+        Lockstep.check(fn -> Lockstep.random(3) end, strategy: :exhaustive, workers: 2)
+      end)
+
+    assert {:ok, %Summary{complete: true}} = exhaustive
+
+    # A linked process's exit signal would be here by now: the workers have returned.
+    Process.sleep(20)
+    refute_received {:EXIT, _, _}
+    File.rm_rf!(dir)
+  end
+
   test "concurrency that escaped control is listed once, as by a sequential run" do
     # Every iteration the root gets a message Lockstep did not send: one finding.
     body = fn ->
