@@ -261,7 +261,10 @@ defmodule Lockstep do
   @spec send(pid(), term()) :: term()
   def send(dest, msg), do: Runtime.send(dest, msg)
 
-  @doc "Receives the next message, first in first out."
+  @doc """
+  Receives the next message, first in first out. Like `receive/1`, it takes only this
+  run's messages, not a plain `send` from a process outside the run.
+  """
   @spec recv() :: term()
   def recv, do: Runtime.recv()
 
@@ -421,6 +424,13 @@ defmodule Lockstep do
 
   Each attempt is a sync point; a process with nothing matching is blocked until a new
   message reaches it or its timeout fires (in virtual time, see the `:timers` option).
+
+  It takes only the messages of this run (sent through Lockstep, or by instrumented
+  code): a reply a process outside the run sends with a plain `send` is not taken, and a
+  process waiting for one is reported as blocked, the message listed as `unmanaged` in a
+  `:deadlock` report. To talk to processes outside the run, write that code as
+  instrumented code (`use Lockstep.Instrumented`, a `ctest` body, or `:instrument`), whose
+  `receive` takes their replies.
 
   The `after` value is checked as Kernel's receive checks it: anything but `:infinity` or
   an integer in `0..4_294_967_295` raises `ErlangError` `:timeout_value`, when nothing in

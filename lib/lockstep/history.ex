@@ -77,6 +77,7 @@ defmodule Lockstep.History do
       end)
 
     {mod, initial} = Checker.model!(model)
+    Checker.initial!(mod, initial)
     consistency = Checker.consistency!(Keyword.get(opts, :consistency, :linearizable))
     Store.ensure()
     # The owner looks for the iteration's histories only when told there are some.
@@ -113,13 +114,25 @@ defmodule Lockstep.History do
   @doc """
   Records that the operation `ref` returned `result`: `:ok`, or `:fail` when the model's
   `failed?/3` says the result means it did not take effect. Raises `ArgumentError` for a
-  reference that is not an open operation of `h` (unknown, or completed already).
+  reference that is not an open operation of `h` (unknown, or completed already), and
+  for a result a built-in model's operation cannot have (a `:cas` result that is not a
+  boolean, a `Lockstep.Model.Set` `:read` that is not a list or a `MapSet`).
   """
   @spec complete(t(), reference(), term()) :: :ok
   def complete(%__MODULE__{} = h, ref, result) do
     {session, _id, tag} = here!(h, "complete/3")
     {op, arg} = close!(h, tag, ref, "complete/3")
     type = if failed?(h.model, op, arg, result), do: :fail, else: :ok
+    # A result of the wrong shape is named here, in the process that recorded it; the
+    # operation stays open.
+    try do
+      if type == :ok, do: Checker.validate_result!(h.model, op, arg, result)
+    rescue
+      e in ArgumentError ->
+        Store.open(tag, h.id, ref, {op, arg})
+        reraise e, __STACKTRACE__
+    end
+
     step = sync(h, session, {:history, type, op, result})
     Store.record(tag, h.id, {:complete, ref, type, result, step})
   end

@@ -321,11 +321,17 @@ defmodule Lockstep.Options do
   defp strategy_defaults(:fair_pct, opts, max_steps),
     do: Keyword.put_new(opts, :fair_switch, max(div(max_steps, 2), 1))
 
-  defp strategy_defaults(:idpct, opts, _max_steps) do
-    opts = opts |> Keyword.put_new(:d_min, 2) |> Keyword.put_new(:d_max, 6)
+  defp strategy_defaults(:idpct, given, _max_steps) do
+    opts = given |> Keyword.put_new(:d_min, 2) |> Keyword.put_new(:d_max, 6)
 
     if opts[:d_min] > opts[:d_max] do
-      bad!(:strategy, {:idpct, opts}, "d_min <= d_max")
+      # Name the default the user did not give: it is half of the comparison.
+      bad!(
+        :strategy,
+        {:idpct, given},
+        "d_min <= d_max (here d_min is #{opts[:d_min]} and d_max #{opts[:d_max]}; " <>
+          "they default to 2 and 6)"
+      )
     end
 
     opts

@@ -421,11 +421,16 @@ defmodule Lockstep.Report do
     _ -> nil
   end
 
-  defp header(trace, nil, bug), do: "Trace (#{length(trace)} events over #{bug.steps} steps"
+  defp header(trace, nil, bug),
+    do: "Trace (#{count(length(trace), "event")} over #{count(bug.steps, "step")}"
 
   defp header(trace, keep, bug),
     do:
-      "Trace (causal slice: #{MapSet.size(keep)} of #{length(trace)} events over #{bug.steps} steps"
+      "Trace (causal slice: #{MapSet.size(keep)} of #{count(length(trace), "event")} over " <>
+        count(bug.steps, "step")
+
+  defp count(1, noun), do: "1 #{noun}"
+  defp count(n, noun), do: "#{n} #{noun}s"
 
   defp left_out(_trace, nil, _bug), do: ""
 

@@ -317,7 +317,7 @@ defmodule Lockstep.Runner do
           ": " <> (reason |> Lockstep.Report.format_reason() |> String.split("\n") |> hd())
       end
 
-    "#{inspect(kind)} of #{result.proc || "the run"} at step #{length(result.schedule)}#{what}"
+    "#{inspect(kind)} of #{result.proc || "the run"} at step #{result.metrics.steps}#{what}"
   end
 
   # The replay's last events before `step`, with managed pids shown by name.
@@ -364,16 +364,20 @@ defmodule Lockstep.Runner do
         :ok
 
       kind when length(result.schedule) < length(file.schedule) ->
-        # Failing before the schedule's end is another failure, not the recorded one.
-        step = length(result.schedule) + 1
+        # Failing before the schedule's end is another failure, not the recorded one. The
+        # step is the trace's, as in a divergence the engine reports: a `Lockstep.random`
+        # draw belongs to the step that ended it, any other decision starts the next one.
+        expected = Enum.at(file.schedule, length(result.schedule))
+        steps = result.metrics.steps
+        step = if match?({:random, _}, expected), do: steps, else: steps + 1
 
         raise Lockstep.ReplayDivergence,
           step: step,
-          expected: Enum.at(file.schedule, step - 1),
+          expected: expected,
           got: [],
           path: source_label(path),
           ended_by: early_failure(kind, result),
-          events: events_before(result, step)
+          events: events_before(result, step + 1)
 
       kind ->
         bug =

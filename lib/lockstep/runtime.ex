@@ -1017,6 +1017,16 @@ defmodule Lockstep.Runtime do
   # With `:info` in `opts` the answer is whether the monitor was still active (OTP's
   # demonitor/2), else `true`.
   def demonitor(ref, opts) when is_reference(ref) and is_list(opts) do
+    # As :erlang.demonitor/2, an unknown option is refused, before anything is done.
+    case Enum.reject(opts, &(&1 in [:flush, :info])) do
+      [] ->
+        :ok
+
+      bad ->
+        raise ArgumentError,
+              "Lockstep.demonitor/2 accepts the options :flush and :info, got: #{inspect(bad)}"
+    end
+
     {session, id, tag} = context()
     active? = resume(Native.sync_demonitor(session, id, ref), tag)
 
@@ -1132,6 +1142,11 @@ defmodule Lockstep.Runtime do
   def whereis(name) when is_atom(name) do
     {session, id, tag} = context()
     resume(Native.sync_name(session, id, {:whereis, name}), tag)
+  end
+
+  # Process.whereis/1 raises ArgumentError for a name that is not an atom.
+  def whereis(name) do
+    raise ArgumentError, "Lockstep.whereis/1 expects an atom name, got: #{inspect(name)}"
   end
 
   def registered do

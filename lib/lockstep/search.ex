@@ -238,8 +238,8 @@ defmodule Lockstep.Search do
       {^reply, w, result} ->
         state =
           case Map.pop(state.workers, w) do
-            {{_pid, monitor}, workers} ->
-              Process.demonitor(monitor, [:flush])
+            {{pid, monitor}, workers} ->
+              release(pid, monitor)
               %{state | workers: workers}
 
             {nil, _} ->
@@ -308,10 +308,29 @@ defmodule Lockstep.Search do
       receive do
         {:DOWN, ^monitor, :process, _, _} -> :ok
       end
+
+      flush_exit(pid)
     end
 
     for {_host, {pid, _monitor, _ws}} <- state.agents, do: Process.exit(pid, :kill)
     :ok
+  end
+
+  # A worker is linked to the caller so that none outlives it; once done with, its link
+  # must leave nothing behind in a caller that traps exits (a test of a supervisor, say).
+  defp release(pid, monitor) do
+    Process.demonitor(monitor, [:flush])
+    Process.unlink(pid)
+    flush_exit(pid)
+  end
+
+  # An `{:EXIT, pid, _}` the link may have queued before it was removed.
+  defp flush_exit(pid) do
+    receive do
+      {:EXIT, ^pid, _} -> :ok
+    after
+      0 -> :ok
+    end
   end
 
   # An exhaustive search on several workers --------------------------------------------------
@@ -489,8 +508,8 @@ defmodule Lockstep.Search do
         :erlang.raise(kind, reason, stack)
 
       {^reply, w, result} ->
-        {{_pid, monitor}, rest} = Map.pop(workers, w)
-        Process.demonitor(monitor, [:flush])
+        {{pid, monitor}, rest} = Map.pop(workers, w)
+        release(pid, monitor)
         await_exhaustive(rest, reply, search, Map.put(results, w, result))
 
       # A worker's monitor only: the caller may hold monitors of its own.
@@ -564,9 +583,12 @@ defmodule Lockstep.Search do
       Lockstep.Progress.tick(i, stats)
 
       case result.kind do
-        # An exhaustive search has explored its whole tree: nothing is left to run.
+        # An exhaustive search has explored its whole tree: nothing is left to run (a last
+        # interleaving cut by :max_steps is a failure under fail_on_max_steps: true).
         _
-        when stats.search != nil and stats.search.exhausted and result.kind in [:pass, :max_steps] ->
+        when stats.search != nil and stats.search.exhausted and
+               (result.kind == :pass or
+                  (result.kind == :max_steps and not cfg.fail_on_max_steps)) ->
           max_hit = if result.kind == :max_steps, do: 1, else: 0
           {:ok, %{stats | max_steps_hit: stats.max_steps_hit + max_hit}}
 
@@ -620,9 +642,17 @@ defmodule Lockstep.Search do
       fingerprints: MapSet.union(a.fingerprints, b.fingerprints),
       switches: a.switches + b.switches,
       search: nil,
+      # Each worker kept its own first sightings: a finding two workers met is kept once,
+      # at its lowest iteration, as the sequential run keeps it.
       uncontrolled:
         (a.uncontrolled ++ b.uncontrolled)
         |> Enum.sort_by(& &1.iteration)
+        |> Enum.reduce([], fn finding, kept ->
+          if Enum.any?(kept, &(&1.process == finding.process and same_report?(&1, finding))),
+            do: kept,
+            else: [finding | kept]
+        end)
+        |> Enum.reverse()
         |> Enum.take(@uncontrolled_kept)
     }
   end

@@ -40,7 +40,8 @@ defmodule Lockstep.Summary do
 
   `to_string/1` says what the run covered, e.g. "verified: all 64 interleavings explored,
   no bug" for a complete exhaustive run (one in which an interleaving was cut short by
-  `:max_steps` says so instead of "verified").
+  `:max_steps` says so instead of "verified"), or "200 iterations (57 distinct schedules),
+  no bug", which adds how many were inconclusive when some hit `:max_steps`.
   """
 
   defstruct iterations: 0,
@@ -113,6 +114,12 @@ defimpl String.Chars, for: Lockstep.Summary do
     "not complete: #{n} #{plural(n)} explored, no bug; the search stopped with #{depth} " <>
       "decisions still on its stack (raise :iterations, or leave it at its default " <>
       ":infinity, to finish)" <> blocked(s)
+  end
+
+  # Iterations cut short by :max_steps tested less than they seem to: said (SPEC §1).
+  def to_string(%{iterations: n, distinct_schedules: d, max_steps_hit: cut}) when cut > 0 do
+    "#{n} iterations (#{d} distinct schedules), no bug, but #{cut} of them hit :max_steps " <>
+      "and were inconclusive"
   end
 
   def to_string(%{iterations: n, distinct_schedules: d}) do

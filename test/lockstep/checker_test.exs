@@ -102,6 +102,21 @@ defmodule Lockstep.CheckerTest do
     assert Checker.check(history(ops, ok), Counter) == :ok
   end
 
+  test "counter: values beyond 64 bits are Elixir integers, not an overflow" do
+    big = Bitwise.bsl(1, 62)
+    ops = [{:a, :add, big, :ok}, {:b, :add, big, :ok}, {:c, :add, big, :ok}]
+    assert Checker.check(seq(ops ++ [{:d, :read, nil, 3 * big}]), Counter) == :ok
+    assert {:error, _} = Checker.check(seq(ops ++ [{:d, :read, nil, 2 * big}]), Counter)
+
+    huge = Bitwise.bsl(1, 70)
+
+    assert Checker.check(seq([{:a, :add, huge, :ok}, {:b, :read, nil, huge + 1}]), {Counter, 1}) ==
+             :ok
+
+    assert Checker.check(seq([{:a, :read, nil, huge}]), {Counter, huge}) == :ok
+    assert {:error, _} = Checker.check(seq([{:a, :read, nil, huge}]), Counter)
+  end
+
   test "set: reads as lists or MapSets, in any order" do
     ops = [
       {:a, :add, 1, :ok},
@@ -142,6 +157,26 @@ defmodule Lockstep.CheckerTest do
 
     assert {:error, %{key: :y, ops: ops}} = Checker.check(seq(ops), KV)
     assert Enum.map(ops, & &1.arg) == [{:y, 1}, :y]
+  end
+
+  test "KV's initial state is a map: its keys start at their values, the others at nil" do
+    initial = {KV, %{x: 1}}
+
+    for consistency <- [:linearizable, :sequential] do
+      assert Checker.check(seq([{:a, :read, :x, 1}, {:b, :read, :y, nil}]), initial, consistency) ==
+               :ok
+
+      assert Checker.check(seq([{:a, :cas, {:x, 1, 2}, true}, {:a, :read, :x, 2}]), initial) ==
+               :ok
+
+      assert {:error, %{key: :x}} = Checker.check(seq([{:a, :read, :x, nil}]), initial)
+
+      # The Elixir model's step/4 over the same map says the same.
+      ops = [{:a, :read, :x, 1}, {:b, :write, {:x, nil}, :ok}, {:c, :read, :x, nil}]
+      as_user = {AsUser, {KV, %{x: 1}}}
+      assert Checker.check(seq(ops), initial, consistency) == :ok
+      assert Checker.check(seq(ops), as_user, consistency) == :ok
+    end
   end
 
   test "sequential consistency accepts a history linearizability rejects" do

@@ -337,6 +337,42 @@ defmodule Lockstep.DeterminismTest do
       assert Exception.message(error) =~ "but the program had ended, by :exception of P"
     end
 
+    test "a divergence names the trace's step, also after a Lockstep.random draw" do
+      dir = tmp_dir!()
+
+      drawn = fn ->
+        x = Lockstep.random(10)
+        Lockstep.yield()
+        if x == 8, do: raise("eight")
+      end
+
+      {:error, bug} = Lockstep.check(drawn, strategy: :random, iterations: 500, trace_dir: dir)
+      # Step 1 starts P, step 2 draws (a decision inside the step), step 3 raises.
+      assert [{:run, "P"}, {:run, "P"}, {:random, 8}, {:run, "P"}] = bug.schedule
+      assert bug.fail_step == 3
+
+      # Fails in step 2, right after the draw: the schedule's last decision is left.
+      error =
+        assert_raise ReplayDivergence, fn ->
+          Lockstep.replay(fn -> Lockstep.random(10) && raise("sooner") end, bug.trace_path)
+        end
+
+      assert error.step == 3
+      assert error.expected == {:run, "P"}
+      assert error.ended_by =~ ":exception of P at step 2: ** (RuntimeError) sooner"
+      assert {2, {:random, "P", 10, 8}} in error.events
+
+      # Fails in step 2 before drawing: the draw is the decision left, in that step.
+      error =
+        assert_raise ReplayDivergence, fn ->
+          Lockstep.replay(fn -> Lockstep.yield() && raise("sooner") end, bug.trace_path)
+        end
+
+      assert error.step == 2
+      assert error.expected == {:random, 8}
+      assert error.ended_by =~ ":exception of P at step 2"
+    end
+
     test "a missing trace file raises TraceError" do
       dir = tmp_dir!()
       path = Path.join(dir, "nope.lockstep")

@@ -245,6 +245,27 @@ defmodule Lockstep.HistoryTest do
       end
     end
 
+    test "KV with a map as its initial state: those keys start at their values" do
+      summary =
+        Lockstep.run(
+          fn ->
+            h = History.new(model: {Lockstep.Model.KV, %{x: 1}})
+            me = self()
+
+            Lockstep.spawn(fn ->
+              History.call(h, :read, :x, fn -> 1 end)
+              Lockstep.send(me, :done)
+            end)
+
+            History.call(h, :read, :y, fn -> nil end)
+            Lockstep.recv()
+          end,
+          iterations: 20
+        )
+
+      assert summary.iterations == 20
+    end
+
     test "instrumented code: a lost update of a get/put counter" do
       alias Lockstep.TestSupport.PlainCounter
 
@@ -297,7 +318,26 @@ defmodule Lockstep.HistoryTest do
                 History.complete(h, ref, :ok)
               end,
               fn -> History.invoke(:not_a_history, :read, nil) end,
-              fn -> History.call(History.new(model: Register), :read, nil, :not_a_fun) end
+              fn -> History.call(History.new(model: Register), :read, nil, :not_a_fun) end,
+              fn -> History.new(model: {Lockstep.Model.Counter, :zero}) end,
+              fn -> History.new(model: {Lockstep.Model.Queue, :empty}) end,
+              fn ->
+                History.call(History.new(model: Lockstep.Model.CASRegister), :cas, {nil, 1}, fn ->
+                  :ok
+                end)
+              end,
+              fn ->
+                h = History.new(model: Lockstep.Model.Set)
+                ref = History.invoke(h, :read, nil)
+
+                try do
+                  History.complete(h, ref, :not_a_list)
+                rescue
+                  ArgumentError -> History.complete(h, ref, [])
+                end
+
+                History.complete(h, ref, :twice)
+              end
             ] do
           {:error, bug} = Lockstep.check(fun, iterations: 1)
           assert bug.kind == :exception
@@ -314,8 +354,17 @@ defmodule Lockstep.HistoryTest do
                "Lockstep.History.complete/3: #Reference" <> _,
                "Lockstep.History.complete/3: #Reference" <> second,
                "expected a Lockstep.History" <> _,
-               "Lockstep.History.call/4 expects a zero-arity function" <> _
+               "Lockstep.History.call/4 expects a zero-arity function" <> _,
+               # A bad initial state is named where it is given, not when the iteration ends.
+               "a Counter starts at an integer, got: :zero",
+               "a Queue starts with a list of elements, got: :empty",
+               # So is a result the model's operation cannot have, where it is recorded.
+               "Lockstep.Model.CASRegister :cas: the result must be true or false, got: :ok",
+               # (the operation stayed open: completed again, then no more)
+               "Lockstep.History.complete/3: #Reference" <> third
              ] = errors
+
+      assert third =~ "not an open operation of this history"
 
       assert second =~ "not an open operation of this history"
     end

@@ -78,6 +78,9 @@ defmodule Lockstep.InconclusiveTest do
     assert stderr =~ "third"
     assert stderr =~ warning
     assert length(String.split(stderr, "\n", trim: true)) == 1
+
+    assert to_string(summary) =~
+             ~r/^30 iterations \(\d+ distinct schedules\), no bug, but 10 of them hit :max_steps and were inconclusive$/
   end
 
   test "a tenth or less: no warning" do
@@ -88,5 +91,6 @@ defmodule Lockstep.InconclusiveTest do
 
     assert %Summary{iterations: 30, max_steps_hit: 3, warnings: []} = summary
     assert stderr == ""
+    assert to_string(summary) =~ "but 3 of them hit :max_steps"
   end
 end

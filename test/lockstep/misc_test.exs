@@ -19,6 +19,20 @@ defmodule Lockstep.MiscTest do
     File.rm_rf!(Path.dirname(bug.trace_path))
   end
 
+  test "the report's trace header counts in the singular and the plural" do
+    dir = Path.join(System.tmp_dir!(), "lockstep_misc_#{System.unique_integer([:positive])}")
+    {:error, one} = Lockstep.check(fn -> exit(:boom) end, iterations: 1, trace_dir: dir)
+    assert one.steps == 1 and length(one.trace) == 2
+    assert Exception.message(one) =~ "Trace (2 events over 1 step;"
+
+    {:error, two} =
+      Lockstep.check(fn -> Lockstep.yield() && exit(:boom) end, iterations: 1, trace_dir: dir)
+
+    assert two.steps == 2
+    assert Exception.message(two) =~ "events over 2 steps;"
+    File.rm_rf!(dir)
+  end
+
   test "the summary counts iterations by how they ended" do
     # Every second iteration needs more than :max_steps (counted outside the run).
     counter = :counters.new(1, [])

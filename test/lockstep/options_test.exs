@@ -133,6 +133,14 @@ defmodule Lockstep.OptionsTest do
       assert_bad([strategy: {:idpct, d_min: 2 ** 32, d_max: 2 ** 33}], ["d_min", pos32])
     end
 
+    test "idpct's d_min above d_max shows what was given and the default it was compared to" do
+      assert_bad([strategy: {:idpct, d_min: 7}], [
+        "got {:idpct, [d_min: 7]}",
+        "d_min is 7 and d_max 6",
+        "default to 2 and 6"
+      ])
+    end
+
     test "the largest integers the engine holds are accepted" do
       body = fn -> Lockstep.yield() end
       max64 = 2 ** 64 - 1

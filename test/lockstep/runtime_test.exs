@@ -478,6 +478,34 @@ defmodule Lockstep.RuntimeTest do
       assert hd(errors).message =~ "0"
     end
 
+    test "whereis with a non-atom and demonitor with an unknown option raise ArgumentError, as OTP" do
+      # Plain OTP first: the same calls, the same exception.
+      assert_raise ArgumentError, fn -> Process.whereis("name") end
+      assert_raise ArgumentError, fn -> Process.demonitor(make_ref(), [:bogus]) end
+      test_pid = self()
+
+      Lockstep.run(
+        fn ->
+          ref = Lockstep.monitor(Lockstep.spawn(fn -> :ok end))
+
+          errors = [
+            catch_error(Lockstep.whereis("name")),
+            catch_error(Lockstep.demonitor(ref, [:flush, :bogus]))
+          ]
+
+          # The monitor is still there: the bad call did nothing.
+          Lockstep.send(test_pid, {:errors, errors, Lockstep.demonitor(ref, [:info])})
+        end,
+        iterations: 1,
+        seed: 1
+      )
+
+      assert_received {:errors, [%ArgumentError{message: m1}, %ArgumentError{message: m2}], info}
+      assert m1 == ~s(Lockstep.whereis/1 expects an atom name, got: "name")
+      assert m2 == "Lockstep.demonitor/2 accepts the options :flush and :info, got: [:bogus]"
+      assert is_boolean(info)
+    end
+
     test "random(n) with n beyond 64 bits names the range; the largest n works" do
       test_pid = self()
 

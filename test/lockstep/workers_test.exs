@@ -60,6 +60,63 @@ defmodule Lockstep.WorkersTest do
     assert sequential.per_worker == []
   end
 
+  test "a caller that traps exits gets no :EXIT from the workers" do
+    {:ok, io} = StringIO.open("")
+    Process.flag(:trap_exit, true)
+    dir = Path.join(System.tmp_dir!(), "lockstep_workers_#{System.unique_integer([:positive])}")
+
+    assert {:ok, _} = Lockstep.check(fn -> Lockstep.random(3) end, iterations: 6, workers: 2)
+
+    assert {:error, _} =
+             Lockstep.check(rare_failure(500), iterations: 50, workers: 3, trace_dir: dir)
+
+    # Its "verified" line goes to a device opened before the test trapped exits.
+    leader = Process.group_leader()
+    Process.group_leader(self(), io)
+    exhaustive = Lockstep.check(fn -> Lockstep.random(3) end, strategy: :exhaustive, workers: 2)
+    Process.group_leader(self(), leader)
+    assert {:ok, %Summary{complete: true}} = exhaustive
+
+    # A linked process's exit signal would be here by now: the workers have returned.
+    Process.sleep(20)
+    refute_received {:EXIT, _, _}
+    File.rm_rf!(dir)
+    StringIO.close(io)
+  end
+
+  test "concurrency that escaped control is listed once, as by a sequential run" do
+    # Every iteration the root gets a message Lockstep did not send: one finding.
+    body = fn ->
+      me = self()
+      spawn(fn -> send(me, :around_lockstep) end)
+      wait_for_mail()
+      Lockstep.yield()
+    end
+
+    [sequential, parallel] =
+      for workers <- [1, 3] do
+        {summary, _stderr} =
+          ExUnit.CaptureIO.with_io(:stderr, fn ->
+            Lockstep.run(body, iterations: 6, workers: workers, seed: 1)
+          end)
+
+        summary
+      end
+
+    assert [%{iteration: 1, process: "P", messages: [":around_lockstep"]}] =
+             sequential.uncontrolled
+
+    assert parallel.uncontrolled == sequential.uncontrolled
+    assert parallel.warnings == sequential.warnings
+  end
+
+  defp wait_for_mail do
+    case Process.info(self(), :message_queue_len) do
+      {:message_queue_len, 0} -> wait_for_mail()
+      _ -> :ok
+    end
+  end
+
   test "workers: :auto is one worker per scheduler" do
     summary = Lockstep.run(fn -> :ok end, iterations: 10, workers: :auto)
 

@@ -1,8 +1,9 @@
 defmodule Lockstep.Model.Counter do
   @moduledoc """
   A counter: `:add` with an integer argument (its result is not checked), `:read` with
-  argument `nil` and the integer read as result. Starts at 0. Checked in Rust (values
-  must fit in 64 bits).
+  argument `nil` and the integer read as result. Starts at 0. Checked in Rust, in 64 bits;
+  a history whose values could leave them is checked through `step/4`, with Elixir's
+  integers.
   """
   @behaviour Lockstep.Model
 

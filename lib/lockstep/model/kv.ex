@@ -2,7 +2,9 @@ defmodule Lockstep.Model.KV do
   @moduledoc """
   A map of independent registers: `:read` with the key as argument and the value as
   result, `:write` with `{key, value}`, `:cas` with `{key, from, to}` and a boolean
-  result. Every key starts at `nil` (`{KV, v}`: at `v`). Checked in Rust, one key at a time
+  result. Every key starts at `nil`; `{KV, %{k => v}}` starts the keys of the map at their
+  values (the map is the initial state, as for `step/4`), and `{KV, v}` with `v` not a map
+  starts every key at `v`. Checked in Rust, one key at a time
   for linearizability (P-compositionality: a history is linearizable exactly when each
   key's is), so a failure names its key; whole for sequential consistency, which is not
   compositional.

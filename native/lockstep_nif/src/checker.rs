@@ -92,7 +92,8 @@ pub enum ModelIn {
     Counter(i64),
     Set(Vec<ValueIn>),
     Queue(Vec<ValueIn>, ValueIn),
-    Kv(ValueIn),
+    /// Every key's initial value, then the keys that start elsewhere.
+    Kv(ValueIn, Vec<(ValueIn, ValueIn)>),
     User,
 }
 
@@ -172,7 +173,13 @@ fn checker_start<'a>(
         ModelIn::Counter(n) => Some(Builtin::Counter(n)),
         ModelIn::Set(vs) => Some(Builtin::Set(values(vs))),
         ModelIn::Queue(vs, empty) => Some(Builtin::Queue(values(vs), empty.into())),
-        ModelIn::Kv(v) => Some(Builtin::Kv(v.into())),
+        ModelIn::Kv(v, initial) => Some(Builtin::kv(
+            v.into(),
+            initial
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )),
         ModelIn::User => None,
     };
     let consistency = match consistency {

@@ -286,6 +286,31 @@ defmodule Lockstep.ExhaustiveTest do
       assert zero < one and one < all.iterations
     end
 
+    test "fail_on_max_steps: true makes the interleaving that reaches :max_steps a bug, the last one too" do
+      spin = fn -> Stream.repeatedly(&Lockstep.yield/0) |> Stream.run() end
+      dir = Path.join(System.tmp_dir!(), "lockstep_exh_#{System.unique_integer([:positive])}")
+
+      # One interleaving (two processes sharing nothing), which reaches the limit.
+      for workers <- [1, 2], dpor <- [:optimal, :none] do
+        {:error, bug} =
+          Lockstep.check(
+            fn ->
+              Lockstep.spawn(spin)
+              spin.()
+            end,
+            strategy: {:exhaustive, dpor: dpor},
+            max_steps: 6,
+            fail_on_max_steps: true,
+            workers: workers,
+            trace_dir: dir
+          )
+
+        assert %Lockstep.BugFound{kind: :max_steps, iteration: 1, fail_step: 6} = bug
+      end
+
+      File.rm_rf!(dir)
+    end
+
     test "randomised strategies are never complete" do
       summary = Lockstep.run(fn -> Lockstep.random(2) end, iterations: 50)
       refute summary.complete

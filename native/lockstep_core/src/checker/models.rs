@@ -38,9 +38,10 @@ pub enum Builtin {
     Set(Vec<Value>),
     /// `:enqueue v`, `:dequeue` → the head, or the `empty` value on an empty queue.
     Queue(Vec<Value>, Value),
-    /// Independent CAS registers by key, each starting at the value given (checked one
-    /// key at a time for linearizability).
-    Kv(Value),
+    /// Independent CAS registers by key (checked one key at a time for linearizability):
+    /// the keys listed start at their values (sorted by key, each once: see
+    /// [`Builtin::kv`]), every other key at the first value.
+    Kv(Value, Vec<(Value, Value)>),
 }
 
 /// The state of a built-in model.
@@ -57,9 +58,31 @@ pub enum State {
 }
 
 impl Builtin {
+    /// A KV map whose keys start at `default`, except those of `initial` (the last value
+    /// given for a key wins).
+    pub fn kv(default: Value, initial: Vec<(Value, Value)>) -> Builtin {
+        let mut initial: Vec<(Value, Value)> = initial.into_iter().rev().collect();
+        // Stable: of the pairs of one key, the last given (first after the reversal) stays.
+        initial.sort_by(|(a, _), (b, _)| a.cmp(b));
+        initial.dedup_by(|(a, _), (b, _)| a == b);
+        Builtin::Kv(default, initial)
+    }
+
     /// Whether operations on different keys are independent (P-compositionality).
     pub fn per_key(&self) -> bool {
-        matches!(self, Builtin::Kv(_))
+        matches!(self, Builtin::Kv(..))
+    }
+}
+
+/// The value `key` starts at in a KV map.
+fn kv_initial<'a>(default: &'a Value, initial: &'a [(Value, Value)], key: &Value) -> &'a Value {
+    debug_assert!(
+        initial.windows(2).all(|w| w[0].0 < w[1].0),
+        "sorted, each key once"
+    );
+    match initial.binary_search_by(|(k, _)| k.cmp(key)) {
+        Ok(i) => &initial[i].1,
+        Err(_) => default,
     }
 }
 
@@ -93,7 +116,7 @@ impl Model for Builtin {
     fn init(&mut self) -> State {
         match self {
             Builtin::Register(v) | Builtin::CasRegister(v) => State::Value(v.clone()),
-            Builtin::Kv(_) => State::Map(Vec::new()),
+            Builtin::Kv(..) => State::Map(Vec::new()),
             Builtin::Counter(n) => State::Int(*n),
             Builtin::Set(vs) => State::Set(sorted(vs.clone())),
             Builtin::Queue(vs, _) => State::Queue(vs.clone()),
@@ -104,8 +127,9 @@ impl Model for Builtin {
         let next = match (&*self, state) {
             (Builtin::Register(_), State::Value(s)) => value_step(s, op, false),
             (Builtin::CasRegister(_), State::Value(s)) => value_step(s, op, true),
-            (Builtin::Kv(initial), State::Map(m)) => {
+            (Builtin::Kv(default, initials), State::Map(m)) => {
                 let key = op.key.clone().unwrap_or(Value::Term(0));
+                let initial = kv_initial(default, initials, &key);
                 let at = m.binary_search_by(|(k, _)| k.cmp(&key));
                 let current = match at {
                     Ok(i) => &m[i].1,

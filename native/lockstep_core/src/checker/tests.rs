@@ -262,9 +262,33 @@ fn kv_is_checked_per_key_and_names_the_failing_key() {
         kv_op(0, 2, Some(3), Read, 1, vec![], Some(v(1))),
         kv_op(1, 2, Some(3), Read, 2, vec![], Some(NIL)),
     ]);
-    let err = run(Builtin::Kv(NIL), &ops, Consistency::Linearizable).unwrap_err();
+    let err = run(Builtin::kv(NIL, vec![]), &ops, Consistency::Linearizable).unwrap_err();
     assert_eq!(err.key, Some(v(2)));
     assert_eq!(err.ops, vec![1, 3]);
+}
+
+#[test]
+fn kv_keys_given_an_initial_value_start_there_the_others_at_the_default() {
+    // Key 1 starts at 7 (the later of two values given for it), key 2 at nil.
+    let model = || Builtin::kv(NIL, vec![(v(1), v(3)), (v(1), v(7))]);
+    let reads = |x, y| {
+        numbered(vec![
+            kv_op(0, 0, Some(1), Read, 1, vec![], Some(x)),
+            kv_op(1, 2, Some(3), Read, 2, vec![], Some(y)),
+        ])
+    };
+    for c in [Consistency::Linearizable, Consistency::Sequential] {
+        assert_eq!(run(model(), &reads(v(7), NIL), c), Ok(()));
+        assert!(run(model(), &reads(NIL, NIL), c).is_err());
+        assert!(run(model(), &reads(v(3), NIL), c).is_err());
+    }
+    // Written back to its initial value, a key is the same state as never written.
+    let ops = numbered(vec![
+        kv_op(0, 0, Some(1), Write, 1, vec![v(8)], Some(t(1))),
+        kv_op(0, 2, Some(3), Write, 1, vec![v(7)], Some(t(1))),
+        kv_op(1, 4, Some(5), Read, 1, vec![], Some(v(7))),
+    ]);
+    assert_eq!(run(model(), &ops, Consistency::Linearizable), Ok(()));
 }
 
 #[test]
@@ -293,7 +317,7 @@ fn sequential_consistency_of_kv_is_checked_whole() {
         kv_op(0, 2, Some(3), Read, 2, vec![], Some(NIL)),
         kv_op(1, 2, Some(3), Read, 1, vec![], Some(NIL)),
     ]);
-    let err = run(Builtin::Kv(NIL), &ops, Consistency::Sequential).unwrap_err();
+    let err = run(Builtin::kv(NIL, vec![]), &ops, Consistency::Sequential).unwrap_err();
     assert_eq!(err.key, None);
     assert_eq!(err.ops, vec![0, 1, 2, 3]);
     for key in [1, 2] {
@@ -303,7 +327,7 @@ fn sequential_consistency_of_kv_is_checked_whole() {
             .cloned()
             .collect();
         assert_eq!(
-            run(Builtin::Kv(NIL), &part, Consistency::Sequential),
+            run(Builtin::kv(NIL, vec![]), &part, Consistency::Sequential),
             Ok(())
         );
     }
@@ -551,7 +575,7 @@ proptest! {
             let stop = AtomicBool::new(false);
             // For sequential consistency `check` takes the whole history (it is not
             // compositional), with the Rust KV map model.
-            let per_key = run(Builtin::Kv(NIL), &ops, c).is_ok();
+            let per_key = run(Builtin::kv(NIL, vec![]), &ops, c).is_ok();
             let whole = match c {
                 Consistency::Linearizable => search::linearizable(&mut WholeKv, &ops, &Cancel(&stop)),
                 Consistency::Sequential => search::sequential(&mut WholeKv, &ops, &Cancel(&stop)),
