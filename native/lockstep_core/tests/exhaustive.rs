@@ -286,6 +286,10 @@ fn one_writer_and_n_readers_of_a_key_give_two_to_the_n_traces() {
             10_000,
         );
         assert_eq!(outcomes(&source), outcomes(&e), "N = {n}");
+        // Source sets with one initial per reversal (Algorithm 1) need no more here, as
+        // Concuerror's source mode: 2^N as well, none of them sleep-set blocked.
+        assert_eq!(source.runs.len(), 1 << n, "N = {n}, source");
+        assert_eq!(source.sleep_blocked, 0, "N = {n}, source");
     }
 }
 

@@ -16,11 +16,14 @@ defmodule Lockstep.ExhaustiveTest do
     test "one writer and N readers of one ETS key: 2^N interleavings, none sleep-blocked" do
       tab = table(0)
 
-      for n <- 2..6 do
+      # Source sets too (one initial per reversal, as Concuerror's source mode): 2^N.
+      for n <- 2..6, dpor <- [:optimal, :source] do
         summary =
-          Lockstep.run(Lockstep.TestSupport.readers_and_writer(tab, n), strategy: :exhaustive)
+          Lockstep.run(Lockstep.TestSupport.readers_and_writer(tab, n),
+            strategy: {:exhaustive, dpor: dpor}
+          )
 
-        assert summary.iterations == Integer.pow(2, n)
+        assert {dpor, summary.iterations} == {dpor, Integer.pow(2, n)}
         assert summary.complete
         assert summary.sleep_blocked == 0
 

@@ -616,18 +616,15 @@ impl Exhaustive {
                             || node.backtrack.contains(&a)
                             || node.done.iter().any(|e| e.actor == a)
                     };
-                    // Every initial of the reversal, not one as Algorithm 1 has it: less
-                    // reduction, kept as insurance (the large random runs of
-                    // docs/guide-exhaustive.md were made with it).
-                    let missing: Vec<Actor> = initials
-                        .iter()
-                        .copied()
-                        .filter(|&a| enabled_here(a) && !present(a))
-                        .collect();
-                    for a in missing {
-                        if !self.stack[i].backtrack.contains(&a) {
-                            self.stack[i].backtrack.push(a);
-                        }
+                    // Algorithm 1 of POPL'14: nothing to add if an initial of the reversal
+                    // is already explored, taken or scheduled here; otherwise one initial
+                    // (the first in `v`, so the search stays deterministic) is enough for a
+                    // source set.
+                    if initials.iter().any(|&a| present(a)) {
+                        continue;
+                    }
+                    if let Some(&a) = initials.iter().find(|&&a| enabled_here(a)) {
+                        self.stack[i].backtrack.push(a);
                     }
                 }
                 Dpor::Optimal => {
