@@ -323,8 +323,9 @@ defmodule Bench.Run do
 
   # 9: exhaustive search -----------------------------------------------------------------
 
-  # Concuerror's own suite explores roughly 300–3,000 interleavings per second on machines
-  # like this one (issue 13); the target is 10x that.
+  # Concuerror explores 2,100–3,100 interleavings per second of these readers programs on
+  # this machine, start-up left out (bench/concuerror/, docs/PERFORMANCE.md "Concuerror on
+  # the same programs, measured here"); issue 13's target is 10x that.
   @concuerror_rate 3_000
 
   def exhaustive_table(rounds) do
