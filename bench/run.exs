@@ -182,6 +182,7 @@ defmodule Bench.Run do
     send_ext = op_rounds(rounds, fn -> Micro.send_external(hops) end)
     emu = op_rounds(rounds, fn -> Micro.protocol_without_nif(hops) end)
     pair = Enum.min_by(Timing.rounds(rounds, fn -> Micro.yield_pair(div(hops, 2)) end), & &1.ns)
+    engine = engine_hop(hops, rounds)
 
     # pair: total = steps * continue + switches * (handoff - continue)
     handoff =
@@ -213,6 +214,12 @@ defmodule Bench.Run do
           "hop protocol without NIF, per hop",
           fmt(emu.best),
           "payload carried into the wake-up; #{fmt(emu.cs, 2)} ctx switches/hop"
+        ],
+        [
+          "the engine's two steps of a hop, no BEAM",
+          engine.long,
+          "native/lockstep_core/examples/engine_hop.rs, one #{fmt_int(hops)}-hop iteration " <>
+            "(#{engine.short} in 200-hop ones)"
         ],
         ["raw hop (for reference)", fmt(raw.best), ""]
       ]
@@ -319,6 +326,22 @@ defmodule Bench.Run do
         "(target <= 1.10); instrumented hop in a run / API hop: " <>
         "#{fmt(inside.best / api.best, 2)}"
     )
+  end
+
+  # The engine alone (cargo example): `%{long: "µs", short: "µs"}`, or "-" where cargo is
+  # not at hand.
+  defp engine_hop(hops, rounds) do
+    args = ~w(run --release -q -p lockstep_core --example engine_hop) ++ ["#{hops}", "#{rounds}"]
+
+    with {out, 0} <- System.cmd("cargo", args, stderr_to_stdout: true),
+         [long, short] <- Regex.scan(~r/([0-9.]+) ns\/hop/, out, capture: :all_but_first) do
+      as_us = fn [ns] -> fmt(String.to_float(ns) / 1000) end
+      %{long: as_us.(long), short: as_us.(short)}
+    else
+      _ -> %{long: "-", short: "-"}
+    end
+  rescue
+    ErlangError -> %{long: "-", short: "-"}
   end
 
   # 9: exhaustive search -----------------------------------------------------------------
