@@ -78,7 +78,7 @@ struct Ev {
 }
 
 /// A wake-up tree below a node: ordered branches, leftmost explored first.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Wut {
     ev: Ev,
     children: Vec<Wut>,
@@ -199,6 +199,108 @@ enum Decided {
     Diverged(Actor),
 }
 
+/// Happens-before of the last execution whose races were found, kept for the next one:
+/// its nodes before the branch node are the same (see `detect_races`). One vector clock
+/// per node, stored flat: node k's clock is `data[start[k]..start[k + 1]]`, one entry per
+/// actor seen up to k, actors numbered densely in the order they first step.
+#[derive(Clone, Default)]
+struct Clocks {
+    /// Nodes `0..valid` are those the clocks were computed for.
+    valid: usize,
+    /// Each node's dense actor index, and its actor's count of steps up to it (1-based).
+    idx: Vec<u32>,
+    seq: Vec<u32>,
+    start: Vec<usize>,
+    data: Vec<u32>,
+    // Scratch, kept for its capacity: dense index + 1 by interned actor (0: not seen),
+    // the last node of each dense actor, the races found.
+    dense: Vec<u32>,
+    last: Vec<usize>,
+    races: Vec<(usize, usize)>,
+}
+
+impl Clocks {
+    /// The clocks of `stack` (a finished execution), those of nodes `0..from` being kept
+    /// from the execution before (`from <= valid`), and the races whose later step is at
+    /// or after `from`, in execution order of that step, nearest earlier step first.
+    fn compute(&mut self, stack: &[Node], from: usize) {
+        self.idx.truncate(from);
+        self.seq.truncate(from);
+        self.start.truncate(from + 1);
+        if self.start.is_empty() {
+            self.start.push(0);
+        }
+        self.data.truncate(self.start[from]);
+        self.races.clear();
+        self.last.clear();
+        let mut width = 0usize;
+        for (k, node) in stack.iter().enumerate() {
+            let a = node.taken as usize;
+            if self.dense.len() <= a {
+                self.dense.resize(a + 1, 0);
+            }
+            if self.dense[a] == 0 {
+                width += 1;
+                self.dense[a] = width as u32;
+                self.last.push(usize::MAX);
+            }
+            let ak = self.dense[a] as usize - 1;
+            if k < from {
+                debug_assert_eq!(self.idx[k] as usize, ak);
+                self.last[ak] = k;
+                continue;
+            }
+            let seq = match self.last[ak] {
+                usize::MAX => 1,
+                p => self.seq[p] + 1,
+            };
+            self.idx.push(ak as u32);
+            self.seq.push(seq);
+            // Node k's clock: its actor's last one, joined with that of every earlier step
+            // it depends on and does not already happen after (each such pair a race).
+            let begin = self.data.len();
+            if let Some(&p) = self.last.get(ak).filter(|&&p| p != usize::MAX) {
+                let (s, e) = (self.start[p], self.start[p + 1]);
+                self.data.extend_from_within(s..e);
+            }
+            self.data.resize(begin + width, 0);
+            for i in (0..k).rev() {
+                let ai = self.idx[i] as usize;
+                if ai == ak || self.data[begin + ai] >= self.seq[i] {
+                    continue;
+                }
+                if !dependent(&stack[i].fp, &node.fp, false) {
+                    continue;
+                }
+                self.races.push((i, k));
+                let (s, e) = (self.start[i], self.start[i + 1]);
+                let (before, row) = self.data.split_at_mut(begin);
+                for (x, y) in row.iter_mut().zip(&before[s..e]) {
+                    *x = (*x).max(*y);
+                }
+            }
+            self.data[begin + ak] = seq;
+            self.start.push(self.data.len());
+            self.last[ak] = k;
+        }
+        for node in stack {
+            self.dense[node.taken as usize] = 0;
+        }
+        self.valid = stack.len();
+    }
+
+    fn row(&self, k: usize) -> &[u32] {
+        &self.data[self.start[k]..self.start[k + 1]]
+    }
+
+    /// Whether node x happens before node y (or is y).
+    fn hb(&self, x: usize, y: usize) -> bool {
+        let row = self.row(y);
+        row.get(self.idx[x] as usize)
+            .is_some_and(|&c| c >= self.seq[x])
+    }
+}
+
 #[derive(Clone)]
 pub struct Exhaustive {
     dpor: Dpor,
@@ -235,6 +337,7 @@ pub struct Exhaustive {
     blocked: bool,
     run_actor: Vec<Option<Actor>>,
     pair_actor: HashMap<(ProcId, ProcId), Actor>,
+    clocks: Clocks,
 }
 
 impl Exhaustive {
@@ -265,6 +368,7 @@ impl Exhaustive {
             blocked: false,
             run_actor: Vec::new(),
             pair_actor: HashMap::new(),
+            clocks: Clocks::default(),
         }
     }
 
@@ -513,48 +617,69 @@ impl Exhaustive {
 
     /// Race detection over the finished execution (nodes `0..n`), then a backtrack point
     /// or wake-up sequence for each race.
-    fn detect_races(&mut self, n: usize) {
-        // Dense per-execution actor indices for the vector clocks.
-        let mut local: HashMap<Actor, usize> = HashMap::new();
-        let idx: Vec<usize> = (0..n)
-            .map(|k| {
-                let next = local.len();
-                *local.entry(self.stack[k].taken).or_insert(next)
-            })
-            .collect();
-        let width = local.len();
-        let mut seq = vec![0u32; n];
-        let mut count = vec![0u32; width];
-        let mut last: Vec<Option<usize>> = vec![None; width];
-        let mut vc: Vec<Vec<u32>> = Vec::with_capacity(n);
-        let mut races: Vec<(usize, usize)> = Vec::new();
-        for j in 0..n {
-            let aj = idx[j];
-            count[aj] += 1;
-            seq[j] = count[aj];
-            let mut c = match last[aj] {
-                Some(p) => vc[p].clone(),
-                None => vec![0; width],
-            };
-            for i in (0..j).rev() {
-                let ai = idx[i];
-                if ai == aj || c[ai] >= seq[i] {
-                    continue;
-                }
-                if !dependent(&self.stack[i].fp, &self.stack[j].fp, false) {
-                    continue;
-                }
-                races.push((i, j));
-                for (x, y) in c.iter_mut().zip(vc[i].iter()) {
-                    *x = (*x).max(*y);
-                }
-            }
-            c[aj] = seq[j];
-            vc.push(c);
-            last[aj] = Some(j);
+    ///
+    /// Only races whose later step is new in this execution (the branch node's or after)
+    /// are looked at. The nodes before the branch node are those of the execution before,
+    /// whose races were all looked at then (by induction, in the first execution that ran
+    /// both steps); that is Algorithm 1 of Abdulla, Aronis, Jonsson, Sagonas (POPL'14;
+    /// JACM'17 §4), where a race is found once, when its later step is explored, and what
+    /// Concuerror does for source sets (`concuerror_scheduler:plan_more_interleavings`
+    /// plans from the untimed part of the trace only). Looking at such a race again
+    /// changes nothing here, for optimal DPOR too: what is done with race (i, j) depends on
+    /// the steps i..=j (the same, and the wake-up sequence stops at j: JACM'17 Algorithm 2
+    /// takes notdep(e, E) over all of E, which is why Nidhugg and Concuerror's optimal mode
+    /// look at every race again) and on node i's sleep set, done set, backtrack set and
+    /// wake-up tree, which have not lost anything since: a node's branches are removed
+    /// only when it moves on, and it has not (it lies above the branch node). Inserting
+    /// into a wake-up tree what it already took in is a no-op (the insertion follows the
+    /// same leftmost branches, since branches are only ever added to the right, and ends
+    /// at a leaf or at the end of the sequence), and so is adding a backtrack actor
+    /// already present. The test that pins the literature programs' explorations and the
+    /// large random runs of docs/guide-exhaustive.md check that the explored interleavings,
+    /// their order and counts are unchanged by this.
+    ///
+    /// The vector clocks of the shared nodes are kept from the execution before
+    /// (`Clocks`); those of the new ones are computed: happens-before is program order
+    /// plus the dependent pairs in execution order.
+    fn detect_races(&mut self, n: usize, valid: usize) {
+        let mut clocks = std::mem::take(&mut self.clocks);
+        let from = valid.min(self.prefix.saturating_sub(1)).min(n);
+        clocks.compute(&self.stack[..n], from);
+        let races = std::mem::take(&mut clocks.races);
+        #[cfg(debug_assertions)]
+        {
+            // Checks what the comment above argues: the clocks kept are those computed
+            // afresh, and the races left out change nothing when looked at again (first,
+            // as they come first in execution order).
+            let mut fresh = Clocks::default();
+            fresh.compute(&self.stack[..n], 0);
+            assert_eq!((&fresh.data, &fresh.start), (&clocks.data, &clocks.start));
+            let (old, new): (Vec<_>, Vec<_>) = fresh.races.iter().partition(|r| r.1 < from);
+            assert_eq!(new, races);
+            let before: Vec<_> = self.stack[..n]
+                .iter()
+                .map(|x| (x.backtrack.clone(), x.wut.clone()))
+                .collect();
+            self.reverse_races(&old, &clocks);
+            let after: Vec<_> = self.stack[..n]
+                .iter()
+                .map(|x| (x.backtrack.clone(), x.wut.clone()))
+                .collect();
+            assert!(
+                before == after,
+                "a race of the shared prefix changed the search"
+            );
         }
-        let hb = |x: usize, y: usize| vc[y][idx[x]] >= seq[x];
-        for (i, j) in races {
+        self.reverse_races(&races, &clocks);
+        clocks.races = races;
+        self.clocks = clocks;
+    }
+
+    /// A backtrack point (source) or wake-up sequence (optimal) for each race `(i, j)`,
+    /// in the order found.
+    fn reverse_races(&mut self, races: &[(usize, usize)], clocks: &Clocks) {
+        let hb = |x: usize, y: usize| clocks.hb(x, y);
+        for &(i, j) in races {
             // Only a reversible race counts: j's actor must be able to go before i. If what
             // made it able to run at all (the last step after which it was offered) is i,
             // or comes after i, the pair is a cause and its effect (a spawn and the child's
@@ -861,7 +986,10 @@ impl Exhaustive {
     /// decided in.
     fn fork(&mut self, n: usize, last: Node) -> Exhaustive {
         let stack = std::mem::take(&mut self.stack);
+        let clocks = std::mem::take(&mut self.clocks);
+        // A fork runs one execution as a follower and finds no races: no clocks.
         let mut copy = self.clone();
+        self.clocks = clocks;
         copy.stack = stack[..n].iter().map(Node::light).collect();
         copy.stack.push(last);
         self.stack = stack;
@@ -1052,6 +1180,8 @@ impl Exhaustive {
         if self.broken {
             return Ok(());
         }
+        // The clocks are kept only from one race detection to the next.
+        let valid = std::mem::take(&mut self.clocks.valid);
         self.explored += 1;
         if let Some(expected) = self.ended_early() {
             self.broken = true;
@@ -1077,7 +1207,7 @@ impl Exhaustive {
             return Ok(());
         }
         if self.dpor != Dpor::None && !self.sleep_only {
-            self.detect_races(n);
+            self.detect_races(n, valid);
         }
         self.next_branch();
         Ok(())
