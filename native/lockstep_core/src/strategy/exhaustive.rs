@@ -217,6 +217,11 @@ struct Clocks {
     dense: Vec<u32>,
     last: Vec<usize>,
     races: Vec<(usize, usize)>,
+    /// Per node: the last node before it at which its actor was not offered (`usize::MAX`:
+    /// none), what made the actor able to run (see `reverse_races`); and its scratch.
+    enabler: Vec<usize>,
+    absent: Vec<usize>,
+    mark: Vec<usize>,
 }
 
 impl Clocks {
@@ -283,10 +288,36 @@ impl Clocks {
             self.start.push(self.data.len());
             self.last[ak] = k;
         }
+        // One pass for every node's enabler, rather than a walk back from each step of
+        // each race.
+        self.enabler.clear();
+        self.absent.clear();
+        self.absent.resize(width, usize::MAX);
+        self.mark.clear();
+        self.mark.resize(width, usize::MAX);
+        for (m, node) in stack.iter().enumerate() {
+            self.enabler.push(self.absent[self.idx[m] as usize]);
+            for e in &node.enabled {
+                if let Some(&d) = self.dense.get(e.0 as usize).filter(|&&d| d != 0) {
+                    self.mark[d as usize - 1] = m;
+                }
+            }
+            for (absent, &mark) in self.absent.iter_mut().zip(&self.mark) {
+                if mark != m {
+                    *absent = m;
+                }
+            }
+        }
         for node in stack {
             self.dense[node.taken as usize] = 0;
         }
         self.valid = stack.len();
+    }
+
+    /// The last node in `i..k` at which node k's actor was not offered.
+    fn enabler_since(&self, i: usize, k: usize) -> Option<usize> {
+        let m = self.enabler[k];
+        (m != usize::MAX && m >= i).then_some(m)
     }
 
     fn row(&self, k: usize) -> &[u32] {
@@ -654,6 +685,12 @@ impl Exhaustive {
             let mut fresh = Clocks::default();
             fresh.compute(&self.stack[..n], 0);
             assert_eq!((&fresh.data, &fresh.start), (&clocks.data, &clocks.start));
+            for (k, node) in self.stack[..n].iter().enumerate() {
+                let walked = (0..k)
+                    .rev()
+                    .find(|&m| !self.stack[m].enabled.iter().any(|e| e.0 == node.taken));
+                assert_eq!(clocks.enabler_since(0, k), walked);
+            }
             let (old, new): (Vec<_>, Vec<_>) = fresh.races.iter().partition(|r| r.1 < from);
             assert_eq!(new, races);
             let before: Vec<_> = self.stack[..n]
@@ -684,10 +721,7 @@ impl Exhaustive {
             // made it able to run at all (the last step after which it was offered) is i,
             // or comes after i, the pair is a cause and its effect (a spawn and the child's
             // start, a send and its delivery, a message and the blocked receive it woke).
-            let aj = self.stack[j].taken;
-            let enabler = (i..j)
-                .rev()
-                .find(|&k| !self.stack[k].enabled.iter().any(|e| e.0 == aj));
+            let enabler = clocks.enabler_since(i, j);
             if enabler.is_some_and(|k| k == i || hb(i, k)) {
                 continue;
             }
@@ -709,9 +743,8 @@ impl Exhaustive {
             let mut v: Vec<usize> = Vec::new();
             for k in (i + 1)..=j {
                 let ak = stack[k].taken;
-                let woken = (i..k)
-                    .rev()
-                    .find(|&m| !stack[m].enabled.iter().any(|e| e.0 == ak))
+                let woken = clocks
+                    .enabler_since(i, k)
                     .is_some_and(|m| m == i || hb(i, m) || caused.contains(&m));
                 let after_caused = caused.iter().any(|&c| stack[c].taken == ak || hb(c, k));
                 if k != j && hb(i, k) {
