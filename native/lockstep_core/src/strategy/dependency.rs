@@ -119,30 +119,36 @@ pub struct Footprint {
 /// [`Summary::meet`]. Each item sets the bit of its object class and either a bit hashed
 /// from its object's identity (it can conflict only with an item of the same identity) or
 /// its class's *wild* bit (it can conflict with any item of its class: `registered/0`'s
-/// every name, a name or an unstable shared object compared across executions). An item
-/// that can conflict with nothing (a message compared across executions) sets nothing.
+/// every name, a name or an unstable shared object compared across executions), among the
+/// reads or among the other accesses: two reads of one object never conflict, which is
+/// what tells most steps on one shared table apart. An item that can conflict with
+/// nothing (a message compared across executions) sets nothing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Summary {
-    ids: u64,
-    classes: u16,
-    wild: u16,
+    /// Hashed identities, and classes, of the reads (`[0]`) and the other accesses (`[1]`).
+    ids: [u64; 2],
+    classes: [u16; 2],
+    wild: [u16; 2],
 }
 
 impl Summary {
     fn meet(self, other: Summary) -> bool {
-        self.ids & other.ids != 0
-            || self.wild & other.classes != 0
-            || other.wild & self.classes != 0
+        let (a, b) = (self, other);
+        // A write meets a read or a write; a read meets a write.
+        a.ids[1] & (b.ids[0] | b.ids[1]) | a.ids[0] & b.ids[1] != 0
+            || a.wild[1] & (b.classes[0] | b.classes[1]) | a.wild[0] & b.classes[1] != 0
+            || b.wild[1] & (a.classes[0] | a.classes[1]) | b.wild[0] & a.classes[1] != 0
     }
 
-    fn add(&mut self, class: u16, id: Option<u64>) {
-        self.classes |= 1 << class;
+    fn add(&mut self, class: u16, id: Option<u64>, read: bool) {
+        let rw = usize::from(!read);
+        self.classes[rw] |= 1 << class;
         match id {
             Some(id) => {
                 let h = (id ^ (u64::from(class) << 56)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                self.ids |= 1 << (h >> 58);
+                self.ids[rw] |= 1 << (h >> 58);
             }
-            None => self.wild |= 1 << class,
+            None => self.wild[rw] |= 1 << class,
         }
     }
 }
@@ -177,7 +183,9 @@ impl Footprint {
             self.items.push((obj, access));
             for (summary, cross) in [(&mut self.exact, false), (&mut self.loose, true)] {
                 if let Some((class, id)) = summary_key(obj, cross) {
-                    summary.add(class, id);
+                    // Mailbox accesses are never plain reads: `mailbox_conflict` decides.
+                    let read = access == Access::Read && !matches!(obj, Obj::Mailbox(_));
+                    summary.add(class, id, read);
                 }
             }
         }
