@@ -369,7 +369,12 @@ pub struct Exhaustive {
     run_actor: Vec<Option<Actor>>,
     pair_actor: HashMap<(ProcId, ProcId), Actor>,
     clocks: Clocks,
+    /// `pick`'s buffers: the choices offered with their actors and draws, and the actors
+    /// with their draws alone.
+    offer_buf: OfferBuf,
 }
+
+type OfferBuf = (Vec<(Actor, Choice, Option<u64>)>, Vec<(Actor, Option<u64>)>);
 
 impl Exhaustive {
     /// `bound`: at most this many preemptions per schedule (then the search is plain
@@ -400,6 +405,7 @@ impl Exhaustive {
             run_actor: Vec::new(),
             pair_actor: HashMap::new(),
             clocks: Clocks::default(),
+            offer_buf: OfferBuf::default(),
         }
     }
 
@@ -477,20 +483,24 @@ impl Exhaustive {
         &mut self,
         view: &View<'_>,
         choices: &ChoiceSet,
-    ) -> Vec<(Actor, Choice, Option<u64>)> {
-        (0..choices.len())
-            .map(|i| {
-                let c = choices.get(i);
-                let n = match c {
-                    Choice::Run(p) => match view.pending(p) {
-                        Op::Random { n } => Some(n),
-                        _ => None,
-                    },
+        offered: &mut Vec<(Actor, Choice, Option<u64>)>,
+        actors: &mut Vec<(Actor, Option<u64>)>,
+    ) {
+        offered.clear();
+        actors.clear();
+        for i in 0..choices.len() {
+            let c = choices.get(i);
+            let n = match c {
+                Choice::Run(p) => match view.pending(p) {
+                    Op::Random { n } => Some(n),
                     _ => None,
-                };
-                (self.actor_of(view, c), c, n)
-            })
-            .collect()
+                },
+                _ => None,
+            };
+            let a = self.actor_of(view, c);
+            offered.push((a, c, n));
+            actors.push((a, n));
+        }
     }
 
     /// Completes the footprint of the step in progress from what the session recorded.
@@ -614,13 +624,11 @@ impl Exhaustive {
             }
             node.wut = std::mem::take(&mut parent.next_wut);
         }
-        let allowed: Vec<bool> = offered
-            .iter()
-            .map(|&(a, _)| match self.bound {
-                Some(k) => node.preemptions + u32::from(node.preempts(a, is_run)) <= k,
-                None => true,
-            })
-            .collect();
+        let bound = self.bound;
+        let allowed = |node: &Node, a: Actor| match bound {
+            Some(k) => node.preemptions + u32::from(node.preempts(a, is_run)) <= k,
+            None => true,
+        };
         // Optimal: the leftmost wake-up branch that can be taken here.
         while !node.wut.is_empty() {
             let branch = node.wut.remove(0);
@@ -631,16 +639,17 @@ impl Exhaustive {
                 return Some((node, i));
             }
         }
-        let first = offered.iter().zip(&allowed).position(|(&(a, n), &ok)| {
-            ok && (self.dpor == Dpor::None || !Self::asleep(&node.sleep, a, n))
+        let first = offered.iter().position(|&(a, n)| {
+            allowed(&node, a) && (self.dpor == Dpor::None || !Self::asleep(&node.sleep, a, n))
         })?;
         node.taken = offered[first].0;
         if self.dpor == Dpor::None || self.sleep_only {
+            // `allowed` reads only what was set before `taken`.
+            let taken = node.taken;
             node.backtrack = offered
                 .iter()
-                .zip(&allowed)
-                .filter(|&(o, &ok)| o.0 != node.taken && ok)
-                .map(|(o, _)| o.0)
+                .filter(|o| o.0 != taken && allowed(&node, o.0))
+                .map(|o| o.0)
                 .collect();
         }
         Some((node, first))
@@ -838,12 +847,12 @@ impl Exhaustive {
     /// took it). So the first disabling step seen makes the search start over as depth-first
     /// search with sleep sets alone (Godefroid 1996), which is sound with a dependency
     /// relation that orders the disabling step against everything.
-    fn note_disabling(&mut self, k: usize, next: &[Actor]) {
+    fn note_disabling(&mut self, k: usize, next: &[(Actor, Option<u64>)]) {
         let node = &mut self.stack[k];
         let disables = node
             .enabled
             .iter()
-            .any(|e| e.0 != node.taken && !next.contains(&e.0));
+            .any(|e| e.0 != node.taken && !next.iter().any(|o| o.0 == e.0));
         if disables {
             node.fp.set_global();
             if self.dpor != Dpor::None && !self.sleep_only {
@@ -1132,8 +1141,7 @@ impl Exhaustive {
         // those after it are new.
         let replayed = d + 1 < self.prefix;
         if d > 0 && d >= self.prefix {
-            let next: Vec<Actor> = offered.iter().map(|o| o.0).collect();
-            self.note_disabling(d - 1, &next);
+            self.note_disabling(d - 1, offered);
         }
         let at = if d < self.stack.len() {
             let taken = self.stack[d].taken;
@@ -1366,44 +1374,20 @@ impl Strategy for Exhaustive {
         if (self.blocked || self.broken) && self.record.is_none() {
             return Ok(choices.get(0));
         }
-        let offered = self.offered(view, choices);
-        let actors: Vec<(Actor, Option<u64>)> = offered.iter().map(|&(a, _, n)| (a, n)).collect();
+        // The buffers are kept from one pick to the next (a pick is made at every step).
+        let (mut offered, mut actors) = std::mem::take(&mut self.offer_buf);
+        self.offered(view, choices, &mut offered, &mut actors);
         let decided = self.decide(&actors);
         if let Some(rec) = &mut self.record {
             let picked = match decided {
                 Decided::At(i) => Some(i),
                 _ => None,
             };
-            rec.push(Rec::Pick(actors, picked));
+            rec.push(Rec::Pick(actors.clone(), picked));
         }
-        match decided {
-            // A step before the branch node: its footprint is known already.
-            Decided::At(i) if self.in_progress.is_none() => Ok(offered[i].1),
-            Decided::At(i) => {
-                let choice = offered[i].1;
-                let (op, aliases) = match choice {
-                    Choice::Run(p) => {
-                        let proc = &view.procs()[p as usize];
-                        debug_assert_eq!(proc.state, ProcState::Ready);
-                        (Some(proc.pending), proc.aliases.len())
-                    }
-                    _ => (None, 0),
-                };
-                self.live = Some(LiveStep {
-                    step: view.step,
-                    choice,
-                    op,
-                    aliases,
-                });
-                Ok(choice)
-            }
-            Decided::Any => Ok(choices.get(0)),
-            Decided::Diverged(expected) => Err(Divergence {
-                step: view.step,
-                expected: Some(self.decision(expected)),
-                got: offered.iter().map(|o| view.decision_for(o.1)).collect(),
-            }),
-        }
+        let result = self.picked(view, choices, decided, &offered);
+        self.offer_buf = (offered, actors);
+        result
     }
 
     fn random(&mut self, view: &View<'_>, n: u64) -> Result<u64, Divergence> {
@@ -1451,5 +1435,45 @@ impl Strategy for Exhaustive {
             exhausted: self.exhausted,
             restarted: self.restarted,
         })
+    }
+}
+
+impl Exhaustive {
+    /// What `pick` returns for the decision made on `offered`.
+    fn picked(
+        &mut self,
+        view: &View<'_>,
+        choices: &ChoiceSet,
+        decided: Decided,
+        offered: &[(Actor, Choice, Option<u64>)],
+    ) -> Result<Choice, Divergence> {
+        match decided {
+            // A step before the branch node: its footprint is known already.
+            Decided::At(i) if self.in_progress.is_none() => Ok(offered[i].1),
+            Decided::At(i) => {
+                let choice = offered[i].1;
+                let (op, aliases) = match choice {
+                    Choice::Run(p) => {
+                        let proc = &view.procs()[p as usize];
+                        debug_assert_eq!(proc.state, ProcState::Ready);
+                        (Some(proc.pending), proc.aliases.len())
+                    }
+                    _ => (None, 0),
+                };
+                self.live = Some(LiveStep {
+                    step: view.step,
+                    choice,
+                    op,
+                    aliases,
+                });
+                Ok(choice)
+            }
+            Decided::Any => Ok(choices.get(0)),
+            Decided::Diverged(expected) => Err(Divergence {
+                step: view.step,
+                expected: Some(self.decision(expected)),
+                got: offered.iter().map(|o| view.decision_for(o.1)).collect(),
+            }),
+        }
     }
 }
