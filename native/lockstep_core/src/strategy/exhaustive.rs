@@ -806,20 +806,18 @@ impl Exhaustive {
                         continue;
                     }
                     let stack = &self.stack;
-                    let ev_of = |k: usize| Ev {
-                        actor: stack[k].taken,
-                        value: stack[k].random.map(|r| r.1),
-                        fp: stack[k].fp.clone(),
+                    let wi = |e: (Actor, Option<u64>, &Footprint)| {
+                        weak_initial(e, &v, stack, &hb) != Wi::No
                     };
-                    let wi = |e: &Ev, v: &[usize]| weak_initial(e, v, stack, &hb);
                     let node = &stack[i];
-                    let current = ev_of(i);
+                    // What was explored here, and the step taken here now.
+                    let current = (node.taken, node.random.map(|r| r.1), &node.fp);
                     if node
                         .sleep
                         .iter()
                         .chain(node.done.iter())
-                        .chain(std::iter::once(&current))
-                        .any(|e| wi(e, &v) != Wi::No)
+                        .any(|e| wi((e.actor, e.value, &e.fp)))
+                        || wi(current)
                     {
                         continue;
                     }
@@ -1277,11 +1275,16 @@ enum Wi {
 /// Whether `e` is a weak initial of `v` (JACM'17 Def. 6.1): its actor's first step in
 /// `v` is the same event and nothing in `v` happens before it, or its actor is absent
 /// from `v` and `e` is independent of every step of `v`.
-fn weak_initial(e: &Ev, v: &[usize], stack: &[Node], hb: &dyn Fn(usize, usize) -> bool) -> Wi {
-    match v.iter().position(|&k| stack[k].taken == e.actor) {
+fn weak_initial(
+    (actor, value, fp): (Actor, Option<u64>, &Footprint),
+    v: &[usize],
+    stack: &[Node],
+    hb: &dyn Fn(usize, usize) -> bool,
+) -> Wi {
+    match v.iter().position(|&k| stack[k].taken == actor) {
         Some(pos) => {
             let k = v[pos];
-            let same_value = match (e.value, stack[k].random) {
+            let same_value = match (value, stack[k].random) {
                 (Some(a), Some((_, b))) => a == b,
                 (None, None) => true,
                 _ => false,
@@ -1292,7 +1295,7 @@ fn weak_initial(e: &Ev, v: &[usize], stack: &[Node], hb: &dyn Fn(usize, usize) -
                 Wi::No
             }
         }
-        None if v.iter().all(|&k| !dependent(&e.fp, &stack[k].fp, true)) => Wi::Absent,
+        None if v.iter().all(|&k| !dependent(fp, &stack[k].fp, true)) => Wi::Absent,
         None => Wi::No,
     }
 }
@@ -1308,13 +1311,12 @@ fn insert(
 ) {
     let mut cur = tree;
     loop {
-        let hit =
-            cur.iter()
-                .enumerate()
-                .find_map(|(b, w)| match weak_initial(&w.ev, &v, stack, hb) {
-                    Wi::No => None,
-                    found => Some((b, found)),
-                });
+        let hit = cur.iter().enumerate().find_map(|(b, w)| {
+            match weak_initial((w.ev.actor, w.ev.value, &w.ev.fp), &v, stack, hb) {
+                Wi::No => None,
+                found => Some((b, found)),
+            }
+        });
         match hit {
             Some((b, found)) => {
                 if let Wi::At(pos) = found {
