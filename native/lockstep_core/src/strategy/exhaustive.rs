@@ -661,22 +661,22 @@ impl Exhaustive {
     /// Only races whose later step is new in this execution (the branch node's or after)
     /// are looked at. The nodes before the branch node are those of the execution before,
     /// whose races were all looked at then (by induction, in the first execution that ran
-    /// both steps); that is Algorithm 1 of Abdulla, Aronis, Jonsson, Sagonas (POPL'14;
-    /// JACM'17 §4), where a race is found once, when its later step is explored, and what
-    /// Concuerror does for source sets (`concuerror_scheduler:plan_more_interleavings`
-    /// plans from the untimed part of the trace only). Looking at such a race again
-    /// changes nothing here, for optimal DPOR too: what is done with race (i, j) depends on
-    /// the steps i..=j (the same, and the wake-up sequence stops at j: JACM'17 Algorithm 2
-    /// takes notdep(e, E) over all of E, which is why Nidhugg and Concuerror's optimal mode
-    /// look at every race again) and on node i's sleep set, done set, backtrack set and
-    /// wake-up tree, which have not lost anything since: a node's branches are removed
-    /// only when it moves on, and it has not (it lies above the branch node). Inserting
-    /// into a wake-up tree what it already took in is a no-op (the insertion follows the
-    /// same leftmost branches, since branches are only ever added to the right, and ends
-    /// at a leaf or at the end of the sequence), and so is adding a backtrack actor
-    /// already present. The test that pins the literature programs' explorations and the
-    /// large random runs of docs/guide-exhaustive.md check that the explored interleavings,
-    /// their order and counts are unchanged by this.
+    /// both steps); that is Algorithm 1 of Abdulla, Aronis, Jonsson, Sagonas (POPL'14, and
+    /// JACM'17's source-DPOR), where a race is found once, when its later step is explored,
+    /// and what Concuerror does for source sets
+    /// (`concuerror_scheduler:plan_more_interleavings` plans from the untimed part of the
+    /// trace only). Looking at such a race again changes nothing here, for optimal DPOR
+    /// too: what is done with race (i, j) depends on the steps i..=j (the same, and the
+    /// wake-up sequence stops at j: JACM'17 Algorithm 2 takes notdep(e, E) over all of E,
+    /// and Concuerror's optimal mode and Nidhugg look at every race of the execution again)
+    /// and on node i's sleep set, done set, backtrack set and wake-up tree, which have not
+    /// lost anything since: a node's branches are removed only when it moves on, and it has
+    /// not (it lies above the branch node). Inserting into a wake-up tree what it already
+    /// took in is a no-op (the insertion follows the same leftmost branches, since branches
+    /// are only ever added to the right, and ends at a leaf or at the end of the sequence),
+    /// and so is adding a backtrack actor already present. Debug builds check it (below);
+    /// the test that pins the literature programs' explorations checks that the explored
+    /// interleavings, their order and counts are unchanged by it.
     ///
     /// The vector clocks of the shared nodes are kept from the execution before
     /// (`Clocks`); those of the new ones are computed: happens-before is program order
