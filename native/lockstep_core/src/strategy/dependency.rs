@@ -103,22 +103,109 @@ pub enum Access {
 }
 
 /// What one step touched. `global`: dependent with every step.
+///
+/// Beside the items, two summaries (one per setting of `dependent`'s `cross`) let most
+/// independent pairs be told apart in a few instructions: race detection compares every
+/// pair of steps of an execution, and most pairs touch nothing in common.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Footprint {
-    pub global: bool,
-    pub items: Vec<(Obj, Access)>,
+    global: bool,
+    items: Vec<(Obj, Access)>,
+    exact: Summary,
+    loose: Summary,
+}
+
+/// A summary of a footprint's items: if two items conflict, their footprints' summaries
+/// [`Summary::meet`]. Each item sets the bit of its object class and either a bit hashed
+/// from its object's identity (it can conflict only with an item of the same identity) or
+/// its class's *wild* bit (it can conflict with any item of its class: `registered/0`'s
+/// every name, a name or an unstable shared object compared across executions), among the
+/// reads or among the other accesses: two reads of one object never conflict, which is
+/// what tells most steps on one shared table apart. An item that can conflict with
+/// nothing (a message compared across executions) sets nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Summary {
+    /// Hashed identities, and classes, of the reads (`[0]`) and the other accesses (`[1]`).
+    ids: [u64; 2],
+    classes: [u16; 2],
+    wild: [u16; 2],
+}
+
+impl Summary {
+    fn meet(self, other: Summary) -> bool {
+        let (a, b) = (self, other);
+        // A write meets a read or a write; a read meets a write.
+        a.ids[1] & (b.ids[0] | b.ids[1]) | a.ids[0] & b.ids[1] != 0
+            || a.wild[1] & (b.classes[0] | b.classes[1]) | a.wild[0] & b.classes[1] != 0
+            || b.wild[1] & (a.classes[0] | a.classes[1]) | b.wild[0] & a.classes[1] != 0
+    }
+
+    fn add(&mut self, class: u16, id: Option<u64>, read: bool) {
+        let rw = usize::from(!read);
+        self.classes[rw] |= 1 << class;
+        match id {
+            Some(id) => {
+                let h = (id ^ (u64::from(class) << 56)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                self.ids[rw] |= 1 << (h >> 58);
+            }
+            None => self.wild[rw] |= 1 << class,
+        }
+    }
+}
+
+/// An item's object class and identity for [`Summary`], within one execution (`cross`
+/// false) or across two; `None` when the item conflicts with nothing in that setting.
+/// Must agree with `conflict`: two items that conflict have one class, and equal
+/// identities or one of them wild (`Some((class, None))`).
+fn summary_key(obj: Obj, cross: bool) -> Option<(u16, Option<u64>)> {
+    let pair = |a: u32, b: u32| (u64::from(a) << 32) | u64::from(b);
+    Some(match obj {
+        Obj::Mailbox(p) => (0, Some(u64::from(p))),
+        Obj::Msg(_) if cross => return None,
+        Obj::Msg(m) => (1, Some(u64::from(m))),
+        Obj::Proc(p) => (2, Some(u64::from(p))),
+        Obj::Life(p) => (3, Some(u64::from(p))),
+        Obj::Name(n) if !cross && n != NameId::MAX => (4, Some(u64::from(n))),
+        Obj::Name(_) => (4, None),
+        // Keys and whole tables are one class, keyed by table: a key conflicts with its
+        // table, and keys of one table are told apart by `conflict` itself.
+        Obj::Key { stable: false, .. } | Obj::Table { stable: false, .. } if cross => (5, None),
+        Obj::Key { table, .. } | Obj::Table { table, .. } => (5, Some(table)),
+        Obj::Timer { owner, ordinal } => (6, Some(pair(owner, ordinal))),
+        Obj::Clock => (7, Some(0)),
+        Obj::Timers => (8, Some(0)),
+    })
 }
 
 impl Footprint {
     pub fn add(&mut self, obj: Obj, access: Access) {
         if !self.global && !self.items.contains(&(obj, access)) {
             self.items.push((obj, access));
+            for (summary, cross) in [(&mut self.exact, false), (&mut self.loose, true)] {
+                if let Some((class, id)) = summary_key(obj, cross) {
+                    // Mailbox accesses are never plain reads: `mailbox_conflict` decides.
+                    let read = access == Access::Read && !matches!(obj, Obj::Mailbox(_));
+                    summary.add(class, id, read);
+                }
+            }
         }
     }
 
     pub fn set_global(&mut self) {
         self.global = true;
         self.items.clear();
+        self.exact = Summary::default();
+        self.loose = Summary::default();
+    }
+
+    /// Whether the step is dependent with every step.
+    pub fn is_global(&self) -> bool {
+        self.global
+    }
+
+    /// What the step touched, and how (empty when it is global).
+    pub fn items(&self) -> &[(Obj, Access)] {
+        &self.items
     }
 }
 
@@ -128,7 +215,13 @@ pub fn dependent(a: &Footprint, b: &Footprint, cross: bool) -> bool {
     if a.global || b.global {
         return true;
     }
-    a.items
+    let meet = if cross {
+        a.loose.meet(b.loose)
+    } else {
+        a.exact.meet(b.exact)
+    };
+    meet && a
+        .items
         .iter()
         .any(|x| b.items.iter().any(|y| conflict(*x, *y, cross)))
 }
@@ -467,10 +560,11 @@ mod tests {
     use super::*;
 
     fn fp(items: &[(Obj, Access)]) -> Footprint {
-        Footprint {
-            global: false,
-            items: items.to_vec(),
+        let mut fp = Footprint::default();
+        for &(obj, access) in items {
+            fp.add(obj, access);
         }
+        fp
     }
 
     #[test]
@@ -526,6 +620,78 @@ mod tests {
         )]);
         assert!(!dependent(&unstable, &key(1, true), false));
         assert!(dependent(&unstable, &key(1, true), true));
+    }
+
+    /// The summaries reject only pairs the items say are independent: every pair of items
+    /// that conflict, in either setting, has footprints whose summaries meet.
+    #[test]
+    fn summaries_never_hide_a_conflict() {
+        let mut objs = vec![Obj::Clock, Obj::Timers];
+        for i in 0..3u32 {
+            objs.extend([
+                Obj::Mailbox(i),
+                Obj::Msg(i),
+                Obj::Proc(i),
+                Obj::Life(i),
+                Obj::Name(i),
+            ]);
+            for j in 0..3u32 {
+                objs.push(Obj::Timer {
+                    owner: i,
+                    ordinal: j,
+                });
+                for stable in [false, true] {
+                    objs.push(Obj::Key {
+                        table: u64::from(i),
+                        key: u64::from(j),
+                        stable,
+                    });
+                }
+            }
+            for stable in [false, true] {
+                objs.push(Obj::Table {
+                    table: u64::from(i),
+                    stable,
+                });
+            }
+        }
+        objs.push(Obj::Name(NameId::MAX));
+        let mut accesses = vec![Access::Read, Access::Write, Access::Probe, Access::Guard];
+        accesses.push(Access::Sent);
+        for m in 0..3 {
+            accesses.extend([Access::Add(m), Access::Take(m)]);
+        }
+        let items: Vec<(Obj, Access)> = objs
+            .iter()
+            .flat_map(|&o| accesses.iter().map(move |&a| (o, a)))
+            .collect();
+        let (mut conflicts, mut independent, mut rejected) = (0, 0, 0);
+        for &x in &items {
+            for &y in &items {
+                for cross in [false, true] {
+                    if conflict(x, y, cross) {
+                        conflicts += 1;
+                        let (a, b) = (fp(&[x]), fp(&[y]));
+                        let meet = if cross {
+                            a.loose.meet(b.loose)
+                        } else {
+                            a.exact.meet(b.exact)
+                        };
+                        assert!(meet, "{x:?} and {y:?} (cross: {cross}) conflict");
+                        assert!(dependent(&a, &b, cross));
+                    } else if !cross {
+                        independent += 1;
+                        rejected += usize::from(!fp(&[x]).exact.meet(fp(&[y]).exact));
+                    }
+                }
+            }
+        }
+        assert!(conflicts > 1000, "{conflicts}");
+        // And they do their job: most independent pairs are rejected by them alone.
+        assert!(
+            rejected * 10 > independent * 8,
+            "{rejected} of {independent}"
+        );
     }
 
     #[test]

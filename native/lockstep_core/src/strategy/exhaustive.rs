@@ -78,7 +78,7 @@ struct Ev {
 }
 
 /// A wake-up tree below a node: ordered branches, leftmost explored first.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Wut {
     ev: Ev,
     children: Vec<Wut>,
@@ -199,6 +199,139 @@ enum Decided {
     Diverged(Actor),
 }
 
+/// Happens-before of the last execution whose races were found, kept for the next one:
+/// its nodes before the branch node are the same (see `detect_races`). One vector clock
+/// per node, stored flat: node k's clock is `data[start[k]..start[k + 1]]`, one entry per
+/// actor seen up to k, actors numbered densely in the order they first step.
+#[derive(Clone, Default)]
+struct Clocks {
+    /// Nodes `0..valid` are those the clocks were computed for.
+    valid: usize,
+    /// Each node's dense actor index, and its actor's count of steps up to it (1-based).
+    idx: Vec<u32>,
+    seq: Vec<u32>,
+    start: Vec<usize>,
+    data: Vec<u32>,
+    // Scratch, kept for its capacity: dense index + 1 by interned actor (0: not seen),
+    // the last node of each dense actor, the races found.
+    dense: Vec<u32>,
+    last: Vec<usize>,
+    races: Vec<(usize, usize)>,
+    /// Per node: the last node before it at which its actor was not offered (`usize::MAX`:
+    /// none), what made the actor able to run (see `reverse_races`); and its scratch.
+    enabler: Vec<usize>,
+    absent: Vec<usize>,
+    mark: Vec<usize>,
+}
+
+impl Clocks {
+    /// The clocks of `stack` (a finished execution), those of nodes `0..from` being kept
+    /// from the execution before (`from <= valid`), and the races whose later step is at
+    /// or after `from`, in execution order of that step, nearest earlier step first.
+    fn compute(&mut self, stack: &[Node], from: usize) {
+        self.idx.truncate(from);
+        self.seq.truncate(from);
+        self.start.truncate(from + 1);
+        if self.start.is_empty() {
+            self.start.push(0);
+        }
+        self.data.truncate(self.start[from]);
+        self.races.clear();
+        self.last.clear();
+        let mut width = 0usize;
+        for (k, node) in stack.iter().enumerate() {
+            let a = node.taken as usize;
+            if self.dense.len() <= a {
+                self.dense.resize(a + 1, 0);
+            }
+            if self.dense[a] == 0 {
+                width += 1;
+                self.dense[a] = width as u32;
+                self.last.push(usize::MAX);
+            }
+            let ak = self.dense[a] as usize - 1;
+            if k < from {
+                debug_assert_eq!(self.idx[k] as usize, ak);
+                self.last[ak] = k;
+                continue;
+            }
+            let seq = match self.last[ak] {
+                usize::MAX => 1,
+                p => self.seq[p] + 1,
+            };
+            self.idx.push(ak as u32);
+            self.seq.push(seq);
+            // Node k's clock: its actor's last one, joined with that of every earlier step
+            // it depends on and does not already happen after (each such pair a race).
+            let begin = self.data.len();
+            if let Some(&p) = self.last.get(ak).filter(|&&p| p != usize::MAX) {
+                let (s, e) = (self.start[p], self.start[p + 1]);
+                self.data.extend_from_within(s..e);
+            }
+            self.data.resize(begin + width, 0);
+            for i in (0..k).rev() {
+                let ai = self.idx[i] as usize;
+                if ai == ak || self.data[begin + ai] >= self.seq[i] {
+                    continue;
+                }
+                if !dependent(&stack[i].fp, &node.fp, false) {
+                    continue;
+                }
+                self.races.push((i, k));
+                let (s, e) = (self.start[i], self.start[i + 1]);
+                let (before, row) = self.data.split_at_mut(begin);
+                for (x, y) in row.iter_mut().zip(&before[s..e]) {
+                    *x = (*x).max(*y);
+                }
+            }
+            self.data[begin + ak] = seq;
+            self.start.push(self.data.len());
+            self.last[ak] = k;
+        }
+        // One pass for every node's enabler, rather than a walk back from each step of
+        // each race.
+        self.enabler.clear();
+        self.absent.clear();
+        self.absent.resize(width, usize::MAX);
+        self.mark.clear();
+        self.mark.resize(width, usize::MAX);
+        for (m, node) in stack.iter().enumerate() {
+            self.enabler.push(self.absent[self.idx[m] as usize]);
+            for e in &node.enabled {
+                if let Some(&d) = self.dense.get(e.0 as usize).filter(|&&d| d != 0) {
+                    self.mark[d as usize - 1] = m;
+                }
+            }
+            for (absent, &mark) in self.absent.iter_mut().zip(&self.mark) {
+                if mark != m {
+                    *absent = m;
+                }
+            }
+        }
+        for node in stack {
+            self.dense[node.taken as usize] = 0;
+        }
+        self.valid = stack.len();
+    }
+
+    /// The last node in `i..k` at which node k's actor was not offered.
+    fn enabler_since(&self, i: usize, k: usize) -> Option<usize> {
+        let m = self.enabler[k];
+        (m != usize::MAX && m >= i).then_some(m)
+    }
+
+    fn row(&self, k: usize) -> &[u32] {
+        &self.data[self.start[k]..self.start[k + 1]]
+    }
+
+    /// Whether node x happens before node y (or is y).
+    fn hb(&self, x: usize, y: usize) -> bool {
+        let row = self.row(y);
+        row.get(self.idx[x] as usize)
+            .is_some_and(|&c| c >= self.seq[x])
+    }
+}
+
 #[derive(Clone)]
 pub struct Exhaustive {
     dpor: Dpor,
@@ -235,7 +368,13 @@ pub struct Exhaustive {
     blocked: bool,
     run_actor: Vec<Option<Actor>>,
     pair_actor: HashMap<(ProcId, ProcId), Actor>,
+    clocks: Clocks,
+    /// `pick`'s buffers: the choices offered with their actors and draws, and the actors
+    /// with their draws alone.
+    offer_buf: OfferBuf,
 }
+
+type OfferBuf = (Vec<(Actor, Choice, Option<u64>)>, Vec<(Actor, Option<u64>)>);
 
 impl Exhaustive {
     /// `bound`: at most this many preemptions per schedule (then the search is plain
@@ -265,6 +404,8 @@ impl Exhaustive {
             blocked: false,
             run_actor: Vec::new(),
             pair_actor: HashMap::new(),
+            clocks: Clocks::default(),
+            offer_buf: OfferBuf::default(),
         }
     }
 
@@ -342,20 +483,24 @@ impl Exhaustive {
         &mut self,
         view: &View<'_>,
         choices: &ChoiceSet,
-    ) -> Vec<(Actor, Choice, Option<u64>)> {
-        (0..choices.len())
-            .map(|i| {
-                let c = choices.get(i);
-                let n = match c {
-                    Choice::Run(p) => match view.pending(p) {
-                        Op::Random { n } => Some(n),
-                        _ => None,
-                    },
+        offered: &mut Vec<(Actor, Choice, Option<u64>)>,
+        actors: &mut Vec<(Actor, Option<u64>)>,
+    ) {
+        offered.clear();
+        actors.clear();
+        for i in 0..choices.len() {
+            let c = choices.get(i);
+            let n = match c {
+                Choice::Run(p) => match view.pending(p) {
+                    Op::Random { n } => Some(n),
                     _ => None,
-                };
-                (self.actor_of(view, c), c, n)
-            })
-            .collect()
+                },
+                _ => None,
+            };
+            let a = self.actor_of(view, c);
+            offered.push((a, c, n));
+            actors.push((a, n));
+        }
     }
 
     /// Completes the footprint of the step in progress from what the session recorded.
@@ -479,13 +624,11 @@ impl Exhaustive {
             }
             node.wut = std::mem::take(&mut parent.next_wut);
         }
-        let allowed: Vec<bool> = offered
-            .iter()
-            .map(|&(a, _)| match self.bound {
-                Some(k) => node.preemptions + u32::from(node.preempts(a, is_run)) <= k,
-                None => true,
-            })
-            .collect();
+        let bound = self.bound;
+        let allowed = |node: &Node, a: Actor| match bound {
+            Some(k) => node.preemptions + u32::from(node.preempts(a, is_run)) <= k,
+            None => true,
+        };
         // Optimal: the leftmost wake-up branch that can be taken here.
         while !node.wut.is_empty() {
             let branch = node.wut.remove(0);
@@ -496,16 +639,17 @@ impl Exhaustive {
                 return Some((node, i));
             }
         }
-        let first = offered.iter().zip(&allowed).position(|(&(a, n), &ok)| {
-            ok && (self.dpor == Dpor::None || !Self::asleep(&node.sleep, a, n))
+        let first = offered.iter().position(|&(a, n)| {
+            allowed(&node, a) && (self.dpor == Dpor::None || !Self::asleep(&node.sleep, a, n))
         })?;
         node.taken = offered[first].0;
         if self.dpor == Dpor::None || self.sleep_only {
+            // `allowed` reads only what was set before `taken`.
+            let taken = node.taken;
             node.backtrack = offered
                 .iter()
-                .zip(&allowed)
-                .filter(|&(o, &ok)| o.0 != node.taken && ok)
-                .map(|(o, _)| o.0)
+                .filter(|o| o.0 != taken && allowed(&node, o.0))
+                .map(|o| o.0)
                 .collect();
         }
         Some((node, first))
@@ -513,56 +657,80 @@ impl Exhaustive {
 
     /// Race detection over the finished execution (nodes `0..n`), then a backtrack point
     /// or wake-up sequence for each race.
-    fn detect_races(&mut self, n: usize) {
-        // Dense per-execution actor indices for the vector clocks.
-        let mut local: HashMap<Actor, usize> = HashMap::new();
-        let idx: Vec<usize> = (0..n)
-            .map(|k| {
-                let next = local.len();
-                *local.entry(self.stack[k].taken).or_insert(next)
-            })
-            .collect();
-        let width = local.len();
-        let mut seq = vec![0u32; n];
-        let mut count = vec![0u32; width];
-        let mut last: Vec<Option<usize>> = vec![None; width];
-        let mut vc: Vec<Vec<u32>> = Vec::with_capacity(n);
-        let mut races: Vec<(usize, usize)> = Vec::new();
-        for j in 0..n {
-            let aj = idx[j];
-            count[aj] += 1;
-            seq[j] = count[aj];
-            let mut c = match last[aj] {
-                Some(p) => vc[p].clone(),
-                None => vec![0; width],
-            };
-            for i in (0..j).rev() {
-                let ai = idx[i];
-                if ai == aj || c[ai] >= seq[i] {
-                    continue;
-                }
-                if !dependent(&self.stack[i].fp, &self.stack[j].fp, false) {
-                    continue;
-                }
-                races.push((i, j));
-                for (x, y) in c.iter_mut().zip(vc[i].iter()) {
-                    *x = (*x).max(*y);
-                }
+    ///
+    /// Only races whose later step is new in this execution (the branch node's or after)
+    /// are looked at. The nodes before the branch node are those of the execution before,
+    /// whose races were all looked at then (by induction, in the first execution that ran
+    /// both steps); that is Algorithm 1 of Abdulla, Aronis, Jonsson, Sagonas (POPL'14, and
+    /// JACM'17's source-DPOR), where a race is found once, when its later step is explored,
+    /// and what Concuerror does for source sets
+    /// (`concuerror_scheduler:plan_more_interleavings` plans from the untimed part of the
+    /// trace only). Looking at such a race again changes nothing here, for optimal DPOR
+    /// too: what is done with race (i, j) depends on the steps i..=j (the same, and the
+    /// wake-up sequence stops at j: JACM'17 Algorithm 2 takes notdep(e, E) over all of E,
+    /// and Concuerror's optimal mode and Nidhugg look at every race of the execution again)
+    /// and on node i's sleep set, done set, backtrack set and wake-up tree, which have not
+    /// lost anything since: a node's branches are removed only when it moves on, and it has
+    /// not (it lies above the branch node). Inserting into a wake-up tree what it already
+    /// took in is a no-op (the insertion follows the same leftmost branches, since branches
+    /// are only ever added to the right, and ends at a leaf or at the end of the sequence),
+    /// and so is adding a backtrack actor already present. Debug builds check it (below);
+    /// the test that pins the literature programs' explorations checks that the explored
+    /// interleavings, their order and counts are unchanged by it.
+    ///
+    /// The vector clocks of the shared nodes are kept from the execution before
+    /// (`Clocks`); those of the new ones are computed: happens-before is program order
+    /// plus the dependent pairs in execution order.
+    fn detect_races(&mut self, n: usize, valid: usize) {
+        let mut clocks = std::mem::take(&mut self.clocks);
+        let from = valid.min(self.prefix.saturating_sub(1)).min(n);
+        clocks.compute(&self.stack[..n], from);
+        let races = std::mem::take(&mut clocks.races);
+        #[cfg(debug_assertions)]
+        {
+            // Checks what the comment above argues: the clocks kept are those computed
+            // afresh, and the races left out change nothing when looked at again (first,
+            // as they come first in execution order).
+            let mut fresh = Clocks::default();
+            fresh.compute(&self.stack[..n], 0);
+            assert_eq!((&fresh.data, &fresh.start), (&clocks.data, &clocks.start));
+            for (k, node) in self.stack[..n].iter().enumerate() {
+                let walked = (0..k)
+                    .rev()
+                    .find(|&m| !self.stack[m].enabled.iter().any(|e| e.0 == node.taken));
+                assert_eq!(clocks.enabler_since(0, k), walked);
             }
-            c[aj] = seq[j];
-            vc.push(c);
-            last[aj] = Some(j);
+            let (old, new): (Vec<_>, Vec<_>) = fresh.races.iter().partition(|r| r.1 < from);
+            assert_eq!(new, races);
+            let before: Vec<_> = self.stack[..n]
+                .iter()
+                .map(|x| (x.backtrack.clone(), x.wut.clone()))
+                .collect();
+            self.reverse_races(&old, &clocks);
+            let after: Vec<_> = self.stack[..n]
+                .iter()
+                .map(|x| (x.backtrack.clone(), x.wut.clone()))
+                .collect();
+            assert!(
+                before == after,
+                "a race of the shared prefix changed the search"
+            );
         }
-        let hb = |x: usize, y: usize| vc[y][idx[x]] >= seq[x];
-        for (i, j) in races {
+        self.reverse_races(&races, &clocks);
+        clocks.races = races;
+        self.clocks = clocks;
+    }
+
+    /// A backtrack point (source) or wake-up sequence (optimal) for each race `(i, j)`,
+    /// in the order found.
+    fn reverse_races(&mut self, races: &[(usize, usize)], clocks: &Clocks) {
+        let hb = |x: usize, y: usize| clocks.hb(x, y);
+        for &(i, j) in races {
             // Only a reversible race counts: j's actor must be able to go before i. If what
             // made it able to run at all (the last step after which it was offered) is i,
             // or comes after i, the pair is a cause and its effect (a spawn and the child's
             // start, a send and its delivery, a message and the blocked receive it woke).
-            let aj = self.stack[j].taken;
-            let enabler = (i..j)
-                .rev()
-                .find(|&k| !self.stack[k].enabled.iter().any(|e| e.0 == aj));
+            let enabler = clocks.enabler_since(i, j);
             if enabler.is_some_and(|k| k == i || hb(i, k)) {
                 continue;
             }
@@ -584,9 +752,8 @@ impl Exhaustive {
             let mut v: Vec<usize> = Vec::new();
             for k in (i + 1)..=j {
                 let ak = stack[k].taken;
-                let woken = (i..k)
-                    .rev()
-                    .find(|&m| !stack[m].enabled.iter().any(|e| e.0 == ak))
+                let woken = clocks
+                    .enabler_since(i, k)
                     .is_some_and(|m| m == i || hb(i, m) || caused.contains(&m));
                 let after_caused = caused.iter().any(|&c| stack[c].taken == ak || hb(c, k));
                 if k != j && hb(i, k) {
@@ -636,20 +803,18 @@ impl Exhaustive {
                         continue;
                     }
                     let stack = &self.stack;
-                    let ev_of = |k: usize| Ev {
-                        actor: stack[k].taken,
-                        value: stack[k].random.map(|r| r.1),
-                        fp: stack[k].fp.clone(),
+                    let wi = |e: (Actor, Option<u64>, &Footprint)| {
+                        weak_initial(e, &v, stack, &hb) != Wi::No
                     };
-                    let wi = |e: &Ev, v: &[usize]| weak_initial(e, v, stack, &hb);
                     let node = &stack[i];
-                    let current = ev_of(i);
+                    // What was explored here, and the step taken here now.
+                    let current = (node.taken, node.random.map(|r| r.1), &node.fp);
                     if node
                         .sleep
                         .iter()
                         .chain(node.done.iter())
-                        .chain(std::iter::once(&current))
-                        .any(|e| wi(e, &v) != Wi::No)
+                        .any(|e| wi((e.actor, e.value, &e.fp)))
+                        || wi(current)
                     {
                         continue;
                     }
@@ -677,12 +842,12 @@ impl Exhaustive {
     /// took it). So the first disabling step seen makes the search start over as depth-first
     /// search with sleep sets alone (Godefroid 1996), which is sound with a dependency
     /// relation that orders the disabling step against everything.
-    fn note_disabling(&mut self, k: usize, next: &[Actor]) {
+    fn note_disabling(&mut self, k: usize, next: &[(Actor, Option<u64>)]) {
         let node = &mut self.stack[k];
         let disables = node
             .enabled
             .iter()
-            .any(|e| e.0 != node.taken && !next.contains(&e.0));
+            .any(|e| e.0 != node.taken && !next.iter().any(|o| o.0 == e.0));
         if disables {
             node.fp.set_global();
             if self.dpor != Dpor::None && !self.sleep_only {
@@ -858,7 +1023,10 @@ impl Exhaustive {
     /// decided in.
     fn fork(&mut self, n: usize, last: Node) -> Exhaustive {
         let stack = std::mem::take(&mut self.stack);
+        let clocks = std::mem::take(&mut self.clocks);
+        // A fork runs one execution as a follower and finds no races: no clocks.
         let mut copy = self.clone();
+        self.clocks = clocks;
         copy.stack = stack[..n].iter().map(Node::light).collect();
         copy.stack.push(last);
         self.stack = stack;
@@ -968,8 +1136,7 @@ impl Exhaustive {
         // those after it are new.
         let replayed = d + 1 < self.prefix;
         if d > 0 && d >= self.prefix {
-            let next: Vec<Actor> = offered.iter().map(|o| o.0).collect();
-            self.note_disabling(d - 1, &next);
+            self.note_disabling(d - 1, offered);
         }
         let at = if d < self.stack.len() {
             let taken = self.stack[d].taken;
@@ -1049,6 +1216,8 @@ impl Exhaustive {
         if self.broken {
             return Ok(());
         }
+        // The clocks are kept only from one race detection to the next.
+        let valid = std::mem::take(&mut self.clocks.valid);
         self.explored += 1;
         if let Some(expected) = self.ended_early() {
             self.broken = true;
@@ -1074,7 +1243,7 @@ impl Exhaustive {
             return Ok(());
         }
         if self.dpor != Dpor::None && !self.sleep_only {
-            self.detect_races(n);
+            self.detect_races(n, valid);
         }
         self.next_branch();
         Ok(())
@@ -1103,11 +1272,16 @@ enum Wi {
 /// Whether `e` is a weak initial of `v` (JACM'17 Def. 6.1): its actor's first step in
 /// `v` is the same event and nothing in `v` happens before it, or its actor is absent
 /// from `v` and `e` is independent of every step of `v`.
-fn weak_initial(e: &Ev, v: &[usize], stack: &[Node], hb: &dyn Fn(usize, usize) -> bool) -> Wi {
-    match v.iter().position(|&k| stack[k].taken == e.actor) {
+fn weak_initial(
+    (actor, value, fp): (Actor, Option<u64>, &Footprint),
+    v: &[usize],
+    stack: &[Node],
+    hb: &dyn Fn(usize, usize) -> bool,
+) -> Wi {
+    match v.iter().position(|&k| stack[k].taken == actor) {
         Some(pos) => {
             let k = v[pos];
-            let same_value = match (e.value, stack[k].random) {
+            let same_value = match (value, stack[k].random) {
                 (Some(a), Some((_, b))) => a == b,
                 (None, None) => true,
                 _ => false,
@@ -1118,7 +1292,7 @@ fn weak_initial(e: &Ev, v: &[usize], stack: &[Node], hb: &dyn Fn(usize, usize) -
                 Wi::No
             }
         }
-        None if v.iter().all(|&k| !dependent(&e.fp, &stack[k].fp, true)) => Wi::Absent,
+        None if v.iter().all(|&k| !dependent(fp, &stack[k].fp, true)) => Wi::Absent,
         None => Wi::No,
     }
 }
@@ -1134,13 +1308,12 @@ fn insert(
 ) {
     let mut cur = tree;
     loop {
-        let hit =
-            cur.iter()
-                .enumerate()
-                .find_map(|(b, w)| match weak_initial(&w.ev, &v, stack, hb) {
-                    Wi::No => None,
-                    found => Some((b, found)),
-                });
+        let hit = cur.iter().enumerate().find_map(|(b, w)| {
+            match weak_initial((w.ev.actor, w.ev.value, &w.ev.fp), &v, stack, hb) {
+                Wi::No => None,
+                found => Some((b, found)),
+            }
+        });
         match hit {
             Some((b, found)) => {
                 if let Wi::At(pos) = found {
@@ -1200,44 +1373,20 @@ impl Strategy for Exhaustive {
         if (self.blocked || self.broken) && self.record.is_none() {
             return Ok(choices.get(0));
         }
-        let offered = self.offered(view, choices);
-        let actors: Vec<(Actor, Option<u64>)> = offered.iter().map(|&(a, _, n)| (a, n)).collect();
+        // The buffers are kept from one pick to the next (a pick is made at every step).
+        let (mut offered, mut actors) = std::mem::take(&mut self.offer_buf);
+        self.offered(view, choices, &mut offered, &mut actors);
         let decided = self.decide(&actors);
         if let Some(rec) = &mut self.record {
             let picked = match decided {
                 Decided::At(i) => Some(i),
                 _ => None,
             };
-            rec.push(Rec::Pick(actors, picked));
+            rec.push(Rec::Pick(actors.clone(), picked));
         }
-        match decided {
-            // A step before the branch node: its footprint is known already.
-            Decided::At(i) if self.in_progress.is_none() => Ok(offered[i].1),
-            Decided::At(i) => {
-                let choice = offered[i].1;
-                let (op, aliases) = match choice {
-                    Choice::Run(p) => {
-                        let proc = &view.procs()[p as usize];
-                        debug_assert_eq!(proc.state, ProcState::Ready);
-                        (Some(proc.pending), proc.aliases.len())
-                    }
-                    _ => (None, 0),
-                };
-                self.live = Some(LiveStep {
-                    step: view.step,
-                    choice,
-                    op,
-                    aliases,
-                });
-                Ok(choice)
-            }
-            Decided::Any => Ok(choices.get(0)),
-            Decided::Diverged(expected) => Err(Divergence {
-                step: view.step,
-                expected: Some(self.decision(expected)),
-                got: offered.iter().map(|o| view.decision_for(o.1)).collect(),
-            }),
-        }
+        let result = self.picked(view, choices, decided, &offered);
+        self.offer_buf = (offered, actors);
+        result
     }
 
     fn random(&mut self, view: &View<'_>, n: u64) -> Result<u64, Divergence> {
@@ -1285,5 +1434,45 @@ impl Strategy for Exhaustive {
             exhausted: self.exhausted,
             restarted: self.restarted,
         })
+    }
+}
+
+impl Exhaustive {
+    /// What `pick` returns for the decision made on `offered`.
+    fn picked(
+        &mut self,
+        view: &View<'_>,
+        choices: &ChoiceSet,
+        decided: Decided,
+        offered: &[(Actor, Choice, Option<u64>)],
+    ) -> Result<Choice, Divergence> {
+        match decided {
+            // A step before the branch node: its footprint is known already.
+            Decided::At(i) if self.in_progress.is_none() => Ok(offered[i].1),
+            Decided::At(i) => {
+                let choice = offered[i].1;
+                let (op, aliases) = match choice {
+                    Choice::Run(p) => {
+                        let proc = &view.procs()[p as usize];
+                        debug_assert_eq!(proc.state, ProcState::Ready);
+                        (Some(proc.pending), proc.aliases.len())
+                    }
+                    _ => (None, 0),
+                };
+                self.live = Some(LiveStep {
+                    step: view.step,
+                    choice,
+                    op,
+                    aliases,
+                });
+                Ok(choice)
+            }
+            Decided::Any => Ok(choices.get(0)),
+            Decided::Diverged(expected) => Err(Divergence {
+                step: view.step,
+                expected: Some(self.decision(expected)),
+                got: offered.iter().map(|o| view.decision_for(o.1)).collect(),
+            }),
+        }
     }
 }
