@@ -103,14 +103,19 @@ defmodule Lockstep.Iteration do
       end
 
     # With nothing to report, the processes left parked by a passing iteration end
-    # themselves (see `await_released/2`).
+    # themselves (see `await_released/2`). Its own reference: `done`'s receive marker was
+    # used up by the wait for the end, and a receive on it would scan the whole mailbox.
+    released_ref = make_ref()
+
     {outcome, uncontrolled, pids, released} =
-      Session.teardown_view(session, stuck == nil and not capture?)
+      Session.teardown_view(session, stuck == nil and not capture? and released_ref)
 
     uncontrolled =
       cond do
         released > 0 ->
-          if await_released(session, done), do: Session.uncontrolled(session), else: uncontrolled
+          if await_released(session, released_ref),
+            do: Session.uncontrolled(session),
+            else: uncontrolled
 
         # A stuck process is still running user code: only parked processes are looked at.
         stuck == nil and Lockstep.Uncontrolled.check_left(session, pids, tag) ->
@@ -210,16 +215,16 @@ defmodule Lockstep.Iteration do
   # and killing and watching each.
   @release_ms 1_000
 
-  defp await_released(session, done) do
+  defp await_released(session, released_ref) do
     receive do
-      {^done, :released, noted?} -> noted?
+      {^released_ref, :released, noted?} -> noted?
     after
       # Never expected: each of them is parked. Kill them, as teardown would have.
-      @release_ms -> kill_released(session, done)
+      @release_ms -> kill_released(session, released_ref)
     end
   end
 
-  defp kill_released(session, done) do
+  defp kill_released(session, released_ref) do
     pids = for %Session.Proc{pid: pid} <- Session.procs(session), is_pid(pid), do: pid
     Enum.each(pids, &Process.exit(&1, :kill))
 
@@ -232,7 +237,7 @@ defmodule Lockstep.Iteration do
     end
 
     receive do
-      {^done, :released, _noted?} -> :ok
+      {^released_ref, :released, _noted?} -> :ok
     after
       100 -> :ok
     end

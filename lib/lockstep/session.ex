@@ -272,16 +272,18 @@ defmodule Lockstep.Session do
   @doc false
   # What ending an iteration needs, in one call: its outcome (as `outcome/1`), the
   # uncontrolled reports so far (as `uncontrolled/1`), `{id, pid | nil, exited?}` for
-  # every process, and how many processes were released. `release?`: when the iteration
-  # passed, the processes still alive are told to end themselves after one look for what
-  # escaped the run's control (listed with a nil pid); the owner gets `{done, :released,
-  # noted?}` when the last is gone. `procs/1` has the rest, for reports.
-  @spec teardown_view(t(), boolean()) ::
+  # every process, and how many processes were released. `release`, `false` or a
+  # reference: when the iteration passed, the processes still alive are told to end
+  # themselves after one look for what escaped the run's control (listed with a nil pid);
+  # the owner gets `{release, :released, noted?}` when the last is gone (a reference made
+  # just before, so that its receive skips the older messages of the owner's mailbox).
+  # `procs/1` has the rest, for reports.
+  @spec teardown_view(t(), false | reference()) ::
           {outcome(), [{String.t(), map()}], [{non_neg_integer(), pid() | nil, boolean()}],
            non_neg_integer()}
-  def teardown_view(session, release? \\ false) do
+  def teardown_view(session, release \\ false) do
     {outcome, uncontrolled, pids, released} =
-      nif(:teardown_view, fn -> Native.teardown_view(session, release?) end)
+      nif(:teardown_view, fn -> Native.teardown_view(session, release) end)
 
     {decode_outcome(outcome), uncontrolled, pids, released}
   end

@@ -275,11 +275,11 @@ fn procs<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<
 /// already gone, which teardown then need not kill and wait for). The full process table
 /// (`procs`: names, pending operations, nodes) is built only for a report.
 ///
-/// With `release` (the owner will report nothing), an iteration that passed has its
-/// processes still alive end themselves: each gets the exit message of a process killed
-/// while parked, looks once for what escaped the run's control (SPEC §9,
-/// `Lockstep.Uncontrolled`) and exits; the resource monitor sees each go, and when the
-/// last is gone the owner gets `{done_ref, :released, noted?}` (`noted?`: one of them noted
+/// With `release` a reference (the owner will report nothing; `false` otherwise), an
+/// iteration that passed has its processes still alive end themselves: each gets the exit
+/// message of a process killed while parked, looks once for what escaped the run's control
+/// (SPEC §9, `Lockstep.Uncontrolled`) and exits; the resource monitor sees each go, and
+/// when the last is gone the owner gets `{release, :released, noted?}` (`noted?`: one of them noted
 /// something). They are listed with a nil pid and counted in `released`. This spares the
 /// owner a look at each (`process_info` of another process is a signal round trip) and a
 /// kill and a monitor each. Every live process of an iteration that is over is parked at
@@ -288,12 +288,21 @@ fn procs<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<
 fn teardown_view<'a>(
     env: Env<'a>,
     res: ResourceArc<SessionResource>,
-    release: bool,
+    release: Term<'a>,
 ) -> NifResult<Term<'a>> {
+    // `false`, or the reference the owner will receive `{ref, :released, noted?}` on.
+    let release_ref = if release.is_ref() {
+        Some(release)
+    } else if release == false.encode(env) {
+        None
+    } else {
+        return Err(rustler::Error::BadArg);
+    };
     let mut guard = lock_any(&res);
     let st = &mut *guard;
-    let release =
-        release && matches!(st.session.outcome(), Some(Outcome::Pass)) && st.owner.releasing == 0;
+    let release = release_ref.is_some()
+        && matches!(st.session.outcome(), Some(Outcome::Pass))
+        && st.owner.releasing == 0;
     let mut released = 0;
     let mut pids: Vec<Term> = Vec::with_capacity(st.session.procs().len());
     for i in 0..st.session.procs().len() {
@@ -318,6 +327,9 @@ fn teardown_view<'a>(
     if release {
         st.owner.releasing = released;
         st.owner.noted_before_release = st.terms.uncontrolled.len();
+        if let Some(reference) = release_ref.filter(|_| released > 0) {
+            st.owner.release_ref = Some(st.terms.save(reference));
+        }
     }
     let outcome = outcome_term(env, st);
     Ok((outcome, uncontrolled_term(env, st), pids, released).encode(env))

@@ -102,7 +102,10 @@ impl Resource for SessionResource {
         if st.procs.take_released(proc) {
             st.owner.releasing -= 1;
             if st.owner.releasing == 0 {
-                let done_ref = st.done_ref_term(env);
+                let done_ref = match &st.owner.release_ref {
+                    Some(saved) => st.terms.load(env, saved),
+                    None => st.done_ref_term(env),
+                };
                 let noted = st.terms.uncontrolled.len() > st.owner.noted_before_release;
                 let _ = env.send(&st.owner.pid, (done_ref, atoms::released(), noted));
             }

@@ -61,6 +61,10 @@ pub struct Owner {
     pub releasing: usize,
     /// How many uncontrolled reports there were when they were released.
     pub noted_before_release: usize,
+    /// The reference the owner made for `{ref, :released, noted?}` just before it released
+    /// them: a receive on it skips the owner's older messages (the done reference's own
+    /// marker is spent by then).
+    pub release_ref: Option<SavedTerm>,
 }
 
 /// BEAM pid of each managed process, by engine id, and back.
@@ -255,6 +259,7 @@ impl SessionState {
                 histories: false,
                 progress: 0,
                 releasing: 0,
+                release_ref: None,
                 noted_before_release: 0,
             },
             procs: ProcTable {
