@@ -128,8 +128,7 @@ defimpl String.Chars, for: Lockstep.Summary do
   end
 
   defp cut_short(%{max_steps_hit: 0}), do: ""
-  defp cut_short(%{max_steps_hit: 1}), do: "; 1 of them was cut short by :max_steps"
-  defp cut_short(%{max_steps_hit: cut}), do: "; #{cut} of them were cut short by :max_steps"
+  defp cut_short(%{max_steps_hit: cut}), do: "; #{cut} cut short by :max_steps"
 
   defp blocked(%{sleep_blocked: 0}), do: ""
   defp blocked(%{sleep_blocked: b}), do: "; #{b} cut short by sleep sets"
