@@ -316,7 +316,8 @@ defmodule Lockstep do
   Turns a monitor off; mirrors `Process.demonitor/2`. No `:DOWN` for it reaches the
   mailbox afterwards; with `[:flush]` one already there is removed too. Returns `true`;
   with `:info` in `opts`, whether the monitor was still active (`false` once its `:DOWN`
-  has reached the mailbox), as OTP's `demonitor/2`.
+  has reached the mailbox), as OTP's `demonitor/2`. Anything else in `opts`, or `opts`
+  not a proper list, raises `ArgumentError` before the monitor is touched, as OTP does.
   """
   @spec demonitor(reference(), [:flush | :info]) :: boolean()
   def demonitor(ref, opts \\ []), do: Runtime.demonitor(ref, opts)
@@ -354,7 +355,10 @@ defmodule Lockstep do
   @spec unregister(atom()) :: true
   def unregister(name), do: Runtime.unregister(name)
 
-  @doc "The pid registered as `name` on the caller's node, or `nil`."
+  @doc """
+  The pid registered as `name` on the caller's node, or `nil`; mirrors `Process.whereis/1`
+  (a `name` that is not an atom raises `ArgumentError`).
+  """
   @spec whereis(atom()) :: pid() | nil
   def whereis(name), do: Runtime.whereis(name)
 

@@ -1016,7 +1016,9 @@ defmodule Lockstep.Runtime do
 
   # With `:info` in `opts` the answer is whether the monitor was still active (OTP's
   # demonitor/2), else `true`.
-  def demonitor(ref, opts) when is_reference(ref) and is_list(opts) do
+  # `length/1` fails the guard for an improper list (`[:flush | :info]`), which
+  # :erlang.demonitor/2 refuses too: the clause below names it.
+  def demonitor(ref, opts) when is_reference(ref) and is_list(opts) and length(opts) >= 0 do
     # As :erlang.demonitor/2, an unknown option is refused, before anything is done.
     case Enum.reject(opts, &(&1 in [:flush, :info])) do
       [] ->
@@ -1039,7 +1041,8 @@ defmodule Lockstep.Runtime do
 
   def demonitor(ref, opts) do
     raise ArgumentError,
-          "Lockstep.demonitor/2 expects a monitor reference and a list of options, got: " <>
+          "Lockstep.demonitor/2 expects a monitor reference and a proper list of options, " <>
+            "got: " <>
             "#{inspect(ref)}, #{inspect(opts)}"
   end
 

@@ -502,9 +502,9 @@ defmodule Lockstep.Search do
     monitors = Map.new(workers, fn {w, {_pid, monitor}} -> {monitor, w} end)
 
     receive do
-      {^reply, w, {:raised, kind, reason, stack}} ->
-        {_, rest} = Map.pop(workers, w)
-        stop_all(%{workers: rest, agents: %{}})
+      # The worker that raised too: stop_all/1 unlinks it and flushes its exit.
+      {^reply, _w, {:raised, kind, reason, stack}} ->
+        stop_all(%{workers: workers, agents: %{}})
         :erlang.raise(kind, reason, stack)
 
       {^reply, w, result} ->

@@ -40,7 +40,8 @@ defmodule Lockstep.Summary do
 
   `to_string/1` says what the run covered, e.g. "verified: all 64 interleavings explored,
   no bug" for a complete exhaustive run (one in which an interleaving was cut short by
-  `:max_steps` says so instead of "verified"), or "200 iterations (57 distinct schedules),
+  `:max_steps` says so instead of "verified", and an incomplete one says how many were),
+  or "200 iterations (57 distinct schedules),
   no bug", which adds how many were inconclusive when some hit `:max_steps`.
   """
 
@@ -113,18 +114,21 @@ defimpl String.Chars, for: Lockstep.Summary do
       when strategy == :exhaustive or (is_tuple(strategy) and elem(strategy, 0) == :exhaustive) do
     "not complete: #{n} #{plural(n)} explored, no bug; the search stopped with #{depth} " <>
       "decisions still on its stack (raise :iterations, or leave it at its default " <>
-      ":infinity, to finish)" <> blocked(s)
+      ":infinity, to finish)" <> blocked(s) <> cut_short(s)
   end
 
   # Iterations cut short by :max_steps tested less than they seem to: said (SPEC §1).
   def to_string(%{iterations: n, distinct_schedules: d, max_steps_hit: cut}) when cut > 0 do
     "#{n} iterations (#{d} distinct schedules), no bug, but #{cut} of them hit :max_steps " <>
-      "and were inconclusive"
+      "and #{if cut == 1, do: "was", else: "were"} inconclusive"
   end
 
   def to_string(%{iterations: n, distinct_schedules: d}) do
     "#{n} iterations (#{d} distinct schedules), no bug"
   end
+
+  defp cut_short(%{max_steps_hit: 0}), do: ""
+  defp cut_short(%{max_steps_hit: cut}), do: "; #{cut} cut short by :max_steps"
 
   defp blocked(%{sleep_blocked: 0}), do: ""
   defp blocked(%{sleep_blocked: b}), do: "; #{b} cut short by sleep sets"

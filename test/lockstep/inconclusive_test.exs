@@ -93,4 +93,43 @@ defmodule Lockstep.InconclusiveTest do
     assert stderr == ""
     assert to_string(summary) =~ "but 3 of them hit :max_steps"
   end
+
+  test "one iteration cut short: the summary says 'was'" do
+    {summary, _stderr} =
+      with_io(:stderr, fn ->
+        Lockstep.run(every_nth_spins(20), iterations: 20, max_steps: 50, seed: 2)
+      end)
+
+    assert %Summary{iterations: 20, max_steps_hit: 1} = summary
+    assert to_string(summary) =~ ~r/, no bug, but 1 of them hit :max_steps and was inconclusive$/
+  end
+
+  test "an exhaustive search stopped by :iterations says how many interleavings hit :max_steps" do
+    # The first interleaving (the draw's first value) spins; the other nine finish.
+    body = fn -> if Lockstep.random(10) == 0, do: spin() end
+    opts = [strategy: :exhaustive, iterations: 5, max_steps: 50, seed: 1]
+
+    {{summary, stderr}, stdout} =
+      with_io(fn -> with_io(:stderr, fn -> Lockstep.run(body, opts) end) end)
+
+    assert %Summary{iterations: 5, max_steps_hit: 1, complete: false} = summary
+    assert stderr =~ "1 of 5 iterations"
+    text = to_string(summary)
+
+    assert text =~
+             ~r/^not complete: 5 interleavings explored, no bug; .*; 1 cut short by :max_steps$/
+
+    # The line an exhaustive run prints is that text.
+    assert stdout =~ text
+
+    {{summary, _stderr}, _stdout} =
+      with_io(fn ->
+        with_io(:stderr, fn ->
+          Lockstep.run(fn -> if Lockstep.random(10) < 2, do: spin() end, opts)
+        end)
+      end)
+
+    assert %Summary{max_steps_hit: 2, complete: false} = summary
+    assert to_string(summary) =~ ~r/; 2 cut short by :max_steps$/
+  end
 end

@@ -482,28 +482,37 @@ defmodule Lockstep.RuntimeTest do
       # Plain OTP first: the same calls, the same exception.
       assert_raise ArgumentError, fn -> Process.whereis("name") end
       assert_raise ArgumentError, fn -> Process.demonitor(make_ref(), [:bogus]) end
+      assert_raise ArgumentError, fn -> Process.demonitor(make_ref(), [:flush | :info]) end
       test_pid = self()
 
       Lockstep.run(
         fn ->
-          ref = Lockstep.monitor(Lockstep.spawn(fn -> :ok end))
+          # The monitored process waits until the end: its monitor stays active.
+          target = Lockstep.spawn(fn -> Lockstep.recv() end)
+          ref = Lockstep.monitor(target)
 
           errors = [
             catch_error(Lockstep.whereis("name")),
-            catch_error(Lockstep.demonitor(ref, [:flush, :bogus]))
+            catch_error(Lockstep.demonitor(ref, [:flush, :bogus])),
+            catch_error(Lockstep.demonitor(ref, [:flush | :info]))
           ]
 
-          # The monitor is still there: the bad call did nothing.
+          # The monitor is still there: the bad calls did nothing.
           Lockstep.send(test_pid, {:errors, errors, Lockstep.demonitor(ref, [:info])})
+          Lockstep.send(target, :stop)
         end,
         iterations: 1,
         seed: 1
       )
 
-      assert_received {:errors, [%ArgumentError{message: m1}, %ArgumentError{message: m2}], info}
+      assert_received {:errors, [%ArgumentError{message: m1}, %ArgumentError{message: m2}, e3],
+                       true}
+
       assert m1 == ~s(Lockstep.whereis/1 expects an atom name, got: "name")
       assert m2 == "Lockstep.demonitor/2 accepts the options :flush and :info, got: [:bogus]"
-      assert is_boolean(info)
+      assert %ArgumentError{message: m3} = e3
+      assert m3 =~ "a proper list of options"
+      assert m3 =~ "[:flush | :info]"
     end
 
     test "random(n) with n beyond 64 bits names the range; the largest n works" do

@@ -84,6 +84,36 @@ defmodule Lockstep.WorkersTest do
     StringIO.close(io)
   end
 
+  # A model whose step/4 answers neither {:ok, state} nor :error: the check raises out of
+  # the worker that ends the iteration.
+  defmodule BadModel do
+    @behaviour Lockstep.Model
+    def init, do: nil
+    def step(_state, _op, _arg, _result), do: :bogus
+  end
+
+  test "a caller that traps exits gets no :EXIT from a worker that raised" do
+    Process.flag(:trap_exit, true)
+
+    body = fn ->
+      h = Lockstep.History.new(model: BadModel)
+      Lockstep.History.call(h, :op, nil, fn -> :ok end)
+    end
+
+    # (Not through ExUnit.CaptureIO: its device is linked to the caller and exits.)
+    for strategy <- [:random, :exhaustive] do
+      error =
+        assert_raise ArgumentError, ~r/step\/4 must return/, fn ->
+          Lockstep.check(body, strategy: strategy, iterations: 4, workers: 2)
+        end
+
+      assert error.message =~ "BadModel"
+    end
+
+    Process.sleep(20)
+    refute_received {:EXIT, _, _}
+  end
+
   test "concurrency that escaped control is listed once, as by a sequential run" do
     # Every iteration the root gets a message Lockstep did not send: one finding.
     body = fn ->
