@@ -119,6 +119,33 @@ defmodule Lockstep.ClusterTest do
       assert value == [true, true]
     end
 
+    test "node_of/1 of a non-pid and a partition with a node on both sides raise ArgumentError" do
+      value =
+        result(
+          fn ->
+            Cluster.start_nodes([:a, :b])
+
+            for bad <- [
+                  fn -> Cluster.node_of(:a) end,
+                  fn -> Cluster.partition([:a], [:a, :b]) end
+                ] do
+              try do
+                bad.()
+                :no_raise
+              rescue
+                e in ArgumentError -> e.message
+              end
+            end
+          end,
+          iterations: 5,
+          seed: 3
+        )
+
+      assert [node_of, partition] = value
+      assert node_of =~ "node_of/1 expects a pid, got: :a"
+      assert partition =~ "[:a] in both groups"
+    end
+
     test "the trace shows node starts and processes' nodes" do
       assert {:error, %BugFound{} = bug} =
                Lockstep.check(
