@@ -832,6 +832,23 @@ defmodule Lockstep.ClusterTest do
       assert Enum.sort(registrations) == [false, true]
     end
 
+    test "register_name of an exited pid says :yes and the name is free at once, as OTP 25" do
+      value =
+        result(
+          fn ->
+            dead = Lockstep.spawn(fn -> :ok end)
+            ref = Lockstep.monitor(dead)
+            Lockstep.receive(do: ({:DOWN, ^ref, :process, ^dead, _} -> :ok))
+            said = Global.register_name(:svc, dead)
+            {said, Global.whereis_name(:svc), Global.register_name(:svc, self())}
+          end,
+          iterations: 5,
+          seed: 4
+        )
+
+      assert value == {:yes, :undefined, :yes}
+    end
+
     test "names are cleared when the owner dies; unregister_name, send/2" do
       value =
         result(
