@@ -56,7 +56,8 @@ defmodule Lockstep.Cluster do
 
   @doc """
   Stops a node: kills its processes, fires `{:nodedown, node}` to node monitors and
-  `:noconnection` to remote monitors and links, and marks it down. Returns `:ok`.
+  `:noconnection` to remote monitors and links, forgets its names, ETS table names and
+  persistent terms, and marks it down. Returns `:ok`.
   """
   @spec stop_node(node()) :: :ok
   def stop_node(@home),
@@ -68,7 +69,11 @@ defmodule Lockstep.Cluster do
 
   def stop_node(node) do
     check_name!(node)
-    Runtime.cluster({:stop_node, node})
+    :ok = Runtime.cluster({:stop_node, node})
+    # A node's persistent terms die with it: start_node/1 brings it back fresh.
+    {_session, _id, run} = Runtime.context()
+    Lockstep.SharedState.erase_node_keys(run, node)
+    :ok
   end
 
   @doc "Spawns a managed process on `node`; returns its pid."

@@ -532,6 +532,43 @@ defmodule Lockstep.ClusterTest do
   end
 
   describe "node failures" do
+    test "a restarted node is fresh: no names, tables or persistent terms of before" do
+      value =
+        result(
+          fn ->
+            Cluster.start_nodes([:a])
+            me = self()
+
+            Cluster.spawn(:a, fn ->
+              Lockstep.register(:svc, self())
+              Lockstep.ETS.new(:tab, [:named_table, :public])
+              Lockstep.PersistentTerm.put(:k, :before)
+              Lockstep.send(me, :stored)
+              Lockstep.recv()
+            end)
+
+            :stored = Lockstep.recv()
+            Lockstep.PersistentTerm.put(:k, :home)
+            :ok = Cluster.stop_node(:a)
+            :ok = Cluster.start_node(:a)
+
+            Cluster.spawn(:a, fn ->
+              Lockstep.send(
+                me,
+                {Lockstep.whereis(:svc), Lockstep.ETS.whereis(:tab),
+                 Lockstep.PersistentTerm.get(:k, :none), Lockstep.PersistentTerm.get()}
+              )
+            end)
+
+            {Lockstep.recv(), Lockstep.PersistentTerm.get(:k)}
+          end,
+          iterations: 10,
+          seed: 5
+        )
+
+      assert value == {{nil, :undefined, :none, []}, :home}
+    end
+
     test "stop_node kills the node's processes and fires :nodedown and :noconnection" do
       values =
         results(
