@@ -308,8 +308,13 @@ defmodule Lockstep do
   `{:DOWN, ref, :process, pid, reason}` (`:noproc` if it had already exited, also by the
   caller's earlier signals to it; `:noconnection` at once across a connection declared
   lost).
+
+  As with `Process.monitor/1`, `pid` may also be a registered name or `{name, node}`
+  (names of this run, per simulated node): the monitor is of the process holding the name
+  now, and its `:DOWN` names `{name, node}`; a name nobody holds gives an immediate
+  `:noproc` `:DOWN`.
   """
-  @spec monitor(pid()) :: reference()
+  @spec monitor(pid() | atom() | {atom(), node()}) :: reference()
   def monitor(pid), do: Runtime.monitor(pid)
 
   @doc """

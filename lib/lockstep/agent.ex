@@ -55,7 +55,8 @@ defmodule Lockstep.Agent do
 
   @doc """
   Atomically reads and changes the state: `fun.(state)` returns `{reply, new_state}`;
-  returns `reply`. Mirrors `Agent.get_and_update/3`.
+  returns `reply`. Mirrors `Agent.get_and_update/3`: any other return stops the agent
+  with `{:bad_return_value, other}`, and the caller exits with that reason.
   """
   @spec get_and_update(agent(), (state() -> {a, state()}), non_neg_integer() | :infinity) :: a
         when a: var
@@ -94,10 +95,10 @@ defmodule Lockstep.Agent do
         {reply, new_state} ->
           {:reply, reply, new_state}
 
+        # As Elixir's Agent.Server: the agent stops, and the caller exits, with
+        # {:bad_return_value, other}.
         other ->
-          raise ArgumentError,
-                "Lockstep.Agent.get_and_update/3 expects the function to return " <>
-                  "{reply, new_state}, got: #{inspect(other)}"
+          {:stop, {:bad_return_value, other}, state}
       end
     end
 

@@ -56,7 +56,8 @@ defmodule Lockstep.Cluster do
 
   @doc """
   Stops a node: kills its processes, fires `{:nodedown, node}` to node monitors and
-  `:noconnection` to remote monitors and links, and marks it down. Returns `:ok`.
+  `:noconnection` to remote monitors and links, forgets its names, ETS table names and
+  persistent terms, and marks it down. Returns `:ok`.
   """
   @spec stop_node(node()) :: :ok
   def stop_node(@home),
@@ -68,7 +69,11 @@ defmodule Lockstep.Cluster do
 
   def stop_node(node) do
     check_name!(node)
-    Runtime.cluster({:stop_node, node})
+    :ok = Runtime.cluster({:stop_node, node})
+    # A node's persistent terms die with it: start_node/1 brings it back fresh.
+    {_session, _id, run} = Runtime.context()
+    Lockstep.SharedState.erase_node_keys(run, node)
+    :ok
   end
 
   @doc "Spawns a managed process on `node`; returns its pid."
@@ -81,14 +86,25 @@ defmodule Lockstep.Cluster do
   @doc """
   Partitions `group_a` from `group_b` (lists of nodes). `mode` is `:drop` (cross-cut
   messages are lost) or `:defer` (delivered in send order on `heal/0`). Several
-  partitions may be active at once. Returns `:ok`.
+  partitions may be active at once. Returns `:ok`. A node in both groups raises
+  `ArgumentError`.
   """
   @spec partition([node()], [node()], :drop | :defer) :: :ok
   def partition(group_a, group_b, mode \\ :drop)
 
   def partition(a, b, mode) when is_list(a) and is_list(b) and mode in [:drop, :defer] do
     Enum.each(a ++ b, &check_name!/1)
-    Runtime.cluster({:partition, a, b, mode})
+
+    # A node on both sides would be cut off from itself: no partition means that.
+    case Enum.filter(Enum.uniq(a), &(&1 in b)) do
+      [] ->
+        Runtime.cluster({:partition, a, b, mode})
+
+      both ->
+        raise ArgumentError,
+              "Lockstep.Cluster.partition/3: #{inspect(both)} in both groups, got: " <>
+                "#{inspect(a)}, #{inspect(b)}; a node can be on one side of a partition only"
+    end
   end
 
   def partition(a, b, mode) do
@@ -112,6 +128,11 @@ defmodule Lockstep.Cluster do
   @doc "The node of a managed process — also of one that has exited, like `Kernel.node/1`."
   @spec node_of(pid()) :: node()
   def node_of(pid) when is_pid(pid), do: Runtime.cluster({:node_of, pid})
+
+  # Kernel.node/1 raises ArgumentError for anything but a pid, port or reference.
+  def node_of(other) do
+    raise ArgumentError, "Lockstep.Cluster.node_of/1 expects a pid, got: #{inspect(other)}"
+  end
 
   @doc """
   Monitors a node: the caller gets `{:nodedown, node}` once when it stops or is cut off

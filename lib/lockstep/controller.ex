@@ -32,15 +32,32 @@ defmodule Lockstep.Controller do
 
   defstruct [:session, :tag, :owner]
 
+  # What start_link/1 accepts: the options of one iteration.
+  @options [
+    :strategy,
+    :bug_depth,
+    :seed,
+    :max_steps,
+    :timeout,
+    :delivery,
+    :crash,
+    :timers,
+    :blocked_at_end,
+    :instrument,
+    :capture
+  ]
+
   @typedoc "A controller: the owner pid from `start_link/1`, or the handle from `Lockstep.controller/0`."
   @type t :: %__MODULE__{session: reference(), tag: integer(), owner: pid() | nil} | pid()
 
   @doc """
   Starts a controller owning one fresh session. Options: `:strategy` (`:random`, `:pct` or
-  `{:pct, bug_depth: d}`), `:seed` (the iteration seed), `:max_steps`, `:delivery`,
-  `:crash`, `:timeout`, `:instrument` (modules whose unmodified code runs under control,
-  instrumented before the controller starts; see `Lockstep.Instrument`), and `:capture`
-  (record payloads in the trace; default `true`).
+  `{:pct, bug_depth: d}`), `:bug_depth`, `:seed` (the iteration seed), `:max_steps`,
+  `:delivery`, `:crash`, `:timers`, `:blocked_at_end`, `:timeout`, `:instrument` (modules
+  whose unmodified code runs under control, instrumented before the controller starts;
+  see `Lockstep.Instrument`), and `:capture` (record payloads in the trace; default
+  `true`), with the values `Lockstep.run/2` accepts. Any other key (the options of a
+  whole search, such as `:iterations` or `:workers`) raises `ArgumentError` naming it.
   Returns `{:ok, pid}`; the pid is the controller handle.
   """
   @spec start_link(keyword()) :: GenServer.on_start()
@@ -54,6 +71,19 @@ defmodule Lockstep.Controller do
     unless Keyword.keyword?(opts) do
       raise ArgumentError,
             "Lockstep.Controller options must be a keyword list, got: #{inspect(opts)}"
+    end
+
+    # A controller drives one iteration: the options of a whole search (`:iterations`,
+    # `:workers`, `:name`…) would be ignored, so they are refused by name.
+    case Enum.find(opts, fn {key, _} -> key not in @options end) do
+      nil ->
+        :ok
+
+      {key, value} ->
+        raise ArgumentError,
+              "unknown option #{inspect(key)} (value #{inspect(value)}); " <>
+                "Lockstep.Controller.start_link/1 drives one iteration and accepts " <>
+                Enum.map_join(@options, ", ", &inspect/1)
     end
 
     {capture?, opts} = Keyword.pop(opts, :capture, true)

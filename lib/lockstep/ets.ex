@@ -368,8 +368,12 @@ defmodule Lockstep.ETS do
 
         tid ->
           case :ets.info(tid) do
+            # The real table is unnamed and keeps the name it was created with; the name
+            # it is reached by (after a rename/2 too) is the one OTP reports.
             list when is_list(list) and is_atom(table) ->
-              List.keystore(list, :named_table, 0, {:named_table, true})
+              list
+              |> List.keystore(:named_table, 0, {:named_table, true})
+              |> List.keystore(:name, 0, {:name, table})
 
             other ->
               other
@@ -396,6 +400,7 @@ defmodule Lockstep.ETS do
         tid ->
           case :ets.info(tid, item) do
             false when item == :named_table and is_atom(table) -> true
+            _name when item == :name and is_atom(table) -> table
             other -> other
           end
       end

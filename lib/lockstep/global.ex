@@ -18,7 +18,8 @@ defmodule Lockstep.Global do
 
   @doc """
   Registers `pid` under `name` (any term): `:yes`, or `:no` when the name is taken or `pid`
-  has a global name already (OTP 25's default).
+  has a global name already (OTP 25's default). As in OTP, a `pid` that has exited gets
+  `:yes` and the name is gone at once (its holder is dead).
   """
   @spec register_name(term(), pid()) :: :yes | :no
   def register_name(name, pid) when is_pid(pid) do

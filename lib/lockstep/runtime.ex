@@ -990,15 +990,31 @@ defmodule Lockstep.Runtime do
       "Lockstep.spawn/1)."
   end
 
-  def monitor(pid) when is_pid(pid) do
-    case monitor_target(pid) do
-      ref when is_reference(ref) -> ref
-      :unmanaged -> raise ArgumentError, unmanaged("monitor/1", pid)
+  # As Process.monitor/1: a pid, a registered name or `{name, node}`; a name nobody holds
+  # gives an immediate `:noproc` `:DOWN` naming `{name, node}`.
+  def monitor(target)
+      when is_pid(target) or is_atom(target) or
+             (is_tuple(target) and tuple_size(target) == 2 and is_atom(elem(target, 0)) and
+                is_atom(elem(target, 1))) do
+    case monitor_target(target) do
+      ref when is_reference(ref) ->
+        ref
+
+      :unmanaged ->
+        raise ArgumentError, unmanaged("monitor/1", target)
+
+      :badnode ->
+        raise ArgumentError,
+              "Lockstep.monitor/1: #{inspect(elem(target, 1))} in #{inspect(target)} is not a " <>
+                "node of this run (start it with Lockstep.Cluster.start_nodes/1)"
     end
   end
 
-  def monitor(other),
-    do: raise(ArgumentError, "Lockstep.monitor/1 expects a pid, got: #{inspect(other)}")
+  def monitor(other) do
+    raise ArgumentError,
+          "Lockstep.monitor/1 expects a pid, a registered name or {name, node}, got: " <>
+            inspect(other)
+  end
 
   @doc false
   # monitor(:process, target) for a pid, a registered name or `{name, node}`: the ref, or
@@ -1133,6 +1149,11 @@ defmodule Lockstep.Runtime do
     else
       raise ArgumentError, "Lockstep.unregister/1: #{inspect(name)} is not registered"
     end
+  end
+
+  # :erlang.unregister/1 raises ArgumentError for a name that is not an atom.
+  def unregister(name) do
+    raise ArgumentError, "Lockstep.unregister/1 expects an atom name, got: #{inspect(name)}"
   end
 
   @doc false

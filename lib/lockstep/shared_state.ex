@@ -170,4 +170,15 @@ defmodule Lockstep.SharedState do
     Enum.each(keys, &:persistent_term.erase/1)
     length(keys)
   end
+
+  @doc false
+  # Erases the `:persistent_term` keys the iteration `run` stored on simulated `node`
+  # (the node was stopped: its terms went with it).
+  @spec erase_node_keys(term(), node()) :: :ok
+  def erase_node_keys(run, node) do
+    for {{@key_tag, ^run, ^node, _key} = k, _} <- :persistent_term.get(),
+        do: :persistent_term.erase(k)
+
+    :ok
+  end
 end

@@ -119,6 +119,33 @@ defmodule Lockstep.ClusterTest do
       assert value == [true, true]
     end
 
+    test "node_of/1 of a non-pid and a partition with a node on both sides raise ArgumentError" do
+      value =
+        result(
+          fn ->
+            Cluster.start_nodes([:a, :b])
+
+            for bad <- [
+                  fn -> Cluster.node_of(:a) end,
+                  fn -> Cluster.partition([:a], [:a, :b]) end
+                ] do
+              try do
+                bad.()
+                :no_raise
+              rescue
+                e in ArgumentError -> e.message
+              end
+            end
+          end,
+          iterations: 5,
+          seed: 3
+        )
+
+      assert [node_of, partition] = value
+      assert node_of =~ "node_of/1 expects a pid, got: :a"
+      assert partition =~ "[:a] in both groups"
+    end
+
     test "the trace shows node starts and processes' nodes" do
       assert {:error, %BugFound{} = bug} =
                Lockstep.check(
@@ -505,6 +532,43 @@ defmodule Lockstep.ClusterTest do
   end
 
   describe "node failures" do
+    test "a restarted node is fresh: no names, tables or persistent terms of before" do
+      value =
+        result(
+          fn ->
+            Cluster.start_nodes([:a])
+            me = self()
+
+            Cluster.spawn(:a, fn ->
+              Lockstep.register(:svc, self())
+              Lockstep.ETS.new(:tab, [:named_table, :public])
+              Lockstep.PersistentTerm.put(:k, :before)
+              Lockstep.send(me, :stored)
+              Lockstep.recv()
+            end)
+
+            :stored = Lockstep.recv()
+            Lockstep.PersistentTerm.put(:k, :home)
+            :ok = Cluster.stop_node(:a)
+            :ok = Cluster.start_node(:a)
+
+            Cluster.spawn(:a, fn ->
+              Lockstep.send(
+                me,
+                {Lockstep.whereis(:svc), Lockstep.ETS.whereis(:tab),
+                 Lockstep.PersistentTerm.get(:k, :none), Lockstep.PersistentTerm.get()}
+              )
+            end)
+
+            {Lockstep.recv(), Lockstep.PersistentTerm.get(:k)}
+          end,
+          iterations: 10,
+          seed: 5
+        )
+
+      assert value == {{nil, :undefined, :none, []}, :home}
+    end
+
     test "stop_node kills the node's processes and fires :nodedown and :noconnection" do
       values =
         results(
@@ -803,6 +867,23 @@ defmodule Lockstep.ClusterTest do
 
       registrations = for {:global_register, p, :leader, p, ok} <- events(bug.trace), do: ok
       assert Enum.sort(registrations) == [false, true]
+    end
+
+    test "register_name of an exited pid says :yes and the name is free at once, as OTP 25" do
+      value =
+        result(
+          fn ->
+            dead = Lockstep.spawn(fn -> :ok end)
+            ref = Lockstep.monitor(dead)
+            Lockstep.receive(do: ({:DOWN, ^ref, :process, ^dead, _} -> :ok))
+            said = Global.register_name(:svc, dead)
+            {said, Global.whereis_name(:svc), Global.register_name(:svc, self())}
+          end,
+          iterations: 5,
+          seed: 4
+        )
+
+      assert value == {:yes, :undefined, :yes}
     end
 
     test "names are cleared when the owner dies; unregister_name, send/2" do

@@ -134,4 +134,14 @@ defmodule Lockstep.MiscTest do
       Lockstep.Controller.start_link(capture: :yes)
     end
   end
+
+  test "a controller refuses, by name, the options of a whole search it would ignore" do
+    for {key, value} <- [iterations: 5, workers: 2, name: "x", trace_dir: "t", foo: 1] do
+      error = assert_raise ArgumentError, fn -> Lockstep.Controller.start_link([{key, value}]) end
+
+      assert error.message =~ "unknown option #{inspect(key)} (value #{inspect(value)})"
+      assert error.message =~ "Lockstep.Controller.start_link/1"
+      assert error.message =~ ":capture"
+    end
+  end
 end

@@ -827,6 +827,73 @@ defmodule Lockstep.ProcessSemanticsTest do
 
       assert value == {true, true, true, true, [:two]}
     end
+
+    test "unregister/1 of a name that is not an atom raises ArgumentError naming it" do
+      value =
+        result(
+          fn ->
+            try do
+              Lockstep.unregister("svc")
+            rescue
+              e in ArgumentError -> Exception.message(e)
+            end
+          end,
+          iterations: 1,
+          seed: 58
+        )
+
+      assert value =~ ~s(expects an atom name, got: "svc")
+    end
+
+    test "monitor/1 of a registered name or {name, node}, as Process.monitor/1" do
+      value =
+        result(
+          fn ->
+            node = Lockstep.node()
+            missing = Lockstep.monitor(:nobody)
+
+            missing_down =
+              Lockstep.receive do
+                {:DOWN, ^missing, :process, who, reason} -> {who, reason}
+              end
+
+            worker =
+              Lockstep.spawn(fn ->
+                Lockstep.receive do
+                  :stop -> :ok
+                end
+              end)
+
+            true = Lockstep.register(:svc, worker)
+            by_name = Lockstep.monitor(:svc)
+            by_pair = Lockstep.monitor({:svc, node})
+            Lockstep.send(worker, :stop)
+
+            downs =
+              for ref <- [by_name, by_pair] do
+                Lockstep.receive do
+                  {:DOWN, ^ref, :process, who, reason} -> {who, reason}
+                end
+              end
+
+            bad =
+              try do
+                Lockstep.monitor("svc")
+              rescue
+                e in ArgumentError -> Exception.message(e)
+              end
+
+            {missing_down, downs, bad}
+          end,
+          iterations: 20,
+          seed: 59
+        )
+
+      node = :nonode@nohost
+      assert {{{:nobody, ^node}, :noproc}, downs, bad} = value
+      assert downs == [{{:svc, node}, :normal}, {{:svc, node}, :normal}]
+      assert bad =~ ~s(expects a pid, a registered name or {name, node}, got: "svc")
+    end
   end
 
   defp raises?(fun) do

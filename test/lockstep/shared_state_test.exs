@@ -266,6 +266,36 @@ defmodule Lockstep.SharedStateTest do
       assert {w2, {:ets_new, :cache}} in kinds
     end
 
+    test "info/1,2 report the name a table was renamed to, as :ets.info does" do
+      plain = fn ->
+        name = :"lockstep_ren_#{System.unique_integer([:positive])}"
+        to = :"#{name}_2"
+        :ets.new(name, [:named_table])
+        ^to = :ets.rename(name, to)
+        result = {:ets.info(to, :name) == to, Keyword.get(:ets.info(to), :name) == to}
+        :ets.delete(to)
+        result
+      end
+
+      assert plain.() == {true, true}
+      test = self()
+
+      Lockstep.run(
+        fn ->
+          ETS.new(:before, [:named_table])
+          :after = ETS.rename(:before, :after)
+
+          Lockstep.send(
+            test,
+            {:names, ETS.info(:after, :name), Keyword.get(ETS.info(:after), :name)}
+          )
+        end,
+        iterations: 3
+      )
+
+      assert_received {:names, :after, :after}
+    end
+
     test "a duplicate name raises the same ArgumentError as :ets.new/2" do
       expected =
         try do

@@ -234,6 +234,24 @@ defmodule Lockstep.TaskAgentTest do
                exited
     end
 
+    test "get_and_update whose function returns no {reply, state} stops the agent, as Agent does" do
+      {exited, alive?} =
+        result(
+          fn ->
+            {:ok, agent} = Agent.start(fn -> 1 end)
+            exited = exit_of(fn -> Agent.get_and_update(agent, fn n -> n end) end)
+            {exited, Lockstep.alive?(agent)}
+          end,
+          iterations: 10,
+          crash: :ignore
+        )
+
+      assert {:exited, {{:bad_return_value, 1}, {Lockstep.GenServer, :call, [_, _, 5000]}}} =
+               exited
+
+      refute alive?
+    end
+
     test "a slow get times out in virtual time" do
       {exited, waited} =
         result(fn ->

@@ -221,6 +221,40 @@ defmodule Lockstep.Instrument.ProcessesOpsTest do
              end) == {:ok, [1, 2, {:echo, 3}, {:echo, 4}]}
     end
 
+    test "a badarg prints the message OTP prints for it, naming the argument" do
+      message = fn fun ->
+        try do
+          fun.()
+        rescue
+          e -> Exception.message(e)
+        end
+      end
+
+      {:ok, messages} =
+        compare(fn o ->
+          [
+            message.(fn -> o.send(:lockstep_nobody, :hi) end),
+            message.(fn -> o.send(3, :hi) end),
+            message.(fn -> o.send(self(), :hi, [:bogus]) end),
+            message.(fn -> o.link(3) end),
+            message.(fn -> o.unlink(3) end),
+            message.(fn -> o.monitor(:process, 3) end),
+            message.(fn -> o.demonitor(3, []) end),
+            message.(fn -> o.exit(3, :kill) end),
+            message.(fn -> o.is_process_alive(3) end),
+            message.(fn -> o.register(:lockstep_x, 3) end),
+            message.(fn -> o.unregister(:lockstep_nobody) end),
+            message.(fn -> o.whereis("x") end),
+            message.(fn -> o.process_flag(:trap_exit, :yes) end)
+          ]
+        end)
+
+      assert Enum.at(messages, 0) =~ "1st argument: invalid destination"
+      assert Enum.at(messages, 3) =~ "1st argument: not a pid"
+      assert Enum.at(messages, 11) =~ "1st argument: not an atom"
+      refute Enum.any?(messages, &(&1 == "argument error"))
+    end
+
     test "bad arguments raise badarg" do
       assert compare(fn o ->
                [

@@ -143,12 +143,12 @@ defmodule Lockstep.Instrument.Ops.Processes do
   end
 
   def send(dest, msg) when is_reference(dest) do
-    Runtime.send_later(dest, msg, &badarg/2)
+    Runtime.send_later(dest, msg, fn _reason, dest -> badarg!(:send, [dest, msg]) end)
     msg
   end
 
   def send(dest, msg) do
-    Runtime.send_or(dest, msg, &badarg/2)
+    Runtime.send_or(dest, msg, fn _reason, dest -> badarg!(:send, [dest, msg]) end)
     msg
   end
 
@@ -159,14 +159,26 @@ defmodule Lockstep.Instrument.Ops.Processes do
   @spec send(term(), term(), [:noconnect | :nosuspend]) :: :ok
   def send(dest, msg, opts) do
     unless proper_list?(opts) and Enum.all?(opts, &(&1 in [:noconnect, :nosuspend])) do
-      :erlang.error(:badarg)
+      badarg!(:send, [dest, msg, opts], :badopt)
     end
 
     send(dest, msg)
     :ok
   end
 
-  defp badarg(_reason, _dest), do: :erlang.error(:badarg)
+  # The BIF's badarg, raised as the BIF raises it (class `:error`, reason `:badarg`:
+  # Erlang code catching `error:badarg` sees it), with a stack frame of `:erlang` and OTP's
+  # error_info, so Elixir prints the message OTP would ("1st argument: not a pid").
+  # `cause` is the one OTP's BIF gives where the arguments alone do not tell.
+  defp badarg!(fun, args, cause \\ nil) do
+    {:current_stacktrace, [_info, _self | stacktrace]} = Process.info(self(), :current_stacktrace)
+
+    info =
+      if cause, do: %{module: :erl_erts_errors, cause: cause}, else: %{module: :erl_erts_errors}
+
+    frame = {:erlang, fun, args, [error_info: info]}
+    :erlang.raise(:error, :badarg, [frame | stacktrace])
+  end
 
   # Spawning --------------------------------------------------------------------------------
 
@@ -263,7 +275,7 @@ defmodule Lockstep.Instrument.Ops.Processes do
   end
 
   def link(port) when is_port(port), do: :erlang.link(port)
-  def link(_), do: :erlang.error(:badarg)
+  def link(other), do: badarg!(:link, [other])
 
   @doc "`unlink/1`: `true`; the link's exit signals still in flight are dropped."
   @spec unlink(pid() | port()) :: true
@@ -275,7 +287,7 @@ defmodule Lockstep.Instrument.Ops.Processes do
   end
 
   def unlink(port) when is_port(port), do: :erlang.unlink(port)
-  def unlink(_), do: :erlang.error(:badarg)
+  def unlink(other), do: badarg!(:unlink, [other])
 
   @doc """
   `monitor/2`: a monitor of a process by pid, registered name or `{name, node}` (its
@@ -318,7 +330,7 @@ defmodule Lockstep.Instrument.Ops.Processes do
     end
   end
 
-  defp monitor_item(_), do: :erlang.error(:badarg)
+  defp monitor_item(item), do: badarg!(:monitor, [:process, item])
 
   defp real_monitor(item, opts) do
     ref = :erlang.monitor(:process, item, opts)
@@ -356,7 +368,7 @@ defmodule Lockstep.Instrument.Ops.Processes do
 
   def demonitor(ref, opts) when is_reference(ref) do
     unless proper_list?(opts) and Enum.all?(opts, &(&1 in [:flush, :info])) do
-      :erlang.error(:badarg)
+      badarg!(:demonitor, [ref, opts])
     end
 
     case Process.delete({@real_monitor, ref}) do
@@ -365,7 +377,7 @@ defmodule Lockstep.Instrument.Ops.Processes do
     end
   end
 
-  def demonitor(_ref, _opts), do: :erlang.error(:badarg)
+  def demonitor(ref, opts), do: badarg!(:demonitor, [ref, opts])
 
   @doc """
   `alias/0,1` (named `make_alias`: `alias` is an Elixir special form): a reference that is an alias of the caller; `[:reply]` makes the first
@@ -395,7 +407,7 @@ defmodule Lockstep.Instrument.Ops.Processes do
     end
   end
 
-  def unalias(_), do: :erlang.error(:badarg)
+  def unalias(other), do: badarg!(:unalias, [other])
 
   @doc """
   `process_flag/2` and `Process.flag/2`: `:trap_exit` is the run's (returns the previous
@@ -403,7 +415,7 @@ defmodule Lockstep.Instrument.Ops.Processes do
   """
   @spec process_flag(atom(), term()) :: term()
   def process_flag(:trap_exit, value) when is_boolean(value), do: Runtime.flag(:trap_exit, value)
-  def process_flag(:trap_exit, _value), do: :erlang.error(:badarg)
+  def process_flag(:trap_exit, value), do: badarg!(:process_flag, [:trap_exit, value])
   def process_flag(flag, value), do: :erlang.process_flag(flag, value)
 
   @doc """
@@ -420,12 +432,12 @@ defmodule Lockstep.Instrument.Ops.Processes do
   end
 
   def exit(port, reason) when is_port(port), do: :erlang.exit(port, reason)
-  def exit(_, _), do: :erlang.error(:badarg)
+  def exit(other, reason), do: badarg!(:exit, [other, reason])
 
   @doc "`is_process_alive/1` and `Process.alive?/1`, after the caller's earlier signals to it."
   @spec is_process_alive(pid()) :: boolean()
   def is_process_alive(pid) when is_pid(pid), do: Runtime.alive?(pid)
-  def is_process_alive(_), do: :erlang.error(:badarg)
+  def is_process_alive(other), do: badarg!(:is_process_alive, [other])
 
   # Registered names ------------------------------------------------------------------------
 
@@ -437,6 +449,8 @@ defmodule Lockstep.Instrument.Ops.Processes do
   def register(name, pid) when is_atom(name) and name != :undefined and is_pid(pid) do
     case Runtime.register_result(name, pid) do
       true -> true
+      # taken, already named or not alive: the run does not say which, so no
+      # error_info (OTP's message would name the cause)
       false -> :erlang.error(:badarg)
       :unmanaged -> raise ArgumentError, outside_register(name, pid)
     end
@@ -445,7 +459,7 @@ defmodule Lockstep.Instrument.Ops.Processes do
   def register(name, port) when is_atom(name) and name != :undefined and is_port(port),
     do: raise(ArgumentError, outside_register(name, port))
 
-  def register(_name, _pid), do: :erlang.error(:badarg)
+  def register(name, pid), do: badarg!(:register, [name, pid])
 
   defp outside_register(name, who) do
     "register(#{inspect(name)}, #{inspect(who)}) in a managed process: #{inspect(who)} is " <>
@@ -475,10 +489,10 @@ defmodule Lockstep.Instrument.Ops.Processes do
   @doc "`unregister/1` and `Process.unregister/1`: `true`; `badarg` if not registered."
   @spec unregister(atom()) :: true
   def unregister(name) when is_atom(name) do
-    if Runtime.unregister_result(name), do: true, else: :erlang.error(:badarg)
+    if Runtime.unregister_result(name), do: true, else: badarg!(:unregister, [name])
   end
 
-  def unregister(_), do: :erlang.error(:badarg)
+  def unregister(other), do: badarg!(:unregister, [other])
 
   @doc """
   `whereis/1`: the pid, or `:undefined` (the BIF's answer, not `nil`). A name the run has
@@ -487,7 +501,7 @@ defmodule Lockstep.Instrument.Ops.Processes do
   """
   @spec whereis(atom()) :: pid() | :undefined
   def whereis(name) when is_atom(name), do: Runtime.whereis(name) || :erlang.whereis(name)
-  def whereis(_), do: :erlang.error(:badarg)
+  def whereis(other), do: badarg!(:whereis, [other])
 
   @doc "`Process.whereis/1`: the pid, or `nil`."
   @spec process_whereis(atom()) :: pid() | nil
@@ -547,7 +561,7 @@ defmodule Lockstep.Instrument.Ops.Processes do
   end
 
   def node(other) when is_port(other) or is_reference(other), do: :erlang.node(other)
-  def node(_), do: :erlang.error(:badarg)
+  def node(other), do: badarg!(:node, [other])
 
   @doc """
   `nodes/0`, `Node.list/0`: the other simulated nodes that are up and that the caller's

@@ -7,8 +7,8 @@
 //! the caller waits (`Blocked`, trace event `global_wait`), until the heal, the tick or
 //! the node stopping lets it try again (`retry_global_locks`). With the lock it checks the
 //! name against, and writes it to, the views of every node it reaches; a pid gets one
-//! global name (`check_dupname/2`); a dead pid cannot register. `unregister_name/1` takes
-//! the lock too. A holder's death removes its names from every view (a simplification:
+//! global name (`check_dupname/2`); a dead pid gets `yes` and its name is gone at once.
+//! `unregister_name/1` takes the lock too. A holder's death removes its names from every view (a simplification:
 //! OTP's views learn it as the `DOWN`s arrive). Once a partition is declared lost each
 //! side forgets the names held across it, so both sides may register a name (split
 //! brain); on heal the views merge and a clash is resolved as `global:random_exit_name/3`
@@ -26,7 +26,13 @@ impl Session {
     /// `register_name(name, proc)` by `p`, holding the lock.
     pub(super) fn global_register(&mut self, p: ProcId, name: u32, proc: ProcId) -> OpResult {
         let node = self.node_of(p);
-        let ok = self.alive(proc) && self.cluster.global_register(node, name, proc);
+        let ok = self.cluster.global_register(node, name, proc);
+        if ok && !self.alive(proc) {
+            // OTP 25 says `yes` for a free name and a dead pid (the registrar checks only
+            // the name and `check_dupname/2`), and the name goes when the holder's `DOWN`
+            // arrives: here at once.
+            self.cluster.global_unregister(node, name);
+        }
         self.record(
             p,
             EventKind::GlobalRegister {
