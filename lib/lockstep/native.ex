@@ -39,6 +39,7 @@ defmodule Lockstep.Native do
   def register_child(_session, _id, _child, _pid), do: nif_error()
   def sync_send(_session, _id, _dest, _payload, _pending), do: nif_error()
   def sync_receive(_session, _id, _retry, _timeout, _pending), do: nif_error()
+  def relay_hop(_session, _gen, _hop), do: nif_error()
   def yield(_session, _id, _pending), do: nif_error()
   def sync_random(_session, _id, _n), do: nif_error()
   def sync_spawn(_session, _id, _link, _node, _monitor), do: nif_error()
@@ -88,4 +89,6 @@ defmodule Lockstep.Native do
   def checker_cancel(_job), do: nif_error()
   # Test hook: poisons the session's lock (native_error_test.exs).
   def poison_for_test(_session), do: nif_error()
+  def relay_enabled_for_test(_on), do: nif_error()
+  def relayed_hops, do: nif_error()
 end

@@ -38,6 +38,10 @@ defmodule Lockstep.Runtime do
   @pure :"$lockstep_pure"
   @awaiting_outside :"$lockstep_awaiting_outside"
   @sent_outside :"$lockstep_sent_outside"
+  # A lease for this process's next hop, `{gen, hop, peer, taken, last}`: the wake-up that
+  # handed it a message also said that sending back to `peer` and waiting would be a forced
+  # hop, which it may make without the engine (see `relay_hop/5` and the NIF's `relay.rs`).
+  @relay :"$lockstep_relay"
   @owned_tables :"$lockstep_ets_owned"
   # Present (`true`) in the processes of an iteration that captures its trace: instrumented
   # code then notes its call sites (`site/1`).
@@ -710,7 +714,18 @@ defmodule Lockstep.Runtime do
     end
   end
 
-  defp sync_receive(session, id, retry?, ms, {_, _, tag} = ctx, outside?) do
+  # A first attempt without timeout, by a process holding a lease: perhaps a relayed hop.
+  defp sync_receive(session, id, false, nil, ctx, outside?) do
+    case :erlang.erase(@relay) do
+      :undefined -> sync_receive_nif(session, id, false, nil, ctx, outside?)
+      lease -> relay_hop(session, id, lease, ctx, outside?)
+    end
+  end
+
+  defp sync_receive(session, id, retry?, ms, ctx, outside?),
+    do: sync_receive_nif(session, id, retry?, ms, ctx, outside?)
+
+  defp sync_receive_nif(session, id, retry?, ms, {_, _, tag} = ctx, outside?) do
     case deferred(Native.sync_receive(session, id, retry?, ms, take_pending()), tag, ctx) do
       :again ->
         # The deferred send went outside the run: this receive may await the reply.
@@ -720,9 +735,42 @@ defmodule Lockstep.Runtime do
         sync_receive(session, id, retry?, ms, ctx, outside?)
 
       result ->
-        resume(result, tag)
+        relayed(resume(result, tag))
     end
   end
+
+  # The hop the lease is for is exactly what this process brings: it took message `taken`,
+  # sent (deferred) one message to `peer`, and now waits with no timeout. If the lease is
+  # still out (`Native.relay_hop/3` counts the hop, or says no once any engine call ended
+  # it), the engine would make both of the hop's decisions forced: `peer` gets the message
+  # in hand, with a lease for the hop back, and this process parks — the engine replays the
+  # hop at its next call. Anything else goes to the NIF as usual.
+  defp relay_hop(session, id, {gen, hop, peer, taken, last}, {_, _, tag} = ctx, outside?) do
+    with {@send, ^peer, msg, ^taken} <- :erlang.get(@pending),
+         true <- Native.relay_hop(session, gen, hop) do
+      :erlang.erase(@pending)
+      sent = taken + 1
+      in_hand = {:in_hand, sent, msg, :attempt}
+
+      wake =
+        if hop < last,
+          do: {@relay, in_hand, {gen, hop + 1, self(), sent, last}},
+          else: in_hand
+
+      :erlang.send(peer, {tag, :go, wake})
+      relayed(park(tag))
+    else
+      _ -> sync_receive_nif(session, id, false, nil, ctx, outside?)
+    end
+  end
+
+  @compile {:inline, relayed: 1}
+  defp relayed({@relay, result, lease}) do
+    :erlang.put(@relay, lease)
+    result
+  end
+
+  defp relayed(result), do: result
 
   def receive_retry(_ctx, {:bad_timeout, value}), do: Timeout.bad_after!(value)
 

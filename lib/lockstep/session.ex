@@ -188,6 +188,15 @@ defmodule Lockstep.Session do
   @spec live_sessions() :: non_neg_integer()
   def live_sessions, do: nif(:live_sessions, fn -> Native.live_sessions() end)
 
+  # Test hooks for relayed hops (see the NIF's `relay.rs`): switch them off VM-wide to
+  # compare runs with and without them, and count those the engine replayed.
+  @doc false
+  def relay_enabled_for_test(on?),
+    do: nif(:relay_enabled_for_test, fn -> Native.relay_enabled_for_test(on?) end)
+
+  @doc false
+  def relayed_hops, do: nif(:relayed_hops, fn -> Native.relayed_hops() end)
+
   # One iteration ------------------------------------------------------------------------
 
   @doc false

@@ -10,6 +10,7 @@ defmodule Lockstep.SessionTest do
   @hot_path [
     :sync_send,
     :sync_receive,
+    :relay_hop,
     :external_received,
     :await_outside,
     :yield,

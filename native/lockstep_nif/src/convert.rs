@@ -33,6 +33,7 @@ pub mod atoms {
         global_name_conflict, global_wait, ended, copied, undefined, shutdown,
         blocked_at_end, wait_marked, woken,
         lockstep_send = "$lockstep_send",
+        lockstep_relay = "$lockstep_relay",
         lockstep_sent = "$lockstep_sent",
         lockstep_sent_wait = "$lockstep_sent_wait",
     }

@@ -27,6 +27,8 @@
 //! - `parallel`: an exhaustive search shared by the workers of `workers: n`;
 //! - `wake`: effects, the owner's `done` message, waking the next process, result terms;
 //! - `handoff`: what a process brings to its next sync point (the one-message hop);
+//! - `relay`: forced hops two processes hand on without the engine, replayed at the next
+//!   locked entry;
 //! - `checker`: the consistency checker, run on a thread of its own (user models answered
 //!   by the calling process);
 //! - `decode`: every term the NIFs decode, with rustler's derives;
@@ -45,6 +47,7 @@ mod handoff;
 mod owner;
 mod parallel;
 mod process;
+mod relay;
 mod resource;
 mod state;
 mod sync;

@@ -8,13 +8,14 @@
 //! ([`lock_any`]) to list and kill the run's processes.
 
 use crate::convert::{atoms, internal_error};
+use crate::relay;
 use crate::state::SessionState;
 use crate::wake::{after_call, wake_key};
 use lockstep_core::strategy::Metered;
 use lockstep_core::Strategy;
 use rustler::{Atom, Env, LocalPid, Monitor, NifResult, Resource, ResourceArc};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Tags are unique in the VM so a stale wake-up can never be mistaken for a current one.
 static NEXT_TAG: AtomicU64 = AtomicU64::new(0x4C53_0000_0000);
@@ -40,6 +41,8 @@ pub struct SessionResource {
     /// The run-unique integer a managed process parks on: `{tag, :go, result}`.
     pub tag: u64,
     pub state: Mutex<SessionState>,
+    /// The state's relay word (see `relay`), counted by `relay_hop` without the lock.
+    pub relay: Arc<AtomicU64>,
 }
 
 impl SessionResource {
@@ -47,6 +50,7 @@ impl SessionResource {
         LIVE_SESSIONS.fetch_add(1, Ordering::Relaxed);
         SessionResource {
             tag: NEXT_TAG.fetch_add(1, Ordering::Relaxed),
+            relay: Arc::clone(&state.relay.word),
             state: Mutex::new(state),
         }
     }
@@ -126,19 +130,34 @@ impl Resource for SessionResource {
 
 /// The lock for a managed process's call: a poisoned state raises
 /// `Lockstep.InternalError`.
+///
+/// Hops relayed since the last engine call are replayed first (see `relay`), so every
+/// entry sees the run as it is.
 #[inline]
 pub fn lock(res: &SessionResource) -> NifResult<MutexGuard<'_, SessionState>> {
-    res.state.lock().map_err(|_| {
+    let mut guard = res.state.lock().map_err(|_| {
         internal_error("the session state is poisoned by an earlier panic; the run cannot go on")
-    })
+    })?;
+    if let Err(message) = relay::catch_up(&mut guard) {
+        guard.session.abort();
+        return Err(internal_error(message));
+    }
+    Ok(guard)
 }
 
 /// For the owner's queries and teardown: a poisoned state is still good enough to list
 /// and kill processes, and the run is failing with an internal error anyway.
+/// Relayed hops are replayed first, as by [`lock`]; one that does not replay stops the
+/// run (the owner then reports it as aborted).
 pub fn lock_any(res: &SessionResource) -> MutexGuard<'_, SessionState> {
-    res.state
+    let mut guard = res
+        .state
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if relay::catch_up(&mut guard).is_err() {
+        guard.session.abort();
+    }
+    guard
 }
 
 /// The strategy the iteration borrowed; an internal error once it was given back.

@@ -16,6 +16,7 @@
 
 use crate::convert::atoms;
 use crate::handoff::PidHash;
+use crate::relay::Relay;
 use crate::resource::{RunStrategy, StrategyCell};
 use lockstep_core::{
     Event, EventKind, MonitorId, MsgId, NameId, NodeId, ProcId, ProcState, Reason, Session,
@@ -37,6 +38,8 @@ pub struct SessionState {
     pub atoms: AtomTables,
     pub terms: Terms,
     pub capture: Capture,
+    /// The lease of relayed hops out, if any (see `relay`).
+    pub relay: Relay,
 }
 
 /// The iteration's owner (the test process, a worker or the controller's owner) and what
@@ -302,6 +305,7 @@ impl SessionState {
                 sites: Sites::default(),
                 labels: HashMap::new(),
             },
+            relay: Relay::default(),
         }
     }
 

@@ -8,6 +8,7 @@
 
 use crate::convert::atoms;
 use crate::handoff::Carry;
+use crate::relay;
 use crate::state::SessionState;
 use lockstep_core::{Effect, Next, OpResult, Outcome, SendFate};
 use lockstep_core::{MsgKind, ProcId};
@@ -103,9 +104,17 @@ pub fn after_call_carrying<'a>(
             .and_then(|c| c.in_hand(env, result))
             .unwrap_or_else(|| result_term(env, st, result)),
         Next::Wake(proc, result) => {
-            let term = handed
+            let mut term = handed
                 .and_then(|c| c.in_hand(env, result))
                 .unwrap_or_else(|| result_term(env, st, result));
+            // A forced ping-pong from here on: the wake-up carries a lease (see `relay`).
+            if let (Some(carry), Some(waker)) = (handed, caller) {
+                if relay::may_lease(result) {
+                    if let Some(leased) = relay::grant(env, st, waker, proc, carry.msg, term) {
+                        term = leased;
+                    }
+                }
+            }
             if let Some(pid) = st.procs.pid(proc) {
                 let key = wake_key(env, tag, st, proc);
                 let _ = env.send(&pid, (key, atoms::go(), term));

@@ -41,7 +41,8 @@
 //! * `names.rs` — per-node registered names and ETS table names;
 //! * `timers.rs` — virtual time: sleeps, `receive … after`, `send_after`, firing;
 //! * `cluster.rs` — nodes, partitions and their ticks, node monitors;
-//! * `globals.rs` — the global registry: its lock, per-node views, clashes on heal.
+//! * `globals.rs` — the global registry: its lock, per-node views, clashes on heal;
+//! * `relay.rs` — forced hops the adapter relays without the engine, replayed later.
 //!
 //! Invariants (checked with `debug_assert!` and by the property tests): at most one process
 //! is `Running`; a `Blocked` process is never offered as a choice; when an iteration ends
@@ -57,11 +58,13 @@ mod monitors;
 mod names;
 mod processes;
 mod receive;
+mod relay;
 mod signals;
 mod timers;
 
 pub use api::{Effect, EngineError, Next, Outcome};
 pub use monitors::MonitorRec;
+pub use relay::RelayDiverged;
 
 use crate::choices::{ChoiceSet, InFlight};
 use crate::cluster::Cluster;
