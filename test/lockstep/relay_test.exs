@@ -98,6 +98,26 @@ defmodule Lockstep.RelayTest do
     end
   end
 
+  test "instrumented code's hops are relayed, with the same schedules as without" do
+    opts = [
+      iterations: 10,
+      seed: 8,
+      strategy: :pct,
+      instrument: [Lockstep.TestSupport.PlainPingPong]
+    ]
+
+    body = fn ->
+      assert Lockstep.TestSupport.PlainPingPong.run(100) == 10_100
+    end
+
+    {on, relayed} = with_relay(true, fn -> Lockstep.run(body, opts) end)
+    {off, _} = with_relay(false, fn -> Lockstep.run(body, opts) end)
+    assert relayed > 0
+
+    for key <- [:iterations, :steps, :distinct_schedules, :context_switches, :outcomes],
+        do: assert(Map.fetch!(on, key) == Map.fetch!(off, key), "#{key} differs")
+  end
+
   test "max_steps cuts a relayed ping-pong at the same step as an unrelayed one" do
     body = fn ->
       peer = Lockstep.spawn(fn -> echo(10_000) end)
