@@ -64,6 +64,13 @@ defmodule Lockstep.RelayTest do
       # mailbox and the hops are not forced (a receive tries the whole mailbox first)
       first = ping(peer, 30, [])
 
+      # asleep through the relayed stretch below: its timer fires only when nothing else
+      # can happen (timers: :on_idle), so the hops stay forced
+      Lockstep.spawn(fn ->
+        Lockstep.sleep(50)
+        Lockstep.send(me, :woke)
+      end)
+
       side_seen =
         Lockstep.receive do
           {:side, v} -> v
@@ -74,6 +81,7 @@ defmodule Lockstep.RelayTest do
       second = ping(peer, 30, [])
 
       Lockstep.monitor(side)
+      Lockstep.receive(do: (:woke -> :ok))
       Kernel.send(log, {:observed, {first, second, side_seen}})
     end
   end

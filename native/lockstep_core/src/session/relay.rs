@@ -22,6 +22,7 @@ use crate::message::{SendFate, Target};
 use crate::op::{Op, OpResult};
 use crate::process::ProcState;
 use crate::strategy::Strategy;
+use crate::timer::TimerMode;
 
 use super::Next;
 
@@ -40,17 +41,22 @@ impl Session {
     /// running a receive attempt on the only message in its mailbox, the other blocked in a
     /// receive without timeout and with an empty mailbox — so the receive each starts after
     /// its send, with nothing to try, blocks at once), so these conditions, true now,
-    /// stay true: nothing else can run, no message is in flight, no timer is pending (so none
-    /// is offered, under any timer mode), delivery is instant, both are on one node (no
+    /// stay true: nothing else can run, no message is in flight, no timer is offered (none
+    /// is pending, or `timers: :on_idle`), delivery is instant, both are on one node (no
     /// partition can cut a send) and the step budget leaves room for every hop.
-    pub fn relay_hops(&self, waker: ProcId, woken: ProcId, cap: u32) -> u32 {
+    pub fn relay_hops(&mut self, waker: ProcId, woken: ProcId, cap: u32) -> u32 {
         if self.outcome.is_some()
             || self.running != Some(woken)
             || self.config.delivery != DeliveryMode::Instant
             || self.choices.has_work()
             || !self.in_flight.is_empty()
-            || !self.timer_queue.is_empty()
         {
+            return 0;
+        }
+        // Under `timers: :on_idle` a timer is offered only when nothing else can happen,
+        // which never holds during the hops (one of the two is always ready); under
+        // `:anytime` the earliest pending one is offered at every step.
+        if self.config.timers == TimerMode::Anytime && self.earliest_timer().is_some() {
             return 0;
         }
         let (Some(w), Some(r)) = (
@@ -231,7 +237,7 @@ mod tests {
     #[test]
     fn no_relay_when_anything_else_could_happen() {
         let mut st: Metered<Box<dyn Strategy>> = Metered::new(Box::new(RandomWalk::new()));
-        let (s, _) = after_first_hop(&mut st, 1, 10_000);
+        let (mut s, _) = after_first_hop(&mut st, 1, 10_000);
         // the roles reversed, or a process that is not the one running
         assert_eq!(s.relay_hops(0, 1, 10), 0);
         assert_eq!(s.relay_hops(0, 0, 10), 0);
