@@ -108,7 +108,15 @@ defmodule Bench.Run do
     ]
 
     table(
-      ["variant", "µs/hop best", "median", "x raw", "BEAM ctx switches/hop", "steps/hop"],
+      [
+        "variant",
+        "µs/hop best",
+        "median",
+        "x raw",
+        "BEAM ctx switches/hop",
+        "steps/hop",
+        "relayed"
+      ],
       for {name, r} <- hop_rows do
         [
           name,
@@ -116,9 +124,17 @@ defmodule Bench.Run do
           fmt(r.median),
           fmt(r.best / raw.best, 1) <> "x",
           fmt(r.cs, 2),
-          if(r.steps, do: fmt(r.steps, 2), else: "-")
+          if(r.steps, do: fmt(r.steps, 2), else: "-"),
+          if(r.relayed, do: fmt(r.relayed, 3), else: "-")
         ]
       end
+    )
+
+    IO.puts(
+      "\n  relayed/hop: hops the two processes handed on without the engine (a forced " <>
+        "ping-pong, replayed\n  into the engine at its next call: docs/architecture.md, " <>
+        "\"Relayed hops\"), per timed hop; the\n  warm-up and stop hops count too, " <>
+        "so short iterations can exceed 1"
     )
 
     # 4-5: iterations ---------------------------------------------------------------------
@@ -648,7 +664,8 @@ defmodule Bench.Run do
       best: Enum.min(per),
       median: Timing.median(per),
       cs: best.cs / best.hops,
-      steps: if(best[:steps], do: best.steps / best.hops)
+      steps: if(best[:steps], do: best.steps / best.hops),
+      relayed: if(best[:relayed], do: best.relayed / best.hops)
     }
   end
 

@@ -75,6 +75,8 @@ defmodule Bench.PingPong do
       Kernel.send(me, {ref, %{ns: t1 - t0, hops: rounds * 2, cs: cs1 - cs0}})
     end
 
+    relayed = Lockstep.Session.relayed_hops()
+
     summary =
       Lockstep.run(root,
         iterations: 1,
@@ -85,7 +87,10 @@ defmodule Bench.PingPong do
       )
 
     receive do
-      {^ref, result} -> Map.put(result, :steps, summary.steps)
+      {^ref, result} ->
+        result
+        |> Map.put(:steps, summary.steps)
+        |> Map.put(:relayed, Lockstep.Session.relayed_hops() - relayed)
     after
       0 -> raise "the Lockstep ping-pong root did not report"
     end
@@ -116,8 +121,12 @@ defmodule Bench.PingPong do
       Kernel.send(me, {ref, t1 - t0, cs1 - cs0})
     end
 
+    relayed = Lockstep.Session.relayed_hops()
+
     summary =
       Lockstep.run(root, iterations: its, strategy: strategy, seed: 2026, max_steps: 10_000_000)
+
+    relayed = Lockstep.Session.relayed_hops() - relayed
 
     {ns, cs} =
       Enum.reduce(1..its, {0, 0}, fn _, {ns, cs} ->
@@ -129,7 +138,7 @@ defmodule Bench.PingPong do
       end)
 
     # steps include each iteration's set-up (start, spawn, warm-up, stop): a few % here
-    %{ns: ns, hops: its * rounds * 2, cs: cs, steps: summary.steps}
+    %{ns: ns, hops: its * rounds * 2, cs: cs, steps: summary.steps, relayed: relayed}
   end
 
   defp ls_loop(_partner, 0), do: :ok
