@@ -1554,6 +1554,31 @@ fn check_trace_facts(events: &[Event]) {
 /// Runs one iteration of `program` to its end and returns what it produced. Panics if the
 /// session breaks one of its invariants along the way.
 pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed: u64) -> RunResult {
+    run_driven(program, config, strategy, seed, false)
+}
+
+/// [`run`] as an adapter that keeps no trace drives the session: the events are read once
+/// after every call and then dropped (`Session::forget_events`), as the NIF does in an
+/// iteration that does not capture. The events read are concatenated into
+/// [`RunResult::events`], so the result must equal [`run`]'s. The end-of-iteration checks
+/// that need the whole trace are [`run`]'s alone.
+pub fn run_forgetting(
+    program: &Program,
+    config: Config,
+    strategy: &mut dyn Strategy,
+    seed: u64,
+) -> RunResult {
+    run_driven(program, config, strategy, seed, true)
+}
+
+fn run_driven(
+    program: &Program,
+    config: Config,
+    strategy: &mut dyn Strategy,
+    seed: u64,
+    forget: bool,
+) -> RunResult {
+    let mut read: Vec<Event> = Vec::new();
     let mut strategy = Metered::new(Checked {
         inner: strategy,
         timers: config.timers,
@@ -1579,6 +1604,10 @@ pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed:
         }
         let events = &session.events()[events_before..];
         check_after_call(&session, &driver, &before, events, next);
+        if forget {
+            read.extend_from_slice(session.events());
+            session.forget_events();
+        }
         let Some((p, result)) = woken else { break };
         budget = budget
             .checked_sub(1)
@@ -1594,12 +1623,17 @@ pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed:
         .expect("the driver only calls for the running process");
     }
     session.finish(&mut strategy);
-    check_final(&session);
-    check_kills(&session, &driver);
+    if forget {
+        read.extend_from_slice(session.events());
+    } else {
+        check_final(&session);
+        check_kills(&session, &driver);
+        read = session.events().to_vec();
+    }
     RunResult {
         outcome: session.outcome().cloned().unwrap(),
         schedule: session.schedule(),
-        events: session.events().to_vec(),
+        events: read,
         metrics: strategy.metrics(),
         received: driver.received,
         randoms: driver.randoms,
