@@ -47,6 +47,7 @@ impl CountTree {
         self.len == 0
     }
 
+    #[inline]
     pub fn contains(&self, i: usize) -> bool {
         self.present.get(i).copied().unwrap_or(false)
     }
@@ -81,6 +82,7 @@ impl CountTree {
     }
 
     /// Adds `i`; false if it was there.
+    #[inline]
     pub fn insert(&mut self, i: usize) -> bool {
         self.grow_to(i);
         if self.present[i] {
@@ -93,6 +95,7 @@ impl CountTree {
     }
 
     /// Removes `i`; false if it was not there.
+    #[inline]
     pub fn remove(&mut self, i: usize) -> bool {
         if !self.contains(i) {
             return false;
@@ -145,6 +148,7 @@ pub struct ChoiceSet {
 }
 
 impl ChoiceSet {
+    #[inline]
     pub fn len(&self) -> usize {
         self.runs.len() + self.heads.len() + usize::from(self.fire.is_some())
     }
@@ -168,6 +172,7 @@ impl ChoiceSet {
         }
     }
 
+    #[inline]
     pub fn contains(&self, choice: Choice) -> bool {
         match choice {
             Choice::Run(p) => self.runs.contains(p as usize),
@@ -207,16 +212,19 @@ impl ChoiceSet {
         }
     }
 
+    #[inline]
     pub(crate) fn picked(&mut self) {
         self.added.clear();
     }
 
+    #[inline]
     pub(crate) fn insert_run(&mut self, p: ProcId) {
         if self.runs.insert(p as usize) {
             self.added.push(Choice::Run(p));
         }
     }
 
+    #[inline]
     pub(crate) fn remove_run(&mut self, p: ProcId) {
         self.runs.remove(p as usize);
     }
@@ -236,10 +244,12 @@ impl ChoiceSet {
     }
 
     /// Whether anything other than a timer can happen.
+    #[inline]
     pub fn has_work(&self) -> bool {
         !self.runs.is_empty() || !self.heads.is_empty()
     }
 
+    #[inline]
     pub(crate) fn set_fire(&mut self, fire: Option<TimerId>) {
         if fire != self.fire {
             self.fire = fire;

@@ -76,13 +76,15 @@ use crate::trace::{Event, EventKind};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-/// A decision in session-local ids; turned into names for export.
+/// A decision in session-local ids; turned into names for export. Eight bytes, so the
+/// record of a long iteration (one per step) stays small: a random value, which may need
+/// 64 bits, lives in `Session::randoms`, in the order its decisions were made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RawDecision {
     Run(ProcId),
     Deliver(MsgId),
     Fire(TimerId),
-    Random(u64),
+    Random,
 }
 
 /// What applying a picked process's operation came to.
@@ -126,6 +128,8 @@ pub struct Session {
     /// Decisions made so far (1-based step count).
     step: u64,
     decisions: Vec<RawDecision>,
+    /// The value of each `RawDecision::Random` in `decisions`, in order.
+    randoms: Vec<u64>,
     events: Vec<Event>,
     /// Queued for the adapter, taken with [`Session::take_effects`].
     effects: Vec<Effect>,
@@ -161,6 +165,7 @@ impl Session {
             running: None,
             step: 0,
             decisions: Vec::with_capacity(64),
+            randoms: Vec::new(),
             events: Vec::with_capacity(64),
             effects: Vec::new(),
             outcome: None,
@@ -175,8 +180,15 @@ impl Session {
         }
     }
 
+    /// Records a random value handed out as a decision.
+    fn decide_random(&mut self, value: u64) {
+        self.decisions.push(RawDecision::Random);
+        self.randoms.push(value);
+    }
+
     /// Every change of a process's state goes through here, so `choices` offers exactly
     /// the `Ready` processes and offering them costs nothing for the processes that are not.
+    #[inline]
     fn set_state(&mut self, p: ProcId, state: ProcState) {
         self.procs[p as usize].state = state;
         if state == ProcState::Ready {
@@ -187,11 +199,13 @@ impl Session {
     }
 
     /// The sender→receiver pair of message `m`.
+    #[inline]
     fn pair_of(&self, m: MsgId) -> crate::choices::Pair {
         let msg = &self.msgs[m as usize];
         (msg.from, msg.to)
     }
 
+    #[inline]
     fn view(&self) -> View<'_> {
         View {
             step: self.step,
@@ -203,6 +217,7 @@ impl Session {
         }
     }
 
+    #[inline]
     fn check_running(&self, caller: ProcId) -> Result<(), EngineError> {
         let proc = self
             .procs
@@ -225,6 +240,10 @@ impl Session {
         }
     }
 
+    // Inlined so each caller writes its event straight into the buffer: passed by
+    // reference, an event built with narrow stores was read back with wide loads, a stall
+    // the profile of a hop showed as most of `record`'s time.
+    #[inline(always)]
     fn record(&mut self, proc: ProcId, kind: EventKind) {
         self.events.push(Event {
             step: self.step,
@@ -233,10 +252,12 @@ impl Session {
         });
     }
 
+    #[inline]
     fn alive(&self, p: ProcId) -> bool {
         self.procs[p as usize].is_alive()
     }
 
+    #[inline]
     fn node_of(&self, p: ProcId) -> NodeId {
         self.procs[p as usize].node
     }
