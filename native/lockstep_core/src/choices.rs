@@ -26,19 +26,25 @@ pub enum Choice {
     Fire(TimerId),
 }
 
-/// A set of small integers with rank and select in O(log n): a Fenwick tree (Fenwick, "A
-/// new data structure for cumulative frequency tables", 1994) over a presence bitmap.
-/// Capacity grows by doubling (a linear rebuild), so inserts are amortised O(log n).
+/// A set of small integers with select in O(log n): a presence bitmap of 64-bit words,
+/// and a Fenwick tree (Fenwick, "A new data structure for cumulative frequency tables",
+/// 1994) over the words' member counts. Membership is one bit test; an insert or removal
+/// flips a bit and updates the tree over `capacity / 64` words, so with up to 64 members'
+/// ids (most runs) it is O(1), and a select descends that tree, then finds the bit within
+/// the word. Capacity grows by doubling (a linear rebuild), so inserts are amortised
+/// O(log n).
 #[derive(Clone, Debug, Default)]
 pub struct CountTree {
-    /// 1-based Fenwick array over `present`; `tree.len() == capacity + 1`, capacity a power
+    /// Bit `i % 64` of word `i / 64` is set when `i` is a member; `words.len()` is a power
     /// of two (or 0).
+    words: Vec<u64>,
+    /// 1-based Fenwick array over the words' member counts; `tree.len() == words.len() + 1`.
     tree: Vec<u32>,
-    present: Vec<bool>,
     len: usize,
 }
 
 impl CountTree {
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -49,33 +55,29 @@ impl CountTree {
 
     #[inline]
     pub fn contains(&self, i: usize) -> bool {
-        self.present.get(i).copied().unwrap_or(false)
-    }
-
-    fn capacity(&self) -> usize {
-        self.present.len()
+        self.words
+            .get(i / 64)
+            .is_some_and(|&w| w & (1 << (i % 64)) != 0)
     }
 
     fn grow_to(&mut self, i: usize) {
-        if i < self.capacity() {
-            return;
-        }
-        let capacity = (i + 1).next_power_of_two().max(16);
-        self.present.resize(capacity, false);
+        let words = (i / 64 + 1).next_power_of_two();
+        self.words.resize(words, 0);
         // Linear rebuild: each node passes its sum to its Fenwick parent.
-        self.tree = vec![0; capacity + 1];
-        for k in 1..=capacity {
-            self.tree[k] += u32::from(self.present[k - 1]);
+        self.tree = vec![0; words + 1];
+        for k in 1..=words {
+            self.tree[k] += self.words[k - 1].count_ones();
             let parent = k + (k & k.wrapping_neg());
-            if parent <= capacity {
+            if parent <= words {
                 self.tree[parent] += self.tree[k];
             }
         }
     }
 
-    fn add(&mut self, i: usize, delta: i32) {
-        let mut k = i + 1;
-        while k <= self.capacity() {
+    #[inline]
+    fn add(&mut self, word: usize, delta: i32) {
+        let mut k = word + 1;
+        while k <= self.words.len() {
             self.tree[k] = self.tree[k].wrapping_add_signed(delta);
             k += k & k.wrapping_neg();
         }
@@ -84,13 +86,17 @@ impl CountTree {
     /// Adds `i`; false if it was there.
     #[inline]
     pub fn insert(&mut self, i: usize) -> bool {
-        self.grow_to(i);
-        if self.present[i] {
+        if i / 64 >= self.words.len() {
+            self.grow_to(i);
+        }
+        let bit = 1 << (i % 64);
+        let word = &mut self.words[i / 64];
+        if *word & bit != 0 {
             return false;
         }
-        self.present[i] = true;
+        *word |= bit;
         self.len += 1;
-        self.add(i, 1);
+        self.add(i / 64, 1);
         true
     }
 
@@ -100,36 +106,50 @@ impl CountTree {
         if !self.contains(i) {
             return false;
         }
-        self.present[i] = false;
+        self.words[i / 64] &= !(1 << (i % 64));
         self.len -= 1;
-        self.add(i, -1);
+        self.add(i / 64, -1);
         true
     }
 
     /// The `k`-th smallest member (0-based). Panics if `k >= len`.
+    #[inline]
     pub fn select(&self, k: usize) -> usize {
         assert!(k < self.len, "select({k}) of {} members", self.len);
-        let mut pos = 0;
+        // The word holding it: the Fenwick descent over the words' counts.
+        let mut word = 0;
         let mut remaining = k as u32;
-        let mut step = self.capacity();
+        let mut step = self.words.len();
         while step > 0 {
-            let next = pos + step;
-            if next <= self.capacity() && self.tree[next] <= remaining {
-                pos = next;
+            let next = word + step;
+            if next <= self.words.len() && self.tree[next] <= remaining {
+                word = next;
                 remaining -= self.tree[next];
             }
             step >>= 1;
         }
-        debug_assert!(self.present[pos]);
-        pos
+        // Then its bit: drop the `remaining` lowest members of the word.
+        let mut bits = self.words[word];
+        for _ in 0..remaining {
+            bits &= bits - 1;
+        }
+        debug_assert!(bits != 0);
+        word * 64 + bits.trailing_zeros() as usize
     }
 
     /// Members in increasing order: O(capacity), for reports and tests only.
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.present
-            .iter()
-            .enumerate()
-            .filter_map(|(i, &p)| p.then_some(i))
+        self.words.iter().enumerate().flat_map(|(w, &bits)| {
+            let mut bits = bits;
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                Some(w * 64 + i)
+            })
+        })
     }
 }
 
@@ -378,7 +398,7 @@ mod tests {
     proptest! {
         /// The tree answers like a sorted set: members, rank order, select.
         #[test]
-        fn count_tree_is_a_sorted_set(ops in prop::collection::vec((any::<bool>(), 0usize..300), 0..400)) {
+        fn count_tree_is_a_sorted_set(ops in prop::collection::vec((any::<bool>(), 0usize..1000), 0..400)) {
             let mut tree = CountTree::default();
             let mut model = BTreeSet::new();
             for (insert, i) in ops {

@@ -66,7 +66,7 @@ pub use monitors::MonitorRec;
 use crate::choices::{ChoiceSet, InFlight};
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::ids::{MsgId, NameId, NodeId, ProcId, ProcName, TimerId};
+use crate::ids::{MonitorId, MsgId, NameId, NodeId, ProcId, ProcName, TimerId};
 use crate::message::Message;
 use crate::op::OpResult;
 use crate::process::{ProcState, Process};
@@ -74,7 +74,7 @@ use crate::strategy::{Strategy, View};
 use crate::timer::Timer;
 use crate::trace::{Event, EventKind};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 
 /// A decision in session-local ids; turned into names for export. Eight bytes, so the
 /// record of a long iteration (one per step) stays small: a random value, which may need
@@ -111,6 +111,11 @@ pub struct Session {
     /// oldest is in `choices`.
     in_flight: InFlight,
     monitors: Vec<MonitorRec>,
+    /// Per process (by id, grown as needed): the monitors it owns or is the target of, in
+    /// id order, so its exit visits those alone instead of every monitor of the run.
+    monitors_of: Vec<Vec<MonitorId>>,
+    /// The processes whose `awaits_outside` is set (invariant), lowest first.
+    awaiting_outside: BTreeSet<ProcId>,
     timers: Vec<Timer>,
     /// Timers by (deadline, id), earliest first; entries of timers no longer pending are
     /// dropped when they reach the top. Ties go to the older timer.
@@ -156,6 +161,8 @@ impl Session {
             msgs: Vec::new(),
             in_flight: InFlight::default(),
             monitors: Vec::new(),
+            monitors_of: Vec::new(),
+            awaiting_outside: BTreeSet::new(),
             timers: Vec::new(),
             timer_queue: BinaryHeap::new(),
             names: HashMap::new(),
