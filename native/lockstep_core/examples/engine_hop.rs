@@ -4,7 +4,11 @@
 //! after every call as a non-capturing iteration drops them. Prints nanoseconds per hop
 //! (two engine steps) for short and long iterations, best of several rounds.
 //!
-//!     cargo run --release -p lockstep_core --example engine_hop [HOPS] [ROUNDS]
+//!     cargo run --release -p lockstep_core --example engine_hop [HOPS] [ROUNDS] [renew]
+//!
+//! With `renew`, each iteration renews the previous iteration's session
+//! (`Session::renew`) instead of creating one, as an adapter that keeps its session's
+//! buffers across iterations would.
 //!
 //! `make bench` runs it for its "Breakdown" table.
 
@@ -13,13 +17,19 @@ use lockstep_core::{Config, ExitClass, MsgId, Next, Op, OpResult, Session, Strat
 use std::time::Instant;
 
 /// One iteration of `hops` hops; nanoseconds per hop.
-fn iteration(hops: u64, seed: u64) -> f64 {
+fn iteration(hops: u64, seed: u64, spare: &mut Option<Session>) -> f64 {
     let config = Config {
         max_steps: u64::MAX,
         ..Config::default()
     };
     let mut strategy = Metered::new(Box::new(RandomWalk::new()) as Box<dyn Strategy>);
-    let mut session = Session::new(config, &mut strategy, seed);
+    let mut session = match spare.take() {
+        Some(mut session) => {
+            session.renew(config, &mut strategy, seed);
+            session
+        }
+        None => Session::new(config, &mut strategy, seed),
+    };
     let mut next = session.start(&mut strategy);
     // Sent to each process and not yet taken.
     let mut waiting: [Option<MsgId>; 2] = [None, None];
@@ -78,18 +88,27 @@ fn iteration(hops: u64, seed: u64) -> f64 {
             .expect("the running process");
         session.forget_events();
     }
-    started.elapsed().as_nanos() as f64 / sends.max(1) as f64
+    let elapsed = started.elapsed().as_nanos() as f64 / sends.max(1) as f64;
+    if renew_sessions() {
+        *spare = Some(session);
+    }
+    elapsed
+}
+
+fn renew_sessions() -> bool {
+    std::env::args().nth(3).as_deref() == Some("renew")
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let hops: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let rounds: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
-    let best = |hops: u64, its: u64| {
+    let mut spare = None;
+    let mut best = |hops: u64, its: u64| {
         (0..rounds)
             .map(|r| {
                 (0..its)
-                    .map(|i| iteration(hops, u64::from(r) * its + i))
+                    .map(|i| iteration(hops, u64::from(r) * its + i, &mut spare))
                     .sum::<f64>()
                     / its as f64
             })

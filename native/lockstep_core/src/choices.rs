@@ -5,7 +5,7 @@
 //! [`ChoiceSet`] holds them in the one order they are offered — `Choice`'s own order: ready
 //! processes by id, then the oldest in-flight message of each sender→receiver pair by
 //! message id, then the timer — with order statistics (the i-th choice, for uniform random
-//! picks) from two Fenwick trees, and a journal of the choices added since the strategy
+//! picks) from two [`CountTree`]s, and a journal of the choices added since the strategy
 //! last picked, from which incremental strategies (PCT, POS) learn what is new without
 //! looking at the rest. [`InFlight`] keeps messages in flight per sender→receiver pair and
 //! tells the set which message heads each pair.
@@ -135,6 +135,13 @@ impl CountTree {
         }
         debug_assert!(bits != 0);
         word * 64 + bits.trailing_zeros() as usize
+    }
+
+    /// Removes every member, keeping the capacity.
+    pub fn clear(&mut self) {
+        self.words.fill(0);
+        self.tree.fill(0);
+        self.len = 0;
     }
 
     /// Members in increasing order: O(capacity), for reports and tests only.
@@ -279,6 +286,14 @@ impl ChoiceSet {
         }
     }
 
+    /// Offers nothing, keeping the capacity.
+    pub(crate) fn clear(&mut self) {
+        self.runs.clear();
+        self.heads.clear();
+        self.fire = None;
+        self.added.clear();
+    }
+
     /// A set holding exactly `choices` (all of them counted as added), for strategy tests.
     pub fn from_choices(choices: &[Choice]) -> Self {
         let mut set = ChoiceSet::default();
@@ -311,6 +326,12 @@ impl InFlight {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Nothing in flight, keeping the capacity.
+    pub fn clear(&mut self) {
+        self.pairs.clear();
+        self.len = 0;
     }
 
     /// `m`, just sent (the newest message of the run), is in flight on `pair`.

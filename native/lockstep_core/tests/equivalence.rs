@@ -9,7 +9,8 @@
 //! behaviour, the constants must be re-recorded and the change justified).
 //!
 //! Every iteration also runs a second time as an adapter that keeps no trace drives it
-//! (events read once after every call, then dropped), and must produce the same result.
+//! (events read once after every call, then dropped), in a session renewed from the
+//! previous run's (`Session::renew`), and must produce the same result.
 //!
 //! Each strategy has its own test, so they run in parallel and a failure names the
 //! strategy whose decisions changed.
@@ -93,7 +94,7 @@ fn digest(kind: StrategyKind) -> (u64, u64) {
             let again = run_forgetting(&program, config, forgetting.as_mut(), seed);
             assert_eq!(
                 again, result,
-                "case {i}, iteration {it}: dropping events changed the run"
+                "case {i}, iteration {it}: dropping events or renewing the session changed the run"
             );
             steps += result.metrics.steps;
             hash.write(format!("{i}/{it}: {result:?}\n").as_bytes());

@@ -1584,7 +1584,20 @@ fn run_driven(
         timers: config.timers,
         blocked_at_end: config.blocked_at_end,
     });
-    let mut session = Session::new(config, &mut strategy, seed);
+    // The forgetting driver also runs in a renewed session, the one its previous run
+    // left on this thread, as an adapter that reuses its session's buffers does.
+    let spare = if forget {
+        SPARE.with(|spare| spare.borrow_mut().take())
+    } else {
+        None
+    };
+    let mut session = match spare {
+        Some(mut session) => {
+            session.renew(config, &mut strategy, seed);
+            session
+        }
+        None => Session::new(config, &mut strategy, seed),
+    };
     let mut driver = Driver::new(program);
     let mut before = states(&session);
     let mut events_before = 0;
@@ -1630,7 +1643,7 @@ fn run_driven(
         check_kills(&session, &driver);
         read = session.events().to_vec();
     }
-    RunResult {
+    let result = RunResult {
         outcome: session.outcome().cloned().unwrap(),
         schedule: session.schedule(),
         events: read,
@@ -1643,7 +1656,16 @@ fn run_driven(
         final_states: states(&session),
         exits: session.procs().iter().map(|p| p.exit).collect(),
         now: session.now(),
+    };
+    if forget {
+        SPARE.with(|spare| *spare.borrow_mut() = Some(session));
     }
+    result
+}
+
+thread_local! {
+    /// The session the last forgetting run left, for the next one to renew.
+    static SPARE: std::cell::RefCell<Option<Session>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Runs `iterations` iterations (seeds derived from `run_seed` as a real run derives
