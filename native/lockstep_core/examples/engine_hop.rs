@@ -4,24 +4,33 @@
 //! after every call as a non-capturing iteration drops them. Prints nanoseconds per hop
 //! (two engine steps) for short and long iterations, best of several rounds.
 //!
-//!     cargo run --release -p lockstep_core --example engine_hop [HOPS] [ROUNDS] [renew]
+//!     cargo run --release -p lockstep_core --example engine_hop [HOPS] [ROUNDS] [renew] [delayed]
 //!
 //! With `renew`, each iteration renews the previous iteration's session
 //! (`Session::renew`) instead of creating one, as an adapter that keeps its session's
-//! buffers across iterations would.
+//! buffers across iterations would. With `delayed`, under `delivery: :delayed`: a hop is
+//! then three steps (the send, the delivery, the receive), each still forced.
 //!
 //! `make bench` runs it for its "Breakdown" table.
 
 use lockstep_core::strategy::{Metered, RandomWalk};
-use lockstep_core::{Config, ExitClass, MsgId, Next, Op, OpResult, Session, Strategy, Target};
+use lockstep_core::{
+    Config, DeliveryMode, ExitClass, MsgId, Next, Op, OpResult, Session, Strategy, Target,
+};
 use std::time::Instant;
 
 /// One iteration of `hops` hops; nanoseconds per hop.
 fn iteration(hops: u64, seed: u64, spare: &mut Option<Session>) -> f64 {
     let config = Config {
         max_steps: u64::MAX,
+        delivery: if flag("delayed") {
+            DeliveryMode::Delayed
+        } else {
+            DeliveryMode::Instant
+        },
         ..Config::default()
     };
+    let delayed = config.delivery == DeliveryMode::Delayed;
     let mut strategy = Metered::new(Box::new(RandomWalk::new()) as Box<dyn Strategy>);
     let mut session = match spare.take() {
         Some(mut session) => {
@@ -87,16 +96,21 @@ fn iteration(hops: u64, seed: u64, spare: &mut Option<Session>) -> f64 {
             .sync(p, op, &mut strategy)
             .expect("the running process");
         session.forget_events();
+        if delayed {
+            // The adapter would put the delivered message in the real mailbox.
+            session.take_effects().for_each(drop);
+        }
     }
     let elapsed = started.elapsed().as_nanos() as f64 / sends.max(1) as f64;
-    if renew_sessions() {
+    if flag("renew") {
         *spare = Some(session);
     }
     elapsed
 }
 
-fn renew_sessions() -> bool {
-    std::env::args().nth(3).as_deref() == Some("renew")
+/// Whether `name` is among the arguments after HOPS and ROUNDS.
+fn flag(name: &str) -> bool {
+    std::env::args().skip(3).any(|a| a == name)
 }
 
 fn main() {

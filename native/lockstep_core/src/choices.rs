@@ -12,6 +12,7 @@
 
 use crate::ids::{MsgId, ProcId, TimerId};
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// One thing the strategy may let happen next. The derived order is the order in which
 /// choices are offered.
@@ -311,11 +312,60 @@ impl ChoiceSet {
 /// A message's sender→receiver pair (`None`: a signal with no managed target).
 pub type Pair = (ProcId, Option<ProcId>);
 
+/// Hashes a [`Pair`] with FxHash's multiply-rotate step: under `delivery: :delayed` every
+/// message is looked up twice (sent, delivered), and a pair of small ids needs no
+/// protection from an adversary. (Nothing depends on the map's order: it was randomly
+/// seeded before.)
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PairHasher(u64);
+
+impl PairHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for PairHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.add(u64::from(b));
+        }
+    }
+
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    #[inline]
+    fn write_isize(&mut self, n: isize) {
+        self.add(n as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Messages and signals in flight, per sender→receiver pair in send order (message ids
-/// grow with send order). Each pair's oldest is offered in the [`ChoiceSet`].
+/// grow with send order). Each pair's oldest is offered in the [`ChoiceSet`]. A pair's
+/// queue stays (empty) once its last message has left, so a pair that keeps talking
+/// allocates its queue once, not once per message.
 #[derive(Clone, Debug, Default)]
 pub struct InFlight {
-    pairs: HashMap<Pair, VecDeque<MsgId>>,
+    pairs: HashMap<Pair, VecDeque<MsgId>, BuildHasherDefault<PairHasher>>,
     len: usize,
 }
 
@@ -361,9 +411,6 @@ impl InFlight {
                 choices.insert_head(next);
             }
         }
-        if queue.is_empty() {
-            self.pairs.remove(&pair);
-        }
     }
 
     /// What `pair` has in flight, oldest first.
@@ -377,14 +424,13 @@ impl InFlight {
     /// Takes every message out of flight, in send order.
     pub fn take_all(&mut self, choices: &mut ChoiceSet) -> Vec<MsgId> {
         let mut all: Vec<MsgId> = Vec::with_capacity(self.len);
-        for queue in self.pairs.values() {
+        for queue in self.pairs.values_mut() {
             if let Some(&head) = queue.front() {
                 choices.remove_head(head);
             }
-            all.extend(queue.iter().copied());
+            all.extend(queue.drain(..));
         }
         all.sort_unstable();
-        self.pairs.clear();
         self.len = 0;
         all
     }
@@ -406,7 +452,6 @@ impl InFlight {
                 }
             }
         }
-        self.pairs.retain(|_, q| !q.is_empty());
     }
 }
 
