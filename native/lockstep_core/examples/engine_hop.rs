@@ -4,22 +4,41 @@
 //! after every call as a non-capturing iteration drops them. Prints nanoseconds per hop
 //! (two engine steps) for short and long iterations, best of several rounds.
 //!
-//!     cargo run --release -p lockstep_core --example engine_hop [HOPS] [ROUNDS]
+//!     cargo run --release -p lockstep_core --example engine_hop [HOPS] [ROUNDS] [renew] [delayed]
+//!
+//! With `renew`, each iteration renews the previous iteration's session
+//! (`Session::renew`) instead of creating one, as an adapter that keeps its session's
+//! buffers across iterations would. With `delayed`, under `delivery: :delayed`: a hop is
+//! then three steps (the send, the delivery, the receive), each still forced.
 //!
 //! `make bench` runs it for its "Breakdown" table.
 
 use lockstep_core::strategy::{Metered, RandomWalk};
-use lockstep_core::{Config, ExitClass, MsgId, Next, Op, OpResult, Session, Strategy, Target};
+use lockstep_core::{
+    Config, DeliveryMode, ExitClass, MsgId, Next, Op, OpResult, Session, Strategy, Target,
+};
 use std::time::Instant;
 
 /// One iteration of `hops` hops; nanoseconds per hop.
-fn iteration(hops: u64, seed: u64) -> f64 {
+fn iteration(hops: u64, seed: u64, spare: &mut Option<Session>) -> f64 {
     let config = Config {
         max_steps: u64::MAX,
+        delivery: if flag("delayed") {
+            DeliveryMode::Delayed
+        } else {
+            DeliveryMode::Instant
+        },
         ..Config::default()
     };
+    let delayed = config.delivery == DeliveryMode::Delayed;
     let mut strategy = Metered::new(Box::new(RandomWalk::new()) as Box<dyn Strategy>);
-    let mut session = Session::new(config, &mut strategy, seed);
+    let mut session = match spare.take() {
+        Some(mut session) => {
+            session.renew(config, &mut strategy, seed);
+            session
+        }
+        None => Session::new(config, &mut strategy, seed),
+    };
     let mut next = session.start(&mut strategy);
     // Sent to each process and not yet taken.
     let mut waiting: [Option<MsgId>; 2] = [None, None];
@@ -77,19 +96,33 @@ fn iteration(hops: u64, seed: u64) -> f64 {
             .sync(p, op, &mut strategy)
             .expect("the running process");
         session.forget_events();
+        if delayed {
+            // The adapter would put the delivered message in the real mailbox.
+            session.take_effects().for_each(drop);
+        }
     }
-    started.elapsed().as_nanos() as f64 / sends.max(1) as f64
+    let elapsed = started.elapsed().as_nanos() as f64 / sends.max(1) as f64;
+    if flag("renew") {
+        *spare = Some(session);
+    }
+    elapsed
+}
+
+/// Whether `name` is among the arguments after HOPS and ROUNDS.
+fn flag(name: &str) -> bool {
+    std::env::args().skip(3).any(|a| a == name)
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let hops: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let rounds: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
-    let best = |hops: u64, its: u64| {
+    let mut spare = None;
+    let mut best = |hops: u64, its: u64| {
         (0..rounds)
             .map(|r| {
                 (0..its)
-                    .map(|i| iteration(hops, u64::from(r) * its + i))
+                    .map(|i| iteration(hops, u64::from(r) * its + i, &mut spare))
                     .sum::<f64>()
                     / its as f64
             })

@@ -5,13 +5,14 @@
 //! [`ChoiceSet`] holds them in the one order they are offered — `Choice`'s own order: ready
 //! processes by id, then the oldest in-flight message of each sender→receiver pair by
 //! message id, then the timer — with order statistics (the i-th choice, for uniform random
-//! picks) from two Fenwick trees, and a journal of the choices added since the strategy
+//! picks) from two [`CountTree`]s, and a journal of the choices added since the strategy
 //! last picked, from which incremental strategies (PCT, POS) learn what is new without
 //! looking at the rest. [`InFlight`] keeps messages in flight per sender→receiver pair and
 //! tells the set which message heads each pair.
 
 use crate::ids::{MsgId, ProcId, TimerId};
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// One thing the strategy may let happen next. The derived order is the order in which
 /// choices are offered.
@@ -26,19 +27,25 @@ pub enum Choice {
     Fire(TimerId),
 }
 
-/// A set of small integers with rank and select in O(log n): a Fenwick tree (Fenwick, "A
-/// new data structure for cumulative frequency tables", 1994) over a presence bitmap.
-/// Capacity grows by doubling (a linear rebuild), so inserts are amortised O(log n).
+/// A set of small integers with select in O(log n): a presence bitmap of 64-bit words,
+/// and a Fenwick tree (Fenwick, "A new data structure for cumulative frequency tables",
+/// 1994) over the words' member counts. Membership is one bit test; an insert or removal
+/// flips a bit and updates the tree over `capacity / 64` words, so with up to 64 members'
+/// ids (most runs) it is O(1), and a select descends that tree, then finds the bit within
+/// the word. Capacity grows by doubling (a linear rebuild), so inserts are amortised
+/// O(log n).
 #[derive(Clone, Debug, Default)]
 pub struct CountTree {
-    /// 1-based Fenwick array over `present`; `tree.len() == capacity + 1`, capacity a power
+    /// Bit `i % 64` of word `i / 64` is set when `i` is a member; `words.len()` is a power
     /// of two (or 0).
+    words: Vec<u64>,
+    /// 1-based Fenwick array over the words' member counts; `tree.len() == words.len() + 1`.
     tree: Vec<u32>,
-    present: Vec<bool>,
     len: usize,
 }
 
 impl CountTree {
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -47,86 +54,110 @@ impl CountTree {
         self.len == 0
     }
 
+    #[inline]
     pub fn contains(&self, i: usize) -> bool {
-        self.present.get(i).copied().unwrap_or(false)
-    }
-
-    fn capacity(&self) -> usize {
-        self.present.len()
+        self.words
+            .get(i / 64)
+            .is_some_and(|&w| w & (1 << (i % 64)) != 0)
     }
 
     fn grow_to(&mut self, i: usize) {
-        if i < self.capacity() {
-            return;
-        }
-        let capacity = (i + 1).next_power_of_two().max(16);
-        self.present.resize(capacity, false);
+        let words = (i / 64 + 1).next_power_of_two();
+        self.words.resize(words, 0);
         // Linear rebuild: each node passes its sum to its Fenwick parent.
-        self.tree = vec![0; capacity + 1];
-        for k in 1..=capacity {
-            self.tree[k] += u32::from(self.present[k - 1]);
+        self.tree = vec![0; words + 1];
+        for k in 1..=words {
+            self.tree[k] += self.words[k - 1].count_ones();
             let parent = k + (k & k.wrapping_neg());
-            if parent <= capacity {
+            if parent <= words {
                 self.tree[parent] += self.tree[k];
             }
         }
     }
 
-    fn add(&mut self, i: usize, delta: i32) {
-        let mut k = i + 1;
-        while k <= self.capacity() {
+    #[inline]
+    fn add(&mut self, word: usize, delta: i32) {
+        let mut k = word + 1;
+        while k <= self.words.len() {
             self.tree[k] = self.tree[k].wrapping_add_signed(delta);
             k += k & k.wrapping_neg();
         }
     }
 
     /// Adds `i`; false if it was there.
+    #[inline]
     pub fn insert(&mut self, i: usize) -> bool {
-        self.grow_to(i);
-        if self.present[i] {
+        if i / 64 >= self.words.len() {
+            self.grow_to(i);
+        }
+        let bit = 1 << (i % 64);
+        let word = &mut self.words[i / 64];
+        if *word & bit != 0 {
             return false;
         }
-        self.present[i] = true;
+        *word |= bit;
         self.len += 1;
-        self.add(i, 1);
+        self.add(i / 64, 1);
         true
     }
 
     /// Removes `i`; false if it was not there.
+    #[inline]
     pub fn remove(&mut self, i: usize) -> bool {
         if !self.contains(i) {
             return false;
         }
-        self.present[i] = false;
+        self.words[i / 64] &= !(1 << (i % 64));
         self.len -= 1;
-        self.add(i, -1);
+        self.add(i / 64, -1);
         true
     }
 
     /// The `k`-th smallest member (0-based). Panics if `k >= len`.
+    #[inline]
     pub fn select(&self, k: usize) -> usize {
         assert!(k < self.len, "select({k}) of {} members", self.len);
-        let mut pos = 0;
+        // The word holding it: the Fenwick descent over the words' counts.
+        let mut word = 0;
         let mut remaining = k as u32;
-        let mut step = self.capacity();
+        let mut step = self.words.len();
         while step > 0 {
-            let next = pos + step;
-            if next <= self.capacity() && self.tree[next] <= remaining {
-                pos = next;
+            let next = word + step;
+            if next <= self.words.len() && self.tree[next] <= remaining {
+                word = next;
                 remaining -= self.tree[next];
             }
             step >>= 1;
         }
-        debug_assert!(self.present[pos]);
-        pos
+        // Then its bit: drop the `remaining` lowest members of the word.
+        let mut bits = self.words[word];
+        for _ in 0..remaining {
+            bits &= bits - 1;
+        }
+        debug_assert!(bits != 0);
+        word * 64 + bits.trailing_zeros() as usize
+    }
+
+    /// Removes every member, keeping the capacity.
+    pub fn clear(&mut self) {
+        self.words.fill(0);
+        self.tree.fill(0);
+        self.len = 0;
     }
 
     /// Members in increasing order: O(capacity), for reports and tests only.
     pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.present
-            .iter()
-            .enumerate()
-            .filter_map(|(i, &p)| p.then_some(i))
+        self.words.iter().enumerate().flat_map(|(w, &bits)| {
+            let mut bits = bits;
+            std::iter::from_fn(move || {
+                if bits == 0 {
+                    return None;
+                }
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                Some(w * 64 + i)
+            })
+        })
     }
 }
 
@@ -145,6 +176,7 @@ pub struct ChoiceSet {
 }
 
 impl ChoiceSet {
+    #[inline]
     pub fn len(&self) -> usize {
         self.runs.len() + self.heads.len() + usize::from(self.fire.is_some())
     }
@@ -168,6 +200,7 @@ impl ChoiceSet {
         }
     }
 
+    #[inline]
     pub fn contains(&self, choice: Choice) -> bool {
         match choice {
             Choice::Run(p) => self.runs.contains(p as usize),
@@ -207,16 +240,19 @@ impl ChoiceSet {
         }
     }
 
+    #[inline]
     pub(crate) fn picked(&mut self) {
         self.added.clear();
     }
 
+    #[inline]
     pub(crate) fn insert_run(&mut self, p: ProcId) {
         if self.runs.insert(p as usize) {
             self.added.push(Choice::Run(p));
         }
     }
 
+    #[inline]
     pub(crate) fn remove_run(&mut self, p: ProcId) {
         self.runs.remove(p as usize);
     }
@@ -236,10 +272,12 @@ impl ChoiceSet {
     }
 
     /// Whether anything other than a timer can happen.
+    #[inline]
     pub fn has_work(&self) -> bool {
         !self.runs.is_empty() || !self.heads.is_empty()
     }
 
+    #[inline]
     pub(crate) fn set_fire(&mut self, fire: Option<TimerId>) {
         if fire != self.fire {
             self.fire = fire;
@@ -247,6 +285,14 @@ impl ChoiceSet {
                 self.added.push(Choice::Fire(t));
             }
         }
+    }
+
+    /// Offers nothing, keeping the capacity.
+    pub(crate) fn clear(&mut self) {
+        self.runs.clear();
+        self.heads.clear();
+        self.fire = None;
+        self.added.clear();
     }
 
     /// A set holding exactly `choices` (all of them counted as added), for strategy tests.
@@ -266,11 +312,60 @@ impl ChoiceSet {
 /// A message's sender→receiver pair (`None`: a signal with no managed target).
 pub type Pair = (ProcId, Option<ProcId>);
 
+/// Hashes a [`Pair`] with FxHash's multiply-rotate step: under `delivery: :delayed` every
+/// message is looked up twice (sent, delivered), and a pair of small ids needs no
+/// protection from an adversary. (Nothing depends on the map's order: it was randomly
+/// seeded before.)
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PairHasher(u64);
+
+impl PairHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for PairHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.add(u64::from(b));
+        }
+    }
+
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    #[inline]
+    fn write_isize(&mut self, n: isize) {
+        self.add(n as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Messages and signals in flight, per sender→receiver pair in send order (message ids
-/// grow with send order). Each pair's oldest is offered in the [`ChoiceSet`].
+/// grow with send order). Each pair's oldest is offered in the [`ChoiceSet`]. A pair's
+/// queue stays (empty) once its last message has left, so a pair that keeps talking
+/// allocates its queue once, not once per message.
 #[derive(Clone, Debug, Default)]
 pub struct InFlight {
-    pairs: HashMap<Pair, VecDeque<MsgId>>,
+    pairs: HashMap<Pair, VecDeque<MsgId>, BuildHasherDefault<PairHasher>>,
     len: usize,
 }
 
@@ -281,6 +376,12 @@ impl InFlight {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Nothing in flight, keeping the capacity.
+    pub fn clear(&mut self) {
+        self.pairs.clear();
+        self.len = 0;
     }
 
     /// `m`, just sent (the newest message of the run), is in flight on `pair`.
@@ -310,9 +411,6 @@ impl InFlight {
                 choices.insert_head(next);
             }
         }
-        if queue.is_empty() {
-            self.pairs.remove(&pair);
-        }
     }
 
     /// What `pair` has in flight, oldest first.
@@ -326,14 +424,13 @@ impl InFlight {
     /// Takes every message out of flight, in send order.
     pub fn take_all(&mut self, choices: &mut ChoiceSet) -> Vec<MsgId> {
         let mut all: Vec<MsgId> = Vec::with_capacity(self.len);
-        for queue in self.pairs.values() {
+        for queue in self.pairs.values_mut() {
             if let Some(&head) = queue.front() {
                 choices.remove_head(head);
             }
-            all.extend(queue.iter().copied());
+            all.extend(queue.drain(..));
         }
         all.sort_unstable();
-        self.pairs.clear();
         self.len = 0;
         all
     }
@@ -355,7 +452,6 @@ impl InFlight {
                 }
             }
         }
-        self.pairs.retain(|_, q| !q.is_empty());
     }
 }
 
@@ -368,7 +464,7 @@ mod tests {
     proptest! {
         /// The tree answers like a sorted set: members, rank order, select.
         #[test]
-        fn count_tree_is_a_sorted_set(ops in prop::collection::vec((any::<bool>(), 0usize..300), 0..400)) {
+        fn count_tree_is_a_sorted_set(ops in prop::collection::vec((any::<bool>(), 0usize..1000), 0..400)) {
             let mut tree = CountTree::default();
             let mut model = BTreeSet::new();
             for (insert, i) in ops {

@@ -230,13 +230,16 @@ impl Session {
     /// The decisions made so far, by symbolic name.
     pub fn schedule(&self) -> Vec<Decision> {
         let view = self.view();
+        let mut randoms = self.randoms.iter();
         self.decisions
             .iter()
             .map(|d| match *d {
                 RawDecision::Run(p) => view.decision_for(Choice::Run(p)),
                 RawDecision::Deliver(m) => view.decision_for(Choice::Deliver(m)),
                 RawDecision::Fire(t) => view.decision_for(Choice::Fire(t)),
-                RawDecision::Random(v) => Decision::Random(v),
+                RawDecision::Random => {
+                    Decision::Random(*randoms.next().expect("a value per random decision"))
+                }
             })
             .collect()
     }

@@ -5,7 +5,7 @@
 //! lock), or ended the iteration (a failure ends the iteration when it happens, SPEC §1:
 //! it gets no result and nothing is left running).
 
-use super::{Applied, Outcome, RawDecision, Session};
+use super::{Applied, Outcome, Session};
 use crate::ids::ProcId;
 use crate::op::{Op, OpResult};
 use crate::process::ProcState;
@@ -28,7 +28,7 @@ impl Session {
                 let view = self.view();
                 match strategy.random(&view, n) {
                     Ok(value) => {
-                        self.decisions.push(RawDecision::Random(value));
+                        self.decide_random(value);
                         self.record(p, EventKind::Random { n, value });
                         OpResult::Random(value)
                     }
@@ -84,6 +84,7 @@ impl Session {
         self.run(p, result)
     }
 
+    #[inline]
     pub(super) fn run(&mut self, p: ProcId, result: OpResult) -> Applied {
         if !self.alive(p) {
             // It died applying its own operation (an exit signal it could not trap): it

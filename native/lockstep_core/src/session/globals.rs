@@ -14,7 +14,7 @@
 //! brain); on heal the views merge and a clash is resolved as `global:random_exit_name/3`
 //! does: one registration kept, the other holder killed.
 
-use super::{Outcome, RawDecision, Session};
+use super::{Outcome, Session};
 use crate::ids::{NodeId, ProcId};
 use crate::message::Reason;
 use crate::op::{ClusterOp, Op, OpResult};
@@ -99,7 +99,7 @@ impl Session {
                     let view = self.view();
                     match strategy.random(&view, n as u64) {
                         Ok(i) => {
-                            self.decisions.push(RawDecision::Random(i));
+                            self.decide_random(i);
                             holders[i as usize]
                         }
                         Err(d) => {

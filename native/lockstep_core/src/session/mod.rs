@@ -69,7 +69,7 @@ pub use relay::RelayDiverged;
 use crate::choices::{ChoiceSet, InFlight};
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::ids::{MsgId, NameId, NodeId, ProcId, ProcName, TimerId};
+use crate::ids::{MonitorId, MsgId, NameId, NodeId, ProcId, ProcName, TimerId};
 use crate::message::Message;
 use crate::op::OpResult;
 use crate::process::{ProcState, Process};
@@ -77,15 +77,17 @@ use crate::strategy::{Strategy, View};
 use crate::timer::Timer;
 use crate::trace::{Event, EventKind};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 
-/// A decision in session-local ids; turned into names for export.
+/// A decision in session-local ids; turned into names for export. Eight bytes, so the
+/// record of a long iteration (one per step) stays small: a random value, which may need
+/// 64 bits, lives in `Session::randoms`, in the order its decisions were made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RawDecision {
     Run(ProcId),
     Deliver(MsgId),
     Fire(TimerId),
-    Random(u64),
+    Random,
 }
 
 /// What applying a picked process's operation came to.
@@ -112,6 +114,11 @@ pub struct Session {
     /// oldest is in `choices`.
     in_flight: InFlight,
     monitors: Vec<MonitorRec>,
+    /// Per process (by id, grown as needed): the monitors it owns or is the target of, in
+    /// id order, so its exit visits those alone instead of every monitor of the run.
+    monitors_of: Vec<Vec<MonitorId>>,
+    /// The processes whose `awaits_outside` is set (invariant), lowest first.
+    awaiting_outside: BTreeSet<ProcId>,
     timers: Vec<Timer>,
     /// Timers by (deadline, id), earliest first; entries of timers no longer pending are
     /// dropped when they reach the top. Ties go to the older timer.
@@ -129,6 +136,8 @@ pub struct Session {
     /// Decisions made so far (1-based step count).
     step: u64,
     decisions: Vec<RawDecision>,
+    /// The value of each `RawDecision::Random` in `decisions`, in order.
+    randoms: Vec<u64>,
     events: Vec<Event>,
     /// Queued for the adapter, taken with [`Session::take_effects`].
     effects: Vec<Effect>,
@@ -155,6 +164,8 @@ impl Session {
             msgs: Vec::new(),
             in_flight: InFlight::default(),
             monitors: Vec::new(),
+            monitors_of: Vec::new(),
+            awaiting_outside: BTreeSet::new(),
             timers: Vec::new(),
             timer_queue: BinaryHeap::new(),
             names: HashMap::new(),
@@ -164,6 +175,7 @@ impl Session {
             running: None,
             step: 0,
             decisions: Vec::with_capacity(64),
+            randoms: Vec::new(),
             events: Vec::with_capacity(64),
             effects: Vec::new(),
             outcome: None,
@@ -178,8 +190,77 @@ impl Session {
         }
     }
 
+    /// Starts a new iteration in this session's place, as [`Session::new`] does, keeping
+    /// the capacity of its tables: an adapter that runs iterations one after another then
+    /// records into memory it has already touched instead of growing fresh buffers (and
+    /// faulting their pages in) every iteration. What the new iteration does is exactly
+    /// what a new session's would (`tests/equivalence.rs` runs every program both ways).
+    pub fn renew(&mut self, config: Config, strategy: &mut dyn Strategy, seed: u64) {
+        strategy.begin_iteration(seed);
+        // Every field, by name: a field added to the session must be reset here too.
+        let Session {
+            config: old_config,
+            procs,
+            msgs,
+            in_flight,
+            monitors,
+            monitors_of,
+            awaiting_outside,
+            timers,
+            timer_queue,
+            names,
+            cluster,
+            ets_names,
+            now,
+            running,
+            step,
+            decisions,
+            randoms,
+            events,
+            effects,
+            outcome,
+            root_exited,
+            finished,
+            choices,
+            seed: old_seed,
+        } = self;
+        *old_config = config;
+        procs.clear();
+        procs.push(Process::new(ProcName::root(), None));
+        msgs.clear();
+        in_flight.clear();
+        monitors.clear();
+        monitors_of.clear();
+        awaiting_outside.clear();
+        timers.clear();
+        timer_queue.clear();
+        names.clear();
+        *cluster = Cluster::default();
+        ets_names.clear();
+        *now = 0;
+        *running = None;
+        *step = 0;
+        decisions.clear();
+        randoms.clear();
+        events.clear();
+        effects.clear();
+        *outcome = None;
+        *root_exited = false;
+        *finished = false;
+        choices.clear();
+        choices.insert_run(ROOT);
+        *old_seed = seed;
+    }
+
+    /// Records a random value handed out as a decision.
+    fn decide_random(&mut self, value: u64) {
+        self.decisions.push(RawDecision::Random);
+        self.randoms.push(value);
+    }
+
     /// Every change of a process's state goes through here, so `choices` offers exactly
     /// the `Ready` processes and offering them costs nothing for the processes that are not.
+    #[inline]
     fn set_state(&mut self, p: ProcId, state: ProcState) {
         self.procs[p as usize].state = state;
         if state == ProcState::Ready {
@@ -190,11 +271,13 @@ impl Session {
     }
 
     /// The sender→receiver pair of message `m`.
+    #[inline]
     fn pair_of(&self, m: MsgId) -> crate::choices::Pair {
         let msg = &self.msgs[m as usize];
         (msg.from, msg.to)
     }
 
+    #[inline]
     fn view(&self) -> View<'_> {
         View {
             step: self.step,
@@ -206,6 +289,7 @@ impl Session {
         }
     }
 
+    #[inline]
     fn check_running(&self, caller: ProcId) -> Result<(), EngineError> {
         let proc = self
             .procs
@@ -228,6 +312,10 @@ impl Session {
         }
     }
 
+    // Inlined so each caller writes its event straight into the buffer: passed by
+    // reference, an event built with narrow stores was read back with wide loads, a stall
+    // the profile of a hop showed as most of `record`'s time.
+    #[inline(always)]
     fn record(&mut self, proc: ProcId, kind: EventKind) {
         self.events.push(Event {
             step: self.step,
@@ -236,10 +324,12 @@ impl Session {
         });
     }
 
+    #[inline]
     fn alive(&self, p: ProcId) -> bool {
         self.procs[p as usize].is_alive()
     }
 
+    #[inline]
     fn node_of(&self, p: ProcId) -> NodeId {
         self.procs[p as usize].node
     }

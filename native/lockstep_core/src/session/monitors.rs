@@ -65,7 +65,7 @@ impl Session {
         };
         // Nobody to watch: the `:DOWN` is the caller's own, in its mailbox at once.
         let monitor = self.monitors.len() as MonitorId;
-        self.monitors.push(MonitorRec {
+        self.push_monitor(MonitorRec {
             owner: p,
             target: p,
             active: true,
@@ -74,6 +74,20 @@ impl Session {
         self.record(p, EventKind::Monitor { target: p, monitor });
         self.signal_via(p, p, MsgKind::Down { monitor, reason }, true);
         OpResult::MonitorSet { monitor }
+    }
+
+    /// Files a new monitor, also under its owner and its target.
+    fn push_monitor(&mut self, rec: MonitorRec) {
+        let m = self.monitors.len() as MonitorId;
+        self.monitors.push(rec);
+        let needed = rec.owner.max(rec.target) as usize + 1;
+        if self.monitors_of.len() < needed {
+            self.monitors_of.resize_with(needed, Vec::new);
+        }
+        self.monitors_of[rec.owner as usize].push(m);
+        if rec.target != rec.owner {
+            self.monitors_of[rec.target as usize].push(m);
+        }
     }
 
     fn add_monitor_as(
@@ -92,7 +106,7 @@ impl Session {
             self.flush_pair(p, target);
         }
         let monitor = self.monitors.len() as MonitorId;
-        self.monitors.push(MonitorRec {
+        self.push_monitor(MonitorRec {
             owner: p,
             target,
             active: true,
@@ -168,7 +182,14 @@ impl Session {
 
     /// `p` exited with `reason`: its own monitors end, and those watching it fire.
     pub(super) fn exit_monitors(&mut self, p: ProcId, reason: Reason) {
-        for m in 0..self.monitors.len() {
+        // A process exits once, and once it has, no monitor is made by it or of it that
+        // its exit would have to visit: its list is done with.
+        let mine = match self.monitors_of.get_mut(p as usize) {
+            Some(list) => std::mem::take(list),
+            None => return,
+        };
+        for m in mine {
+            let m = m as usize;
             let rec = self.monitors[m];
             if rec.active && rec.owner == p {
                 self.monitors[m].active = false;

@@ -106,6 +106,7 @@ impl Session {
             return Ok(());
         }
         self.check_running(caller)?;
+        self.awaiting_outside.remove(&caller);
         let proc = &mut self.procs[caller as usize];
         proc.awaits_outside = false;
         proc.timed_out = false;
@@ -126,19 +127,19 @@ impl Session {
         }
         self.check_running(caller)?;
         self.procs[caller as usize].awaits_outside = true;
+        self.awaiting_outside.insert(caller);
         Ok(())
     }
 
-    /// The lowest blocked process whose receive may be waiting for the outside.
+    /// The lowest blocked process whose receive may be waiting for the outside. Looks at
+    /// the processes that said they may (`Session::awaiting_outside`), not at every process:
+    /// this runs at every step on which nothing else can happen.
     pub(super) fn awaiting_outside(&self) -> Option<ProcId> {
-        self.procs
-            .iter()
-            .position(|p| {
-                p.awaits_outside
-                    && p.state == ProcState::Blocked
-                    && matches!(p.pending, Op::Receive { .. })
-            })
-            .map(|p| p as ProcId)
+        self.awaiting_outside.iter().copied().find(|&p| {
+            let p = &self.procs[p as usize];
+            debug_assert!(p.awaits_outside);
+            p.state == ProcState::Blocked && matches!(p.pending, Op::Receive { .. })
+        })
     }
 
     /// A process that made its last receive attempt and did not report a match ran its

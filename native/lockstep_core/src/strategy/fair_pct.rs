@@ -59,7 +59,7 @@ impl Strategy for FairPct {
         if view.step <= self.switch_after {
             self.pct.pick(view, choices)
         } else {
-            Ok(choices.get(self.rng.random_range(0..choices.len())))
+            Ok(choices.get(super::random::uniform_index(&mut self.rng, choices.len())))
         }
     }
 

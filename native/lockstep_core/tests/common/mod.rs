@@ -1554,12 +1554,50 @@ fn check_trace_facts(events: &[Event]) {
 /// Runs one iteration of `program` to its end and returns what it produced. Panics if the
 /// session breaks one of its invariants along the way.
 pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed: u64) -> RunResult {
+    run_driven(program, config, strategy, seed, false)
+}
+
+/// [`run`] as an adapter that keeps no trace drives the session: the events are read once
+/// after every call and then dropped (`Session::forget_events`), as the NIF does in an
+/// iteration that does not capture. The events read are concatenated into
+/// [`RunResult::events`], so the result must equal [`run`]'s. The end-of-iteration checks
+/// that need the whole trace are [`run`]'s alone.
+pub fn run_forgetting(
+    program: &Program,
+    config: Config,
+    strategy: &mut dyn Strategy,
+    seed: u64,
+) -> RunResult {
+    run_driven(program, config, strategy, seed, true)
+}
+
+fn run_driven(
+    program: &Program,
+    config: Config,
+    strategy: &mut dyn Strategy,
+    seed: u64,
+    forget: bool,
+) -> RunResult {
+    let mut read: Vec<Event> = Vec::new();
     let mut strategy = Metered::new(Checked {
         inner: strategy,
         timers: config.timers,
         blocked_at_end: config.blocked_at_end,
     });
-    let mut session = Session::new(config, &mut strategy, seed);
+    // The forgetting driver also runs in a renewed session, the one its previous run
+    // left on this thread, as an adapter that reuses its session's buffers does.
+    let spare = if forget {
+        SPARE.with(|spare| spare.borrow_mut().take())
+    } else {
+        None
+    };
+    let mut session = match spare {
+        Some(mut session) => {
+            session.renew(config, &mut strategy, seed);
+            session
+        }
+        None => Session::new(config, &mut strategy, seed),
+    };
     let mut driver = Driver::new(program);
     let mut before = states(&session);
     let mut events_before = 0;
@@ -1579,6 +1617,10 @@ pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed:
         }
         let events = &session.events()[events_before..];
         check_after_call(&session, &driver, &before, events, next);
+        if forget {
+            read.extend_from_slice(session.events());
+            session.forget_events();
+        }
         let Some((p, result)) = woken else { break };
         budget = budget
             .checked_sub(1)
@@ -1594,12 +1636,17 @@ pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed:
         .expect("the driver only calls for the running process");
     }
     session.finish(&mut strategy);
-    check_final(&session);
-    check_kills(&session, &driver);
-    RunResult {
+    if forget {
+        read.extend_from_slice(session.events());
+    } else {
+        check_final(&session);
+        check_kills(&session, &driver);
+        read = session.events().to_vec();
+    }
+    let result = RunResult {
         outcome: session.outcome().cloned().unwrap(),
         schedule: session.schedule(),
-        events: session.events().to_vec(),
+        events: read,
         metrics: strategy.metrics(),
         received: driver.received,
         randoms: driver.randoms,
@@ -1609,7 +1656,16 @@ pub fn run(program: &Program, config: Config, strategy: &mut dyn Strategy, seed:
         final_states: states(&session),
         exits: session.procs().iter().map(|p| p.exit).collect(),
         now: session.now(),
+    };
+    if forget {
+        SPARE.with(|spare| *spare.borrow_mut() = Some(session));
     }
+    result
+}
+
+thread_local! {
+    /// The session the last forgetting run left, for the next one to renew.
+    static SPARE: std::cell::RefCell<Option<Session>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Runs `iterations` iterations (seeds derived from `run_seed` as a real run derives
