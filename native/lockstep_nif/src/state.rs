@@ -19,7 +19,7 @@ use crate::handoff::PidHash;
 use crate::relay::Relay;
 use crate::resource::{RunStrategy, StrategyCell};
 use lockstep_core::{
-    Event, EventKind, MonitorId, MsgId, NameId, NodeId, ProcId, ProcState, Reason, Session,
+    Effect, Event, EventKind, MonitorId, MsgId, NameId, NodeId, ProcId, ProcState, Reason, Session,
     TimerId, TimerKind,
 };
 use rustler::env::{OwnedEnv, SavedTerm};
@@ -142,6 +142,8 @@ pub struct Terms {
     /// reference over (`mark_park`), then the reference. Removed when the process is woken
     /// or killed; empty on the hot path (one `is_empty` test per wake-up).
     pub wake_refs: HashMap<ProcId, Option<SavedTerm>>,
+    /// The buffer `wake::perform_effects` takes the engine's effects into.
+    pub effects: Vec<Effect>,
 }
 
 /// What the report shows, kept only when the iteration captures (a failing iteration is
@@ -295,6 +297,7 @@ impl SessionState {
                 outside_crashes: HashMap::new(),
                 uncontrolled: Vec::new(),
                 wake_refs: HashMap::new(),
+                effects: Vec::new(),
             },
             capture: Capture {
                 on: capture,

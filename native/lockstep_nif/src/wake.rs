@@ -144,10 +144,14 @@ fn file_events(st: &mut SessionState) {
 /// Performs the effects the engine queued, in order.
 fn perform_effects(env: Env, tag: u64, st: &mut SessionState) {
     if st.session.has_effects() {
-        let effects: Vec<Effect> = st.session.take_effects().collect();
-        for effect in effects {
+        // Taken into a buffer kept between calls (`perform` needs the state): no allocation
+        // per call that has effects.
+        let mut effects = std::mem::take(&mut st.terms.effects);
+        effects.extend(st.session.take_effects());
+        for effect in effects.drain(..) {
             perform(env, tag, st, effect);
         }
+        st.terms.effects = effects;
     }
 }
 
