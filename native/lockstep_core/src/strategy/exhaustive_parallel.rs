@@ -300,6 +300,20 @@ impl ParallelSearch {
         self.advance();
     }
 
+    /// A follower's next execution in its subtree (`Exhaustive::continue_below`), queued
+    /// first: the master needs it right after the one just run there, and a subtree's
+    /// executions are found only by running them (so a plain depth-first search, whose
+    /// next execution is nearly always below the last one, keeps several workers busy).
+    fn offer_below(&mut self, key: Key, follower: Exhaustive) {
+        let stale = self.stop.is_some()
+            || self.is_known(&key)
+            || self.master.as_ref().is_some_and(|m| m.passed(&key))
+            || self.queue.iter().any(|(k, _)| *k == key);
+        if !stale {
+            self.queue.push_front((key, follower));
+        }
+    }
+
     /// The master back from its execution (`ticket`), not yet told how it ended.
     fn give_back(&mut self, master: Exhaustive, ticket: u64) {
         self.master = Some(master);
@@ -397,11 +411,22 @@ impl Strategy for Follower {
     fn end_iteration(&mut self, view: &View<'_>, completed: bool) -> Result<(), Divergence> {
         let result = self.search().end_iteration(view, completed);
         if let Some(mut search) = self.search.take() {
-            let mut shared = lock(&self.shared);
             if self.master {
-                shared.give_back(search, self.ticket);
-            } else if let Some(rec) = search.take_recording() {
+                lock(&self.shared).give_back(search, self.ticket);
+                return result;
+            }
+            let rec = search.take_recording();
+            // Outside the lock: the follower's own copy decides its next execution.
+            let next = match (&rec, &result) {
+                (Some(_), Ok(())) => search.continue_below(completed),
+                _ => None,
+            };
+            let mut shared = lock(&self.shared);
+            if let Some(rec) = rec {
                 shared.deposited.insert(self.ticket, rec);
+            }
+            if let Some(key) = next {
+                shared.offer_below(key, search);
             }
         }
         result
