@@ -1046,7 +1046,7 @@ impl Exhaustive {
     /// the copy does not know what is explored: `None`. What it decides is only a guess
     /// for the master to check (`replay`), never what the search does.
     pub(crate) fn continue_below(&mut self, completed: bool) -> Option<PathKey> {
-        if self.record.is_none() || self.broken || self.finish(completed).is_err() {
+        if self.broken || self.finish(completed).is_err() {
             return None;
         }
         if self.exhausted
