@@ -35,6 +35,18 @@
 //! number of workers. (The master waits for its worker's verdict on an execution before
 //! it takes in the next: a failure there stops it.)
 //!
+//! A follower does not stop after one execution: it goes on in the subtree below its fork
+//! node, as the search would (`Exhaustive::continue_below`), and its next execution is
+//! queued first. Below that node everything it decides from — sleep sets, what was done
+//! there, wake-up trees and backtrack sets — comes from its own executions, which the
+//! master replays in the same order, so its guesses are the master's decisions as long as
+//! its fork's were (a race with a step above the fork node only changes a node above it,
+//! where the follower stops). This is what keeps a second worker busy when the next
+//! execution is nearly always below the last one (plain depth-first search, or a source
+//! set search's deep subtrees): those executions exist only once their parent has run,
+//! so no copy of the master can be prepared for them ahead of time. A guess that turns
+//! out wrong costs executions, never correctness: the master checks every decision.
+//!
 //! What is not parallel: replaying a follower's execution and preparing copies run under
 //! one lock (microseconds each); and a search whose stack has few nodes with work left
 //! keeps few workers busy.
