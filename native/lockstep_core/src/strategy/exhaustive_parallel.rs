@@ -316,8 +316,11 @@ impl ParallelSearch {
     /// first: the master needs it right after the one just run there, and a subtree's
     /// executions are found only by running them (so a plain depth-first search, whose
     /// next execution is nearly always below the last one, keeps several workers busy).
+    /// Not past `KEPT_AHEAD` recordings waiting for the master: a subtree far ahead of it
+    /// could otherwise fill memory with them (the master, or a later copy, runs the rest).
     fn offer_below(&mut self, key: Key, follower: Exhaustive) {
         let stale = self.stop.is_some()
+            || self.back.len() + self.deposited.len() >= KEPT_AHEAD
             || self.is_known(&key)
             || self.master.as_ref().is_some_and(|m| m.passed(&key))
             || self.queue.iter().any(|(k, _)| *k == key);
