@@ -1101,3 +1101,85 @@ fn zz_timing() {
         );
     }
 }
+
+/// Runs a parallel search in rounds of equal length: in each round every idle worker takes
+/// work (in worker order), and every execution taken completes at the end of the round.
+/// Returns the rounds, the executions handed out and the schedules taken in, in order.
+fn rounds_of(
+    program: &Program,
+    cfg: Config,
+    dpor: Dpor,
+    workers: usize,
+) -> (u64, u64, Vec<Vec<Decision>>) {
+    let shared = ParallelSearch::new(Exhaustive::new(dpor, None), workers, u64::MAX);
+    let mut results: HashMap<u64, RunResult> = HashMap::new();
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds < 1_000_000, "the parallel search does not end");
+        let mut running = Vec::new();
+        for _ in 0..workers {
+            match ParallelSearch::take(&shared) {
+                Take::Run(ticket, mut follower) => {
+                    results.insert(ticket, run(program, cfg, &mut *follower, 0));
+                    running.push(ticket);
+                }
+                Take::Wait => {}
+                Take::Stopped(stop) => {
+                    assert_eq!(stop, Stop::Exhausted);
+                    assert!(running.is_empty());
+                    let me = shared.lock().unwrap();
+                    let order = me
+                        .order()
+                        .iter()
+                        .map(|t| results[t].schedule.clone())
+                        .collect();
+                    return (rounds - 1, me.stats().handed_out, order);
+                }
+            }
+        }
+        assert!(
+            !running.is_empty(),
+            "every worker waits with nothing running"
+        );
+        for ticket in running {
+            shared.lock().unwrap().complete(ticket, false);
+        }
+    }
+}
+
+#[test]
+fn two_workers_take_fewer_rounds_than_one() {
+    let readers = |n: u32| {
+        let mut scripts = vec![vec![writer(1, 1)]];
+        scripts.extend((0..n).map(|_| vec![reader(1, 1)]));
+        spawn_all(scripts)
+    };
+    // Plain depth-first search, whose next execution is nearly always below the last one:
+    // only a follower going on in its own subtree keeps the second worker busy.
+    let writers = spawn_all(vec![
+        vec![writer(1, 1), reader(1, 2)],
+        vec![writer(1, 2), reader(1, 1)],
+        vec![writer(1, 1)],
+    ]);
+    let instant = config_of(DeliveryMode::Instant);
+    let mut ratios: Vec<(&str, Dpor, u64, u64)> = Vec::new();
+    for (name, program, dpor) in [
+        ("readers 8", readers(8), Dpor::Optimal),
+        ("readers 8", readers(8), Dpor::Source),
+        ("writers", writers.clone(), Dpor::None),
+    ] {
+        let (one, _, sequential) = rounds_of(&program, instant, dpor, 1);
+        let (two, handed_out, order) = rounds_of(&program, instant, dpor, 2);
+        assert_eq!(order, sequential, "{name} {dpor:?}");
+        assert_eq!(one, sequential.len() as u64);
+        eprintln!("{name} {dpor:?}: {one} rounds alone, {two} on two workers, {handed_out} runs");
+        ratios.push((name, dpor, one, two));
+    }
+    for (name, dpor, one, two) in ratios {
+        assert!(
+            two * 10 <= one * 7,
+            "{name} {dpor:?}: {two} rounds on two workers, {one} alone"
+        );
+    }
+}

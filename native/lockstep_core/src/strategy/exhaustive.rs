@@ -341,6 +341,9 @@ pub struct Exhaustive {
     keys_by_id: Vec<Option<u32>>,
     /// A follower of a parallel search records its one execution instead of moving on.
     record: Option<Vec<Rec>>,
+    /// A follower's fork node: the nodes above it are copies without what they explore,
+    /// so the follower goes on by itself only below it (`continue_below`).
+    fork_depth: usize,
     stack: Vec<Node>,
     exhausted: bool,
     /// The program did not follow a prefix: the search cannot go on.
@@ -386,6 +389,7 @@ impl Exhaustive {
             interner: Arc::default(),
             keys_by_id: Vec::new(),
             record: None,
+            fork_depth: 0,
             stack: Vec::new(),
             exhausted: false,
             broken: false,
@@ -1029,8 +1033,31 @@ impl Exhaustive {
         self.clocks = clocks;
         copy.stack = stack[..n].iter().map(Node::light).collect();
         copy.stack.push(last);
+        copy.fork_depth = n;
         self.stack = stack;
         copy
+    }
+
+    /// A follower's next execution within its own subtree, after the one it recorded
+    /// (ended with `completed`): it moves on as a search does (races, next branch) and
+    /// records again, if that branch is at a node below its fork node — whose sleep sets,
+    /// what was done there and wake-up subtrees are the follower's own, made by its own
+    /// executions exactly as the master will make them when it replays those. Above it
+    /// the copy does not know what is explored: `None`. What it decides is only a guess
+    /// for the master to check (`replay`), never what the search does.
+    pub(crate) fn continue_below(&mut self, completed: bool) -> Option<PathKey> {
+        if self.broken || self.finish(completed).is_err() {
+            return None;
+        }
+        if self.exhausted
+            || self.broken
+            || self.sleep_only
+            || self.stack.len() <= self.fork_depth + 1
+        {
+            return None;
+        }
+        self.record = Some(Vec::new());
+        Some(self.path_key())
     }
 
     /// Whether the search has gone past the execution `key` (see `path_key`): it will

@@ -35,6 +35,18 @@
 //! number of workers. (The master waits for its worker's verdict on an execution before
 //! it takes in the next: a failure there stops it.)
 //!
+//! A follower does not stop after one execution: it goes on in the subtree below its fork
+//! node, as the search would (`Exhaustive::continue_below`), and its next execution is
+//! queued first. Below that node everything it decides from — sleep sets, what was done
+//! there, wake-up trees and backtrack sets — comes from its own executions, which the
+//! master replays in the same order, so its guesses are the master's decisions as long as
+//! its fork's were (a race with a step above the fork node only changes a node above it,
+//! where the follower stops). This is what keeps a second worker busy when the next
+//! execution is nearly always below the last one (plain depth-first search, or a source
+//! set search's deep subtrees): those executions exist only once their parent has run,
+//! so no copy of the master can be prepared for them ahead of time. A guess that turns
+//! out wrong costs executions, never correctness: the master checks every decision.
+//!
 //! What is not parallel: replaying a follower's execution and preparing copies run under
 //! one lock (microseconds each); and a search whose stack has few nodes with work left
 //! keeps few workers busy.
@@ -300,6 +312,23 @@ impl ParallelSearch {
         self.advance();
     }
 
+    /// A follower's next execution in its subtree (`Exhaustive::continue_below`), queued
+    /// first: the master needs it right after the one just run there, and a subtree's
+    /// executions are found only by running them (so a plain depth-first search, whose
+    /// next execution is nearly always below the last one, keeps several workers busy).
+    /// Not past `KEPT_AHEAD` recordings waiting for the master: a subtree far ahead of it
+    /// could otherwise fill memory with them (the master, or a later copy, runs the rest).
+    fn offer_below(&mut self, key: Key, follower: Exhaustive) {
+        let stale = self.stop.is_some()
+            || self.back.len() + self.deposited.len() >= KEPT_AHEAD
+            || self.is_known(&key)
+            || self.master.as_ref().is_some_and(|m| m.passed(&key))
+            || self.queue.iter().any(|(k, _)| *k == key);
+        if !stale {
+            self.queue.push_front((key, follower));
+        }
+    }
+
     /// The master back from its execution (`ticket`), not yet told how it ended.
     fn give_back(&mut self, master: Exhaustive, ticket: u64) {
         self.master = Some(master);
@@ -397,11 +426,22 @@ impl Strategy for Follower {
     fn end_iteration(&mut self, view: &View<'_>, completed: bool) -> Result<(), Divergence> {
         let result = self.search().end_iteration(view, completed);
         if let Some(mut search) = self.search.take() {
-            let mut shared = lock(&self.shared);
             if self.master {
-                shared.give_back(search, self.ticket);
-            } else if let Some(rec) = search.take_recording() {
+                lock(&self.shared).give_back(search, self.ticket);
+                return result;
+            }
+            let rec = search.take_recording();
+            // Outside the lock: the follower's own copy decides its next execution.
+            let next = match (&rec, &result) {
+                (Some(_), Ok(())) => search.continue_below(completed),
+                _ => None,
+            };
+            let mut shared = lock(&self.shared);
+            if let Some(rec) = rec {
                 shared.deposited.insert(self.ticket, rec);
+            }
+            if let Some(key) = next {
+                shared.offer_below(key, search);
             }
         }
         result
