@@ -488,6 +488,89 @@ defmodule Lockstep.RelayReviewTest do
     end
   end
 
+  defmodule Counter do
+    @moduledoc false
+    use Lockstep.GenServer
+
+    def init(n), do: {:ok, n}
+    def handle_call(:bump, _from, n), do: {:reply, n + 1, n + 1}
+  end
+
+  defmodule PlainCounter do
+    @moduledoc false
+    use GenServer
+
+    def init(n), do: {:ok, n}
+    def handle_call(:bump, _from, n), do: {:reply, n + 1, n + 1}
+  end
+
+  describe "after the root has returned, and servers" do
+    test "a ping-pong that runs on after the root returned (the drain)" do
+      make = fn log ->
+        fn ->
+          me = self()
+
+          Lockstep.spawn(fn ->
+            peer = Lockstep.spawn(fn -> echo(60, fn _ -> :ok end) end)
+            Kernel.send(log, {:obs, ping(peer, 60)})
+          end)
+
+          contest(me)
+        end
+      end
+
+      {_, relayed} = compare(make, @opts)
+      assert_relayed(relayed)
+    end
+
+    test "blocked_at_end: :fail after a relayed drain: the same deadlock" do
+      make = fn _log ->
+        fn ->
+          me = self()
+
+          Lockstep.spawn(fn ->
+            peer = Lockstep.spawn(fn -> echo(60, fn _ -> :ok end) end)
+            ping(peer, 59)
+          end)
+
+          contest(me)
+        end
+      end
+
+      {result, _relayed} = compare(make, Keyword.put(@opts, :blocked_at_end, :fail))
+      assert {:error, %BugFound{kind: :deadlock}} = result
+    end
+
+    test "Lockstep.GenServer calls with an :infinity timeout" do
+      make = fn log ->
+        fn ->
+          {:ok, server} = Lockstep.GenServer.start_link(Counter, 0)
+          me = self()
+          contest(me)
+
+          last =
+            Enum.reduce(1..40, 0, fn _, _ -> Lockstep.GenServer.call(server, :bump, :infinity) end)
+
+          Kernel.send(log, {:obs, last})
+        end
+      end
+
+      compare(make, @opts)
+    end
+
+    test "an instrumented GenServer.call with an :infinity timeout" do
+      make = fn log ->
+        fn ->
+          {:ok, server} = GenServer.start_link(PlainCounter, 0)
+          last = Enum.reduce(1..40, 0, fn _, _ -> GenServer.call(server, :bump, :infinity) end)
+          Kernel.send(log, {:obs, last})
+        end
+      end
+
+      compare(make, Keyword.merge(@opts, iterations: 4, instrument: [:otp]))
+    end
+  end
+
   describe "instrumented code" do
     for twist <- [:none, :after0, :yield, :time, :self_send, :rand] do
       test "a plain ping-pong whose echo does #{twist}" do
@@ -928,6 +1011,80 @@ defmodule Lockstep.RelayReviewTest do
       assert Enum.sum(hammered) > 0
       assert obs_on == obs_off
       assert_same(normalise(on), normalise(off))
+    end
+
+    # A third process, blocked for good and linked to the echo (which traps exits), is
+    # killed from outside while the pair relays: the resource monitor's catch-up, then the
+    # exit signal it sends to the echo, may come between a hop's count and its wake-up.
+    for signal <- [:kill, :shutdown] do
+      test "an outside #{inspect(signal)} of a third process linked to the pair" do
+        signal = unquote(signal)
+
+        results =
+          for round <- 1..30 do
+            killer =
+              spawn(fn ->
+                receive do
+                  {:target, pid} ->
+                    Enum.each(1..:rand.uniform(3_000), fn _ -> :ok end)
+                    Process.exit(pid, signal)
+                end
+              end)
+
+            body = fn ->
+              me = self()
+
+              peer =
+                Lockstep.spawn(fn ->
+                  Lockstep.flag(:trap_exit, true)
+                  third = Lockstep.spawn_link(fn -> Lockstep.receive(do: (:never -> :ok)) end)
+                  Lockstep.send(me, {:third, third})
+
+                  Enum.reduce_while(1..3_000, :ok, fn _, _ ->
+                    Lockstep.receive do
+                      {:ping, from, i} ->
+                        Lockstep.send(from, {:pong, i})
+                        {:cont, :ok}
+
+                      {:EXIT, _, reason} ->
+                        Lockstep.send(me, {:third_died, reason})
+                        {:halt, :ok}
+                    end
+                  end)
+                end)
+
+              third = Lockstep.receive(do: ({:third, t} -> t))
+              Kernel.send(killer, {:target, third})
+
+              Enum.reduce_while(1..3_000, 0, fn i, acc ->
+                Lockstep.send(peer, {:ping, me, i})
+
+                Lockstep.receive do
+                  {:pong, ^i} -> {:cont, acc + i}
+                  {:third_died, reason} -> {:halt, reason}
+                end
+              end)
+            end
+
+            {result, _} =
+              with_relay(true, fn ->
+                Lockstep.check(body, iterations: 1, seed: round, crash: :ignore)
+              end)
+
+            case result do
+              {:ok, _} ->
+                :pass
+
+              {:error, %BugFound{} = bug} ->
+                message = Exception.message(bug)
+                refute message =~ "this is a bug in Lockstep", message
+                bug.kind
+            end
+          end
+
+        assert Enum.all?(results, &(&1 in [:pass, :exception, :crash, :deadlock])),
+               inspect(results)
+      end
     end
 
     # Outside exit signals at random wall-clock moments: not reproducible from the seed,
