@@ -1087,6 +1087,55 @@ defmodule Lockstep.RelayReviewTest do
       end
     end
 
+    # A hop's count and its wake-up must be one act: a process that dies (killed from
+    # outside, `crash: :ignore`) once its hop is counted but before its peer is woken would
+    # leave the engine with the peer running while the peer waits, parked, for a wake-up
+    # that never comes (reported `:stuck` after the timeout). The echo makes the NIF call
+    # of a relayed hop itself, as `Lockstep.Runtime` does, and is killed right after it.
+    test "a process killed right after its relayed hop leaves its peer woken" do
+      body = fn ->
+        me = self()
+
+        peer =
+          Lockstep.spawn(fn ->
+            Enum.each(1..1_000, fn _ ->
+              Lockstep.receive do
+                {:ping, i} ->
+                  case Process.get(:"$lockstep_relay") do
+                    {gen, hop, ^me, taken, _last} when i >= 10 ->
+                      {session, _id, tag} = Process.get(:"$lockstep")
+                      wake = {tag, :go, {:in_hand, taken + 1, {:pong, i}, :attempt}}
+                      true = apply(Lockstep.Native, :relay_hop, [session, gen, hop, me, wake])
+                      Process.exit(self(), :kill)
+
+                    _ ->
+                      Lockstep.send(me, {:pong, i})
+                  end
+              end
+            end)
+          end)
+
+        ref = Lockstep.monitor(peer)
+
+        Enum.reduce_while(1..1_000, [], fn i, acc ->
+          Lockstep.send(peer, {:ping, i})
+
+          Lockstep.receive do
+            {:pong, ^i} -> {:cont, [i | acc]}
+            {:DOWN, ^ref, :process, _, reason} -> {:halt, {length(acc), reason}}
+          end
+        end)
+      end
+
+      {result, relayed} =
+        with_relay(true, fn ->
+          Lockstep.check(body, iterations: 3, seed: 4, crash: :ignore, timeout: 1_000)
+        end)
+
+      assert_relayed(relayed)
+      assert {:ok, %{iterations: 3}} = result
+    end
+
     # Outside exit signals at random wall-clock moments: not reproducible from the seed,
     # so each run is checked on its own: it ends cleanly (passes, or fails as killed from
     # outside), never with an internal error, and leaves nothing behind.
