@@ -24,10 +24,11 @@
 //! relaying process killed from outside dies before its hop (the engine then has it
 //! running, as any process killed between sync points) or after it (its peer is woken and
 //! runs on), never between, where the engine would run a peer that was never woken (under
-//! `crash: :ignore` the run would go on and report that peer `:stuck`). Leases are only granted when the
-//! iteration neither captures nor keeps its events (a failing iteration is re-run with
-//! capture for its report: that re-run makes every hop through the engine, and must take
-//! the same schedule, which the tests check).
+//! `crash: :ignore` the run would go on and report that peer `:stuck`).
+//!
+//! Leases are only granted when the iteration neither captures nor keeps its events (a
+//! failing iteration is re-run with capture for its report: that re-run makes every hop
+//! through the engine, and must take the same schedule, which the tests check).
 
 use crate::convert::atoms;
 use crate::state::SessionState;
