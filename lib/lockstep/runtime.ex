@@ -741,23 +741,19 @@ defmodule Lockstep.Runtime do
 
   # The hop the lease is for is exactly what this process brings: it took message `taken`,
   # sent (deferred) one message to `peer`, and now waits with no timeout. If the lease is
-  # still out (`Native.relay_hop/3` counts the hop, or says no once any engine call ended
-  # it), the engine would make both of the hop's decisions forced: `peer` gets the message
-  # in hand, with a lease for the hop back, and this process parks — the engine replays the
-  # hop at its next call. Anything else goes to the NIF as usual.
+  # still out (`Native.relay_hop/5` counts the hop, or says no once any engine call ended
+  # it), the engine would make both of the hop's decisions forced: the same NIF call wakes
+  # `peer` with the message in hand, and a lease for the hop back (counting and waking in
+  # one call: no kill can land between them), and this process parks — the engine replays
+  # the hop at its next call. Anything else goes to the NIF as usual.
   defp relay_hop(session, id, {gen, hop, peer, taken, last}, {_, _, tag} = ctx, outside?) do
     with {@send, ^peer, msg, ^taken} <- :erlang.get(@pending),
-         true <- Native.relay_hop(session, gen, hop) do
+         sent = taken + 1,
+         in_hand = {:in_hand, sent, msg, :attempt},
+         wake =
+           if(hop < last, do: {@relay, in_hand, {gen, hop + 1, self(), sent, last}}, else: in_hand),
+         true <- Native.relay_hop(session, gen, hop, peer, {tag, :go, wake}) do
       :erlang.erase(@pending)
-      sent = taken + 1
-      in_hand = {:in_hand, sent, msg, :attempt}
-
-      wake =
-        if hop < last,
-          do: {@relay, in_hand, {gen, hop + 1, self(), sent, last}},
-          else: in_hand
-
-      :erlang.send(peer, {tag, :go, wake})
       relayed(park(tag))
     else
       _ -> sync_receive_nif(session, id, false, nil, ctx, outside?)

@@ -6,9 +6,10 @@
 //! *lease*: `{:"$lockstep_relay", result, {gen, hop, w_pid, taken, last}}`. If `r`'s next
 //! sync point is exactly a hop back — a send (deferred) to `w` of a message after taking
 //! message `taken`, then a receive without timeout — it makes the hop itself
-//! (`Lockstep.Runtime`): it counts it with [`relay_hop`], a compare-and-swap on the
-//! session's lease word with no lock taken, wakes `w` with the payload in hand and a lease
-//! for the next hop (`hop + 1`, up to `last`), and parks. No engine call, no lock.
+//! (`Lockstep.Runtime`): [`relay_hop`] counts it, a compare-and-swap on the session's
+//! lease word with no lock taken, and in the same call wakes `w` with the payload in hand
+//! and a lease for the next hop (`hop + 1`, up to `last`); the caller parks. No engine
+//! call, no lock.
 //!
 //! Every locked entry of the session first replays the hops counted so far into the engine
 //! ([`catch_up`], from `resource::lock`) and ends the lease, so every engine call, whoever
@@ -19,18 +20,21 @@
 //! lease met after that is stale: its compare-and-swap fails and the process takes the
 //! ordinary NIF path, which is always right.
 //!
-//! A hop is counted before its wake-up is sent: a process killed from outside between the
-//! two leaves a counted hop whose receiver never wakes, and the kill then ends the run (as
-//! any outside kill does) with the engine knowing the hop. Leases are only granted when the
-//! iteration neither captures nor keeps its events (a failing iteration is re-run with
-//! capture for its report: that re-run makes every hop through the engine, and must take
-//! the same schedule, which the tests check).
+//! A hop is counted and its wake-up sent in one NIF call, which no kill can interrupt: a
+//! relaying process killed from outside dies before its hop (the engine then has it
+//! running, as any process killed between sync points) or after it (its peer is woken and
+//! runs on), never between, where the engine would run a peer that was never woken (under
+//! `crash: :ignore` the run would go on and report that peer `:stuck`).
+//!
+//! Leases are only granted when the iteration neither captures nor keeps its events (a
+//! failing iteration is re-run with capture for its report: that re-run makes every hop
+//! through the engine, and must take the same schedule, which the tests check).
 
 use crate::convert::atoms;
 use crate::state::SessionState;
 use crate::wake::MARK_THRESHOLD;
 use lockstep_core::{MsgId, OpResult, ProcId};
-use rustler::{Encoder, Env, Term};
+use rustler::{Encoder, Env, LocalPid, Term};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -177,16 +181,35 @@ pub fn may_lease(result: OpResult) -> bool {
 }
 
 /// Counts hop `hop` of lease `gen`, if that lease is still out and `hop - 1` hops were
-/// made: the caller may then make it (see the module doc). No lock is taken.
+/// made, and then wakes `peer` with `wake` (`{tag, :go, result}`): the caller may then
+/// park (see the module doc). No lock is taken.
+///
+/// Counting and waking are one call because a process cannot die inside a NIF: between
+/// two calls a kill from outside could land after the count and before the wake-up, and
+/// the catch-up would then have the engine run a peer that waits, parked, forever.
 #[rustler::nif]
-fn relay_hop(res: &crate::resource::SessionResource, gen: u32, hop: u32) -> bool {
+fn relay_hop<'a>(
+    env: Env<'a>,
+    res: &crate::resource::SessionResource,
+    gen: u32,
+    hop: u32,
+    peer: LocalPid,
+    wake: Term<'a>,
+) -> bool {
     if gen == 0 || hop == 0 {
         return false;
     }
     let expected = (u64::from(gen) << 32) | u64::from(hop - 1);
-    res.relay
+    let counted = res
+        .relay
         .compare_exchange(expected, expected + 1, Ordering::SeqCst, Ordering::SeqCst)
-        .is_ok()
+        .is_ok();
+    if counted {
+        // A peer that died meanwhile is the resource monitor's to report, after the
+        // catch-up has made this hop.
+        let _ = env.send(&peer, wake);
+    }
+    counted
 }
 
 /// Test hook: switches leases on or off for the whole VM; returns the previous setting.
