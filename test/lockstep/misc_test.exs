@@ -55,15 +55,6 @@ defmodule Lockstep.MiscTest do
     assert summary.outcomes == %{pass: 4, max_steps: 0}
   end
 
-  test "no progress line off a terminal" do
-    output =
-      capture_io(:stderr, fn ->
-        Lockstep.run(fn -> Lockstep.yield() end, iterations: 50, seed: 5)
-      end)
-
-    assert output == ""
-  end
-
   test "Global.send returns the pid and exits with badarg for an unknown name" do
     assert {pid_ok, exited} =
              (fn ->

@@ -1,8 +1,9 @@
 defmodule Lockstep.UncontrolledTest do
   # SPEC §9 "No silent pass": concurrency that escaped control is recorded in the summary
   # and warned about once per run, or fails the iteration as :uncontrolled under
-  # `strict_control: true`.
-  use ExUnit.Case, async: true
+  # `strict_control: true`. Not async: the warnings are read with capture_io(:stderr),
+  # which captures the whole VM's standard error (another test's warning would count).
+  use ExUnit.Case, async: false
 
   import ExUnit.CaptureIO
   require Lockstep
