@@ -1,6 +1,5 @@
 defmodule Lockstep.MiscTest do
   use ExUnit.Case, async: true
-  import ExUnit.CaptureIO
   require Lockstep
 
   test "a run cannot be nested inside a managed process" do
