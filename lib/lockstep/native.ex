@@ -90,5 +90,6 @@ defmodule Lockstep.Native do
   # Test hook: poisons the session's lock (native_error_test.exs).
   def poison_for_test(_session), do: nif_error()
   def relay_enabled_for_test(_on), do: nif_error()
+  def relay_miscount_for_test(_session), do: nif_error()
   def relayed_hops, do: nif_error()
 end

@@ -197,6 +197,12 @@ defmodule Lockstep.Session do
   @doc false
   def relayed_hops, do: nif(:relayed_hops, fn -> Native.relayed_hops() end)
 
+  # Claims more relayed hops than the step budget allows on the lease out: the next
+  # catch-up must stop the run with an internal error (relay_test.exs).
+  @doc false
+  def relay_miscount_for_test(session),
+    do: nif(:relay_miscount_for_test, fn -> Native.relay_miscount_for_test(session) end)
+
   # One iteration ------------------------------------------------------------------------
 
   @doc false

@@ -186,6 +186,43 @@ defmodule Lockstep.RelayTest do
     File.rm_rf!(dir)
   end
 
+  # A catch-up that does not replay (here more hops claimed than the step budget allows,
+  # as a bug could leave them) never lets the run go on with an engine that disagrees with it: the session
+  # is poisoned and the run raises Lockstep.InternalError naming the cause.
+  test "a relayed hop that does not replay stops the run with an internal error" do
+    body = fn ->
+      peer = Lockstep.spawn(fn -> miscounting_echo() end)
+      ping(peer, 20, [])
+    end
+
+    error = assert_raise Lockstep.InternalError, fn -> Lockstep.run(body, iterations: 1) end
+    assert error.message =~ "did not replay into the engine as it was made"
+    assert error.message =~ "Every managed process was stopped"
+  end
+
+  # An echo that, once it holds a lease (its hop back would be relayed), claims more hops
+  # than the budget allows; its next call's catch-up then fails. It dies at once, as the poisoning
+  # test in native_error_test.exs does (left to crash in its exit path, it would log).
+  defp miscounting_echo do
+    Lockstep.receive do
+      {:ping, from, i} ->
+        with lease when lease != nil <- Process.get(:"$lockstep_relay"),
+             {session, _id, _tag} = Process.get(:"$lockstep"),
+             true <- Session.relay_miscount_for_test(session) do
+          try do
+            Lockstep.send(from, {:pong, i})
+            Lockstep.yield()
+          rescue
+            _ -> Process.exit(self(), :kill)
+          end
+        else
+          _ ->
+            Lockstep.send(from, {:pong, i})
+            miscounting_echo()
+        end
+    end
+  end
+
   test "a process killed from outside while hops are relayed ends the run as killed" do
     killer =
       spawn(fn ->

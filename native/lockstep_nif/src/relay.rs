@@ -212,6 +212,19 @@ fn relay_hop<'a>(
     counted
 }
 
+/// Test hook: claims, on the lease out if any (no lock taken), more relayed hops than the
+/// step budget allows, so that the next catch-up cannot replay them, as a bug would leave
+/// the engine and the run disagreeing.
+#[rustler::nif]
+fn relay_miscount_for_test(res: &crate::resource::SessionResource) -> bool {
+    let word = res.relay.load(Ordering::SeqCst);
+    word != 0
+        && res
+            .relay
+            .compare_exchange(word, word | 0xFFFF_FFFF, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+}
+
 /// Test hook: switches leases on or off for the whole VM; returns the previous setting.
 #[rustler::nif]
 fn relay_enabled_for_test(on: bool) -> bool {

@@ -80,8 +80,10 @@ impl Resource for SessionResource {
             // the owner, which tears the run down and raises Lockstep.InternalError.
             if !st.owner.done_sent {
                 st.owner.done_sent = true;
-                let message = "a Lockstep NIF call panicked and left the session \
-                               half-updated; the run was stopped (this is a bug in Lockstep)";
+                let message = st.owner.fault.unwrap_or(
+                    "a Lockstep NIF call panicked and left the session half-updated; the run \
+                     was stopped (this is a bug in Lockstep)",
+                );
                 let done_ref = st.done_ref_term(env);
                 let _ = env.send(&st.owner.pid, (done_ref, atoms::internal_error(), message));
             }
@@ -139,8 +141,12 @@ pub fn lock(res: &SessionResource) -> NifResult<MutexGuard<'_, SessionState>> {
         internal_error("the session state is poisoned by an earlier panic; the run cannot go on")
     })?;
     if let Err(message) = relay::catch_up(&mut guard) {
+        // The engine no longer matches the run: poison the session (the unwinding drops the
+        // guard), so that every later call raises, and the resource monitor tells the
+        // owner, with this message, once the caller is gone, as after any panic.
         guard.session.abort();
-        return Err(internal_error(message));
+        guard.owner.fault = Some(message);
+        std::panic::resume_unwind(Box::new(message));
     }
     Ok(guard)
 }

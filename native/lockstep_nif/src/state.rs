@@ -68,6 +68,9 @@ pub struct Owner {
     /// them: a receive on it skips the owner's older messages (the done reference's own
     /// marker is spent by then).
     pub release_ref: Option<SavedTerm>,
+    /// Why the session was poisoned on purpose (a relayed hop that did not replay), for
+    /// the owner's internal error.
+    pub fault: Option<&'static str>,
 }
 
 /// BEAM pid of each managed process, by engine id, and back.
@@ -266,6 +269,7 @@ impl SessionState {
                 releasing: 0,
                 release_ref: None,
                 noted_before_release: 0,
+                fault: None,
             },
             procs: ProcTable {
                 pids: vec![None],
