@@ -1022,14 +1022,7 @@ defmodule Lockstep.RelayReviewTest do
 
         results =
           for round <- 1..30 do
-            killer =
-              spawn(fn ->
-                receive do
-                  {:target, pid} ->
-                    Enum.each(1..:rand.uniform(3_000), fn _ -> :ok end)
-                    Process.exit(pid, signal)
-                end
-              end)
+            killer = random_killer(signal, 3_000)
 
             body = fn ->
               me = self()
@@ -1066,20 +1059,7 @@ defmodule Lockstep.RelayReviewTest do
               end)
             end
 
-            {result, _} =
-              with_relay(true, fn ->
-                Lockstep.check(body, iterations: 1, seed: round, crash: :ignore)
-              end)
-
-            case result do
-              {:ok, _} ->
-                :pass
-
-              {:error, %BugFound{} = bug} ->
-                message = Exception.message(bug)
-                refute message =~ "this is a bug in Lockstep", message
-                bug.kind
-            end
+            outcome_with_relay(body, round)
           end
 
         assert Enum.all?(results, &(&1 in [:pass, :exception, :crash, :deadlock])),
@@ -1146,16 +1126,8 @@ defmodule Lockstep.RelayReviewTest do
 
         results =
           for round <- 1..30 do
-            killer =
-              spawn(fn ->
-                receive do
-                  {:target, pid} ->
-                    # a few hundred hops in
-                    spin = :rand.uniform(2_000)
-                    Enum.each(1..spin, fn _ -> :ok end)
-                    Process.exit(pid, signal)
-                end
-              end)
+            # a few hundred hops in
+            killer = random_killer(signal, 2_000)
 
             body = fn ->
               me = self()
@@ -1174,22 +1146,9 @@ defmodule Lockstep.RelayReviewTest do
               end)
             end
 
-            {result, _} =
-              with_relay(true, fn ->
-                Lockstep.check(body, iterations: 1, seed: round, crash: :ignore)
-              end)
-
-            case result do
-              {:ok, _} ->
-                :pass
-
-              {:error, %BugFound{} = bug} ->
-                # (the capture re-run has no outside signal, so its report may warn of
-                # nondeterminism, with leases or without)
-                message = Exception.message(bug)
-                refute message =~ "this is a bug in Lockstep", message
-                bug.kind
-            end
+            # (the capture re-run has no outside signal, so its report may warn of
+            # nondeterminism, with leases or without)
+            outcome_with_relay(body, round)
           end
 
         assert Enum.all?(results, &(&1 in [:pass, :exception, :crash]))
@@ -1200,6 +1159,35 @@ defmodule Lockstep.RelayReviewTest do
                end),
                "#{Session.live_sessions() - live_before} NIF session(s) still alive"
       end
+    end
+  end
+
+  # An outside process that, told a target, waits a random while (a few hundred hops of
+  # the pair, for `spin` about 2,000) and sends it the exit signal.
+  defp random_killer(signal, spin) do
+    spawn(fn ->
+      receive do
+        {:target, pid} ->
+          Enum.each(1..:rand.uniform(spin), fn _ -> :ok end)
+          Process.exit(pid, signal)
+      end
+    end)
+  end
+
+  # One iteration with leases, ended however the outside signal made it end: `:pass` or
+  # the bug's kind, never an internal error.
+  defp outcome_with_relay(body, round) do
+    {result, _} =
+      with_relay(true, fn -> Lockstep.check(body, iterations: 1, seed: round, crash: :ignore) end)
+
+    case result do
+      {:ok, _} ->
+        :pass
+
+      {:error, %BugFound{} = bug} ->
+        message = Exception.message(bug)
+        refute message =~ "this is a bug in Lockstep", message
+        bug.kind
     end
   end
 end
