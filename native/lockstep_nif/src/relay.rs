@@ -1,8 +1,9 @@
 //! Relayed hops: a ping-pong whose decisions are all forced, handed on without the engine.
 //!
-//! When a step wakes a process `r` for a receive attempt on the one message it has not
-//! tried, sent by the caller `w`, which now waits in a receive with nothing untested, and
-//! nothing else of the run can happen (`Session::relay_hops`), the wake-up carries a
+//! When a step wakes a process `r` for a receive attempt on the only message in its
+//! mailbox, sent by the caller `w`, which now waits in a receive without timeout and with
+//! an empty mailbox, and nothing else of the run can happen (`Session::relay_hops`), the
+//! wake-up carries a
 //! *lease*: `{:"$lockstep_relay", result, {gen, hop, w_pid, taken, last}}`. If `r`'s next
 //! sync point is exactly a hop back — a send (deferred) to `w` of a message after taking
 //! message `taken`, then a receive without timeout — it makes the hop itself
@@ -18,7 +19,9 @@
 //! NIF calls: the replay is the same engine calls in the same order on the same state
 //! (`Session::replay_relayed_hop`), and nothing else of the run can happen in between. A
 //! lease met after that is stale: its compare-and-swap fails and the process takes the
-//! ordinary NIF path, which is always right.
+//! ordinary NIF path, which is always right. A replayed hop that does not come out as it
+//! was relayed (a bug) poisons the session, so the owner stops the run with an internal
+//! error naming it (`resource::lock`).
 //!
 //! A hop is counted and its wake-up sent in one NIF call, which no kill can interrupt: a
 //! relaying process killed from outside dies before its hop (the engine then has it
