@@ -1,49 +1,3 @@
-defmodule Lockstep.RelayReview.Plain do
-  @moduledoc false
-  # Unmodified code under instrumentation: its `send`/`receive` become sync points, so its
-  # ping-pongs are relayed like those written against the Lockstep API.
-  use Lockstep.Instrumented
-
-  # A ping-pong whose echo side does something else between taking a message and
-  # answering it, chosen by `twist`.
-  def run(rounds, twist) do
-    me = self()
-    peer = spawn(fn -> echo(me, twist) end)
-    values = for i <- 1..rounds, do: bounce(peer, i)
-    send(peer, :stop)
-    values
-  end
-
-  defp bounce(peer, i) do
-    send(peer, {:ping, i})
-
-    receive do
-      {:pong, j} -> j
-    end
-  end
-
-  defp echo(parent, twist) do
-    receive do
-      {:ping, i} ->
-        twist(twist, i)
-        send(parent, {:pong, i * 2})
-        echo(parent, twist)
-
-      :stop ->
-        :ok
-    end
-  end
-
-  defp twist(:none, _i), do: :ok
-  # a receive with `after 0` that finds nothing: a sync point of its own
-  defp twist(:after0, _i), do: receive(do: (:never -> :ok), after: (0 -> :ok))
-  defp twist(:yield, _i), do: :erlang.yield()
-  defp twist(:time, _i), do: System.monotonic_time()
-  defp twist(:self_send, i), do: send(self(), {:self, i}) && receive(do: ({:self, ^i} -> :ok))
-  defp twist(:rand, i) when rem(i, 3) == 0, do: :rand.uniform(2)
-  defp twist(:rand, _i), do: :ok
-end
-
 defmodule Lockstep.RelayReviewTest do
   # An adversarial review of relayed hops (the NIF's `relay.rs`): programs in which a lease
   # is granted and then something unusual happens. Each runs with leases on and off
@@ -578,12 +532,12 @@ defmodule Lockstep.RelayReviewTest do
 
         make = fn log ->
           fn ->
-            values = Lockstep.RelayReview.Plain.run(40, twist)
+            values = Lockstep.TestSupport.PlainPingPong.run(40, twist)
             Kernel.send(log, {:obs, values})
           end
         end
 
-        opts = [iterations: 6, seed: 3, instrument: [Lockstep.RelayReview.Plain]]
+        opts = [iterations: 6, seed: 3, instrument: [Lockstep.TestSupport.PlainPingPong]]
         {_, relayed} = compare(make, opts)
         if twist in [:none, :time, :rand], do: assert_relayed(relayed)
       end

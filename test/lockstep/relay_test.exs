@@ -115,7 +115,7 @@ defmodule Lockstep.RelayTest do
     ]
 
     body = fn ->
-      assert Lockstep.TestSupport.PlainPingPong.run(100) == 10_100
+      assert Enum.sum(Lockstep.TestSupport.PlainPingPong.run(100)) == 10_100
     end
 
     {on, relayed} = with_relay(true, fn -> Lockstep.run(body, opts) end)
