@@ -118,19 +118,15 @@ fn catch_up_lease(st: &mut SessionState) -> Result<(), &'static str> {
     let Some(strategy) = st.strategy.as_mut() else {
         return Err(diverged_message());
     };
-    for k in 0..hops {
-        let (sender, receiver) = if k % 2 == 0 {
-            (lease.first, lease.second)
-        } else {
-            (lease.second, lease.first)
-        };
-        st.owner.progress += 2;
+    // Each hop is two steps, which the owner's progress count moves by, as for hops made
+    // through the NIF.
+    st.owner.progress += 2 * u64::from(hops);
+    let replayed =
         st.session
-            .replay_relayed_hop(sender, receiver, lease.taken + k, strategy)
-            .map_err(|_| diverged_message())?;
-        st.session.forget_events();
-    }
+            .replay_relayed_hops(lease.first, lease.second, lease.taken, hops, strategy);
+    st.session.forget_events();
     st.terms.events_scanned = 0;
+    replayed.map_err(|_| diverged_message())?;
     REPLAYED.fetch_add(u64::from(hops), Ordering::Relaxed);
     Ok(())
 }
