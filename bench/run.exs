@@ -199,6 +199,7 @@ defmodule Bench.Run do
     emu = op_rounds(rounds, fn -> Micro.protocol_without_nif(hops) end)
     pair = Enum.min_by(Timing.rounds(rounds, fn -> Micro.yield_pair(div(hops, 2)) end), & &1.ns)
     engine = engine_hop(hops, rounds)
+    replay = relay_replay(hops, rounds)
 
     # pair: total = steps * continue + switches * (handoff - continue)
     handoff =
@@ -236,6 +237,12 @@ defmodule Bench.Run do
           engine.long,
           "native/lockstep_core/examples/engine_hop.rs, one #{fmt_int(hops)}-hop iteration " <>
             "(#{engine.short} in 200-hop ones)"
+        ],
+        [
+          "the engine's catch-up of a relayed hop",
+          replay.batched,
+          "native/lockstep_core/examples/relay_replay.rs, :random, leases of 256 hops in " <>
+            "one call each (#{replay.single} one call per hop)"
         ],
         ["raw hop (for reference)", fmt(raw.best), ""]
       ]
@@ -358,6 +365,23 @@ defmodule Bench.Run do
     end
   rescue
     ErlangError -> %{long: "-", short: "-"}
+  end
+
+  # The engine's replay of relayed hops (cargo example), under :random:
+  # `%{batched: "µs", single: "µs"}`, or "-" where cargo is not at hand.
+  defp relay_replay(hops, rounds) do
+    args =
+      ~w(run --release -q -p lockstep_core --example relay_replay) ++ ["#{hops}", "#{rounds}"]
+
+    with {out, 0} <- System.cmd("cargo", args, stderr_to_stdout: true),
+         [single, batched | _] <- Regex.scan(~r/([0-9.]+) ns\/hop/, out, capture: :all_but_first) do
+      as_us = fn [ns] -> fmt(String.to_float(ns) / 1000) end
+      %{batched: as_us.(batched), single: as_us.(single)}
+    else
+      _ -> %{batched: "-", single: "-"}
+    end
+  rescue
+    ErlangError -> %{batched: "-", single: "-"}
   end
 
   # 9: exhaustive search -----------------------------------------------------------------

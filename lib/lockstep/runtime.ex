@@ -619,11 +619,12 @@ defmodule Lockstep.Runtime do
     :ok
   end
 
+  # The peer of a lease this process holds is the run's (and its look-up is one atom key,
+  # where `{@managed, dest}` hashes a pid).
   defp send_later(dest, msg, consumed, on_error) when is_pid(dest) do
-    case :erlang.get({@managed, dest}) do
-      true -> :erlang.put(@pending, {@send, dest, msg, consumed})
-      :undefined -> send_or(dest, msg, on_error)
-    end
+    if lease_peer?(dest) or :erlang.get({@managed, dest}) == true,
+      do: :erlang.put(@pending, {@send, dest, msg, consumed}),
+      else: send_or(dest, msg, on_error)
   end
 
   # A reply alias named by a call from this run (see `learn_alias/1`) is replied to once.
@@ -684,7 +685,9 @@ defmodule Lockstep.Runtime do
   # dictionary for deadlock reports; a later receive overwrites it.
   def receive_context(description) do
     ctx = hot_context("Lockstep.receive")
-    Process.put(@waiting, description)
+    # A receive in a loop finds its own description there: a look-up costs less than the
+    # write (the literal is the same term, so the comparison is one word).
+    if :erlang.get(@waiting) !== description, do: :erlang.put(@waiting, description)
     ctx
   end
 
@@ -725,8 +728,12 @@ defmodule Lockstep.Runtime do
   defp sync_receive(session, id, retry?, ms, ctx, outside?),
     do: sync_receive_nif(session, id, retry?, ms, ctx, outside?)
 
-  defp sync_receive_nif(session, id, retry?, ms, {_, _, tag} = ctx, outside?) do
-    case deferred(Native.sync_receive(session, id, retry?, ms, take_pending()), tag, ctx) do
+  defp sync_receive_nif(session, id, retry?, ms, ctx, outside?),
+    do: sync_receive_nif(session, id, retry?, ms, ctx, outside?, take_pending())
+
+  # `pending`: what `take_pending/0` took.
+  defp sync_receive_nif(session, id, retry?, ms, {_, _, tag} = ctx, outside?, pending) do
+    case deferred(Native.sync_receive(session, id, retry?, ms, pending), tag, ctx) do
       :again ->
         # The deferred send went outside the run: this receive may await the reply.
         if outside? and Process.get(@sent_outside) != nil,
@@ -747,16 +754,28 @@ defmodule Lockstep.Runtime do
   # one call: no kill can land between them), and this process parks — the engine replays
   # the hop at its next call. Anything else goes to the NIF as usual.
   defp relay_hop(session, id, {gen, hop, peer, taken, last}, {_, _, tag} = ctx, outside?) do
-    with {@send, ^peer, msg, ^taken} <- :erlang.get(@pending),
-         sent = taken + 1,
-         in_hand = {:in_hand, sent, msg, :attempt},
-         wake =
-           if(hop < last, do: {@relay, in_hand, {gen, hop + 1, self(), sent, last}}, else: in_hand),
-         true <- Native.relay_hop(session, gen, hop, peer, {tag, :go, wake}) do
-      :erlang.erase(@pending)
-      relayed(park(tag))
-    else
-      _ -> sync_receive_nif(session, id, false, nil, ctx, outside?)
+    case take_pending() do
+      {@send, ^peer, msg, ^taken} = pending ->
+        sent = taken + 1
+        in_hand = {:in_hand, sent, msg, :attempt}
+
+        wake =
+          if hop < last, do: {@relay, in_hand, {gen, hop + 1, self(), sent, last}}, else: in_hand
+
+        if Native.relay_hop(session, gen, hop, peer, {tag, :go, wake}),
+          do: relayed(park(tag)),
+          else: sync_receive_nif(session, id, false, nil, ctx, outside?, pending)
+
+      pending ->
+        sync_receive_nif(session, id, false, nil, ctx, outside?, pending)
+    end
+  end
+
+  @compile {:inline, lease_peer?: 1}
+  defp lease_peer?(pid) do
+    case :erlang.get(@relay) do
+      {_gen, _hop, ^pid, _taken, _last} -> true
+      _ -> false
     end
   end
 
@@ -789,7 +808,7 @@ defmodule Lockstep.Runtime do
   end
 
   # Taking a message is reported with the next sync point.
-  def consumed(_ctx, seq), do: Process.put(@pending, seq)
+  def consumed(_ctx, seq), do: :erlang.put(@pending, seq)
 
   # An OTP behaviour's process, at its first instrumented operation of a capturing
   # iteration, notes the module it runs for the report ("P.1 (MyApp.Account)"): proc_lib
