@@ -39,7 +39,7 @@ defmodule Lockstep.Native do
   def register_child(_session, _id, _child, _pid), do: nif_error()
   def sync_send(_session, _id, _dest, _payload, _pending), do: nif_error()
   def sync_receive(_session, _id, _retry, _timeout, _pending), do: nif_error()
-  def relay_hop(_session, _gen, _hop, _peer, _wake), do: nif_error()
+  def relay_hop(_session, _key, _hop, _peer, _wake), do: nif_error()
   def yield(_session, _id, _pending), do: nif_error()
   def sync_random(_session, _id, _n), do: nif_error()
   def sync_spawn(_session, _id, _link, _node, _monitor), do: nif_error()

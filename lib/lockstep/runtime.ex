@@ -38,9 +38,10 @@ defmodule Lockstep.Runtime do
   @pure :"$lockstep_pure"
   @awaiting_outside :"$lockstep_awaiting_outside"
   @sent_outside :"$lockstep_sent_outside"
-  # A lease for this process's next hop, `{gen, hop, peer, taken, last}`: the wake-up that
+  # A lease for this process's next hop, `{key, hop, peer, taken, last}`: the wake-up that
   # handed it a message also said that sending back to `peer` and waiting would be a forced
-  # hop, which it may make without the engine (see `relay_hop/5` and the NIF's `relay.rs`).
+  # hop, which it may make without the engine (see `relay_hop/5` and the NIF's `relay.rs`;
+  # `key` names the lease and the session's word its hops are counted in).
   @relay :"$lockstep_relay"
   @owned_tables :"$lockstep_ets_owned"
   # Present (`true`) in the processes of an iteration that captures its trace: instrumented
@@ -718,8 +719,9 @@ defmodule Lockstep.Runtime do
   end
 
   # A first attempt without timeout, by a process holding a lease: perhaps a relayed hop.
+  # The lease stays until the attempt's result replaces or erases it (`relayed/1`).
   defp sync_receive(session, id, false, nil, ctx, outside?) do
-    case :erlang.erase(@relay) do
+    case :erlang.get(@relay) do
       :undefined -> sync_receive_nif(session, id, false, nil, ctx, outside?)
       lease -> relay_hop(session, id, lease, ctx, outside?)
     end
@@ -753,16 +755,16 @@ defmodule Lockstep.Runtime do
   # `peer` with the message in hand, and a lease for the hop back (counting and waking in
   # one call: no kill can land between them), and this process parks — the engine replays
   # the hop at its next call. Anything else goes to the NIF as usual.
-  defp relay_hop(session, id, {gen, hop, peer, taken, last}, {_, _, tag} = ctx, outside?) do
+  defp relay_hop(session, id, {key, hop, peer, taken, last}, {_, _, tag} = ctx, outside?) do
     case take_pending() do
       {@send, ^peer, msg, ^taken} = pending ->
         sent = taken + 1
         in_hand = {:in_hand, sent, msg, :attempt}
 
         wake =
-          if hop < last, do: {@relay, in_hand, {gen, hop + 1, self(), sent, last}}, else: in_hand
+          if hop < last, do: {@relay, in_hand, {key, hop + 1, self(), sent, last}}, else: in_hand
 
-        if Native.relay_hop(session, gen, hop, peer, {tag, :go, wake}),
+        if Native.relay_hop(session, key, hop, peer, {tag, :go, wake}),
           do: relayed(park(tag)),
           else: sync_receive_nif(session, id, false, nil, ctx, outside?, pending)
 
@@ -774,18 +776,24 @@ defmodule Lockstep.Runtime do
   @compile {:inline, lease_peer?: 1}
   defp lease_peer?(pid) do
     case :erlang.get(@relay) do
-      {_gen, _hop, ^pid, _taken, _last} -> true
+      {_key, _hop, ^pid, _taken, _last} -> true
       _ -> false
     end
   end
 
+  # A receive's result: a lease it carries replaces the one held, if any (a relayed hop's
+  # wake-up carries the next, so the entry is written once per hop); a result without one
+  # ends any lease held, which no later hop may use.
   @compile {:inline, relayed: 1}
   defp relayed({@relay, result, lease}) do
     :erlang.put(@relay, lease)
     result
   end
 
-  defp relayed(result), do: result
+  defp relayed(result) do
+    :erlang.erase(@relay)
+    result
+  end
 
   def receive_retry(_ctx, {:bad_timeout, value}), do: Timeout.bad_after!(value)
 

@@ -4,7 +4,7 @@
 //! mailbox, sent by the caller `w`, which now waits in a receive without timeout and with
 //! an empty mailbox, and nothing else of the run can happen (`Session::relay_hops`), the
 //! wake-up carries a
-//! *lease*: `{:"$lockstep_relay", result, {gen, hop, w_pid, taken, last}}`. If `r`'s next
+//! *lease*: `{:"$lockstep_relay", result, {key, hop, w_pid, taken, last}}`. If `r`'s next
 //! sync point is exactly a hop back — a send (deferred) to `w` of a message after taking
 //! message `taken`, then a receive without timeout — it makes the hop itself
 //! (`Lockstep.Runtime`): [`relay_hop`] counts it, a compare-and-swap on the session's
@@ -32,6 +32,13 @@
 //! Leases are only granted when the iteration neither captures nor keeps its events (a
 //! failing iteration is re-run with capture for its report: that re-run makes every hop
 //! through the engine, and must take the same schedule, which the tests check).
+//!
+//! The lease word lives in a VM-wide table ([`WORDS`]) rather than in the session
+//! resource, and a lease's key names its slot and its generation: `relay_hop` then finds
+//! the word without decoding the session resource (rustler looks a resource's type up in
+//! a hashed map at every decode, a good part of the call). Generations are drawn from one
+//! VM-wide counter and never repeat, so a key from a lease that has ended, of this session
+//! or of one long gone whose slot another session now holds, never matches a word.
 
 use crate::convert::atoms;
 use crate::state::SessionState;
@@ -39,11 +46,38 @@ use crate::wake::MARK_THRESHOLD;
 use lockstep_core::{MsgId, OpResult, ProcId};
 use rustler::{Encoder, Env, LocalPid, Term};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::Mutex;
 
 /// Hops one lease allows: each lease ends with an ordinary NIF call, so the owner's
 /// progress count still moves at least every this many hops.
 const HOPS_PER_LEASE: u32 = 256;
+
+/// A lease word is `gen << HOP_BITS | hops made`, 0 when no lease is out: 44 bits of
+/// generation (10^13 leases: not exhausted in a VM's life) and 16 of hops (a lease allows
+/// `HOPS_PER_LEASE`).
+const HOP_BITS: u32 = 16;
+const HOP_MASK: u64 = (1 << HOP_BITS) - 1;
+const GEN_BITS: u32 = 44;
+const GEN_MASK: u64 = (1 << GEN_BITS) - 1;
+const _: () = assert!(HOPS_PER_LEASE as u64 <= HOP_MASK);
+
+/// A lease's key, as the lease term carries it: `slot << GEN_BITS | gen`, below 2^59, so
+/// a small integer on the BEAM.
+const SLOT_SHIFT: u32 = GEN_BITS;
+
+/// Sessions that may hold a lease at once (sessions not yet freed by the BEAM keep theirs);
+/// a session that finds every slot taken relays nothing (its hops take the ordinary path).
+const SLOTS: usize = 1 << 15;
+const _: () = assert!((SLOTS as u64) << SLOT_SHIFT <= 1 << 59);
+
+/// The lease words, one per slot: a session holds a slot from its creation to its drop.
+static WORDS: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
+
+/// Slots given back, and how many were ever handed out (the next fresh one).
+static FREE: Mutex<(Vec<u16>, usize)> = Mutex::new((Vec::new(), 0));
+
+/// The last generation drawn, VM-wide.
+static LAST_GEN: AtomicU64 = AtomicU64::new(0);
 
 /// Test hook: leases can be switched off VM-wide, to compare runs with and without them.
 static ENABLED: AtomicBool = AtomicBool::new(true);
@@ -51,18 +85,16 @@ static ENABLED: AtomicBool = AtomicBool::new(true);
 /// Relayed hops replayed since the VM started (for tests: that relaying happened at all).
 static REPLAYED: AtomicU64 = AtomicU64::new(0);
 
-/// The lease out, if any, and the word its hops are counted in.
+/// The lease out, if any, and the slot of the word its hops are counted in.
 pub struct Relay {
-    /// `gen << 32 | hops made`; 0 when no lease is out. Shared with the resource so that
-    /// `relay_hop` counts without the session lock.
-    pub word: Arc<AtomicU64>,
+    /// `None` when every slot was taken: no lease is ever granted then.
+    slot: Option<u16>,
     lease: Option<Lease>,
-    last_gen: u32,
 }
 
 /// Who relays: `first` makes the odd hops (to `second`), `second` the even ones.
 struct Lease {
-    gen: u32,
+    gen: u64,
     first: ProcId,
     second: ProcId,
     /// The message `first` was handed with the lease.
@@ -71,10 +103,26 @@ struct Lease {
 
 impl Default for Relay {
     fn default() -> Self {
-        Relay {
-            word: Arc::new(AtomicU64::new(0)),
-            lease: None,
-            last_gen: 0,
+        let mut free = FREE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let slot = free.0.pop().or_else(|| {
+            (free.1 < SLOTS).then(|| {
+                free.1 += 1;
+                (free.1 - 1) as u16
+            })
+        });
+        Relay { slot, lease: None }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot {
+            // A lease still out ends here: its keys never match again.
+            WORDS[usize::from(slot)].store(0, Ordering::SeqCst);
+            FREE.lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0
+                .push(slot);
         }
     }
 }
@@ -83,6 +131,11 @@ impl Relay {
     #[inline]
     pub fn is_out(&self) -> bool {
         self.lease.is_some()
+    }
+
+    /// The session's lease word, for the calls that count without the lock.
+    pub fn word(&self) -> Option<&'static AtomicU64> {
+        self.slot.map(|slot| &WORDS[usize::from(slot)])
     }
 }
 
@@ -107,11 +160,14 @@ fn catch_up_lease(st: &mut SessionState) -> Result<(), &'static str> {
     let Some(lease) = st.relay.lease.take() else {
         return Ok(());
     };
-    let word = st.relay.word.swap(0, Ordering::SeqCst);
-    if word >> 32 != u64::from(lease.gen) {
+    let Some(word) = st.relay.word() else {
+        return Err(diverged_message());
+    };
+    let word = word.swap(0, Ordering::SeqCst);
+    if word >> HOP_BITS != lease.gen {
         return Err(diverged_message());
     }
-    let hops = (word & 0xFFFF_FFFF) as u32;
+    let hops = (word & HOP_MASK) as u32;
     if hops == 0 {
         return Ok(());
     }
@@ -158,18 +214,23 @@ pub fn grant<'a>(
     if last == 0 {
         return None;
     }
+    let slot = st.relay.slot?;
     let waker_pid = st.procs.pid(waker)?;
-    debug_assert_eq!(st.relay.word.load(Ordering::SeqCst), 0);
-    let gen = st.relay.last_gen.wrapping_add(1).max(1);
-    st.relay.last_gen = gen;
+    let word = &WORDS[usize::from(slot)];
+    debug_assert_eq!(word.load(Ordering::SeqCst), 0);
+    let gen = (LAST_GEN.fetch_add(1, Ordering::Relaxed) + 1) & GEN_MASK;
+    if gen == 0 {
+        return None;
+    }
     st.relay.lease = Some(Lease {
         gen,
         first: woken,
         second: waker,
         taken,
     });
-    st.relay.word.store(u64::from(gen) << 32, Ordering::SeqCst);
-    let lease = (gen, 1u32, waker_pid, taken, last);
+    word.store(gen << HOP_BITS, Ordering::SeqCst);
+    let key = (u64::from(slot) << SLOT_SHIFT) | gen;
+    let lease = (key, 1u32, waker_pid, taken, last);
     Some((atoms::lockstep_relay(), result, lease).encode(env))
 }
 
@@ -179,9 +240,10 @@ pub fn may_lease(result: OpResult) -> bool {
     matches!(result, OpResult::ReceiveAttempt { last: false })
 }
 
-/// Counts hop `hop` of lease `gen`, if that lease is still out and `hop - 1` hops were
-/// made, and then wakes `peer` with `wake` (`{tag, :go, result}`): the caller may then
-/// park (see the module doc). No lock is taken.
+/// Counts hop `hop` of the lease with key `key`, if that lease is still out and `hop - 1`
+/// hops were made, and then wakes `peer` with `wake` (`{tag, :go, result}`): the caller
+/// may then park (see the module doc). No lock is taken, and the session (the caller's,
+/// whose lease it is) is not decoded: the key names its word.
 ///
 /// Counting and waking are one call because a process cannot die inside a NIF: between
 /// two calls a kill from outside could land after the count and before the wake-up, and
@@ -189,18 +251,18 @@ pub fn may_lease(result: OpResult) -> bool {
 #[rustler::nif]
 fn relay_hop<'a>(
     env: Env<'a>,
-    res: &crate::resource::SessionResource,
-    gen: u32,
+    _session: Term<'a>,
+    key: u64,
     hop: u32,
     peer: LocalPid,
     wake: Term<'a>,
 ) -> bool {
-    if gen == 0 || hop == 0 {
+    let (slot, gen) = ((key >> SLOT_SHIFT) as usize, key & GEN_MASK);
+    if gen == 0 || hop == 0 || u64::from(hop) > HOP_MASK || slot >= SLOTS {
         return false;
     }
-    let expected = (u64::from(gen) << 32) | u64::from(hop - 1);
-    let counted = res
-        .relay
+    let expected = (gen << HOP_BITS) | u64::from(hop - 1);
+    let counted = WORDS[slot]
         .compare_exchange(expected, expected + 1, Ordering::SeqCst, Ordering::SeqCst)
         .is_ok();
     if counted {
@@ -216,11 +278,13 @@ fn relay_hop<'a>(
 /// the engine and the run disagreeing.
 #[rustler::nif]
 fn relay_miscount_for_test(res: &crate::resource::SessionResource) -> bool {
-    let word = res.relay.load(Ordering::SeqCst);
+    let Some(relay) = res.relay else {
+        return false;
+    };
+    let word = relay.load(Ordering::SeqCst);
     word != 0
-        && res
-            .relay
-            .compare_exchange(word, word | 0xFFFF_FFFF, Ordering::SeqCst, Ordering::SeqCst)
+        && relay
+            .compare_exchange(word, word | HOP_MASK, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
 }
 

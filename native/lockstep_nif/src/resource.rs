@@ -15,7 +15,7 @@ use lockstep_core::strategy::Metered;
 use lockstep_core::Strategy;
 use rustler::{Atom, Env, LocalPid, Monitor, NifResult, Resource, ResourceArc};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 /// Tags are unique in the VM so a stale wake-up can never be mistaken for a current one.
 static NEXT_TAG: AtomicU64 = AtomicU64::new(0x4C53_0000_0000);
@@ -41,8 +41,9 @@ pub struct SessionResource {
     /// The run-unique integer a managed process parks on: `{tag, :go, result}`.
     pub tag: u64,
     pub state: Mutex<SessionState>,
-    /// The state's relay word (see `relay`), counted by `relay_hop` without the lock.
-    pub relay: Arc<AtomicU64>,
+    /// The state's relay word (see `relay`), for a test hook that changes it without the
+    /// lock (`relay_hop` finds it by the lease's key).
+    pub relay: Option<&'static AtomicU64>,
 }
 
 impl SessionResource {
@@ -50,7 +51,7 @@ impl SessionResource {
         LIVE_SESSIONS.fetch_add(1, Ordering::Relaxed);
         SessionResource {
             tag: NEXT_TAG.fetch_add(1, Ordering::Relaxed),
-            relay: Arc::clone(&state.relay.word),
+            relay: state.relay.word(),
             state: Mutex::new(state),
         }
     }
