@@ -759,10 +759,13 @@ defmodule Lockstep.Runtime do
     case take_pending() do
       {@send, ^peer, msg, ^taken} = pending ->
         sent = taken + 1
-        in_hand = {:in_hand, sent, msg, :attempt}
 
+        # Flat, so that the wake-up copied into `peer`'s heap is small: `relayed/1` there
+        # builds the result and the lease from it.
         wake =
-          if hop < last, do: {@relay, in_hand, {key, hop + 1, self(), sent, last}}, else: in_hand
+          if hop < last,
+            do: {@relay, sent, msg, key, hop + 1, self(), last},
+            else: {:in_hand, sent, msg, :attempt}
 
         if Native.relay_hop(session, key, hop, peer, {tag, :go, wake}),
           do: relayed(park(tag)),
@@ -788,6 +791,12 @@ defmodule Lockstep.Runtime do
   defp relayed({@relay, result, lease}) do
     :erlang.put(@relay, lease)
     result
+  end
+
+  # A relayed hop's wake-up (`relay_hop/5`): message `seq` in hand, and the lease.
+  defp relayed({@relay, seq, msg, key, hop, peer, last}) do
+    :erlang.put(@relay, {key, hop, peer, seq, last})
+    {:in_hand, seq, msg, :attempt}
   end
 
   defp relayed(result) do
