@@ -603,18 +603,19 @@ defmodule Lockstep.Runtime do
   # A send to a pid whose answer the caller does not need (`send/2`), which the caller's
   # next hot call makes (see `@pending`) when the pid is known to be the run's (one outside
   # is sent to at once, for real) and nothing is carried already.
-  def send_later(dest, msg), do: send_later(dest, msg, &send_error!/2)
+  def send_later(dest, msg), do: send_later(dest, msg, nil)
 
   @doc false
   # `send_later/2` to a pid or a reference (an alias), `on_error` as in `send_or/3` for a
-  # send made at once.
+  # send made at once, `nil` to raise as `send/2` does (the capture is made only on that
+  # path: OTP 25 allocates a fun at every `&f/2` it runs).
   def send_later(dest, msg, on_error) do
     {_session, _id, _tag} = hot_context("Lockstep.send")
 
     case :erlang.get(@pending) do
       :undefined -> send_later(dest, msg, :undefined, on_error)
       seq when is_integer(seq) -> send_later(dest, msg, seq, on_error)
-      _ -> send_or(dest, msg, on_error)
+      _ -> send_or(dest, msg, on_error || (&send_error!/2))
     end
 
     :ok
@@ -625,18 +626,19 @@ defmodule Lockstep.Runtime do
   defp send_later(dest, msg, consumed, on_error) when is_pid(dest) do
     if lease_peer?(dest) or :erlang.get({@managed, dest}) == true,
       do: :erlang.put(@pending, {@send, dest, msg, consumed}),
-      else: send_or(dest, msg, on_error)
+      else: send_or(dest, msg, on_error || (&send_error!/2))
   end
 
   # A reply alias named by a call from this run (see `learn_alias/1`) is replied to once.
   defp send_later(dest, msg, consumed, on_error) when is_reference(dest) do
     case :erlang.erase({@managed, dest}) do
       true -> :erlang.put(@pending, {@send, dest, msg, consumed})
-      :undefined -> send_or(dest, msg, on_error)
+      :undefined -> send_or(dest, msg, on_error || (&send_error!/2))
     end
   end
 
-  defp send_later(dest, msg, _consumed, on_error), do: send_or(dest, msg, on_error)
+  defp send_later(dest, msg, _consumed, on_error),
+    do: send_or(dest, msg, on_error || (&send_error!/2))
 
   # A `GenServer.call`/`:gen.call` request taken from this run's mailbox names the caller's
   # reply alias, which the caller (a process of this run) made for this call: the reply to
