@@ -28,7 +28,7 @@ impl Session {
     /// what can still run), unless `blocked_at_end: :fail`, where timers fire during the
     /// drain so that only a process no timer can wake is left blocked. A process waiting
     /// for the outside is not idle: it goes before any timer fires over it.
-    pub(super) fn offer_timer(&mut self) {
+    fn offer_timer(&mut self) {
         if !self.root_exited && !self.choices.has_work() {
             if let Some(p) = self.awaiting_outside() {
                 self.procs[p as usize].outside_turn = true;

@@ -282,14 +282,16 @@ impl Session {
 
     /// `decide` at a step that offers `Run(p)` alone: the strategy is asked as `decide`
     /// asks it, and what it answers is taken as `decide` takes it (in a release build a
-    /// choice that is not offered becomes the first one offered: `p`).
+    /// choice that is not offered becomes the first one offered: `p`). `decide`'s
+    /// `offer_timer` changes nothing here: `p` is ready (no process is picked to wait for
+    /// the outside, no timer offered as idle), and under `timers: :anytime` no timer is
+    /// pending (`forced_hop_holds`, and a hop starts none), so no timer is offered.
     fn forced_pick(
         &mut self,
         p: ProcId,
         diverged: RelayDiverged,
         strategy: &mut dyn Strategy,
     ) -> Result<(), RelayDiverged> {
-        self.offer_timer();
         debug_assert!(self.choices.len() == 1 && self.choices.has_run(p));
         debug_assert!(self.step < self.config.max_steps);
         self.step += 1;
@@ -331,6 +333,14 @@ mod tests {
             max_steps,
             ..Config::default()
         };
+        after_first_hop_in(strategy, seed, config)
+    }
+
+    fn after_first_hop_in(
+        strategy: &mut dyn Strategy,
+        seed: u64,
+        config: Config,
+    ) -> (Session, MsgId) {
         let mut s = Session::new(config, strategy, seed);
         s.start(strategy);
         let spawn = Op::Spawn {
@@ -542,7 +552,18 @@ mod tests {
     fn batched_replay_is_the_one_by_one_replay() {
         for (name, make) in randomised() {
             for seed in 0..12 {
-                for (max_steps, hops) in [(10_000, 256), (10_000, 37), (301, 256)] {
+                let anytime = TimerMode::Anytime;
+                for (max_steps, hops, timers) in [
+                    (10_000, 256, TimerMode::OnIdle),
+                    (10_000, 37, TimerMode::OnIdle),
+                    (301, 256, TimerMode::OnIdle),
+                    (10_000, 100, anytime),
+                ] {
+                    let config = Config {
+                        max_steps,
+                        timers,
+                        ..Config::default()
+                    };
                     let watch = || Watching {
                         inner: make(),
                         seen: Vec::new(),
@@ -551,8 +572,8 @@ mod tests {
                     let mut sb = Metered::new(watch());
                     for iteration in 0..2 {
                         let seed = seed * 2 + iteration;
-                        let (mut a, m0) = after_first_hop(&mut sa, seed, max_steps);
-                        let (mut b, _) = after_first_hop(&mut sb, seed, max_steps);
+                        let (mut a, m0) = after_first_hop_in(&mut sa, seed, config.clone());
+                        let (mut b, _) = after_first_hop_in(&mut sb, seed, config.clone());
                         let ra = a.replay_relayed_hops(0, 1, m0, hops, &mut sa);
                         a.forget_events();
                         let mut rb = Ok(());
@@ -564,7 +585,8 @@ mod tests {
                                 break;
                             }
                         }
-                        let case = format!("{name}, seed {seed}, max_steps {max_steps}");
+                        let case =
+                            format!("{name}, seed {seed}, max_steps {max_steps}, {timers:?}");
                         assert_eq!(ra, rb, "{case}");
                         assert_eq!(ra.is_err(), (max_steps as u32) < 2 * hops, "{case}");
                         assert_eq!(snapshot(&a), snapshot(&b), "{case}");
