@@ -572,8 +572,8 @@ mod tests {
                     let mut sb = Metered::new(watch());
                     for iteration in 0..2 {
                         let seed = seed * 2 + iteration;
-                        let (mut a, m0) = after_first_hop_in(&mut sa, seed, config.clone());
-                        let (mut b, _) = after_first_hop_in(&mut sb, seed, config.clone());
+                        let (mut a, m0) = after_first_hop_in(&mut sa, seed, config);
+                        let (mut b, _) = after_first_hop_in(&mut sb, seed, config);
                         let ra = a.replay_relayed_hops(0, 1, m0, hops, &mut sa);
                         a.forget_events();
                         let mut rb = Ok(());
