@@ -546,60 +546,23 @@ defmodule Lockstep do
 
     hand_ast = {:case, [generated: true], [hand, [do: hand_clauses ++ unhanded]]}
 
-    define_loop =
-      quote do
-        unquote(loop) = fn
-          unquote(loop),
-          unquote(ctx),
-          {:in_hand, unquote(seq), unquote(hand), unquote(attempt)} ->
-            unquote(hand_ast)
-
-          unquote(loop), unquote(ctx), unquote(attempt) ->
-            unquote(receive_ast)
-        end
-      end
-
-    # The first attempt is taken here, outside the loop: a message handed over that a
-    # clause takes (the usual hop) then runs the clause without making the loop's closure.
-    first_miss =
-      quote do
-        case unquote(attempt) do
-          :attempt_last ->
-            unquote(on_timeout)
-
-          _ ->
-            unquote(define_loop)
-
-            unquote(loop).(
-              unquote(loop),
-              unquote(ctx),
-              Lockstep.Runtime.receive_retry(unquote(ctx), unquote(attempt))
-            )
-        end
-      end
-
-    first_unhanded =
-      quote generated: true do
-        unquote(hand) ->
-          Lockstep.Runtime.unhand(unquote(ctx), unquote(seq), unquote(hand))
-          unquote(first_miss)
-      end
-
-    first_hand_ast =
-      {:case, [generated: true], [hand, [do: clauses_over.(same) ++ first_unhanded]]}
-
     quote do
       unquote(ctx) = Lockstep.Runtime.receive_context(unquote(description))
       {_, _, unquote(tag)} = unquote(ctx)
 
-      case Lockstep.Runtime.receive_start(unquote(ctx), unquote(timeout)) do
-        {:in_hand, unquote(seq), unquote(hand), unquote(attempt)} ->
-          unquote(first_hand_ast)
+      unquote(loop) = fn
+        unquote(loop), unquote(ctx), {:in_hand, unquote(seq), unquote(hand), unquote(attempt)} ->
+          unquote(hand_ast)
 
-        unquote(attempt) ->
-          unquote(define_loop)
-          unquote(loop).(unquote(loop), unquote(ctx), unquote(attempt))
+        unquote(loop), unquote(ctx), unquote(attempt) ->
+          unquote(receive_ast)
       end
+
+      unquote(loop).(
+        unquote(loop),
+        unquote(ctx),
+        Lockstep.Runtime.receive_start(unquote(ctx), unquote(timeout))
+      )
     end
   end
 
