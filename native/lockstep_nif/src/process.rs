@@ -1,5 +1,5 @@
 //! What processes tell the adapter outside the sync points: a parent registers the pid of
-//! the child it spawned, a sender hands over the payload of a message kept in flight, a
+//! the child it spawned (and the child, waiting for its start, asks whether it is), a sender hands over the payload of a message kept in flight, a
 //! process turns an alias on or off, a wrapper marks state the owner must clean up, and an
 //! unmanaged process notes the crash that will kill the managed one it is linked to, and a
 //! process asks for the seed of its `:rand` state.
@@ -31,6 +31,18 @@ fn register_child(
     let watched = env.monitor(&res, &pid).is_some();
     st.procs.register(child, pid, watched);
     Ok(atoms::ok())
+}
+
+/// Whether the caller is registered as process `id` (`register_child` has run): a child
+/// waiting for its start asks once, and then needs no orphan check (see
+/// `Lockstep.Runtime`'s `await_start`). `false` on a poisoned session (the caller keeps
+/// checking).
+#[rustler::nif]
+fn registered(env: Env, res: &SessionResource, id: ProcId) -> bool {
+    match res.state.lock() {
+        Ok(st) => st.procs.pid(id) == Some(env.pid()),
+        Err(_) => false,
+    }
 }
 
 /// Under `delivery: :delayed` the sender hands over the payload of message `msg`, which the
