@@ -382,9 +382,9 @@ defmodule Lockstep.Runtime do
 
   # Entry points -------------------------------------------------------------------------
 
-  # A process waiting to start checks now and then that its iteration is still on: if the
-  # owner died between spawning it and registering its pid with the NIF, no one would
-  # ever tell it to start or to exit.
+  # A process waiting to start that the NIF does not know yet checks now and then that its
+  # iteration is still on: if the owner (or its parent) died between spawning it and
+  # registering its pid with the NIF, no one would ever tell it to start or to exit.
   @orphan_check_ms 1_000
 
   @doc false
@@ -428,7 +428,10 @@ defmodule Lockstep.Runtime do
     await_start(session, id, tag, fun)
   end
 
-  defp await_start(session, id, tag, fun) do
+  # `wait`: 0 on the first look; then `:infinity` once the NIF knows this process (it is
+  # then told to start or to exit whatever happens to its run: no timer to set and cancel
+  # for each child that waits for its turn), else the orphan check's period.
+  defp await_start(session, id, tag, fun, wait \\ 0) do
     receive do
       {^tag, :go, :start} ->
         run_body(session, id, fun)
@@ -440,10 +443,19 @@ defmodule Lockstep.Runtime do
 
       {:EXIT, _from, reason} ->
         external_signal(reason)
-        await_start(session, id, tag, fun)
+        await_start(session, id, tag, fun, wait)
     after
-      @orphan_check_ms ->
-        if Session.outcome(session) == nil, do: await_start(session, id, tag, fun), else: :ok
+      wait ->
+        cond do
+          wait == 0 and Native.registered(session, id) ->
+            await_start(session, id, tag, fun, :infinity)
+
+          wait == 0 or Session.outcome(session) == nil ->
+            await_start(session, id, tag, fun, @orphan_check_ms)
+
+          true ->
+            :ok
+        end
     end
   end
 

@@ -18,8 +18,9 @@ defmodule Lockstep.Session do
   # The hot path does not come through here. `Lockstep.Runtime` calls `Lockstep.Native`
   # directly for what a managed process does at and around its sync points — the `sync_*`
   # calls, `yield`, `exit`, `external_exit`, and the calls that settle or extend its own
-  # operations (`consumed`, `hold`, `register_child`, `alias`, `node_name`, `ets_names`,
-  # `rand_seed`, `mark_park`, `external_received`, `await_outside`) — since each is one NIF
+  # operations (`consumed`, `hold`, `register_child`, `registered`, `alias`, `node_name`,
+  # `ets_names`, `rand_seed`, `mark_park`, `external_received`, `await_outside`) — since
+  # each is one NIF
   # call per operation whose plain result it acts on at once, and
   # a closure and a `try` per sync point would be measurable. What Runtime asks about the
   # session as a whole (its outcome, its clock) comes through here like everything else.

@@ -124,4 +124,38 @@ defmodule Lockstep.IterationCostTest do
     assert us < 10_000_000, "50 iterations took #{div(us, 1000)} ms"
     assert_no_children_left()
   end
+
+  test "a child waiting for its start parks untimed once the NIF knows it, and is still ended" do
+    # A registered child is told to start or to exit whatever happens to its run, so it
+    # waits without the orphan check's timer; the NIF answers for the caller's own id only.
+    test_pid = self()
+
+    body = fn ->
+      {session, _id, _tag} = Process.get(:"$lockstep")
+
+      waiting =
+        for _ <- 1..3 do
+          Lockstep.spawn(fn ->
+            {^session, id, _} = Process.get(:"$lockstep")
+            send(test_pid, {:registered, Lockstep.Native.registered(session, id)})
+            Lockstep.receive(do: (:never -> :ok))
+          end)
+        end
+
+      send(test_pid, {:session, session, waiting})
+      :ok
+    end
+
+    assert %Lockstep.Summary{iterations: 20} =
+             Lockstep.run(body, iterations: 20, seed: 5, strategy: :random)
+
+    assert_received {:session, session, [_ | _]}
+    # Asked from a process that is none of the run's: false.
+    refute Lockstep.Native.registered(session, 1)
+    # Every child that started was registered.
+    registered = for _ <- 1..60, do: receive(do: ({:registered, r} -> r), after: (0 -> nil))
+    assert Enum.all?(registered, &(&1 in [true, nil]))
+    assert true in registered
+    assert_no_children_left()
+  end
 end

@@ -37,6 +37,7 @@ defmodule Lockstep.SessionTest do
     :hold,
     :mark_park,
     :register_child,
+    :registered,
     :alias,
     :node_name,
     :ets_names,

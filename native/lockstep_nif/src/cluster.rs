@@ -7,7 +7,7 @@ use crate::resource::{lock, SessionResource};
 use crate::state::SessionState;
 use crate::sync::{caller_check, managed_or, sync_with};
 use lockstep_core::{ClusterOp, NodeId, Op, ProcId};
-use rustler::{Atom, Encoder, Env, NifResult, ResourceArc, Term};
+use rustler::{Atom, Encoder, Env, NifResult, Term};
 
 /// A cluster operation (a sync point): `{:start_node, n}`, `{:stop_node, n}`,
 /// `{:partition, group_a, group_b, :drop | :defer}`, `:heal`, `{:monitor_node, n}`,
@@ -19,11 +19,11 @@ use rustler::{Atom, Encoder, Env, NifResult, ResourceArc, Term};
 #[rustler::nif]
 fn sync_cluster<'a>(
     env: Env<'a>,
-    res: ResourceArc<SessionResource>,
+    res: &SessionResource,
     id: ProcId,
     op: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    sync_with(env, &res, id, None, |st| {
+    sync_with(env, res, id, None, |st| {
         let op = op
             .decode::<ClusterArg>()
             .map_err(|_| atoms::badarg().encode(env))?;
@@ -76,8 +76,8 @@ fn cluster_op<'a>(
 
 /// The caller's simulated node. Not a sync point (a process's node never changes).
 #[rustler::nif]
-fn node_name(env: Env, res: ResourceArc<SessionResource>, id: ProcId) -> NifResult<Atom> {
-    let st = lock(&res)?;
+fn node_name(env: Env, res: &SessionResource, id: ProcId) -> NifResult<Atom> {
+    let st = lock(res)?;
     caller_check(env, &st, id)?;
     Ok(st.atoms.node_atom(st.caller_node(id)))
 }
@@ -88,12 +88,12 @@ fn node_name(env: Env, res: ResourceArc<SessionResource>, id: ProcId) -> NifResu
 #[rustler::nif]
 fn ets_names<'a>(
     env: Env<'a>,
-    res: ResourceArc<SessionResource>,
+    res: &SessionResource,
     id: ProcId,
     op: Term<'a>,
 ) -> NifResult<Term<'a>> {
     let op = arg::<EtsNameOp>(op)?;
-    let mut guard = lock(&res)?;
+    let mut guard = lock(res)?;
     let st = &mut *guard;
     caller_check(env, st, id)?;
     let node = st.caller_node(id);

@@ -74,8 +74,8 @@ fn session_new<'a>(
 /// controller's `capture: false` session still answers `trace/1`, without payloads).
 /// Called before the session starts.
 #[rustler::nif]
-fn keep_trace(res: ResourceArc<SessionResource>) -> Atom {
-    lock_any(&res).capture.keep_events = true;
+fn keep_trace(res: &SessionResource) -> Atom {
+    lock_any(res).capture.keep_events = true;
     atoms::ok()
 }
 
@@ -102,8 +102,8 @@ fn session_start<'a>(
 /// Ends the iteration from the owner's side (a process is stuck): later calls from managed
 /// processes see the iteration is over and park.
 #[rustler::nif]
-fn session_abort(res: ResourceArc<SessionResource>) -> NifResult<Atom> {
-    let mut st = lock_any(&res);
+fn session_abort(res: &SessionResource) -> NifResult<Atom> {
+    let mut st = lock_any(res);
     st.session.abort();
     st.owner.done_sent = true;
     Ok(atoms::ok())
@@ -112,8 +112,8 @@ fn session_abort(res: ResourceArc<SessionResource>) -> NifResult<Atom> {
 /// `{progress, step, running pid | nil, now}`: the owner polls it to tell a process that
 /// stopped reaching sync points.
 #[rustler::nif]
-fn progress<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
-    let st = lock_any(&res);
+fn progress<'a>(env: Env<'a>, res: &SessionResource) -> NifResult<Term<'a>> {
+    let st = lock_any(res);
     let running = match st.session.running() {
         Some(p) => st.procs.pid_term(env, p),
         None => atoms::nil().encode(env),
@@ -128,8 +128,8 @@ fn progress<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Te
 }
 
 #[rustler::nif]
-fn outcome<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
-    let st = lock_any(&res);
+fn outcome<'a>(env: Env<'a>, res: &SessionResource) -> NifResult<Term<'a>> {
+    let st = lock_any(res);
     Ok(outcome_term(env, &st))
 }
 
@@ -175,8 +175,8 @@ fn outcome_term<'a>(env: Env<'a>, st: &SessionState) -> Term<'a> {
 }
 
 #[rustler::nif]
-fn schedule<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
-    let st = lock_any(&res);
+fn schedule<'a>(env: Env<'a>, res: &SessionResource) -> NifResult<Term<'a>> {
+    let st = lock_any(res);
     let list: Vec<Term> = st
         .session
         .schedule()
@@ -189,8 +189,8 @@ fn schedule<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Te
 /// The events of the iteration as `{step, event}` terms; payloads and exit reasons are
 /// included when the session was created with capture on.
 #[rustler::nif]
-fn trace<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
-    let st = lock_any(&res);
+fn trace<'a>(env: Env<'a>, res: &SessionResource) -> NifResult<Term<'a>> {
+    let st = lock_any(res);
     let events: Vec<Term> = st
         .session
         .events()
@@ -204,8 +204,8 @@ fn trace<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<
 /// `[{index, site}]`: the source location (`"lib/x.ex:12"`) of each event of instrumented
 /// code, by its index in `trace`'s list; empty unless the session captures.
 #[rustler::nif]
-fn trace_sites<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
-    let mut guard = lock_any(&res);
+fn trace_sites<'a>(env: Env<'a>, res: &SessionResource) -> NifResult<Term<'a>> {
+    let mut guard = lock_any(res);
     let st = &mut *guard;
     st.capture.sites.file(st.session.events());
     let list: Vec<Term> = st
@@ -221,8 +221,8 @@ fn trace_sites<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult
 /// `[{name, label}]`: the labels processes noted for themselves (`note_label`), by
 /// process name; empty unless the session captures.
 #[rustler::nif]
-fn trace_labels<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
-    let st = lock_any(&res);
+fn trace_labels<'a>(env: Env<'a>, res: &SessionResource) -> NifResult<Term<'a>> {
+    let st = lock_any(res);
     let procs = st.session.procs();
     let mut list: Vec<(ProcId, &String)> = st
         .capture
@@ -241,8 +241,8 @@ fn trace_labels<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResul
 
 /// `[{id, name, pid | nil, state, pending, node}]` for every process of the iteration.
 #[rustler::nif]
-fn procs<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
-    let st = lock_any(&res);
+fn procs<'a>(env: Env<'a>, res: &SessionResource) -> NifResult<Term<'a>> {
+    let st = lock_any(res);
     let list: Vec<Term> = st
         .session
         .procs()
@@ -287,7 +287,7 @@ fn procs<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<
 #[rustler::nif]
 fn teardown_view<'a>(
     env: Env<'a>,
-    res: ResourceArc<SessionResource>,
+    res: &SessionResource,
     release: Term<'a>,
 ) -> NifResult<Term<'a>> {
     // `false`, or the reference the owner will receive `{ref, :released, noted?}` on.
@@ -298,7 +298,7 @@ fn teardown_view<'a>(
     } else {
         return Err(rustler::Error::BadArg);
     };
-    let mut guard = lock_any(&res);
+    let mut guard = lock_any(res);
     let st = &mut *guard;
     let release = release_ref.is_some()
         && matches!(st.session.outcome(), Some(Outcome::Pass))
@@ -338,8 +338,8 @@ fn teardown_view<'a>(
 /// `[{name, report}]`: the noted reports of processes that were then killed from outside
 /// the run (see `note_outside_crash`).
 #[rustler::nif]
-fn outside_crashes<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
-    let st = lock_any(&res);
+fn outside_crashes<'a>(env: Env<'a>, res: &SessionResource) -> NifResult<Term<'a>> {
+    let st = lock_any(res);
     let list: Vec<Term> = st
         .terms
         .outside_crashes
@@ -355,8 +355,8 @@ fn outside_crashes<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifRe
 
 /// `[{name, report}]`: what `note_uncontrolled` noted, in order.
 #[rustler::nif]
-fn uncontrolled<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
-    let st = lock_any(&res);
+fn uncontrolled<'a>(env: Env<'a>, res: &SessionResource) -> NifResult<Term<'a>> {
+    let st = lock_any(res);
     Ok(uncontrolled_term(env, &st))
 }
 
@@ -397,8 +397,8 @@ fn search_term<'a>(env: Env<'a>, search: Option<SearchStats>) -> NifResult<Term<
 /// Returns `{outcome, {steps, context_switches, contested_steps, fingerprint, cleanup,
 /// histories, search}}` (`search`: see `search_term`).
 #[rustler::nif]
-fn session_finish<'a>(env: Env<'a>, res: ResourceArc<SessionResource>) -> NifResult<Term<'a>> {
-    let mut guard = lock_any(&res);
+fn session_finish<'a>(env: Env<'a>, res: &SessionResource) -> NifResult<Term<'a>> {
+    let mut guard = lock_any(res);
     let st = &mut *guard;
     let mut metrics = None;
     let mut search = None;

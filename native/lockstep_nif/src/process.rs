@@ -1,5 +1,5 @@
 //! What processes tell the adapter outside the sync points: a parent registers the pid of
-//! the child it spawned, a sender hands over the payload of a message kept in flight, a
+//! the child it spawned (and the child, waiting for its start, asks whether it is), a sender hands over the payload of a message kept in flight, a
 //! process turns an alias on or off, a wrapper marks state the owner must clean up, and an
 //! unmanaged process notes the crash that will kill the managed one it is linked to, and a
 //! process asks for the seed of its `:rand` state.
@@ -33,17 +33,23 @@ fn register_child(
     Ok(atoms::ok())
 }
 
+/// Whether the caller is registered as process `id` (`register_child` has run): a child
+/// waiting for its start asks once, and then needs no orphan check (see
+/// `Lockstep.Runtime`'s `await_start`). `false` on a poisoned session (the caller keeps
+/// checking).
+#[rustler::nif]
+fn registered(env: Env, res: &SessionResource, id: ProcId) -> bool {
+    match res.state.lock() {
+        Ok(st) => st.procs.pid(id) == Some(env.pid()),
+        Err(_) => false,
+    }
+}
+
 /// Under `delivery: :delayed` the sender hands over the payload of message `msg`, which the
 /// engine keeps in flight until the strategy delivers it.
 #[rustler::nif]
-fn hold(
-    env: Env,
-    res: ResourceArc<SessionResource>,
-    id: ProcId,
-    msg: MsgId,
-    payload: Term,
-) -> NifResult<Atom> {
-    let mut guard = lock(&res)?;
+fn hold(env: Env, res: &SessionResource, id: ProcId, msg: MsgId, payload: Term) -> NifResult<Atom> {
+    let mut guard = lock(res)?;
     let st = &mut *guard;
     caller_check(env, st, id)?;
     if st.session.is_over() || st.exited(id) {
@@ -61,13 +67,13 @@ fn hold(
 #[rustler::nif]
 fn alias<'a>(
     env: Env<'a>,
-    res: ResourceArc<SessionResource>,
+    res: &SessionResource,
     id: ProcId,
     number: u32,
     op: Term<'a>,
 ) -> NifResult<bool> {
     let op = arg::<AliasOp>(op)?;
-    let mut guard = lock(&res)?;
+    let mut guard = lock(res)?;
     let st = &mut *guard;
     caller_check(env, st, id)?;
     if st.session.is_over() || st.exited(id) {
@@ -103,8 +109,8 @@ fn alias<'a>(
 
 /// Marks the session as having stored state the owner must clean up when it ends.
 #[rustler::nif]
-fn mark_cleanup(res: ResourceArc<SessionResource>) -> NifResult<Atom> {
-    lock(&res)?.owner.needs_cleanup = true;
+fn mark_cleanup(res: &SessionResource) -> NifResult<Atom> {
+    lock(res)?.owner.needs_cleanup = true;
     Ok(atoms::ok())
 }
 
@@ -112,8 +118,8 @@ fn mark_cleanup(res: ResourceArc<SessionResource>) -> NifResult<Atom> {
 /// iteration's histories from their table when it ends (`session_finish`'s `histories`),
 /// and looks for none otherwise.
 #[rustler::nif]
-fn mark_history(res: ResourceArc<SessionResource>) -> NifResult<Atom> {
-    lock(&res)?.owner.histories = true;
+fn mark_history(res: &SessionResource) -> NifResult<Atom> {
+    lock(res)?.owner.histories = true;
     Ok(atoms::ok())
 }
 
@@ -122,12 +128,8 @@ fn mark_history(res: ResourceArc<SessionResource>) -> NifResult<Atom> {
 /// it. `report` describes them; kept for `uncontrolled/1`, also once the iteration is over
 /// (the owner checks the processes left when it ends). Any process may call it.
 #[rustler::nif]
-fn note_uncontrolled(
-    res: ResourceArc<SessionResource>,
-    id: ProcId,
-    report: Term,
-) -> NifResult<Atom> {
-    let mut guard = lock(&res)?;
+fn note_uncontrolled(res: &SessionResource, id: ProcId, report: Term) -> NifResult<Atom> {
+    let mut guard = lock(res)?;
     let st = &mut *guard;
     if st.session.proc(id).is_some() {
         let saved = st.terms.save(report);
@@ -140,12 +142,8 @@ fn note_uncontrolled(
 /// Lockstep call made outside the run), which will kill `id` through the real link. Kept
 /// for `outside_crashes/1`. Any process may call it.
 #[rustler::nif]
-fn note_outside_crash(
-    res: ResourceArc<SessionResource>,
-    id: ProcId,
-    report: Term,
-) -> NifResult<Atom> {
-    let mut guard = lock(&res)?;
+fn note_outside_crash(res: &SessionResource, id: ProcId, report: Term) -> NifResult<Atom> {
+    let mut guard = lock(res)?;
     let st = &mut *guard;
     if !st.session.is_over() && st.session.proc(id).is_some() {
         let saved = st.terms.save(report);
@@ -157,8 +155,8 @@ fn note_outside_crash(
 /// The seed of the caller's `:rand` state: from the iteration seed and its spawn-tree name
 /// (`Session::process_seed`).
 #[rustler::nif]
-fn rand_seed(env: Env, res: ResourceArc<SessionResource>, id: ProcId) -> NifResult<u64> {
-    let st = lock(&res)?;
+fn rand_seed(env: Env, res: &SessionResource, id: ProcId) -> NifResult<u64> {
+    let st = lock(res)?;
     caller_check(env, &st, id)?;
     st.session
         .process_seed(id)
