@@ -703,13 +703,20 @@ defmodule Lockstep.ETS do
   end
 
   @doc """
-  The tables of the VM; mirrors `:ets.all/0`. Inside a run, a named table of the caller's
-  node is listed as a tid (its name is not a real ETS name).
+  The tables of the VM; mirrors `:ets.all/0`: a named table is listed by its name, any other
+  by its tid. Inside a run, the named tables of the caller's simulated node are listed by
+  their names, and those of the other simulated nodes by their tids (as tables of other
+  nodes, they are not the caller's node's).
   """
   @spec all() :: [table()]
   def all do
-    SharedState.sync(:ets_all, nil)
-    :ets.all()
+    if SharedState.managed?() do
+      SharedState.sync(:ets_all, nil)
+      names = Map.new(Runtime.ets_named(), fn {name, tid} -> {tid, name} end)
+      Enum.map(:ets.all(), &Map.get(names, &1, &1))
+    else
+      :ets.all()
+    end
   end
 
   # Helpers (only reached inside a run) ----------------------------------------------------

@@ -1508,6 +1508,12 @@ defmodule Lockstep.Runtime do
     Native.ets_names(session, id, {:unregister, name})
   end
 
+  # `[{name, tid}]`: every named table of the caller's node.
+  def ets_named do
+    {session, id, _tag} = context()
+    Native.ets_names(session, id, :all)
+  end
+
   # Shared state --------------------------------------------------------------------------
 
   @doc false

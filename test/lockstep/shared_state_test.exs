@@ -381,6 +381,49 @@ defmodule Lockstep.SharedStateTest do
       )
     end
 
+    test "all/0 lists a named table of the caller's node by its name, as :ets.all/0 does" do
+      # Plain OTP: a named table by its name, an unnamed one by its tid.
+      named = :"lockstep_all_#{System.unique_integer([:positive])}"
+      :ets.new(named, [:named_table])
+      unnamed = :ets.new(:unnamed, [])
+      assert named in :ets.all() and unnamed in :ets.all()
+      :ets.delete(named)
+
+      Lockstep.run(
+        fn ->
+          [a] = Lockstep.Cluster.start_nodes([:a])
+          assert ETS.new(:listed, [:named_table, :public]) == :listed
+          tid = ETS.new(:not_named, [:public])
+          me = self()
+
+          other =
+            Lockstep.spawn(
+              fn ->
+                ETS.new(:listed_on_a, [:named_table, :public])
+                Lockstep.send(me, {:on_a, ETS.all()})
+                :stop = Lockstep.recv()
+              end,
+              node: a
+            )
+
+          {:on_a, seen_on_a} = Lockstep.recv()
+          here = ETS.all()
+
+          # By name on its own node, never also as its tid.
+          assert :listed in here and tid in here
+          refute ETS.whereis(:listed) in here
+          assert :listed_on_a in seen_on_a
+          refute :listed in seen_on_a
+
+          # A table named on another simulated node is not the root node's: its tid.
+          refute :listed_on_a in here
+
+          Lockstep.send(other, :stop)
+        end,
+        iterations: 10
+      )
+    end
+
     test "a real named table outside the run is not visible by name inside it" do
       name = :"lockstep_outside_#{System.unique_integer([:positive])}"
       :ets.new(name, [:named_table, :public])

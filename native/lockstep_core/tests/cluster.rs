@@ -993,6 +993,9 @@ fn ets_table_names_are_per_node() {
             Action::EtsWhereis(3),
             spawn_on(1, 1),
             Action::Receive(Match::Any),
+            Action::EtsNew(2),
+            Action::EtsAll,
+            Action::EtsDelete(2),
             Action::EtsDelete(3),
             Action::EtsDelete(3),
             Action::EtsWhereis(3),
@@ -1001,12 +1004,23 @@ fn ets_table_names_are_per_node() {
             Action::EtsWhereis(3),
             Action::EtsNew(3),
             Action::EtsWhereis(3),
+            Action::EtsAll,
             send(Target::Parent, 1),
         ],
     ]);
     let r = run_with(&program, instant(), Prefer::runs());
     assert_eq!(r.outcome, Outcome::Pass);
     let seen = r.seen_by(&[]);
+    // `:ets.all/0` lists only the node's own names, by name; the other node's table 3
+    // (slot 1) is not among the root's.
+    assert_eq!(seen[7], Seen::EtsAll(vec![(2, 2), (3, 0)]));
+    assert_eq!(r.seen_by(&[1])[3], Seen::EtsAll(vec![(3, 1)]));
+    let seen: Vec<Seen> = seen
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| !(6..=8).contains(&i))
+        .map(|(_, s)| s.clone())
+        .collect();
     assert_eq!(
         seen[1..4],
         [

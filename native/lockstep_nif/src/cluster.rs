@@ -83,7 +83,8 @@ fn node_name(env: Env, res: &SessionResource, id: ProcId) -> NifResult<Atom> {
 }
 
 /// Named ETS tables per simulated node: `op` is `{:register, name, tid}` (→ boolean),
-/// `{:whereis, name}` (→ tid or nil) or `{:unregister, name}` (→ boolean). Not sync points:
+/// `{:whereis, name}` (→ tid or nil), `{:unregister, name}` (→ boolean) or `:all` (→ every
+/// named table of the caller's node, as `[{name, tid}]`, by name id). Not sync points:
 /// the ETS wrapper has made its sync point already.
 #[rustler::nif]
 fn ets_names<'a>(
@@ -111,6 +112,17 @@ fn ets_names<'a>(
         EtsNameOp::Unregister(name) => {
             let name = st.atoms.intern(name);
             st.session.ets_unregister(node, name).encode(env)
+        }
+        EtsNameOp::All => {
+            let named = st.session.ets_named(node);
+            let mut pairs = Vec::with_capacity(named.len());
+            for (name, slot) in named {
+                let tid = st
+                    .terms
+                    .load_or_nil(env, st.terms.ets_tables.get(slot as usize));
+                pairs.push((st.atoms.name(name), tid));
+            }
+            pairs.encode(env)
         }
         EtsNameOp::Whereis(name) => {
             let name = st.atoms.intern(name);

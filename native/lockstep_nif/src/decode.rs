@@ -281,12 +281,14 @@ pub enum EtsNameOp<'a> {
     Register(Atom, Term<'a>),
     Whereis(Atom),
     Unregister(Atom),
+    /// Every named table of the caller's node, as `[{name, tid}]`.
+    All,
 }
 
 impl<'a> Arg<'a> for EtsNameOp<'a> {
     const WHAT: &'static str = "ets_names operation";
     const EXPECTED: &'static str =
-        "{:register, name, tid}, {:whereis, name} or {:unregister, name}";
+        "{:register, name, tid}, {:whereis, name}, {:unregister, name} or :all";
 }
 
 /// `sync_cluster/3`'s operation. Node names are checked against the run's nodes by the

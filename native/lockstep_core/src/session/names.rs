@@ -105,4 +105,16 @@ impl Session {
     pub fn ets_unregister(&mut self, node: NodeId, name: NameId) -> bool {
         self.ets_names.remove(&(node, name)).is_some()
     }
+
+    /// The named ETS tables of `node`: each name with its table's slot, by name id.
+    pub fn ets_named(&self, node: NodeId) -> Vec<(NameId, u32)> {
+        let mut named: Vec<(NameId, u32)> = self
+            .ets_names
+            .iter()
+            .filter(|((n, _), _)| *n == node)
+            .map(|((_, name), slot)| (*name, *slot))
+            .collect();
+        named.sort_unstable();
+        named
+    }
 }

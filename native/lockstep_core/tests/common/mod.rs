@@ -231,6 +231,8 @@ pub enum Action {
     EtsWhereis(NameId),
     /// Deletes a named table on the performer's node (`Seen::EtsDeleted`).
     EtsDelete(NameId),
+    /// Lists the named tables of the performer's node (`Seen::EtsAll`): `:ets.all/0`.
+    EtsAll,
     StartNode(NodeId),
     StopNode(NodeId),
     Partition {
@@ -278,6 +280,8 @@ pub enum Seen {
     /// The table slot the name resolves to on this node.
     EtsFound(Option<u32>),
     EtsDeleted(bool),
+    /// Every table name of this node with its slot, by name.
+    EtsAll(Vec<(NameId, u32)>),
     /// A call that is not a sync point.
     Local,
     /// What a shared-state read found (0: nothing; a whole-table read: a hash of the
@@ -830,6 +834,10 @@ impl<'p> Driver<'p> {
                 let node = session.proc(p).expect("a known process").node;
                 self.complete(p, Seen::EtsDeleted(session.ets_unregister(node, name)));
             }
+            (Some(Action::EtsAll), OpResult::Done) => {
+                let node = session.proc(p).expect("a known process").node;
+                self.complete(p, Seen::EtsAll(session.ets_named(node)));
+            }
             (Some(action), result) if Self::answers(action, result) => self.complete(p, done),
             (action, result) => panic!("process {p} got {result:?} while performing {action:?}"),
         }
@@ -1037,6 +1045,10 @@ impl<'p> Driver<'p> {
                         access: None,
                     }
                 }
+                Action::EtsAll => Op::Nif {
+                    object: None,
+                    access: None,
+                },
                 Action::StartNode(n) => Op::Cluster(ClusterOp::StartNode(n)),
                 Action::StopNode(n) => Op::Cluster(ClusterOp::StopNode(n)),
                 Action::Partition { a, b, mode } => {
