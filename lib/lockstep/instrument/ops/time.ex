@@ -26,7 +26,12 @@ defmodule Lockstep.Instrument.Ops.Time do
       `os:timestamp/0` are the same system time as `{mega, secs, micro}`; `System.monotonic_time/0,1`,
       `System.system_time/0,1` and `System.os_time/0,1` on top, with Elixir's unit names
       (its deprecated plurals included); `erlang:time_offset/0,1` and
-      `System.time_offset/0,1` are the constant difference. Every unit OTP accepts works (`:second`,
+      `System.time_offset/0,1` are the constant difference; `erlang:universaltime/0`,
+      `erlang:localtime/0`, `calendar:universal_time/0` and `calendar:local_time/0` are
+      that system time as a calendar date and time, and so are Elixir's
+      `DateTime.utc_now/0,1`, `DateTime.now/1,2`, `NaiveDateTime.utc_now/0,1`,
+      `NaiveDateTime.local_now/0,1`, `Date.utc_today/0,1` and `Time.utc_now/0,1` (which read
+      `os:system_time/0` inside Elixir, where the instrumenter does not reach). Every unit OTP accepts works (`:second`,
       `:millisecond`, `:microsecond`, `:nanosecond`, `:native`, `:perf_counter`, parts per
       second as an integer, the deprecated `:seconds`…), converted with
       `erlang:convert_time_unit/3`, so `convert_time_unit(monotonic_time(:native), :native,
@@ -113,7 +118,23 @@ defmodule Lockstep.Instrument.Ops.Time do
       {{:erlang, :time_offset, 0}, :time_offset},
       {{:erlang, :time_offset, 1}, :time_offset},
       {{System, :time_offset, 0}, :system_time_offset},
-      {{System, :time_offset, 1}, :system_time_offset}
+      {{System, :time_offset, 1}, :system_time_offset},
+      {{:erlang, :universaltime, 0}, :universaltime},
+      {{:erlang, :localtime, 0}, :localtime},
+      {{:calendar, :universal_time, 0}, :calendar_universal_time},
+      {{:calendar, :local_time, 0}, :calendar_local_time},
+      {{DateTime, :utc_now, 0}, :datetime_utc_now},
+      {{DateTime, :utc_now, 1}, :datetime_utc_now},
+      {{DateTime, :now, 1}, :datetime_now},
+      {{DateTime, :now, 2}, :datetime_now},
+      {{NaiveDateTime, :utc_now, 0}, :naive_datetime_utc_now},
+      {{NaiveDateTime, :utc_now, 1}, :naive_datetime_utc_now},
+      {{NaiveDateTime, :local_now, 0}, :naive_datetime_local_now},
+      {{NaiveDateTime, :local_now, 1}, :naive_datetime_local_now},
+      {{Date, :utc_today, 0}, :date_utc_today},
+      {{Date, :utc_today, 1}, :date_utc_today},
+      {{Time, :utc_now, 0}, :time_utc_now},
+      {{Time, :utc_now, 1}, :time_utc_now}
     ]
   end
 
@@ -350,6 +371,86 @@ defmodule Lockstep.Instrument.Ops.Time do
   @spec system_os_time(System.time_unit()) :: integer()
   def system_os_time, do: os_system_time(:native)
   def system_os_time(unit), do: os_system_time(elixir_unit(unit))
+
+  @doc """
+  `erlang:universaltime/0` (and `calendar:universal_time/0`, which calls it): the virtual
+  system time as `{{year, month, day}, {hour, minute, second}}` in UTC.
+  """
+  @spec universaltime() :: :calendar.datetime()
+  def universaltime, do: :calendar.system_time_to_universal_time(system_time(:second), :second)
+
+  @doc """
+  `erlang:localtime/0` (and `calendar:local_time/0`): the virtual system time in the
+  machine's time zone, converted as OTP converts it (`erlang:universaltime_to_localtime/1`).
+  """
+  @spec localtime() :: :calendar.datetime()
+  def localtime, do: :erlang.universaltime_to_localtime(universaltime())
+
+  @doc "`calendar:universal_time/0`: `universaltime/0`."
+  @spec calendar_universal_time() :: :calendar.datetime()
+  def calendar_universal_time, do: universaltime()
+
+  @doc "`calendar:local_time/0`: `localtime/0`."
+  @spec calendar_local_time() :: :calendar.datetime()
+  def calendar_local_time, do: localtime()
+
+  # Elixir's date and time constructors read `os:system_time/0` from inside their own
+  # modules, where the instrumenter does not reach: each is rebuilt here on the virtual
+  # system time, the way the running Elixir (1.14) builds it from that reading, so code that
+  # stamps with `DateTime.utc_now/0` and measures with `System.monotonic_time/1` or sleeps
+  # sees one clock.
+
+  @doc "`DateTime.utc_now/0,1`: the virtual system time, in `calendar`."
+  @spec datetime_utc_now(Calendar.calendar()) :: DateTime.t()
+  def datetime_utc_now(calendar \\ Calendar.ISO),
+    do: DateTime.from_unix!(os_system_time(), :native, calendar)
+
+  @doc """
+  `DateTime.now/1,2`: the virtual system time in `time_zone` (`"Etc/UTC"` needs no time
+  zone database), as `{:ok, datetime}` or `DateTime.now/2`'s errors.
+  """
+  @spec datetime_now(Calendar.time_zone(), Calendar.time_zone_database()) ::
+          {:ok, DateTime.t()} | {:error, :time_zone_not_found | :utc_only_time_zone_database}
+  def datetime_now(time_zone, time_zone_database \\ Calendar.get_time_zone_database())
+
+  def datetime_now("Etc/UTC", _time_zone_database), do: {:ok, datetime_utc_now()}
+
+  def datetime_now(time_zone, time_zone_database),
+    do: DateTime.shift_zone(datetime_utc_now(), time_zone, time_zone_database)
+
+  @doc "`NaiveDateTime.utc_now/0,1`: the virtual system time, in `calendar`."
+  @spec naive_datetime_utc_now(Calendar.calendar()) :: NaiveDateTime.t()
+  def naive_datetime_utc_now(calendar \\ Calendar.ISO),
+    do: DateTime.to_naive(datetime_utc_now(calendar))
+
+  @doc """
+  `NaiveDateTime.local_now/0,1`: the virtual system time in the machine's time zone, to the
+  second, in `calendar`.
+  """
+  @spec naive_datetime_local_now(Calendar.calendar()) :: NaiveDateTime.t()
+  def naive_datetime_local_now(calendar \\ Calendar.ISO) do
+    {{year, month, day}, {hour, minute, second}} = localtime()
+    {:ok, naive} = NaiveDateTime.new(year, month, day, hour, minute, second)
+
+    case NaiveDateTime.convert(naive, calendar) do
+      {:ok, converted} ->
+        converted
+
+      {:error, :incompatible_calendars} ->
+        raise ArgumentError,
+              "cannot get \"local now\" in target calendar #{inspect(calendar)}, " <>
+                "reason: cannot convert from Calendar.ISO to #{inspect(calendar)}."
+    end
+  end
+
+  @doc "`Date.utc_today/0,1`: the virtual system time's date, in `calendar`."
+  @spec date_utc_today(Calendar.calendar()) :: Date.t()
+  def date_utc_today(calendar \\ Calendar.ISO), do: DateTime.to_date(datetime_utc_now(calendar))
+
+  @doc "`Time.utc_now/0,1`: the virtual system time's time of day, in `calendar`."
+  @spec time_utc_now(Calendar.calendar()) :: Time.t()
+  def time_utc_now(calendar \\ Calendar.ISO),
+    do: Time.convert!(DateTime.to_time(datetime_utc_now()), calendar)
 
   # Elixir's `System.normalize_time_unit/1` (private): a unit it does not know, and
   # `:perf_counter`, raise its `ArgumentError`; a deprecated plural gets its warning. Both
