@@ -16,23 +16,11 @@ end
 defmodule Bench.CpuTime do
   alias Bench.{Iterations, PingPong}
 
-  @doc "Nanoseconds the VM's threads have run so far."
-  def thread_ns do
-    {:ok, tasks} = File.ls("/proc/self/task")
-
-    Enum.reduce(tasks, 0, fn task, acc ->
-      case File.read("/proc/self/task/#{task}/schedstat") do
-        {:ok, line} -> acc + (line |> String.split() |> hd() |> String.to_integer())
-        _ -> acc
-      end
-    end)
-  end
-
   defp measure(fun) do
-    c0 = thread_ns()
+    c0 = Bench.Timing.thread_ns()
     w0 = System.monotonic_time(:nanosecond)
     fun.()
-    {thread_ns() - c0, System.monotonic_time(:nanosecond) - w0}
+    {Bench.Timing.thread_ns() - c0, System.monotonic_time(:nanosecond) - w0}
   end
 
   def main do

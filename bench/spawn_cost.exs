@@ -12,6 +12,7 @@
 # turned off above so that idle schedulers' spinning is not counted. Compare two trees
 # by alternating runs in the same minutes. Knob: BENCH_ROUNDS (7).
 
+Code.require_file("support/timing.exs", __DIR__)
 Code.require_file("support/exhaustive.exs", __DIR__)
 
 defmodule Bench.SpawnCost do
@@ -79,11 +80,11 @@ defmodule Bench.SpawnCost do
     Enum.min(
       for _ <- 1..@rounds do
         {cs0, _} = :erlang.statistics(:context_switches)
-        c0 = thread_ns()
+        c0 = Bench.Timing.thread_ns()
         w0 = System.monotonic_time(:nanosecond)
         fun.()
         w = System.monotonic_time(:nanosecond) - w0
-        c = thread_ns() - c0
+        c = Bench.Timing.thread_ns() - c0
         {cs1, _} = :erlang.statistics(:context_switches)
         {w / n / 1000, c / n / 1000, (cs1 - cs0) / n}
       end
@@ -93,17 +94,6 @@ defmodule Bench.SpawnCost do
   defp row({wall, cpu, cs}), do: "#{f(wall)} | #{f(cpu)} | #{f(cs)}"
 
   defp f(x), do: :erlang.float_to_binary(x / 1, decimals: 1)
-
-  defp thread_ns do
-    {:ok, tasks} = File.ls("/proc/self/task")
-
-    Enum.reduce(tasks, 0, fn task, acc ->
-      case File.read("/proc/self/task/#{task}/schedstat") do
-        {:ok, line} -> acc + (line |> String.split() |> hd() |> String.to_integer())
-        _ -> acc
-      end
-    end)
-  end
 end
 
 Bench.SpawnCost.main()

@@ -47,6 +47,18 @@ defmodule Bench.Timing do
   end
 
   @doc "BEAM context switches so far (all schedulers)."
+  @doc "Nanoseconds the VM's threads have run so far (Linux: /proc/self/task/*/schedstat)."
+  def thread_ns do
+    {:ok, tasks} = File.ls("/proc/self/task")
+
+    Enum.reduce(tasks, 0, fn task, acc ->
+      case File.read("/proc/self/task/#{task}/schedstat") do
+        {:ok, line} -> acc + (line |> String.split() |> hd() |> String.to_integer())
+        _ -> acc
+      end
+    end)
+  end
+
   def context_switches do
     {n, 0} = :erlang.statistics(:context_switches)
     n
