@@ -133,12 +133,22 @@ defmodule Lockstep.Runtime do
   defp sent(:external, dest, msg, _ctx) do
     # whom a receive that finds nothing may be waiting on (for the :stuck report); a
     # name only the VM has (Logger's) is external too, and its holder is named
-    Process.put(@sent_outside, (is_atom(dest) && :erlang.whereis(dest)) || dest)
+    :erlang.put(@sent_outside, outside_holder(dest))
     :erlang.send(dest, msg)
     nil
   end
 
   defp sent(:drop, _dest, _msg, _ctx), do: nil
+
+  # Never `:undefined`: the receives read the entry with `:erlang.get/1`.
+  defp outside_holder(dest) when is_atom(dest) do
+    case :erlang.whereis(dest) do
+      :undefined -> dest
+      pid -> pid
+    end
+  end
+
+  defp outside_holder(dest), do: dest
 
   # A hot NIF's answer when the caller brought a deferred send (see `@pending`): the send
   # did not simply go on, so it is settled here, as an ordinary one, and the call is made
@@ -752,7 +762,7 @@ defmodule Lockstep.Runtime do
     case deferred(Native.sync_receive(session, id, retry?, ms, pending), tag, ctx) do
       :again ->
         # The deferred send went outside the run: this receive may await the reply.
-        if outside? and Process.get(@sent_outside) != nil,
+        if outside? and :erlang.get(@sent_outside) != :undefined,
           do: Native.await_outside(session, id)
 
         sync_receive(session, id, retry?, ms, ctx, outside?)
@@ -983,51 +993,52 @@ defmodule Lockstep.Runtime do
 
   @doc false
   # The receive of instrumented code (Lockstep.Instrument.Rewrite), on the entries of the
-  # macro: `scan.(tag, wait)` is a selective receive `after wait` over this run's tagged
-  # messages and messages from outside the run, returning `{seq, message}`,
-  # `{:external, message}` or `@nomatch`; `test.(message)` says whether a message handed
-  # over with the wake-up matches a clause. Returns `{:"$lockstep_msg", message}`, which the
-  # generated code matches against the original clauses, or `:"$lockstep_timeout"`.
-  def instrumented_receive(scan, test, timeout, description) do
+  # macro, with one generated fun of two modes: `matcher.(:scan, tag, wait)` is a selective
+  # receive `after wait` over this run's tagged messages and messages from outside the run,
+  # returning `{seq, message}`, `{:external, message}` or `@nomatch`;
+  # `matcher.(:test, message, nil)` says whether a message handed over with the wake-up
+  # matches a clause. Returns `{:"$lockstep_msg", message}`, which the generated code
+  # matches against the original clauses, or `:"$lockstep_timeout"`.
+  def instrumented_receive(matcher, timeout, description) do
     ctx = receive_context(description)
 
     # It sent outside the run: this receive may be waiting for the reply (told to the
     # engine after any send still deferred, which comes first; a deferred send that turns
     # out to leave the run is told of by `sync_receive/6`).
-    if Process.get(@sent_outside) != nil do
+    if :erlang.get(@sent_outside) != :undefined do
       {session, id, _tag} = settle_pending(ctx)
       Native.await_outside(session, id)
     end
 
-    instrumented_attempt(ctx, scan, test, receive_start(ctx, timeout, true))
+    instrumented_attempt(ctx, matcher, receive_start(ctx, timeout, true))
   end
 
-  defp instrumented_attempt(ctx, scan, test, {:in_hand, seq, msg, attempt}) do
-    if test.(msg) do
+  defp instrumented_attempt(ctx, matcher, {:in_hand, seq, msg, attempt}) do
+    if matcher.(:test, msg, nil) do
       consumed(ctx, seq)
       learn_alias(msg)
       {:"$lockstep_msg", msg}
     else
       unhand(ctx, seq, msg)
-      instrumented_scan(ctx, scan, test, attempt)
+      instrumented_scan(ctx, matcher, attempt)
     end
   end
 
   # Nothing else of the run can happen, and this process sent to a process outside the run:
   # it holds the turn and waits, in wall time, for a message from outside that a clause
   # takes. If none comes within the run's `:timeout`, the owner reports it `:stuck`.
-  defp instrumented_attempt({_session, _id, tag} = ctx, scan, _test, :await_outside) do
+  defp instrumented_attempt({_session, _id, tag} = ctx, matcher, :await_outside) do
     Process.put(@awaiting_outside, true)
-    {:external, msg} = scan.(tag, :infinity)
+    {:external, msg} = matcher.(:scan, tag, :infinity)
     Process.delete(@awaiting_outside)
     external(ctx, msg)
   end
 
-  defp instrumented_attempt(ctx, scan, test, attempt),
-    do: instrumented_scan(ctx, scan, test, attempt)
+  defp instrumented_attempt(ctx, matcher, attempt),
+    do: instrumented_scan(ctx, matcher, attempt)
 
-  defp instrumented_scan({_session, _id, tag} = ctx, scan, test, attempt) do
-    case scan.(tag, 0) do
+  defp instrumented_scan({_session, _id, tag} = ctx, matcher, attempt) do
+    case matcher.(:scan, tag, 0) do
       {:external, msg} ->
         external(ctx, msg)
 
@@ -1040,7 +1051,7 @@ defmodule Lockstep.Runtime do
         :"$lockstep_timeout"
 
       @nomatch ->
-        instrumented_attempt(ctx, scan, test, receive_retry(ctx, attempt))
+        instrumented_attempt(ctx, matcher, receive_retry(ctx, attempt))
     end
   end
 

@@ -24,10 +24,10 @@ defmodule Lockstep.Instrument.Rewrite do
   #
   #   * A `receive` becomes the same test around two copies: the original receive, left
   #     entirely as it was (a process that is not managed never becomes one, so nothing in
-  #     it needs a check), and a call to `Lockstep.Runtime.instrumented_receive/4` — the
-  #     receive protocol of the `Lockstep.receive` macro — given a fun that selects the
-  #     first message of this run matching a clause, and a fun that tests a message handed
-  #     over with the wake-up. The message it returns is matched again by the original
+  #     it needs a check), and a call to `Lockstep.Runtime.instrumented_receive/3` — the
+  #     receive protocol of the `Lockstep.receive` macro — given one fun of two modes:
+  #     `(scan, Tag, Wait)` selects the first message of this run matching a clause, and
+  #     `(test, Msg, _)` tests a message handed over with the wake-up. The message it returns is matched again by the original
   #     clauses in a `case` in the caller's scope, so the clause bodies, their exported
   #     variables, the implicitly bound variables of the patterns (Erlang's pins) and the
   #     `after` body keep their meaning exactly, and the `after` value is computed at run
@@ -286,7 +286,6 @@ defmodule Lockstep.Instrument.Rewrite do
 
     nomatch = [{:atom, anno, @nomatch}]
     scan_body = {:receive, anno, scan_clauses, wait, nomatch}
-    scan = {:fun, anno, {:clauses, [{:clause, anno, [tag, wait], [], [scan_body]}]}}
 
     test_clauses =
       for(
@@ -295,8 +294,18 @@ defmodule Lockstep.Instrument.Rewrite do
       ) ++
         [{:clause, anno, [{:var, anno, :_}], [], [{:atom, anno, false}]}]
 
-    test =
-      {:fun, anno, {:clauses, [{:clause, anno, [msg], [], [{:case, anno, msg, test_clauses}]}]}}
+    # Both in one fun, `(scan, Tag, Wait)` and `(test, Msg, _)`: a receive makes one
+    # closure, not two (OTP 25 allocates every fun it makes, about 10-20 ns each).
+    underscore = {:var, anno, :_}
+
+    matcher =
+      {:fun, anno,
+       {:clauses,
+        [
+          {:clause, anno, [{:atom, anno, :scan}, tag, wait], [], [scan_body]},
+          {:clause, anno, [{:atom, anno, :test}, msg, underscore], [],
+           [{:case, anno, msg, test_clauses}]}
+        ]}}
 
     {clauses, state} = Enum.map_reduce(clauses, state, &clause/2)
 
@@ -315,7 +324,7 @@ defmodule Lockstep.Instrument.Rewrite do
 
     call =
       {:call, anno, remote(anno, @runtime, :instrumented_receive),
-       [scan, test, timeout, description]}
+       [matcher, timeout, description]}
 
     matched =
       {:clause, anno, [{:tuple, anno, [{:atom, anno, @matched}, msg]}], [],
