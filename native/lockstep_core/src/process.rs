@@ -63,6 +63,11 @@ pub struct Process {
     /// starts, none after a failed match, one more per arrival. When it is exactly one, the
     /// adapter may hand that message over with the wake-up instead of delivering it first.
     pub untested: u32,
+    /// Something reached its mailbox while it was the running process: during a receive
+    /// attempt, only a process killed from outside the run meanwhile (its `:DOWN` or
+    /// `:EXIT`, applied by another BEAM process's call) can do that, and the attempt may
+    /// not have seen it, so a retry does not block on it.
+    pub arrived_running: bool,
     pub links: Vec<ProcId>,
     pub exit: Option<ExitCause>,
     /// The reason linked and monitoring processes see.
@@ -115,6 +120,7 @@ impl Process {
             mailbox: 0,
             fresh: false,
             untested: 0,
+            arrived_running: false,
             links: Vec::new(),
             exit: None,
             exit_reason: Reason::Normal,

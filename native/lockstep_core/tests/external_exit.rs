@@ -171,3 +171,63 @@ fn killing_the_running_process_picks_the_next_one() {
     assert_eq!(session.proc(1).unwrap().exit, Some(ExitCause::External));
     assert_eq!(session.running(), Some(0));
 }
+
+/// P monitors P.1 and is in the middle of a receive attempt (its own message `:x` in its
+/// mailbox) when P.1 is killed from outside: the `:DOWN` reaches P's mailbox while P
+/// tries, so P's attempt may not have seen it. Its retry must try again rather than block
+/// (which, with nothing else alive, would be reported as a deadlock).
+#[test]
+fn a_message_that_arrives_during_a_receive_attempt_is_tried_again() {
+    let decisions = vec![run_p(&[]); 5];
+    let mut strategy = Replay::new(decisions);
+    let config = Config {
+        crash: CrashMode::Ignore,
+        ..Config::default()
+    };
+    let mut session = Session::new(config, &mut strategy, 0);
+    assert_eq!(
+        session.start(&mut strategy),
+        Next::Wake(0, OpResult::Started)
+    );
+    let spawn = Op::Spawn {
+        link: false,
+        monitor: true,
+    };
+    assert!(matches!(
+        session.sync(0, spawn, &mut strategy).unwrap(),
+        Next::Continue(OpResult::Spawned { child: 1 })
+    ));
+    let to_self = Op::Send {
+        to: lockstep_core::Target::Proc(0),
+    };
+    assert!(matches!(
+        session.sync(0, to_self, &mut strategy).unwrap(),
+        Next::Continue(OpResult::Sent { .. })
+    ));
+    let first = Op::Receive {
+        retry: false,
+        timeout: None,
+    };
+    assert_eq!(
+        session.sync(0, first, &mut strategy).unwrap(),
+        Next::Continue(OpResult::ReceiveAttempt { last: false })
+    );
+
+    // P.1 dies from outside while P tries its mailbox.
+    assert_eq!(session.external_exit(1, &mut strategy), Next::Ended);
+    assert_eq!(session.proc(0).unwrap().mailbox, 2);
+
+    let retry = Op::Receive {
+        retry: true,
+        timeout: None,
+    };
+    assert_eq!(
+        session.sync(0, retry, &mut strategy).unwrap(),
+        Next::Continue(OpResult::ReceiveAttempt { last: false })
+    );
+    assert_eq!(session.outcome(), None);
+
+    // A retry with nothing new blocks, as before.
+    assert_eq!(session.sync(0, retry, &mut strategy).unwrap(), Next::Ended);
+    assert!(matches!(session.outcome(), Some(Outcome::Deadlock { .. })));
+}

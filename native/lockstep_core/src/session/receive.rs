@@ -33,14 +33,22 @@ impl Session {
     ) -> bool {
         if retry {
             let proc = &mut self.procs[caller as usize];
-            proc.fresh = false;
-            proc.untested = 0;
+            if proc.arrived_running {
+                // A message it may not have seen: it tries again, over the whole mailbox.
+                proc.arrived_running = false;
+                proc.fresh = true;
+                proc.untested = proc.mailbox;
+            } else {
+                proc.fresh = false;
+                proc.untested = 0;
+            }
         } else {
             if let Some(old) = self.procs[caller as usize].receive_timer.take() {
                 self.timers[old as usize].state = TimerState::Cancelled;
             }
             let proc = &mut self.procs[caller as usize];
             proc.timed_out = false;
+            proc.arrived_running = false;
             proc.fresh = proc.mailbox > 0;
             proc.untested = proc.mailbox;
             match timeout {
@@ -68,6 +76,7 @@ impl Session {
         let last = proc.timed_out;
         proc.timed_out = false;
         proc.last_attempt = last;
+        proc.arrived_running = false;
         OpResult::ReceiveAttempt { last }
     }
 
@@ -158,6 +167,9 @@ impl Session {
         target.mailbox += 1;
         target.fresh = true;
         target.untested += 1;
+        if target.state == ProcState::Running {
+            target.arrived_running = true;
+        }
         if target.state == ProcState::Blocked && matches!(target.pending, Op::Receive { .. }) {
             self.set_state(to, ProcState::Ready);
         }
