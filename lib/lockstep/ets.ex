@@ -82,8 +82,8 @@ defmodule Lockstep.ETS do
 
   A table dies with the process that created it, as in OTP: when a managed process exits,
   the tables it created are deleted at that point of the schedule (one it gave away with
-  `give_away/3`, or one with an heir, is left to the BEAM, which hands it to the heir with
-  a real `{:"ETS-TRANSFER", …}` message outside the schedule). A table's access rights are
+  `give_away/3` is its new owner's, and one with an heir is left to the BEAM, which hands
+  it to the heir with a real `{:"ETS-TRANSFER", …}` message outside the schedule). A table's access rights are
   the real ones: another process reading a `:private` table or writing a `:protected` one
   gets `badarg`. Every error is `:ets`'s: class `:error`, reason `:badarg` (an
   `ArgumentError` to Elixir code, with `:ets`'s message), also for a per-node name this
@@ -100,6 +100,8 @@ defmodule Lockstep.ETS do
 
   alias Lockstep.{Runtime, SharedState}
 
+  @transfer_copy :"$lockstep_ets_transfer_copy"
+
   @typedoc "A table: a name (for `:named_table` tables) or a tid."
   @type table :: atom() | :ets.tid()
 
@@ -107,6 +109,7 @@ defmodule Lockstep.ETS do
   # Lockstep's own badargs carry the same text through `format_error/2`.
   @causes %{
     no_table: {1, "the table identifier does not refer to an existing ETS table"},
+    dead_process: {2, "the pid refers to a terminated process"},
     name_exists: {1, "table name already exists"},
     new_name_exists: {2, "table name already exists"}
   }
@@ -634,18 +637,63 @@ defmodule Lockstep.ETS do
 
   @doc """
   Makes `pid` the table's owner; mirrors `:ets.give_away/3`. The new owner gets OTP's
-  `{:"ETS-TRANSFER", table, from, data}` as a real message, which Lockstep does not
-  schedule (as a message from outside the run), and from then on the table is the BEAM's
-  to delete when its new owner dies.
+  `{:"ETS-TRANSFER", table, from, data}` (`table` is the name of a named table, as in
+  OTP): inside a run, to a process of the run, it is a message of the schedule, sent by
+  the caller in the give-away's step, which `Lockstep.receive/1` and instrumented code
+  take like any other; to a process outside the run it is the BEAM's real message. From
+  then on the table is the BEAM's to delete when its new owner dies. Raises
+  `ArgumentError` (`:ets`'s `badarg`) when the caller does not own the table, gives it to
+  itself, or `pid` is not alive (in the run, as the run sees it).
   """
   @spec give_away(table(), pid(), term()) :: true
   def give_away(table, pid, data) do
     if SharedState.managed?() do
-      :ets.give_away(whole(table, {:ets_give_away, table}), pid, data)
+      managed_give_away(table, pid, data)
     else
       :ets.give_away(table, pid, data)
     end
   end
+
+  # The transfer for real first (`:ets`'s own badarg if it cannot happen: the caller does
+  # not own the table, gives it to itself, or `pid` is not alive), in the give-away's own
+  # step; then the message, sent by the caller to a process of the run as a send of the
+  # schedule (a step of its own: another process may see the new owner before the message
+  # comes, as in OTP). The BEAM's own 'ETS-TRANSFER' to a process of the run is a copy of
+  # that message: its gift is marked (`transfer_copy?/1`) so that no receive of the run
+  # takes it.
+  defp managed_give_away(table, pid, data) do
+    tid = whole(table, {:ets_give_away, table})
+
+    if is_pid(pid) and Runtime.same_run?(pid) do
+      true = :ets.give_away(tid, pid, {@transfer_copy, data})
+
+      case Runtime.bif_send(pid, {:"ETS-TRANSFER", transfer_table(table, tid), self(), data}) do
+        :sent -> true
+        # it ended in the run, its BEAM process not yet gone: OTP would have refused
+        _dropped -> badarg!(:give_away, [table, pid, data], :dead_process)
+      end
+    else
+      :ets.give_away(tid, pid, data)
+    end
+  end
+
+  # What OTP's message names the table by: its name when it is a named table.
+  defp transfer_table(name, _tid) when is_atom(name), do: name
+
+  defp transfer_table(tid, tid) do
+    name = :ets.info(tid, :name)
+    if is_atom(name) and Runtime.ets_lookup(name) == tid, do: name, else: tid
+  end
+
+  @doc false
+  # The BEAM's copy of a scheduled `'ETS-TRANSFER'` (see `give_away/3`), which the run's
+  # receives and reports leave alone.
+  def transfer_copy?({:"ETS-TRANSFER", _tab, _from, {@transfer_copy, _data}}), do: true
+  def transfer_copy?(_message), do: false
+
+  @doc false
+  # The marker itself, for the instrumented receive's guard (`Lockstep.Instrument.Rewrite`).
+  def transfer_copy_marker, do: @transfer_copy
 
   @doc """
   Renames a named table; mirrors `:ets.rename/2` (returns `name`). Inside a run the name

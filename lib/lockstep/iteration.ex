@@ -326,7 +326,7 @@ defmodule Lockstep.Iteration do
           Enum.reject(messages, fn
             {^tag, _, _, _} -> true
             {^tag, _, _} -> true
-            _ -> false
+            message -> Lockstep.ETS.transfer_copy?(message)
           end)
 
         {waiting, mailbox, unmanaged}

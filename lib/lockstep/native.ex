@@ -38,6 +38,7 @@ defmodule Lockstep.Native do
   def session_finish(_session), do: nif_error()
   def register_child(_session, _id, _child, _pid), do: nif_error()
   def registered(_session, _id), do: nif_error()
+  def managed_pid(_session, _pid), do: nif_error()
   def sync_send(_session, _id, _dest, _payload, _pending), do: nif_error()
   def sync_receive(_session, _id, _retry, _timeout, _pending), do: nif_error()
   def relay_hop(_session, _key, _hop, _peer, _wake), do: nif_error()

@@ -122,6 +122,20 @@ defmodule Lockstep.Report do
 
   defp headline(%{kind: kind, name: name}), do: "Lockstep found a bug in #{name}: #{kind}"
 
+  # An 'ETS-TRANSFER' sent around Lockstep comes from a table's heir option: the BEAM sends
+  # it when the owner's process ends (give_away/3 in a run is scheduled).
+  defp stray_hint(msgs) do
+    if Enum.any?(msgs, &match?({:"ETS-TRANSFER", _, _, _}, &1)) do
+      "\n      an 'ETS-TRANSFER' of a table's :heir is sent by the BEAM when the owner's " <>
+        "process ends, outside the schedule: take it in instrumented code (a plain " <>
+        "receive), or hand the table over with :ets.give_away/3, which Lockstep schedules"
+    else
+      "\n      a plain send in code that is not instrumented: instrument the module that " <>
+        "sends them (instrument: [TheModule]), or send them with Lockstep.send/2, so they " <>
+        "are scheduled and received"
+    end
+  end
+
   defp why(%{kind: :crash, details: %{killed_by: from, signal: signal}, reason: reason}) do
     "    exit signal from #{from} with reason #{Trace.payload(signal)}; under crash: :strict " <>
       "(Concuerror's rule) a process killed by a reason other than :normal, :shutdown or " <>
@@ -148,12 +162,10 @@ defmodule Lockstep.Report do
               ""
 
             msgs ->
-              "\n      it also holds #{length(msgs)} message(s) sent around Lockstep " <>
-                "(a plain send in code that is not instrumented), which this receive never " <>
-                "sees: " <>
+              "\n      it also holds #{length(msgs)} message(s) sent around Lockstep, " <>
+                "which this receive never sees: " <>
                 Enum.map_join(Enum.take(msgs, 3), ", ", &Trace.payload/1) <>
-                "\n      instrument the module that sends them (instrument: [TheModule]), " <>
-                "or send them with Lockstep.send/2, so they are scheduled and received"
+                stray_hint(msgs)
           end
 
         "    #{name} #{inspect(pid)} waits in #{waiting} (#{mail})#{stray}\n"

@@ -617,6 +617,40 @@ defmodule Lockstep.Runtime do
     end
   end
 
+  @doc false
+  # Whether `pid` is a process of the caller's run, started or not (no sync point).
+  def same_run?(pid) when is_pid(pid) do
+    {session, _id, _tag} = hot_context("Lockstep.ETS.give_away")
+    Native.managed_pid(session, pid)
+  end
+
+  @doc false
+  # A message an OTP BIF sends on the caller's behalf (`:ets.give_away/3`'s
+  # `'ETS-TRANSFER'`), to a pid: scheduled as the caller's send when the pid is the run's
+  # (`:sent`); `:outside` when it is not, and `:dropped` when it is the run's but no longer
+  # alive (or cut off), without any real send.
+  def bif_send(pid, msg) when is_pid(pid) do
+    {session, id, tag} = ctx = hot_context("Lockstep.send")
+
+    case deferred(Native.sync_send(session, id, pid, msg, take_pending()), tag, ctx) do
+      :again ->
+        bif_send(pid, msg)
+
+      answer ->
+        case resume(answer, tag) do
+          :external ->
+            :outside
+
+          :drop ->
+            :dropped
+
+          result ->
+            sent(result, pid, msg, ctx)
+            :sent
+        end
+    end
+  end
+
   # (A name only a process of the VM holds is sent to for real: the NIF answers `:external`
   # for it.)
   defp send_result(:unregistered, dest, _msg, _ctx, on_error), do: on_error.(:unregistered, dest)

@@ -127,7 +127,7 @@ defmodule Lockstep.Uncontrolled do
   defp stray?({tag, _, _, _}, tag), do: false
   defp stray?({tag, _, _}, tag), do: false
   defp stray?({:EXIT, _, _}, _tag), do: false
-  defp stray?(_message, _tag), do: true
+  defp stray?(message, _tag), do: not Lockstep.ETS.transfer_copy?(message)
 
   # Managed processes trap exits for real and have no real links of their own, and an
   # abnormal exit signal from outside ends them at once: an `{:EXIT, pid, :normal}` in the

@@ -38,6 +38,7 @@ defmodule Lockstep.SessionTest do
     :mark_park,
     :register_child,
     :registered,
+    :managed_pid,
     :alias,
     :node_name,
     :ets_names,

@@ -335,9 +335,13 @@ defmodule Lockstep.Instrument.Rewrite do
   end
 
   # Not one of this run's messages or wake-ups (tuples whose first element is the run's
-  # tag), nor a real `{'EXIT', _, _}`:
+  # tag), nor a real `{'EXIT', _, _}`, nor the BEAM's copy of a scheduled 'ETS-TRANSFER'
+  # (`Lockstep.ETS.give_away/3`, its gift marked `{Marker, Gift}`):
   #   not is_tuple(M) orelse (tuple_size(M) < 1 orelse element(1, M) =/= Tag)
   #     andalso (tuple_size(M) =/= 3 orelse element(1, M) =/= 'EXIT')
+  #     andalso (tuple_size(M) =/= 4 orelse element(1, M) =/= 'ETS-TRANSFER'
+  #              orelse not is_tuple(element(4, M)) orelse tuple_size(element(4, M)) =/= 2
+  #              orelse element(1, element(4, M)) =/= Marker)
   defp outside_guard(anno, msg, tag) do
     op = fn name, a, b -> {:op, anno, name, a, b} end
     call = fn name, args -> {:call, anno, remote(anno, :erlang, name), args} end
@@ -353,7 +357,29 @@ defmodule Lockstep.Instrument.Rewrite do
         op.(:"=/=", first, {:atom, anno, :EXIT})
       )
 
-    op.(:orelse, {:op, anno, :not, call.(:is_tuple, [msg])}, op.(:andalso, untagged, not_exit))
+    gift = call.(:element, [{:integer, anno, 4}, msg])
+
+    not_transfer_copy =
+      Enum.reduce(
+        [
+          op.(:"=/=", first, {:atom, anno, :"ETS-TRANSFER"}),
+          {:op, anno, :not, call.(:is_tuple, [gift])},
+          op.(:"=/=", call.(:tuple_size, [gift]), {:integer, anno, 2}),
+          op.(
+            :"=/=",
+            call.(:element, [{:integer, anno, 1}, gift]),
+            {:atom, anno, Lockstep.ETS.transfer_copy_marker()}
+          )
+        ],
+        op.(:"=/=", size, {:integer, anno, 4}),
+        &op.(:orelse, &2, &1)
+      )
+
+    op.(
+      :orelse,
+      {:op, anno, :not, call.(:is_tuple, [msg])},
+      op.(:andalso, op.(:andalso, untagged, not_exit), not_transfer_copy)
+    )
   end
 
   # "receive at lib/my_app/server.ex:12 matching {:get, _} | :stop", for deadlock reports.

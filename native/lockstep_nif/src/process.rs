@@ -45,6 +45,17 @@ fn registered(env: Env, res: &SessionResource, id: ProcId) -> bool {
     }
 }
 
+/// Whether `pid` is a process of this run (its pid registered at its spawn), without a
+/// sync point: for the rare operations that must know before they act
+/// (`Lockstep.ETS.give_away/3`). `false` on a poisoned session.
+#[rustler::nif]
+fn managed_pid(res: &SessionResource, pid: LocalPid) -> bool {
+    match res.state.lock() {
+        Ok(st) => st.procs.managed(&pid).is_some(),
+        Err(_) => false,
+    }
+}
+
 /// Under `delivery: :delayed` the sender hands over the payload of message `msg`, which the
 /// engine keeps in flight until the strategy delivers it.
 #[rustler::nif]

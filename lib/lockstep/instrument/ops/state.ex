@@ -21,10 +21,11 @@ defmodule Lockstep.Instrument.Ops.State do
   Named tables, `:persistent_term` keys are private to the iteration and to the caller's
   simulated node (see `Lockstep.ETS` and `Lockstep.PersistentTerm`).
 
-  Deliberate choices: `:ets.give_away/3` and a table's `heir` hand the table over for
-  real: the new owner's `{:"ETS-TRANSFER", …}` message is a real message outside the
-  schedule, and such a table dies when the BEAM ends its new owner, not at a point of the
-  schedule. File and DETS functions (`tab2file`, `file2tab`, `to_dets`, …) and
+  `:ets.give_away/3` to a process of the run sends the new owner's `{:"ETS-TRANSFER", …}`
+  as a message of the schedule (`Lockstep.ETS.give_away/3`). Deliberate choices: a table
+  given away dies when the BEAM ends its new owner, not at a point of the schedule, and a
+  table's `heir` is left to the BEAM, whose `'ETS-TRANSFER'` to the heir is a real message
+  outside the schedule. File and DETS functions (`tab2file`, `file2tab`, `to_dets`, …) and
   match-specification helpers that touch no table (`fun2ms`, `match_spec_compile`,
   `test_ms`) are not operations on shared state and run as they are.
 
