@@ -660,20 +660,24 @@ defmodule Lockstep.ETS do
   # schedule (a step of its own: another process may see the new owner before the message
   # comes, as in OTP). The BEAM's own 'ETS-TRANSFER' to a process of the run is a copy of
   # that message: its gift is marked (`transfer_copy?/1`) so that no receive of the run
-  # takes it.
+  # takes it. A process that ended in the run is refused as OTP refuses a dead one, even
+  # while its BEAM process is still winding down.
   defp managed_give_away(table, pid, data) do
     tid = whole(table, {:ets_give_away, table})
 
-    if is_pid(pid) and Runtime.same_run?(pid) do
-      true = :ets.give_away(tid, pid, {@transfer_copy, data})
+    case is_pid(pid) and Runtime.run_process(pid) do
+      :alive ->
+        true = :ets.give_away(tid, pid, {@transfer_copy, data})
+        Runtime.bif_send(pid, {:"ETS-TRANSFER", transfer_table(table, tid), self(), data})
+        true
 
-      case Runtime.bif_send(pid, {:"ETS-TRANSFER", transfer_table(table, tid), self(), data}) do
-        :sent -> true
-        # it ended in the run, its BEAM process not yet gone: OTP would have refused
-        _dropped -> badarg!(:give_away, [table, pid, data], :dead_process)
-      end
-    else
-      :ets.give_away(tid, pid, data)
+      :exited ->
+        if :ets.info(tid, :owner) == self(),
+          do: badarg!(:give_away, [table, pid, data], :dead_process),
+          else: :ets.give_away(tid, pid, data)
+
+      _outside ->
+        :ets.give_away(tid, pid, data)
     end
   end
 

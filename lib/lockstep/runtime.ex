@@ -618,37 +618,26 @@ defmodule Lockstep.Runtime do
   end
 
   @doc false
-  # Whether `pid` is a process of the caller's run, started or not (no sync point).
-  def same_run?(pid) when is_pid(pid) do
+  # Whether `pid` is a process of the caller's run, started or not, and alive in it:
+  # `:alive`, `:exited` or `:outside` (no sync point).
+  def run_process(pid) when is_pid(pid) do
     {session, _id, _tag} = hot_context("Lockstep.ETS.give_away")
     Native.managed_pid(session, pid)
   end
 
   @doc false
   # A message an OTP BIF sends on the caller's behalf (`:ets.give_away/3`'s
-  # `'ETS-TRANSFER'`), to a pid: scheduled as the caller's send when the pid is the run's
-  # (`:sent`); `:outside` when it is not, and `:dropped` when it is the run's but no longer
-  # alive (or cut off), without any real send.
+  # `'ETS-TRANSFER'`) to a process of the run (`run_process/1`), as the caller's send (lost
+  # if that process died meanwhile, as any message to a dead process).
   def bif_send(pid, msg) when is_pid(pid) do
     {session, id, tag} = ctx = hot_context("Lockstep.send")
 
     case deferred(Native.sync_send(session, id, pid, msg, take_pending()), tag, ctx) do
-      :again ->
-        bif_send(pid, msg)
-
-      answer ->
-        case resume(answer, tag) do
-          :external ->
-            :outside
-
-          :drop ->
-            :dropped
-
-          result ->
-            sent(result, pid, msg, ctx)
-            :sent
-        end
+      :again -> bif_send(pid, msg)
+      answer -> sent(resume(answer, tag), pid, msg, ctx)
     end
+
+    :ok
   end
 
   # (A name only a process of the VM holds is sent to for real: the NIF answers `:external`

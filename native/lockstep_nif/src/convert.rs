@@ -12,7 +12,7 @@ use rustler::{Atom, Encoder, Env, Error, LocalPid, NifException, Term};
 
 pub mod atoms {
     rustler::atoms! {
-        ok, nil, wait, go, msg, exit, done, released, kill, killed, start, attempt, attempt_last,
+        ok, nil, wait, outside, go, msg, exit, done, released, kill, killed, start, attempt, attempt_last,
         external, deliver, hold, drop, random, normal, pass, max_steps, exception, crash,
         deadlock, diverged, aborted, ready, running, blocked, exited, explored, sleep_blocked,
         depth, exhausted, run, fire, spawn, spawn_link, send,

@@ -45,14 +45,19 @@ fn registered(env: Env, res: &SessionResource, id: ProcId) -> bool {
     }
 }
 
-/// Whether `pid` is a process of this run (its pid registered at its spawn), without a
-/// sync point: for the rare operations that must know before they act
-/// (`Lockstep.ETS.give_away/3`). `false` on a poisoned session.
+/// Whether `pid` is a process of this run (its pid registered at its spawn) and still
+/// alive in it, without a sync point: `:alive`, `:exited` or `:outside` (also on a
+/// poisoned session). For the rare operations that must know before they act
+/// (`Lockstep.ETS.give_away/3`).
 #[rustler::nif]
-fn managed_pid(res: &SessionResource, pid: LocalPid) -> bool {
+fn managed_pid(res: &SessionResource, pid: LocalPid) -> Atom {
     match res.state.lock() {
-        Ok(st) => st.procs.managed(&pid).is_some(),
-        Err(_) => false,
+        Ok(st) => match st.procs.managed(&pid) {
+            Some(id) if st.exited(id) => atoms::exited(),
+            Some(_) => atoms::alive(),
+            None => atoms::outside(),
+        },
+        Err(_) => atoms::outside(),
     }
 }
 
