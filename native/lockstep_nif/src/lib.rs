@@ -24,6 +24,7 @@
 //! - `process`: what processes report outside the sync points;
 //! - `cluster`: cluster operations, the caller's node, named ETS tables per node;
 //! - `owner`: strategy and session creation, finishing, and the owner's queries;
+//! - `owners`: the one resource that watches owners, and each owner's unfinished sessions;
 //! - `parallel`: an exhaustive search shared by the workers of `workers: n`;
 //! - `wake`: effects, the owner's `done` message, waking the next process, result terms;
 //! - `handoff`: what a process brings to its next sync point (the one-message hop);
@@ -45,6 +46,7 @@ mod convert;
 mod decode;
 mod handoff;
 mod owner;
+mod owners;
 mod parallel;
 mod process;
 mod relay;

@@ -7,6 +7,7 @@
 
 use crate::convert::{self, atoms, decision_term, internal_error, name_term};
 use crate::decode::{arg, SessionConfig, StrategySpec};
+use crate::owners;
 use crate::resource::{self, lock, lock_any, strategy_of, SessionResource, StrategyCell};
 use crate::state::SessionState;
 use crate::wake::{after_call, wake_key};
@@ -65,7 +66,7 @@ fn session_new<'a>(
     state.capture.keep_events |= keep_events;
     state.owner.done_ref = Some(state.terms.save(done_ref));
     let resource = ResourceArc::new(SessionResource::new(state));
-    env.monitor(&resource, &owner);
+    owners::watch(env, owner, &resource);
     let tag = resource.tag;
     Ok((resource, tag).encode(env))
 }
@@ -393,7 +394,8 @@ fn search_term<'a>(env: Env<'a>, search: Option<SearchStats>) -> NifResult<Term<
     )
 }
 
-/// Ends the iteration for the strategy and hands the strategy back to the run.
+/// Ends the iteration for the strategy and hands the strategy back to the run; the owner's
+/// death no longer concerns it (`owners`).
 /// Returns `{outcome, {steps, context_switches, contested_steps, fingerprint, cleanup,
 /// histories, search}}` (`search`: see `search_term`).
 #[rustler::nif]
@@ -423,5 +425,9 @@ fn session_finish<'a>(env: Env<'a>, res: &SessionResource) -> NifResult<Term<'a>
         search_term(env, search)?,
     )
         .encode(env);
-    Ok((outcome_term(env, st), metrics).encode(env))
+    let finished = (outcome_term(env, st), metrics).encode(env);
+    let owner = st.owner.pid;
+    drop(guard);
+    owners::forget(&owner, res.tag);
+    Ok(finished)
 }

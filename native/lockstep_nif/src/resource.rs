@@ -1,6 +1,6 @@
 //! The two resources the BEAM holds: a run's [`StrategyCell`] and one iteration's
 //! [`SessionResource`], with the session's lock discipline and the resource monitor's
-//! `down` callback.
+//! `down` callback for the managed processes (the owner is watched apart: `owners`).
 //!
 //! Every NIF takes the session lock once. A Rust panic while it is held poisons it: the
 //! managed processes' calls then raise `Lockstep.InternalError` ([`lock`]), the next `down`
@@ -70,8 +70,9 @@ pub fn live_sessions() -> u64 {
 
 #[rustler::resource_impl]
 impl Resource for SessionResource {
-    /// A monitored process died: the owner, a managed process (killed from outside the
-    /// run, so the engine records it), or anyone at all once the state is poisoned.
+    /// A monitored process died: a managed process (killed from outside the run, so the
+    /// engine records it), or anyone at all once the state is poisoned. The owner is
+    /// watched apart (`owners`).
     fn down<'a>(&'a self, env: Env<'a>, pid: LocalPid, _monitor: Monitor) {
         let poisoned = self.state.is_poisoned();
         let mut st = lock_any(self);
@@ -88,18 +89,6 @@ impl Resource for SessionResource {
                 let done_ref = st.done_ref_term(env);
                 let _ = env.send(&st.owner.pid, (done_ref, atoms::internal_error(), message));
             }
-            return;
-        }
-        if pid == st.owner.pid {
-            // The test process is gone: nobody will tear the run down, so tell every parked
-            // process to exit now.
-            let procs: Vec<_> = st.procs.all().collect();
-            for (id, pid) in procs {
-                let key = wake_key(env, self.tag, st, id);
-                let _ = env.send(&pid, (key, atoms::exit(), atoms::kill()));
-            }
-            st.session.abort();
-            st.owner.done_sent = true;
             return;
         }
         let Some(proc) = st.procs.managed(&pid) else {
@@ -128,6 +117,27 @@ impl Resource for SessionResource {
         let next = st.session.external_exit(proc, strategy);
         st.owner.progress += 1;
         let _ = after_call(env, self.tag, st, next, None);
+    }
+}
+
+impl SessionResource {
+    /// The owner died before it finished the iteration (told by `owners`): nobody will
+    /// tear the run down, so every parked process is told to exit now. A poisoned session
+    /// is left as it is, as the owner's death always left it (its janitor kills the
+    /// processes).
+    pub fn owner_gone(&self, env: Env) {
+        if self.state.is_poisoned() {
+            return;
+        }
+        let mut guard = lock_any(self);
+        let st = &mut *guard;
+        let procs: Vec<_> = st.procs.all().collect();
+        for (id, pid) in procs {
+            let key = wake_key(env, self.tag, st, id);
+            let _ = env.send(&pid, (key, atoms::exit(), atoms::kill()));
+        }
+        st.session.abort();
+        st.owner.done_sent = true;
     }
 }
 
