@@ -1553,9 +1553,23 @@ impl Exhaustive {
             return None;
         }
         let taken = self.stack[d].taken;
-        let choice = (0..choices.len())
-            .map(|i| choices.get(i))
-            .find(|&c| self.actor_of(view, c) == taken)?;
+        // A process's actor: the process that had it in an earlier execution, if it has
+        // the same name now, is the one choice with that actor (names are unique within
+        // an execution, and no message or timer is a process's actor).
+        let known = self
+            .known_procs
+            .iter()
+            .position(|k| k.as_ref().is_some_and(|k| k.actor == Some(taken)))
+            .map(|p| p as ProcId)
+            .filter(|&p| {
+                (p as usize) < view.procs().len() && self.known(view, p).actor == Some(taken)
+            });
+        let choice = match known {
+            Some(p) if choices.contains(Choice::Run(p)) => Choice::Run(p),
+            _ => (0..choices.len())
+                .map(|i| choices.get(i))
+                .find(|&c| self.actor_of(view, c) == taken)?,
+        };
         self.depth += 1;
         Some(choice)
     }
