@@ -132,6 +132,7 @@ struct Summary {
 }
 
 impl Summary {
+    #[inline]
     fn meet(self, other: Summary) -> bool {
         let (a, b) = (self, other);
         // A write meets a read or a write; a read meets a write.
@@ -211,6 +212,10 @@ impl Footprint {
 
 /// Whether two steps' footprints conflict. `cross`: they come from different executions
 /// (see the module comment for what is then compared loosely).
+///
+/// Inlined, so that the summaries' verdict (most pairs compared are independent) costs no
+/// call; the items are compared out of line.
+#[inline]
 pub fn dependent(a: &Footprint, b: &Footprint, cross: bool) -> bool {
     if a.global || b.global {
         return true;
@@ -220,8 +225,12 @@ pub fn dependent(a: &Footprint, b: &Footprint, cross: bool) -> bool {
     } else {
         a.exact.meet(b.exact)
     };
-    meet && a
-        .items
+    meet && items_conflict(a, b, cross)
+}
+
+#[inline(never)]
+fn items_conflict(a: &Footprint, b: &Footprint, cross: bool) -> bool {
+    a.items
         .iter()
         .any(|x| b.items.iter().any(|y| conflict(*x, *y, cross)))
 }

@@ -147,6 +147,15 @@ impl Node {
     }
 }
 
+/// A process as an earlier execution saw it (`Exhaustive::known_procs`): its name, and
+/// its actor and interned name once asked for.
+#[derive(Clone)]
+struct KnownProc {
+    name: ProcName,
+    actor: Option<Actor>,
+    key: Option<u32>,
+}
+
 /// The step in progress in a live run: what its footprint is computed from.
 #[derive(Clone)]
 struct LiveStep {
@@ -371,7 +380,16 @@ pub struct Exhaustive {
     blocked: bool,
     run_actor: Vec<Option<Actor>>,
     pair_actor: HashMap<(ProcId, ProcId), Actor>,
+    /// By process id, across executions: the name of the process that last had that id,
+    /// its actor and its interned name. Re-executions give the same process the same id,
+    /// so an execution's first look at a process compares names instead of asking the
+    /// interner (a name cloned, hashed and looked up under its lock) again.
+    known_procs: Vec<Option<KnownProc>>,
     clocks: Clocks,
+    /// `reverse_races`'s buffers: the steps a race's first step caused, and the reversal.
+    race_buf: (Vec<usize>, Vec<usize>),
+    /// `next_branch`'s buffer, kept for its capacity.
+    after_buf: Vec<(Actor, Footprint)>,
     /// `pick`'s buffers: the choices offered with their actors and draws, and the actors
     /// with their draws alone.
     offer_buf: OfferBuf,
@@ -408,7 +426,10 @@ impl Exhaustive {
             blocked: false,
             run_actor: Vec::new(),
             pair_actor: HashMap::new(),
+            known_procs: Vec::new(),
             clocks: Clocks::default(),
+            race_buf: Default::default(),
+            after_buf: Vec::new(),
             offer_buf: OfferBuf::default(),
         }
     }
@@ -449,6 +470,32 @@ impl Exhaustive {
         a
     }
 
+    /// Process `p`'s entry in `known_procs`, emptied first if another process had its id.
+    fn known(&mut self, view: &View<'_>, p: ProcId) -> &mut KnownProc {
+        Self::known_in(&mut self.known_procs, view, p)
+    }
+
+    fn known_in<'k>(
+        known_procs: &'k mut Vec<Option<KnownProc>>,
+        view: &View<'_>,
+        p: ProcId,
+    ) -> &'k mut KnownProc {
+        let i = p as usize;
+        if known_procs.len() <= i {
+            known_procs.resize(i + 1, None);
+        }
+        let name = view.proc_name(p);
+        let slot = &mut known_procs[i];
+        if slot.as_ref().is_none_or(|k| k.name != *name) {
+            *slot = Some(KnownProc {
+                name: name.clone(),
+                actor: None,
+                key: None,
+            });
+        }
+        slot.as_mut().expect("just filled")
+    }
+
     fn decision(&self, a: Actor) -> Decision {
         self.interner().decisions[a as usize].clone()
     }
@@ -460,7 +507,14 @@ impl Exhaustive {
                 if let Some(Some(a)) = self.run_actor.get(i) {
                     return *a;
                 }
-                let a = self.intern(view.decision_for(c));
+                let a = match self.known(view, p).actor {
+                    Some(a) => a,
+                    None => {
+                        let a = self.intern(view.decision_for(c));
+                        self.known(view, p).actor = Some(a);
+                        a
+                    }
+                };
                 if self.run_actor.len() <= i {
                     self.run_actor.resize(i + 1, None);
                 }
@@ -539,19 +593,28 @@ impl Exhaustive {
                 aliases_changed,
             };
             let mut keys = std::mem::take(&mut self.keys_by_id);
+            let mut known_procs = std::mem::take(&mut self.known_procs);
             let interner = Arc::clone(&self.interner);
             let fp = footprint(view, &step, &mut |p| {
                 let i = p as usize;
                 if let Some(Some(k)) = keys.get(i) {
                     return *k;
                 }
-                let name = view.proc_name(p);
-                let known = read(&interner).names.get(name).copied();
-                let k = known.unwrap_or_else(|| {
-                    let mut interner = write(&interner);
-                    let next = interner.names.len() as u32;
-                    *interner.names.entry(name.clone()).or_insert(next)
-                });
+                let known = Self::known_in(&mut known_procs, view, p);
+                let k = match known.key {
+                    Some(k) => k,
+                    None => {
+                        let name = view.proc_name(p);
+                        let found = read(&interner).names.get(name).copied();
+                        let k = found.unwrap_or_else(|| {
+                            let mut interner = write(&interner);
+                            let next = interner.names.len() as u32;
+                            *interner.names.entry(name.clone()).or_insert(next)
+                        });
+                        known.key = Some(k);
+                        k
+                    }
+                };
                 if keys.len() <= i {
                     keys.resize(i + 1, None);
                 }
@@ -559,6 +622,7 @@ impl Exhaustive {
                 k
             });
             self.keys_by_id = keys;
+            self.known_procs = known_procs;
             let idle_only = match ip.choice {
                 Choice::Fire(_) => true,
                 Choice::Run(p) => step_events
@@ -729,6 +793,9 @@ impl Exhaustive {
     /// in the order found.
     fn reverse_races(&mut self, races: &[(usize, usize)], clocks: &Clocks) {
         let hb = |x: usize, y: usize| clocks.hb(x, y);
+        // Buffers kept for their capacity: a race is reversed at every step of most
+        // executions.
+        let (mut caused, mut v) = std::mem::take(&mut self.race_buf);
         for &(i, j) in races {
             // Only a reversible race counts: j's actor must be able to go before i. If what
             // made it able to run at all (the last step after which it was offered) is i,
@@ -752,8 +819,8 @@ impl Exhaustive {
             // every step after it of its actor or depending on it. If j is one of those,
             // the race cannot be reversed.
             let stack = &self.stack;
-            let mut caused: Vec<usize> = Vec::new();
-            let mut v: Vec<usize> = Vec::new();
+            caused.clear();
+            v.clear();
             for k in (i + 1)..=j {
                 let ak = stack[k].taken;
                 let woken = clocks
@@ -823,11 +890,12 @@ impl Exhaustive {
                         continue;
                     }
                     let mut tree = std::mem::take(&mut self.stack[i].wut);
-                    insert(&mut tree, v, &self.stack, &hb);
+                    insert(&mut tree, &mut v, &self.stack, &hb);
                     self.stack[i].wut = tree;
                 }
             }
         }
+        self.race_buf = (caused, v);
     }
 
     /// Step k disabled another actor when one offered with it is not offered after it (`next`):
@@ -865,7 +933,8 @@ impl Exhaustive {
     fn next_branch(&mut self) {
         // The steps after each node in the execution just ended, nearest last: a backtrack
         // actor's step is expected to touch what its next step there touched.
-        let mut after: Vec<(Actor, Footprint)> = Vec::new();
+        let mut after = std::mem::take(&mut self.after_buf);
+        after.clear();
         while let Some(mut node) = self.stack.pop() {
             let guess = |a: Actor| {
                 after
@@ -876,11 +945,13 @@ impl Exhaustive {
             };
             if self.advance_node(&mut node, &guess) {
                 self.stack.push(node);
+                self.after_buf = after;
                 return;
             }
             let fp = node.done.pop().map(|e| e.fp).unwrap_or_default();
             after.push((node.taken, fp));
         }
+        self.after_buf = after;
         self.exhausted = true;
     }
 
@@ -1173,7 +1244,9 @@ impl Exhaustive {
                     return Decided::At(i);
                 }
                 Some(i) => {
-                    self.stack[d].enabled = offered.to_vec();
+                    let enabled = &mut self.stack[d].enabled;
+                    enabled.clear();
+                    enabled.extend_from_slice(offered);
                     i
                 }
                 None => {
@@ -1329,14 +1402,14 @@ fn weak_initial(
 /// otherwise add what is left as the new rightmost branch there.
 fn insert(
     tree: &mut Vec<Wut>,
-    mut v: Vec<usize>,
+    v: &mut Vec<usize>,
     stack: &[Node],
     hb: &dyn Fn(usize, usize) -> bool,
 ) {
     let mut cur = tree;
     loop {
         let hit = cur.iter().enumerate().find_map(|(b, w)| {
-            match weak_initial((w.ev.actor, w.ev.value, &w.ev.fp), &v, stack, hb) {
+            match weak_initial((w.ev.actor, w.ev.value, &w.ev.fp), v, stack, hb) {
                 Wi::No => None,
                 found => Some((b, found)),
             }
@@ -1399,6 +1472,9 @@ impl Strategy for Exhaustive {
         // tell whether it would have blocked there too.
         if (self.blocked || self.broken) && self.record.is_none() {
             return Ok(choices.get(0));
+        }
+        if let Some(choice) = self.replayed_choice(view, choices) {
+            return Ok(choice);
         }
         // The buffers are kept from one pick to the next (a pick is made at every step).
         let (mut offered, mut actors) = std::mem::take(&mut self.offer_buf);
@@ -1465,6 +1541,39 @@ impl Strategy for Exhaustive {
 }
 
 impl Exhaustive {
+    /// A pick before the branch node of the prefix being replayed: what `decide` would
+    /// pick there from the whole offer — the first choice whose actor is the node's — found
+    /// without building the offer (no pending operation read, no actor list kept: the node
+    /// has its offer from the execution that made it, and in most picks of a search only
+    /// this is needed). `None`: not such a pick, or the actor is not offered (the whole
+    /// offer then says how the program diverged).
+    fn replayed_choice(&mut self, view: &View<'_>, choices: &ChoiceSet) -> Option<Choice> {
+        let d = self.depth;
+        if self.record.is_some() || self.blocked || self.broken || d + 1 >= self.prefix {
+            return None;
+        }
+        let taken = self.stack[d].taken;
+        // A process's actor: the process that had it in an earlier execution, if it has
+        // the same name now, is the one choice with that actor (names are unique within
+        // an execution, and no message or timer is a process's actor).
+        let known = self
+            .known_procs
+            .iter()
+            .position(|k| k.as_ref().is_some_and(|k| k.actor == Some(taken)))
+            .map(|p| p as ProcId)
+            .filter(|&p| {
+                (p as usize) < view.procs().len() && self.known(view, p).actor == Some(taken)
+            });
+        let choice = match known {
+            Some(p) if choices.contains(Choice::Run(p)) => Choice::Run(p),
+            _ => (0..choices.len())
+                .map(|i| choices.get(i))
+                .find(|&c| self.actor_of(view, c) == taken)?,
+        };
+        self.depth += 1;
+        Some(choice)
+    }
+
     /// What `pick` returns for the decision made on `offered`.
     fn picked(
         &mut self,
