@@ -668,7 +668,8 @@ defmodule Lockstep.ETS do
     case is_pid(pid) and Runtime.run_process(pid) do
       :alive ->
         true = :ets.give_away(tid, pid, {@transfer_copy, data})
-        Runtime.bif_send(pid, {:"ETS-TRANSFER", transfer_table(table, tid), self(), data})
+        # lost if `pid` dies before it is sent, as any message to a dead process
+        Runtime.send_to(pid, {:"ETS-TRANSFER", transfer_table(table, tid), self(), data})
         true
 
       :exited ->

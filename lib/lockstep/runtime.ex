@@ -625,21 +625,6 @@ defmodule Lockstep.Runtime do
     Native.managed_pid(session, pid)
   end
 
-  @doc false
-  # A message an OTP BIF sends on the caller's behalf (`:ets.give_away/3`'s
-  # `'ETS-TRANSFER'`) to a process of the run (`run_process/1`), as the caller's send (lost
-  # if that process died meanwhile, as any message to a dead process).
-  def bif_send(pid, msg) when is_pid(pid) do
-    {session, id, tag} = ctx = hot_context("Lockstep.send")
-
-    case deferred(Native.sync_send(session, id, pid, msg, take_pending()), tag, ctx) do
-      :again -> bif_send(pid, msg)
-      answer -> sent(resume(answer, tag), pid, msg, ctx)
-    end
-
-    :ok
-  end
-
   # (A name only a process of the VM holds is sent to for real: the NIF answers `:external`
   # for it.)
   defp send_result(:unregistered, dest, _msg, _ctx, on_error), do: on_error.(:unregistered, dest)
