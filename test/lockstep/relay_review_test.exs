@@ -955,9 +955,20 @@ defmodule Lockstep.RelayReviewTest do
 
       log = self()
       opts = [iterations: 8, seed: 23]
-      {on, relayed} = with_relay(true, fn -> Lockstep.check(make.(log), opts) end)
-      hammered = for _ <- 1..8, do: assert_receive({:hammered, n}, 5_000) && n
-      obs_on = observations()
+
+      # Every query ends the lease out: a hammer that happens to query between every two
+      # hops leaves none relayed (about one run in twenty), so the run is tried again.
+      relayed_run = fn again, tries ->
+        {on, relayed} = with_relay(true, fn -> Lockstep.check(make.(log), opts) end)
+        hammered = for _ <- 1..8, do: assert_receive({:hammered, n}, 5_000) && n
+        obs_on = observations()
+
+        if relayed == 0 and tries > 1,
+          do: again.(again, tries - 1),
+          else: {on, relayed, hammered, obs_on}
+      end
+
+      {on, relayed, hammered, obs_on} = relayed_run.(relayed_run, 3)
       {off, _} = with_relay(false, fn -> Lockstep.check(make.(log), opts) end)
       for _ <- 1..8, do: assert_receive({:hammered, _}, 5_000)
       obs_off = observations()
